@@ -2,8 +2,322 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import sys
+from typing import NoReturn
+
 import typer
+
+GC_HELP = (
+    "The manifest is gone, but its layers still take disk space until garbage collection runs:\n"
+    "  serve-registry:  dockerdoctor registry gc --root DIR   (stop the server, or run it with --read-only)\n"
+    "  registry:2:      registry garbage-collect /etc/docker/registry/config.yml\n"
+    "                   (with the registry stopped or in read-only maintenance mode; never while pushes run)"
+)
+
+DELETE_DISABLED_HELP = (
+    "this registry does not allow deletes (405 UNSUPPORTED). For registry:2 set "
+    "REGISTRY_STORAGE_DELETE_ENABLED=true (storage: delete: enabled: true) and restart it; "
+    "for serve-registry drop --no-delete and --read-only."
+)
+
+_SIZE_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*")
+_DURATION_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"invalid size {text!r} (examples: 500M, 10G, 1048576)")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def parse_duration(text: str) -> float:
+    m = _DURATION_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"invalid duration {text!r} (examples: 30m, 24h, 7d)")
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2).lower()]
+    return float(m.group(1)) * scale
+
+
+_SELF_SIGNED_OPT = typer.Option(
+    None,
+    "--tls-self-signed",
+    metavar="NAME",
+    help="Make a CA and a server certificate for these host names/IPs (repeat, or comma-separate).",
+)
+
+
+def serve_registry(
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
+    port: int = typer.Option(5000, "--port", help="Port to listen on (0 picks a free one)."),
+    root: str = typer.Option(
+        "/var/lib/registry",
+        "--root",
+        help="Storage directory (same layout as registry:2's filesystem driver).",
+    ),
+    tls_cert: str | None = typer.Option(None, "--tls-cert", help="PEM certificate (chain) for HTTPS."),
+    tls_key: str | None = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert."),
+    tls_self_signed: list[str] | None = _SELF_SIGNED_OPT,
+    tls_dir: str | None = typer.Option(
+        None, "--tls-dir", help="Where --tls-self-signed keeps its CA and certificate [default: ROOT/tls]."
+    ),
+    htpasswd: str | None = typer.Option(
+        None, "--htpasswd", help="Require Basic auth from this bcrypt htpasswd file."
+    ),
+    realm: str = typer.Option("dockerdoctor", "--realm", help="Basic-auth realm."),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="Serve pulls only; writes get 405 UNSUPPORTED."
+    ),
+    no_delete: bool = typer.Option(
+        False, "--no-delete", help="Refuse DELETE of manifests and blobs (405 UNSUPPORTED)."
+    ),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="Worker processes sharing the port."),
+    max_upload_size: str | None = typer.Option(
+        None, "--max-upload-size", help="Largest blob accepted, e.g. 5G (larger gets 413)."
+    ),
+    upload_ttl: str = typer.Option(
+        "24h", "--upload-ttl", help="Purge upload sessions older than this (e.g. 30m, 24h, 7d)."
+    ),
+    access_log: str = typer.Option("-", "--access-log", help="Access log file, '-' for stderr."),
+    no_access_log: bool = typer.Option(False, "--no-access-log", help="Do not write an access log."),
+    fsync: bool = typer.Option(False, "--fsync", help="fsync blobs before they become visible (slower)."),
+) -> None:
+    """Run an OCI distribution-spec registry (Docker media types included) on --root."""
+    from dockerdoctor.registry import tls as tlsmod
+    from dockerdoctor.registry.app import Settings
+    from dockerdoctor.registry.auth import Htpasswd, HtpasswdError
+    from dockerdoctor.registry.server import ServeConfig, ServeError, serve
+
+    if port < 0 or port > 65535:
+        _fail(f"--port {port} is out of range")
+    try:
+        limit = parse_size(max_upload_size) if max_upload_size else None
+        ttl = parse_duration(upload_ttl)
+    except ValueError as e:
+        _fail(str(e))
+    if (tls_cert is None) != (tls_key is None):
+        _fail("--tls-cert and --tls-key go together")
+    if tls_cert and tls_self_signed:
+        _fail("use either --tls-cert/--tls-key or --tls-self-signed, not both")
+    root = os.path.abspath(root)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        _fail(f"cannot create storage root {root}: {e.strerror}")
+    settings = Settings(read_only=read_only, allow_delete=not no_delete, max_upload=limit, upload_max_age=ttl)
+    if htpasswd:
+        try:
+            settings.htpasswd = Htpasswd.load(htpasswd)
+        except HtpasswdError as e:
+            _fail(str(e))
+        settings.realm = realm
+    ssl_context = None
+    names = tlsmod.split_names(tls_self_signed or [])
+    try:
+        if names:
+            made = tlsmod.ensure_self_signed(tls_dir or os.path.join(root, "tls"), names)
+            ssl_context = tlsmod.server_context(made.cert, made.key)
+            shown_port = port if port else 0
+            typer.echo(f"serve-registry: TLS with a self-signed CA: {made.ca_cert}", err=True)
+            typer.echo("  Copy the CA to every docker client, at exactly these paths:", err=True)
+            for n in names:
+                typer.echo(f"    {tlsmod.certs_d_path(n, shown_port)}", err=True)
+            typer.echo(
+                f"  e.g. mkdir -p {os.path.dirname(tlsmod.certs_d_path(names[0], shown_port))} && "
+                f"cp {made.ca_cert} {tlsmod.certs_d_path(names[0], shown_port)}",
+                err=True,
+            )
+        elif tls_cert and tls_key:
+            ssl_context = tlsmod.server_context(tls_cert, tls_key)
+    except tlsmod.TLSSetupError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write TLS files: {e.strerror}")
+    cfg = ServeConfig(
+        root=root,
+        host=host,
+        port=port,
+        workers=workers,
+        ssl_context=ssl_context,
+        settings=settings,
+        access_log=None if no_access_log else access_log,
+        fsync=fsync,
+    )
+    try:
+        code = serve(cfg)
+    except ServeError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot serve: {e.strerror or e}")
+    raise typer.Exit(code)
+
+
+registry_app = typer.Typer(
+    name="registry",
+    help="List and delete images in any registry; garbage-collect serve-registry storage.",
+    no_args_is_help=True,
+)
+
+
+def _client(target_registry: str, user: str | None, insecure: bool, ca_cert: str | None, plain_http: bool):  # noqa: ANN202
+    from dockerdoctor.registry.client import RegistryClient
+
+    password = None
+    if user and ":" in user:
+        user, password = user.split(":", 1)
+    elif user:
+        password = os.environ.get("DOCKERDOCTOR_REGISTRY_PASSWORD", "")
+    return RegistryClient(
+        target_registry,
+        user=user,
+        password=password,
+        insecure=insecure,
+        ca_cert=ca_cert,
+        scheme="http" if plain_http else None,
+    )
+
+
+_REGISTRY_OPT = typer.Option("localhost:5000", "--registry", help="Registry used when TARGET names none.")
+_USER_OPT = typer.Option(None, "--user", "-u", help="USER[:PASSWORD] (else ~/.docker/config.json).")
+_INSECURE_OPT = typer.Option(False, "--insecure", help="Do not verify the TLS certificate.")
+_CA_OPT = typer.Option(None, "--ca-cert", help="CA file [default: /etc/docker/certs.d/HOST:PORT/ca.crt].")
+_PLAIN_OPT = typer.Option(False, "--plain-http", help="Use http:// without trying https first.")
+
+
+@registry_app.command("ls")
+def registry_ls(
+    target: str | None = typer.Argument(None, help="HOST:PORT, REPO or HOST:PORT/REPO."),
+    registry: str = _REGISTRY_OPT,
+    user: str | None = _USER_OPT,
+    insecure: bool = _INSECURE_OPT,
+    ca_cert: str | None = _CA_OPT,
+    plain_http: bool = _PLAIN_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List repositories and their tags (or the tags of one REPO)."""
+    from dockerdoctor.registry.client import ClientError, parse_target
+
+    t = parse_target(target, registry)
+    c = _client(t.registry, user, insecure, ca_cert, plain_http)
+    try:
+        repos = [t.repo] if t.repo else c.catalog()
+        listing = {repo: c.tags(repo) for repo in repos}
+    except ClientError as e:
+        _fail(str(e))
+    if as_json:
+        typer.echo(json.dumps({"registry": t.registry, "repositories": listing}, indent=2))
+        return
+    if t.repo:
+        for tag in listing[t.repo]:
+            typer.echo(tag)
+        return
+    if not listing:
+        typer.echo(f"{t.registry}: no repositories", err=True)
+    for repo, tags in listing.items():
+        typer.echo(f"{t.registry}/{repo}: {' '.join(tags) if tags else '(no tags)'}")
+
+
+@registry_app.command("rm")
+def registry_rm(
+    image: str = typer.Argument(..., help="[HOST:PORT/]REPO:TAG or REPO@DIGEST."),
+    registry: str = _REGISTRY_OPT,
+    user: str | None = _USER_OPT,
+    insecure: bool = _INSECURE_OPT,
+    ca_cert: str | None = _CA_OPT,
+    plain_http: bool = _PLAIN_OPT,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and explain, delete nothing."),
+) -> None:
+    """Delete an image the right way: resolve the tag to its digest, then DELETE by digest."""
+    from dockerdoctor.registry.client import ClientError, describe_error, parse_target
+
+    t = parse_target(image, registry)
+    if not t.repo or not t.ref:
+        _fail(
+            f"{image!r}: give REPO:TAG or REPO@DIGEST "
+            "(deleting a whole repository is not a registry operation)"
+        )
+    c = _client(t.registry, user, insecure, ca_cert, plain_http)
+    try:
+        digest = t.ref if ":" in t.ref else c.resolve(t.repo, t.ref)
+        others: list[str] = []
+        if ":" not in t.ref:
+            tags = c.tags(t.repo)
+            if len(tags) <= 200:
+                others = [x for x in tags if x != t.ref and c.resolve(t.repo, x) == digest]
+        typer.echo(f"{t.registry}/{t.repo}:{t.ref} is {digest}" if ":" not in t.ref else f"deleting {digest}")
+        if others:
+            typer.echo(f"note: deleting by digest also removes the tags {', '.join(others)} (same digest)")
+        if dry_run:
+            typer.echo("dry run: nothing deleted")
+            return
+        r = c.delete_manifest(t.repo, digest)
+    except ClientError as e:
+        _fail(str(e))
+    if r.status_code == 405:
+        _fail(DELETE_DISABLED_HELP)
+    if r.status_code == 404:
+        _fail(f"{t.repo}@{digest}: {describe_error(r)}")
+    if r.status_code >= 300:
+        _fail(f"DELETE {t.repo}@{digest}: {describe_error(r)}")
+    typer.echo(f"deleted {t.registry}/{t.repo}@{digest}")
+    typer.echo(GC_HELP)
+
+
+@registry_app.command("gc")
+def registry_gc(
+    root: str = typer.Option(
+        "/var/lib/registry", "--root", help="serve-registry (or registry:2) storage root."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be deleted."),
+    delete_untagged: bool = typer.Option(
+        False, "--delete-untagged", help="Also delete manifests no tag reaches."
+    ),
+    force: bool = typer.Option(False, "--force", help="Run even if a writable serve-registry uses ROOT."),
+) -> None:
+    """Offline mark-and-sweep: delete blobs that no manifest references."""
+    from dockerdoctor.registry.gc import collect
+    from dockerdoctor.registry.server import storage_in_use
+    from dockerdoctor.registry.storage import FilesystemDriver
+
+    driver = FilesystemDriver(root)
+    if not os.path.isdir(driver.base):
+        _fail(f"{root} holds no registry storage (no {driver.base})")
+    if not dry_run and not force and storage_in_use(driver.root):
+        _fail(
+            f"a writable serve-registry is using {root}; stop it (or restart it with --read-only) "
+            "before gc, or pushes in flight lose blobs"
+        )
+    result = collect(driver, dry_run=dry_run, delete_untagged=delete_untagged)
+    verb = "would delete" if dry_run else "deleted"
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    for repo, d in result.deleted_manifests:
+        typer.echo(f"{verb} manifest {repo}@{d}")
+    for d, size in result.deleted_blobs:
+        typer.echo(f"{verb} blob {d} ({size} bytes)")
+    typer.echo(
+        f"{verb} {len(result.deleted_blobs)} blob(s), {result.freed} bytes; "
+        f"kept {result.kept_blobs}; {len(result.deleted_manifests)} manifest(s); "
+        f"{len(result.dangling_links)} dangling link(s)"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Attach `serve-registry` and `registry` to the main typer app."""
+    app.command("serve-registry")(serve_registry)
+    app.add_typer(registry_app, name="registry")
+
+
+def main() -> None:  # pragma: no cover - `python -m dockerdoctor.registry.cli`
+    app = typer.Typer(pretty_exceptions_enable=False)
+    register(app)
+    app(sys.argv[1:])

@@ -1,0 +1,57 @@
+"""htpasswd (bcrypt) authentication for `serve-registry --htpasswd FILE`.
+
+Only bcrypt entries are accepted, as in the CNCF registry: `htpasswd -B` writes them
+(`$2y$`, `$2a$` or `$2b$`). Other hash kinds are rejected when the file is loaded.
+"""
+
+from __future__ import annotations
+
+import bcrypt
+
+
+class HtpasswdError(ValueError):
+    """The htpasswd file cannot be used (missing, unreadable, or not bcrypt)."""
+
+
+class Htpasswd:
+    def __init__(self, entries: dict[str, bytes]) -> None:
+        self.entries = entries
+
+    @classmethod
+    def load(cls, path: str) -> Htpasswd:
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise HtpasswdError(f"cannot read htpasswd file {path}: {e.strerror}") from None
+        entries: dict[str, bytes] = {}
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, hashed = line.partition(":")
+            if not sep or not user:
+                raise HtpasswdError(f"{path}:{number}: expected USER:HASH")
+            if not hashed.startswith(("$2y$", "$2a$", "$2b$")):
+                raise HtpasswdError(
+                    f"{path}:{number}: user {user!r} is not bcrypt (create it with `htpasswd -B`)"
+                )
+            entries[user] = hashed.encode()
+        if not entries:
+            raise HtpasswdError(f"{path}: no users")
+        return cls(entries)
+
+    def check(self, user: str, password: str) -> bool:
+        hashed = self.entries.get(user)
+        if hashed is None:
+            return False
+        try:
+            return bcrypt.checkpw(password.encode(), hashed)
+        except ValueError:
+            return False
+
+
+def make_entry(user: str, password: str, rounds: int = 10) -> str:
+    """One htpasswd line (used by tests and by people without apache2-utils)."""
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
+    return f"{user}:{hashed.replace('$2b$', '$2y$', 1)}"

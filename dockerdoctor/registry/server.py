@@ -1,0 +1,227 @@
+"""Running `serve-registry`: sockets, worker processes, signals, access log, storage lock.
+
+With `--workers N` (N > 1) the parent binds the listening socket once and forks N workers
+that accept on it; SIGTERM or SIGINT to the parent is passed on to every worker, each of
+which stops accepting, finishes the requests in flight (up to `shutdown_timeout`) and exits.
+A worker that dies unexpectedly is started again.
+
+A writable server holds a shared flock on `<root>/.dockerdoctor-serve.lock`, so that an
+offline `registry gc` can tell it would race with a live server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+from aiohttp import web
+
+from dockerdoctor.registry.app import Registry, Settings
+from dockerdoctor.registry.storage import FilesystemDriver
+
+LOCK_NAME = ".dockerdoctor-serve.lock"
+ACCESS_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
+
+
+@dataclass
+class ServeConfig:
+    root: str
+    host: str = "0.0.0.0"
+    port: int = 5000
+    workers: int = 1
+    ssl_context: ssl.SSLContext | None = None
+    settings: Settings = field(default_factory=Settings)
+    access_log: str | None = "-"  # "-" = stderr, None = off, else a file path
+    shutdown_timeout: float = 10.0
+    fsync: bool = False
+
+
+class ServeError(RuntimeError):
+    """The server cannot start (port taken, root not writable, ...)."""
+
+
+def take_lock(root: str) -> IO[str]:
+    path = os.path.join(root, LOCK_NAME)
+    f = open(path, "a+")  # noqa: SIM115 - held for the life of the server
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
+def storage_in_use(root: str) -> bool:
+    """True if a writable serve-registry holds this root."""
+    path = os.path.join(root, LOCK_NAME)
+    if not os.path.exists(path):
+        return False
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _access_logger(target: str | None) -> logging.Logger | None:
+    if target is None:
+        return None
+    logger = logging.getLogger("dockerdoctor.registry.access")
+    logger.handlers.clear()
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    if target == "-":
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
+    driver = FilesystemDriver(cfg.root, fsync=cfg.fsync)
+    settings = cfg.settings
+    settings.purge = purge and settings.purge
+    registry = Registry(driver, settings)
+    app = registry.app()
+    access = _access_logger(cfg.access_log)
+    runner = web.AppRunner(
+        app,
+        access_log=access,
+        access_log_format=ACCESS_FORMAT,
+        handle_signals=False,
+        shutdown_timeout=cfg.shutdown_timeout,
+    )
+    await runner.setup()
+    site = web.SockSite(runner, sock, ssl_context=cfg.ssl_context, shutdown_timeout=cfg.shutdown_timeout)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _run_worker(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
+    asyncio.run(_serve_async(cfg, sock, purge))
+
+
+def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
+    """Run until SIGTERM/SIGINT. Returns the exit status."""
+    driver = FilesystemDriver(cfg.root, fsync=cfg.fsync)
+    try:
+        driver.ensure()
+    except OSError as e:
+        raise ServeError(f"cannot use storage root {cfg.root}: {e.strerror}") from None
+    lock = None if cfg.settings.read_only else take_lock(driver.root)
+    sock = bind(cfg.host, cfg.port)
+    port = sock.getsockname()[1]
+    scheme = "https" if cfg.ssl_context else "http"
+    out = announce or sys.stderr
+    mode = []
+    if cfg.settings.read_only:
+        mode.append("read-only")
+    if not cfg.settings.allow_delete:
+        mode.append("no-delete")
+    if cfg.settings.htpasswd:
+        mode.append("htpasswd auth")
+    extra = f" ({', '.join(mode)})" if mode else ""
+    shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
+    print(
+        f"serve-registry: listening on {scheme}://{shown}:{port}, storage {driver.root}, "
+        f"{cfg.workers} worker(s){extra}",
+        file=out,
+        flush=True,
+    )
+    try:
+        if cfg.workers <= 1:
+            _run_worker(cfg, sock, purge=True)
+            return 0
+        return _supervise(cfg, sock)
+    finally:
+        sock.close()
+        if lock is not None:
+            lock.close()
+
+
+def _supervise(cfg: ServeConfig, sock: socket.socket) -> int:
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def spawn(index: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _run_worker(cfg, sock, purge=index == 0)
+            except BaseException:  # pragma: no cover - reported by the parent
+                logging.getLogger("dockerdoctor.registry").exception("worker %d failed", index)
+                code = 1
+            finally:
+                os._exit(code)
+        children[pid] = index
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for i in range(cfg.workers):
+        spawn(i)
+    status = 0
+    recent: list[float] = []
+    while children:
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover
+            continue
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        if not stopping:
+            code = os.waitstatus_to_exitcode(raw)
+            print(
+                f"serve-registry: worker {index} (pid {pid}) exited with {code}; restarting", file=sys.stderr
+            )
+            now = time.monotonic()
+            recent = [t for t in recent if now - t < 10] + [now]
+            if len(recent) > 5 * cfg.workers:
+                print("serve-registry: workers keep dying; stopping", file=sys.stderr)
+                on_signal(signal.SIGTERM, None)
+                status = 1
+                continue
+            spawn(index)
+    return status
