@@ -1,15 +1,361 @@
-"""Command-line interface (typer). Placeholder: the core commands land next."""
+"""dockerdoctor's command line (typer).
+
+Exit codes (also in `dockerdoctor --help` and README):
+  0  nothing at or above --fail-on
+  1  findings at or above --fail-on
+  2  usage error or bad input (a broken snapshot, an unknown rule id, ...)
+  3  internal error (a bug: rerun with --debug for the traceback)
+"""
 
 from __future__ import annotations
 
+import enum
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from dockerdoctor import __version__
+from dockerdoctor.errors import DoctorError, InputError
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; "
+    "2 usage or input error; 3 internal error."
+)
 
 app = typer.Typer(
     name="dockerdoctor",
-    help="Diagnose and repair docker hosts that cannot use a private registry.",
+    help=(
+        "Find why a docker host cannot push to or pull from a private registry, show the evidence, "
+        "and name the least-privilege fix.\n\n"
+        "Start with `dockerdoctor check` (this host) or `dockerdoctor check --root SOSREPORT`. "
+        "`dockerdoctor fix` shows the repair plan; `dockerdoctor explain DD101` or "
+        "`dockerdoctor explain \"<error text>\"` tells what something means.\n\n" + EXIT_CODES_HELP
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+_debug = False
+
+
+class Format(str, enum.Enum):
+    text = "text"
+    json = "json"
+    junit = "junit"
+
+
+class ListFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+class FailOn(str, enum.Enum):
+    error = "error"
+    warning = "warning"
+    info = "info"
+    never = "never"
+
+
+def _version_cb(value: bool) -> None:
+    if value:
+        typer.echo(f"dockerdoctor {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version_cb, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")] = False,
+) -> None:
+    global _debug
+    _debug = debug or bool(os.environ.get("DOCKERDOCTOR_DEBUG"))
+
+
+# --------------------------------------------------------------------------- shared options
+
+RootOpt = Annotated[Path | None, typer.Option(
+    "--root", metavar="DIR",
+    help="Inspect a snapshot instead of this host: a host root, an unpacked sosreport, or a "
+         "sosreport .tar.xz/.tar.gz. Never probed over the network; nothing outside DIR is read.")]
+RegistryOpt = Annotated[list[str] | None, typer.Option(
+    "--registry", "-r", metavar="HOST:PORT",
+    help="A registry this host must be able to use (repeatable). Default: the registries the host "
+         "names itself (insecure-registries, registry containers, the docker journal's errors).")]
+SelectOpt = Annotated[list[str] | None, typer.Option(
+    "--select", metavar="IDS", help="Run only these rules: ids, prefixes such as DD1, or all (comma-separated).")]
+IgnoreOpt = Annotated[list[str] | None, typer.Option(
+    "--ignore", metavar="IDS",
+    help="Rules whose errors are shown as warnings (still printed, like kubeadm's --ignore-preflight-errors).")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.05, max=60.0,
+                                           help="Seconds allowed for each network probe.")]
+DockerHostOpt = Annotated[str | None, typer.Option(
+    "--docker-host", "-H", envvar="DOCKER_HOST", metavar="unix:///PATH",
+    help="The daemon to inspect on a live host (default unix:///var/run/docker.sock).")]
+
+
+def _build_facts(root: Path | None, registry: list[str] | None, timeout: float, docker_host: str | None):  # type: ignore[no-untyped-def]
+    from dockerdoctor.facts import CheckOptions, Facts, HostPort
+
+    regs = []
+    for r in registry or []:
+        try:
+            hp = HostPort.parse(r)
+        except ValueError as exc:
+            raise InputError(f"--registry {r!r}: {exc}; use HOST:PORT") from None
+        if hp.port is None:
+            raise InputError(f"--registry {r!r}: give the port too, e.g. {hp.host}:5000")
+        regs.append(hp)
+    if root is not None:
+        from dockerdoctor.sources.snapshot import SnapshotSource
+
+        source = SnapshotSource(root)
+    else:
+        from dockerdoctor.sources.live import LiveSource
+
+        source = LiveSource()
+    options = CheckOptions(registries=regs, docker_host=docker_host, timeout=timeout, network=root is None)
+    return Facts(source, options)
+
+
+def _run_check(facts, select: list[str] | None, ignore: list[str] | None):  # type: ignore[no-untyped-def]
+    from dockerdoctor.engine import discover, resolve_selection, run_rules
+
+    rules = discover()
+    sel = resolve_selection(select, rules) if select else None
+    ign = resolve_selection(ignore, rules) if ignore else set()
+    if facts.live:
+        facts.prefetch(["dockerd_process", "docker_info", "systemd_state", "docker_journal", "certs_d",
+                        "docker_unit", "env_files"])
+        facts.prefetch(["endpoint_probes"])
+    return run_rules(facts, sel, ign)
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        tmp = output.with_name(output.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise InputError(f"cannot write {output}: {exc.strerror}") from None
+
+
+# --------------------------------------------------------------------------- check
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def check(
+    root: RootOpt = None,
+    registry: RegistryOpt = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Report format.")] = Format.text,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
+                                                help="Write the report to FILE instead of stdout.")] = None,
+    select: SelectOpt = None,
+    ignore: IgnoreOpt = None,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Lowest severity that makes the exit code 1.")
+                       ] = FailOn.error,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list passed and skipped rules.")] = False,
+    timeout: TimeoutOpt = 2.0,
+    docker_host: DockerHostOpt = None,
+    color: Annotated[bool | None, typer.Option("--color/--no-color", help="Colour the text report.")] = None,
+) -> None:
+    """Diagnose this host (or a snapshot) and report findings with evidence and fixes.
+
+    Examples:
+
+      dockerdoctor check --registry 10.0.0.5:5000
+
+      dockerdoctor check --root sosreport-host-2024.tar.xz --format json -o report.json
+
+      dockerdoctor check --select DD1 --ignore DD107 --fail-on warning
+    """
+    from dockerdoctor.model import Severity
+    from dockerdoctor.report import Report
+
+    start = time.perf_counter()
+    facts = _build_facts(root, registry, timeout, docker_host)
+    try:
+        results = _run_check(facts, select, ignore)
+        targets = facts.optional("target_registries") or []
+    finally:
+        close = getattr(facts.source, "close", None)
+        if close:
+            close()
+    report = Report(
+        version=__version__,
+        target_kind="snapshot" if root else "live",
+        target=f"snapshot {root}" if root else "live host",
+        registries=[str(t.address) for t in targets],
+        results=results,
+        fail_on=None if fail_on == FailOn.never else Severity.parse(fail_on.value),
+        seconds=time.perf_counter() - start,
+    )
+    if fmt == Format.json:
+        from dockerdoctor.report.jsonreport import render as render_json
+
+        text = render_json(report)
+    elif fmt == Format.junit:
+        from dockerdoctor.report.junit import render as render_junit
+
+        text = render_junit(report)
+    else:
+        from dockerdoctor.report.text import render as render_text
+
+        text = render_text(report, verbose=verbose, color=False if output else color)
+    _write(text, output)
+    if _debug:
+        for r in report.crashed:
+            sys.stderr.write(getattr(r, "traceback", "") + "\n")
+    raise typer.Exit(report.exit_code)
+
+
+# --------------------------------------------------------------------------- fix
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def fix(
+    root: RootOpt = None,
+    registry: RegistryOpt = None,
+    only: Annotated[list[str] | None, typer.Option("--only", metavar="IDS",
+                                                   help="Limit the plan to these rules (ids or prefixes).")] = None,
+    timeout: TimeoutOpt = 2.0,
+    docker_host: DockerHostOpt = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Plan format.")] = ListFormat.text,
+) -> None:
+    """Show the repair plan for every finding that has a fix: unified diffs for file edits and the exact
+    commands for everything else. Changes nothing.
+
+    Examples:
+
+      dockerdoctor fix --registry 10.0.0.5:5000
+
+      dockerdoctor fix --root ./sosreport --only DD102,DD104
+    """
+    from dockerdoctor.fixes.plan import build_plan
+
+    facts = _build_facts(root, registry, timeout, docker_host)
+    try:
+        results = _run_check(facts, only, None)
+        findings = sorted((f for r in results for f in r.findings), key=lambda f: (-f.severity, f.rule_id))
+        plan = build_plan(findings, facts.source)
+    finally:
+        close = getattr(facts.source, "close", None)
+        if close:
+            close()
+    if fmt == ListFormat.json:
+        import json
+
+        out = {
+            "schema_version": 1,
+            "steps": [
+                {"id": s.finding.rule_id, "title": s.finding.title, "fix": s.fix.to_dict(), "diffs": s.diffs,
+                 "commands": s.commands, "errors": s.errors}
+                for s in plan.steps
+            ],
+            "services": plan.services,
+        }
+        typer.echo(json.dumps(out, indent=2))
+        raise typer.Exit(0)
+    if not plan.steps:
+        typer.echo("Nothing to fix: no finding has an automatic fix." if not findings else
+                   "No finding has an automatic fix; `dockerdoctor check` shows what to do by hand.")
+        raise typer.Exit(0)
+    for n, step in enumerate(plan.steps, 1):
+        typer.echo(f"Step {n}: [{step.finding.rule_id}] {step.fix.summary}")
+        typer.echo(f"  because: {step.finding.title}")
+        for w in step.fix.warnings:
+            typer.echo(f"  note: {w}")
+        for d in step.diffs:
+            typer.echo("")
+            typer.echo("  " + d.rstrip("\n").replace("\n", "\n  "))
+        for c in step.commands:
+            typer.echo(f"  $ {c}")
+        for e in step.errors:
+            typer.echo(f"  cannot plan: {e}")
+        for alt in step.fix.alternatives:
+            typer.echo(f"  alternative: {alt.summary}")
+            for w in alt.warnings:
+                typer.echo(f"    note: {w}")
+        typer.echo("")
+    if plan.services:
+        typer.echo("Services: " + "; ".join(plan.services))
+    typer.echo("This is a dry run: nothing was changed.")
+
+
+# --------------------------------------------------------------------------- rules / explain
+
+
+@app.command("rules")
+def rules_cmd(fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.text) -> None:
+    """List the rule catalog: id, name, default severity and title."""
+    from dockerdoctor.engine import CATEGORIES, discover
+
+    rules = discover()
+    if fmt == ListFormat.json:
+        import json
+
+        typer.echo(json.dumps({"schema_version": 1, "rules": [r.summary() for r in rules.values()]}, indent=2))
+        return
+    for cat, title in CATEGORIES.items():
+        members = [r for r in rules.values() if r.category == cat]
+        if not members:
+            continue
+        typer.echo(title)
+        for r in members:
+            typer.echo(f"  {r.id}  {r.name:<30} {r.severity.label:<8} {r.title}")
+
+
+@app.command()
+def explain(
+    what: Annotated[str, typer.Argument(metavar="RULE|TEXT|-",
+                                        help="A rule id (DD104) or name, an error message, or - to read stdin.")],
+    fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.text,
+) -> None:
+    """Explain a rule, or what an error message means and what to do about it.
+
+    Examples:
+
+      dockerdoctor explain DD104
+
+      docker push 10.0.0.5:5000/app 2>&1 | dockerdoctor explain -
+    """
+    from dockerdoctor.engine import discover
+
+    rules = discover()
+    key = what.strip()
+    spec = rules.get(key.upper()) or next((r for r in rules.values() if r.name == key.lower()), None)
+    if spec is not None:
+        if fmt == ListFormat.json:
+            import json
+
+            typer.echo(json.dumps({**spec.summary(), "doc": spec.doc}, indent=2))
+            return
+        typer.echo(f"{spec.id} {spec.name} ({spec.severity.label}): {spec.title}\n")
+        typer.echo(spec.doc)
+        return
+    text = sys.stdin.read(1024 * 1024) if key == "-" else what
+    try:
+        from dockerdoctor import explain as kb  # the error-text knowledge base
+    except ImportError:
+        kb = None  # type: ignore[assignment]
+    if kb is None or not hasattr(kb, "explain_text"):
+        raise InputError(f"{key!r} is not a rule id (see `dockerdoctor rules`)")
+    code = kb.explain_text(text, fmt.value)
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- entry
 
 
 def _register_subcommands() -> None:
@@ -20,5 +366,33 @@ def _register_subcommands() -> None:
 
 
 def run() -> None:
-    _register_subcommands()
-    app()
+    try:
+        _register_subcommands()
+    except ImportError:
+        pass
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except DoctorError as exc:
+        sys.stderr.write(f"dockerdoctor: error: {exc}\n")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("dockerdoctor: interrupted\n")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.stderr.write("Aborted.\n")
+            sys.exit(1)
+        if _debug:
+            traceback.print_exc()
+        sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {exc} "
+                         "(rerun with --debug for the traceback)\n")
+        sys.exit(3)

@@ -1,0 +1,147 @@
+"""Facts: typed knowledge about one host, computed once per run on first use.
+
+A fact is a function `fn(facts) -> value`, registered by name with `@fact`. Rules name the facts
+they need as parameters; when a fact cannot be known on this source, it raises
+FactUnavailable(reason) and the rule is reported as skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from dockerdoctor.errors import FactUnavailable
+from dockerdoctor.sources.base import Source
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_REGISTRY: dict[str, Callable[[Facts], Any]] = {}
+# Modules that register facts; imported on first lookup. Later issues add theirs here.
+FACT_MODULES = [
+    "dockerdoctor.facts.daemon",
+    "dockerdoctor.facts.host",
+]
+
+
+def fact(name: str | None = None) -> Callable[[F], F]:
+    def deco(fn: F) -> F:
+        _REGISTRY[name or fn.__name__] = fn
+        return fn
+
+    return deco
+
+
+def _load_modules() -> None:
+    for mod in FACT_MODULES:
+        importlib.import_module(mod)
+
+
+def known_facts() -> list[str]:
+    _load_modules()
+    return sorted(_REGISTRY)
+
+
+@dataclass(frozen=True)
+class HostPort:
+    host: str
+    port: int | None
+
+    def __str__(self) -> str:
+        if self.port is None:
+            return self.host
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> HostPort:
+        t = text.strip()
+        for scheme in ("https://", "http://"):
+            if t.lower().startswith(scheme):
+                t = t[len(scheme) :]
+        t = t.split("/", 1)[0]
+        if t.startswith("["):
+            host, _, rest = t[1:].partition("]")
+            port = rest.lstrip(":")
+        elif t.count(":") == 1:
+            host, _, port = t.partition(":")
+        else:
+            host, port = t, ""
+        if not host:
+            raise ValueError(f"no host in {text!r}")
+        if port:
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"bad port in {text!r}")
+            return cls(host.lower(), int(port))
+        return cls(host.lower(), None)
+
+
+@dataclass
+class CheckOptions:
+    registries: list[HostPort] = field(default_factory=list)
+    docker_host: str | None = None
+    timeout: float = 2.0
+    network: bool = True  # live probes allowed
+
+
+class Facts:
+    """Lazy, cached, thread-safe fact store for one source."""
+
+    def __init__(self, source: Source, options: CheckOptions | None = None) -> None:
+        self.source = source
+        self.options = options or CheckOptions()
+        self._values: dict[str, Any] = {}
+        self._errors: dict[str, FactUnavailable] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        _load_modules()
+
+    @property
+    def live(self) -> bool:
+        return self.source.live
+
+    def _lock(self, name: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(name, threading.Lock())
+
+    def get(self, name: str) -> Any:
+        if name in self._values:
+            return self._values[name]
+        if name in self._errors:
+            raise self._errors[name]
+        fn = _REGISTRY.get(name)
+        if fn is None:
+            raise KeyError(f"no fact named {name!r}")
+        with self._lock(name):
+            if name in self._values:
+                return self._values[name]
+            if name in self._errors:
+                raise self._errors[name]
+            try:
+                value = fn(self)
+            except FactUnavailable as exc:
+                self._errors[name] = exc
+                raise
+            self._values[name] = value
+            return value
+
+    def optional(self, name: str) -> Any:
+        try:
+            return self.get(name)
+        except FactUnavailable:
+            return None
+
+    def prefetch(self, names: list[str], workers: int = 8) -> None:
+        """Compute slow facts in parallel (live probes, D-Bus, Engine API)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(n: str) -> None:
+            try:
+                self.get(n)
+            except FactUnavailable:
+                pass
+
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names)))) as pool:
+            list(pool.map(one, names))

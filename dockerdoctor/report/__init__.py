@@ -1,0 +1,44 @@
+"""Reports: one Report object, rendered as text, JSON (docs/report-schema.json) or JUnit XML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Report:
+    version: str
+    target_kind: str  # "live" | "snapshot"
+    target: str
+    registries: list[str]
+    results: list[RuleResult]
+    fail_on: Severity | None  # None = never
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def findings(self) -> list[Finding]:
+        out = [f for r in self.results for f in r.findings]
+        return sorted(out, key=lambda f: (-f.severity, f.rule_id))
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def status_count(self, status: RuleStatus) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def crashed(self) -> list[RuleResult]:
+        return [r for r in self.results if r.status == RuleStatus.CRASHED]
+
+    @property
+    def exit_code(self) -> int:
+        if self.crashed:
+            return 3
+        if self.fail_on is None:
+            return 0
+        return 1 if any(f.severity >= self.fail_on for f in self.findings) else 0

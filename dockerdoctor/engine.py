@@ -1,0 +1,169 @@
+"""Rule registry, discovery, selection and execution.
+
+A rule is a plain function whose parameters name the facts it needs (insights-core style):
+
+    @rule("DD102", "env-file-not-loaded", category="daemon", severity=Severity.ERROR, title="...")
+    def env_file_not_loaded(docker_unit, env_files, effective_config=None): ...
+
+A parameter with a default of None is optional: the rule runs without it. When a required fact
+is unavailable, the rule is skipped with the fact's reason, never reported as passed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockerdoctor.errors import FactUnavailable, InputError, Skip
+from dockerdoctor.facts import Facts
+from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
+
+CATEGORIES: dict[str, str] = {
+    "engine": "Docker engine",
+    "daemon": "Daemon configuration",
+    "endpoint": "Registry endpoints",
+    "network": "Registry host: firewall, SELinux, ports",
+    "registry": "Registry containers",
+}
+
+
+@dataclass
+class RuleSpec:
+    id: str
+    name: str
+    title: str
+    category: str
+    severity: Severity
+    func: Callable[..., Any]
+    required: list[str] = field(default_factory=list)
+    optional: list[str] = field(default_factory=list)
+    live_only: bool = False
+
+    @property
+    def doc(self) -> str:
+        return inspect.cleandoc(self.func.__doc__ or "")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "title": self.title,
+            "category": self.category,
+            "severity": self.severity.label,
+            "facts": self.required + self.optional,
+            "live_only": self.live_only,
+        }
+
+
+_RULES: dict[str, RuleSpec] = {}
+
+
+def rule(rule_id: str, name: str, *, category: str, severity: Severity, title: str,
+         live_only: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown category {category}")
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(fn)
+        required = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
+        optional = [p.name for p in sig.parameters.values() if p.default is not inspect.Parameter.empty]
+        _RULES[rule_id] = RuleSpec(rule_id, name, title, category, severity, fn, required, optional, live_only)
+        return fn
+
+    return deco
+
+
+_discovered = False
+
+
+def discover() -> dict[str, RuleSpec]:
+    """Import the bundled rules and any third-party packs (entry-point group dockerdoctor.rules)."""
+    global _discovered
+    if not _discovered:
+        import dockerdoctor.rules as core
+
+        for mod in pkgutil.iter_modules(core.__path__):
+            importlib.import_module(f"dockerdoctor.rules.{mod.name}")
+        try:
+            from importlib.metadata import entry_points
+
+            for ep in entry_points(group="dockerdoctor.rules"):
+                if ep.value != "dockerdoctor.rules":
+                    ep.load()
+        except Exception:  # a broken third-party pack must not take the core down
+            pass
+        _discovered = True
+    return dict(sorted(_RULES.items()))
+
+
+def resolve_selection(patterns: Iterable[str], known: Iterable[str]) -> set[str]:
+    """Ids, prefixes such as DD1, or `all`; case-insensitive. Unknown patterns are an input error."""
+    known = list(known)
+    out: set[str] = set()
+    for raw in patterns:
+        for pat in (p.strip().upper() for p in raw.split(",")):
+            if not pat:
+                continue
+            if pat == "ALL":
+                out.update(known)
+                continue
+            match = {k for k in known if k.upper().startswith(pat)}
+            if not match:
+                raise InputError(f"no rule matches {pat!r} (see `dockerdoctor rules`)")
+            out.update(match)
+    return out
+
+
+def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | None = None) -> list[RuleResult]:
+    rules = discover()
+    results: list[RuleResult] = []
+    for rid, spec in rules.items():
+        if select is not None and rid not in select:
+            results.append(RuleResult(rid, spec.name, spec.category, RuleStatus.NOT_SELECTED))
+            continue
+        results.append(_run_one(spec, facts, ignore or set()))
+    return results
+
+
+def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
+    res = RuleResult(spec.id, spec.name, spec.category, RuleStatus.PASSED)
+    start = time.perf_counter()
+    try:
+        if spec.live_only and not facts.live:
+            raise Skip("only checkable on a live host")
+        kwargs: dict[str, Any] = {}
+        for name in spec.required:
+            kwargs[name] = facts.get(name)
+        for name in spec.optional:
+            kwargs[name] = facts.optional(name)
+        produced = spec.func(**kwargs)
+        findings: list[Finding] = list(produced or [])
+        for f in findings:
+            f.rule_id = f.rule_id or spec.id
+            if spec.id in ignore and f.severity == Severity.ERROR:
+                f.demoted_from = f.severity
+                f.severity = Severity.WARNING
+        res.findings = findings
+        res.status = RuleStatus.FAILED if findings else RuleStatus.PASSED
+    except (FactUnavailable, Skip) as exc:
+        res.status, res.reason = RuleStatus.SKIPPED, exc.reason
+    except Exception as exc:  # a rule bug must not hide the other rules' findings
+        res.status = RuleStatus.CRASHED
+        res.reason = f"{exc.__class__.__name__}: {exc}"
+        res.findings = []
+        res.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+    res.seconds = time.perf_counter() - start
+    return res
+
+
+def finding(spec_id: str, title: str, message: str, **kw: Any) -> Finding:
+    """Build a Finding with the rule's default severity (override with severity=...)."""
+    spec = _RULES[spec_id]
+    severity = kw.pop("severity", spec.severity)
+    return Finding(spec_id, severity, title, message, **kw)

@@ -1,0 +1,690 @@
+"""The effective daemon configuration, and the facts it is merged from.
+
+Inputs: docker.service and its drop-ins, the EnvironmentFiles it loads (and the well-known ones
+it may not load), daemon.json (or the --config-file the daemon was given), RHEL's
+registries.conf, the running dockerd's command line and `docker info`. Every value keeps
+where it came from, so a finding can say "set in X, but ignored because Y".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockerdoctor.errors import FactUnavailable
+from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.facts.dockerd_cli import ParsedCommandLine, parse_dockerd_argv, parse_version
+from dockerdoctor.facts.systemd import (
+    UNIT_DIRS,
+    EnvAssignment,
+    EnvFile,
+    ExpandedCommand,
+    SystemdUnitState,
+    UnitModel,
+    expand_exec,
+    merge_unit,
+    parse_env_file,
+    parse_systemctl_show,
+    split_command_line,
+)
+
+WELL_KNOWN_ENV_FILES = (
+    "/etc/sysconfig/docker",
+    "/etc/default/docker",
+    "/etc/sysconfig/docker-network",
+    "/etc/sysconfig/docker-storage",
+    "/run/containers/registries.conf",
+)
+DEFAULT_DAEMON_JSON = "/etc/docker/daemon.json"
+
+
+# --------------------------------------------------------------------------- docker.service
+
+
+def find_unit(source: Any, name: str) -> UnitModel | None:
+    """Locate a unit and its drop-ins the way systemd does."""
+    fragment: str | None = None
+    masked = False
+    for d in UNIT_DIRS:
+        path = f"{d}/{name}"
+        target = source.is_symlink_to(path)
+        if target == "/dev/null":
+            masked = True
+            fragment = path
+            break
+        if source.exists(path):
+            fragment = path
+            break
+    if fragment is None:
+        return None
+    # Drop-ins: same file name in a higher-priority directory wins; applied in name order.
+    dropins: dict[str, str] = {}
+    for d in reversed(UNIT_DIRS):
+        for entry in source.listdir(f"{d}/{name}.d"):
+            if entry.endswith(".conf"):
+                dropins[entry] = f"{d}/{name}.d/{entry}"
+    files: list[tuple[str, str]] = []
+    if not masked:
+        files.append((fragment, source.read_text(fragment) or ""))
+    for entry in sorted(dropins):
+        files.append((dropins[entry], source.read_text(dropins[entry]) or ""))
+    model = merge_unit(name, files)
+    model.fragment = fragment
+    model.masked = masked
+    return model
+
+
+@fact()
+def docker_unit(facts: Facts) -> UnitModel:
+    unit = find_unit(facts.source, "docker.service")
+    if unit is None:
+        raise FactUnavailable("no docker.service unit file (docker may not be managed by systemd here)")
+    return unit
+
+
+@fact()
+def docker_socket_unit(facts: Facts) -> bool:
+    return find_unit(facts.source, "docker.socket") is not None
+
+
+@fact()
+def systemd_state(facts: Facts) -> SystemdUnitState:
+    """systemd's view of docker.service: D-Bus live, else `systemctl show`, else sos output."""
+    if facts.live:
+        from dockerdoctor.facts.systemd_dbus import read_unit_properties
+
+        props = read_unit_properties("docker.service")
+        if props is not None:
+            return SystemdUnitState("systemd D-Bus (org.freedesktop.systemd1)", props)
+        if not facts.source.exists("/run/systemd/system"):
+            raise FactUnavailable("systemd is not running on this host (no /run/systemd/system)")
+    text = facts.source.command("systemctl_show_docker")
+    if not text:
+        raise FactUnavailable("systemctl show output for docker.service is not available")
+    props = parse_systemctl_show(text)
+    if props is None:
+        raise FactUnavailable("systemctl show output has no docker.service block")
+    return SystemdUnitState(facts.source.command_source("systemctl_show_docker"), props)
+
+
+# --------------------------------------------------------------------------- environment files
+
+
+@dataclass
+class EnvFileInfo:
+    path: str
+    parsed: EnvFile
+    loaded: bool  # referenced by an EnvironmentFile= of docker.service
+    mtime: float | None
+
+
+@fact()
+def env_files(facts: Facts) -> dict[str, EnvFileInfo]:
+    """Every environment file docker.service loads, plus the well-known ones it might not."""
+    unit = facts.optional("docker_unit")
+    loaded = {ref.path for ref in unit.environment_files} if unit else set()
+    out: dict[str, EnvFileInfo] = {}
+    for path in list(dict.fromkeys([*(unit and [r.path for r in unit.environment_files] or []),
+                                    *WELL_KNOWN_ENV_FILES])):
+        text = facts.source.read_text(path, limit=1024 * 1024)
+        if text is None:
+            continue
+        st = facts.source.stat(path)
+        out[path] = EnvFileInfo(path, parse_env_file(text, path), path in loaded, st.mtime if st else None)
+    return out
+
+
+@fact()
+def unit_environment(facts: Facts) -> dict[str, EnvAssignment]:
+    """The environment ExecStart sees: Environment=, then EnvironmentFiles in order."""
+    unit: UnitModel = facts.get("docker_unit")
+    files: dict[str, EnvFileInfo] = facts.get("env_files")
+    env: dict[str, EnvAssignment] = {}
+    for a in unit.environment:
+        env[a.name] = a
+    for ref in unit.environment_files:
+        info = files.get(ref.path)
+        if info is None:
+            continue
+        env.update(info.parsed.as_dict())
+    return env
+
+
+@fact()
+def planned_command(facts: Facts) -> ExpandedCommand:
+    """The dockerd argv that systemd would run from the unit files on disk now."""
+    unit: UnitModel = facts.get("docker_unit")
+    if unit.masked:
+        raise FactUnavailable("docker.service is masked")
+    if not unit.exec_start:
+        raise FactUnavailable("docker.service has no ExecStart after its drop-ins")
+    env = facts.get("unit_environment")
+    return expand_exec(unit.exec_start[-1], env)
+
+
+# --------------------------------------------------------------------------- running dockerd
+
+
+@dataclass
+class DockerdProcess:
+    pid: int | None
+    argv: list[str]
+    start_time: float | None  # epoch seconds
+    source: str
+    root_prefix: str | None = None  # /proc/PID/root, to read files as the daemon sees them
+
+    @property
+    def parsed(self) -> ParsedCommandLine:
+        return parse_dockerd_argv(self.argv)
+
+
+def _is_dockerd(argv: list[str]) -> bool:
+    if not argv:
+        return False
+    base = argv[0].rsplit("/", 1)[-1]
+    if base in ("dockerd", "dockerd-current", "dockerd-latest"):
+        return True
+    if base in ("docker", "docker-current") and len(argv) > 1 and (argv[1] == "daemon" or "-d" in argv[1:]):
+        return True
+    return False
+
+
+def _socket_of(argv: list[str]) -> set[str]:
+    hosts = {f.value for f in parse_dockerd_argv(argv).values("host") if f.value}
+    out = set()
+    for h in hosts or {"unix:///var/run/docker.sock"}:
+        if h.startswith("fd://"):
+            out.add("unix:///var/run/docker.sock")
+            out.add("unix:///run/docker.sock")
+        else:
+            out.add(h.replace("unix:///run/", "unix:///var/run/"))
+    return out
+
+
+def _select_process(candidates: list[DockerdProcess], docker_host: str | None) -> DockerdProcess | None:
+    if not candidates:
+        return None
+    want = (docker_host or "unix:///var/run/docker.sock").replace("unix:///run/", "unix:///var/run/")
+    for c in candidates:
+        if want in _socket_of(c.argv):
+            return c
+    if docker_host:
+        return None
+    return candidates[0] if len(candidates) == 1 else None
+
+
+@fact()
+def dockerd_process(facts: Facts) -> DockerdProcess | None:
+    """The running dockerd, or None when none runs. Unavailable when it cannot be known."""
+    if facts.live:
+        import psutil
+
+        found = []
+        for p in psutil.process_iter(["pid", "cmdline", "create_time"]):
+            try:
+                argv = p.info["cmdline"] or []
+            except (psutil.Error, KeyError):
+                continue
+            if _is_dockerd(argv):
+                found.append(DockerdProcess(p.info["pid"], list(argv), p.info["create_time"], "process table (psutil)",
+                                            f"/proc/{p.info['pid']}/root"))
+        return _select_process(found, facts.options.docker_host)
+    text = facts.source.command("ps")
+    if text is None:
+        raise FactUnavailable("no process list in the snapshot (sos_commands/process/ps_auxwww)")
+    found = []
+    for line in text.splitlines()[1:]:
+        cols = line.split(None, 10)
+        if len(cols) < 11:
+            continue
+        argv = split_command_line(cols[10])
+        if _is_dockerd(argv):
+            found.append(DockerdProcess(int(cols[1]) if cols[1].isdigit() else None, argv,
+                                        None, facts.source.command_source("ps")))
+    if not found:
+        return None
+    return _select_process(found, facts.options.docker_host) or found[0]
+
+
+# --------------------------------------------------------------------------- daemon.json
+
+
+@dataclass
+class DaemonJson:
+    path: str
+    via: str  # "default" | "--config-file flag"
+    exists: bool
+    text: str | None = None
+    data: dict[str, Any] | None = None
+    error: str | None = None
+    error_line: int | None = None
+    error_col: int | None = None
+    key_lines: dict[str, int] = field(default_factory=dict)
+    duplicate_keys: list[str] = field(default_factory=list)
+    mtime: float | None = None
+    read_path: str = ""  # where it was actually read (may be under /proc/PID/root)
+
+    def line_of(self, key: str) -> int | None:
+        return self.key_lines.get(key)
+
+
+def parse_daemon_json(text: str, path: str) -> DaemonJson:
+    dj = DaemonJson(path=path, via="", exists=True, text=text)
+    if text.strip() == "":
+        dj.error = "the file is empty (dockerd says: EOF)"
+        return dj
+    dupes: list[str] = []
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in seen:
+                dupes.append(k)
+            seen[k] = v
+        return seen
+
+    try:
+        data = json.loads(text, object_pairs_hook=hook)
+    except json.JSONDecodeError as exc:
+        dj.error = exc.msg
+        dj.error_line, dj.error_col = exc.lineno, exc.colno
+        return dj
+    except (ValueError, RecursionError) as exc:
+        dj.error = str(exc)[:200]
+        return dj
+    if not isinstance(data, dict):
+        dj.error = f"the top level is a JSON {type(data).__name__}, not an object"
+        return dj
+    dj.data = data
+    dj.duplicate_keys = dupes
+    for key in data:
+        m = re.search(r'^\s*"' + re.escape(key) + r'"\s*:', text, re.MULTILINE)
+        if m:
+            dj.key_lines[key] = text.count("\n", 0, m.start()) + 1
+    return dj
+
+
+@fact()
+def daemon_json(facts: Facts) -> DaemonJson:
+    """daemon.json as the daemon reads it: the --config-file it was given, else the default path."""
+    path, via = DEFAULT_DAEMON_JSON, "default"
+    proc: DockerdProcess | None = facts.optional("dockerd_process")
+    argv_sources: list[ParsedCommandLine] = []
+    if proc is not None:
+        argv_sources.append(proc.parsed)
+    planned = facts.optional("planned_command")
+    if planned is not None:
+        argv_sources.append(parse_dockerd_argv(planned.argv))
+    for parsed in argv_sources:
+        cfg = parsed.values("config-file")
+        if cfg and cfg[-1].value:
+            path, via = cfg[-1].value, "--config-file flag"
+            break
+    read_path = path
+    text = None
+    if facts.live and proc is not None and proc.root_prefix:
+        # Read it the way the daemon sees it (its own mount namespace).
+        text = facts.source.read_text(proc.root_prefix + path, limit=1024 * 1024)
+        if text is not None:
+            read_path = proc.root_prefix + path
+    if text is None:
+        text = facts.source.read_text(path, limit=1024 * 1024)
+        read_path = path
+    if text is None:
+        return DaemonJson(path=path, via=via, exists=False, read_path=read_path)
+    dj = parse_daemon_json(text, path)
+    dj.via = via
+    dj.read_path = read_path
+    st = facts.source.stat(read_path)
+    dj.mtime = st.mtime if st else None
+    return dj
+
+
+# --------------------------------------------------------------------------- docker info
+
+
+@dataclass
+class DockerInfo:
+    source: str
+    server_version: str | None = None
+    insecure_cidrs: list[str] = field(default_factory=list)
+    index_configs: dict[str, bool] = field(default_factory=dict)  # name -> secure
+    http_proxy: str | None = None
+    https_proxy: str | None = None
+    no_proxy: str | None = None
+    docker_root_dir: str | None = None
+    live_restore: bool | None = None
+    registry_mirrors: list[str] = field(default_factory=list)
+
+    @property
+    def insecure_names(self) -> list[str]:
+        return [n for n, secure in self.index_configs.items() if not secure]
+
+
+def parse_docker_info_text(text: str, source: str) -> DockerInfo:
+    info = DockerInfo(source=source)
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        s = line.strip()
+        i += 1
+        key, sep, val = s.partition(":")
+        val = val.strip()
+        if not sep:
+            continue
+        if key == "Server Version":
+            info.server_version = val
+        elif key == "HTTP Proxy":
+            info.http_proxy = val or None
+        elif key == "HTTPS Proxy":
+            info.https_proxy = val or None
+        elif key == "No Proxy":
+            info.no_proxy = val or None
+        elif key == "Docker Root Dir":
+            info.docker_root_dir = val
+        elif key == "Live Restore Enabled":
+            info.live_restore = val.lower() == "true"
+        elif key in ("Insecure Registries", "Registry Mirrors") and not val:
+            indent = len(line) - len(line.lstrip())
+            items = []
+            while i < len(lines) and (len(lines[i]) - len(lines[i].lstrip())) > indent and lines[i].strip():
+                items.append(lines[i].strip())
+                i += 1
+            if key == "Registry Mirrors":
+                info.registry_mirrors = items
+                continue
+            for item in items:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                    if "/" in item:
+                        info.insecure_cidrs.append(item)
+                        continue
+                except ValueError:
+                    pass
+                info.index_configs[item] = False
+    return info
+
+
+def _docker_info_live(docker_host: str | None, timeout: float) -> dict[str, Any] | None:
+    import docker  # the Docker SDK
+
+    try:
+        client = docker.DockerClient(base_url=docker_host or "unix:///var/run/docker.sock", timeout=timeout,
+                                     version="auto")
+        try:
+            return client.info()  # type: ignore[no-any-return]
+        finally:
+            client.close()
+    except Exception:  # the SDK raises many kinds; any failure means "not known live"
+        return None
+
+
+def docker_info_from_api(data: dict[str, Any], source: str) -> DockerInfo:
+    reg = data.get("RegistryConfig") or {}
+    info = DockerInfo(
+        source=source,
+        server_version=data.get("ServerVersion"),
+        insecure_cidrs=list(reg.get("InsecureRegistryCIDRs") or []),
+        index_configs={k: bool((v or {}).get("Secure", True)) for k, v in (reg.get("IndexConfigs") or {}).items()},
+        http_proxy=data.get("HttpProxy") or None,
+        https_proxy=data.get("HttpsProxy") or None,
+        no_proxy=data.get("NoProxy") or None,
+        docker_root_dir=data.get("DockerRootDir"),
+        live_restore=data.get("LiveRestoreEnabled"),
+        registry_mirrors=list(reg.get("Mirrors") or []),
+    )
+    return info
+
+
+@fact()
+def docker_info(facts: Facts) -> DockerInfo:
+    if facts.live:
+        proc = facts.optional("dockerd_process")
+        host = facts.options.docker_host
+        if proc is None and host is None:
+            raise FactUnavailable("dockerd is not running, so the Engine API cannot be asked")
+        data = _docker_info_live(host, facts.options.timeout)
+        if data is None:
+            raise FactUnavailable(f"the Engine API at {host or 'unix:///var/run/docker.sock'} did not answer /info")
+        return docker_info_from_api(data, "Engine API /info")
+    text = facts.source.command("docker_info")
+    if not text or "Server Version" not in text:
+        raise FactUnavailable("no docker info output in the snapshot (sos_commands/docker/docker_info)")
+    return parse_docker_info_text(text, facts.source.command_source("docker_info"))
+
+
+@fact()
+def engine_version(facts: Facts) -> tuple[int, int, int]:
+    info = facts.optional("docker_info")
+    if info and parse_version(info.server_version):
+        return parse_version(info.server_version)  # type: ignore[return-value]
+    text = facts.source.command("docker_version")
+    if text:
+        m = re.search(r"Server:.*?Version:\s*(\S+)", text, re.S)
+        v = parse_version(m.group(1) if m else None)
+        if v:
+            return v
+    raise FactUnavailable("the engine version is unknown (no docker info or docker version)")
+
+
+# --------------------------------------------------------------------------- registries.conf
+
+
+@dataclass
+class RegistriesConf:
+    path: str
+    insecure: list[tuple[str, int]]  # (registry, line)
+
+
+@fact()
+def registries_conf(facts: Facts) -> RegistriesConf:
+    """RHEL docker 1.13 reads insecure registries from /etc/containers/registries.conf (v1 TOML)."""
+    path = "/etc/containers/registries.conf"
+    text = facts.source.read_text(path, limit=1024 * 1024)
+    if text is None:
+        raise FactUnavailable(f"{path} does not exist")
+    out: list[tuple[str, int]] = []
+    section = ""
+    collecting = False
+    for n, line in enumerate(text.splitlines(), 1):
+        s = line.split("#", 1)[0].strip()
+        if s.startswith("["):
+            section = s.strip("[] ")
+            collecting = False
+            continue
+        if section == "registries.insecure" and (s.startswith("registries") or collecting):
+            part = s.split("=", 1)[1] if s.startswith("registries") else s
+            for item in re.findall(r"['\"]([^'\"]+)['\"]", part):
+                out.append((item, n))
+            collecting = "]" not in part
+    return RegistriesConf(path, out)
+
+
+# --------------------------------------------------------------------------- effective config
+
+
+@dataclass(frozen=True)
+class ConfigValue:
+    value: str
+    via: str  # "flag" | "daemon.json" | "registries.conf"
+    source: str
+    line: int | None
+    detail: str = ""  # e.g. "$INSECURE_REGISTRY (/etc/sysconfig/docker:12) via ExecStart in ...:14"
+
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+
+@dataclass
+class EffectiveConfig:
+    """What dockerd runs with (`running`) and what it would run with after a restart (`planned`)."""
+
+    planned_argv: list[str] | None
+    planned: ParsedCommandLine | None
+    running: ParsedCommandLine | None
+    daemon_json: DaemonJson
+    insecure_planned: list[ConfigValue]
+    insecure_running: list[ConfigValue] | None
+    proxies: dict[str, ConfigValue]
+    expanded: ExpandedCommand | None = None
+
+
+def _insecure_from_cmdline(parsed: ParsedCommandLine, expanded: ExpandedCommand | None, fallback_source: str
+                           ) -> list[ConfigValue]:
+    out = []
+    for use in parsed.values("insecure-registry"):
+        if use.value is None:
+            continue
+        origin = expanded.origins[use.index] if expanded and use.index < len(expanded.origins) else None
+        if origin is not None:
+            src = origin.var_path or origin.exec_path
+            line = origin.var_line if origin.var_path else origin.exec_line
+            out.append(ConfigValue(use.value, "flag", src, line, origin.describe()))
+        else:
+            out.append(ConfigValue(use.value, "flag", fallback_source, None))
+    return out
+
+
+def _insecure_from_json(dj: DaemonJson) -> list[ConfigValue]:
+    if not dj.data:
+        return []
+    val = dj.data.get("insecure-registries")
+    if isinstance(val, list):
+        return [ConfigValue(str(v), "daemon.json", dj.path, dj.line_of("insecure-registries")) for v in val]
+    return []
+
+
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+
+
+@fact()
+def effective_config(facts: Facts) -> EffectiveConfig:
+    dj: DaemonJson = facts.get("daemon_json")
+    expanded: ExpandedCommand | None = facts.optional("planned_command")
+    proc: DockerdProcess | None = facts.optional("dockerd_process")
+    planned = parse_dockerd_argv(expanded.argv) if expanded else (proc.parsed if proc else None)
+    running = proc.parsed if proc else None
+    if planned is None and running is None and not dj.exists:
+        raise FactUnavailable("neither a docker.service unit, a running dockerd nor a daemon.json was found")
+    insecure_planned: list[ConfigValue] = []
+    if planned is not None:
+        src = expanded.origins[0].exec_path if expanded and expanded.origins else "dockerd command line"
+        insecure_planned += _insecure_from_cmdline(planned, expanded, src)
+    insecure_planned += _insecure_from_json(dj)
+    rc: RegistriesConf | None = facts.optional("registries_conf")
+    insecure_running: list[ConfigValue] | None = None
+    info: DockerInfo | None = facts.optional("docker_info")
+    if info is not None:
+        insecure_running = [ConfigValue(c, "docker info", info.source, None) for c in info.insecure_cidrs]
+        insecure_running += [ConfigValue(n, "docker info", info.source, None) for n in info.insecure_names]
+    elif running is not None:
+        insecure_running = _insecure_from_cmdline(running, None, proc.source if proc else "") + _insecure_from_json(dj)
+    if rc is not None and planned is not None and planned.has("insecure-registry") is False:
+        # RHEL's registries service turns registries.conf into $INSECURE_REGISTRY; list them as planned
+        # only when the unit loads /run/containers/registries.conf, which the env file facts show.
+        pass
+    proxies: dict[str, ConfigValue] = {}
+    env: dict[str, EnvAssignment] = facts.optional("unit_environment") or {}
+    for name in PROXY_VARS:
+        a = env.get(name)
+        if a is not None and a.value:
+            proxies[name.upper()] = ConfigValue(a.value, "environment", a.path, a.line)
+    if dj.data and isinstance(dj.data.get("proxies"), dict):
+        for k, v in dj.data["proxies"].items():
+            key = {"http-proxy": "HTTP_PROXY", "https-proxy": "HTTPS_PROXY", "no-proxy": "NO_PROXY"}.get(k)
+            if key and isinstance(v, str) and v:
+                proxies[key] = ConfigValue(v, "daemon.json", dj.path, dj.line_of("proxies"))
+    return EffectiveConfig(expanded.argv if expanded else None, planned, running, dj, insecure_planned,
+                           insecure_running, proxies, expanded)
+
+
+# --------------------------------------------------------------------------- insecure-registry semantics
+
+
+@dataclass(frozen=True)
+class InsecureEntryCheck:
+    value: str
+    normalized: str | None  # what dockerd keeps (scheme stripped), None when dockerd refuses it
+    problem: str | None  # why dockerd refuses it or why it is a silent no-op
+    fatal: bool  # dockerd refuses to start
+    is_cidr: bool = False
+
+
+_HOST_LABEL = re.compile(r"^([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$")
+
+
+def check_insecure_entry(value: str) -> InsecureEntryCheck:
+    """What dockerd 20.10 does with one insecure-registries value (see shared/lab.md §1)."""
+    v = value
+    low = v.lower()
+    if low.startswith("http://"):
+        v = v[7:]
+    elif low.startswith("https://"):
+        v = v[8:]
+    elif "://" in v:
+        return InsecureEntryCheck(value, None, "contains a scheme other than http:// or https://", True)
+    try:
+        ipaddress.ip_network(v, strict=False)
+        if "/" in v:
+            return InsecureEntryCheck(value, v, None, False, is_cidr=True)
+    except ValueError:
+        pass
+    if any(c in v for c in "[],; '\"") or "/" in v or not v:
+        what = (
+            "a bracket list" if v.startswith("[") else
+            "several hosts in one value" if ("," in v or " " in v) else
+            "literal quotes" if ("'" in v or '"' in v) else
+            "a path" if "/" in v else "an empty value"
+        )
+        return InsecureEntryCheck(value, None, f"{what}: dockerd says invalid host and does not start", True)
+    host, port = v, ""
+    if v.startswith("["):
+        host, _, rest = v[1:].partition("]")
+        port = rest.lstrip(":")
+    elif v.count(":") == 1:
+        host, _, port = v.partition(":")
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        return InsecureEntryCheck(value, None, f"invalid port {port!r}: dockerd does not start", True)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(_HOST_LABEL.match(label) for label in host.split(".")):
+            return InsecureEntryCheck(value, None, f"invalid host {host!r}: dockerd does not start", True)
+    problem = None
+    if value != v:
+        problem = "has a scheme, which dockerd strips with a warning"
+    return InsecureEntryCheck(value, v, problem, False)
+
+
+def trusted_as_insecure(target: HostPort, entries: list[str]) -> str | None:
+    """The entry that makes `target` insecure in dockerd's eyes, or None."""
+    name = str(target)
+    for entry in entries:
+        chk = check_insecure_entry(entry)
+        if chk.normalized is None:
+            continue
+        if chk.is_cidr:
+            try:
+                if ipaddress.ip_address(target.host) in ipaddress.ip_network(chk.normalized, strict=False):
+                    return entry
+            except ValueError:
+                continue
+        elif chk.normalized.lower() == name.lower():
+            return entry
+    try:
+        if ipaddress.ip_address(target.host).is_loopback:
+            return "127.0.0.0/8 (always insecure)"
+    except ValueError:
+        if target.host == "localhost":
+            return "127.0.0.0/8 (localhost is always insecure)"
+    return None
+
+
+@fact()
+def now(facts: Facts) -> float:
+    return time.time()

@@ -1,0 +1,184 @@
+"""Host facts beyond the daemon configuration: the docker journal, certs.d, the docker socket,
+which registries matter here, and (live only) what each registry endpoint answers."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+
+from dockerdoctor.errors import FactUnavailable
+from dockerdoctor.facts import Facts, HostPort, fact
+
+JOURNAL_LIMIT = 8 * 1024 * 1024  # the tail that is read; a 200 MB journal costs no more
+
+
+@dataclass
+class Journal:
+    source: str
+    lines: list[str]
+    truncated: bool = False
+
+    def grep(self, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
+        return [(i + 1, line) for i, line in enumerate(self.lines) if pattern.search(line)]
+
+
+@fact()
+def docker_journal(facts: Facts) -> Journal:
+    text = facts.source.command("journal_docker", limit=JOURNAL_LIMIT)
+    if text is None:
+        raise FactUnavailable("the docker journal is not available (journalctl --unit docker)")
+    lines = text.splitlines()
+    truncated = len(text) >= JOURNAL_LIMIT
+    if truncated and lines:
+        lines = lines[1:]  # the first line may be cut in the middle
+    return Journal(facts.source.command_source("journal_docker"), lines, truncated)
+
+
+# --------------------------------------------------------------------------- certs.d
+
+
+@dataclass
+class CertsDir:
+    name: str
+    path: str
+    files: list[str]
+
+
+@fact()
+def certs_d(facts: Facts) -> dict[str, CertsDir]:
+    """/etc/docker/certs.d as the daemon sees it (its mount namespace when live)."""
+    base = "/etc/docker/certs.d"
+    proc = facts.optional("dockerd_process")
+    if facts.live and proc is not None and proc.root_prefix and facts.source.listdir(proc.root_prefix + base):
+        base = proc.root_prefix + base
+    out: dict[str, CertsDir] = {}
+    for name in facts.source.listdir(base):
+        out[name] = CertsDir(name, f"/etc/docker/certs.d/{name}", facts.source.listdir(f"{base}/{name}"))
+    return out
+
+
+# --------------------------------------------------------------------------- docker socket
+
+
+@dataclass
+class DockerSocket:
+    path: str
+    exists: bool
+    accessible: bool
+    mode: int | None
+    uid: int
+    groups: list[int] = field(default_factory=list)
+    gid: int | None = None
+
+
+@fact()
+def docker_socket(facts: Facts) -> DockerSocket:
+    if not facts.live:
+        raise FactUnavailable("socket permissions can only be checked on a live host")
+    host = facts.options.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        raise FactUnavailable(f"DOCKER_HOST is {host}, not a unix socket")
+    path = host[len("unix://"):]
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return DockerSocket(path, False, False, None, os.getuid(), os.getgroups())
+    except OSError:
+        return DockerSocket(path, True, False, None, os.getuid(), os.getgroups())
+    ok = os.access(path, os.R_OK | os.W_OK)
+    return DockerSocket(path, stat.S_ISSOCK(st.st_mode), ok, stat.S_IMODE(st.st_mode), os.getuid(), os.getgroups(),
+                        st.st_gid)
+
+
+# --------------------------------------------------------------------------- target registries
+
+
+@dataclass(frozen=True)
+class TargetRegistry:
+    address: HostPort
+    why: str  # "--registry", "insecure-registries in X", "registry container Y", "journal: ..."
+    explicit: bool = False
+
+
+_JOURNAL_HOST = re.compile(
+    r'(?:Get|Head|Post|Put|Patch)\s+\\?"?https?://([A-Za-z0-9.\-\[\]:]+?)(?::(\d+))?/v[12]/'
+)
+
+
+@fact()
+def target_registries(facts: Facts) -> list[TargetRegistry]:
+    """The registries this host must be able to use: --registry, else what the host itself names."""
+    if facts.options.registries:
+        return [TargetRegistry(r, "named with --registry", True) for r in facts.options.registries]
+    seen: dict[str, TargetRegistry] = {}
+
+    def add(hp: HostPort, why: str) -> None:
+        if hp.port is None:
+            return
+        seen.setdefault(str(hp), TargetRegistry(hp, why))
+
+    from dockerdoctor.facts.daemon import check_insecure_entry
+
+    cfg = facts.optional("effective_config")
+    if cfg is not None:
+        for v in cfg.insecure_planned + (cfg.insecure_running or []):
+            chk = check_insecure_entry(v.value)
+            if chk.normalized and not chk.is_cidr:
+                try:
+                    add(HostPort.parse(chk.normalized), f"insecure-registries entry in {v.where()}")
+                except ValueError:
+                    pass
+    journal = facts.optional("docker_journal")
+    if journal is not None:
+        for line in journal.lines[-5000:]:
+            m = _JOURNAL_HOST.search(line)
+            if m:
+                host = m.group(1).strip("[]")
+                port = int(m.group(2)) if m.group(2) else None
+                if host in ("registry-1.docker.io", "index.docker.io", "auth.docker.io"):
+                    continue
+                add(HostPort(host.lower(), port), "named in the docker journal's push/pull errors")
+    containers = facts.optional("registry_endpoints_from_containers")
+    if containers:
+        for hp, why in containers:
+            add(hp, why)
+    return list(seen.values())
+
+
+@fact()
+def registry_endpoints_from_containers(facts: Facts) -> list[tuple[HostPort, str]]:
+    """Published ports of registry containers. The registry-host issue fills this in."""
+    raise FactUnavailable("registry container discovery is not available yet")
+
+
+# --------------------------------------------------------------------------- endpoint probes (live)
+
+
+@fact()
+def endpoint_probes(facts: Facts) -> dict[str, object]:
+    """Live probe of every target registry, in parallel, with a tight timeout."""
+    if not facts.live:
+        raise FactUnavailable("a snapshot is never probed over the network")
+    if not facts.options.network:
+        raise FactUnavailable("network probes are disabled")
+    targets: list[TargetRegistry] = facts.get("target_registries")
+    if not targets:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dockerdoctor.probe.endpoint import probe_endpoint
+
+    certs = facts.optional("certs_d") or {}
+    proc = facts.optional("dockerd_process")
+    root = proc.root_prefix if proc is not None and proc.root_prefix else ""
+    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+        futures = {
+            str(t.address): pool.submit(
+                probe_endpoint, t.address, facts.options.timeout,
+                f"{root}/etc/docker/certs.d/{t.address}" if str(t.address) in certs else None,
+            )
+            for t in targets
+        }
+        return {k: f.result() for k, f in futures.items()}

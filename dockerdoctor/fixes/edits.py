@@ -1,0 +1,131 @@
+"""Pure file edits: given a file's current text, the text after one fix operation.
+
+The plan (dry run) and the apply engine share these, so what `fix` shows is exactly what
+`fix --apply` writes. JSON edits keep every other key and the key order; env-file edits change
+one assignment in place and keep comments and every other line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from dockerdoctor.errors import DoctorError
+from dockerdoctor.model import (
+    EnvFileSet,
+    JsonListAdd,
+    JsonRemoveKey,
+    JsonRenameKey,
+    JsonSetKey,
+    Operation,
+    ReplaceFileContent,
+)
+
+FILE_OPS = (JsonSetKey, JsonListAdd, JsonRemoveKey, JsonRenameKey, ReplaceFileContent, EnvFileSet)
+
+
+class UneditableFile(DoctorError):
+    """The file cannot be edited safely (for example daemon.json does not parse)."""
+
+
+def _detect_indent(text: str) -> int | str:
+    m = re.search(r"^([ \t]+)\"", text, re.MULTILINE)
+    if not m:
+        return 2
+    ws = m.group(1)
+    return "\t" if ws.startswith("\t") else len(ws)
+
+
+def _load_json(current: str | None, path: str) -> tuple[dict[str, Any], int | str]:
+    if current is None or current.strip() == "":
+        return {}, 2
+    try:
+        data = json.loads(current)
+    except ValueError as exc:
+        raise UneditableFile(f"{path} does not parse ({exc}); fix DD106 first") from None
+    if not isinstance(data, dict):
+        raise UneditableFile(f"{path}: the top level is not a JSON object")
+    return data, _detect_indent(current)
+
+
+def _dump_json(data: dict[str, Any], indent: int | str) -> str:
+    return json.dumps(data, indent=indent) + "\n"
+
+
+def apply_edit(op: Operation, current: str | None) -> str:
+    """The new content of op's file. `current` is None when the file does not exist."""
+    if isinstance(op, ReplaceFileContent):
+        return op.content
+    if isinstance(op, (JsonSetKey, JsonListAdd, JsonRemoveKey, JsonRenameKey)):
+        data, indent = _load_json(current, op.path)
+        if isinstance(op, JsonSetKey):
+            data[op.key] = op.value
+        elif isinstance(op, JsonListAdd):
+            existing = data.get(op.key)
+            if existing is None:
+                data[op.key] = [op.item]
+            elif isinstance(existing, list):
+                if op.item not in existing:
+                    existing.append(op.item)
+            elif isinstance(existing, str):
+                data[op.key] = [existing] + ([op.item] if op.item != existing else [])
+            else:
+                raise UneditableFile(f"{op.path}: {op.key} is not a list")
+        elif isinstance(op, JsonRemoveKey):
+            data.pop(op.key, None)
+        elif isinstance(op, JsonRenameKey):
+            if op.old in data:
+                value = data.pop(op.old)
+                if op.new in data and isinstance(data[op.new], list):
+                    for v in value if isinstance(value, list) else [value]:
+                        if v not in data[op.new]:
+                            data[op.new].append(v)
+                else:
+                    data[op.new] = value
+        if current is not None and _load_json(current, op.path)[0] == data:
+            return current  # nothing to change: keep the bytes as they are
+        return _dump_json(data, indent)
+    if isinstance(op, EnvFileSet):
+        return _env_set(current or "", op)
+    raise TypeError(f"not a file operation: {op!r}")
+
+
+_ASSIGN = re.compile(r"^(\s*)([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+
+
+def _quote(value: str, style: str) -> str:
+    if style == "'" and "'" not in value:
+        return f"'{value}'"
+    if style == '"' or (style == "'" and "'" in value):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if re.search(r"[\s'\"\\#;$]", value):
+        return "'" + value + "'" if "'" not in value else '"' + value.replace('"', '\\"') + '"'
+    return value
+
+
+def _env_set(text: str, op: EnvFileSet) -> str:
+    from dockerdoctor.facts.systemd import parse_env_file
+
+    lines = text.splitlines(keepends=True)
+    parsed = parse_env_file(text, op.path)
+    current = parsed.get(op.name)
+    if current is None:
+        value = op.value
+        sep = "" if not text or text.endswith("\n") else "\n"
+        return text + sep + f"{op.name}={_quote(value, chr(39))}\n"
+    new_value = (current.value + " " + op.value).strip() if op.append else op.value
+    if op.append and op.value in current.value.split():
+        return text
+    idx = current.line - 1
+    m = _ASSIGN.match(lines[idx].rstrip("\n"))
+    raw = m.group(3) if m else ""
+    style = raw[:1] if raw[:1] in ("'", '"') else ""
+    indent = m.group(1) if m else ""
+    end = "\n" if lines[idx].endswith("\n") else ""
+    # A continued assignment spans several physical lines: replace them all.
+    span = 1
+    while idx + span - 1 < len(lines) and lines[idx + span - 1].rstrip("\n").endswith("\\"):
+        span += 1
+    lines[idx: idx + span] = [f"{indent}{op.name}={_quote(new_value, style)}{end or chr(10)}"]
+    return "".join(lines)

@@ -1,0 +1,117 @@
+"""flutter-doctor-style text: one line per category with ✓ ! ✗, findings indented beneath."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from dockerdoctor.engine import CATEGORIES
+from dockerdoctor.model import Finding, RuleStatus, Severity
+from dockerdoctor.report import Report
+
+_COLORS = {"red": "31", "yellow": "33", "green": "32", "dim": "2", "bold": "1", "cyan": "36"}
+
+
+class Style:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, text: str, color: str) -> str:
+        if not self.enabled:
+            return text
+        return f"\033[{_COLORS[color]}m{text}\033[0m"
+
+
+def color_default(stream: object) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+MARK = {Severity.ERROR: ("✗", "red"), Severity.WARNING: ("!", "yellow"), Severity.INFO: ("i", "cyan")}
+
+
+def _finding_lines(f: Finding, s: Style, verbose: bool) -> list[str]:
+    mark, color = MARK[f.severity]
+    ign = " (ignored: shown as a warning)" if f.demoted_from else ""
+    out = [f"    {s(mark, color)} {s(f.rule_id, 'bold')} {f.title}{s(ign, 'dim')}", f"      {f.message}"]
+    for e in f.evidence:
+        loc = e.location()
+        out.append(f"      {s('evidence:', 'dim')} {loc}" + (f"  {e.text}" if e.text else ""))
+    if f.fix:
+        out.append(f"      {s('fix:', 'green')} {f.fix.summary}")
+        for w in f.fix.warnings:
+            out.append(f"           {s('note:', 'yellow')} {w}")
+        for alt in f.fix.alternatives:
+            out.append(f"      {s('or:', 'green')}  {alt.summary}")
+            for w in alt.warnings:
+                out.append(f"           {s('note:', 'yellow')} {w}")
+    return out
+
+
+def render(report: Report, verbose: bool = False, color: bool | None = None) -> str:
+    s = Style(color_default(sys.stdout) if color is None else color)
+    lines = []
+    head = f"dockerdoctor {report.version} · {report.target}"
+    if report.registries:
+        head += " · registries: " + ", ".join(report.registries)
+    lines.append(s(head, "bold"))
+    lines.append("")
+    by_cat: dict[str, list] = {c: [] for c in CATEGORIES}
+    for r in report.results:
+        by_cat.setdefault(r.category, []).append(r)
+    for cat, title in CATEGORIES.items():
+        results = [r for r in by_cat.get(cat, []) if r.status != RuleStatus.NOT_SELECTED]
+        if not results:
+            continue
+        findings = sorted((f for r in results for f in r.findings), key=lambda f: (-f.severity, f.rule_id))
+        ran = [r for r in results if r.status in (RuleStatus.PASSED, RuleStatus.FAILED)]
+        crashed = [r for r in results if r.status == RuleStatus.CRASHED]
+        skipped = [r for r in results if r.status == RuleStatus.SKIPPED]
+        worst = max((f.severity for f in findings), default=None)
+        if crashed or worst == Severity.ERROR:
+            mark = s("[✗]", "red")
+        elif worst == Severity.WARNING:
+            mark = s("[!]", "yellow")
+        elif not ran:
+            mark = s("[-]", "dim")
+        else:
+            mark = s("[✓]", "green")
+        counts = []
+        for sev, word in ((Severity.ERROR, "error"), (Severity.WARNING, "warning"), (Severity.INFO, "info")):
+            n = sum(1 for f in findings if f.severity == sev)
+            if n:
+                counts.append(f"{n} {word}{'s' if n > 1 and sev != Severity.INFO else ''}")
+        if skipped:
+            counts.append(f"{len(skipped)} skipped")
+        if not ran and not crashed:
+            counts = [f"not checked: {skipped[0].reason}" if len(skipped) == 1 else f"{len(skipped)} skipped"]
+        lines.append(f"{mark} {title}" + (s(f" ({', '.join(counts)})", "dim") if counts else ""))
+        for f in findings:
+            lines.extend(_finding_lines(f, s, verbose))
+        for r in crashed:
+            lines.append(f"    {s('✗', 'red')} {r.rule_id} crashed: {r.reason} (internal error; --debug shows more)")
+        if verbose:
+            for r in results:
+                if r.status == RuleStatus.PASSED:
+                    lines.append(f"    {s('✓', 'green')} {r.rule_id} {r.name}")
+                elif r.status == RuleStatus.SKIPPED:
+                    lines.append(f"    {s('-', 'dim')} {r.rule_id} {r.name}: {s('skipped: ' + r.reason, 'dim')}")
+    lines.append("")
+    e, w, i = report.count(Severity.ERROR), report.count(Severity.WARNING), report.count(Severity.INFO)
+    passed = report.status_count(RuleStatus.PASSED)
+    skipped_n = report.status_count(RuleStatus.SKIPPED)
+    if e or w or i:
+        summary = f"• {e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''}, {i} info"
+    else:
+        summary = "• No issues found!"
+    summary += f" · {passed} rules passed, {skipped_n} skipped ({report.seconds * 1000:.0f} ms)"
+    lines.append(summary)
+    if not verbose and skipped_n:
+        lines.append(s("  Run with -v to see passed and skipped rules; `dockerdoctor fix` shows the repair plan.",
+                       "dim"))
+    for note in report.notes:
+        lines.append(s(f"  {note}", "dim"))
+    return "\n".join(lines) + "\n"

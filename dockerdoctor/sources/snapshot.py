@@ -1,0 +1,177 @@
+"""A snapshot: a host root, an unpacked sosreport, or a sosreport tarball.
+
+Every path is resolved as if the snapshot were the root directory (symbolic links included,
+absolute ones too), so nothing outside DIR is ever read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat as stat_mod
+import tarfile
+import tempfile
+from pathlib import Path
+
+from dockerdoctor.errors import InputError
+from dockerdoctor.sources.base import COMMANDS, DEFAULT_READ_LIMIT, FileStat, Source
+
+MAX_SYMLINKS = 40
+# Bounds for unpacking a tarball: a sosreport is a few hundred MB at most.
+MAX_UNPACKED_BYTES = 4 * 1024**3
+MAX_MEMBERS = 500_000
+_MARKERS = ("etc", "sos_commands", "usr", "var", "proc", "sos_reports")
+
+
+class SnapshotSource(Source):
+    live = False
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        given = Path(root)
+        if not given.exists():
+            raise InputError(f"snapshot not found: {given}")
+        if given.is_file():
+            given = self._unpack(given)
+        if not given.is_dir():
+            raise InputError(f"not a directory or a tarball: {root}")
+        self.root = self._find_root(given.resolve())
+        self.description = f"snapshot {root}"
+        self.is_sosreport = (self.root / "sos_commands").is_dir()
+
+    # ------------------------------------------------------------------ setup
+    def _unpack(self, path: Path) -> Path:
+        name = path.name
+        if not name.endswith((".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2")):
+            raise InputError(f"{path}: not a directory or a .tar.xz/.tar.gz sosreport")
+        self._tmp = tempfile.TemporaryDirectory(prefix="dockerdoctor-snap-")
+        dest = Path(self._tmp.name)
+        try:
+            with tarfile.open(path) as tar:
+                total = 0
+                members = []
+                for i, m in enumerate(tar):
+                    if i >= MAX_MEMBERS:
+                        raise InputError(f"{path}: too many members in the tarball")
+                    if m.isdev() or m.name.startswith("/") or ".." in Path(m.name).parts:
+                        continue
+                    total += max(m.size, 0)
+                    if total > MAX_UNPACKED_BYTES:
+                        raise InputError(f"{path}: tarball unpacks to more than 4 GiB")
+                    members.append(m)
+                tar.extractall(dest, members=members, filter="data")
+        except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+            raise InputError(f"{path}: unreadable tarball ({exc.__class__.__name__}: {exc})") from None
+        return dest
+
+    @staticmethod
+    def _find_root(path: Path) -> Path:
+        if any((path / m).exists() for m in _MARKERS):
+            return path
+        entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
+        dirs = [p for p in entries if p.is_dir() and not p.is_symlink()]
+        if len(dirs) == 1 and any((dirs[0] / m).exists() for m in _MARKERS):
+            return dirs[0]
+        raise InputError(
+            f"{path}: does not look like a host root or a sosreport (no etc/, usr/, var/ or sos_commands/)"
+        )
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    # ------------------------------------------------------------------ path resolution
+    def _resolve(self, path: str, follow_last: bool = True) -> Path | None:
+        """Resolve a host path inside the snapshot root, chroot-style."""
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        stack: list[str] = []
+        links = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if stack:
+                    stack.pop()
+                continue
+            candidate = self.root.joinpath(*stack, part)
+            is_last = not parts
+            if candidate.is_symlink() and (follow_last or not is_last):
+                links += 1
+                if links > MAX_SYMLINKS:
+                    return None
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    stack = []
+                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                continue
+            stack.append(part)
+        resolved = self.root.joinpath(*stack)
+        return resolved
+
+    def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT, tail: bool = False) -> bytes | None:
+        p = self._resolve(path)
+        if p is None:
+            return None
+        try:
+            if not p.is_file():
+                return None
+            with open(p, "rb") as fh:
+                if tail:
+                    size = os.fstat(fh.fileno()).st_size
+                    if size > limit:
+                        fh.seek(size - limit)
+                return fh.read(limit)
+        except OSError:
+            return None
+
+    def stat(self, path: str) -> FileStat | None:
+        p = self._resolve(path)
+        if p is None:
+            return None
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return FileStat(st.st_mtime, st.st_mode, st.st_size)
+
+    def listdir(self, path: str) -> list[str]:
+        p = self._resolve(path)
+        if p is None:
+            return []
+        try:
+            return sorted(os.listdir(p))
+        except OSError:
+            return []
+
+    def is_symlink_to(self, path: str) -> str | None:
+        p = self._resolve(path, follow_last=False)
+        if p is None:
+            return None
+        try:
+            if stat_mod.S_ISLNK(os.lstat(p).st_mode):
+                return os.readlink(p)
+        except OSError:
+            return None
+        return None
+
+    # ------------------------------------------------------------------ commands
+    def command_path(self, key: str) -> str | None:
+        spec = COMMANDS[key]
+        for pattern in spec.sos:
+            directory, _, name = pattern.rpartition("/")
+            for entry in self.listdir("/" + directory):
+                if fnmatch.fnmatchcase(entry, name):
+                    rel = f"{directory}/{entry}"
+                    if self.exists("/" + rel):
+                        return rel
+        return None
+
+    def command(self, key: str, limit: int = DEFAULT_READ_LIMIT) -> str | None:
+        rel = self.command_path(key)
+        if rel is None:
+            return None
+        return self.read_text("/" + rel, limit=limit, tail=COMMANDS[key].tail)
+
+    def command_source(self, key: str) -> str:
+        rel = self.command_path(key)
+        return rel or super().command_source(key)
