@@ -23,6 +23,12 @@ _REGISTRY: dict[str, Callable[[Facts], Any]] = {}
 FACT_MODULES = [
     "dockerdoctor.facts.daemon",
     "dockerdoctor.facts.host",
+    # registry-host facts (containers, firewall, SELinux, ports); loaded after host.py so that
+    # their registry_endpoints_from_containers replaces host.py's placeholder
+    "dockerdoctor.facts.containers",
+    "dockerdoctor.facts.firewall",
+    "dockerdoctor.facts.selinux",
+    "dockerdoctor.facts.ports",
 ]
 
 
@@ -36,7 +42,11 @@ def fact(name: str | None = None) -> Callable[[F], F]:
 
 def _load_modules() -> None:
     for mod in FACT_MODULES:
-        importlib.import_module(mod)
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
 
 
 def known_facts() -> list[str]:
