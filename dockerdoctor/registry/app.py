@@ -149,9 +149,7 @@ def describe_manifest(data: bytes, content_type: str | None) -> ManifestInfo:
         try:
             dg.parse_digest(d["digest"])
         except dg.InvalidDigest as e:
-            raise RegistryError(
-                "DIGEST_INVALID", "invalid digest in manifest", {"digest": d["digest"]}
-            ) from e
+            raise RegistryError("DIGEST_INVALID", "invalid digest in manifest", {"digest": d["digest"]}) from e
         size = d.get("size")
         if size is not None and (not isinstance(size, int) or size < 0):
             raise RegistryError("MANIFEST_INVALID", "manifest invalid", f"{where}: bad size")
@@ -360,9 +358,7 @@ class Registry:
         try:
             dg.parse_digest(value)
         except dg.InvalidDigest as e:
-            raise RegistryError(
-                "DIGEST_INVALID", "invalid digest", {"digest": value, "reason": str(e)}
-            ) from e
+            raise RegistryError("DIGEST_INVALID", "invalid digest", {"digest": value, "reason": str(e)}) from e
         return value
 
     # ------------------------------------------------------------------ discovery
@@ -587,9 +583,7 @@ class Registry:
             source = q.get("from")
             if source is not None and not dg.valid_name(source):
                 raise RegistryError("NAME_INVALID", "invalid repository name", {"name": source})
-            can = self.driver.blob_size(mount) is not None and (
-                source is None or self.driver.has_layer(source, mount)
-            )
+            can = self.driver.blob_size(mount) is not None and (source is None or self.driver.has_layer(source, mount))
             if can:
                 self.driver.link_layer(name, mount)
                 return web.Response(
@@ -618,9 +612,7 @@ class Registry:
             return None
         m = re.fullmatch(r"\s*(?:bytes[ =])?\s*(\d+)-(\d+)(?:/(?:\d+|\*))?\s*", value)
         if m is None:
-            raise RegistryError(
-                "BLOB_UPLOAD_INVALID", "invalid Content-Range", {"Content-Range": value}, status=416
-            )
+            raise RegistryError("BLOB_UPLOAD_INVALID", "invalid Content-Range", {"Content-Range": value}, status=416)
         return int(m.group(1)), int(m.group(2))
 
     async def _hasher_for(self, name: str, upload_id: str, size: int) -> Any:
@@ -629,17 +621,13 @@ class Registry:
             return cached[1]
         # Another worker appended, or we restarted: rebuild the state from the bytes on disk.
         path = self.driver.upload_data_path(name, upload_id)
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor, _hash_file, path, "sha256", size
-        )
+        return await asyncio.get_running_loop().run_in_executor(self.executor, _hash_file, path, "sha256", size)
 
     async def _receive(self, request: web.Request, name: str, upload_id: str, size: int) -> int:
         """Append the request body to the upload; returns the new size. Keeps the hash state."""
         limit = self.s.max_upload
         if limit is not None and request.content_length is not None and size + request.content_length > limit:
-            raise RegistryError(
-                "SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413
-            )
+            raise RegistryError("SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413)
         hasher = await self._hasher_for(name, upload_id, size)
         loop = asyncio.get_running_loop()
         fd = os.open(self.driver.upload_data_path(name, upload_id), os.O_WRONLY | os.O_APPEND)
@@ -672,9 +660,7 @@ class Registry:
             # Roll back this request's bytes; the session stays usable at its old offset.
             os.truncate(self.driver.upload_data_path(name, upload_id), size)
             self.hashers.pop(upload_id, None)
-            raise RegistryError(
-                "SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413
-            )
+            raise RegistryError("SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413)
         self.hashers[upload_id] = (new_size, hasher)
         return new_size
 
@@ -719,9 +705,7 @@ class Registry:
             actual = f"{alg}:{h.hexdigest()}"
         if actual != digest:
             self.driver.delete_upload(name, upload_id)
-            raise RegistryError(
-                "DIGEST_INVALID", "provided digest did not match uploaded content", {"digest": digest}
-            )
+            raise RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {"digest": digest})
         await loop.run_in_executor(self.executor, self.driver.commit_upload, name, upload_id, digest)
         self.upload_locks.pop(upload_id, None)
         return web.Response(
@@ -734,9 +718,7 @@ class Registry:
         async with self._lock(uuid):
             size = self._session(name, uuid)
             if not digest:
-                raise RegistryError(
-                    "DIGEST_INVALID", "the digest query parameter is required", {"digest": None}
-                )
+                raise RegistryError("DIGEST_INVALID", "the digest query parameter is required", {"digest": None})
             self._digest(digest)
             rng = self._content_range(request.headers.get("Content-Range"))
             if rng is not None and rng[0] != size:

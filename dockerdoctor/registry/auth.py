@@ -33,9 +33,7 @@ class Htpasswd:
             if not sep or not user:
                 raise HtpasswdError(f"{path}:{number}: expected USER:HASH")
             if not hashed.startswith(("$2y$", "$2a$", "$2b$")):
-                raise HtpasswdError(
-                    f"{path}:{number}: user {user!r} is not bcrypt (create it with `htpasswd -B`)"
-                )
+                raise HtpasswdError(f"{path}:{number}: user {user!r} is not bcrypt (create it with `htpasswd -B`)")
             entries[user] = hashed.encode()
         if not entries:
             raise HtpasswdError(f"{path}: no users")

@@ -70,13 +70,9 @@ def serve_registry(
     tls_dir: str | None = typer.Option(
         None, "--tls-dir", help="Where --tls-self-signed keeps its CA and certificate [default: ROOT/tls]."
     ),
-    htpasswd: str | None = typer.Option(
-        None, "--htpasswd", help="Require Basic auth from this bcrypt htpasswd file."
-    ),
+    htpasswd: str | None = typer.Option(None, "--htpasswd", help="Require Basic auth from this bcrypt htpasswd file."),
     realm: str = typer.Option("dockerdoctor", "--realm", help="Basic-auth realm."),
-    read_only: bool = typer.Option(
-        False, "--read-only", help="Serve pulls only; writes get 405 UNSUPPORTED."
-    ),
+    read_only: bool = typer.Option(False, "--read-only", help="Serve pulls only; writes get 405 UNSUPPORTED."),
     no_delete: bool = typer.Option(
         False, "--no-delete", help="Refuse DELETE of manifests and blobs (405 UNSUPPORTED)."
     ),
@@ -241,10 +237,7 @@ def registry_rm(
 
     t = parse_target(image, registry)
     if not t.repo or not t.ref:
-        _fail(
-            f"{image!r}: give REPO:TAG or REPO@DIGEST "
-            "(deleting a whole repository is not a registry operation)"
-        )
+        _fail(f"{image!r}: give REPO:TAG or REPO@DIGEST (deleting a whole repository is not a registry operation)")
     c = _client(t.registry, user, insecure, ca_cert, plain_http)
     try:
         digest = t.ref if ":" in t.ref else c.resolve(t.repo, t.ref)
@@ -274,13 +267,9 @@ def registry_rm(
 
 @registry_app.command("gc")
 def registry_gc(
-    root: str = typer.Option(
-        "/var/lib/registry", "--root", help="serve-registry (or registry:2) storage root."
-    ),
+    root: str = typer.Option("/var/lib/registry", "--root", help="serve-registry (or registry:2) storage root."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be deleted."),
-    delete_untagged: bool = typer.Option(
-        False, "--delete-untagged", help="Also delete manifests no tag reaches."
-    ),
+    delete_untagged: bool = typer.Option(False, "--delete-untagged", help="Also delete manifests no tag reaches."),
     force: bool = typer.Option(False, "--force", help="Run even if a writable serve-registry uses ROOT."),
 ) -> None:
     """Offline mark-and-sweep: delete blobs that no manifest references."""

@@ -213,9 +213,7 @@ def _supervise(cfg: ServeConfig, sock: socket.socket) -> int:
             continue
         if not stopping:
             code = os.waitstatus_to_exitcode(raw)
-            print(
-                f"serve-registry: worker {index} (pid {pid}) exited with {code}; restarting", file=sys.stderr
-            )
+            print(f"serve-registry: worker {index} (pid {pid}) exited with {code}; restarting", file=sys.stderr)
             now = time.monotonic()
             recent = [t for t in recent if now - t < 10] + [now]
             if len(recent) > 5 * cfg.workers:

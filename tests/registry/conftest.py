@@ -66,9 +66,7 @@ class Dockerd:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = os.path.join(base, "dockerd.log")
 
-    def docker(
-        self, *args: str, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
+    def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         r = subprocess.run(
             ["docker", "-H", self.host, *args],
             capture_output=True,
@@ -130,9 +128,7 @@ def ddreg_dockerd() -> Iterator[Dockerd]:
                 d.proc.kill()
                 d.proc.wait()
         with open("/proc/mounts") as f:
-            leftovers = sorted(
-                (line.split()[1] for line in f if f" {base}" in f" {line.split()[1]}"), reverse=True
-            )
+            leftovers = sorted((line.split()[1] for line in f if f" {base}" in f" {line.split()[1]}"), reverse=True)
         for m in leftovers:
             subprocess.run(["umount", m], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)

@@ -156,9 +156,7 @@ class Client:
         config_type: str | None = None,
         annotations: dict[str, str] | None = None,
     ) -> tuple[str, bytes]:
-        config = (
-            config if config is not None else json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-        )
+        config = config if config is not None else json.dumps({"architecture": "amd64", "os": "linux"}).encode()
         cfg_d = self.push_blob(name, config)
         layers = layers if layers is not None else [os.urandom(64)]
         if media_type == DOCKER_MANIFEST:
@@ -171,9 +169,7 @@ class Client:
             "schemaVersion": 2,
             "mediaType": media_type,
             "config": {"mediaType": cfg_type, "digest": cfg_d, "size": len(config)},
-            "layers": [
-                {"mediaType": layer_type, "digest": self.push_blob(name, b), "size": len(b)} for b in layers
-            ],
+            "layers": [{"mediaType": layer_type, "digest": self.push_blob(name, b), "size": len(b)} for b in layers],
         }
         if artifact_type:
             doc["artifactType"] = artifact_type
@@ -195,3 +191,105 @@ def error_codes(r: requests.Response) -> list[str]:
     for e in body["errors"]:
         assert set(e) >= {"code", "message"}, e
     return [e["code"] for e in body["errors"]]
+
+
+def make_oci_layout(dest: str, rootfs_tar: str, tag: str = "1") -> str:
+    """Write an OCI image layout holding one single-layer image; returns the manifest digest."""
+    import gzip
+
+    blobs = os.path.join(dest, "blobs", "sha256")
+    os.makedirs(blobs, exist_ok=True)
+
+    def put(data: bytes) -> str:
+        d = sha256(data)
+        with open(os.path.join(blobs, d.split(":")[1]), "wb") as f:
+            f.write(data)
+        return d
+
+    with open(rootfs_tar, "rb") as f:
+        raw = f.read()
+    layer = gzip.compress(raw, mtime=0)
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [sha256(raw)]},
+        }
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config),
+                       "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": put(layer),
+                        "size": len(layer)}],
+        }
+    ).encode()  # fmt: skip
+    md = put(manifest)
+    with open(os.path.join(dest, "oci-layout"), "w") as f:
+        json.dump({"imageLayoutVersion": "1.0.0"}, f)
+    with open(os.path.join(dest, "index.json"), "w") as f:
+        json.dump(
+            {
+                "schemaVersion": 2,
+                "manifests": [
+                    {"mediaType": OCI_MANIFEST, "digest": md, "size": len(manifest),
+                     "annotations": {"org.opencontainers.image.ref.name": tag}}
+                ],
+            },
+            f,
+        )  # fmt: skip
+    return md
+
+
+@dataclass
+class Distribution:
+    """The CNCF registry (`docker-registry serve`) on a loopback port."""
+
+    root: str
+    port: int
+    workdir: str
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hostport(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> Distribution:
+        cfg = os.path.join(self.workdir, f"distribution-{self.port}.yml")
+        with open(cfg, "w") as f:
+            f.write(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n"
+                f"  filesystem:\n    rootdirectory: {self.root}\n  delete:\n    enabled: true\n"
+                f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            )
+        log = open(os.path.join(self.workdir, f"distribution-{self.port}.log"), "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            ["docker-registry", "serve", cfg], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"docker-registry exited {self.proc.returncode}")
+            try:
+                requests.get(self.url + "/v2/", timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

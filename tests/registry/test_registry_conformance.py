@@ -307,9 +307,7 @@ def test_index_and_manifest_list_round_trip(ddreg_client: Client) -> None:
             ],
         }
         body = json.dumps(index, indent=1).encode()
-        r = ddreg_client.req(
-            "PUT", f"/v2/{name}/manifests/multi", data=body, headers={"Content-Type": index_type}
-        )
+        r = ddreg_client.req("PUT", f"/v2/{name}/manifests/multi", data=body, headers={"Content-Type": index_type})
         assert r.status_code == 201, r.text
         g = ddreg_client.req("GET", f"/v2/{name}/manifests/multi")
         assert g.content == body and g.headers["Content-Type"] == index_type
@@ -323,9 +321,7 @@ def test_index_with_unknown_child(ddreg_client: Client) -> None:
         "mediaType": OCI_INDEX,
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(b"nothing"), "size": 7}],
     }
-    r = ddreg_client.req(
-        "PUT", f"/v2/{name}/manifests/x", data=json.dumps(index), headers={"Content-Type": OCI_INDEX}
-    )
+    r = ddreg_client.req("PUT", f"/v2/{name}/manifests/x", data=json.dumps(index), headers={"Content-Type": OCI_INDEX})
     assert r.status_code == 400 and error_codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
 
 
@@ -336,13 +332,9 @@ def test_manifest_with_unknown_blob(ddreg_client: Client) -> None:
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": 2},
-        "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(b"gone"), "size": 4}
-        ],
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha256(b"gone"), "size": 4}],
     }
-    r = ddreg_client.req(
-        "PUT", f"/v2/{name}/manifests/x", data=json.dumps(doc), headers={"Content-Type": OCI_MANIFEST}
-    )
+    r = ddreg_client.req("PUT", f"/v2/{name}/manifests/x", data=json.dumps(doc), headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 400
     assert error_codes(r) == ["MANIFEST_BLOB_UNKNOWN"]
     assert r.json()["errors"][0]["detail"] == {"digest": sha256(b"gone")}
@@ -377,21 +369,15 @@ def test_manifest_put_by_digest(ddreg_client: Client) -> None:
     assert r.status_code == 201
     assert r.headers["Location"] == f"/v2/{name}/manifests/{sha256(body)}"
     wrong = sha256(b"x")
-    r = ddreg_client.req(
-        "PUT", f"/v2/{name}/manifests/{wrong}", data=body, headers={"Content-Type": OCI_MANIFEST}
-    )
+    r = ddreg_client.req("PUT", f"/v2/{name}/manifests/{wrong}", data=body, headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 400 and error_codes(r) == ["DIGEST_INVALID"]
-    r = ddreg_client.req(
-        "PUT", f"/v2/{name}/manifests/sha256:abc", data=body, headers={"Content-Type": OCI_MANIFEST}
-    )
+    r = ddreg_client.req("PUT", f"/v2/{name}/manifests/sha256:abc", data=body, headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 400 and error_codes(r) == ["DIGEST_INVALID"]
 
 
 def test_manifest_too_large(ddreg_client: Client) -> None:
     big = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "pad": "x" * (4 * 1024 * 1024)}).encode()
-    r = ddreg_client.req(
-        "PUT", f"/v2/{repo()}/manifests/big", data=big, headers={"Content-Type": OCI_MANIFEST}
-    )
+    r = ddreg_client.req("PUT", f"/v2/{repo()}/manifests/big", data=big, headers={"Content-Type": OCI_MANIFEST})
     assert r.status_code == 413
 
 
@@ -410,9 +396,7 @@ def test_artifact_with_subject_and_referrers(ddreg_client: Client) -> None:
     body = json.loads(b1)
     body["annotations"] = {"again": "yes"}
     raw = json.dumps(body).encode()
-    p = ddreg_client.req(
-        "PUT", f"/v2/{name}/manifests/{sha256(raw)}", data=raw, headers={"Content-Type": OCI_MANIFEST}
-    )
+    p = ddreg_client.req("PUT", f"/v2/{name}/manifests/{sha256(raw)}", data=raw, headers={"Content-Type": OCI_MANIFEST})
     assert p.status_code == 201 and p.headers["OCI-Subject"] == subj_d
 
     r = ddreg_client.req("GET", f"/v2/{name}/referrers/{subj_d}")
@@ -427,9 +411,7 @@ def test_artifact_with_subject_and_referrers(ddreg_client: Client) -> None:
     assert by_digest[r1]["size"] == len(b1) and by_digest[r1]["mediaType"] == OCI_MANIFEST
     assert by_digest[r2]["artifactType"] == "application/vnd.example.signature"  # from config.mediaType
 
-    f = ddreg_client.req(
-        "GET", f"/v2/{name}/referrers/{subj_d}?artifactType=application/vnd.example.signature"
-    )
+    f = ddreg_client.req("GET", f"/v2/{name}/referrers/{subj_d}?artifactType=application/vnd.example.signature")
     assert f.status_code == 200
     assert f.headers["OCI-Filters-Applied"] == "artifactType"
     assert [m["digest"] for m in f.json()["manifests"]] == [r2]
@@ -438,9 +420,7 @@ def test_artifact_with_subject_and_referrers(ddreg_client: Client) -> None:
 def test_subject_may_be_missing(ddreg_client: Client) -> None:
     name = repo()
     ghost = sha256(b"no such manifest")
-    d, _ = ddreg_client.push_image(
-        name, None, subject={"mediaType": OCI_MANIFEST, "digest": ghost, "size": 10}
-    )
+    d, _ = ddreg_client.push_image(name, None, subject={"mediaType": OCI_MANIFEST, "digest": ghost, "size": 10})
     r = ddreg_client.req("GET", f"/v2/{name}/referrers/{ghost}")
     assert [m["digest"] for m in r.json()["manifests"]] == [d]
 
@@ -459,9 +439,7 @@ def test_tags_list_pagination(ddreg_client: Client) -> None:
     name = repo()
     d, body = ddreg_client.push_image(name, "b")
     for tag in ("a", "C", "c", "a1", "z"):
-        r = ddreg_client.req(
-            "PUT", f"/v2/{name}/manifests/{tag}", data=body, headers={"Content-Type": OCI_MANIFEST}
-        )
+        r = ddreg_client.req("PUT", f"/v2/{name}/manifests/{tag}", data=body, headers={"Content-Type": OCI_MANIFEST})
         assert r.status_code == 201
     everything = ddreg_client.req("GET", f"/v2/{name}/tags/list").json()
     assert everything == {"name": name, "tags": ["C", "a", "a1", "b", "c", "z"]}
