@@ -270,6 +270,7 @@ class _DockerdPool:
         defaults: bool | Sequence[str] = True,
         timeout: float = 15.0,
         start: bool = True,
+        cli: str | None = None,
     ) -> lab.Dockerd:
         """Start a dockerd in the client namespace with its own private /etc/docker.
 
@@ -288,15 +289,14 @@ class _DockerdPool:
             config_file=config_file,
             defaults=defaults,
             certs_d=certs_d,
+            cli=cli,
         )
         self.started.append(d)
         if not start:
             return d
         ok = d.start(timeout=timeout)
         if not ok and must_start:
-            pytest.fail(
-                f"lab dockerd failed to start: {d.failure_line()}\n{d.log_text()[-3000:]}", pytrace=False
-            )
+            pytest.fail(f"lab dockerd failed to start: {d.failure_line()}\n{d.log_text()[-3000:]}", pytrace=False)
         if ok and busybox:
             lab.import_busybox(d)
         return d
@@ -346,9 +346,7 @@ def firewalld(lab_root: Path) -> Iterator[LabFirewalld]:
     fw = None
     reg = None
     try:
-        reg = lab.DistRegistry(
-            lab_root / "fw-registries", net.srv_ip, 5100, netns=net.srv_ns, name="fw-plain"
-        )
+        reg = lab.DistRegistry(lab_root / "fw-registries", net.srv_ip, 5100, netns=net.srv_ns, name="fw-plain")
         reg.start()
         fw = LabFirewalld(net, lab_root / "firewalld")
         fw.registry = reg

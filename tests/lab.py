@@ -230,9 +230,7 @@ def in_netns(ns: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     return out.get("v")
 
 
-def netns_socket(
-    ns: str | None, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM
-) -> socket.socket:
+def netns_socket(ns: str | None, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
     if ns is None:
         return socket.socket(family, type)
     return in_netns(ns, socket.socket, family, type)
@@ -423,9 +421,7 @@ class Certs:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         )
         if ca is not None:
-            b = b.add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
-            )
+            b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
         names: list[x509.GeneralName] = []
         for s in sans:
             try:
@@ -522,9 +518,7 @@ class LabNet:
             return ["nsenter", f"--net=/run/netns/{ns}", *argv]
         return ["ip", "netns", "exec", ns, *argv]
 
-    def popen(
-        self, ns: str | None, argv: Sequence[str], *, nsenter: bool = False, **kw: Any
-    ) -> subprocess.Popen:
+    def popen(self, ns: str | None, argv: Sequence[str], *, nsenter: bool = False, **kw: Any) -> subprocess.Popen:
         """Start ``argv`` in ``ns`` (``ip netns exec`` execs in place, so ``.pid`` is the program's)."""
         kw.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.Popen(self.argv(ns, argv, nsenter=nsenter), **kw)
@@ -560,9 +554,7 @@ class LabNet:
         return f"LabNet({self.prefix!r}, srv={self.srv_ns}@{self.srv_ip}, cli={self.cli_ns}@{self.cli_ip})"
 
 
-def _netns_popen(
-    netns: str | None, argv: Sequence[str], *, nsenter: bool = False, **kw: Any
-) -> subprocess.Popen:
+def _netns_popen(netns: str | None, argv: Sequence[str], *, nsenter: bool = False, **kw: Any) -> subprocess.Popen:
     kw.setdefault("stdin", subprocess.DEVNULL)
     if netns is None:
         return subprocess.Popen(list(argv), **kw)
@@ -595,10 +587,7 @@ def write_htpasswd(path: Path | str, users: dict[str, str]) -> Path:
 
     p = Path(path)
     p.write_text(
-        "".join(
-            f"{u}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
-            for u, pw in users.items()
-        )
+        "".join(f"{u}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=5)).decode()}\n" for u, pw in users.items())
     )
     return p
 
@@ -680,9 +669,7 @@ class DistRegistry:
 
         def ready() -> bool:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"docker-registry {self.hostport} exited {self.proc.returncode}:\n{self.log_text()}"
-                )
+                raise RuntimeError(f"docker-registry {self.hostport} exited {self.proc.returncode}:\n{self.log_text()}")
             try:
                 st, _, _ = http_get(self.netns, self.addr, self.port, "/v2/", tls=bool(self.tls), timeout=0.5)
                 return st in (200, 401)
@@ -691,9 +678,7 @@ class DistRegistry:
 
         if not wait_for(ready, timeout):
             self.stop()
-            raise RuntimeError(
-                f"docker-registry {self.hostport} did not answer /v2/ in {timeout}s:\n{self.log_text()}"
-            )
+            raise RuntimeError(f"docker-registry {self.hostport} did not answer /v2/ in {timeout}s:\n{self.log_text()}")
         return self
 
     def stop(self) -> None:
@@ -731,9 +716,7 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = s
 
 
-def engine_api(
-    sock: str | Path, method: str, path: str, body: Any = None, timeout: float = 10.0
-) -> tuple[int, Any]:
+def engine_api(sock: str | Path, method: str, path: str, body: Any = None, timeout: float = 10.0) -> tuple[int, Any]:
     """A raw Docker Engine API call over the unix socket. Returns (status, decoded JSON or text)."""
     c = _UnixHTTPConnection(str(sock), timeout)
     try:
@@ -773,8 +756,10 @@ class Dockerd:
         defaults: bool | Sequence[str] = True,
         certs_d: dict[str, dict[str, bytes | str]] | None = None,
         env: dict[str, str] | None = None,
+        cli: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.cli = cli  # docker CLI binary for .docker() (default: the first `docker` on PATH)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.netns = _ns_name(netns)
         self.etc_docker = Path(etc_docker) if etc_docker else self.workdir / "etc-docker"
@@ -943,9 +928,7 @@ class Dockerd:
             p.send_signal(signal.SIGTERM)
         end = time.monotonic() + timeout
         while p.poll() is None and time.monotonic() < end:
-            if "Daemon shutdown complete" in self.log_text(since_start=True) and not (
-                cpid and _pid_alive(cpid)
-            ):
+            if "Daemon shutdown complete" in self.log_text(since_start=True) and not (cpid and _pid_alive(cpid)):
                 break
             time.sleep(0.02)
         if p.poll() is None:
@@ -973,9 +956,7 @@ class Dockerd:
 
     def failure_line(self) -> str:
         """The last plain (non ``level=``) line dockerd printed since its last start: why it exited."""
-        lines = [
-            ln for ln in self.log_text(since_start=True).splitlines() if ln.strip() and "level=" not in ln
-        ]
+        lines = [ln for ln in self.log_text(since_start=True).splitlines() if ln.strip() and "level=" not in ln]
         return lines[-1] if lines else ""
 
     # -- clients
@@ -993,7 +974,7 @@ class Dockerd:
         """Run the docker CLI against this daemon (text mode unless ``input`` is bytes)."""
         text = not isinstance(input, bytes)
         return subprocess.run(
-            [docker_cli(), "-H", self.host, *args],
+            [self.cli or docker_cli(), "-H", self.host, *args],
             capture_output=True,
             text=text,
             input=input,
@@ -1152,9 +1133,7 @@ def _busybox_bin() -> str:
 
 
 def busybox_rootfs_tar() -> bytes:
-    return _rootfs_tar(
-        {_busybox_bin(): "/bin/busybox"}, symlinks={"/bin/sh": "busybox"}, dirs=("etc", "proc", "sys")
-    )
+    return _rootfs_tar({_busybox_bin(): "/bin/busybox"}, symlinks={"/bin/sh": "busybox"}, dirs=("etc", "proc", "sys"))
 
 
 def _docker_import(dockerd: Dockerd, tag: str, tar: bytes, changes: Sequence[str] = ()) -> str:
