@@ -371,26 +371,14 @@ def run() -> None:
     except ImportError:
         pass
     try:
-        app(standalone_mode=False)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        app()  # standalone mode: usage errors exit 2 with click's message
     except DoctorError as exc:
-        sys.stderr.write(f"dockerdoctor: error: {exc}\n")
+        sys.stderr.write(f"dockerdoctor: error: {' '.join(str(exc).split())}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("dockerdoctor: interrupted\n")
         sys.exit(130)
-    except SystemExit:
-        raise
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.stderr.write("Aborted.\n")
-            sys.exit(1)
         if _debug:
             traceback.print_exc()
         sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {exc} "

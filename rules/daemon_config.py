@@ -596,6 +596,8 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         raise Skip("dockerd is not running")
     if cfg.insecure_running is None:
         raise Skip("what the running daemon uses is unknown (no docker info)")
+    if cfg.daemon_json.error:
+        raise Skip("daemon.json does not parse, so what it configures is unknown (see DD106)")
     planned = _norm_set([v.value for v in cfg.insecure_planned])
     running = _norm_set([v.value for v in cfg.insecure_running])
     if planned == running:

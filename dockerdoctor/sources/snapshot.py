@@ -61,7 +61,8 @@ class SnapshotSource(Source):
                     members.append(m)
                 tar.extractall(dest, members=members, filter="data")
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            raise InputError(f"{path}: unreadable tarball ({exc.__class__.__name__}: {exc})") from None
+            first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+            raise InputError(f"{path}: unreadable tarball ({first})") from None
         return dest
 
     @staticmethod
