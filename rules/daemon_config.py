@@ -598,6 +598,8 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         raise Skip("what the running daemon uses is unknown (no docker info)")
     if cfg.daemon_json.error:
         raise Skip("daemon.json does not parse, so what it configures is unknown (see DD106)")
+    if systemd_state is not None and systemd_state.need_daemon_reload:
+        raise Skip("systemd has not reloaded the unit yet (DD108); compare after a daemon-reload")
     planned = _norm_set([v.value for v in cfg.insecure_planned])
     running = _norm_set([v.value for v in cfg.insecure_running])
     if planned == running:
