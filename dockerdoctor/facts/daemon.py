@@ -534,6 +534,14 @@ class EffectiveConfig:
     expanded: ExpandedCommand | None = None
 
 
+def _unit_runs(facts: Facts, proc: DockerdProcess) -> bool:
+    """Live: is this dockerd docker.service's main process (systemd's ExecMainPID)?"""
+    state = facts.optional("systemd_state")
+    if state is None:
+        return False
+    return state.get("ExecMainPID") == str(proc.pid)
+
+
 def _insecure_from_cmdline(parsed: ParsedCommandLine, expanded: ExpandedCommand | None, fallback_source: str
                            ) -> list[ConfigValue]:
     out = []
@@ -567,6 +575,10 @@ def effective_config(facts: Facts) -> EffectiveConfig:
     dj: DaemonJson = facts.get("daemon_json")
     expanded: ExpandedCommand | None = facts.optional("planned_command")
     proc: DockerdProcess | None = facts.optional("dockerd_process")
+    if facts.live and proc is not None and expanded is not None and not _unit_runs(facts, proc):
+        # The daemon we inspect was not started by docker.service (a hand-started or test dockerd):
+        # its own command line is what it runs with and would run with again.
+        expanded = None
     planned = parse_dockerd_argv(expanded.argv) if expanded else (proc.parsed if proc else None)
     running = proc.parsed if proc else None
     if planned is None and running is None and not dj.exists:
@@ -683,6 +695,23 @@ def trusted_as_insecure(target: HostPort, entries: list[str]) -> str | None:
         if target.host == "localhost":
             return "127.0.0.0/8 (localhost is always insecure)"
     return None
+
+
+def predict_registry_config(values: list[str]) -> tuple[set[str], set[str]]:
+    """What dockerd will report in /info for these insecure-registries values:
+    (InsecureRegistryCIDRs, names of IndexConfigs with Secure=false). 127.0.0.0/8 is left out."""
+    cidrs: set[str] = set()
+    names: set[str] = set()
+    for v in values:
+        chk = check_insecure_entry(v)
+        if chk.normalized is None:
+            continue
+        if chk.is_cidr:
+            cidrs.add(str(ipaddress.ip_network(chk.normalized, strict=False)))
+        else:
+            names.add(chk.normalized)
+    cidrs.discard("127.0.0.0/8")
+    return cidrs, names
 
 
 @fact()
