@@ -9,6 +9,7 @@ Exit codes (also in `dockerdoctor --help` and README):
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import sys
@@ -232,23 +233,94 @@ def fix(
     timeout: TimeoutOpt = 2.0,
     docker_host: DockerHostOpt = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Plan format.")] = ListFormat.text,
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="Carry the plan out: back up, write atomically, validate, reload or restart the fewest "
+                        "services, verify, and roll back by itself when anything fails.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")
+                   ] = False,
+    ca: Annotated[Path | None, typer.Option(
+        "--ca", metavar="FILE", help="The registry's CA certificate (PEM): trust it in "
+                                     "/etc/docker/certs.d/HOST:PORT/ca.crt (the TLS fix; no restart).")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Choose the insecure-registries alternative for untrusted registries "
+                           "(weakens the host, CIS Docker Benchmark 2.4).")] = False,
+    rollback: Annotated[str | None, typer.Option(
+        "--rollback", metavar="RUN-ID", help="Restore the files an earlier run changed (RUN-ID, or `last`), "
+                                             "then reload/restart as that run did.")] = None,
+    list_backups: Annotated[bool, typer.Option("--list-backups", help="List earlier runs and their backups.")
+                            ] = False,
+    state_dir: Annotated[Path, typer.Option(
+        "--state-dir", metavar="DIR", help="Where backups and manifests live.")] = Path("/var/lib/dockerdoctor"),
+    restart_command: Annotated[str | None, typer.Option(
+        "--restart-command", metavar="CMD",
+        help="How to restart dockerd on a host without systemd (run with sh -c); reload is then SIGHUP "
+             "to the dockerd PID.")] = None,
 ) -> None:
     """Show the repair plan for every finding that has a fix: unified diffs for file edits and the exact
-    commands for everything else. Changes nothing.
+    commands for everything else. Changes nothing unless --apply is given.
+
+    With --apply the plan runs as a transaction: every changed file is backed up (with a manifest)
+    under --state-dir, written atomically, validated before any restart, dockerd is reloaded
+    (SIGHUP) when every changed daemon.json key allows it and restarted otherwise, and the result is
+    verified by rerunning the rules and asking dockerd to reach the registry. Any failure restores
+    the files byte-identical and reloads/restarts again.
 
     Examples:
 
       dockerdoctor fix --registry 10.0.0.5:5000
 
+      dockerdoctor fix --registry 10.0.0.5:5000 --apply --insecure
+
+      dockerdoctor fix --registry 10.0.0.5:5443 --ca ca.crt --apply --yes
+
       dockerdoctor fix --root ./sosreport --only DD102,DD104
+
+      dockerdoctor fix --list-backups ;  dockerdoctor fix --rollback last
     """
+    from dockerdoctor.fixes.backup import BackupStore
+
+    store = BackupStore(state_dir)
+    if list_backups:
+        _list_backups(store, fmt)
+        raise typer.Exit(0)
+    if rollback is not None:
+        _rollback(store, rollback, root, docker_host, restart_command, yes)
+        raise typer.Exit(0)
+    ca_pem = _read_ca(ca) if ca is not None else None
+    if apply and root is not None and root.is_file():
+        raise InputError("--apply with --root needs a directory (an unpacked copy), not a tarball")
+
+    from dockerdoctor.fixes.apply import choose_fixes, prepare
     from dockerdoctor.fixes.plan import build_plan
 
     facts = _build_facts(root, registry, timeout, docker_host)
     try:
         results = _run_check(facts, only, None)
-        findings = sorted((f for r in results for f in r.findings), key=lambda f: (-f.severity, f.rule_id))
-        plan = build_plan(findings, facts.source)
+        findings = [f for r in results for f in r.findings]
+        choices = choose_fixes(findings, ca_pem, insecure)
+        chosen = [dataclasses.replace(c.finding, fix=c.fix) for c in choices if c.fix is not None]
+        plan = build_plan(chosen, facts.source)
+        prepared = prepare(choices, facts) if (apply or fmt == ListFormat.text) else None
+        unfinished = store.unfinished() if store.backups.is_dir() else []
+        if fmt == ListFormat.json and not apply:
+            _plan_json(plan, choices, prepared)
+            raise typer.Exit(0)
+        if not apply or prepared is None:
+            _print_plan(plan, choices, prepared, findings, unfinished, dry_run=True)
+            raise typer.Exit(0)
+        _print_plan(plan, choices, prepared, findings, unfinished, dry_run=False)
+        if prepared.empty:
+            typer.echo("Nothing to apply.")
+            raise typer.Exit(0)
+        if unfinished:
+            _offer_unfinished(store, unfinished, yes, docker_host, restart_command, facts)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InputError("refusing to change this host without confirmation: add --yes")
+            if not typer.confirm("Apply these changes?", default=False):
+                typer.echo("Nothing was changed.")
+                raise typer.Exit(1)
+        result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command)
     finally:
         close = getattr(facts.source, "close", None)
         if close:
@@ -256,41 +328,162 @@ def fix(
     if fmt == ListFormat.json:
         import json
 
-        out = {
-            "schema_version": 1,
-            "steps": [
-                {"id": s.finding.rule_id, "title": s.finding.title, "fix": s.fix.to_dict(), "diffs": s.diffs,
-                 "commands": s.commands, "errors": s.errors}
-                for s in plan.steps
-            ],
-            "services": plan.services,
-        }
-        typer.echo(json.dumps(out, indent=2))
-        raise typer.Exit(0)
-    if not plan.steps:
+        typer.echo(json.dumps({"schema_version": 1, "status": result.status, "run_id": result.run_id,
+                               "log": result.log, "problems": result.problems}, indent=2))
+    raise typer.Exit(0 if result.ok else 1)
+
+
+def _read_ca(ca: Path) -> str:
+    try:
+        text = ca.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--ca {ca}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise InputError(f"--ca {ca}: not a PEM certificate (no BEGIN CERTIFICATE line)")
+    return text if text.endswith("\n") else text + "\n"
+
+
+def _print_plan(plan, choices, prepared, findings, unfinished, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+    for rec in unfinished:
+        typer.echo(f"warning: run {rec.run_id} stopped after its backups ({rec.status}); "
+                   f"`dockerdoctor fix --rollback {rec.run_id}` restores the files it may have changed")
+    manual = [c for c in choices if c.fix is None]
+    if not plan.steps and not manual:
         typer.echo("Nothing to fix: no finding has an automatic fix." if not findings else
                    "No finding has an automatic fix; `dockerdoctor check` shows what to do by hand.")
-        raise typer.Exit(0)
+        return
+    notes = {id(c.finding): c.notes for c in choices}
+    errors = {id(s.finding): s.errors for s in (prepared.steps if prepared else [])}
+    by_finding = {c.finding.rule_id + c.finding.title: c for c in choices}
     for n, step in enumerate(plan.steps, 1):
+        choice = by_finding.get(step.finding.rule_id + step.finding.title)
         typer.echo(f"Step {n}: [{step.finding.rule_id}] {step.fix.summary}")
         typer.echo(f"  because: {step.finding.title}")
+        for note in (notes.get(id(choice.finding), []) if choice else []):
+            typer.echo(f"  choice: {note}")
         for w in step.fix.warnings:
-            typer.echo(f"  note: {w}")
+            typer.echo(f"  WARNING: {w}")
         for d in step.diffs:
             typer.echo("")
             typer.echo("  " + d.rstrip("\n").replace("\n", "\n  "))
         for c in step.commands:
             typer.echo(f"  $ {c}")
-        for e in step.errors:
+        for e in step.errors + (errors.get(id(choice.finding), []) if choice else []):
             typer.echo(f"  cannot plan: {e}")
         for alt in step.fix.alternatives:
             typer.echo(f"  alternative: {alt.summary}")
             for w in alt.warnings:
                 typer.echo(f"    note: {w}")
         typer.echo("")
-    if plan.services:
+    for c in manual:
+        typer.echo(f"Not automatic: [{c.finding.rule_id}] {c.finding.title}")
+        for note in c.notes:
+            typer.echo(f"  {note}")
+        typer.echo("")
+    if prepared is not None:
+        if prepared.action or prepared.daemon_reload:
+            what = ", then ".join(a for a in (("daemon-reload" if prepared.daemon_reload else ""),
+                                              {"reload": "reload dockerd (SIGHUP; containers keep running)",
+                                               "restart": "restart dockerd", "start": "start dockerd"}.get(
+                                                  prepared.action or "", "")) if a)
+            typer.echo(f"Services: {what}")
+            for r in prepared.reasons:
+                typer.echo(f"  because {r}")
+        elif prepared.changes:
+            typer.echo("Services: no reload or restart needed")
+        for w in prepared.warnings:
+            typer.echo(f"WARNING: {w}")
+    elif plan.services:
         typer.echo("Services: " + "; ".join(plan.services))
-    typer.echo("This is a dry run: nothing was changed.")
+    if dry_run:
+        typer.echo("This is a dry run: nothing was changed. Add --apply to carry it out.")
+
+
+def _plan_json(plan, choices, prepared) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    out = {
+        "schema_version": 1,
+        "steps": [
+            {"id": s.finding.rule_id, "title": s.finding.title, "fix": s.fix.to_dict(), "diffs": s.diffs,
+             "commands": s.commands, "errors": s.errors}
+            for s in plan.steps
+        ],
+        "manual": [{"id": c.finding.rule_id, "title": c.finding.title, "notes": c.notes}
+                   for c in choices if c.fix is None],
+        "services": plan.services,
+    }
+    typer.echo(json.dumps(out, indent=2))
+
+
+def _service_manager(docker_host: str | None, restart_command: str | None):  # type: ignore[no-untyped-def]
+    from dockerdoctor.facts import CheckOptions, Facts
+    from dockerdoctor.fixes.service import choose_manager
+    from dockerdoctor.sources.live import LiveSource
+
+    def pid_of() -> int | None:
+        f = Facts(LiveSource(), CheckOptions(docker_host=docker_host, network=False))
+        proc = f.optional("dockerd_process")
+        return proc.pid if proc is not None else None
+
+    return choose_manager(restart_command, pid_of)
+
+
+def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command):  # type: ignore[no-untyped-def]
+    from dockerdoctor.fixes.apply import ApplyOptions, apply_prepared
+
+    manager = None if root is not None else _service_manager(docker_host, restart_command)
+    opts = ApplyOptions(
+        store=store, manager=manager,
+        facts_factory=lambda: _build_facts(root, registry, timeout, docker_host),
+        echo=lambda s: typer.echo(s),
+    )
+    return apply_prepared(prepared, facts, opts)
+
+
+def _offer_unfinished(store, unfinished, yes, docker_host, restart_command, facts) -> None:  # type: ignore[no-untyped-def]
+    from dockerdoctor.fixes.apply import InterruptedRun
+
+    last = unfinished[-1]
+    if yes or not sys.stdin.isatty():
+        raise InterruptedRun(unfinished)
+    if not typer.confirm(f"Run {last.run_id} was interrupted after its backups. Roll it back now?", default=True):
+        raise InterruptedRun(unfinished)
+    from dockerdoctor.fixes.apply import rollback_run
+
+    rollback_run(store, last.run_id, _service_manager(docker_host, restart_command), docker_host,
+                 echo=lambda s: typer.echo(s))
+    raise typer.Exit(0)
+
+
+def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool) -> None:  # type: ignore[no-untyped-def]
+    from dockerdoctor.fixes.apply import rollback_run
+
+    rec = store.load(run_id)
+    typer.echo(f"Rolling back {rec.run_id} ({rec.status}, {rec.created}): " + ", ".join(f.path for f in rec.files))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InputError("refusing to roll back without confirmation: add --yes")
+        if not typer.confirm("Restore these files?", default=False):
+            raise typer.Exit(1)
+    manager = None if root is not None else _service_manager(docker_host, restart_command)
+    rollback_run(store, rec.run_id, manager, docker_host, echo=lambda s: typer.echo(s))
+    typer.echo(f"Rolled back {rec.run_id}.")
+
+
+def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-def]
+    runs = store.list_runs()
+    if fmt == ListFormat.json:
+        import json
+
+        typer.echo(json.dumps({"schema_version": 1, "runs": [r.to_dict() for r in runs]}, indent=2))
+        return
+    if not runs:
+        typer.echo(f"No backups in {store.backups}.")
+        return
+    for r in runs:
+        files = ", ".join(f.path for f in r.files) or "no files"
+        typer.echo(f"{r.run_id}  {r.status:<11} {r.created}  {files}")
 
 
 # --------------------------------------------------------------------------- rules / explain
