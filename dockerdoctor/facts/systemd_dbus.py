@@ -63,8 +63,9 @@ def read_unit_properties(unit: str, timeout: float = 1.0) -> dict[str, str] | No
         import dbus  # type: ignore[import-not-found]
     except ImportError:
         return None
+    bus = None
     try:
-        bus = dbus.SystemBus()
+        bus = dbus.SystemBus(private=True)
         manager = dbus.Interface(bus.get_object(SYSTEMD, MANAGER_PATH), f"{SYSTEMD}.Manager")
         try:
             path = manager.GetUnit(unit, timeout=timeout)
@@ -80,3 +81,6 @@ def read_unit_properties(unit: str, timeout: float = 1.0) -> dict[str, str] | No
         return _to_show_format(unit_props, svc_props)
     except Exception:  # no bus, no systemd on it, access denied: fall back to systemctl
         return None
+    finally:
+        if bus is not None:
+            bus.close()
