@@ -1,0 +1,685 @@
+"""Containers, and which of them are registries.
+
+Live, everything comes from the Docker Engine API (the `docker` SDK, `facts.options.docker_host`):
+`GET /containers/json?all=1`, `GET /containers/ID/json` and a bounded log tail
+(`GET /containers/ID/logs?tail=N`), never a whole log. In a snapshot it comes from sos's docker
+plugin: `sos_commands/docker/containers/docker_inspect_<id-or-name>` (the JSON array that
+`docker inspect` prints) and `docker_logs_-t_<id-or-name>` (collected with sos's `docker.logs`
+option), read as a bounded tail too.
+
+A container counts as a registry by its image (`registry`, `distribution/registry`, harbor's
+`registry-photon`, zot), by its command (`registry serve`, gunicorn running `docker_registry`), or
+by its log lines. Its generation ("v2" for distribution, "v0" for the python docker-registry of
+2014-2015) is decided from evidence, because `registry` without a tag meant v0 in 2015 and means v2
+today.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockerdoctor.errors import FactUnavailable
+from dockerdoctor.facts import Facts, HostPort, fact
+
+SOS_CONTAINERS_DIR = "/sos_commands/docker/containers"
+SOS_IMAGES_DIR = "/sos_commands/docker/images"
+LOG_TAIL_LINES = 300  # lines of each registry container's log that are read
+LOG_TAIL_OTHER = 30  # lines of other containers' logs (enough to recognise a registry by its log)
+LOG_TAIL_BYTES = 512 * 1024  # the tail of a snapshot's log file that is read
+LOG_LINE_MAX = 2000
+MAX_CONTAINERS = 300
+
+V2_DATA_DIR = "/var/lib/registry"
+V0_DATA_DIR = "/tmp/registry"
+V2_CONFIG = "/etc/docker/registry/config.yml"
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class Mount:
+    type: str  # bind | volume | tmpfs | npipe
+    source: str  # host path (bind) or volume name
+    destination: str
+    mode: str = ""  # the -v mode string: "z", "Z", "ro,Z", ...
+    rw: bool = True
+    name: str | None = None  # volume name
+
+    @property
+    def selinux_label(self) -> str | None:
+        """'z' or 'Z' when the mount asks docker to relabel it."""
+        for part in self.mode.split(","):
+            if part in ("z", "Z"):
+                return part
+        return None
+
+    @property
+    def anonymous(self) -> bool:
+        return self.type == "volume" and bool(self.name) and bool(re.fullmatch(r"[0-9a-f]{64}", self.name or ""))
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    container_port: int
+    proto: str
+    host_ip: str
+    host_port: int | None
+
+    def docker_arg(self) -> str:
+        ip = f"{self.host_ip}:" if self.host_ip and self.host_ip not in ("0.0.0.0", "::", "") else ""
+        hp = str(self.host_port) if self.host_port else ""
+        suffix = "" if self.proto == "tcp" else f"/{self.proto}"
+        return f"{ip}{hp}:{self.container_port}{suffix}" if (ip or hp) else f"{self.container_port}{suffix}"
+
+
+@dataclass
+class ContainerInfo:
+    id: str
+    name: str
+    image: str  # Config.Image as the user wrote it (registry:2, 10.0.0.5:5000/x/y:tag, sha256:...)
+    entrypoint: list[str]
+    cmd: list[str]
+    env: dict[str, str]
+    env_list: list[str]
+    labels: dict[str, str]
+    status: str  # running | restarting | exited | created | paused | dead
+    exit_code: int | None
+    error: str
+    restarting: bool
+    restart_count: int
+    restart_policy: str  # no | always | unless-stopped | on-failure
+    restart_max: int
+    network_mode: str
+    ports: list[PortBinding]  # published
+    exposed: list[tuple[int, str]]
+    mounts: list[Mount]
+    started_at: str = ""
+    finished_at: str = ""
+    oom_killed: bool = False
+    source: str = ""  # evidence for the inspect data
+    logs: list[str] = field(default_factory=list)
+    log_source: str | None = None  # None: logs not known
+    image_env: list[str] | None = None
+    image_cmd: list[str] | None = None
+    image_entrypoint: list[str] | None = None
+    image_labels: dict[str, str] | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def argv(self) -> list[str]:
+        return [*self.entrypoint, *self.cmd]
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def host_network(self) -> bool:
+        return self.network_mode == "host"
+
+    @property
+    def image_repo(self) -> str:
+        """The repository of Config.Image without registry host, tag or digest (library/ dropped)."""
+        return image_repo(self.image)
+
+    @property
+    def image_tag(self) -> str | None:
+        return image_tag(self.image)
+
+    def log_grep(self, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
+        return [(i + 1, ln) for i, ln in enumerate(self.logs) if pattern.search(ln)]
+
+
+def image_repo(image: str) -> str:
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        ref = ref[: len(ref) - len(last)] + last.split(":", 1)[0]
+    parts = ref.split("/")
+    if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
+        parts = parts[1:]
+    if parts and parts[0] == "library":
+        parts = parts[1:]
+    return "/".join(parts).lower()
+
+
+def image_tag(image: str) -> str | None:
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else None
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _env_dict(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in env:
+        k, sep, v = item.partition("=")
+        if sep:
+            out[k] = v
+    return out
+
+
+def _as_list(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    return [str(x) for x in v]
+
+
+def _port_key(key: str) -> tuple[int, str] | None:
+    num, _, proto = key.partition("/")
+    if not num.isdigit():
+        return None
+    return int(num), (proto or "tcp")
+
+
+def container_from_inspect(data: dict[str, Any], source: str) -> ContainerInfo:
+    """One element of `docker inspect`'s JSON array (or the Engine API's /containers/ID/json)."""
+    cfg = data.get("Config") or {}
+    host = data.get("HostConfig") or {}
+    state = data.get("State") or {}
+    net = data.get("NetworkSettings") or {}
+    env_list = _as_list(cfg.get("Env"))
+    ports: list[PortBinding] = []
+    bindings = net.get("Ports") if isinstance(net.get("Ports"), dict) and net.get("Ports") else None
+    if not bindings:
+        bindings = host.get("PortBindings") or {}
+    for key, binds in (bindings or {}).items():
+        pk = _port_key(key)
+        if pk is None or not binds:
+            continue
+        for b in binds:
+            hp = str((b or {}).get("HostPort") or "")
+            ports.append(PortBinding(pk[0], pk[1], str((b or {}).get("HostIp") or ""),
+                                     int(hp) if hp.isdigit() else None))
+    seen_ports: set[tuple[int, str, str, int | None]] = set()
+    uniq = []
+    for p in ports:
+        # docker lists 0.0.0.0 and :: for one -p; keep both, but no exact duplicates
+        k = (p.container_port, p.proto, p.host_ip, p.host_port)
+        if k not in seen_ports:
+            seen_ports.add(k)
+            uniq.append(p)
+    exposed = [pk for pk in (_port_key(k) for k in (cfg.get("ExposedPorts") or {})) if pk]
+    mounts: list[Mount] = []
+    for m in data.get("Mounts") or []:
+        mounts.append(Mount(
+            type=str(m.get("Type") or ("volume" if m.get("Name") else "bind")),
+            source=str(m.get("Source") or m.get("Name") or ""),
+            destination=str(m.get("Destination") or ""),
+            mode=str(m.get("Mode") or ""),
+            rw=bool(m.get("RW", True)),
+            name=m.get("Name"),
+        ))
+    # HostConfig.Binds keeps the mode the user typed (":Z"); Mounts[].Mode usually has it too.
+    binds_mode: dict[str, str] = {}
+    for b in _as_list(host.get("Binds")):
+        parts = b.split(":")
+        if len(parts) >= 3:
+            binds_mode[parts[1]] = parts[2]
+    mounts = [
+        Mount(m.type, m.source, m.destination, m.mode or binds_mode.get(m.destination, ""), m.rw, m.name)
+        for m in mounts
+    ]
+    if not mounts and binds_mode:
+        for b in _as_list(host.get("Binds")):
+            parts = b.split(":")
+            if len(parts) >= 2:
+                src, dst = parts[0], parts[1]
+                mode = parts[2] if len(parts) > 2 else ""
+                kind = "bind" if src.startswith("/") else "volume"
+                mounts.append(Mount(kind, src, dst, mode, "ro" not in mode.split(","),
+                                    None if kind == "bind" else src))
+    rp = host.get("RestartPolicy") or {}
+    name = str(data.get("Name") or "").lstrip("/")
+    status = str(state.get("Status") or ("running" if state.get("Running") else "exited"))
+    if state.get("Restarting"):
+        status = "restarting"
+    return ContainerInfo(
+        id=str(data.get("Id") or ""),
+        name=name or str(data.get("Id") or "")[:12],
+        image=str(cfg.get("Image") or data.get("Image") or ""),
+        entrypoint=_as_list(cfg.get("Entrypoint")),
+        cmd=_as_list(cfg.get("Cmd")),
+        env=_env_dict(env_list),
+        env_list=env_list,
+        labels=dict(cfg.get("Labels") or {}),
+        status=status,
+        exit_code=state.get("ExitCode"),
+        error=str(state.get("Error") or ""),
+        restarting=bool(state.get("Restarting")),
+        restart_count=int(data.get("RestartCount") or 0),
+        restart_policy=str(rp.get("Name") or "no") or "no",
+        restart_max=int(rp.get("MaximumRetryCount") or 0),
+        network_mode=str(host.get("NetworkMode") or "default"),
+        ports=uniq,
+        exposed=exposed,
+        mounts=mounts,
+        started_at=str(state.get("StartedAt") or ""),
+        finished_at=str(state.get("FinishedAt") or ""),
+        oom_killed=bool(state.get("OOMKilled")),
+        source=source,
+        raw=data,
+    )
+
+
+def parse_inspect_text(text: str, source: str) -> list[ContainerInfo]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return []
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        return []
+    return [container_from_inspect(d, source) for d in data if isinstance(d, dict) and "Config" in d]
+
+
+def split_log(text: str, *, tail_bytes_cut: bool = False, max_lines: int = LOG_TAIL_LINES) -> list[str]:
+    lines = text.splitlines()
+    if tail_bytes_cut and lines:
+        lines = lines[1:]  # the first line of a byte tail may be cut
+    return [ln[:LOG_LINE_MAX] for ln in lines[-max_lines:]]
+
+
+# --------------------------------------------------------------------------- registry recognition
+
+_REGISTRY_REPOS = {
+    "registry": "distribution or python registry image",
+    "distribution/registry": "distribution's image",
+    "docker-registry": "registry image",
+    "goharbor/registry-photon": "harbor's registry image",
+    "project-zot/zot": "zot",
+}
+_V2_TAG = re.compile(r"^(2|3)(\.\d+)*([.-].*)?$")
+_V0_TAG = re.compile(r"^0\.\d+")
+_V2_LOG = re.compile(r"go\.version=|level=(info|warning|error|fatal) msg=|msg=\"listening on|"
+                     r"registry/handlers|distribution_version|configuration error: open /etc/docker/registry")
+_V0_LOG = re.compile(r"docker_registry|_setup_database|gunicorn|SETTINGS_FLAVOR|Booting worker with pid")
+_REG_LOG = re.compile(r"docker_registry|_setup_database\.lock|msg=\"listening on .*\" go\.version=|"
+                      r"msg=\"redis not configured\"|instance\.id=[0-9a-f-]+ service=registry|"
+                      r"No HTTP secret provided")
+
+
+@dataclass
+class RegistryContainer:
+    container: ContainerInfo
+    kind: str  # distribution | python | harbor | zot
+    version: str  # v2 | v0 | unknown
+    why: list[str]  # how it was recognised
+    version_why: list[str]
+    data_dir: str | None  # where the registry writes inside the container
+    data_dir_why: str
+    port: int  # the port the registry listens on inside the container (or the host, with --network host)
+    port_why: str
+    config_path: str | None = None  # a config.yml on the host, bind-mounted
+    config: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.container.name
+
+
+def _is_registry(c: ContainerInfo) -> tuple[str | None, list[str]]:
+    why: list[str] = []
+    kind: str | None = None
+    repo = c.image_repo
+    if repo in _REGISTRY_REPOS or repo.endswith("/distribution/registry") or repo.rsplit("/", 1)[-1] == "registry":
+        kind = "harbor" if "harbor" in repo or "photon" in repo else "distribution"
+        why.append(f"image {c.image}")
+    elif "zot" in repo.rsplit("/", 1)[-1]:
+        kind = "zot"
+        why.append(f"image {c.image}")
+    elif "harbor" in repo and "registry" in repo:
+        kind = "harbor"
+        why.append(f"image {c.image}")
+    argv = c.argv
+    words = " ".join(argv)
+    bases = [a.rsplit("/", 1)[-1] for a in argv]
+    if ("registry" in bases or "docker-registry" in bases) and "serve" in argv:
+        kind = kind or "distribution"
+        why.append(f"command {words}")
+    elif "docker_registry" in words or "docker-registry" in bases:
+        kind = "python" if kind in (None, "distribution") else kind
+        why.append(f"command {words}")
+    elif any(b == "zot" for b in bases) and "serve" in argv:
+        kind = kind or "zot"
+        why.append(f"command {words}")
+    if kind is None:
+        hits = c.log_grep(_REG_LOG)
+        if hits:
+            kind = "python" if ("docker_registry" in hits[0][1] or "_setup_database" in hits[0][1]) else "distribution"
+            why.append(f"log line: {hits[0][1][:160]}")
+    return kind, why
+
+
+def _version(c: ContainerInfo, kind: str) -> tuple[str, list[str]]:
+    """v2 or v0 from the evidence: tag, command, env and log lines, in that order of strength."""
+    why: list[str] = []
+    tag = c.image_tag
+    words = " ".join(c.argv)
+    if kind in ("harbor", "zot"):
+        return "v2", [f"{kind} speaks the v2 API"]
+    if c.image_repo.endswith("distribution/registry"):
+        return "v2", [f"image {c.image}"]
+    if tag and _V0_TAG.match(tag):
+        return "v0", [f"image tag {tag}"]
+    if tag and _V2_TAG.match(tag):
+        return "v2", [f"image tag {tag}"]
+    if kind == "python" or "docker_registry" in words or "gunicorn" in words:
+        return "v0", [f"command {words}"]
+    if "serve" in c.argv or V2_CONFIG in words:
+        return "v2", [f"command {words}"]
+    v0_env = [k for k in ("SETTINGS_FLAVOR", "STORAGE_PATH", "DOCKER_REGISTRY_CONFIG", "GUNICORN_OPTS") if k in c.env]
+    v2_env = [k for k in c.env if k.startswith("REGISTRY_") and k not in ("REGISTRY_PORT",)]
+    if v0_env and not v2_env:
+        return "v0", [f"environment {', '.join(v0_env)}"]
+    if v2_env and not v0_env:
+        return "v2", [f"environment {', '.join(v2_env)}"]
+    v2_log = c.log_grep(_V2_LOG)
+    v0_log = c.log_grep(_V0_LOG)
+    if v0_log and not v2_log:
+        return "v0", [f"log line: {v0_log[0][1][:160]}"]
+    if v2_log and not v0_log:
+        return "v2", [f"log line: {v2_log[0][1][:160]}"]
+    if tag in (None, "latest"):
+        why.append(f"image {c.image} without a version tag: registry 2 today, the python v0.x registry before 2015")
+    return "unknown", why
+
+
+def _config_rootdir(cfg: dict[str, Any] | None) -> str | None:
+    try:
+        root = cfg["storage"]["filesystem"]["rootdirectory"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    return str(root) if root else None
+
+
+def _config_addr(cfg: dict[str, Any] | None) -> str | None:
+    try:
+        addr = cfg["http"]["addr"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    return str(addr) if addr else None
+
+
+def _port_of_addr(addr: str) -> int | None:
+    _, _, port = addr.rpartition(":")
+    return int(port) if port.isdigit() else None
+
+
+def _registry_config_path(c: ContainerInfo) -> str:
+    for env in ("REGISTRY_CONFIGURATION_PATH",):
+        if c.env.get(env):
+            return c.env[env]
+    for a in c.argv:
+        if a.endswith((".yml", ".yaml")):
+            return a
+    return V2_CONFIG
+
+
+def mount_covering(c: ContainerInfo, path: str) -> Mount | None:
+    """The mount whose destination is `path` or one of its parents (the deepest one)."""
+    best: Mount | None = None
+    p = path.rstrip("/") or "/"
+    for m in c.mounts:
+        d = m.destination.rstrip("/") or "/"
+        if p == d or p.startswith(d + "/") or d == "/":
+            if best is None or len(d) > len(best.destination.rstrip("/")):
+                best = m
+    return best
+
+
+def describe_registry(c: ContainerInfo, kind: str, why: list[str], read_host_file: Any = None) -> RegistryContainer:
+    version, vwhy = _version(c, kind)
+    config: dict[str, Any] | None = None
+    config_path: str | None = None
+    if version != "v0":
+        cpath = _registry_config_path(c)
+        m = mount_covering(c, cpath)
+        if m is not None and m.type == "bind" and read_host_file is not None:
+            rel = cpath[len(m.destination.rstrip("/")):] if cpath != m.destination else ""
+            host_path = m.source.rstrip("/") + rel
+            text = read_host_file(host_path)
+            if text:
+                try:
+                    import yaml
+
+                    loaded = yaml.safe_load(text)
+                    if isinstance(loaded, dict):
+                        config, config_path = loaded, host_path
+                except Exception:  # a broken config is the registry's own error, shown in its log
+                    pass
+    # where the data goes
+    data_dir: str | None
+    if version == "v0":
+        data_dir = c.env.get("STORAGE_PATH") or V0_DATA_DIR
+        dwhy = "STORAGE_PATH" if "STORAGE_PATH" in c.env else "the python registry's default (local flavor)"
+    elif c.env.get("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"):
+        data_dir = c.env["REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"]
+        dwhy = "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY"
+    elif _config_rootdir(config):
+        data_dir = _config_rootdir(config)
+        dwhy = f"storage.filesystem.rootdirectory in {config_path}"
+    elif config is not None and isinstance(config.get("storage"), dict) and not config["storage"].get("filesystem") \
+            and any(k in config["storage"] for k in ("s3", "azure", "gcs", "swift", "oss")):
+        data_dir = None
+        dwhy = f"object storage in {config_path}"
+    elif any(k.startswith("REGISTRY_STORAGE_") and k.split("_")[2] in ("S3", "AZURE", "GCS", "SWIFT", "OSS")
+             for k in c.env if k.count("_") >= 2):
+        data_dir = None
+        dwhy = "object storage (REGISTRY_STORAGE_*)"
+    elif version == "v2":
+        data_dir = V2_DATA_DIR
+        dwhy = "registry 2's default"
+    else:
+        data_dir = None
+        dwhy = "unknown registry version"
+    # the port it listens on
+    port, pwhy = 5000, "the default port"
+    if version == "v0":
+        for env in ("REGISTRY_PORT", "PORT"):
+            if c.env.get(env, "").isdigit():
+                port, pwhy = int(c.env[env]), env
+                break
+    else:
+        addr = c.env.get("REGISTRY_HTTP_ADDR")
+        if addr and _port_of_addr(addr):
+            port, pwhy = _port_of_addr(addr) or 5000, f"REGISTRY_HTTP_ADDR={addr}"
+        elif _config_addr(config) and _port_of_addr(_config_addr(config) or ""):
+            port, pwhy = _port_of_addr(_config_addr(config) or "") or 5000, f"http.addr in {config_path}"
+        elif kind == "zot" and c.exposed:
+            port, pwhy = c.exposed[0][0], "the image's EXPOSE"
+    return RegistryContainer(c, kind, version, why, vwhy, data_dir, dwhy, port, pwhy, config_path, config)
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def _live_client(facts: Facts) -> Any:
+    import docker
+
+    host = facts.options.docker_host or "unix:///var/run/docker.sock"
+    try:
+        client = docker.APIClient(base_url=host, version="auto", timeout=max(facts.options.timeout, 5.0))
+    except Exception as exc:  # DockerException: the socket is absent or not a daemon
+        raise FactUnavailable(f"the Engine API at {host} did not answer ({exc.__class__.__name__})") from None
+    return client
+
+
+def _decode_logs(raw: bytes | str) -> str:
+    return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+
+
+@fact()
+def containers(facts: Facts) -> list[ContainerInfo]:
+    """Every container (running or not), with a bounded log tail for the ones that look like registries."""
+    if facts.live:
+        return _containers_live(facts)
+    return _containers_snapshot(facts)
+
+
+def _containers_live(facts: Facts) -> list[ContainerInfo]:
+    client = _live_client(facts)
+    host = facts.options.docker_host or "unix:///var/run/docker.sock"
+    out: list[ContainerInfo] = []
+    try:
+        try:
+            listing = client.containers(all=True)
+        except Exception as exc:
+            raise FactUnavailable(f"the Engine API at {host} did not list containers ({exc})") from None
+        image_cache: dict[str, dict[str, Any] | None] = {}
+        for item in listing[:MAX_CONTAINERS]:
+            cid = item.get("Id")
+            try:
+                data = client.inspect_container(cid)
+            except Exception:
+                continue  # removed while we looked
+            c = container_from_inspect(data, f"Engine API /containers/{str(cid)[:12]}/json")
+            kind, _ = _is_registry(c)
+            try:
+                raw = client.logs(cid, stdout=True, stderr=True, timestamps=True,
+                                  tail=LOG_TAIL_LINES if kind else LOG_TAIL_OTHER)
+                c.logs = split_log(_decode_logs(raw))
+                c.log_source = f"docker logs -t --tail {LOG_TAIL_LINES if kind else LOG_TAIL_OTHER} {c.name}"
+            except Exception:
+                c.log_source = None
+            if kind is None:
+                kind, _ = _is_registry(c)  # by its log lines
+                if kind:
+                    try:
+                        raw = client.logs(cid, stdout=True, stderr=True, timestamps=True, tail=LOG_TAIL_LINES)
+                        c.logs = split_log(_decode_logs(raw))
+                        c.log_source = f"docker logs -t --tail {LOG_TAIL_LINES} {c.name}"
+                    except Exception:
+                        pass
+            if kind:
+                img_id = str(data.get("Image") or "")
+                if img_id not in image_cache:
+                    try:
+                        image_cache[img_id] = client.inspect_image(img_id)
+                    except Exception:
+                        image_cache[img_id] = None
+                _set_image_defaults(c, image_cache[img_id])
+            out.append(c)
+    finally:
+        try:
+            client.close()
+        except Exception:
+            pass
+    return out
+
+
+def _set_image_defaults(c: ContainerInfo, img: dict[str, Any] | None) -> None:
+    if not img:
+        return
+    cfg = img.get("Config") or {}
+    c.image_env = _as_list(cfg.get("Env"))
+    c.image_cmd = _as_list(cfg.get("Cmd"))
+    c.image_entrypoint = _as_list(cfg.get("Entrypoint"))
+    c.image_labels = dict(cfg.get("Labels") or {})
+
+
+def _containers_snapshot(facts: Facts) -> list[ContainerInfo]:
+    src = facts.source
+    names = src.listdir(SOS_CONTAINERS_DIR)
+    inspects = [n for n in names if n.startswith("docker_inspect_")]
+    if not inspects:
+        ps = src.command("docker_ps")
+        if ps is not None and len([ln for ln in ps.splitlines() if ln.strip()]) <= 1:
+            return []  # docker ps -a lists no container at all
+        raise FactUnavailable(
+            "no container inspect output in the snapshot (sos_commands/docker/containers/docker_inspect_*; "
+            "sos collects them when docker runs, add `-k docker.all=on -k docker.logs=on` for stopped ones and logs)"
+        )
+    logs_by_suffix = {n[len("docker_logs_-t_"):]: n for n in names if n.startswith("docker_logs_-t_")}
+    logs_by_suffix.update({n[len("docker_logs_"):]: n for n in names
+                           if n.startswith("docker_logs_") and not n.startswith("docker_logs_-t_")
+                           and n[len("docker_logs_"):] not in logs_by_suffix})
+    images: dict[str, dict[str, Any]] = {}
+    for n in src.listdir(SOS_IMAGES_DIR):
+        if n.startswith("docker_inspect_"):
+            text = src.read_text(f"{SOS_IMAGES_DIR}/{n}")
+            try:
+                arr = json.loads(text or "")
+            except ValueError:
+                continue
+            for img in arr if isinstance(arr, list) else [arr]:
+                if isinstance(img, dict):
+                    images[str(img.get("Id") or "")] = img
+                    for t in img.get("RepoTags") or []:
+                        images[str(t)] = img
+    out: list[ContainerInfo] = []
+    for n in inspects[:MAX_CONTAINERS]:
+        path = f"{SOS_CONTAINERS_DIR}/{n}"
+        text = src.read_text(path)
+        if not text:
+            continue
+        for c in parse_inspect_text(text, path.lstrip("/")):
+            suffix = n[len("docker_inspect_"):]
+            log_name = None
+            for key in (suffix, c.name, c.id[:12], c.id):
+                if key in logs_by_suffix:
+                    log_name = logs_by_suffix[key]
+                    break
+            if log_name:
+                lpath = f"{SOS_CONTAINERS_DIR}/{log_name}"
+                raw = src.read_bytes(lpath, limit=LOG_TAIL_BYTES, tail=True)
+                if raw is not None:
+                    size = (src.stat(lpath).size if src.stat(lpath) else 0)
+                    c.logs = split_log(raw.decode("utf-8", errors="replace"), tail_bytes_cut=size > LOG_TAIL_BYTES)
+                    c.log_source = lpath.lstrip("/")
+            img = images.get(str(c.raw.get("Image") or "")) or images.get(c.image)
+            _set_image_defaults(c, img)
+            out.append(c)
+    return out
+
+
+@fact()
+def registry_containers(facts: Facts) -> list[RegistryContainer]:
+    """The containers that are registries, with their version, data directory and port."""
+    all_containers: list[ContainerInfo] = facts.get("containers")
+
+    def read_host_file(path: str) -> str | None:
+        return facts.source.read_text(path, limit=256 * 1024)
+
+    out = []
+    for c in all_containers:
+        kind, why = _is_registry(c)
+        if kind:
+            out.append(describe_registry(c, kind, why, read_host_file))
+    return out
+
+
+def published_endpoints(rc: RegistryContainer) -> list[tuple[HostPort, str]]:
+    out: list[tuple[HostPort, str]] = []
+    c = rc.container
+    if c.host_network:
+        addr = c.env.get("REGISTRY_HTTP_ADDR") or _config_addr(rc.config) or ""
+        host = addr.rpartition(":")[0].strip("[]") if ":" in addr else ""
+        out.append((HostPort(host or "localhost", rc.port), f"registry container {c.name} (--network host)"))
+        return out
+    for p in c.ports:
+        if p.container_port == rc.port and p.proto == "tcp" and p.host_port:
+            host = p.host_ip if p.host_ip not in ("", "0.0.0.0", "::") else "localhost"
+            hp = HostPort(host, p.host_port)
+            if all(hp != o[0] for o in out):
+                out.append((hp, f"registry container {c.name} publishes {p.docker_arg()}"))
+    return out
+
+
+@fact()
+def registry_endpoints_from_containers(facts: Facts) -> list[tuple[HostPort, str]]:
+    """Published ports of registry containers: HOST:PORT as this host reaches them, and why."""
+    out: list[tuple[HostPort, str]] = []
+    for rc in facts.get("registry_containers"):
+        if rc.container.status in ("running", "restarting"):
+            out.extend(published_endpoints(rc))
+    return out

@@ -1,0 +1,633 @@
+"""The registry container: does it run, keep its data, publish its port, and can it write?"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from dockerdoctor.engine import finding, rule
+from dockerdoctor.errors import Skip
+from dockerdoctor.facts import HostPort
+from dockerdoctor.facts.containers import (
+    V0_DATA_DIR,
+    V2_DATA_DIR,
+    ContainerInfo,
+    Mount,
+    RegistryContainer,
+    mount_covering,
+)
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.rules_support import short
+
+LOCK_CRASH = re.compile(r"_setup_database\.lock")
+ERROR_LINE = re.compile(r"level=(error|fatal|panic)|\bfatal\b|Error|ERROR|Traceback|Exception|"
+                        r"[A-Z][A-Za-z]+Error: |panic:|permission denied|address already in use", re.I)
+PERMISSION_DENIED = re.compile(r"permission denied|Errno 13|EACCES|read-only file system", re.I)
+STORAGE_WORDS = re.compile(r"storage|filesystem|/var/lib/registry|/tmp/registry|/registry|rootdirectory|"
+                           r"mkdir|open |rename|docker/registry/v2|\.lock|IOError|OSError", re.I)
+DELETE_UNSUPPORTED = re.compile(r"UNSUPPORTED|The operation is unsupported|405 Method Not Allowed", re.I)
+DELETE_REQUEST = re.compile(r'(?:http\.request\.method=DELETE|"DELETE |method=DELETE|DELETE /v2/)')
+DELETE_BY_TAG = re.compile(r"DELETE\s*\S*?/v2/(?P<repo>[^ \"]+?)/manifests/(?P<ref>[^ \"?]+)")
+DELETE_BY_TAG_URI = re.compile(r"http\.request\.uri=\"?/v2/(?P<repo>[^ \"]+?)/manifests/(?P<ref>[^ \"?]+)")
+GC_LINE = re.compile(r"garbage-collect|blob eligible for deletion|marking (manifest|blob)", re.I)
+NO_SECRET = re.compile(r"No HTTP secret provided")
+
+
+# --------------------------------------------------------------------------- docker run, rebuilt
+
+
+def _is_default(item: str, defaults: list[str] | None) -> bool:
+    return defaults is not None and item in defaults
+
+
+def docker_run_argv(c: ContainerInfo, *, set_env: dict[str, str] | None = None,
+                    relabel: dict[str, str] | None = None, name: str | None = None) -> tuple[str, ...]:
+    """The `docker run` line that recreates `c`: same name, ports, volumes, env, restart policy,
+    labels, network and command, with `set_env` added and `relabel` (destination -> z|Z) applied."""
+    argv: list[str] = ["docker", "run", "-d", "--name", name or c.name]
+    if c.restart_policy and c.restart_policy != "no":
+        rp = c.restart_policy + (f":{c.restart_max}" if c.restart_policy == "on-failure" and c.restart_max else "")
+        argv += ["--restart", rp]
+    if c.network_mode not in ("default", "bridge", ""):
+        argv += ["--network", c.network_mode]
+    for p in c.ports:
+        if p.host_ip == "::" and any(o.host_ip in ("0.0.0.0", "") and o.host_port == p.host_port
+                                     and o.container_port == p.container_port for o in c.ports):
+            continue  # docker lists one -p twice (IPv4 and IPv6)
+        argv += ["-p", p.docker_arg()]
+    for m in c.mounts:
+        if m.type not in ("bind", "volume"):
+            continue
+        mode_parts = [x for x in m.mode.split(",") if x and x not in ("z", "Z", "rw", "rprivate")]
+        if not m.rw and "ro" not in mode_parts:
+            mode_parts.append("ro")
+        label = (relabel or {}).get(m.destination) or m.selinux_label
+        if label:
+            mode_parts.append(label)
+        src = m.source if m.type == "bind" else (m.name or m.source)
+        argv += ["-v", f"{src}:{m.destination}" + (f":{','.join(mode_parts)}" if mode_parts else "")]
+    env = [e for e in c.env_list if not _is_default(e, c.image_env) and not e.startswith("PATH=")]
+    for k, v in (set_env or {}).items():
+        env = [e for e in env if not e.startswith(k + "=")]
+        env.append(f"{k}={v}")
+    for e in env:
+        argv += ["-e", e]
+    for k, v in sorted(c.labels.items()):
+        if c.image_labels is not None and c.image_labels.get(k) == v:
+            continue
+        argv += ["--label", f"{k}={v}"]
+    entry_changed = c.image_entrypoint is not None and c.entrypoint != c.image_entrypoint
+    if entry_changed and c.entrypoint:
+        argv += ["--entrypoint", c.entrypoint[0]]
+    argv.append(c.image)
+    if entry_changed and c.entrypoint:
+        argv += c.entrypoint[1:] + c.cmd
+    elif c.image_cmd is None or c.cmd != c.image_cmd:
+        argv += c.cmd
+    return tuple(argv)
+
+
+def recreate_ops(c: ContainerInfo, run_argv: tuple[str, ...], why: str) -> tuple[RunCommand, ...]:
+    old = f"{c.name}-before-dockerdoctor"
+    return (
+        RunCommand(("docker", "stop", c.name), "stop the container (its volumes stay)"),
+        RunCommand(("docker", "rename", c.name, old), "keep the old container until the new one works"),
+        RunCommand(run_argv, why),
+        RunCommand(("docker", "rm", old), "once the new container works: remove the old one"),
+    )
+
+
+def _last_error(c: ContainerInfo) -> tuple[int, str] | None:
+    for i in range(len(c.logs) - 1, -1, -1):
+        line = c.logs[i]
+        if ERROR_LINE.search(line) and not line.strip().startswith("File \""):
+            return i + 1, line
+    for i in range(len(c.logs) - 1, -1, -1):
+        if c.logs[i].strip():
+            return i + 1, c.logs[i]
+    return None
+
+
+def _log_ev(c: ContainerInfo, lineno: int, line: str) -> Evidence:
+    return Evidence(c.log_source or f"docker logs {c.name}", short(line, 300), lineno)
+
+
+def _state_text(c: ContainerInfo) -> str:
+    bits = [f"Status={c.status}"]
+    if c.exit_code is not None:
+        bits.append(f"ExitCode={c.exit_code}")
+    bits.append(f"RestartCount={c.restart_count}")
+    if c.restart_policy != "no":
+        bits.append(f"RestartPolicy={c.restart_policy}" + (f":{c.restart_max}" if c.restart_max else ""))
+    if c.error:
+        bits.append(f"Error={c.error}")
+    if c.oom_killed:
+        bits.append("OOMKilled=true")
+    return " ".join(bits)
+
+
+def _need(registry_containers: list[RegistryContainer]) -> None:
+    if not registry_containers:
+        raise Skip("no registry container on this host")
+
+
+# ============================================================================ DD401
+
+
+@rule("DD401", "registry-lock-crash", category="registry", severity=Severity.ERROR,
+      title="The python registry crashes on _setup_database.lock")
+def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterator[Finding]:
+    """The python docker-registry (v0.x) dies at start with a traceback that ends in
+    `registry._setup_database.lock`, and restart-loops under its restart policy.
+
+    Why it happens: docker-registry 0.9 runs gunicorn with several workers, and each worker
+    imports the app and runs `_setup_database()`, which opens `./registry._setup_database.lock`
+    relative to the working directory. Workers race on that lock (or the directory is not
+    writable), and the worker crash takes gunicorn down (exit code 3: worker failed to boot).
+
+    How to fix: recreate the container with `GUNICORN_OPTS=[--preload]`, which loads the app once
+    in the master before forking, so the database is set up exactly once. Everything else (name,
+    ports, volumes, environment, restart policy, labels) is kept: the plan shows the exact
+    `docker run` line, read from the Engine API. Better still, move to registry:2 (the v0 API and
+    this image have been unsupported since 2015).
+
+    Example:
+        File "/usr/local/lib/python2.7/dist-packages/docker_registry/lib/mirroring.py", line 28, in _setup_database
+          with open('./registry._setup_database.lock', 'w+') as f:
+        OSError: [Errno 2] No such file or directory: './registry._setup_database.lock'
+    """
+    _need(registry_containers)
+    for rc in registry_containers:
+        c = rc.container
+        hits = c.log_grep(LOCK_CRASH)
+        if not hits:
+            continue
+        if "--preload" in c.env.get("GUNICORN_OPTS", "") and c.running and c.restart_count == 0:
+            continue  # fixed already; the lines are old
+        ev = [_log_ev(c, *hits[-1])]
+        last = _last_error(c)
+        if last and last[0] != hits[-1][0]:
+            ev.append(_log_ev(c, *last))
+        ev.append(Evidence(c.source, _state_text(c)))
+        run = docker_run_argv(c, set_env={"GUNICORN_OPTS": "[--preload]"})
+        yield finding(
+            "DD401", f"Registry container {c.name} crashes on _setup_database.lock",
+            f"{c.name} ({c.image}) logs the gunicorn _setup_database.lock traceback"
+            f" ({len(hits)} time{'s' if len(hits) != 1 else ''} in the last {len(c.logs)} log lines) and is "
+            f"{c.status} after {c.restart_count} restart{'s' if c.restart_count != 1 else ''}. "
+            "GUNICORN_OPTS=[--preload] sets the database up once, before gunicorn forks its workers.",
+            evidence=ev,
+            fix=Fix(f"Recreate {c.name} with GUNICORN_OPTS=[--preload], keeping everything else",
+                    recreate_ops(c, run, "the same container, plus GUNICORN_OPTS=[--preload]"),
+                    warnings=("Data outside a volume is lost with the old container (see DD403).",
+                              "registry:2 replaces this python registry; plan the move.")),
+            params={"container": c.name, "image": c.image, "docker_run": " ".join(run)},
+        )
+
+
+# ============================================================================ DD402
+
+
+@rule("DD402", "registry-down", category="registry", severity=Severity.ERROR,
+      title="The registry is not running")
+def registry_down(registry_containers: list[RegistryContainer]) -> Iterator[Finding]:
+    """The registry container has exited, is restarting in a loop, or never started.
+
+    Why it happens: the registry exits at start on a bad configuration (a TLS certificate path
+    that is not mounted, a port already taken, a storage directory it cannot write), or crashes
+    (DD401). A restart policy hides the crash as a loop: `docker ps` shows "Restarting (1) 2
+    seconds ago" and every push gets `connection refused`.
+
+    How to fix: read the last error (quoted in the finding, with State.Error), fix its cause, then
+    `docker start NAME`. Related rules name the common causes: DD401, DD303, DD304, DD405.
+
+    Example:
+        registry  Restarting (1)  level=fatal msg="open /certs/domain.crt: no such file or directory"
+    """
+    _need(registry_containers)
+    running_elsewhere = [rc for rc in registry_containers if rc.container.running and rc.container.restart_count < 3]
+    for rc in registry_containers:
+        c = rc.container
+        looping = c.restarting or (c.running and c.restart_count >= 3 and bool(c.log_grep(ERROR_LINE)))
+        if c.running and not looping:
+            continue
+        if c.status in ("created",) and not c.error:
+            what = "was created but never started"
+        elif c.status in ("restarting",) or looping:
+            what = f"is restarting in a loop ({c.restart_count} restarts)"
+        elif c.status == "paused":
+            what = "is paused"
+        else:
+            what = f"has exited (code {c.exit_code})" + (
+                f" after {c.restart_count} restarts" if c.restart_count else "")
+        ev = [Evidence(c.source, _state_text(c))]
+        last = _last_error(c)
+        reason = ""
+        if last:
+            ev.append(_log_ev(c, *last))
+            reason = f" Last error: {short(last[1], 200)}"
+        elif c.error:
+            reason = f" State.Error: {c.error}"
+        severity = Severity.ERROR
+        if running_elsewhere and rc not in running_elsewhere and c.status == "exited" and c.restart_policy == "no":
+            severity = Severity.WARNING  # an old, stopped copy next to a running registry
+        yield finding(
+            "DD402", f"Registry container {c.name} {what}",
+            f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
+            severity=severity,
+            evidence=ev,
+            fix=Fix(f"Fix the error in the log, then start {c.name}",
+                    (RunCommand(("docker", "logs", "--tail", "50", c.name), "read the whole error"),
+                     RunCommand(("docker", "start", c.name), "after fixing the cause"))),
+            params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
+                    "restart_count": c.restart_count, "error": c.error},
+        )
+
+
+# ============================================================================ DD403
+
+
+def _is_persistent(m: Mount) -> bool:
+    return m.type == "bind" or (m.type == "volume" and not m.anonymous)
+
+
+@rule("DD403", "registry-data-not-persistent", category="registry", severity=Severity.ERROR,
+      title="The registry's data is not on a volume")
+def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -> Iterator[Finding]:
+    """The registry stores images inside the container (or in an anonymous volume), or its volume
+    is mounted at a path the registry does not write to. The images vanish with the container.
+
+    Why it happens: the path changed between generations. The python registry (v0.x, 2014-2015)
+    stored under /tmp/registry (or $STORAGE_PATH); registry 2 stores under /var/lib/registry (or
+    $REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, or storage.filesystem.rootdirectory in its
+    config.yml). Old guides say `-v /data:/tmp/registry`; with registry:2 that volume stays empty.
+    The version is read from evidence (tag, command, environment, log lines), because `registry`
+    without a tag meant v0 in 2015 and means v2 today.
+
+    How to fix: recreate the container with a named volume or a host directory at the path the
+    registry really uses. Copy the existing data out first (`docker cp NAME:/var/lib/registry .`).
+
+    Example:
+        registry:2 with -v /srv/registry:/tmp/registry: images are written to /var/lib/registry,
+        inside the container, and are lost on `docker rm`.
+    """
+    _need(registry_containers)
+    for rc in registry_containers:
+        c = rc.container
+        if rc.data_dir is None:
+            continue  # object storage, or the version is unknown and nothing says where
+        m = mount_covering(c, rc.data_dir)
+        ev = [Evidence(c.source, f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
+              Evidence(c.source, "mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
+                                               or "none"))]
+        problem = None
+        if m is not None and _is_persistent(m) and m.destination != "/":
+            continue
+        other = None
+        wrong = V0_DATA_DIR if rc.version == "v2" else V2_DATA_DIR if rc.version == "v0" else None
+        for x in c.mounts:
+            if _is_persistent(x) and wrong and (x.destination.rstrip("/") == wrong):
+                other = x
+        if m is not None and m.anonymous:
+            problem = (f"its data directory {rc.data_dir} ({rc.data_dir_why}) is an anonymous volume, which "
+                       "`docker rm -v`, `docker compose down -v` or a recreate without it loses")
+            severity = Severity.WARNING
+        else:
+            problem = f"nothing is mounted at its data directory {rc.data_dir} ({rc.data_dir_why})"
+            severity = Severity.ERROR
+        if other is not None:
+            gen = "registry 2" if rc.version == "v2" else "the python v0.x registry"
+            problem += (f"; the volume {other.source or other.name} is mounted at {other.destination}, the path of the "
+                        f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
+            severity = Severity.ERROR
+        keep = other or (m if m is not None and m.anonymous else None)
+        src = (keep.source if keep is not None and keep.type == "bind" else (keep.name if keep is not None else None))
+        vol = src or f"{c.name}-data"
+        run = list(docker_run_argv(c))
+        # rewrite the volume list: drop the wrong/anonymous one, add the right path
+        fixed: list[str] = []
+        skip = False
+        for i, a in enumerate(run):
+            if skip:
+                skip = False
+                continue
+            if a == "-v" and i + 1 < len(run):
+                spec = run[i + 1]
+                dest = spec.split(":")[1] if ":" in spec else spec
+                if keep is not None and dest == keep.destination:
+                    skip = True
+                    continue
+            fixed.append(a)
+        image_at = fixed.index(c.image)
+        fixed[image_at:image_at] = ["-v", f"{vol}:{rc.data_dir}"]
+        ops: list[RunCommand] = []
+        if keep is None or keep.anonymous:
+            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}", f"./{c.name}-data-backup"),
+                                  "copy the images out of the container first"))
+        ops.extend(recreate_ops(c, tuple(fixed), f"the same container, with its data on {vol} at {rc.data_dir}"))
+        yield finding(
+            "DD403", f"Registry {c.name} keeps its data inside the container",
+            f"{c.name} ({c.image}, {rc.version}) writes images to {rc.data_dir}, but {problem}.",
+            severity=severity, evidence=ev,
+            fix=Fix(f"Recreate {c.name} with {vol} mounted at {rc.data_dir}", tuple(ops),
+                    warnings=("Copy the data out before removing the old container.",)),
+            params={"container": c.name, "version": rc.version, "data_dir": rc.data_dir,
+                    "wrong_mount": other.destination if other else None},
+        )
+
+
+# ============================================================================ DD404
+
+
+@rule("DD404", "registry-port-not-published", category="registry", severity=Severity.ERROR,
+      title="The registry's port is not published on the host")
+def registry_port_not_published(registry_containers: list[RegistryContainer]) -> Iterator[Finding]:
+    """The registry container listens on its port, but docker does not publish that port on the
+    host (no `-p`), publishes another container port, or publishes it on 127.0.0.1 only. Other
+    hosts get `connection refused`.
+
+    Why it happens: `docker run registry:2` without `-p 5000:5000`; `-p 5000:5001` after
+    REGISTRY_HTTP_ADDR moved the registry; `-p 127.0.0.1:5000:5000` copied from a local-only guide;
+    `--network none`.
+
+    How to fix: recreate the container with `-p 5000:5000` (host port : the registry's port), or
+    run it with `--network host`. The plan keeps everything else.
+
+    Example:
+        registry  registry:2  "5000/tcp"   (PORTS shows no 0.0.0.0:5000->5000/tcp)
+    """
+    _need(registry_containers)
+    for rc in registry_containers:
+        c = rc.container
+        if c.host_network:
+            continue
+        mine = [p for p in c.ports if p.container_port == rc.port and p.proto == "tcp" and p.host_port]
+        ev = [Evidence(c.source, f"registry port {rc.port} ({rc.port_why}); published: "
+                                 + (", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
+                                              for p in c.ports) or "none")
+                                 + f"; network {c.network_mode}")]
+        if mine and any(p.host_ip not in ("127.0.0.1", "::1", "localhost") for p in mine):
+            continue
+        if mine:
+            msg = (f"{c.name} publishes its port {rc.port} on {mine[0].host_ip} only, so no other host can reach "
+                   "it.")
+            title = f"Registry {c.name} is published on loopback only"
+            host_port = mine[0].host_port or rc.port
+            severity = Severity.WARNING
+        else:
+            others = [p for p in c.ports if p.host_port]
+            msg = f"{c.name} listens on port {rc.port} ({rc.port_why}), but docker publishes no host port for it"
+            msg += (f" (it publishes {', '.join(f'{p.host_port}->{p.container_port}' for p in others)} instead)."
+                    if others else ".")
+            if c.network_mode == "none":
+                msg += " It runs with --network none."
+            title = f"Registry {c.name} does not publish port {rc.port}"
+            host_port = others[0].host_port if others and others[0].host_port else rc.port
+            severity = Severity.ERROR
+        run = [a for a in docker_run_argv(c)]
+        out: list[str] = []
+        skip = False
+        for i, a in enumerate(run):
+            if skip:
+                skip = False
+                continue
+            if a == "-p" or (a == "--network" and run[i + 1] == "none"):
+                skip = True
+                continue
+            out.append(a)
+        at = out.index(c.image)
+        keep_ports = [p.docker_arg() for p in c.ports if p.container_port != rc.port and p.host_ip != "::"]
+        ports = ["-p", f"{host_port}:{rc.port}"] + [x for kp in keep_ports for x in ("-p", kp)]
+        out[at:at] = ports
+        yield finding(
+            "DD404", title, msg, severity=severity, evidence=ev,
+            fix=Fix(f"Recreate {c.name} with -p {host_port}:{rc.port}",
+                    recreate_ops(c, tuple(out), f"the same container, publishing {host_port}:{rc.port}")),
+            params={"container": c.name, "port": rc.port},
+        )
+
+
+# ============================================================================ DD405
+
+
+@rule("DD405", "registry-storage-denied", category="registry", severity=Severity.ERROR,
+      title="The registry may not write its storage")
+def registry_storage_denied(registry_containers: list[RegistryContainer],
+                            selinux_status: object | None = None) -> Iterator[Finding]:
+    """The registry's log shows `permission denied` (or a read-only file system) on its storage:
+    pushes fail with `received unexpected HTTP status: 500 Internal Server Error` or `blob upload
+    unknown`.
+
+    Why it happens: on SELinux hosts, a host directory mounted without `:Z` keeps a label the
+    container may not write (DD304 and DD305 have the details); elsewhere the directory is owned
+    by another user (registry images that run as a non-root user, rootless docker, NFS with
+    root_squash) or the volume is mounted read-only.
+
+    How to fix: on SELinux hosts relabel the directory (`:Z`, or semanage fcontext + restorecon);
+    otherwise give the container's user the directory (`chown -R UID DIR`) or drop `:ro`. Never
+    `chmod 777` and never `setenforce 0`.
+
+    Example:
+        level=error msg="response completed with error" err.code=unknown
+        err.message="filesystem: mkdir /var/lib/registry/docker: permission denied"
+    """
+    _need(registry_containers)
+    for rc in registry_containers:
+        c = rc.container
+        hits = [h for h in c.log_grep(PERMISSION_DENIED) if STORAGE_WORDS.search(h[1])]
+        if not hits:
+            continue
+        m = mount_covering(c, rc.data_dir) if rc.data_dir else None
+        ev = [_log_ev(c, *hits[-1])]
+        if m is not None:
+            ev.append(Evidence(c.source, f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
+        ops: list[RunCommand] = []
+        enforcing = getattr(selinux_status, "enforcing", False)
+        if m is not None and not m.rw:
+            summary = f"Mount {m.source} read-write"
+            from dockerdoctor.facts.containers import Mount as _M
+
+            c2 = ContainerInfo(**{**c.__dict__, "mounts": [
+                _M(x.type, x.source, x.destination, ",".join(p for p in x.mode.split(",") if p != "ro"), True, x.name)
+                if x is m else x for x in c.mounts]})
+            ops.extend(recreate_ops(c, docker_run_argv(c2), "the same container, with the volume read-write"))
+        elif m is not None and m.type == "bind" and enforcing:
+            summary = f"Label {m.source} for containers (container_file_t)"
+            ops.append(RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
+                                  "label the directory for containers, permanently"))
+            ops.append(RunCommand(("restorecon", "-Rv", m.source), "apply the label"))
+        elif m is not None and m.type == "bind":
+            summary = f"Give the registry's user the directory {m.source}"
+            user = str((c.raw.get("Config") or {}).get("User") or "") or "0"
+            ops.append(RunCommand(("chown", "-R", user.split(":")[0], m.source),
+                                  "the container's user (Config.User; root when empty) must own its storage"))
+        else:
+            summary = "Give the registry a writable volume for its data"
+        yield finding(
+            "DD405", f"Registry {c.name} gets permission denied on its storage",
+            f"{c.name} logs permission denied on its storage ({short(hits[-1][1], 160)}); pushes to it fail"
+            " with 500 errors.",
+            evidence=ev, fix=Fix(summary, tuple(ops),
+                                 warnings=("Never chmod 777 the directory, never setenforce 0.",)),
+            params={"container": c.name},
+        )
+
+
+# ============================================================================ DD406
+
+
+@rule("DD406", "registry-delete", category="registry", severity=Severity.WARNING,
+      title="Image deletion is disabled or misused")
+def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Finding]:
+    """Deleting images from the registry fails or does not free space: deletes are disabled
+    (`405 Method Not Allowed`, code UNSUPPORTED), a manifest is deleted by tag instead of by
+    digest, or garbage collection runs while the registry accepts pushes.
+
+    Why it happens: registry 2 disables DELETE unless storage.delete.enabled is true
+    (REGISTRY_STORAGE_DELETE_ENABLED=true). The API deletes manifests by digest only
+    (`DELETE /v2/NAME/manifests/sha256:...`). `registry garbage-collect` on a live registry can
+    delete blobs that an upload in flight still needs.
+
+    How to fix: set REGISTRY_STORAGE_DELETE_ENABLED=true (recreate the container); delete by the
+    digest from the `Docker-Content-Digest` header; run garbage-collect with the registry stopped
+    or in read-only mode (REGISTRY_STORAGE_MAINTENANCE_READONLY='{"enabled": true}').
+
+    Example:
+        level=error msg="response completed with error" err.code=unsupported
+        err.message="The operation is unsupported." http.request.method=DELETE
+    """
+    _need(registry_containers)
+    for rc in registry_containers:
+        c = rc.container
+        if rc.version == "v0":
+            continue
+        enabled_env = c.env.get("REGISTRY_STORAGE_DELETE_ENABLED", "").lower() == "true"
+        enabled_cfg = False
+        try:
+            enabled_cfg = bool((rc.config or {})["storage"]["delete"]["enabled"])
+        except (KeyError, TypeError):
+            pass
+        disabled = [h for h in c.log_grep(DELETE_UNSUPPORTED) if DELETE_REQUEST.search(h[1])]
+        if disabled and not (enabled_env or enabled_cfg):
+            run = docker_run_argv(c, set_env={"REGISTRY_STORAGE_DELETE_ENABLED": "true"})
+            yield finding(
+                "DD406", f"Deletes are disabled on registry {c.name}",
+                f"{c.name} answered a DELETE with UNSUPPORTED (405): storage.delete.enabled is not set.",
+                evidence=[_log_ev(c, *disabled[-1]),
+                          Evidence(c.source, "REGISTRY_STORAGE_DELETE_ENABLED is not set")],
+                fix=Fix(f"Recreate {c.name} with REGISTRY_STORAGE_DELETE_ENABLED=true",
+                        recreate_ops(c, run, "the same container, with deletes enabled")),
+                params={"container": c.name, "problem": "delete-disabled"},
+            )
+        by_tag = []
+        for lineno, line in c.log_grep(re.compile(r"DELETE")):
+            m = DELETE_BY_TAG.search(line) or DELETE_BY_TAG_URI.search(line)
+            if m and not m.group("ref").startswith("sha256:"):
+                by_tag.append((lineno, line, m.group("repo"), m.group("ref")))
+        if by_tag:
+            lineno, line, repo, ref = by_tag[-1]
+            yield finding(
+                "DD406", f"A manifest is deleted by tag on registry {c.name}",
+                f"A client sent DELETE /v2/{repo}/manifests/{ref}: the API deletes manifests by digest only. "
+                "Read the digest from the Docker-Content-Digest header of a HEAD request, then delete that.",
+                evidence=[_log_ev(c, lineno, line)],
+                fix=Fix("Delete by digest", (RunCommand(
+                    ("curl", "-sI", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                     f"https://REGISTRY/v2/{repo}/manifests/{ref}"),
+                    "the Docker-Content-Digest header names the digest; then DELETE /v2/NAME/manifests/<digest>"),)),
+                params={"container": c.name, "problem": "delete-by-tag", "repository": repo, "tag": ref},
+            )
+        gc = c.log_grep(GC_LINE)
+        readonly = "REGISTRY_STORAGE_MAINTENANCE_READONLY" in c.env and "true" in \
+            c.env["REGISTRY_STORAGE_MAINTENANCE_READONLY"].lower()
+        if gc and c.running and not readonly:
+            yield finding(
+                "DD406", f"Garbage collection ran while registry {c.name} was live",
+                f"{c.name}'s log shows garbage collection while the registry accepts writes; blobs of uploads in "
+                "flight can be deleted. Stop the registry (or make it read-only) for garbage-collect.",
+                evidence=[_log_ev(c, *gc[-1])],
+                fix=Fix("Run garbage-collect with the registry stopped", (
+                    RunCommand(("docker", "stop", c.name)),
+                    RunCommand(("docker", "run", "--rm", "--volumes-from", c.name, c.image, "garbage-collect",
+                                "/etc/docker/registry/config.yml"), "collect with nothing else writing"),
+                    RunCommand(("docker", "start", c.name)))),
+                params={"container": c.name, "problem": "gc-while-live"},
+            )
+
+
+# ============================================================================ DD407
+
+
+def _secret(rc: RegistryContainer) -> str | None:
+    v = rc.container.env.get("REGISTRY_HTTP_SECRET")
+    if v:
+        return v
+    try:
+        s = (rc.config or {})["http"]["secret"]
+        return str(s) if s else None
+    except (KeyError, TypeError):
+        return None
+
+
+def _storage_key(rc: RegistryContainer) -> str:
+    m = mount_covering(rc.container, rc.data_dir) if rc.data_dir else None
+    if m is not None and m.type in ("bind", "volume"):
+        return f"{m.type}:{m.source or m.name}"
+    return f"image:{rc.container.image_repo}"
+
+
+@rule("DD407", "registry-http-secret-missing", category="registry", severity=Severity.ERROR,
+      title="Registry replicas have no shared HTTP secret")
+def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -> Iterator[Finding]:
+    """Several registry replicas serve the same storage, but they do not share one
+    REGISTRY_HTTP_SECRET, so an upload started on one replica fails on another
+    (`blob upload invalid`, `BLOB_UPLOAD_INVALID`, or 404 on the PATCH/PUT).
+
+    Why it happens: each registry signs its upload state with http.secret; when it is unset, each
+    replica generates its own at start (it logs `No HTTP secret provided - generated random
+    secret`). Behind a load balancer, the chunks of one push land on different replicas.
+
+    How to fix: generate one secret (`openssl rand -hex 32`) and give it to every replica as
+    REGISTRY_HTTP_SECRET (recreate each container), or set http.secret in the shared config.yml.
+
+    Example:
+        level=warning msg="No HTTP secret provided - generated random secret. This may cause problems
+        with uploads if multiple registries are behind a load-balancer. ..."
+    """
+    _need(registry_containers)
+    groups: dict[str, list[RegistryContainer]] = {}
+    for rc in registry_containers:
+        if rc.version == "v0" or not rc.container.running:
+            continue
+        groups.setdefault(_storage_key(rc), []).append(rc)
+    for key, members in groups.items():
+        if len(members) < 2:
+            continue
+        secrets = {_secret(rc) for rc in members}
+        if len(secrets) == 1 and None not in secrets:
+            continue
+        ev = []
+        for rc in members:
+            s = _secret(rc)
+            ev.append(Evidence(rc.container.source,
+                               f"{rc.name}: REGISTRY_HTTP_SECRET {'set' if s else 'not set'}"))
+            hits = rc.container.log_grep(NO_SECRET)
+            if hits:
+                ev.append(_log_ev(rc.container, *hits[-1]))
+        ops: list[RunCommand] = []
+        for rc in members:
+            run = docker_run_argv(rc.container, set_env={"REGISTRY_HTTP_SECRET": "<the same secret>"})
+            ops.extend(recreate_ops(rc.container, run, "the same container with the shared secret"))
+        names = ", ".join(rc.name for rc in members)
+        yield finding(
+            "DD407", f"Registry replicas {names} do not share an HTTP secret",
+            f"{len(members)} running registries share storage ({key.split(':', 1)[1]}), but "
+            + ("none sets REGISTRY_HTTP_SECRET" if secrets == {None} else "their REGISTRY_HTTP_SECRET differs")
+            + ", so uploads spread over them fail.",
+            evidence=ev,
+            fix=Fix("Give every replica one REGISTRY_HTTP_SECRET (openssl rand -hex 32)", tuple(ops)),
+            params={"containers": [rc.name for rc in members]},
+        )
+
+
+__all__ = ["docker_run_argv", "recreate_ops", "HostPort"]
