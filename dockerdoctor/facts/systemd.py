@@ -388,7 +388,9 @@ class SystemdUnitState:
     @property
     def environment_files(self) -> list[tuple[str, bool]]:
         out = []
-        for m in re.finditer(r"(\S+) \(ignore_errors=(yes|no)\)", self.properties.get("EnvironmentFiles", "")):
+        # systemd >= 22x prints EnvironmentFiles=; systemd 219 (RHEL/CentOS 7) prints EnvironmentFile=
+        text = self.properties.get("EnvironmentFiles") or self.properties.get("EnvironmentFile", "")
+        for m in re.finditer(r"(\S+) \(ignore_errors=(yes|no)\)", text):
             out.append((m.group(1), m.group(2) == "yes"))
         return out
 

@@ -28,7 +28,7 @@ COMMANDS: dict[str, CommandSpec] = {
         "sos_commands/docker/docker_ps_-a", "sos_commands/docker/docker_ps_-a_--no-trunc",
         "sos_commands/docker/docker_ps",
     )),
-    "ps": CommandSpec(("ps", "auxwww"), ("sos_commands/process/ps_auxwww", "ps")),
+    "ps": CommandSpec(("ps", "auxwww"), ("sos_commands/process/ps_auxwww", "sos_commands/process/ps_auxwwwm")),
     "systemctl_show_docker": CommandSpec(
         ("systemctl", "show", "docker.service", "--no-pager"),
         (
@@ -72,6 +72,12 @@ COMMANDS: dict[str, CommandSpec] = {
         ("sos_commands/firewall_tables/iptables-save", "sos_commands/networking/iptables-save"),
     ),
     "ufw_status": CommandSpec(("ufw", "status", "numbered"), ("sos_commands/ufw/ufw_status_numbered",)),
+    # registry host (DD3xx): interface addresses, to find the firewalld zone that carries registry traffic
+    "ip_addr": CommandSpec(
+        ("ip", "-o", "addr"),
+        ("sos_commands/networking/ip_-o_addr", "sos_commands/networking/ip_addr",
+         "sos_commands/networking/ip_-d_address"),
+    ),
 }
 
 

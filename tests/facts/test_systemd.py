@@ -118,3 +118,10 @@ def test_systemctl_show_finds_the_docker_block():
     assert st.environment_files == [("/etc/sysconfig/docker", True), ("/run/x", False)]
     assert st.exec_start_argv == [["/usr/bin/dockerd", "-H", "fd://", "$OPTIONS"]]
     assert parse_systemctl_show("Id=other.service\n") is None
+
+
+def test_systemd_219_singular_environment_file_property():
+    from dockerdoctor.facts.systemd import SystemdUnitState
+
+    st = SystemdUnitState("x", {"EnvironmentFile": "/etc/sysconfig/docker (ignore_errors=yes)"})
+    assert st.environment_files == [("/etc/sysconfig/docker", True)]

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Benchmark of the core CLI: median wall time (and peak RSS) of
+
+  1. dockerdoctor --version                      target < 150 ms
+  2. dockerdoctor check --root <snapshot>        target < 300 ms
+  3. dockerdoctor check            (live host)   target < 500 ms
+
+Usage: .venv/bin/python bench/core.py [--runs N] [--snapshot DIR]
+Each command runs N times in a fresh process (after one warm-up run); the median is reported.
+Not a test: numbers go in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SNAPSHOT = ROOT / "fixtures" / "hosts" / "centos7-docker-ce-ignores-sysconfig"
+
+
+def measure(argv: list[str], runs: int) -> tuple[float, float, int]:
+    exe = shutil.which("dockerdoctor", path=str(Path(sys.executable).parent)) or "dockerdoctor"
+    cmd = [exe, *argv]
+    subprocess.run(cmd, capture_output=True)  # warm-up: page cache, pyc files
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, env={**os.environ, "NO_COLOR": "1"})
+        times.append(time.perf_counter() - t0)
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return statistics.median(times), min(times), rss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--snapshot", type=Path, default=DEFAULT_SNAPSHOT)
+    args = ap.parse_args()
+    rows = [
+        ("dockerdoctor --version", ["--version"], 0.150),
+        (f"dockerdoctor check --root {args.snapshot.name}", ["check", "--root", str(args.snapshot)], 0.300),
+        ("dockerdoctor check (live host)", ["check"], 0.500),
+    ]
+    print(f"{'command':<70} {'median':>8} {'min':>8} {'target':>8}  verdict")
+    for name, argv, target in rows:
+        med, low, _ = measure(argv, args.runs)
+        verdict = "ok" if med < target else "MISSED"
+        print(f"{name:<70} {med * 1000:7.0f}ms {low * 1000:7.0f}ms {target * 1000:7.0f}ms  {verdict}")
+    print(f"peak RSS of any run: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
