@@ -486,6 +486,32 @@ def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-de
         typer.echo(f"{r.run_id}  {r.status:<11} {r.created}  {files}")
 
 
+# --------------------------------------------------------------------------- collect
+
+
+@app.command()
+def collect(
+    out: Annotated[Path, typer.Argument(metavar="DIR", help="Directory to write (must be new or empty).")],
+    tar: Annotated[bool, typer.Option("--tar", help="Also pack DIR as DIR.tar.xz.")] = False,
+) -> None:
+    """Write this host's docker evidence as a snapshot (sosreport layout) for `check --root` elsewhere.
+
+    Copies the unit files, drop-ins, environment files, daemon.json, registries.conf, firewalld zones
+    and certs.d (never private keys), and saves the diagnostic commands' output where sos puts it.
+
+    Example:
+
+      sudo dockerdoctor collect /tmp/host-snap --tar && dockerdoctor check --root /tmp/host-snap.tar.xz
+    """
+    from dockerdoctor.collect import collect as do_collect
+    from dockerdoctor.collect import pack
+
+    manifest = do_collect(out)
+    typer.echo(f"collected {sum(1 for m in manifest if not m.startswith('error'))} items into {out}")
+    if tar:
+        typer.echo(f"packed {pack(out)}")
+
+
 # --------------------------------------------------------------------------- rules / explain
 
 
