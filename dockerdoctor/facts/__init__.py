@@ -29,6 +29,7 @@ FACT_MODULES = [
     "dockerdoctor.facts.firewall",
     "dockerdoctor.facts.selinux",
     "dockerdoctor.facts.ports",
+    "dockerdoctor.facts.endpoint",
 ]
 
 
@@ -94,6 +95,8 @@ class CheckOptions:
     docker_host: str | None = None
     timeout: float = 2.0
     network: bool = True  # live probes allowed
+    e2e: bool = False  # --e2e: a real push/pull/delete round trip (dockerdoctor.probe.e2e)
+    e2e_repo: str = "dockerdoctor-probe"
 
 
 class Facts:

@@ -173,11 +173,15 @@ def endpoint_probes(facts: Facts) -> dict[str, object]:
     certs = facts.optional("certs_d") or {}
     proc = facts.optional("dockerd_process")
     root = proc.root_prefix if proc is not None and proc.root_prefix else ""
+    cfg = facts.optional("effective_config")
+    proxy_env = {k: v.value for k, v in cfg.proxies.items()} if cfg is not None and cfg.proxies else None
+    docker_config = getattr(facts.options, "docker_config", None)
     with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
         futures = {
             str(t.address): pool.submit(
                 probe_endpoint, t.address, facts.options.timeout,
                 f"{root}/etc/docker/certs.d/{t.address}" if str(t.address) in certs else None,
+                docker_config=docker_config, proxy_env=proxy_env,
             )
             for t in targets
         }

@@ -1,128 +1,522 @@
-"""Layered probe of a registry endpoint: TCP, then TLS (verified as dockerd would), then HTTP.
+"""Layered probe of a registry endpoint, as dockerd 20.10 would reach it.
 
-The first layer that breaks is what the finding names. Every network operation has a timeout.
+1. TCP: refused (DD201); timeout, "no route to host", "network is unreachable" (DD202); a name
+   that does not resolve (DD212).
+2. TLS: verified like dockerd (see dockerdoctor.probe.tls): plain HTTP (DD203), unknown CA (DD204),
+   name or CN-only (DD205), expired or not yet valid (DD206); certs.d errors (DD209). A server that
+   answers the ClientHello with neither TLS nor HTTP (EOF, reset, SSH banner, silence) is DD210.
+3. HTTP: ``GET /v2/`` (200, or 401 with ``Docker-Distribution-Api-Version``), then ``/v1/_ping``
+   only when /v2/ is not a registry: v1 only (DD207), neither (DD210).
+4. Auth: a 401 and no credentials for exactly HOST:PORT in the docker client config (DD208).
+5. Proxy: when the daemon's HTTPS_PROXY would carry the traffic, whether the proxy tunnels it.
+
+The first layer that breaks is ``EndpointReport.layer``. Every network operation has ``timeout``;
+a blackholed endpoint costs one timeout. Nothing here prints or stores a secret.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import errno
+import http.client
+import json
 import os
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from dockerdoctor import __version__
 from dockerdoctor.facts import HostPort
+from dockerdoctor.probe.auth import CredentialInfo, find_credentials
+from dockerdoctor.probe.proxy import ProxyChoice, connect_via, proxy_for
+from dockerdoctor.probe.tls import (
+    LeafInfo,
+    check_hostname,
+    check_validity,
+    classify_chain_error,
+    parse_leaf,
+    read_certs_dir,
+    unverified_context,
+    verify_context,
+)
+
+USER_AGENT = f"dockerdoctor/{__version__}"
+API_HEADER = "docker-distribution-api-version"
+
+
+@dataclass
+class HttpAnswer:
+    path: str
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
+    body: str = ""  # the first 512 characters
+    error: str | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
 
 
 @dataclass
 class EndpointReport:
     address: HostPort
-    tcp: str = "unknown"  # open | refused | timeout | unreachable | error
+    tcp: str = "unknown"  # open | refused | timeout | unreachable | dns | error
     tcp_error: str = ""
     scheme: str | None = None  # https | http | None (neither)
     tls_error: str | None = None  # unknown-authority | name-mismatch | expired | handshake | None
-    tls_detail: str = ""
-    http_status: int | None = None
+    tls_detail: str = ""  # Go's text for the failure (what dockerd prints)
+    http_status: int | None = None  # of GET /v2/
     api_version_header: str | None = None
     seconds: float = 0.0
+    # --- richer layers
+    layer: str = "ok"  # tcp | tls | http | auth | ok: the first that breaks
+    handshake: str | None = None  # eof | reset | timeout | not-tls | None: how a non-TLS server answered
+    leaf: dict[str, Any] | None = None  # subject CN, SANs, validity of the server certificate
+    certs_dir: str | None = None
+    certs_dir_error: str | None = None  # what dockerd fails every push with (client.cert without .key)
+    certs_dir_ignored: list[str] = field(default_factory=list)
+    certs_dir_bad_ca: list[str] = field(default_factory=list)
+    ca_files: list[str] = field(default_factory=list)
+    v2: HttpAnswer | None = None
+    v1: HttpAnswer | None = None
+    registry_api: str | None = None  # v2 | v1 | None
+    auth_challenge: str | None = None  # Basic | Bearer (scheme of WWW-Authenticate)
+    auth_realm: str | None = None
+    credentials: CredentialInfo | None = None
+    credentials_valid: bool | None = None  # checked against the registry when the secret is at hand
+    proxy: str | None = None  # the proxy dockerd would use (no credentials in it)
+    proxy_variable: str | None = None
+    proxy_result: str | None = None  # what the proxy did with a CONNECT
+    proxy_ok: bool | None = None
+    docker_text: str | None = None  # what `docker push` would most likely print for the first failure
 
     @property
     def summary(self) -> str:
         if self.tcp != "open":
             return f"TCP {self.tcp}: {self.tcp_error}"
+        if self.certs_dir_error:
+            return f"certs.d: {self.certs_dir_error}"
+        if self.scheme == "http" and self.registry_api is None:
+            return "plain HTTP, but not a registry"
         if self.scheme == "http":
-            return "plain HTTP (no TLS)"
+            return f"plain HTTP (no TLS), registry API {self.registry_api}"
         if self.scheme == "https" and self.tls_error:
             return f"TLS {self.tls_error}: {self.tls_detail}"
-        if self.scheme == "https":
-            return "TLS verified"
-        return self.tls_detail or "unknown"
+        if self.scheme is None:
+            return f"neither TLS nor HTTP: {self.tls_detail or self.handshake}"
+        if self.registry_api is None:
+            st = self.v2.status if self.v2 else None
+            return f"TLS verified, but /v2/ answered {st if st is not None else 'nothing'}: not a registry"
+        return f"TLS verified, registry API {self.registry_api}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["address"] = str(self.address)
+        d["credentials"] = self.credentials.to_dict() if self.credentials else None
+        d["summary"] = self.summary
+        return d
 
 
-def _tls_context(certs_dir: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if certs_dir and os.path.isdir(certs_dir):
-        for name in sorted(os.listdir(certs_dir)):
-            full = os.path.join(certs_dir, name)
-            if name.endswith(".crt"):
-                try:
-                    ctx.load_verify_locations(cafile=full)
-                except (ssl.SSLError, OSError):
-                    pass  # dockerd ignores a garbage ca.crt too
-            elif name.endswith(".cert"):
-                key = full[: -len(".cert")] + ".key"
-                try:
-                    ctx.load_cert_chain(full, key)
-                except (ssl.SSLError, OSError):
-                    pass
-    return ctx
+# ---------------------------------------------------------------------------------------------- TCP
 
 
-def _classify_verify_error(exc: ssl.SSLCertVerificationError) -> str:
-    msg = (exc.verify_message or str(exc)).lower()
-    if "expired" in msg or "not yet valid" in msg:
-        return "expired"
-    if "hostname" in msg or "ip address mismatch" in msg or "doesn't match" in msg:
-        return "name-mismatch"
-    return "unknown-authority"
-
-
-def probe_endpoint(address: HostPort, timeout: float = 2.0, certs_dir: str | None = None) -> EndpointReport:
-    rep = EndpointReport(address)
-    start = time.monotonic()
+def _connect(address: HostPort, timeout: float, rep: EndpointReport) -> socket.socket | None:
     port = address.port or 443
     try:
-        sock = socket.create_connection((address.host, port), timeout=timeout)
-    except ConnectionRefusedError as exc:
-        rep.tcp, rep.tcp_error = "refused", f"connect: connection refused ({exc})"
-    except TimeoutError:
-        rep.tcp, rep.tcp_error = "timeout", f"no answer within {timeout:g}s"
-    except OSError as exc:
-        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            rep.tcp, rep.tcp_error = "unreachable", f"connect: {os.strerror(exc.errno)}"
-        else:
-            rep.tcp, rep.tcp_error = "error", str(exc)
-    else:
-        rep.tcp = "open"
+        infos = socket.getaddrinfo(address.host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        rep.tcp = "dns"
+        rep.tcp_error = f"lookup {address.host}: {exc.strerror}"
+        rep.docker_text = f"dial tcp: lookup {address.host}: no such host"
+        return None
+    last: OSError | None = None
+    deadline = time.monotonic() + timeout
+    for family, stype, proto, _, sa in infos:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        s = socket.socket(family, stype, proto)
+        s.settimeout(left)
         try:
-            _probe_tls(rep, sock, address, timeout, certs_dir)
-        finally:
-            sock.close()
-    rep.seconds = time.monotonic() - start
+            s.connect(sa)
+            rep.tcp = "open"
+            return s
+        except OSError as exc:
+            s.close()
+            last = exc
+    dial = f"dial tcp {address.host}:{port}"
+    if isinstance(last, ConnectionRefusedError):
+        rep.tcp, rep.tcp_error = "refused", "connect: connection refused"
+    elif last is None or isinstance(last, TimeoutError) or last.errno == errno.ETIMEDOUT:
+        rep.tcp, rep.tcp_error = "timeout", f"no answer within {timeout:g}s (i/o timeout)"
+        rep.docker_text = (
+            "net/http: request canceled while waiting for connection "
+            "(Client.Timeout exceeded while awaiting headers)")
+        return None
+    elif last.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        rep.tcp, rep.tcp_error = "unreachable", f"connect: {os.strerror(last.errno).lower()}"
+    else:
+        rep.tcp, rep.tcp_error = "error", f"connect: {last.strerror or last}"
+    rep.docker_text = f"{dial}: {rep.tcp_error}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+def _http_get(sock: socket.socket, address: HostPort, path: str, timeout: float,
+              headers: dict[str, str] | None = None) -> HttpAnswer:
+    ans = HttpAnswer(path)
+    conn = http.client.HTTPConnection(address.host, address.port, timeout=timeout)
+    conn.sock = sock
+    try:
+        conn.request("GET", path, headers={"Host": str(address), "User-Agent": USER_AGENT,
+                                           "Accept": "application/json", "Connection": "close",
+                                           **(headers or {})})
+        resp = conn.getresponse()
+        ans.status = resp.status
+        ans.headers = {k.lower(): v for k, v in resp.getheaders()}
+        ans.body = resp.read(4096).decode("utf-8", "replace")[:512]
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        ans.error = _describe_read_error(exc)
+    finally:
+        conn.close()
+    return ans
+
+
+def _describe_read_error(exc: BaseException) -> str:
+    if isinstance(exc, http.client.BadStatusLine):
+        return f"malformed HTTP response {str(exc)[:60]!r}"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "EOF"
+    if isinstance(exc, TimeoutError):
+        return "timeout awaiting response headers"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by peer"
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def _is_v2(ans: HttpAnswer | None) -> bool:
+    if ans is None or ans.status is None:
+        return False
+    api = (ans.header(API_HEADER) or "").lower()
+    if "registry/2.0" in api and ans.status in (200, 401):
+        return True
+    if ans.status == 401 and ans.header("www-authenticate") and not ans.header("x-docker-registry-version"):
+        return True  # e.g. nginx basic auth in front of a registry without add_header; dockerd goes on
+    if ans.status == 200 and not ans.header("x-docker-registry-version"):
+        ctype = (ans.header("content-type") or "").lower()
+        if "json" in ctype and ans.body.strip().startswith("{"):
+            return True
+    return False
+
+
+def _is_v1(ans: HttpAnswer | None) -> bool:
+    if ans is None or ans.status != 200:
+        return False
+    if ans.header("x-docker-registry-version") or ans.header("x-docker-registry-standalone"):
+        return True
+    return ans.body.strip() in ("true", "{}")
+
+
+# ---------------------------------------------------------------------------------------------- probe
+
+
+Connector = Callable[[], socket.socket | None]
+
+
+def probe_endpoint(address: HostPort, timeout: float = 2.0, certs_dir: str | None = None, *,
+                   docker_config: str | None = None, proxy_env: dict[str, str] | None = None,
+                   check_auth: bool = True) -> EndpointReport:
+    """Probe HOST:PORT layer by layer; never raises for network trouble."""
+    rep = EndpointReport(address)
+    start = time.monotonic()
+    try:
+        _probe(rep, address, timeout, certs_dir, docker_config, proxy_env, check_auth)
+    finally:
+        rep.seconds = time.monotonic() - start
     return rep
 
 
-def _probe_tls(rep: EndpointReport, sock: socket.socket, address: HostPort, timeout: float,
-               certs_dir: str | None) -> None:
-    ctx = _tls_context(certs_dir)
+def _probe(rep: EndpointReport, address: HostPort, timeout: float, certs_dir: str | None,
+           docker_config: str | None, proxy_env: dict[str, str] | None, check_auth: bool) -> None:
+    certs = read_certs_dir(certs_dir)
+    rep.certs_dir = certs_dir if certs.exists else None
+    rep.certs_dir_error = certs.error
+    rep.certs_dir_ignored = certs.ignored
+    rep.certs_dir_bad_ca = certs.bad_ca_files
+    rep.ca_files = certs.ca_files
+
+    choice: ProxyChoice | None = proxy_for(address, proxy_env or {}, "https") if proxy_env else None
+    if choice is not None:
+        rep.proxy, rep.proxy_variable = choice.display, choice.variable
+        tunnel, rep.proxy_result = connect_via(choice, address, timeout)
+        rep.proxy_ok = tunnel is not None
+        if tunnel is not None:
+            tunnel.close()
+
+    sock = _connect(address, timeout, rep)
+    if sock is None:
+        rep.layer = "tcp"
+        return
+    base = f'Get "https://{address}/v2/"'
+
+    def fresh() -> socket.socket | None:
+        with contextlib.suppress(OSError):
+            return socket.create_connection((address.host, address.port or 443), timeout=timeout)
+        return None
+
+    # ---- TLS, verified as dockerd would
+    tls_sock: ssl.SSLSocket | None = None
+    leaf: LeafInfo | None = None
+    sni = None if _is_ip(address.host) else address.host
     try:
-        tls = ctx.wrap_socket(sock, server_hostname=address.host)
-    except ssl.SSLCertVerificationError as exc:
+        tls_sock = verify_context(certs).wrap_socket(sock, server_hostname=sni)
         rep.scheme = "https"
-        rep.tls_error = _classify_verify_error(exc)
-        rep.tls_detail = exc.verify_message or str(exc)
-        return
+        der = tls_sock.getpeercert(binary_form=True)
+        leaf = parse_leaf(der) if der else None
+        if leaf is not None:
+            problem = check_validity(leaf)
+            kind = "expired"
+            if problem is None:
+                problem, kind = check_hostname(leaf, address.host), "name-mismatch"
+            if problem:
+                rep.tls_error, rep.tls_detail = kind, problem
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        rep.scheme = "https"
+        kind, text = classify_chain_error(exc)
+        s2 = fresh()
+        if s2 is not None:
+            with contextlib.suppress(ssl.SSLError, OSError):
+                tls_sock = unverified_context(certs).wrap_socket(s2, server_hostname=sni)
+                der = tls_sock.getpeercert(binary_form=True)
+                leaf = parse_leaf(der) if der else None
+            if tls_sock is None:
+                s2.close()
+        if leaf is not None:
+            problem = check_validity(leaf)
+            if problem:
+                kind, text = "expired", problem
+            else:
+                name_problem = check_hostname(leaf, address.host)
+                if name_problem:
+                    kind, text = "name-mismatch", name_problem
+        rep.tls_error, rep.tls_detail = kind, text
     except ssl.SSLError as exc:
-        rep.tls_detail = exc.reason or str(exc)
-        if _speaks_plain_http(address, timeout):
-            rep.scheme = "http"
-        else:
-            rep.tls_error = "handshake"
+        sock.close()
+        _not_tls(rep, address, timeout, f"{exc.reason or exc}")
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        sock.close()
+        rep.handshake = "reset"
+        _not_tls(rep, address, timeout, f"{exc.__class__.__name__}")
+    except TimeoutError:
+        sock.close()
+        rep.handshake = "timeout"
+        _not_tls(rep, address, timeout, "timeout")
+    except OSError as exc:  # EOF in violation of protocol and friends
+        sock.close()
+        rep.handshake = "eof"
+        _not_tls(rep, address, timeout, f"{exc.__class__.__name__}: {exc}")
+    if leaf is not None:
+        rep.leaf = {
+            "subject_cn": leaf.subject_cn, "dns_names": leaf.dns_names, "ip_addresses": leaf.ip_addresses,
+            "not_before": leaf.not_before.isoformat(), "not_after": leaf.not_after.isoformat(),
+            "issuer": leaf.issuer, "self_signed": leaf.self_signed,
+        }
+    if rep.scheme == "https" and rep.tls_error:
+        rep.layer = "tls"
+        rep.docker_text = f"{base}: {rep.tls_detail}"
+    if rep.certs_dir_error:
+        rep.layer = "tls"
+        rep.docker_text = f"Error response from daemon: {rep.certs_dir_error}"
+
+    # ---- HTTP
+    if rep.scheme == "https":
+        if tls_sock is None:  # the unverified second handshake failed too
+            if rep.layer == "ok":
+                rep.layer = "tls"
+            return
+        rep.v2 = _http_get(tls_sock, address, "/v2/", timeout)
+
+        def connector() -> socket.socket | None:
+            s = fresh()
+            if s is None:
+                return None
+            try:
+                return unverified_context(certs).wrap_socket(s, server_hostname=sni)
+            except (ssl.SSLError, OSError):
+                s.close()
+                return None
+    elif rep.scheme == "http":
+
+        def connector() -> socket.socket | None:
+            return fresh()
+        # rep.v2 was filled by _not_tls
+    else:
+        if rep.layer == "ok":
+            rep.layer = "tls"
         return
-    except (OSError, TimeoutError) as exc:
-        rep.tls_detail = f"EOF during TLS handshake ({exc.__class__.__name__})"
-        if _speaks_plain_http(address, timeout):
-            rep.scheme = "http"
-        return
-    rep.scheme = "https"
-    tls.close()
+    _http_layer(rep, address, timeout, connector, docker_config, check_auth)
 
 
-def _speaks_plain_http(address: HostPort, timeout: float) -> bool:
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
     try:
-        with socket.create_connection((address.host, address.port or 80), timeout=timeout) as s:
-            s.sendall(f"GET /v2/ HTTP/1.0\r\nHost: {address}\r\n\r\n".encode())
-            return s.recv(16).startswith(b"HTTP/")
-    except OSError:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
         return False
+
+
+def _not_tls(rep: EndpointReport, address: HostPort, timeout: float, why: str) -> None:
+    """The TLS handshake failed without a certificate: is it plain HTTP, or something else?"""
+    base = f'Get "https://{address}/v2/"'
+    if rep.handshake == "timeout":  # a plain HTTP server would have answered the ClientHello at once
+        rep.tls_error = "handshake"
+        rep.tls_detail = f"net/http: TLS handshake timeout (no answer within {timeout:g}s)"
+        rep.docker_text = f"{base}: net/http: TLS handshake timeout"
+        return
+    try:
+        s = socket.create_connection((address.host, address.port or 443), timeout=timeout)
+    except OSError as exc:
+        rep.tls_error = "handshake"
+        rep.tls_detail = f"TLS handshake failed ({why}); reconnect failed: {exc}"
+        return
+    ans = _http_get(s, address, "/v2/", timeout)
+    if ans.status is not None:
+        rep.scheme = "http"
+        rep.handshake = rep.handshake or "http"
+        rep.v2 = ans
+        rep.tls_detail = "http: server gave HTTP response to HTTPS client"
+        rep.docker_text = f"{base}: {rep.tls_detail}"
+        return
+    rep.tls_error = "handshake"
+    rep.v2 = ans
+    if rep.handshake == "reset":
+        rep.tls_detail = "read: connection reset by peer"
+        rep.docker_text = f"{base}: read tcp ->{address}: read: connection reset by peer"
+    elif rep.handshake == "eof":
+        rep.tls_detail = "EOF"
+        rep.docker_text = f"{base}: EOF"
+    else:
+        rep.handshake = "not-tls"
+        first = ans.error or ""
+        rep.tls_detail = "tls: first record does not look like a TLS handshake"
+        if first:
+            rep.tls_detail += f" (the server sent {first})"
+        rep.docker_text = f"{base}: tls: first record does not look like a TLS handshake"
+
+
+def _http_layer(rep: EndpointReport, address: HostPort, timeout: float, connector: Connector,
+                docker_config: str | None, check_auth: bool) -> None:
+    v2 = rep.v2
+    if v2 is not None:
+        rep.http_status = v2.status
+        rep.api_version_header = v2.header(API_HEADER)
+    if _is_v2(v2):
+        rep.registry_api = "v2"
+    else:
+        s = connector()
+        if s is not None:
+            rep.v1 = _http_get(s, address, "/v1/_ping", timeout)
+        if _is_v1(rep.v1) or (v2 is not None and v2.header("x-docker-registry-version")):
+            rep.registry_api = "v1"
+        if rep.layer == "ok":
+            rep.layer = "http"
+        return
+    assert v2 is not None
+    if v2.status != 401:
+        return
+    challenge = v2.header("www-authenticate") or ""
+    scheme, params = _parse_challenge(challenge)
+    rep.auth_challenge = scheme or None
+    rep.auth_realm = params.get("realm")
+    creds = find_credentials(address, docker_config)
+    rep.credentials = creds
+    if creds.found and creds._secret and check_auth:
+        rep.credentials_valid = _check_credentials(address, timeout, connector, scheme, params, creds._secret)
+    if not creds.found or rep.credentials_valid is False:
+        if rep.layer == "ok":
+            rep.layer = "auth"
+        if rep.docker_text is None:
+            rep.docker_text = ("unauthorized: authentication required" if not creds.found
+                               else f'Get "https://{address}/v2/": unauthorized: incorrect username or password')
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    for part in _split_params(rest):
+        k, _, v = part.partition("=")
+        params[k.strip().lower()] = v.strip().strip('"')
+    return scheme.capitalize(), params
+
+
+def _split_params(text: str) -> list[str]:
+    out, cur, quoted = [], "", False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        out.append(cur)
+    return out
+
+
+def _check_credentials(address: HostPort, timeout: float, connector: Connector, scheme: str,
+                       params: dict[str, str], secret: tuple[str, str]) -> bool | None:
+    basic = "Basic " + base64.b64encode(f"{secret[0]}:{secret[1]}".encode()).decode()
+    if scheme == "Basic":
+        s = connector()
+        if s is None:
+            return None
+        ans = _http_get(s, address, "/v2/", timeout, {"Authorization": basic})
+        return None if ans.status is None else ans.status == 200
+    if scheme == "Bearer" and params.get("realm"):
+        import warnings
+
+        import requests
+
+        q = {"account": secret[0]}
+        if params.get("service"):
+            q["service"] = params["service"]
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                r = requests.get(params["realm"], params=q, headers={"Authorization": basic,
+                                                                     "User-Agent": USER_AGENT},
+                                 timeout=timeout, verify=False)
+        except requests.RequestException:
+            return None
+        if r.status_code in (401, 403):
+            return False
+        try:
+            token = r.json().get("token") or r.json().get("access_token")
+        except ValueError:
+            return None
+        if not token:
+            return None
+        s = connector()
+        if s is None:
+            return None
+        ans = _http_get(s, address, "/v2/", timeout, {"Authorization": f"Bearer {token}"})
+        return None if ans.status is None else ans.status == 200
+    return None
+
+
+def report_json(rep: EndpointReport) -> str:
+    return json.dumps(rep.to_dict(), indent=2, default=str)
+
+
+def parse_url(text: str) -> HostPort:
+    return HostPort.parse(urllib.parse.urlsplit(text).netloc if "://" in text else text)

@@ -1,0 +1,744 @@
+"""Registry endpoint: what HOST:PORT actually answers (DD201-DD212).
+
+Each rule reads the layered live probe (fact ``endpoint_probes``, see dockerdoctor.probe.endpoint).
+On a snapshot, or when the probe is off, the same rules read the docker journal through the error
+knowledge base (dockerdoctor.explain), so a push error logged by dockerd is found offline too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from dockerdoctor.engine import finding, rule
+from dockerdoctor.errors import Skip
+from dockerdoctor.facts import HostPort
+from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
+from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.probe.endpoint import EndpointReport
+from dockerdoctor.rules_support import insecure_fix, short, tls_fix
+
+NO_SOURCE = ("no live probe of the registry (snapshot, or --timeout/network off) and no docker journal "
+             "to read its errors from")
+
+
+def _targets(target_registries: list[TargetRegistry]) -> list[HostPort]:
+    if not target_registries:
+        raise Skip("no registry to check: name one with --registry HOST:PORT")
+    return [t.address for t in target_registries]
+
+
+def _insecure_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
+    """The entry that makes dockerd skip TLS verification for addr (loopback always), or None."""
+    values: list[str] = []
+    if cfg is not None:
+        src = cfg.insecure_running if cfg.insecure_running is not None else cfg.insecure_planned
+        values = [v.value for v in src]
+    return trusted_as_insecure(addr, values)
+
+
+def _probe_ev(rep: EndpointReport, text: str) -> Evidence:
+    return Evidence(f"probe {rep.address} ({rep.seconds * 1000:.0f} ms)", text)
+
+
+def _journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list[Evidence]:
+    """Lines of the docker journal that the knowledge base ties to rule_id for this registry."""
+    if journal is None:
+        return []
+    from dockerdoctor.explain import scan_lines
+
+    out = []
+    for lineno, line, _m in scan_lines(journal.lines, rule_id, addr):
+        out.append(Evidence(journal.source, short(line, 300), lineno))
+    return out[-3:]
+
+
+def _each(target_registries: list[TargetRegistry], endpoint_probes: dict[str, Any] | None,
+          docker_journal: Journal | None) -> Iterator[tuple[HostPort, EndpointReport | None]]:
+    """(address, probe or None) for each target; skip the rule when nothing can be known."""
+    addrs = _targets(target_registries)
+    if endpoint_probes is None and docker_journal is None:
+        raise Skip(NO_SOURCE)
+    for addr in addrs:
+        rep = (endpoint_probes or {}).get(str(addr))
+        yield addr, rep if isinstance(rep, EndpointReport) else None
+
+
+# ============================================================================ DD201
+
+
+@rule("DD201", "registry-refused", category="endpoint", severity=Severity.ERROR,
+      title="Nothing accepts connections on the registry's port")
+def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                     docker_journal: Journal | None = None) -> Iterator[Finding]:
+    """The registry's host answered the TCP connection with a reset: nothing listens on that port
+    (or a firewall rule rejects with a TCP reset).
+
+    Why it happens: the registry is not running (crashed, never started, see DD402), it listens on
+    another port or only on 127.0.0.1 inside its host, the container port is not published
+    (`-p 5000:5000` missing, DD404), or an iptables/nft rule uses `reject with tcp reset`.
+
+    How to fix: on the registry host, check what listens: `ss -ltnp 'sport = :PORT'`. Start the
+    registry, or publish its port on an address other hosts reach (`-p 5000:5000`, not
+    `-p 127.0.0.1:5000:5000`).
+
+    Example:
+        Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: connection refused
+    """
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        ev: list[Evidence] = []
+        if rep is not None:
+            if rep.tcp != "refused":
+                continue
+            ev.append(_probe_ev(rep, f"TCP connect to {addr}: connection refused"))
+        else:
+            ev = _journal_hits(docker_journal, "DD201", addr)
+            if not ev:
+                continue
+        yield finding(
+            "DD201", f"{addr} refuses connections",
+            f"Nothing accepts TCP connections on {addr}: the registry is down, listens elsewhere, or "
+            "its port is not published.",
+            evidence=ev,
+            fix=Fix(f"On the registry host, make a registry listen on port {addr.port} on an address this host "
+                    "reaches",
+                    (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"),
+                                "on the registry host: what listens on the port (nothing, or only 127.0.0.1)"),
+                     RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry",
+                                 "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry",
+                                 "registry:2"),
+                                "on the registry host, if no registry runs: start one with its port published"))),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+        )
+
+
+# ============================================================================ DD202
+
+
+@rule("DD202", "registry-filtered", category="endpoint", severity=Severity.ERROR,
+      title="A firewall drops or rejects the registry's traffic")
+def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                      docker_journal: Journal | None = None) -> Iterator[Finding]:
+    """The TCP connection to the registry timed out, or came back "no route to host" / "network
+    is unreachable": a packet filter on the way drops or rejects it.
+
+    Why it happens: firewalld's default zone rejects every port it does not list, with
+    icmp admin-prohibited, which Go reports as `connect: no route to host` (not "refused"). A DROP
+    rule (or a zone target DROP, a cloud security group) gives no answer at all: dockerd waits 15 s
+    and prints `net/http: request canceled while waiting for connection (Client.Timeout exceeded
+    while awaiting headers)`, or `dial tcp ...: i/o timeout`.
+
+    How to fix: on the registry host, open the port: `firewall-cmd --add-port=PORT/tcp`
+    (now) plus `firewall-cmd --permanent --add-port=PORT/tcp` (after reboot), or the matching
+    nft/iptables/ufw rule. Do not turn the firewall off (DD306).
+
+    Example:
+        Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: no route to host
+    """
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        ev: list[Evidence] = []
+        kind = "rejected"
+        if rep is not None:
+            if rep.tcp not in ("timeout", "unreachable"):
+                continue
+            kind = "dropped" if rep.tcp == "timeout" else "rejected"
+            ev.append(_probe_ev(rep, f"TCP connect to {addr}: {rep.tcp_error}"))
+        else:
+            ev = _journal_hits(docker_journal, "DD202", addr)
+            if not ev:
+                continue
+        p = addr.port
+        yield finding(
+            "DD202", f"Traffic to {addr} is {kind} on the way",
+            f"The TCP connection to {addr} was {kind} ({'no answer' if kind == 'dropped' else 'no route to host'}): "
+            "a firewall on the registry host (firewalld, nft, iptables, ufw) or in between filters the port.",
+            evidence=ev,
+            fix=Fix(f"Open {p}/tcp on the registry host's firewall",
+                    (RunCommand(("firewall-cmd", f"--add-port={p}/tcp"), "on the registry host: open it now"),
+                     RunCommand(("firewall-cmd", "--permanent", f"--add-port={p}/tcp"),
+                                "on the registry host: keep it open after a reload or reboot")),
+                    alternatives=(Fix("Without firewalld: accept the port in nftables",
+                                      (RunCommand(("nft", "insert", "rule", "inet", "filter", "input", "tcp",
+                                                   "dport", str(p), "accept"),
+                                                  "on the registry host; adjust table/chain to your ruleset"),)),)),
+            params={"registry": str(addr), "host": addr.host, "port": p, "kind": kind},
+        )
+
+
+# ============================================================================ DD203
+
+
+@rule("DD203", "registry-plain-http", category="endpoint", severity=Severity.ERROR,
+      title="The registry speaks plain HTTP where the daemon expects HTTPS")
+def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                        docker_journal: Journal | None = None,
+                        effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
+    """The registry answered a TLS ClientHello with an HTTP response: it serves plain HTTP, and
+    this daemon does not list it in insecure-registries, so it only speaks HTTPS to it.
+
+    Why it happens: `docker run -p 5000:5000 registry:2` serves HTTP. dockerd uses HTTPS for every
+    registry outside 127.0.0.0/8 unless insecure-registries names it. The wordings seen across
+    versions: `http: server gave HTTP response to HTTPS client` (Go 1.8+), `tls: oversized record
+    received with length 20527` and `tls: first record does not look like a TLS handshake` (older
+    Go, other clients), and docker 1.x's `Get https://HOST:PORT/v1/_ping: EOF`.
+
+    How to fix: preferred, serve the registry over TLS and trust its CA in
+    /etc/docker/certs.d/HOST:PORT/ca.crt. The named alternative is insecure-registries (DD101 has
+    the exact edit for this host's configuration); it turns TLS off for that registry.
+
+    Example:
+        Get "https://10.0.0.5:5000/v2/": http: server gave HTTP response to HTTPS client
+    """
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        ev: list[Evidence] = []
+        if _insecure_entry(addr, effective_config) is not None:
+            continue
+        if rep is not None:
+            if rep.scheme != "http":
+                continue
+            ev.append(_probe_ev(rep, f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> "
+                                     f"{rep.http_status}"))
+        else:
+            ev = _journal_hits(docker_journal, "DD203", addr)
+            if not ev:
+                continue
+        tls = tls_fix(addr, True)
+        yield finding(
+            "DD203", f"{addr} speaks plain HTTP",
+            f"{addr} serves plain HTTP, and this daemon only speaks HTTPS to it (it is not in "
+            "insecure-registries), so every push and pull fails.",
+            evidence=ev,
+            fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),)),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+        )
+
+
+# ============================================================================ DD204-DD206
+
+
+def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], endpoint_probes: dict | None,
+              docker_journal: Journal | None, effective_config: EffectiveConfig | None
+              ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        if _insecure_entry(addr, effective_config) is not None:
+            continue  # insecure-registries turns verification off; these certificates are accepted
+        ev: list[Evidence] = []
+        if rep is not None:
+            if rep.scheme != "https" or rep.tls_error != kind:
+                continue
+            ev.append(_probe_ev(rep, rep.tls_detail))
+            if rep.leaf:
+                lf = rep.leaf
+                sans = ", ".join(lf["dns_names"] + lf["ip_addresses"]) or "none"
+                ev.append(_probe_ev(rep, f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
+                                         f"{lf['not_before']} to {lf['not_after']}, issuer {lf['issuer']}"))
+        else:
+            ev = _journal_hits(docker_journal, rule_id, addr)
+            if not ev:
+                continue
+        yield addr, rep, ev
+
+
+@rule("DD204", "tls-unknown-authority", category="endpoint", severity=Severity.ERROR,
+      title="The registry's certificate is not signed by a CA the daemon trusts")
+def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                          docker_journal: Journal | None = None,
+                          effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
+    """The registry's certificate chain does not end in a CA that dockerd trusts: neither the
+    system store nor /etc/docker/certs.d/HOST:PORT/*.crt holds it.
+
+    Why it happens: a self-signed certificate or a private CA, whose certificate was not copied to
+    this host; or it was copied under a name dockerd ignores (ca.pem, a folder without the port:
+    DD209); or the file holds the wrong CA. dockerd reads certs.d on every push: no restart needed.
+
+    How to fix: copy the CA certificate (not the server's key!) to
+    /etc/docker/certs.d/HOST:PORT/ca.crt. For a self-signed server certificate, that certificate
+    itself is the CA. Check what you copy: `openssl x509 -noout -subject -fingerprint -in ca.crt`.
+
+    Example:
+        Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority
+    """
+    for addr, rep, ev in _tls_rule("DD204", "unknown-authority", target_registries, endpoint_probes,
+                                   docker_journal, effective_config):
+        ca_path = f"/etc/docker/certs.d/{addr}/ca.crt"
+        have = rep.ca_files if rep is not None else []
+        msg = (f"{addr} presents a certificate that no CA trusted by this daemon signed"
+               + (f"; certs.d/{addr} has {', '.join(have)}, which is not its CA" if have else
+                  f"; there is no {ca_path}") + ".")
+        yield finding(
+            "DD204", f"{addr}: certificate signed by an unknown authority", msg,
+            evidence=ev,
+            fix=Fix(f"Install the registry's CA certificate as {ca_path} (read on every push; no restart)",
+                    (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
+                                "ca.crt: the CA that signed the registry's certificate (from the registry's "
+                                "admin, not fetched blindly from the server)"),),
+                    alternatives=(insecure_fix(addr, effective_config),)),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port, "file": ca_path},
+        )
+
+
+@rule("DD205", "tls-name-mismatch", category="endpoint", severity=Severity.ERROR,
+      title="The registry's certificate does not cover the name or IP used")
+def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                      docker_journal: Journal | None = None,
+                      effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
+    """The certificate's subjectAltName list does not contain the host name or IP address that
+    images are tagged with, or the certificate has no SANs at all (CN only).
+
+    Why it happens: Go (dockerd 20.10 is built with Go 1.15+) ignores the Common Name; a
+    certificate made with `openssl req -subj /CN=10.0.0.5` and no `subjectAltName` fails with
+    `x509: certificate relies on legacy Common Name field, use SANs instead`, even when its CA is
+    trusted. An IP must be an IP SAN (`IP:10.0.0.5`), not a DNS SAN. Pushing by IP to a
+    certificate made for a name (or the reverse) fails with `x509: certificate is valid for A, not B`
+    or `x509: cannot validate certificate for 10.0.0.5 because it doesn't contain any IP SANs`.
+
+    How to fix: reissue the certificate with every name and IP clients use, e.g.
+    `openssl req ... -addext "subjectAltName=DNS:registry.example,IP:10.0.0.5"`, or
+    `dockerdoctor serve-registry --tls-self-signed NAME`; or tag images with a name the
+    certificate already covers.
+
+    Example:
+        Get "https://10.0.0.5:5000/v2/": x509: certificate relies on legacy Common Name field, use SANs instead
+    """
+    for addr, rep, ev in _tls_rule("DD205", "name-mismatch", target_registries, endpoint_probes,
+                                   docker_journal, effective_config):
+        covered = ""
+        cn_only = False
+        if rep is not None and rep.leaf:
+            names = rep.leaf["dns_names"] + rep.leaf["ip_addresses"]
+            cn_only = not names
+            covered = ", ".join(names)
+        elif any("legacy Common Name" in e.text for e in ev):
+            cn_only = True
+        kind = "IP" if _is_ip(addr.host) else "DNS"
+        what = ("has no subjectAltName (CN only), which Go no longer accepts" if cn_only
+                else f"covers {covered or 'other names'}, not {addr.host}")
+        yield finding(
+            "DD205", f"{addr}: the certificate does not cover {addr.host}",
+            f"The certificate of {addr} {what}.",
+            evidence=ev,
+            fix=Fix(f"Reissue the certificate with subjectAltName {kind}:{addr.host}",
+                    (RunCommand(("openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "365",
+                                 "-keyout", "domain.key", "-out", "domain.crt", "-subj", f"/CN={addr.host}",
+                                 "-addext", f"subjectAltName={kind}:{addr.host}"),
+                                "on the registry host: a self-signed certificate with the right SAN (or have your "
+                                "CA sign a CSR with it); then restart the registry and install the new ca.crt"),)),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port, "cn_only": cn_only},
+        )
+
+
+@rule("DD206", "tls-expired", category="endpoint", severity=Severity.ERROR,
+      title="The registry's certificate is expired or not yet valid")
+def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                docker_journal: Journal | None = None,
+                effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
+    """The registry's certificate (or a CA in its chain) is outside its validity period as seen by
+    this host's clock.
+
+    Why it happens: the certificate expired (self-signed ones made with `-days 365` a year ago), or
+    one of the two clocks is wrong: "is before" means this host's clock is behind the certificate's
+    notBefore, typical of a VM restored from a snapshot or a host without NTP.
+
+    How to fix: renew the certificate on the registry and restart it; when the text says
+    "current time ... is before ...", fix this host's clock first (`timedatectl`, chrony/NTP).
+
+    Example:
+        x509: certificate has expired or is not yet valid:
+            current time 2026-11-27T22:23:43Z is after 2026-11-26T22:23:38Z
+    """
+    for addr, _rep, ev in _tls_rule("DD206", "expired", target_registries, endpoint_probes,
+                                   docker_journal, effective_config):
+        before = any(" is before " in e.text for e in ev)
+        yield finding(
+            "DD206", f"{addr}: certificate {'not yet valid' if before else 'expired'}",
+            (f"The certificate of {addr} is not valid yet by this host's clock: check the clock first."
+             if before else f"The certificate of {addr} has expired."),
+            evidence=ev,
+            fix=Fix("Check this host's clock, then renew the registry's certificate" if before
+                    else "Renew the registry's certificate and restart the registry",
+                    (RunCommand(("timedatectl",), "is the clock right and synchronised?"),
+                     RunCommand(("openssl", "x509", "-noout", "-dates", "-in", "domain.crt"),
+                                "on the registry host: the certificate's validity"))),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port,
+                    "not_yet_valid": before},
+        )
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+# ============================================================================ DD207
+
+
+@rule("DD207", "registry-legacy", category="endpoint", severity=Severity.ERROR,
+      title="The registry only speaks the removed v1 API")
+def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                    docker_journal: Journal | None = None) -> Iterator[Finding]:
+    """The endpoint answers `/v1/_ping` like the old python docker-registry (0.x), but not the
+    v2 API (`/v2/`), or it serves only schema1 manifests.
+
+    Why it happens: an old `registry:0.9` container, or a mirror that was never migrated. Docker
+    17.06 disabled v1 push/pull by default and 20.10 removed it, so dockerd asks only `/v2/`, and
+    the push ends with a 404 on /v2/ or `not found`. Schema1 manifests were removed from pulls in
+    docker 20.10 (`[DEPRECATION NOTICE] ... schema1`).
+
+    How to fix: run a v2 registry (`registry:2`, distribution) and move the images into it
+    (with an old docker client that still speaks v1: pull from the old, push to the new).
+
+    Example:
+        GET /v2/ -> 404, GET /v1/_ping -> 200 "true" with X-Docker-Registry-Version: 0.9.1
+    """
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        ev: list[Evidence] = []
+        if rep is not None:
+            if rep.registry_api != "v1":
+                continue
+            ver = ""
+            for ans in (rep.v1, rep.v2):
+                if ans is not None and ans.header("x-docker-registry-version"):
+                    ver = ans.header("x-docker-registry-version") or ""
+            ev.append(_probe_ev(rep, f"GET /v2/ -> {rep.v2.status if rep.v2 else None}; GET /v1/_ping -> "
+                                     f"{rep.v1.status if rep.v1 else None}"
+                                     + (f"; X-Docker-Registry-Version: {ver}" if ver else "")))
+        else:
+            ev = _journal_hits(docker_journal, "DD207", addr)
+            if not ev:
+                continue
+        yield finding(
+            "DD207", f"{addr} is a v1-only registry",
+            f"{addr} speaks only the v1 registry API, which this docker no longer uses.",
+            evidence=ev,
+            fix=Fix("Replace it with a v2 registry (registry:2) and move the images over",
+                    (RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry2",
+                                 "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry", "registry:2"),
+                                "on the registry host, after stopping the old registry"),)),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+        )
+
+
+# ============================================================================ DD208
+
+
+@rule("DD208", "auth-required", category="endpoint", severity=Severity.ERROR,
+      title="The registry requires login, and there are no usable credentials for it")
+def auth_required(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                  docker_journal: Journal | None = None) -> Iterator[Finding]:
+    """The registry answers /v2/ with 401, and the docker client configuration has no
+    credentials for exactly that HOST:PORT (or the registry rejects them).
+
+    Why it happens: `docker login` was never run for this registry, or it was run for another
+    spelling: the CLI matches the key exactly, so credentials stored for `HOST` or
+    `https://HOST:OTHERPORT` do not count for `HOST:PORT`. With credHelpers/credsStore, the helper
+    binary (`docker-credential-NAME`) must be installed and hold the entry. Credentials live with
+    the user who runs `docker` (`sudo docker` reads root's ~/.docker/config.json).
+
+    How to fix: `docker login HOST:PORT` as the user who pushes. dockerdoctor reports the
+    credential source (auths, credHelpers or credsStore) and never prints a secret.
+
+    Example:
+        unauthorized: authentication required
+        no basic auth credentials
+    """
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        ev: list[Evidence] = []
+        why = "has no credentials for it"
+        if rep is not None:
+            if rep.http_status != 401 or rep.registry_api != "v2":
+                continue
+            creds = rep.credentials
+            if creds is not None and creds.found and rep.credentials_valid is not False:
+                continue
+            ev.append(_probe_ev(rep, f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
+                                     + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
+            if creds is not None:
+                if not creds.config_exists:
+                    ev.append(Evidence(creds.config_path, "does not exist (never logged in as this user)"))
+                elif creds.found:
+                    why = "has credentials the registry rejects"
+                    ev.append(Evidence(creds.config_path, f"credentials for {addr} from {creds.source}"
+                                       + (f" ({creds.helper})" if creds.helper else "")
+                                       + (f", user {creds.username}" if creds.username else "")
+                                       + ": rejected with 401"))
+                elif creds.helper_missing:
+                    why = f"uses {creds.helper}, which is not installed"
+                    ev.append(Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
+                else:
+                    text = f"no entry for exactly {addr}"
+                    if creds.near_misses:
+                        text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
+                    if creds.helper:
+                        text += f"; {creds.helper} holds none"
+                    ev.append(Evidence(creds.config_path, text))
+        else:
+            ev = _journal_hits(docker_journal, "DD208", addr)
+            if not ev:
+                continue
+        yield finding(
+            "DD208", f"{addr} requires login",
+            f"{addr} answers 401 (authentication required), and the docker client configuration {why}.",
+            evidence=ev,
+            fix=Fix(f"Log in as the user who pushes: docker login {addr}",
+                    (RunCommand(("docker", "login", str(addr)), "stores the credentials under exactly this key"),)),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+        )
+
+
+# ============================================================================ DD209
+
+
+def _near_miss(name: str, addr: HostPort) -> str | None:
+    """Why a certs.d entry looks meant for addr but is not read for it, or None."""
+    n = name.strip().lower()
+    want = str(addr).lower()
+    if n == want:
+        return None
+    for scheme in ("https:", "http:"):
+        if n.startswith(scheme):
+            return f"has a scheme ({name}): the folder must be named {want}"
+    try:
+        hp = HostPort.parse(n)
+    except ValueError:
+        return None
+    if hp.host != addr.host:
+        return None
+    if hp.port is None:
+        return f"has no port: dockerd looks only in certs.d/{want}"
+    if hp.port != addr.port:
+        return f"names port {hp.port}, not {addr.port}"
+    return None
+
+
+@rule("DD209", "certs-dir-misplaced", category="endpoint", severity=Severity.WARNING,
+      title="A certs.d folder or file has a name dockerd does not read")
+def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[str, CertsDir],
+                        endpoint_probes: dict | None = None) -> Iterator[Finding]:
+    """/etc/docker/certs.d holds a folder or file meant for the registry under a name dockerd never
+    reads, so the CA or client certificate in it has no effect.
+
+    Why it happens: dockerd looks only in /etc/docker/certs.d/HOST:PORT/ (exactly as images are
+    tagged), and in it reads only `*.crt` (CAs) and `NAME.cert` + `NAME.key` (client pairs).
+    A folder without the port, with a scheme (`https:/HOST:PORT` from `mkdir -p
+    certs.d/https://...`), or with another port is ignored; so is `ca.pem` or `ca.cer`. A
+    `client.cert` without `client.key` (or the reverse) is worse: every push fails with
+    `missing key client.key for client certificate client.cert. Note that CA certificates should
+    use the extension .crt`.
+
+    How to fix: rename to /etc/docker/certs.d/HOST:PORT/ca.crt (and NAME.cert + NAME.key pairs).
+    No restart: certs.d is read on every push.
+
+    Example:
+        /etc/docker/certs.d/10.0.0.5/ca.crt      (no port: ignored)
+        /etc/docker/certs.d/10.0.0.5:5000/ca.pem (wrong extension: ignored)
+    """
+    addrs = _targets(target_registries)
+    for addr in addrs:
+        want = str(addr)
+        target_dir = f"/etc/docker/certs.d/{want}"
+        for name, cd in sorted(certs_d.items()):
+            why = _near_miss(name, addr)
+            if why is None:
+                continue
+            has_certs = [f for f in cd.files if f.endswith((".crt", ".pem", ".cer", ".cert", ".key"))]
+            if name.lower().startswith(("https:", "http:")):
+                has_certs = has_certs or ["(nested folder)"]
+            if not has_certs and not cd.files:
+                continue
+            src = f"/etc/docker/certs.d/{name}"
+            yield finding(
+                "DD209", f"certs.d/{name} is not read for {want}",
+                f"/etc/docker/certs.d/{name} {why}; dockerd ignores it for {want}.",
+                evidence=[Evidence(src, f"files: {', '.join(cd.files) or '(none)'}")],
+                fix=Fix(f"Move it to {target_dir}",
+                        (RunCommand(("mv", "-T", src, target_dir), "no restart needed"),)),
+                params={"registry": want, "folder": src, "file": src},
+            )
+        cd = certs_d.get(want)
+        rep = (endpoint_probes or {}).get(want)
+        if cd is None:
+            continue
+        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else _pair_error(cd.files)
+        if error:
+            yield finding(
+                "DD209", f"certs.d/{want}: {error.split('.')[0]}",
+                f"dockerd fails every push and pull to {want} with: {error}",
+                severity=Severity.ERROR,
+                evidence=[Evidence(target_dir, f"files: {', '.join(cd.files)}")],
+                fix=Fix("Give each NAME.cert its NAME.key (client certificates), and name CA files *.crt",
+                        (RunCommand(("ls", "-l", target_dir), "a CA certificate must end in .crt, not .cert"),)),
+                params={"registry": want, "file": target_dir},
+            )
+        for f in cd.files:
+            if f.endswith((".pem", ".cer", ".ca", ".crt.txt", ".der")) and not f.endswith(".crt"):
+                yield finding(
+                    "DD209", f"certs.d/{want}/{f} is never read",
+                    f"dockerd reads only *.crt files as CAs; {target_dir}/{f} is ignored.",
+                    evidence=[Evidence(f"{target_dir}/{f}", "ignored file name")],
+                    fix=Fix(f"Rename it to {target_dir}/ca.crt (PEM format)",
+                            (RunCommand(("mv", f"{target_dir}/{f}", f"{target_dir}/ca.crt"),
+                                        "for a DER file: openssl x509 -inform der -in F -out ca.crt"),)),
+                    params={"registry": want, "file": f"{target_dir}/{f}"},
+                )
+
+
+def _pair_error(files: list[str]) -> str | None:
+    for f in files:
+        if f.endswith(".cert") and f[:-5] + ".key" not in files:
+            return (f"missing key {f[:-5]}.key for client certificate {f}. "
+                    "Note that CA certificates should use the extension .crt")
+        if f.endswith(".key") and f[:-4] + ".cert" not in files:
+            return f"Missing client certificate {f[:-4]}.cert for key {f}"
+    return None
+
+
+# ============================================================================ DD210
+
+
+@rule("DD210", "not-a-registry", category="endpoint", severity=Severity.ERROR,
+      title="Something answers on the port, but not as a registry")
+def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                   docker_journal: Journal | None = None) -> Iterator[Finding]:
+    """A server accepts the connection, but speaks neither TLS nor HTTP, or answers HTTP without
+    the registry API (`/v2/` is neither 200 nor 401, and `/v1/_ping` does not answer either).
+
+    Why it happens: the port belongs to another service (SSH, a web server, a database), a
+    proxy or load balancer has no backend, or the registry container maps the wrong port
+    (`-p 5000:80`). What dockerd prints depends on the server: `Get "https://HOST:PORT/v2/": EOF`
+    (reads, then closes), `read: connection reset by peer`, `tls: first record does not look
+    like a TLS handshake` (SSH banner), `net/http: TLS handshake timeout` (silent, after 10 s),
+    or a 404 on /v2/.
+
+    How to fix: on the registry host, find what owns the port (`ss -ltnp 'sport = :PORT'`) and
+    point clients at the registry's real port, or fix the registry's port mapping.
+
+    Example:
+        Get "https://10.0.0.5:5000/v2/": EOF
+    """
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        ev: list[Evidence] = []
+        if rep is not None:
+            if rep.tcp != "open" or rep.registry_api is not None or rep.certs_dir_error:
+                continue
+            if rep.scheme == "https" and rep.tls_error and rep.tls_error != "handshake":
+                continue  # a TLS server with a bad certificate is DD204-DD206 first
+            if rep.scheme is None:
+                ev.append(_probe_ev(rep, f"TLS handshake: {rep.tls_detail}"))
+            else:
+                ans = rep.v2
+                got = (f"{ans.status}" + (f" ({ans.header('content-type')})" if ans.header("content-type") else "")
+                       if ans and ans.status is not None else (ans.error if ans else "nothing"))
+                v1 = rep.v1.status if rep.v1 and rep.v1.status is not None else (rep.v1.error if rep.v1 else "-")
+                ev.append(_probe_ev(rep, f"{rep.scheme.upper()} GET /v2/ -> {got}; GET /v1/_ping -> {v1}"))
+                server = ans.header("server") if ans else None
+                if server:
+                    ev.append(_probe_ev(rep, f"Server: {server}"))
+        else:
+            ev = _journal_hits(docker_journal, "DD210", addr)
+            if not ev:
+                continue
+        yield finding(
+            "DD210", f"{addr} is not a registry",
+            f"Something accepts connections on {addr}, but it does not answer as a docker registry.",
+            evidence=ev,
+            fix=Fix("Find what owns the port on the registry host, and use the registry's real port",
+                    (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"), "on the registry host"),)),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+        )
+
+
+# ============================================================================ DD211
+
+
+@rule("DD211", "upload-too-large", category="endpoint", severity=Severity.ERROR,
+      title="A proxy in front of the registry rejects large uploads (413)")
+def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict | None = None,
+                     docker_journal: Journal | None = None) -> Iterator[Finding]:
+    """A reverse proxy in front of the registry answers `413 Request Entity Too Large` to a layer
+    upload: small blobs and manifests go through, big layers do not.
+
+    Why it happens: nginx's `client_max_body_size` defaults to 1m, and docker sends each layer as
+    one PATCH body. The push stalls and retries ("Retrying in 5 seconds"), then ends with
+    `error parsing HTTP 413 response body: invalid character '<' looking for beginning of value:
+    "<html>\\r\\n<head><title>413 Request Entity Too Large</title>..."`.
+
+    How to fix: in the proxy's server block for the registry: `client_max_body_size 0;` (no
+    limit), plus `chunked_transfer_encoding on;` and `proxy_request_buffering off;`; then
+    `nginx -s reload`. Other proxies have the same knob (HAProxy, a load balancer's body limit).
+    Found by `check --e2e`, which pushes a 2 MiB blob, or from the journal.
+
+    Example:
+        error parsing HTTP 413 response body: invalid character '<' looking for beginning of value
+    """
+    addrs = _targets(target_registries)
+    if e2e_results is None and docker_journal is None:
+        raise Skip("run with --e2e (a real test push) to check upload limits, or give a docker journal")
+    for addr in addrs:
+        ev: list[Evidence] = []
+        res = (e2e_results or {}).get(str(addr))
+        if res is not None:
+            step = next((s for s in res.steps if s.status == 413), None)
+            if step is None:
+                continue
+            ev.append(Evidence(f"e2e push to {addr}", f"{step.name}: {step.detail}"))
+            if res.server_header:
+                ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
+        else:
+            ev = _journal_hits(docker_journal, "DD211", addr)
+            if not ev:
+                continue
+        yield finding(
+            "DD211", f"A proxy in front of {addr} rejects large uploads",
+            f"Uploads to {addr} above a size limit get 413 Request Entity Too Large from a proxy in front of "
+            "the registry, so layers larger than the limit never push.",
+            evidence=ev,
+            fix=Fix("Lift the proxy's body size limit for the registry (nginx: client_max_body_size 0;)",
+                    (RunCommand(("nginx", "-s", "reload"),
+                                "after setting client_max_body_size 0; chunked_transfer_encoding on; "
+                                "proxy_request_buffering off; in the registry's server block"),)),
+            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+        )
+
+
+# ============================================================================ DD212
+
+
+@rule("DD212", "registry-name-unresolved", category="endpoint", severity=Severity.ERROR,
+      title="The registry's host name does not resolve")
+def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+                             docker_journal: Journal | None = None) -> Iterator[Finding]:
+    """The registry's name has no address in this host's resolver (DNS, /etc/hosts).
+
+    Why it happens: an internal name that only some hosts know, a typo in the image tag, or a
+    resolver that dockerd sees differently (systemd-resolved stub, a proxy that resolves instead).
+
+    How to fix: add the name to DNS or /etc/hosts on this host, or tag images with the IP and a
+    matching certificate SAN (DD205).
+
+    Example:
+        Get "https://registry.internal:5000/v2/": dial tcp: lookup registry.internal on 127.0.0.53:53: no such host
+    """
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+        ev: list[Evidence] = []
+        if rep is not None:
+            if rep.tcp != "dns":
+                continue
+            ev.append(_probe_ev(rep, rep.tcp_error))
+        else:
+            ev = _journal_hits(docker_journal, "DD212", addr)
+            if not ev:
+                continue
+        yield finding(
+            "DD212", f"{addr.host} does not resolve",
+            f"This host cannot resolve {addr.host}.",
+            evidence=ev,
+            fix=Fix(f"Make {addr.host} resolvable on this host (DNS or /etc/hosts)",
+                    (RunCommand(("getent", "hosts", addr.host), "what this host's resolver says"),)),
+            params={"registry": str(addr), "host": addr.host},
+        )
