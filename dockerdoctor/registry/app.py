@@ -232,6 +232,10 @@ class Registry:
         self.hashers: dict[str, tuple[int, Any]] = {}  # upload id -> (offset, sha256 state)
         self.upload_locks: dict[str, asyncio.Lock] = {}
         self.auth_cache: dict[str, bool] = {}
+        self.in_flight = 0
+        self._purge_task: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
 
     # ------------------------------------------------------------------ plumbing
     def app(self) -> web.Application:
@@ -244,12 +248,11 @@ class Registry:
 
     async def _on_startup(self, app: web.Application) -> None:
         if self.s.purge and not self.s.read_only:
-            app["ddreg_purge"] = asyncio.get_running_loop().create_task(self._purge_loop())
+            self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop())
 
     async def _on_cleanup(self, app: web.Application) -> None:
-        task = app.get("ddreg_purge")
-        if task is not None:
-            task.cancel()
+        if self._purge_task is not None:
+            self._purge_task.cancel()
         self.executor.shutdown(wait=True)
 
     async def _purge_loop(self) -> None:
@@ -299,13 +302,28 @@ class Registry:
             )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.idle.clear()
         try:
-            self._check_auth(request)
-            resp = await self._dispatch(request)
-        except RegistryError as e:
-            resp = error_response(e)
-        resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
-        return resp
+            try:
+                self._check_auth(request)
+                resp = await self._dispatch(request)
+            except RegistryError as e:
+                resp = error_response(e)
+            resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
+            return resp
+        finally:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no request is being handled (for a graceful stop); False on timeout."""
+        try:
+            await asyncio.wait_for(self.idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         method = request.method

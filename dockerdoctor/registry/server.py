@@ -115,13 +115,16 @@ async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> No
         shutdown_timeout=cfg.shutdown_timeout,
     )
     await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=cfg.ssl_context, shutdown_timeout=cfg.shutdown_timeout)
+    site = web.SockSite(runner, sock, ssl_context=cfg.ssl_context)
     await site.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Graceful stop: no new connections, let requests in flight (an upload, say) finish, then close.
+    await site.stop()
+    await registry.drain(cfg.shutdown_timeout)
     await runner.cleanup()
 
 

@@ -89,7 +89,7 @@ class Server:
             try:
                 requests.get(self.url + "/v2/", timeout=1, verify=self.verify)
                 return
-            except requests.RequestException:
+            except OSError:  # requests' errors, and a CA file that does not exist yet
                 time.sleep(0.05)
         raise RuntimeError(f"serve-registry did not come up: {self.read_log()[-2000:]}")
 
@@ -124,6 +124,7 @@ class Client:
 
     def req(self, method: str, path: str, **kw: Any) -> requests.Response:
         url = path if path.startswith("http") else self.base + path
+        kw.setdefault("verify", self.s.verify)  # REQUESTS_CA_BUNDLE would override the session's
         return self.s.request(method, url, timeout=60, allow_redirects=False, **kw)
 
     def loc(self, r: requests.Response) -> str:
