@@ -309,6 +309,8 @@ def _probe(rep: EndpointReport, address: HostPort, timeout: float, certs_dir: st
         rep.tls_error, rep.tls_detail = kind, text
     except ssl.SSLError as exc:
         sock.close()
+        if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or "EOF" in str(exc.reason or ""):
+            rep.handshake = "eof"  # the server closed after reading the ClientHello
         _not_tls(rep, address, timeout, f"{exc.reason or exc}")
     except (ConnectionResetError, BrokenPipeError) as exc:
         sock.close()

@@ -1,0 +1,142 @@
+"""Session fixtures for the endpoint probe tests: a broken-endpoint zoo in its own namespaces.
+
+``ep_lab`` starts, once per session, in a private pair of namespaces (prefix ``ddep``; registry host
+10.N.0.1, client 10.N.0.2) every kind of endpoint the DD2xx rules name, all on ports 5200-5299:
+real ``docker-registry`` servers (plain, TLS good / CN-only / wrong name / expired / not yet valid,
+TLS + htpasswd), lab.PlainServer (EOF, reset, SSH banner, silent, an HTML web server, a v1
+python-registry look-alike), a closed port, nft REJECT and DROP rules, and nginx with
+client_max_body_size 1m in front of the plain registry. Everything is stopped by PID at the end;
+work files live under /tmp/dd-ep-*.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lab
+import pytest
+
+PORTS = {
+    "plain": 5200, "tls": 5201, "cn_only": 5202, "wrong_name": 5203, "expired": 5204, "auth": 5205,
+    "not_yet_valid": 5206, "eof": 5207, "rst": 5208, "ssh": 5209, "silent": 5210, "closed": 5211,
+    "reject": 5212, "drop": 5213, "html": 5214, "v1": 5215, "nginx": 5216,
+}
+V1_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Docker-Registry-Version: 0.9.1\r\n"
+               b"X-Docker-Registry-Standalone: True\r\nContent-Length: 4\r\nConnection: close\r\n\r\ntrue")
+USER, PASSWORD = "epuser", "eppass"
+
+
+@dataclass
+class EpLab:
+    dir: Path
+    net: lab.LabNet
+    ca_pem: bytes
+    certs: dict[str, tuple[Path, Path]]
+    servers: list[Any] = field(default_factory=list)
+    nginx: lab.Nginx | None = None
+
+    @property
+    def srv(self) -> str:
+        return self.net.srv_ip
+
+    def hp(self, name: str) -> str:
+        return f"{self.srv}:{PORTS[name]}"
+
+    def certs_dir(self, name: str, files: dict[str, bytes] | None = None) -> str:
+        """A certs.d/HOST:PORT folder for endpoint ``name`` (default: the lab CA as ca.crt)."""
+        d = Path(tempfile.mkdtemp(prefix="certsd-", dir=self.dir)) / self.hp(name)
+        d.mkdir(parents=True)
+        for fname, content in (files if files is not None else {"ca.crt": self.ca_pem}).items():
+            (d / fname).write_bytes(content)
+        return str(d)
+
+    def probe(self, name: str, *, timeout: float = 2.0, certs: bool | str | None = False, **kw: Any) -> Any:
+        """probe_endpoint run from the client namespace (a thread that joined it)."""
+        from dockerdoctor.facts import HostPort
+        from dockerdoctor.probe.endpoint import probe_endpoint
+
+        cdir = self.certs_dir(name) if certs is True else (certs or None)
+        return lab.in_netns(self.net.cli_ns, probe_endpoint, HostPort(self.srv, PORTS[name]), timeout, cdir, **kw)
+
+    def in_client(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        return lab.in_netns(self.net.cli_ns, fn, *args, **kw)
+
+
+def _nft(net: lab.LabNet, *args: str) -> None:
+    r = net.run(net.srv_ns, ["nft", *args])
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture(scope="session")
+def ep_lab() -> Iterator[EpLab]:
+    d = Path(tempfile.mkdtemp(prefix="dd-ep-", dir="/tmp"))
+    net = lab.LabNet(f"ddep{os.getpid() % 100000}")
+    servers: list[Any] = []
+    nginx = None
+    try:
+        C = lab.Certs
+        ca = C.make_ca("dockerdoctor-ep-ca")
+        ip = net.srv_ip
+        now = dt.datetime.now(dt.timezone.utc)
+        leaves = {
+            "tls": C.make_leaf(ca, sans=[ip, "registry.lab"], cn=ip),
+            "cn_only": C.make_leaf(ca, sans=[], cn=ip),
+            "wrong_name": C.make_leaf(ca, sans=[".".join(ip.split(".")[:3] + ["9"]), "other.lab"], cn="other.lab"),
+            "expired": C.make_leaf(ca, sans=[ip], cn=ip, not_before=now - dt.timedelta(days=3),
+                                   not_after=now - dt.timedelta(days=1)),
+            "not_yet_valid": C.make_leaf(ca, sans=[ip], cn=ip, not_before=now + dt.timedelta(days=1),
+                                         not_after=now + dt.timedelta(days=3)),
+        }
+        certs = {k: C.write(d / "certs", k, v) for k, v in leaves.items()}
+        htp = lab.write_htpasswd(d / "htpasswd", {USER: PASSWORD})
+        for name in ("plain", "tls", "cn_only", "wrong_name", "expired", "not_yet_valid", "auth"):
+            tls = certs["tls" if name == "auth" else name] if name != "plain" else None
+            servers.append(lab.DistRegistry(d / "reg", ip, PORTS[name], netns=net.srv_ns, tls=tls,
+                                            htpasswd=htp if name == "auth" else None, name=name).start())
+        for mode in ("eof", "rst", "ssh", "silent"):
+            servers.append(lab.PlainServer(net.srv_ns, ip, PORTS[mode], mode=mode))
+        servers.append(lab.PlainServer(net.srv_ns, ip, PORTS["html"], mode="http"))
+        servers.append(lab.PlainServer(net.srv_ns, ip, PORTS["v1"], mode="http", response=V1_RESPONSE))
+        _nft(net, "add", "table", "inet", "ddep")
+        _nft(net, "add", "chain", "inet", "ddep", "input",
+             "{ type filter hook input priority 0; policy accept; }")
+        _nft(net, "add", "rule", "inet", "ddep", "input", "tcp", "dport", str(PORTS["reject"]),
+             "reject", "with", "icmpx", "admin-prohibited")
+        _nft(net, "add", "rule", "inet", "ddep", "input", "tcp", "dport", str(PORTS["drop"]), "drop")
+        if shutil.which("nginx"):
+            nginx = lab.Nginx(d, f"{ip}:{PORTS['nginx']}", f"http://{ip}:{PORTS['plain']}", "1m",
+                              netns=net.srv_ns).start()
+        yield EpLab(d, net, ca[0], certs, servers, nginx)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        for s in servers:
+            s.stop()
+        net.close()
+        lab.rmtree(d)
+
+
+@pytest.fixture(scope="session")
+def ep_dockerd(ep_lab: EpLab) -> Iterator[lab.Dockerd]:
+    """A real dockerd 20.10 in the client namespace (private /etc/docker, CA trusted for the auth registry)."""
+    d = lab.Dockerd(ep_lab.dir / "dockerd", netns=ep_lab.net.cli_ns, daemon_json={},
+                    certs_d={ep_lab.hp("auth"): {"ca.crt": ep_lab.ca_pem}})
+    try:
+        if not d.start():
+            pytest.fail(f"dockerd failed to start: {d.failure_line()}")
+        lab.import_busybox(d)
+        yield d
+    finally:
+        d.stop()
+
+
+def run_quiet(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kw)
