@@ -39,6 +39,7 @@ class Pattern:
     examples: tuple[str, ...]
     note: str
     suppresses: tuple[str, ...] = ()
+    equally: tuple[str, ...] = ()  # rules the text fits just as well (an ambiguous wording)
 
 
 @dataclass
@@ -84,6 +85,7 @@ def load_kb() -> KnowledgeBase:
             id=p["id"], rule=p["rule"], also=tuple(p.get("also") or ()), weight=float(p.get("weight", 5)),
             regex=re.compile(p["regex"], re.I), seen=p.get("seen", ""), examples=tuple(p.get("examples") or ()),
             note=p.get("note", ""), suppresses=tuple(p.get("suppresses") or ()),
+            equally=tuple(p.get("equally") or ()),
         ))
     return KnowledgeBase(pats, {k: dict(v) for k, v in (data.get("rules") or {}).items()})
 
@@ -183,9 +185,10 @@ def match_text(text: str, kb: KnowledgeBase | None = None) -> list[RuleMatch]:
     contrib: dict[str, list[float]] = {}
     for hit in iter_hits(text.splitlines(), kb):
         p = hit.pattern
-        rm = by_rule.setdefault(p.rule, RuleMatch(p.rule, 0.0))
-        rm.hits.append(hit)
-        contrib.setdefault(p.rule, []).append(p.weight)
+        for rid in (p.rule, *p.equally):
+            rm = by_rule.setdefault(rid, RuleMatch(rid, 0.0))
+            rm.hits.append(hit)
+            contrib.setdefault(rid, []).append(p.weight)
         for other in p.also:
             ro = by_rule.setdefault(other, RuleMatch(other, 0.0))
             ro.also_hits.append(hit)
@@ -197,6 +200,14 @@ def match_text(text: str, kb: KnowledgeBase | None = None) -> list[RuleMatch]:
             for k, v in h.params.items():
                 rm.params.setdefault(k, v)
     return sorted(by_rule.values(), key=lambda r: (-r.score, not r.primary, r.rule_id))
+
+
+def best_rules(text: str) -> set[str]:
+    """The rules with the best score for the text (several when a wording is ambiguous)."""
+    ms = match_text(text)
+    if not ms:
+        return set()
+    return {m.rule_id for m in ms if m.score == ms[0].score and m.primary}
 
 
 def guesses(text: str, kb: KnowledgeBase | None = None, limit: int = 3) -> list[tuple[str, float, str]]:
@@ -237,7 +248,7 @@ def scan_lines(lines: Iterable[str], rule_id: str, addr: HostPort | None = None
     want_host = addr.host.lower() if addr else None
     want_port = addr.port if addr else None
     kb = load_kb()
-    rx_ids = {p.id for p in kb.patterns if p.rule == rule_id}
+    rx_ids = {p.id for p in kb.patterns if p.rule == rule_id or rule_id in p.equally}
     if not rx_ids:
         return
     for hit in iter_hits(lines, kb):
