@@ -72,6 +72,10 @@ RELOADABLE_KEYS = frozenset(
 VALIDATION_RULES = ("DD102", "DD103", "DD104", "DD105", "DD106", "DD109")
 # Repairs of the configuration files themselves go first, so later edits apply to a parsable file.
 REPAIR_ORDER = ("DD106", "DD105", "DD104", "DD103", "DD102", "DD109")
+# Findings that a TLS CA in certs.d or an insecure-registries entry repairs (one step per registry).
+TRUST_RULES = ("DD101", "DD203", "DD204")
+# Commands a fix shows for information; running them repairs nothing.
+READ_ONLY_COMMANDS = ("journalctl", "cat", "ls", "docker logs", "docker inspect", "docker info", "systemctl status")
 UNIT_DIR_MARKERS = ("/systemd/system/",)
 ENV_FILE_PATHS = ("/etc/sysconfig/", "/etc/default/")
 ACTION_LEVEL = {None: 0, "reload": 1, "restart": 2, "start": 2}
@@ -111,11 +115,17 @@ def choose_fixes(findings: list[Finding], ca_pem: str | None = None, insecure: b
     cannot be fixed without the CA, so the step says so.
     """
     out: list[Choice] = []
+    trusted: dict[str, str] = {}  # registry -> the rule whose step makes the daemon trust it
     for f in sorted(findings, key=_order_key):
         fix = f.fix
         if fix is None:
             continue
-        if f.rule_id == "DD101":
+        if f.rule_id in TRUST_RULES and f.params.get("registry"):
+            reg = str(f.params["registry"])
+            if reg in trusted:
+                out.append(Choice(f, None, [f"the [{trusted[reg]}] step for {reg} repairs this too"]))
+                continue
+            trusted[reg] = f.rule_id
             out.append(_choose_trust(f, fix, ca_pem, insecure))
             continue
         if not fix.operations:
@@ -132,7 +142,7 @@ def _order_key(f: Finding) -> tuple[int, int, str]:
 
 def _choose_trust(f: Finding, fix: Fix, ca_pem: str | None, insecure: bool) -> Choice:
     name = str(f.params.get("registry", ""))
-    plain = bool(f.params.get("plain_http"))
+    plain = bool(f.params.get("plain_http", f.rule_id == "DD203"))
     alt = fix.alternatives[0] if fix.alternatives else None
     if ca_pem is not None and not insecure:
         if plain:
@@ -293,6 +303,8 @@ class Prepared:
 
     @property
     def empty(self) -> bool:
+        if self.offline:  # a snapshot can only take file edits
+            return not self.changes
         return not self.changes and not self.commands and self.action is None and not self.daemon_reload
 
 
@@ -340,8 +352,11 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                 if choice.finding.rule_id not in rules_of[path]:
                     rules_of[path].append(choice.finding.rule_id)
             elif isinstance(op, RunCommand):
-                if op.description.startswith("on the registry host") and choice.finding.rule_id == "DD101":
-                    continue  # advice for another machine, shown by the plan, never run here
+                if op.description.startswith("on the registry host") or _read_only(op):
+                    continue  # advice for another machine, or a diagnostic: shown by the plan, never run
+                if not facts.live:
+                    step.errors.append(f"`{op.shell()}` acts on a live host, not on a snapshot")
+                    break
                 step_cmds.append((choice.finding.rule_id, op))
             elif isinstance(op, ServiceAction):
                 step_actions.append(op.action)
@@ -374,6 +389,11 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                 "(and restart only if their restart policy says so)"
             )
     return Prepared(steps, changes, commands, action, daemon_reload, reasons, warnings, running, offline)
+
+
+def _read_only(op: RunCommand) -> bool:
+    line = " ".join(op.argv)
+    return any(line == c or line.startswith(c + " ") for c in READ_ONLY_COMMANDS)
 
 
 def _read(path: str) -> bytes | None:
@@ -779,11 +799,15 @@ class Transaction:
             return None
         from dockerdoctor.engine import run_rules
 
-        wanted = {(s.finding.rule_id, s.finding.title) for s in self.p.applicable if s.changes or s.choice.fix}
+        # Offline, a fix that is only a reload/restart cannot show on the snapshot: verify the file edits.
+        steps = [s for s in self.p.applicable if s.changes or not self.p.offline]
+        wanted = {(s.finding.rule_id, s.finding.title) for s in steps}
+        if not wanted:
+            return None
         rule_ids = {rid for rid, _ in wanted}
         registries = [
             str(s.finding.params["registry"])
-            for s in self.p.applicable
+            for s in steps
             if s.finding.rule_id == "DD101" and s.finding.params.get("registry")
         ]
         end = time.monotonic() + self.o.verify_timeout
@@ -812,7 +836,7 @@ class Transaction:
                 )
                 return None
             last = "; ".join(problems)
-            if time.monotonic() >= end:
+            if self.p.offline or time.monotonic() >= end:
                 return f"verification failed: {last}"
             time.sleep(0.5)
 
