@@ -193,12 +193,21 @@ def match_text(text: str, kb: KnowledgeBase | None = None) -> list[RuleMatch]:
             ro = by_rule.setdefault(other, RuleMatch(other, 0.0))
             ro.also_hits.append(hit)
             contrib.setdefault(other, []).append(p.weight * ALSO_FACTOR)
+    context: dict[str, Any] = {}
+    if by_rule:  # a registry named on another line (e.g. "The push refers to repository [HOST:PORT/x]")
+        for line in text.splitlines():
+            ctx = extract_params(line)
+            if ctx.get("registry"):
+                context = {k: ctx[k] for k in ("registry", "host", "port") if k in ctx}
+                break
     for rid, rm in by_rule.items():
         ws = sorted(contrib[rid], reverse=True)
         rm.score = round(ws[0] + 0.05 * sum(ws[1:]), 2)
         for h in rm.hits + rm.also_hits:
             for k, v in h.params.items():
                 rm.params.setdefault(k, v)
+        if "registry" not in rm.params and context and rm.params.get("host") in (None, context["host"]):
+            rm.params.update(context)
     return sorted(by_rule.values(), key=lambda r: (-r.score, not r.primary, r.rule_id))
 
 
