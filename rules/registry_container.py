@@ -211,7 +211,7 @@ def registry_down(registry_containers: list[RegistryContainer]) -> Iterator[Find
         looping = c.restarting or (c.running and c.restart_count >= 3 and bool(c.log_grep(ERROR_LINE)))
         if c.running and not looping:
             continue
-        if c.status in ("created",) and not c.error:
+        if c.status == "created":
             what = "was created but never started"
         elif c.status in ("restarting",) or looping:
             what = f"is restarting in a loop ({c.restart_count} restarts)"

@@ -82,14 +82,16 @@ def _docker_selinux(facts: Facts) -> tuple[bool | None, str]:
             pass
     text = facts.source.command("docker_info")
     if text and "Security Options" in text:
-        block = text.split("Security Options:", 1)[1]
-        opts = []
-        for line in block.splitlines()[1:]:
-            if not line.startswith("   "):
+        lines = text.splitlines()
+        at = next(i for i, ln in enumerate(lines) if "Security Options" in ln)
+        indent = len(lines[at]) - len(lines[at].lstrip())
+        opts = [lines[at].split(":", 1)[1].strip()]  # docker 1.13 prints "Security Options: seccomp selinux"
+        for line in lines[at + 1:]:
+            if not line.strip() or len(line) - len(line.lstrip()) <= indent:
                 break
             opts.append(line.strip())
-        first = block.splitlines()[0].strip()
-        return ("selinux" in first or any("selinux" in o for o in opts)), facts.source.command_source("docker_info")
+        return any("selinux" in o.split() or o.startswith("name=selinux") or o == "selinux" for o in opts), \
+            facts.source.command_source("docker_info")
     if proc is not None:
         argv = " ".join(proc.argv)
         if "--selinux-enabled" in argv:

@@ -78,6 +78,12 @@ COMMANDS: dict[str, CommandSpec] = {
         ("sos_commands/networking/ip_-o_addr", "sos_commands/networking/ip_addr",
          "sos_commands/networking/ip_-d_address"),
     ),
+    "iptables_list": CommandSpec(
+        ("iptables", "-vnxL"),
+        ("sos_commands/firewall_tables/iptables_-vnxL", "sos_commands/firewall_tables/iptables_-t_filter_-nvL",
+         "sos_commands/networking/iptables_-vnxL"),
+    ),
+    "nft_ruleset_firewalld": CommandSpec(("nft", "list", "ruleset"), ("sos_commands/firewalld/nft_list_ruleset",)),
 }
 
 

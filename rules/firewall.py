@@ -1,0 +1,315 @@
+"""The registry host's firewall: firewalld zones, plain packet filters, and protection that is off."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dockerdoctor.engine import finding, rule
+from dockerdoctor.errors import Skip
+from dockerdoctor.facts.firewall import VIRTUAL_IFACE, FilterRule, FirewalldState, IfAddr, PacketFilter
+from dockerdoctor.facts.ports import RegistryListener
+from dockerdoctor.facts.selinux import SelinuxStatus
+from dockerdoctor.model import EnvFileSet, Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
+
+
+def _zones_for(fw: FirewalldState, bind_ip: str, addrs: list[IfAddr] | None) -> list[tuple[str, str]]:
+    """The zones whose rules decide whether traffic to bind_ip ("" = any address) gets in."""
+    out: dict[str, str] = {}
+    if addrs:
+        ifaces = [a.iface for a in addrs if a.address == bind_ip] if bind_ip else []
+        if not ifaces:
+            ifaces = sorted({a.iface for a in addrs if not VIRTUAL_IFACE.match(a.iface)})
+        for iface in ifaces:
+            zone, why = fw.zone_of_interface(iface)
+            if zone:
+                out.setdefault(zone, why)
+    if not out:
+        for z in fw.zones().values():
+            if (z.active or z.interfaces) and z.interfaces and not all(VIRTUAL_IFACE.match(i) for i in z.interfaces):
+                out.setdefault(z.name, f"zone {z.name} holds {', '.join(z.interfaces)}")
+    if not out and fw.default_zone:
+        out[fw.default_zone] = f"the default zone ({fw.default_zone_source or 'firewalld'})"
+    return list(out.items())
+
+
+def _open_ops(zone: str, port: int, runtime: bool, permanent: bool) -> tuple[RunCommand, ...]:
+    ops = []
+    if runtime:
+        ops.append(RunCommand(("firewall-cmd", f"--zone={zone}", f"--add-port={port}/tcp"),
+                              "open the one port now (runtime)"))
+    if permanent:
+        ops.append(RunCommand(("firewall-cmd", "--permanent", f"--zone={zone}", f"--add-port={port}/tcp"),
+                              "and keep it open across reloads and reboots"))
+    return tuple(ops)
+
+
+# ============================================================================ DD301
+
+
+@rule("DD301", "firewalld-port-closed", category="network", severity=Severity.ERROR,
+      title="firewalld does not open the registry port")
+def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[RegistryListener],
+                          interface_addresses: list[IfAddr] | None = None,
+                          packet_filter: PacketFilter | None = None) -> Iterator[Finding]:
+    """firewalld runs, and the zone of the interface that carries registry traffic does not open
+    the port of a registry that listens on the host: other hosts get `connect: no route to host`
+    (the zone's default REJECT) or a timeout (target DROP). Also reported: a port opened at runtime
+    only, which the next `firewall-cmd --reload` or reboot closes again.
+
+    Why it happens: firewalld's public zone admits only its services (ssh, dhcpv6-client,
+    cockpit). A registry that listens on the host (RHEL's docker-distribution `registry serve`,
+    `dockerdoctor serve-registry`, a container with `--network host`) is behind that zone. A port
+    that docker publishes (`-p 5000:5000`) is different: docker's DNAT and FORWARD rules take the
+    packet before the zone does, so it is reachable whatever the zone says (checked on real parts;
+    the finding then says the zone is not the cause, and notes that the registry is exposed on
+    every interface). firewalld's iptables backend, or a firewalld restart after dockerd, flushes
+    docker's chains; that is reported with its evidence.
+
+    How to fix: open the one port in the one zone, at runtime and permanently:
+    `firewall-cmd --zone=public --add-port=5000/tcp` and the same with `--permanent`. Never stop
+    or disable firewalld.
+
+    Example:
+        $ docker push 10.0.0.5:5000/app:1      (from another host)
+        Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: no route to host
+        $ firewall-cmd --zone=public --query-port=5000/tcp
+        no
+    """
+    fw = firewalld
+    if not fw.running:
+        raise Skip("firewalld is not running (see DD306)")
+    if not registry_listeners:
+        raise Skip("no registry listens on this host")
+    if fw.runtime is None and fw.permanent is None:
+        raise Skip("firewalld's zones are unknown (no D-Bus, no firewall-cmd output, no zone files)")
+    for lst in registry_listeners:
+        for zone, why in _zones_for(fw, lst.bind_ip, interface_addresses):
+            rt = fw.port(zone, lst.port)
+            pm = fw.port(zone, lst.port, permanent=True)
+            ev = [Evidence(lst.evidence_source, f"{lst.owner}: {lst.evidence_text}"),
+                  Evidence(fw.runtime_source or fw.state_source, f"runtime: {rt.how}"),
+                  Evidence(fw.permanent_source or "permanent configuration", f"permanent: {pm.how}"),
+                  Evidence(fw.state_source, why)]
+            params = {"zone": zone, "port": lst.port, "how": lst.how, "owner": lst.owner,
+                      "runtime_open": rt.open, "permanent_open": pm.open}
+            if lst.how == "published":
+                if rt.open is not False:
+                    continue
+                if fw.backend == "iptables":
+                    ev.append(Evidence(fw.backend_source, f"FirewallBackend={fw.backend}", fw.backend_line))
+                    yield finding(
+                        "DD301", f"firewalld's iptables backend can drop docker's rule for port {lst.port}",
+                        f"{lst.owner} publishes port {lst.port}, which zone {zone} does not open. Docker's own "
+                        "rules let it in today, but with FirewallBackend=iptables a `firewall-cmd --reload` or a "
+                        "firewalld restart flushes docker's chains until dockerd restarts.",
+                        severity=Severity.WARNING, evidence=ev,
+                        fix=Fix(f"Open {lst.port}/tcp in zone {zone} as well", _open_ops(zone, lst.port, True, True)),
+                        params=params)
+                elif packet_filter is not None and not packet_filter.docker_chains and lst.running:
+                    ev.append(Evidence(", ".join(packet_filter.sources), "no DOCKER or DOCKER-USER chain"))
+                    yield finding(
+                        "DD301", f"Docker's chains are gone, so zone {zone} blocks published port {lst.port}",
+                        f"{lst.owner} publishes port {lst.port}, but the ruleset has no DOCKER chain (flushed by a "
+                        f"firewalld restart or reload after dockerd started), and zone {zone} does not open the port.",
+                        evidence=ev,
+                        fix=Fix(f"Open {lst.port}/tcp in zone {zone}, then restart docker to restore its chains",
+                                (*_open_ops(zone, lst.port, True, True), ServiceAction("restart"))),
+                        params=params)
+                else:
+                    yield finding(
+                        "DD301", f"Zone {zone} does not open {lst.port}, but docker publishes it anyway",
+                        f"{lst.owner} publishes port {lst.port}. The zone is not the cause of a failure here: "
+                        f"docker's DNAT and FORWARD rules admit the packet before zone {zone} sees it. Note that "
+                        "the registry is therefore reachable on every interface, whatever the zone says; bind it "
+                        "to one address (-p ADDR:PORT:5000) or filter in the DOCKER-USER chain to limit it.",
+                        severity=Severity.INFO, evidence=ev, params=params)
+                continue
+            if rt.open is False and pm.open is not True:
+                yield finding(
+                    "DD301", f"firewalld zone {zone} blocks registry port {lst.port}",
+                    f"{lst.owner} listens on port {lst.port} on the host, and zone {zone} ({why}) does not open "
+                    f"it, at runtime or permanently: other hosts get 'no route to host' (or a timeout).",
+                    evidence=ev,
+                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} (runtime and permanent)",
+                            _open_ops(zone, lst.port, True, True)),
+                    params=params)
+            elif rt.open is True and pm.open is False:
+                yield finding(
+                    "DD301", f"Port {lst.port} is open in zone {zone} at runtime only",
+                    f"{lst.owner} is reachable now, but port {lst.port} is not in zone {zone}'s permanent "
+                    "configuration: the next `firewall-cmd --reload`, firewalld restart or reboot closes it.",
+                    severity=Severity.WARNING, evidence=ev,
+                    fix=Fix(f"Make {lst.port}/tcp permanent in zone {zone}", _open_ops(zone, lst.port, False, True)),
+                    params=params)
+            elif rt.open is False and pm.open is True:
+                yield finding(
+                    "DD301", f"Port {lst.port} is in zone {zone}'s permanent config but not applied",
+                    f"{lst.owner} listens on port {lst.port}; zone {zone} opens it permanently but not at runtime "
+                    "(added with --permanent and never reloaded, or removed at runtime).",
+                    evidence=ev,
+                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} at runtime", _open_ops(zone, lst.port, True, False)),
+                    params=params)
+
+
+# ============================================================================ DD302
+
+
+def _effective_verdict(rules: list[FilterRule], port: int) -> FilterRule | None:
+    """First rule that decides a new TCP connection to `port`; the policy when none does."""
+    policy = None
+    for r in rules:
+        if r.is_policy:
+            policy = r
+            continue
+        if not r.matches(port):
+            continue
+        if r.source_limited:
+            continue
+        return r
+    return policy
+
+
+def _reject_effect(r: FilterRule) -> str:
+    if r.verdict == "drop":
+        return "the packets are dropped: clients wait and time out (i/o timeout, Client.Timeout exceeded)"
+    w = r.reject_with.lower()
+    if "reset" in w:
+        return "the connection is reset: clients see 'connection refused'"
+    if "no-route" in w or "net-unreachable" in w:
+        return "rejected with net-unreachable: clients see 'network is unreachable'"
+    if w in ("", "icmp-port-unreachable", "icmpx port-unreachable", "port-unreachable"):
+        return "rejected with port-unreachable: clients see 'connection refused'"
+    return "rejected with an ICMP prohibited message: clients see 'connect: no route to host'"
+
+
+def _allow_ops(r: FilterRule, port: int) -> tuple[RunCommand, ...]:
+    if r.backend == "nftables":
+        if r.handle is not None and not r.is_policy:
+            return (RunCommand(("nft", "insert", "rule", r.family, r.table, r.chain, "position", str(r.handle),
+                                "tcp", "dport", str(port), "accept"),
+                               f"accept {port}/tcp just before the rule that blocks it"),)
+        return (RunCommand(("nft", "insert", "rule", r.family, r.table, r.chain, "tcp", "dport", str(port), "accept"),
+                           f"accept {port}/tcp at the top of the chain"),)
+    if r.backend == "iptables":
+        pos = str(r.position) if r.position and not r.is_policy else "1"
+        return (RunCommand(("iptables", "-I", r.chain, pos, "-p", "tcp", "--dport", str(port), "-j", "ACCEPT"),
+                           f"accept {port}/tcp before the rule that blocks it"),)
+    return (RunCommand(("ufw", "allow", f"{port}/tcp"), f"allow {port}/tcp"),)
+
+
+@rule("DD302", "packet-filter-blocks-port", category="network", severity=Severity.ERROR,
+      title="A packet filter rule blocks the registry port")
+def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: list[RegistryListener],
+                              firewalld: FirewalldState | None = None) -> Iterator[Finding]:
+    """An nftables, iptables or ufw rule (not firewalld's own) drops or rejects new connections to
+    the port of a registry that listens on the host.
+
+    Why it happens: a hand-written ruleset (/etc/nftables.conf, /etc/sysconfig/iptables,
+    iptables-persistent), ufw's default `deny (incoming)`, or a cloud image's hardening. What the
+    client sees tells the two apart: REJECT with an ICMP prohibited message shows as `connect: no
+    route to host`, REJECT with tcp-reset as `connection refused`, DROP as a timeout after 15 s
+    (`Client.Timeout exceeded while awaiting headers`). DD202 on the client pairs with this rule.
+
+    How to fix: accept the one port just before the rule that blocks it (`nft insert rule ...
+    position H tcp dport 5000 accept`, `iptables -I CHAIN N -p tcp --dport 5000 -j ACCEPT`, `ufw
+    allow 5000/tcp`), then save the ruleset where it is loaded at boot. Never flush the ruleset.
+
+    Example:
+        nft: table inet filter chain input: tcp dport 5000 drop
+        client: dial tcp 10.0.0.5:5000: i/o timeout
+    """
+    if not registry_listeners:
+        raise Skip("no registry listens on this host")
+    fw_running = firewalld is not None and firewalld.running
+    groups: dict[tuple[str, str, str], list[FilterRule]] = {}
+    for r in packet_filter.rules:
+        if fw_running and (r.table == "firewalld" or r.chain.startswith(("IN_", "INPUT_direct", "INPUT_ZONES",
+                                                                         "filter_IN", "filter_INPUT"))):
+            continue  # firewalld's own rules: DD301
+        key = (r.backend, r.family, r.table) if r.backend == "nftables" else (r.backend, "", "")
+        groups.setdefault(key, []).append(r)
+    for lst in registry_listeners:
+        if lst.how != "host":
+            continue  # published ports take docker's FORWARD path, not INPUT
+        for rules in groups.values():
+            r = _effective_verdict(rules, lst.port)
+            if r is None or r.verdict == "accept":
+                continue
+            effect = _reject_effect(r)
+            where = " ".join(x for x in (r.backend, r.family, r.table, "chain", r.chain) if x)
+            yield finding(
+                "DD302", f"{r.backend} {r.verdict}s registry port {lst.port}",
+                f"{lst.owner} listens on port {lst.port}, but {where} {r.verdict}s new connections to it "
+                f"({'the chain policy' if r.is_policy else 'a rule'}): {effect}.",
+                evidence=[Evidence(r.source, r.text, r.line), Evidence(lst.evidence_source, lst.evidence_text)],
+                fix=Fix(f"Accept {lst.port}/tcp in {where}", _allow_ops(r, lst.port),
+                        warnings=("Save the ruleset where it is loaded at boot (/etc/nftables.conf, "
+                                  "/etc/sysconfig/iptables or netfilter-persistent), or it is gone after a reboot.",)),
+                params={"port": lst.port, "backend": r.backend, "verdict": r.verdict, "reject_with": r.reject_with,
+                        "chain": r.chain, "table": r.table},
+            )
+
+
+# ============================================================================ DD306
+
+
+@rule("DD306", "protection-disabled", category="network", severity=Severity.INFO,
+      title="SELinux or the firewall is turned off")
+def protection_disabled(firewalld: FirewalldState | None = None,
+                        selinux_status: SelinuxStatus | None = None,
+                        registry_listeners: list[RegistryListener] | None = None,
+                        packet_filter: PacketFilter | None = None) -> Iterator[Finding]:
+    """SELinux is disabled or permissive, or firewalld is installed but not running, as the old
+    registry guides advised ("turn off the firewall and SELinux"). Information only: nothing is
+    broken, but the host has lost a layer of protection.
+
+    How to fix (without breaking the registry): for firewalld, open the registry port in the
+    permanent configuration first (`firewall-offline-cmd --zone=public --add-port=5000/tcp`), then
+    `systemctl enable --now firewalld`. For SELinux, label the registry's directory first
+    (`semanage fcontext -a -t container_file_t '/srv/registry(/.*)?'`, or `:Z` on the volume), set
+    SELINUX=permissive in /etc/selinux/config, reboot (from disabled, `touch /.autorelabel`),
+    check the audit log for registry denials (DD305), then set SELINUX=enforcing.
+
+    Example:
+        SELinux status: disabled      firewall-cmd --state: not running
+    """
+    if firewalld is None and selinux_status is None:
+        raise Skip("neither firewalld nor SELinux is known here")
+    ports = sorted({lst.port for lst in registry_listeners or [] if lst.how == "host"}) or [5000]
+    other_filter = packet_filter is not None and any(
+        r.verdict in ("drop", "reject") and r.table != "firewalld" for r in packet_filter.rules)
+    if firewalld is not None and not firewalld.running and not other_filter:
+        zone = firewalld.default_zone or "public"
+        ops = tuple(RunCommand(("firewall-offline-cmd", f"--zone={zone}", f"--add-port={p}/tcp"),
+                               "open the registry port in the permanent configuration first") for p in ports)
+        yield finding(
+            "DD306", "firewalld is installed but not running",
+            "firewalld is not running, so every port on this host is open to everyone. Turn it back on after "
+            f"opening the registry's port ({', '.join(map(str, ports))}/tcp) in zone {zone}.",
+            evidence=[Evidence(firewalld.state_source.split(":", 1)[0], "firewalld is not running")],
+            fix=Fix("Open the registry port permanently, then start firewalld",
+                    (*ops, ServiceAction("start", "firewalld.service"))),
+            params={"what": "firewalld"},
+        )
+    if selinux_status is not None and selinux_status.mode in ("disabled", "permissive"):
+        s = selinux_status
+        if s.mode == "disabled" and s.config_mode is None:
+            return  # no /etc/selinux/config: a distribution without SELinux (Debian, Ubuntu); nothing was turned off
+        ev = [Evidence(s.source or "SELinux", f"mode: {s.mode}")]
+        if s.config_mode:
+            ev.append(Evidence(s.config_path, f"SELINUX={s.config_mode}", s.config_line))
+        steps = ("label the registry's data directory for containers first (container_file_t, or :Z)",
+                 "set SELINUX=permissive, reboot" + (" after `touch /.autorelabel`" if s.mode == "disabled" else ""),
+                 "check the audit log for registry denials (DD305), then set SELINUX=enforcing")
+        conf = None
+        if s.config_mode and s.config_line:
+            conf = EnvFileSet(s.config_path, "SELINUX", "permissive")
+        yield finding(
+            "DD306", f"SELinux is {s.mode}",
+            f"SELinux is {s.mode}; containers are not confined. To turn it back on without breaking the "
+            "registry: " + "; ".join(steps) + ".",
+            evidence=ev,
+            fix=Fix("Turn SELinux back on in steps (permissive first)", (conf,) if conf else (),
+                    warnings=("Never jump from disabled to enforcing without a relabel.",)),
+            params={"what": "selinux", "mode": s.mode},
+        )

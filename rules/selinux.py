@@ -1,0 +1,204 @@
+"""SELinux on the registry host: the label of the registry's storage, and AVC denials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from dockerdoctor.rules.registry_container import docker_run_argv, recreate_ops
+
+from dockerdoctor.engine import finding, rule
+from dockerdoctor.errors import Skip
+from dockerdoctor.facts.containers import Mount, RegistryContainer, mount_covering
+from dockerdoctor.facts.selinux import CONTAINER_FILE_TYPES, AuditLog, AvcDenial, SelinuxLabels, SelinuxStatus
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.rules_support import short
+
+CONFINED_CONTAINER_TYPES = {"container_t", "svirt_lxc_net_t", "svirt_sandbox_t", "container_init_t"}
+REGISTRY_COMMS = {"registry", "docker-registry", "gunicorn", "zot", "registry_DO_NOT", "harbor_registry"}
+
+
+def relabel_fix(c_rc: RegistryContainer, m: Mount) -> Fix:
+    c = c_rc.container
+    run = docker_run_argv(c, relabel={m.destination: "Z"})
+    semanage = Fix(
+        f"Label {m.source} container_file_t with semanage fcontext and restorecon",
+        (RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
+                    "a permanent labelling rule for the directory"),
+         RunCommand(("restorecon", "-Rv", m.source), "apply it to the files there now")),
+        warnings=("Use this when several containers share the directory, or it must keep its label "
+                  "across relabels and container recreation.",),
+    )
+    return Fix(
+        f"Recreate {c.name} with :Z on {m.source}:{m.destination}",
+        recreate_ops(c, run, f"the same container, with {m.source} relabelled for it (:Z)"),
+        warnings=(":Z gives the directory a label private to this one container; use :z if another container "
+                  "shares it. Never setenforce 0.",),
+        alternatives=(semanage,),
+    )
+
+
+def _data_mounts(rc: RegistryContainer) -> list[Mount]:
+    out = []
+    m = mount_covering(rc.container, rc.data_dir) if rc.data_dir else None
+    if m is not None and m.type == "bind":
+        out.append(m)
+    for x in rc.container.mounts:
+        if x.type == "bind" and x.rw and x not in out and not x.source.startswith(("/var/run", "/run", "/proc",
+                                                                                  "/sys", "/dev")):
+            out.append(x)
+    return out
+
+
+# ============================================================================ DD304
+
+
+@rule("DD304", "selinux-volume-label", category="network", severity=Severity.ERROR,
+      title="SELinux blocks the registry's bind mount")
+def selinux_volume_label(selinux_status: SelinuxStatus, registry_containers: list[RegistryContainer],
+                         selinux_labels: SelinuxLabels | None = None,
+                         avc_denials: AuditLog | None = None) -> Iterator[Finding]:
+    """SELinux is enforcing, docker labels its containers (--selinux-enabled), and the registry's
+    host directory is mounted with neither `:z`/`:Z` nor a container_file_t label. The registry
+    starts, but every push fails with `500 Internal Server Error` and the log shows `permission
+    denied` (DD405); the audit log has the matching AVC denial (DD305).
+
+    Why it happens: a directory created by hand (/srv/registry, /data/registry) gets default_t,
+    var_t or user_home_t; a confined container (container_t) may not write those. Old guides
+    answered with `setenforce 0`.
+
+    How to fix: recreate the container with `:Z` on the volume (`-v /srv/registry:/var/lib/registry:Z`,
+    docker relabels it for this container), or label the directory once:
+    `semanage fcontext -a -t container_file_t '/srv/registry(/.*)?' && restorecon -Rv /srv/registry`.
+    Never `setenforce 0`.
+
+    Example:
+        $ ls -dZ /srv/registry
+        unconfined_u:object_r:default_t:s0 /srv/registry
+        registry: filesystem: mkdir /var/lib/registry/docker: permission denied
+    """
+    s = selinux_status
+    if not s.enforcing:
+        raise Skip(f"SELinux is {s.mode or 'unknown'}, not enforcing")
+    if s.docker_selinux is False:
+        raise Skip(f"dockerd does not label containers (no --selinux-enabled; {s.docker_selinux_source})")
+    if not registry_containers:
+        raise Skip("no registry container on this host")
+    for rc in registry_containers:
+        c = rc.container
+        for m in _data_mounts(rc):
+            if m.selinux_label:
+                continue
+            label = selinux_labels.label_of(m.source) if selinux_labels else None
+            rule_ = selinux_labels.rule_for(m.source) if selinux_labels else None
+            if label is not None and label.type in CONTAINER_FILE_TYPES:
+                continue
+            denied = [d for d in (avc_denials.denials if avc_denials else [])
+                      if d.ttype and (label is None or d.ttype == label.type)
+                      and (d.path and d.path.startswith(m.source) or d.name == m.source.rstrip("/").rsplit("/", 1)[-1])]
+            if label is None and not denied:
+                continue  # the label is unknown and nothing was denied: no evidence either way
+            ev = [Evidence(c.source, f"{c.name}: -v {m.source}:{m.destination}" + (f":{m.mode}" if m.mode else "")
+                           + " (no :z or :Z)"),
+                  Evidence(s.source, f"SELinux {s.mode}; docker labels containers: "
+                                     f"{'yes' if s.docker_selinux else 'unknown'}")]
+            if label is not None:
+                ev.append(Evidence(label.source, f"{label.context} {label.path}"))
+            if rule_ is not None and rule_.type in CONTAINER_FILE_TYPES:
+                ev.append(Evidence(rule_.source, f"{rule_.pattern} {rule_.context} (never applied: run restorecon)"))
+            if denied:
+                ev.append(Evidence(avc_denials.source if avc_denials else "audit.log", short(denied[-1].text, 300),
+                                   denied[-1].line))
+            what = f"labelled {label.type}" if label is not None else "of unknown label"
+            yield finding(
+                "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
+                f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "
+                f"directory is {what}, which a confined container (container_t) may not write"
+                + (f" ({len(denied)} AVC denial{'s' if len(denied) != 1 else ''} in the audit log)." if denied
+                   else "."),
+                evidence=ev, fix=relabel_fix(rc, m),
+                params={"container": c.name, "source": m.source, "destination": m.destination,
+                        "label": label.context if label else None},
+            )
+
+
+# ============================================================================ DD305
+
+
+def _concerns_registry(d: AvcDenial, dirs: list[str], pids: set[int]) -> bool:
+    if d.comm and d.comm in REGISTRY_COMMS:
+        return True
+    if d.pid is not None and d.pid in pids:
+        return True
+    if d.stype in CONFINED_CONTAINER_TYPES:
+        for p in dirs:
+            base = p.rstrip("/").rsplit("/", 1)[-1]
+            if (d.path and (d.path == p or d.path.startswith(p.rstrip("/") + "/"))) or (d.name and d.name == base):
+                return True
+    return False
+
+
+@rule("DD305", "selinux-denials", category="network", severity=Severity.ERROR,
+      title="SELinux denies the registry")
+def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryContainer] | None = None,
+                    selinux_status: SelinuxStatus | None = None,
+                    registry_processes: list | None = None) -> Iterator[Finding]:
+    """The audit log has AVC denials for the registry's process or its files: SELinux stops the
+    registry from writing (or reading) its storage, certificates or config.
+
+    Why it happens: see DD304: the files carry a label a confined container or the
+    docker-distribution service (registry_t on RHEL) may not use. With `permissive=1` the access
+    was only logged; it will fail once SELinux enforces.
+
+    How to fix: relabel what the denial names, never `setenforce 0`: `:Z` on the volume, or
+    `semanage fcontext -a -t container_file_t 'DIR(/.*)?' && restorecon -Rv DIR`.
+    `ausearch -m avc -ts recent | audit2why` explains each denial.
+
+    Example:
+        type=AVC msg=audit(1709550000.123:812): avc:  denied  { write } for  pid=2711 comm="registry"
+        name="registry" dev="dm-0" ino=1048 scontext=system_u:system_r:container_t:s0:c123,c456
+        tcontext=unconfined_u:object_r:default_t:s0 tclass=dir permissive=0
+    """
+    if not avc_denials.denials:
+        return
+    dirs: dict[str, tuple[RegistryContainer, Mount]] = {}
+    for rc in registry_containers or []:
+        for m in _data_mounts(rc):
+            dirs[m.source] = (rc, m)
+    pids = {p.pid for p in registry_processes or [] if getattr(p, "pid", None)}
+    hits = [d for d in avc_denials.denials if _concerns_registry(d, list(dirs), pids)]
+    if not hits:
+        return
+    groups: dict[tuple[str | None, str | None, str | None, tuple[str, ...]], list[AvcDenial]] = {}
+    for d in hits:
+        groups.setdefault((d.comm, d.ttype, d.tclass, d.perms), []).append(d)
+    enforcing = selinux_status.enforcing if selinux_status is not None else None
+    for (comm, ttype, tclass, perms), ds in groups.items():
+        last = ds[-1]
+        target = None
+        for p, (rc, m) in dirs.items():
+            base = p.rstrip("/").rsplit("/", 1)[-1]
+            if (last.path and last.path.startswith(p)) or last.name == base:
+                target = (rc, m)
+                break
+        only_permissive = all(d.permissive for d in ds)
+        severity = Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR
+        what = last.path or last.name or "?"
+        if target is not None:
+            fix = relabel_fix(*target)
+        else:
+            fix = Fix("Find the file the denial names and label it for the registry",
+                      (RunCommand(("ausearch", "-m", "avc", "-c", comm or "registry", "-ts", "recent"),
+                                  "the full denials"),
+                       RunCommand(("audit2why", "-a"), "why each was denied")),
+                      warnings=("Never setenforce 0.",))
+        yield finding(
+            "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
+            f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
+            f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
+            + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
+            severity=severity,
+            evidence=[Evidence(avc_denials.source, short(d.text, 400), d.line) for d in ds[-3:]],
+            fix=fix,
+            params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
+                    "count": len(ds), "path": what},
+        )
