@@ -42,6 +42,7 @@ from dockerdoctor.model import (
     ReplaceFileContent,
     RunCommand,
     ServiceAction,
+    Severity,
 )
 from dockerdoctor.sources.base import DEFAULT_READ_LIMIT, FileStat, Source
 
@@ -106,7 +107,12 @@ class Choice:
     notes: list[str] = field(default_factory=list)  # why an alternative was chosen, what is missing
 
 
-def choose_fixes(findings: list[Finding], ca_pem: str | None = None, insecure: bool = False) -> list[Choice]:
+def choose_fixes(
+    findings: list[Finding],
+    ca_pem: str | None = None,
+    insecure: bool = False,
+    min_severity: Severity = Severity.WARNING,
+) -> list[Choice]:
     """One Fix per finding, repair rules first.
 
     DD101 (registry not trusted): with --ca, the CA goes into certs.d (no restart). With --insecure,
@@ -118,8 +124,8 @@ def choose_fixes(findings: list[Finding], ca_pem: str | None = None, insecure: b
     trusted: dict[str, str] = {}  # registry -> the rule whose step makes the daemon trust it
     for f in sorted(findings, key=_order_key):
         fix = f.fix
-        if fix is None:
-            continue
+        if fix is None or f.severity < min_severity:
+            continue  # info findings carry advice, never an automatic change
         if f.rule_id in TRUST_RULES and f.params.get("registry"):
             reg = str(f.params["registry"])
             if reg in trusted:
