@@ -10,7 +10,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from snap import docker_ce_host, make_snapshot
 
 DD = [sys.executable, "-m", "dockerdoctor"]

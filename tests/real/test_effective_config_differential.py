@@ -70,13 +70,25 @@ def test_config_file_flag_is_followed(client_dockerd, labnet, tmp_path: Path) ->
 
 REFUSALS = {
     # name: (daemon.json text, flags, rule that must fire, text dockerd must print)
-    "conflict": ('{"insecure-registries": ["SRV:5100"]}', ["--insecure-registry=SRV:5100"], "DD104",
-                 "specified both as a flag and in the configuration file"),
-    "trailing-comma": ('{\n  "insecure-registries": ["SRV:5100"],\n}\n', [], "DD106",
-                       "invalid character '}' looking for beginning of object key string"),
+    "conflict": (
+        '{"insecure-registries": ["SRV:5100"]}',
+        ["--insecure-registry=SRV:5100"],
+        "DD104",
+        "specified both as a flag and in the configuration file",
+    ),
+    "trailing-comma": (
+        '{\n  "insecure-registries": ["SRV:5100"],\n}\n',
+        [],
+        "DD106",
+        "invalid character '}' looking for beginning of object key string",
+    ),
     "string-not-list": ('{"insecure-registries": "SRV:5100"}', [], "DD106", "cannot unmarshal string"),
-    "typo-key": ('{"insecure-registires": ["SRV:5100"]}', [], "DD106",
-                 "the following directives don't match any configuration option: insecure-registires"),
+    "typo-key": (
+        '{"insecure-registires": ["SRV:5100"]}',
+        [],
+        "DD106",
+        "the following directives don't match any configuration option: insecure-registires",
+    ),
     "bracket-list": ("{}", ["--insecure-registry=[SRV:5100,10.9.9.9:5100]"], "DD105", "invalid host"),
     "comma-list": ("{}", ["--insecure-registry=SRV:5100,10.9.9.9:5100"], "DD105", "invalid host"),
 }
@@ -96,8 +108,10 @@ def test_refusals_are_predicted(case: str, client_dockerd, labnet, tmp_path: Pat
     (snap / "etc/docker/daemon.json").write_text(text)
     ps = snap / "sos_commands/process/ps_auxwww"
     ps.parent.mkdir(parents=True)
-    ps.write_text("USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND\n"
-                  f"root 4242 0.0 0.1 1 1 ? Ssl 10:00 0:00 {shlex.join(['/usr/sbin/dockerd', *flags])}\n")
+    ps.write_text(
+        "USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND\n"
+        f"root 4242 0.0 0.1 1 1 ? Ssl 10:00 0:00 {shlex.join(['/usr/sbin/dockerd', *flags])}\n"
+    )
     source = SnapshotSource(snap)
     results = run_rules(Facts(source, CheckOptions(network=False)))
     fired = {f.rule_id for r in results for f in r.findings}
