@@ -170,6 +170,10 @@ def check(
     timeout: TimeoutOpt = 2.0,
     docker_host: DockerHostOpt = None,
     color: Annotated[bool | None, typer.Option("--color/--no-color", help="Colour the text report.")] = None,
+    e2e: Annotated[bool, typer.Option("--e2e", help="Also push, pull back and delete a tiny probe image "
+                                      "(live; writes only under --e2e-repo).")] = False,
+    e2e_repo: Annotated[str, typer.Option("--e2e-repo", metavar="REPO",
+                                          help="Repository the --e2e probe writes to.")] = "dockerdoctor-probe",
 ) -> None:
     """Diagnose this host (or a snapshot) and report findings with evidence and fixes.
 
@@ -186,6 +190,7 @@ def check(
 
     start = time.perf_counter()
     facts = _build_facts(root, registry, timeout, docker_host)
+    facts.options.e2e, facts.options.e2e_repo = e2e, e2e_repo
     try:
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []

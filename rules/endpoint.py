@@ -742,3 +742,85 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
                     (RunCommand(("getent", "hosts", addr.host), "what this host's resolver says"),)),
             params={"registry": str(addr), "host": addr.host},
         )
+
+
+# ============================================================================ DD213 (--e2e)
+
+
+@rule("DD213", "e2e-roundtrip-failed", category="endpoint", severity=Severity.ERROR,
+      title="A real push / pull round trip to the registry fails")
+def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: dict,
+                         endpoint_probes: dict | None = None, docker_journal: Journal | None = None,
+                         effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
+    """`check --e2e` pushed a tiny generated image (a blob monolithically, one in chunks, a 2 MiB
+    one in a single PATCH, a manifest), pulled it back and verified every digest, then deleted it.
+    This rule reports the first step that failed, with the registry's answer.
+
+    It also tells a server fault from a client fault: when the round trip works but this host's
+    daemon cannot push (the probe or the docker journal shows a TLS or plain-HTTP problem), the
+    registry is fine and the daemon's configuration is at fault (info). Deletes that the registry
+    refuses (405 UNSUPPORTED) are reported as DD406, info: the probe image then stays behind under
+    the probe repository (`--e2e-repo`).
+
+    Why it happens: storage that cannot be written (DD405), a registry in read-only or
+    maintenance mode, an authorization proxy that allows pulls only, a load balancer without a
+    shared secret (DD407), or a proxy body limit (DD211, reported there).
+
+    How to fix: follow the failing step's answer; the registry's own log has the request id.
+
+    Example:
+        layer 96 KiB (chunked): PATCH chunk 1 -> 500 Internal Server Error: {"errors":[{"code":"UNKNOWN"...
+    """
+    addrs = _targets(target_registries)
+    for addr in addrs:
+        res = e2e_results.get(str(addr))
+        if res is None:
+            continue
+        where = f"e2e round trip to {addr} (repository {res.repo}, {res.seconds:.2f} s)"
+        if res.ok:
+            if res.delete == "unsupported":
+                yield Finding(
+                    "DD406", Severity.INFO, f"{addr}: deletes are disabled",
+                    f"The registry refused to delete the probe image (405 UNSUPPORTED); it stays under "
+                    f"{res.repo}:{res.tag}. Enable deletes (REGISTRY_STORAGE_DELETE_ENABLED=true) to clean up, "
+                    "and delete by digest.",
+                    evidence=[Evidence(where, next((s.detail for s in res.steps if "DELETE" in s.name), ""))],
+                    params={"registry": str(addr), "repository": res.repo, "tag": res.tag},
+                )
+            rep = (endpoint_probes or {}).get(str(addr))
+            client_fault = None
+            if isinstance(rep, EndpointReport) and _insecure_entry(addr, effective_config) is None:
+                if rep.scheme == "http":
+                    client_fault = "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
+                elif rep.scheme == "https" and rep.tls_error:
+                    client_fault = f"the daemon would reject its certificate: {rep.tls_detail}"
+            if client_fault is None and docker_journal is not None:
+                from dockerdoctor.explain import iter_hits
+
+                for hit in iter_hits(docker_journal.lines[-2000:]):
+                    if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
+                        client_fault = f"the docker journal shows: {short(hit.line, 160)}"
+                        break
+            if client_fault:
+                yield finding(
+                    "DD213", f"{addr} accepts pushes; the daemon's configuration is at fault",
+                    f"A real push and pull from this host to {addr} work, so the registry is healthy; the daemon "
+                    f"fails because {client_fault}.",
+                    severity=Severity.INFO,
+                    evidence=[Evidence(where, "push, pull back and digest checks passed")],
+                    params={"registry": str(addr), "fault": "client"},
+                )
+            continue
+        step = res.failed_step
+        if step is not None and step.status in (401, 413):
+            continue  # DD208 (no usable credentials) and DD211 (body limit) report these
+        detail = f"{step.name} -> {step.detail}" if step else (res.error or "failed")
+        yield finding(
+            "DD213", f"A real push to {addr} fails at: {step.name if step else 'connecting'}",
+            f"The end-to-end round trip to {addr} failed: {detail}. The fault is on the registry's side "
+            "(or between), not in this daemon's configuration.",
+            evidence=[Evidence(where, short(detail, 300))]
+            + ([Evidence(where, f"Server: {res.server_header}")] if res.server_header else []),
+            params={"registry": str(addr), "step": step.name if step else None,
+                    "status": step.status if step else None, "fault": "server"},
+        )

@@ -27,7 +27,7 @@ import pytest
 PORTS = {
     "plain": 5200, "tls": 5201, "cn_only": 5202, "wrong_name": 5203, "expired": 5204, "auth": 5205,
     "not_yet_valid": 5206, "eof": 5207, "rst": 5208, "ssh": 5209, "silent": 5210, "closed": 5211,
-    "reject": 5212, "drop": 5213, "html": 5214, "v1": 5215, "nginx": 5216,
+    "reject": 5212, "drop": 5213, "html": 5214, "v1": 5215, "nginx": 5216, "nodelete": 5217,
 }
 V1_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Docker-Registry-Version: 0.9.1\r\n"
                b"X-Docker-Registry-Standalone: True\r\nContent-Length: 4\r\nConnection: close\r\n\r\ntrue")
@@ -101,6 +101,8 @@ def ep_lab() -> Iterator[EpLab]:
             tls = certs["tls" if name == "auth" else name] if name != "plain" else None
             servers.append(lab.DistRegistry(d / "reg", ip, PORTS[name], netns=net.srv_ns, tls=tls,
                                             htpasswd=htp if name == "auth" else None, name=name).start())
+        servers.append(lab.DistRegistry(d / "reg", ip, PORTS["nodelete"], netns=net.srv_ns, delete=False,
+                                        name="nodelete").start())
         for mode in ("eof", "rst", "ssh", "silent"):
             servers.append(lab.PlainServer(net.srv_ns, ip, PORTS[mode], mode=mode))
         servers.append(lab.PlainServer(net.srv_ns, ip, PORTS["html"], mode="http"))
