@@ -24,12 +24,11 @@ Fixtures (session-scoped; each real server starts once per session, on first use
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,50 +134,8 @@ def labnet(lab_root: Path) -> Iterator[lab.LabNet]:
     net.close()
 
 
-@dataclass
-class LabCerts:
-    dir: Path
-    ca_pem: bytes
-    ca_key_pem: bytes
-    ca_path: Path
-    pems: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
-    paths: dict[str, tuple[Path, Path]] = field(default_factory=dict)
-
-    @property
-    def ca(self) -> tuple[bytes, bytes]:
-        return (self.ca_pem, self.ca_key_pem)
-
-    def __getattr__(self, name: str) -> tuple[Path, Path]:
-        try:
-            return self.__dict__["paths"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def make_lab_certs(d: Path, ip: str) -> LabCerts:
-    """A CA and server certificates for ``ip``: good SAN, CN-only, wrong name, expired, not yet valid."""
-    C = lab.Certs
-    ca = C.make_ca("dockerdoctor-lab-ca")
-    now = dt.datetime.now(dt.timezone.utc)
-    wrong_ip = ".".join(ip.split(".")[:3] + ["9"])
-    leaves = {
-        "good": C.make_leaf(ca, sans=[ip, "registry.lab"], cn=ip),
-        "cn_only": C.make_leaf(ca, sans=[], cn=ip),
-        "wrong_name": C.make_leaf(ca, sans=[wrong_ip, "other.lab"], cn="other.lab"),
-        "expired": C.make_leaf(
-            ca, sans=[ip], cn=ip, not_before=now - dt.timedelta(days=3), not_after=now - dt.timedelta(days=1)
-        ),
-        "not_yet_valid": C.make_leaf(
-            ca, sans=[ip], cn=ip, not_before=now + dt.timedelta(days=1), not_after=now + dt.timedelta(days=3)
-        ),
-    }
-    d.mkdir(parents=True, exist_ok=True)
-    ca_path, _ = C.write(d, "ca", ca)
-    certs = LabCerts(dir=d, ca_pem=ca[0], ca_key_pem=ca[1], ca_path=ca_path)
-    for name, pair in leaves.items():
-        certs.pems[name] = pair
-        certs.paths[name] = C.write(d, name, pair)
-    return certs
+LabCerts = lab.LabCerts
+make_lab_certs = lab.make_lab_certs
 
 
 @pytest.fixture(scope="session")

@@ -33,11 +33,14 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "Certs",
+    "LabCerts",
+    "make_lab_certs",
     "LabNet",
     "DistRegistry",
     "Dockerd",
@@ -445,6 +448,52 @@ class Certs:
         return c, k
 
 
+@dataclass
+class LabCerts:
+    dir: Path
+    ca_pem: bytes
+    ca_key_pem: bytes
+    ca_path: Path
+    pems: dict[str, tuple[bytes, bytes]] = field(default_factory=dict)
+    paths: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+
+    @property
+    def ca(self) -> tuple[bytes, bytes]:
+        return (self.ca_pem, self.ca_key_pem)
+
+    def __getattr__(self, name: str) -> tuple[Path, Path]:
+        try:
+            return self.__dict__["paths"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def make_lab_certs(d: Path, ip: str) -> LabCerts:
+    """A CA and server certificates for ``ip``: good SAN, CN-only, wrong name, expired, not yet valid."""
+    C = Certs
+    ca = C.make_ca("dockerdoctor-lab-ca")
+    now = _dt.datetime.now(_dt.timezone.utc)
+    wrong_ip = ".".join(ip.split(".")[:3] + ["9"])
+    leaves = {
+        "good": C.make_leaf(ca, sans=[ip, "registry.lab"], cn=ip),
+        "cn_only": C.make_leaf(ca, sans=[], cn=ip),
+        "wrong_name": C.make_leaf(ca, sans=[wrong_ip, "other.lab"], cn="other.lab"),
+        "expired": C.make_leaf(
+            ca, sans=[ip], cn=ip, not_before=now - _dt.timedelta(days=3), not_after=now - _dt.timedelta(days=1)
+        ),
+        "not_yet_valid": C.make_leaf(
+            ca, sans=[ip], cn=ip, not_before=now + _dt.timedelta(days=1), not_after=now + _dt.timedelta(days=3)
+        ),
+    }
+    d.mkdir(parents=True, exist_ok=True)
+    ca_path, _ = C.write(d, "ca", ca)
+    certs = LabCerts(dir=d, ca_pem=ca[0], ca_key_pem=ca[1], ca_path=ca_path)
+    for name, pair in leaves.items():
+        certs.pems[name] = pair
+        certs.paths[name] = C.write(d, name, pair)
+    return certs
+
+
 # --------------------------------------------------------------------------------------------------
 # network namespaces
 
@@ -528,7 +577,8 @@ class LabNet:
     ) -> subprocess.CompletedProcess[str]:
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
-        kw.setdefault("stdin", subprocess.DEVNULL)
+        if kw.get("input") is None:
+            kw.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.run(self.argv(ns, argv), timeout=timeout, check=check, **kw)
 
     def socket(self, ns: str) -> socket.socket:
@@ -1270,6 +1320,10 @@ class PlainServer:
                 c.shutdown(socket.SHUT_RDWR)
                 c.close()
             elif self.mode == "rst":
+                # Wait for the client's first bytes (so it sees a reset on read, not on connect), then
+                # close without reading them: with SO_LINGER 0 the kernel sends RST.
+                with contextlib.suppress(OSError):
+                    c.recv(1, socket.MSG_PEEK)
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 c.close()
             elif self.mode == "ssh":

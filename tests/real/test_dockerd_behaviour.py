@@ -1,143 +1,25 @@
-"""What a real dockerd 20.10 does with each insecure-registry / daemon.json mistake (lab.md §1-§3).
+"""What a real dockerd 20.10 does with each insecure-registry / daemon.json mistake (lab.md §1).
 
 Every test asserts the real behaviour (refuses to start and says X; starts but ignores it; works),
-and saves the captured text under ``fixtures/errors/dockerd-20.10/<case>.txt`` so rules, parsers and
-docs can use real text. ``index.json`` there says, per case, what input produced it.
-
-The namespaces here use the fixed subnet 10.203.0.0/24 (registry host 10.203.0.1, client 10.203.0.2),
-as lab.md does, so the captured texts are the same on every run. Each pair of namespaces is isolated,
-so other labs that use the same subnet do not interfere.
-
-A stored file is written when it is missing, or when ``DDLAB_UPDATE_FIXTURES=1``; otherwise the test
-checks that today's capture still equals it (timestamps and the lab's temp dir masked in the comparison).
-In stored files the lab's own temp dir is written as ``/tmp/dd-lab-X/d``; everything else is verbatim.
+and saves the captured text under ``fixtures/errors/dockerd-20.10/<case>.txt`` (see dockerd_capture.py)
+so rules, parsers and docs can use real text. ``index.json`` there says what input produced each one.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import lab
 import pytest
+from dockerd_capture import CLI, DAEMON_JSON, HP, SRV, SUBNET_N, dockerd_version, record
+from dockerd_capture import push as _push
 
 pytestmark = pytest.mark.real
-
-REPO = Path(__file__).resolve().parents[2]
-FIXDIR = REPO / "fixtures" / "errors" / "dockerd-20.10"
-UPDATE = os.environ.get("DDLAB_UPDATE_FIXTURES") == "1"
-SUBNET_N = 203
-SRV, CLI = f"10.{SUBNET_N}.0.1", f"10.{SUBNET_N}.0.2"
-PORT = 5100
-HP = f"{SRV}:{PORT}"  # the plain-HTTP registry
-DAEMON_JSON = "/etc/docker/daemon.json"  # the private bind mount makes this path the same on every run
-# Debian's CLI (20.10, same as the daemon) for `docker info` texts; the error texts come from the daemon.
-CLI_BIN = "/usr/bin/docker" if Path("/usr/bin/docker").exists() else None
-
-_index: dict[str, dict] = {}
-
-
-def _mask(text: str, d: lab.Dockerd | None) -> str:
-    if d is not None:
-        text = text.replace(str(d.workdir), "/tmp/dd-lab-X/d")
-    return text
-
-
-def _norm(text: str) -> str:
-    text = re.sub(r'time="[^"]*"', 'time="T"', text)
-    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", "T", text)
-    text = re.sub(r"sha256:[0-9a-f]{64}", "sha256:D", text)
-    return text.strip()
-
-
-def record(case: str, text: str, d: lab.Dockerd | None, **meta: object) -> str:
-    """Save (or compare with) fixtures/errors/dockerd-20.10/<case>.txt; return the masked text."""
-    text = _mask(text, d).rstrip("\n") + "\n"
-    path = FIXDIR / f"{case}.txt"
-    _index[case] = {"file": path.name, **meta}
-    if UPDATE or not path.exists():
-        FIXDIR.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    else:
-        stored, now = _norm(path.read_text()), _norm(text)
-        if meta.get("kind") == "docker-info":  # the CLI prints IndexConfigs from a Go map: any order
-            stored, now = sorted(stored.splitlines()), sorted(now.splitlines())
-        assert stored == now, (
-            f"dockerd's text for {case} changed; rerun with DDLAB_UPDATE_FIXTURES=1 if that is expected.\n"
-            f"stored:   {path.read_text()!r}\ncaptured: {text!r}"
-        )
-    return text
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _write_index() -> Iterator[None]:
-    yield
-    if not _index:
-        return
-    path = FIXDIR / "index.json"
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, ValueError):
-        old = {}
-    merged = {**old.get("cases", {}), **_index}
-    doc = {
-        "what": "Texts captured from a real dockerd by tests/real/test_dockerd_behaviour.py",
-        "dockerd": _dockerd_version(),
-        "registry": f"docker-registry (distribution 2.8) on {HP}, plain HTTP, in its own network namespace",
-        "client_ip": CLI,
-        "cases": dict(sorted(merged.items())),
-    }
-    new = json.dumps(doc, indent=2) + "\n"
-    if UPDATE or not path.exists() or json.loads(new)["cases"] != old.get("cases"):
-        path.write_text(new)
-
-
-def _dockerd_version() -> str:
-    r = subprocess.run([lab.dockerd_bin(), "--version"], capture_output=True, text=True)
-    return r.stdout.strip()
 
 
 def test_dockerd_is_20_10() -> None:
     # The stored texts are dockerd 20.10's (Debian 12 docker.io). Another engine needs its own directory.
-    assert "Docker version 20.10." in _dockerd_version(), _dockerd_version()
-
-
-@pytest.fixture(scope="module")
-def bnet(lab_root: Path) -> Iterator[lab.LabNet]:
-    net = lab.LabNet(f"ddb{os.getpid()}x", n=SUBNET_N)
-    net.record_in(lab_root)
-    yield net
-    net.close()
-
-
-@pytest.fixture(scope="module")
-def breg(lab_root: Path, bnet: lab.LabNet) -> Iterator[lab.DistRegistry]:
-    reg = lab.DistRegistry(lab_root / "behaviour", SRV, PORT, netns=bnet.srv_ns, name="behaviour-plain")
-    reg.start()
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture
-def start(client_dockerd, bnet: lab.LabNet, breg: lab.DistRegistry):
-    """start(daemon_json, extra_args, must_start) -> Dockerd in the fixed-subnet client namespace."""
-
-    def _start(daemon_json=None, extra_args=(), must_start=False, busybox=False):
-        return client_dockerd(
-            daemon_json, list(extra_args), labnet=bnet, must_start=must_start, busybox=busybox, cli=CLI_BIN
-        )
-
-    return _start
-
-
-def _push(d: lab.Dockerd, hostport: str = HP, repo: str = "lab/x:1") -> subprocess.CompletedProcess:
-    ref = f"{hostport}/{repo}"
-    assert d.docker("tag", "lab/busybox:1", ref).returncode == 0
-    return d.docker("push", ref, timeout=60)
+    assert "Docker version 20.10." in dockerd_version(), dockerd_version()
 
 
 def _startup_failure(d: lab.Dockerd) -> str:
