@@ -1613,7 +1613,7 @@ def sweep_stale_labs() -> list[str]:
         owner = int(st.get("owner", 0))
         if owner and _pid_alive(owner):
             continue
-        for pid in st.get("pids", []):
+        for pid in set(st.get("pids", [])) | set(_pids_mentioning(str(d) + "/")):
             if _pid_alive(pid) and (str(d) in _pid_cmdline(pid) or _pid_env_mentions(pid, str(d))):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -1624,6 +1624,15 @@ def sweep_stale_labs() -> list[str]:
         rmtree(d)
         done.append(str(d))
     return done
+
+
+def _pids_mentioning(path: str) -> list[int]:
+    """PIDs whose command line names ``path`` (e.g. a dockerd's orphaned containerd: its --config is there)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) != os.getpid() and path in _pid_cmdline(int(p.name)):
+            out.append(int(p.name))
+    return out
 
 
 def _pid_env_mentions(pid: int, s: str) -> bool:
