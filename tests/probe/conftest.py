@@ -142,3 +142,37 @@ def ep_dockerd(ep_lab: EpLab) -> Iterator[lab.Dockerd]:
 
 def run_quiet(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, **kw)
+
+
+@dataclass
+class ServeRegistry:
+    hostport: str
+    ca_pem: bytes
+    proc: subprocess.Popen
+
+
+@pytest.fixture(scope="session")
+def ep_serve_registry(ep_lab: EpLab) -> Iterator[ServeRegistry]:
+    """dockerdoctor's own serve-registry as a target: TLS (self-signed for the server IP), uploads up
+    to 1M (a bigger blob gets 413), deletes off; in the registry-host namespace on port 5218."""
+    import time
+
+    root = ep_lab.dir / "serve-registry"
+    exe = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "dockerdoctor")
+    port = 5218
+    log = open(ep_lab.dir / "serve-registry.log", "ab")
+    proc = ep_lab.net.popen(ep_lab.net.srv_ns, [
+        exe, "serve-registry", "--host", ep_lab.srv, "--port", str(port), "--root", str(root / "data"),
+        "--tls-self-signed", ep_lab.srv, "--tls-dir", str(root / "tls"), "--max-upload-size", "1M",
+        "--no-delete", "--no-access-log"], stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        up = lab.wait_for(lambda: proc.poll() is not None or lab.port_open(ep_lab.net.srv_ns, ep_lab.srv, port), 30)
+        if proc.poll() is not None or not up:
+            pytest.fail(f"serve-registry did not start: {(ep_lab.dir / 'serve-registry.log').read_text()[-2000:]}")
+        cas = sorted((root / "tls").glob("*ca*.crt")) or sorted((root / "tls").glob("*.crt"))
+        assert cas, list((root / "tls").iterdir())
+        time.sleep(0.1)
+        yield ServeRegistry(f"{ep_lab.srv}:{port}", cas[0].read_bytes(), proc)
+    finally:
+        lab._stop_proc(proc)

@@ -30,6 +30,8 @@ def fired(rep: Any, *, effective_config: Any = None, certs_d: dict | None = None
         params = inspect.signature(spec.func).parameters
         if any(p not in facts for p in params):
             continue
+        if any(facts[n] is None and p.default is inspect.Parameter.empty for n, p in params.items()):
+            continue  # a required fact is unavailable: the engine skips the rule
         try:
             found = list(spec.func(**{p: facts[p] for p in params}) or [])
         except Skip:

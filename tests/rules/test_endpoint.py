@@ -177,15 +177,17 @@ def test_dd210_not_for_tls_with_bad_certificate() -> None:
     assert "DD210" not in fired(r)
 
 
-class _E2E:
-    address = A
-    server_header = "nginx/1.22.1"
+def _E2E(status: int | None = None, address: HostPort = A):  # type: ignore[no-untyped-def]  # noqa: N802
+    """An e2e result: ok, or failing with `status` at the 2 MiB PATCH."""
+    from dockerdoctor.probe.e2e import E2EResult, Step
 
-    def __init__(self, status: int | None = None) -> None:
-        from types import SimpleNamespace
-
-        self.steps = [SimpleNamespace(name="blob 2 MiB (one PATCH)", status=status or 202,
-                                      detail="413 Request Entity Too Large" if status else "ok")]
+    res = E2EResult(address, "dockerdoctor-probe", tag="probe-1", scheme="https", server_header="nginx/1.22.1")
+    res.steps = [Step("GET /v2/", True, 200, "200 OK"),
+                 Step("layer 2048 KiB (one PATCH): PATCH 2097997 bytes", status is None, status or 202,
+                      "413 Request Entity Too Large" if status else "202 Accepted")]
+    res.ok = status is None
+    res.delete = "deleted" if res.ok else "not tried"
+    return res
 
 
 def test_dd211_from_e2e() -> None:
@@ -214,7 +216,7 @@ def test_offline_rules_read_the_journal_through_the_knowledge_base() -> None:
     assert "DD205" in found and found["DD205"][0].params["cn_only"] is True
     assert found["DD205"][0].evidence[0].line == 1
     assert "DD202" not in found  # that line is about another registry
-    other = fired(None, journal=j, e2e={"10.0.0.7:5000": type("E", (_E2E,), {"address": HostPort("10.0.0.7", 5000)})()})
+    other = fired(None, journal=j, e2e={"10.0.0.7:5000": _E2E(address=HostPort("10.0.0.7", 5000))})
     assert "DD202" in other
 
 
@@ -238,3 +240,15 @@ def test_rule_docstrings_follow_the_explain_layout() -> None:
             for part in ("Why it happens:", "How to fix:", "Example:"):
                 assert part in spec.doc, (rid, part)
     assert os.path.exists(Path(__file__).resolve().parents[2] / "rules" / "endpoint.py")
+
+
+def test_dd213_server_fault_and_client_fault() -> None:
+    bad = _E2E(500)
+    found = fired(None, e2e={"10.0.0.5:5000": bad})
+    assert set(found) == {"DD213"} and found["DD213"][0].params["fault"] == "server"
+    assert found["DD213"][0].severity.label == "error"
+    ok = _E2E()
+    plain = rep(scheme="http", v2=v2(), registry_api="v2")
+    found = fired(plain, e2e={"10.0.0.5:5000": ok})
+    assert found["DD213"][0].params["fault"] == "client" and found["DD213"][0].severity.label == "info"
+    assert "DD213" not in fired(HEALTHY, e2e={"10.0.0.5:5000": ok})
