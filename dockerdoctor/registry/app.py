@@ -196,12 +196,26 @@ def _parse_int(value: str | None, what: str) -> int | None:
     return int(value)
 
 
-def _hash_and_write(fd: int, hasher: Any, data: bytearray | bytes) -> None:
-    view = memoryview(data)
-    hasher.update(view)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+def _hash_and_write(fd: int, hasher: Any, chunks: list[bytes]) -> None:
+    """Hash and append a batch of received chunks (runs in a worker thread; both release the GIL)."""
+    for chunk in chunks:
+        hasher.update(chunk)
+    while chunks:
+        batch = chunks[:512]
+        written = os.writev(fd, batch)
+        total = sum(len(c) for c in batch)
+        if written == total:
+            del chunks[:512]
+            continue
+        # short write: drop what went out, keep the rest of the first partial chunk
+        rest: list[bytes] = []
+        for c in batch:
+            if written >= len(c):
+                written -= len(c)
+            else:
+                rest.append(c[written:])
+                written = 0
+        chunks[:512] = rest
 
 
 def _hash_file(path: str, alg: str, limit: int | None = None) -> Any:
@@ -650,7 +664,8 @@ class Registry:
         loop = asyncio.get_running_loop()
         fd = os.open(self.driver.upload_data_path(name, upload_id), os.O_WRONLY | os.O_APPEND)
         pending: asyncio.Future[None] | None = None
-        buf = bytearray()
+        batch: list[bytes] = []
+        batched = 0
         received = 0
         too_big = False
         try:
@@ -660,17 +675,19 @@ class Registry:
                     if limit is not None and size + received > limit:
                         too_big = True
                         break
-                    buf += chunk
-                    if len(buf) >= BUFFER:
+                    batch.append(chunk)
+                    batched += len(chunk)
+                    if batched >= BUFFER:
+                        # hand the batch to a thread, keep reading the socket meanwhile
                         if pending is not None:
                             await pending
-                        pending = loop.run_in_executor(self.executor, _hash_and_write, fd, hasher, buf)
-                        buf = bytearray()
+                        pending = loop.run_in_executor(self.executor, _hash_and_write, fd, hasher, batch)
+                        batch, batched = [], 0
             finally:
                 if pending is not None:
                     await pending
-                if buf and not too_big:
-                    _hash_and_write(fd, hasher, buf)
+                if batch and not too_big:
+                    _hash_and_write(fd, hasher, batch)
         finally:
             new_size = os.fstat(fd).st_size
             os.close(fd)

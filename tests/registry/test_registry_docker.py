@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -57,3 +58,33 @@ def test_docker_push_pull_digest_delete(ddreg_dockerd, ddreg_image: str, ddreg_s
     failed = d.docker("pull", f"{ref}:1", check=False)
     assert failed.returncode != 0
     assert "manifest unknown" in failed.stderr or "not found" in failed.stderr
+
+
+def test_docker_login_and_push_with_htpasswd(ddreg_dockerd, ddreg_image: str, ddreg_servers, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from dockerdoctor.registry.auth import make_entry
+
+    ht = tmp_path / "htpasswd"
+    ht.write_text(make_entry("ddreg", "pa55", rounds=4) + "\n")
+    srv = ddreg_servers("--htpasswd", str(ht), "--no-access-log")
+    d = ddreg_dockerd
+    ref = f"{srv.hostport}/auth/bb:1"
+    d.docker("tag", ddreg_image, ref)
+    env = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "docker-config")}
+
+    def docker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["docker", "-H", d.host, *args], capture_output=True, text=True, timeout=120, env=env)
+
+    denied = docker("push", ref)
+    assert denied.returncode != 0 and ("no basic auth credentials" in denied.stderr or "unauthorized" in denied.stderr)
+    bad = docker("login", "-u", "ddreg", "-p", "wrong", srv.hostport)
+    assert bad.returncode != 0
+    assert "401" in bad.stderr or "unauthorized" in bad.stderr.lower(), bad.stderr
+    ok = docker("login", "-u", "ddreg", "-p", "pa55", srv.hostport)
+    assert ok.returncode == 0, ok.stderr
+    pushed = docker("push", ref)
+    assert pushed.returncode == 0, pushed.stderr
+    # `registry ls` reads the same credentials from DOCKER_CONFIG
+    ls = subprocess.run([sys.executable, "-m", "dockerdoctor", "registry", "ls", srv.hostport],
+                        capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
+    assert ls.returncode == 0, ls.stderr
+    assert f"{srv.hostport}/auth/bb: 1" in ls.stdout

@@ -67,16 +67,21 @@ def test_tls_self_signed(work: str) -> None:
         data = os.urandom(200_000)
         d = c.push_blob("tls/x", data)
         assert c.req("GET", f"/v2/tls/x/blobs/{d}").content == data  # no sendfile over TLS; still correct
-        if shutil.which("skopeo"):  # skopeo verifies the chain with the CA in a certs dir
-            certs = os.path.join(work, "certs")
-            os.makedirs(certs)
-            shutil.copy(ca, os.path.join(certs, "ca.crt"))
-            r = subprocess.run(["skopeo", "list-tags", "--cert-dir", certs, f"docker://127.0.0.1:{port}/tls/x"],
+        if shutil.which("skopeo"):
+            # skopeo, like dockerd, reads /etc/docker/certs.d: put the CA at exactly the printed path
+            # in a private mount namespace (the host's /etc/docker is never touched).
+            printed = re.search(r"(/etc/docker/certs\.d/127\.0\.0\.1:\d+/ca\.crt)", log).group(1)  # type: ignore[union-attr]
+            fake_etc = os.path.join(work, "etc-docker")
+            target = os.path.join(fake_etc, os.path.relpath(printed, "/etc/docker"))
+            os.makedirs(os.path.dirname(target))
+            shutil.copy(ca, target)
+            listing = f"skopeo list-tags docker://127.0.0.1:{port}/tls/x"
+            r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                                f"mount --bind {fake_etc} /etc/docker && exec {listing}"],
                                capture_output=True, text=True, timeout=60)  # fmt: skip
             assert r.returncode == 0, r.stderr
             assert json.loads(r.stdout)["Tags"] == []
-            bad = subprocess.run(["skopeo", "list-tags", f"docker://127.0.0.1:{port}/tls/x"],
-                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+            bad = subprocess.run(listing.split(), capture_output=True, text=True, timeout=60)
             assert bad.returncode != 0 and "certificate" in bad.stderr
         first_ca = open(ca).read()
     finally:
