@@ -231,3 +231,25 @@ def _certs_entry(path: str):  # a certs_d fact entry for a folder
 
     return CertsDir(os.path.basename(path), f"/etc/docker/certs.d/{os.path.basename(path)}",
                     sorted(os.listdir(path)))
+
+
+@pytest.mark.parametrize("answer,ok", [(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n", False),
+                                       (b"HTTP/1.1 200 Connection established\r\n\r\n", True)])
+def test_proxy_layer_connects_like_dockerd_would(ep_lab: EpLab, answer: bytes, ok: bool) -> None:
+    """Layer 4: with the daemon's HTTPS_PROXY (and NO_PROXY without the registry), the probe asks
+    the proxy for a CONNECT tunnel, as dockerd would, and says which proxy and what it answered."""
+    import lab
+
+    port = 5219 if ok else 5220
+    proxy = lab.PlainServer(ep_lab.net.srv_ns, ep_lab.srv, port, mode="http", response=answer)
+    try:
+        env = {"HTTPS_PROXY": f"http://user:pw@{ep_lab.srv}:{port}", "NO_PROXY": "localhost,127.0.0.1"}
+        rep = ep_lab.probe("tls", certs=True, proxy_env=env)
+        assert rep.proxy == f"http://{ep_lab.srv}:{port}" and "pw" not in rep.proxy
+        assert rep.proxy_variable == "HTTPS_PROXY" and rep.proxy_ok is ok
+        assert ("refused CONNECT" in rep.proxy_result) is (not ok)
+        assert proxy.accepted >= 1
+        rep = ep_lab.probe("tls", certs=True, proxy_env={**env, "NO_PROXY": f"{ep_lab.srv}"})
+        assert rep.proxy is None  # NO_PROXY exempts it, as Go's httpproxy does
+    finally:
+        proxy.stop()
