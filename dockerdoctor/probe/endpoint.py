@@ -143,6 +143,7 @@ def _connect(address: HostPort, timeout: float, rep: EndpointReport) -> socket.s
         s.settimeout(left)
         try:
             s.connect(sa)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go does; avoids a 40 ms Nagle stall
             rep.tcp = "open"
             return s
         except OSError as exc:
@@ -267,7 +268,9 @@ def _probe(rep: EndpointReport, address: HostPort, timeout: float, certs_dir: st
 
     def fresh() -> socket.socket | None:
         with contextlib.suppress(OSError):
-            return socket.create_connection((address.host, address.port or 443), timeout=timeout)
+            s = socket.create_connection((address.host, address.port or 443), timeout=timeout)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return s
         return None
 
     # ---- TLS, verified as dockerd would
