@@ -80,6 +80,7 @@ READ_ONLY_COMMANDS = ("journalctl", "cat", "ls", "docker logs", "docker inspect"
 UNIT_DIR_MARKERS = ("/systemd/system/",)
 ENV_FILE_PATHS = ("/etc/sysconfig/", "/etc/default/")
 ACTION_LEVEL = {None: 0, "reload": 1, "restart": 2, "start": 2}
+DOCKER_UNIT = "docker.service"
 FAULT_ENV = "DOCKERDOCTOR_FAULT"  # test hook: "after-backup" or "after-write" kills the run there
 
 
@@ -197,6 +198,9 @@ class PathMapper:
         self.root = root
         self.proc_root = proc_root
         self.daemon_json_path = daemon_json_path
+        # /proc/PID/root/DIR -> /proc/self/fd/N: a directory fd pinned while dockerd still runs keeps
+        # its mount namespace's files reachable after dockerd exits (a failed restart, then rollback).
+        self._pinned: dict[str, str] = {}
 
     @classmethod
     def for_facts(cls, facts: Facts) -> PathMapper:
@@ -215,9 +219,26 @@ class PathMapper:
         if self.proc_root and (path.startswith("/etc/docker/") or path == self.daemon_json_path):
             base = "/etc/docker" if path.startswith("/etc/docker/") else os.path.dirname(path)
             mapped = self.proc_root + base
-            if os.path.isdir(mapped) and not _same_dir(mapped, base):
+            if mapped in self._pinned or (os.path.isdir(mapped) and not _same_dir(mapped, base)):
+                self._pin(mapped)
                 return self.proc_root + path
         return path
+
+    def _pin(self, mapped: str) -> None:
+        if mapped in self._pinned:
+            return
+        try:
+            fd = os.open(mapped, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        self._pinned[mapped] = f"/proc/self/fd/{fd}"
+
+    def to_io(self, real: str) -> str:
+        """The path to open for `real` now (through a pinned directory when there is one)."""
+        for mapped, pinned in self._pinned.items():
+            if real == mapped or real.startswith(mapped + "/"):
+                return pinned + real[len(mapped) :]
+        return real
 
 
 def _same_dir(a: str, b: str) -> bool:
@@ -302,6 +323,8 @@ class Prepared:
     warnings: list[str]
     daemon_running: bool | None
     offline: bool
+    other_services: list[tuple[str, str]] = field(default_factory=list)  # (action, unit) besides docker
+    mapper: PathMapper = field(default_factory=PathMapper)
 
     @property
     def applicable(self) -> list[PreparedStep]:
@@ -311,7 +334,13 @@ class Prepared:
     def empty(self) -> bool:
         if self.offline:  # a snapshot can only take file edits
             return not self.changes
-        return not self.changes and not self.commands and self.action is None and not self.daemon_reload
+        return (
+            not self.changes
+            and not self.commands
+            and self.action is None
+            and not self.daemon_reload
+            and not self.other_services
+        )
 
 
 def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = None) -> Prepared:
@@ -322,6 +351,7 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
     rules_of: dict[str, list[str]] = {}
     commands: list[tuple[str, RunCommand]] = []
     requested: list[str] = []
+    other: list[tuple[str, str]] = []
     steps: list[PreparedStep] = []
     for choice in choices:
         step = PreparedStep(choice)
@@ -333,12 +363,13 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
         scratch = dict(current)
         step_cmds: list[tuple[str, RunCommand]] = []
         step_actions: list[str] = []
+        step_other: list[tuple[str, str]] = []
         touched = 0
         for op in fix.operations:
             if isinstance(op, FILE_OPS):
                 path = op.path
                 if path not in originals:
-                    originals[path] = _read(mapper.real(path))
+                    originals[path] = _read(mapper.to_io(mapper.real(path)))
                     scratch.setdefault(path, originals[path])
                 before = scratch.get(path, originals[path])
                 try:
@@ -365,12 +396,16 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                     break
                 step_cmds.append((choice.finding.rule_id, op))
             elif isinstance(op, ServiceAction):
-                step_actions.append(op.action)
+                if op.unit != DOCKER_UNIT:
+                    step_other.append((op.action, op.unit))
+                else:
+                    step_actions.append(op.action)
         if step.errors:
             continue
         current = scratch
         step.changes = touched + len(step_cmds)
         commands += step_cmds
+        other += [o for o in step_other if o not in other]
         if touched == 0 and not step_cmds:
             requested += step_actions  # a fix that is only a reload/restart (DD107, DD108)
     changes = {
@@ -394,7 +429,7 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                 "dockerd will be restarted and live-restore is off: running containers stop "
                 "(and restart only if their restart policy says so)"
             )
-    return Prepared(steps, changes, commands, action, daemon_reload, reasons, warnings, running, offline)
+    return Prepared(steps, changes, commands, action, daemon_reload, reasons, warnings, running, offline, other, mapper)
 
 
 def _read_only(op: RunCommand) -> bool:
@@ -700,7 +735,7 @@ class Transaction:
         rec.commands = [c.shell() for _, c in self.p.commands]
         try:
             for ch in self.p.changes.values():
-                fr = store.backup_file(rec, ch.path, ch.real)
+                fr = store.backup_file(rec, ch.path, ch.real, self.p.mapper.to_io(ch.real))
                 if fr.sha_before != sha256(ch.before):
                     raise ApplyError(f"{ch.path} changed while the plan was being made; run fix again")
             rec.status = "writing"
@@ -725,6 +760,7 @@ class Transaction:
         rec.save()
         try:
             self._services()
+            self._other_services()
         except ServiceError as exc:
             return self._rollback(str(exc), restart=True)
         failure = self._verify()
@@ -739,17 +775,18 @@ class Transaction:
     def _write_files(self) -> None:
         assert self.rec is not None
         for fr, ch in zip(self.rec.files, self.p.changes.values(), strict=True):
+            io = self.p.mapper.to_io
             parent = os.path.dirname(ch.real)
             missing: list[str] = []
             d = parent
-            while d and not os.path.isdir(d):
+            while d and not os.path.isdir(io(d)):
                 missing.append(d)
                 d = os.path.dirname(d)
             for m in reversed(missing):
-                os.mkdir(m, 0o755)
+                os.mkdir(io(m), 0o755)
                 fr.created_dirs.append(m)
             self.rec.save()
-            atomic_write(ch.real, ch.after, mode=ch.mode if ch.before is None else None)
+            atomic_write(io(ch.real), ch.after, mode=ch.mode if ch.before is None else None)
             fr.sha_after = sha256(ch.after)
             self.say(f"wrote {ch.path}" + (f" (as {ch.real})" if ch.real != ch.path else ""))
         self.rec.save()
@@ -789,6 +826,12 @@ class Transaction:
             raise ServiceError(
                 "dockerd did not come back after the " + action + (f": {extra.splitlines()[-1]}" if extra else "")
             )
+
+    def _other_services(self) -> None:
+        if self.p.offline or self.o.manager is None:
+            return
+        for action, unit in self.p.other_services:
+            self.say(f"{action} {unit}: {self.o.manager.perform(action, unit)}")
 
     def _wait_ready(self) -> bool:
         host = self.facts.options.docker_host
@@ -853,7 +896,7 @@ class Transaction:
         self.result.problems.append(why)
         self.say(f"FAILED: {why}; rolling back")
         try:
-            restored = self.o.store.restore_files(rec)
+            restored = self.o.store.restore_files(rec, to_io=self.p.mapper.to_io)
         except (OSError, BackupError) as exc:
             rec.status = "failed"
             rec.save()

@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,21 +192,22 @@ class BackupStore:
         rec.save()
         return rec
 
-    def backup_file(self, rec: RunRecord, path: str, real: str) -> FileRecord:
-        """Copy `real` into the run (or note that it does not exist yet)."""
+    def backup_file(self, rec: RunRecord, path: str, real: str, io: str | None = None) -> FileRecord:
+        """Copy `real` (opened as `io` when given) into the run, or note that it does not exist yet."""
+        io = io or real
         try:
-            st = os.lstat(real)
+            st = os.lstat(io)
         except FileNotFoundError:
             fr = FileRecord(path, real, existed=False, backup=None)
             rec.files.append(fr)
             return fr
         if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
             raise BackupError(f"{path} is not a regular file; dockerdoctor does not edit it")
-        with open(real, "rb") as fh:
+        with open(io, "rb") as fh:
             data = fh.read()
         name = str(len(rec.files))
         atomic_write(str(rec.dir / "files" / name), data, mode=0o600)
-        label = get_selinux_label(real)
+        label = get_selinux_label(io)
         fr = FileRecord(
             path,
             real,
@@ -269,15 +270,18 @@ class BackupStore:
         return [r for r in self.list_runs() if r.status == "writing"]
 
     # -- restore
-    def restore_files(self, rec: RunRecord, *, check_current: bool = False) -> list[str]:
+    def restore_files(
+        self, rec: RunRecord, *, check_current: bool = False, to_io: Callable[[str], str] | None = None
+    ) -> list[str]:
         """Put every file back as it was before the run (byte-identical, same mode/owner/label).
 
         With `check_current`, refuse when a file changed since the run wrote it (someone edited it
         afterwards); a rollback must not throw that work away silently.
         """
+        io = to_io or (lambda p: p)
         if check_current:
             for f in rec.files:
-                current = _read_or_none(f.real)
+                current = _read_or_none(io(f.real))
                 if f.sha_after is not None and sha256(current) not in (f.sha_after, f.sha_before):
                     raise BackupError(
                         f"{f.path} changed after run {rec.run_id} wrote it; not rolling back over that change"
@@ -289,9 +293,9 @@ class BackupStore:
                 data = (rec.dir / "files" / f.backup).read_bytes()
                 if sha256(data) != f.sha_before:
                     raise BackupError(f"the backup of {f.path} in {rec.dir} is damaged (checksum mismatch)")
-                if _read_or_none(f.real) != data or _mode_of(f.real) != f.mode:
+                if _read_or_none(io(f.real)) != data or _mode_of(io(f.real)) != f.mode:
                     atomic_write(
-                        f.real,
+                        io(f.real),
                         data,
                         mode=f.mode,
                         uid=f.uid,
@@ -301,11 +305,11 @@ class BackupStore:
                     restored.append(f.path)
             else:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f.real)
+                    os.unlink(io(f.real))
                     restored.append(f.path)
                 for d in reversed(f.created_dirs):
                     with contextlib.suppress(OSError):
-                        os.rmdir(d)
+                        os.rmdir(io(d))
         return restored
 
 

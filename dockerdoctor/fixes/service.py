@@ -177,6 +177,11 @@ class CommandManager(ServiceManager):
     def daemon_reload(self) -> str:
         return "daemon-reload: not needed (no systemd)"
 
+    def perform(self, action: str, unit: str = "docker.service") -> str:
+        if unit != "docker.service":
+            raise ServiceError(f"cannot {action} {unit} without systemd (--restart-command only covers dockerd)")
+        return super().perform(action, unit)
+
     def reload(self, unit: str = "docker.service") -> str:
         pid = self.pid_of()
         if pid is None:

@@ -135,7 +135,10 @@ print(json.dumps({"status": res.status, "problems": res.problems, "log": res.log
 """
 
 
-def test_edit_that_stops_dockerd_is_rolled_back_byte_identical(fixlab, lab_host) -> None:
+@pytest.mark.parametrize("mount_ns", [True, False], ids=["same-mount-ns", "via-proc-pid-root"])
+def test_edit_that_stops_dockerd_is_rolled_back_byte_identical(fixlab, lab_host, mount_ns: bool) -> None:
+    """via-proc-pid-root: the file is reached through /proc/PID/root of a dockerd that then dies;
+    the rollback still has to find it (a pinned directory fd)."""
     reg = fixlab.plain.hostport
     original = '{\n    "insecure-registries" :["REG"],\n  "debug":false }\n'.replace("REG", reg)
     h = lab_host(daemon_json=original)
@@ -144,12 +147,14 @@ def test_edit_that_stops_dockerd_is_rolled_back_byte_identical(fixlab, lab_host)
     import subprocess
     import sys
 
-    r = subprocess.run(h.in_host([sys.executable, "-c", FAULT_SCRIPT, h.d.host, str(h.state), h.restart_command]),
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run(h.in_host([sys.executable, "-c", FAULT_SCRIPT, h.d.host, str(h.state), h.restart_command],
+                                 mount_ns=mount_ns),
+                       capture_output=True, text=True, timeout=180, cwd=str(h.lab.root))
     assert r.returncode == 0, _ok(r)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["action"] == "restart"
     assert out["status"] == "rolled-back", out
+    assert any(("/proc/" in line) != mount_ns for line in out["log"] if line.startswith("wrote ")), out["log"]
     assert "did not come back" in out["problems"][0] or "restart-command failed" in out["problems"][0]
     assert h.config.read_text() == original  # byte-identical
     assert h.pid() is not None and h.pid() != old_pid  # restarted with the old file
