@@ -75,7 +75,7 @@ class RuleMatch:
 
 @functools.lru_cache(maxsize=1)
 def load_kb() -> KnowledgeBase:
-    import yaml
+    import yaml  # type: ignore[import-untyped]
 
     text = resources.files("dockerdoctor").joinpath("data/errors.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
@@ -129,7 +129,10 @@ def extract_params(line: str) -> dict[str, Any]:
         out["scheme"] = best[3]
     if "port" not in out:
         for rx in _ADDR_RES:
-            m = rx.search(line)
+            am = rx.search(line)
+            if am is None:
+                continue
+            m = am
             if m and m.group("host") and m.group("host").lower() not in _DOCKER_HUB:
                 host = m.group("host").strip("[]").lower()
                 if "host" in out and out["host"] != host and rx.pattern.startswith("dial"):
@@ -140,9 +143,9 @@ def extract_params(line: str) -> dict[str, Any]:
     if out.get("host") and out.get("port"):
         out["registry"] = str(HostPort(out["host"], out["port"]))
     for rx in _FILE_RES:
-        m = rx.search(line)
-        if m:
-            out["file"] = m.group("file")
+        fm = rx.search(line)
+        if fm:
+            out["file"] = fm.group("file")
             break
     return out
 

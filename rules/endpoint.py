@@ -560,22 +560,22 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                         (RunCommand(("mv", "-T", src, target_dir), "no restart needed"),)),
                 params={"registry": want, "folder": src, "file": src},
             )
-        cd = certs_d.get(want)
+        own = certs_d.get(want)
         rep = (endpoint_probes or {}).get(want)
-        if cd is None:
+        if own is None:
             continue
-        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else _pair_error(cd.files)
+        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else _pair_error(own.files)
         if error:
             yield finding(
                 "DD209", f"certs.d/{want}: {error.split('.')[0]}",
                 f"dockerd fails every push and pull to {want} with: {error}",
                 severity=Severity.ERROR,
-                evidence=[Evidence(target_dir, f"files: {', '.join(cd.files)}")],
+                evidence=[Evidence(target_dir, f"files: {', '.join(own.files)}")],
                 fix=Fix("Give each NAME.cert its NAME.key (client certificates), and name CA files *.crt",
                         (RunCommand(("ls", "-l", target_dir), "a CA certificate must end in .crt, not .cert"),)),
                 params={"registry": want, "file": target_dir},
             )
-        for f in cd.files:
+        for f in own.files:
             if f.endswith((".pem", ".cer", ".ca", ".crt.txt", ".der")) and not f.endswith(".crt"):
                 yield finding(
                     "DD209", f"certs.d/{want}/{f} is never read",

@@ -81,12 +81,12 @@ def find_credentials(address: HostPort, config: str | None = None, *, run_helper
         info.error = f"{path} is not a JSON object"
         return info
     want = str(address)
-    auths = data.get("auths") if isinstance(data.get("auths"), dict) else {}
+    auths: dict = data["auths"] if isinstance(data.get("auths"), dict) else {}
     for key in auths:
         hn = _hostname_of(key)
         if hn != want and HostPort.parse(hn).host == address.host:
             info.near_misses.append(key)
-    helpers = data.get("credHelpers") if isinstance(data.get("credHelpers"), dict) else {}
+    helpers: dict = data["credHelpers"] if isinstance(data.get("credHelpers"), dict) else {}
     helper = helpers.get(want)
     if helper:
         info.source, info.helper = "credHelpers", f"docker-credential-{helper}"
