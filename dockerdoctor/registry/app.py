@@ -287,6 +287,7 @@ class Registry:
                 if self.driver.delete_upload(up.name, up.upload_id):
                     removed += 1
                 self.hashers.pop(up.upload_id, None)
+                self.upload_locks.pop(up.upload_id, None)
         return removed
 
     def _check_auth(self, request: web.Request) -> None:
@@ -324,6 +325,11 @@ class Registry:
                 resp = await self._dispatch(request)
             except RegistryError as e:
                 resp = error_response(e)
+            except OSError as e:
+                # Storage trouble (permission denied, disk full, ...): say so, in the spec's error shape.
+                log.error("storage error on %s %s: %s", request.method, request.path, e)
+                reason = e.strerror or str(e)
+                resp = error_response(RegistryError("UNKNOWN", f"storage error: {reason}", status=500))
             resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
             return resp
         finally:

@@ -6,9 +6,12 @@ import json
 import os
 import re
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
+
+if TYPE_CHECKING:
+    from dockerdoctor.registry.client import RegistryClient
 
 GC_HELP = (
     "The manifest is gone, but its layers still take disk space until garbage collection runs:\n"
@@ -117,21 +120,13 @@ def serve_registry(
             _fail(str(e))
         settings.realm = realm
     ssl_context = None
+    self_signed: tuple[str, list[str]] | None = None
     names = tlsmod.split_names(tls_self_signed or [])
     try:
         if names:
             made = tlsmod.ensure_self_signed(tls_dir or os.path.join(root, "tls"), names)
             ssl_context = tlsmod.server_context(made.cert, made.key)
-            shown_port = port if port else 0
-            typer.echo(f"serve-registry: TLS with a self-signed CA: {made.ca_cert}", err=True)
-            typer.echo("  Copy the CA to every docker client, at exactly these paths:", err=True)
-            for n in names:
-                typer.echo(f"    {tlsmod.certs_d_path(n, shown_port)}", err=True)
-            typer.echo(
-                f"  e.g. mkdir -p {os.path.dirname(tlsmod.certs_d_path(names[0], shown_port))} && "
-                f"cp {made.ca_cert} {tlsmod.certs_d_path(names[0], shown_port)}",
-                err=True,
-            )
+            self_signed = (made.ca_cert, names)
         elif tls_cert and tls_key:
             ssl_context = tlsmod.server_context(tls_cert, tls_key)
     except tlsmod.TLSSetupError as e:
@@ -147,6 +142,7 @@ def serve_registry(
         settings=settings,
         access_log=None if no_access_log else access_log,
         fsync=fsync,
+        self_signed=self_signed,
     )
     try:
         code = serve(cfg)
@@ -164,7 +160,9 @@ registry_app = typer.Typer(
 )
 
 
-def _client(target_registry: str, user: str | None, insecure: bool, ca_cert: str | None, plain_http: bool):  # noqa: ANN202
+def _client(
+    target_registry: str, user: str | None, insecure: bool, ca_cert: str | None, plain_http: bool
+) -> RegistryClient:
     from dockerdoctor.registry.client import RegistryClient
 
     password = None
@@ -206,7 +204,7 @@ def registry_ls(
     c = _client(t.registry, user, insecure, ca_cert, plain_http)
     try:
         repos = [t.repo] if t.repo else c.catalog()
-        listing = {repo: c.tags(repo) for repo in repos}
+        listing = {repo: sorted(c.tags(repo)) for repo in repos}
     except ClientError as e:
         _fail(str(e))
     if as_json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dockerdoctor.registry.app import RegistryError, describe_manifest
+from dockerdoctor.registry.app import ManifestInfo, RegistryError, describe_manifest
 from dockerdoctor.registry.storage import StorageDriver
 
 
@@ -32,7 +32,7 @@ def collect(driver: StorageDriver, dry_run: bool = False, delete_untagged: bool 
     result = GCResult()
     marked: set[str] = set()
     for repo in driver.list_repos():
-        infos = {}
+        infos: dict[str, ManifestInfo | None] = {}
         for rev in driver.iter_revisions(repo):
             data = driver.read_blob(rev)
             if data is None:

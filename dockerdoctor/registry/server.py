@@ -27,6 +27,7 @@ from aiohttp import web
 
 from dockerdoctor.registry.app import Registry, Settings
 from dockerdoctor.registry.storage import FilesystemDriver
+from dockerdoctor.registry.tls import certs_d_path
 
 LOCK_NAME = ".dockerdoctor-serve.lock"
 ACCESS_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
@@ -43,6 +44,7 @@ class ServeConfig:
     access_log: str | None = "-"  # "-" = stderr, None = off, else a file path
     shutdown_timeout: float = 10.0
     fsync: bool = False
+    self_signed: tuple[str, list[str]] | None = None  # (CA file, names) to tell clients about
 
 
 class ServeError(RuntimeError):
@@ -159,6 +161,14 @@ def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
         file=out,
         flush=True,
     )
+    if cfg.self_signed:
+        ca, names = cfg.self_signed
+        paths = [certs_d_path(n, port) for n in names]
+        print(f"serve-registry: TLS with a self-signed CA: {ca}", file=out)
+        print("  Each docker client needs that CA at exactly this path (one per name it uses):", file=out)
+        for path in paths:
+            print(f"    {path}", file=out)
+        print(f"  e.g. mkdir -p {os.path.dirname(paths[0])} && cp {ca} {paths[0]}", file=out, flush=True)
     try:
         if cfg.workers <= 1:
             _run_worker(cfg, sock, purge=True)

@@ -262,12 +262,14 @@ class Distribution:
     def hostport(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    delete: bool = True
+
     def start(self) -> Distribution:
         cfg = os.path.join(self.workdir, f"distribution-{self.port}.yml")
         with open(cfg, "w") as f:
             f.write(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n"
-                f"  filesystem:\n    rootdirectory: {self.root}\n  delete:\n    enabled: true\n"
+                f"  filesystem:\n    rootdirectory: {self.root}\n  delete:\n    enabled: {str(self.delete).lower()}\n"
                 f"http:\n  addr: 127.0.0.1:{self.port}\n"
             )
         log = open(os.path.join(self.workdir, f"distribution-{self.port}.log"), "ab")  # noqa: SIM115

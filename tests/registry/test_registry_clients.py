@@ -230,3 +230,36 @@ def test_we_serve_a_distribution_directory(
     c.push_image("dist/bb", "ours")
     assert sorted(d.req("GET", "/v2/dist/bb/tags/list").json()["tags"]) == ["1", "docker", "ours"]
     assert d.req("GET", "/v2/dist/bb/manifests/ours", headers={"Accept": OCI_MANIFEST}).status_code == 200
+
+
+def test_registry_ls_and_rm_against_distribution(ddreg_work: str) -> None:
+    """`dockerdoctor registry` works against the CNCF registry too, and explains disabled deletes."""
+    need("docker-registry")
+    import sys
+
+    def dd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dockerdoctor", *args], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL)  # fmt: skip
+
+    on = Distribution(root=os.path.join(ddreg_work, "rm-on"), port=free_port(), workdir=ddreg_work).start()
+    off = Distribution(root=os.path.join(ddreg_work, "rm-off"), port=free_port(), workdir=ddreg_work, delete=False)
+    off.start()
+    try:
+        for srv in (on, off):
+            c = Client(srv.url)
+            c.push_image("lib/app", "1", media_type="application/vnd.docker.distribution.manifest.v2+json")
+            c.push_image("lib/app", "2", media_type=OCI_MANIFEST)
+        ls = dd("registry", "ls", on.hostport)
+        assert ls.returncode == 0, ls.stderr
+        assert f"{on.hostport}/lib/app: 1 2" in ls.stdout
+        for tag in ("1", "2"):  # Docker and OCI manifests both resolve with the right Accept headers
+            rm = dd("registry", "rm", f"{on.hostport}/lib/app:{tag}")
+            assert rm.returncode == 0, rm.stderr
+            assert "registry garbage-collect" in rm.stdout
+        assert dd("registry", "ls", f"{on.hostport}/lib/app").stdout.split() == []
+        refused = dd("registry", "rm", f"{off.hostport}/lib/app:1")
+        assert refused.returncode == 2
+        assert "REGISTRY_STORAGE_DELETE_ENABLED=true" in refused.stderr
+    finally:
+        on.stop()
+        off.stop()

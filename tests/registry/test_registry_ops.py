@@ -450,3 +450,17 @@ def test_registry_commands_one_line_errors() -> None:
     line = _one_error_line(dd("registry", "ls", f"127.0.0.1:{port}"))
     assert f"127.0.0.1:{port}" in line
     assert "REPO:TAG" in _one_error_line(dd("registry", "rm", "localhost:1/just-a-repo"))
+
+
+def test_storage_errors_are_reported_not_crashing(ddreg_servers: Callable[..., Server], work: str) -> None:
+    root = os.path.join(work, "root")
+    srv = ddreg_servers("--no-access-log", root=root)
+    # a file where a repository directory should be: every write under it fails with ENOTDIR
+    with open(os.path.join(FilesystemDriver(root).repos_dir, "broken"), "w") as f:
+        f.write("not a directory")
+    c = Client(srv.url)
+    r = c.req("POST", "/v2/broken/app/blobs/uploads/")
+    assert r.status_code == 500
+    assert error_codes(r) == ["UNKNOWN"] and "storage error" in r.json()["errors"][0]["message"]
+    assert c.req("GET", "/v2/").status_code == 200  # still serving
+    assert "storage error on POST /v2/broken/app/blobs/uploads/" in srv.read_log()

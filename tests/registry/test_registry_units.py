@@ -232,3 +232,14 @@ def test_parse_size_and_duration() -> None:
     for bad in ("", "x", "5X"):
         with pytest.raises(ValueError):
             parse_size(bad)
+
+
+def test_fsync_mode_commits_the_same(root: str) -> None:
+    drv = FilesystemDriver(root, fsync=True)
+    drv.ensure()
+    uid = drv.new_upload("f")
+    with open(drv.upload_data_path("f", uid), "ab") as f:
+        f.write(b"synced")
+    drv.commit_upload("f", uid, d256(b"synced"))
+    drv.write_blob(d256(b"m"), b"m")
+    assert drv.read_blob(d256(b"synced")) == b"synced" and drv.read_blob(d256(b"m")) == b"m"
