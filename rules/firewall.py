@@ -105,15 +105,26 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                         severity=Severity.WARNING, evidence=ev,
                         fix=Fix(f"Open {lst.port}/tcp in zone {zone} as well", _open_ops(zone, lst.port, True, True)),
                         params=params)
-                elif packet_filter is not None and not packet_filter.docker_chains and lst.running:
-                    ev.append(Evidence(", ".join(packet_filter.sources), "no DOCKER or DOCKER-USER chain"))
+                elif packet_filter is not None and lst.running and (
+                        not packet_filter.docker_chains or (packet_filter.docker_dnat_ports is not None
+                                                            and lst.port not in packet_filter.docker_dnat_ports)):
+                    what = ("no DOCKER chain" if not packet_filter.docker_chains
+                            else f"no DNAT rule for port {lst.port} in docker's DOCKER chain")
+                    ev.append(Evidence(", ".join(packet_filter.sources), what))
                     yield finding(
-                        "DD301", f"Docker's chains are gone, so zone {zone} blocks published port {lst.port}",
-                        f"{lst.owner} publishes port {lst.port}, but the ruleset has no DOCKER chain (flushed by a "
-                        f"firewalld restart or reload after dockerd started), and zone {zone} does not open the port.",
+                        "DD301", f"Docker's rules are gone, so zone {zone} blocks published port {lst.port}",
+                        f"{lst.owner} publishes port {lst.port}, but the ruleset has {what}: firewalld flushed "
+                        "docker's rules when it started or reloaded, and dockerd did not put them back (it does so "
+                        f"only when it is connected to firewalld over D-Bus). Zone {zone} does not open the port, "
+                        "so clients are rejected.",
                         evidence=ev,
-                        fix=Fix(f"Open {lst.port}/tcp in zone {zone}, then restart docker to restore its chains",
-                                (*_open_ops(zone, lst.port, True, True), ServiceAction("restart"))),
+                        fix=Fix("Restart docker, which re-creates its chains and port rules",
+                                (ServiceAction("restart"),),
+                                warnings=("A restart stops running containers unless live-restore is on.",
+                                          "Start firewalld before docker (docker.service After=firewalld.service) "
+                                          "so that the next reload does not flush them again."),
+                                alternatives=(Fix(f"Or open {lst.port}/tcp in zone {zone}",
+                                                  _open_ops(zone, lst.port, True, True)),)),
                         params=params)
                 else:
                     yield finding(

@@ -304,10 +304,16 @@ def firewalld_over_dbus(timeout: float = 5.0) -> FirewalldState | None:
     """firewalld's runtime and permanent zones over D-Bus; None when the bus cannot be reached."""
     try:
         import dbus
+        import dbus.bus
     except ImportError:
         return None
+    import os
+
+    # A private connection to the address in DBUS_SYSTEM_BUS_ADDRESS, read now: libdbus caches the
+    # system bus address of its shared connection for the life of the process.
+    address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or "unix:path=/var/run/dbus/system_bus_socket"
     try:
-        bus = dbus.SystemBus(private=True)
+        bus = dbus.bus.BusConnection(address)
     except Exception:
         return None
     try:
@@ -491,6 +497,7 @@ class PacketFilter:
     ufw_active: bool | None = None
     docker_chains: bool = False  # docker's DOCKER / DOCKER-USER chains are present
     firewalld_table: bool = False
+    docker_dnat_ports: set[int] | None = None  # host ports docker DNATs to containers (None: not known)
 
 
 def _nft_ports(expr: dict[str, Any]) -> tuple[tuple[int, int], ...] | None:
@@ -738,7 +745,12 @@ def packet_filter(facts: Facts) -> PacketFilter:
         sources.append(src.command_source("ufw_status"))
     if not sources:
         raise FactUnavailable("no packet filter rules are readable here (nft -j list ruleset, iptables-save, ufw)")
-    return PacketFilter(rules, sources, ufw_active, docker, fw_table)
+    dnat: set[int] | None = None
+    if ipt and ipt.lstrip().startswith(("#", "*")):
+        dnat = docker_dnat_ports(ipt, "iptables-save")
+    elif nft:
+        dnat = docker_dnat_ports(nft, "nft-json" if nft.lstrip().startswith("{") else "nft-text")
+    return PacketFilter(rules, sources, ufw_active, docker, fw_table, dnat)
 
 
 # --------------------------------------------------------------------------- text formats (sos)
@@ -913,3 +925,43 @@ def parse_iptables_list(text: str, source: str) -> tuple[list[FilterRule], bool]
         out.append(FilterRule("iptables", "INPUT", "Chain INPUT (policy DROP)", "drop", "", (), None, False, None,
                               source, is_policy=True))
     return out, docker
+
+
+_DNAT_IPT = re.compile(r"^-A DOCKER\b.*--dport (\d+)\b.*-j DNAT", re.M)
+_DNAT_NFT_TEXT = re.compile(r"dport (\d+) .*dnat to", re.M)
+
+
+def docker_dnat_ports(text: str, kind: str) -> set[int]:
+    """Host ports with a DNAT rule in docker's DOCKER chain (iptables-save, nft text or nft JSON)."""
+    if kind == "iptables-save":
+        return {int(p) for p in _DNAT_IPT.findall(text)}
+    if kind == "nft-text":
+        out: set[int] = set()
+        in_docker = False
+        for line in text.splitlines():
+            s = line.strip()
+            if s.startswith("chain "):
+                in_docker = s.split()[1] == "DOCKER"
+            elif in_docker:
+                out.update(int(p) for p in _DNAT_NFT_TEXT.findall(s))
+        return out
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return set()
+    out = set()
+    for it in data.get("nftables", []) if isinstance(data, dict) else []:
+        r = it.get("rule")
+        if not r or r.get("chain") != "DOCKER":
+            continue
+        exprs = r.get("expr") or []
+        if not any("dnat" in e for e in exprs) and not any(
+                isinstance(e.get("xt"), dict) and e["xt"].get("name") == "DNAT" for e in exprs):
+            continue
+        for e in exprs:
+            m = e.get("match") if isinstance(e, dict) else None
+            left = (m or {}).get("left") or {}
+            if isinstance(left, dict) and (left.get("payload") or {}).get("field") == "dport":
+                for a, b in _nft_ports(m) or ():
+                    out.update(range(a, b + 1))
+    return out

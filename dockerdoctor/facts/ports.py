@@ -144,11 +144,18 @@ def parse_ss(text: str, source: str) -> list[ListenSocket]:
     return out
 
 
+def host_netns_pid(facts: Facts) -> int | str:
+    """A process in "the host's" network namespace: dockerd's (where it publishes ports), else ours."""
+    proc = facts.optional("dockerd_process")
+    if proc is not None and proc.pid and os.path.exists(f"/proc/{proc.pid}/ns/net"):
+        return int(proc.pid)
+    return "thread-self" if os.path.exists("/proc/thread-self/ns/net") else "self"
+
+
 @fact()
 def listening_sockets(facts: Facts) -> list[ListenSocket]:
     if facts.live:
-        proc = facts.optional("dockerd_process")
-        pid = proc.pid if proc is not None and proc.pid else "self"
+        pid = host_netns_pid(facts)
         if not os.path.exists(f"/proc/{pid}/net/tcp"):
             raise FactUnavailable("/proc/PID/net/tcp is not readable here")
         return sockets_in_netns(pid)
@@ -203,12 +210,15 @@ def registry_processes(facts: Facts) -> list[RegistryProcess]:
     if facts.live:
         import psutil
 
+        host_ns = _netns(host_netns_pid(facts))
         for p in psutil.process_iter(["pid", "cmdline"]):
             try:
                 argv = p.info["cmdline"] or []
             except (psutil.Error, KeyError):
                 continue
             c = classify_registry_argv(list(argv))
+            if c and host_ns is not None and _netns(p.info["pid"]) not in (host_ns, None):
+                continue  # in another network namespace: a container's own, or another host's (a lab)
             if c:
                 out.append(RegistryProcess(p.info["pid"], tuple(argv), c[0], "process table (psutil)", c[1]))
         return out

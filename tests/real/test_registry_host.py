@@ -9,14 +9,12 @@ ports are 5300-5399. The servers start once per session (module scope) and are s
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
-import shlex
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -327,3 +325,317 @@ def test_registry_without_published_port(rh: RH) -> None:
     assert lab.wait_for(lambda: lab.port_open(rh.net.cli_ns, rh.srv, 5000), 10)
     assert findings_for(results(rh.facts(), "DD404"), "DD404", nopub) == []
     rh.docker("rm", "-f", "-v", nopub, f"{nopub}-before-dockerdoctor", pub, local)
+
+
+# --------------------------------------------------------------------------------------------------
+# DD301 / DD306: a real firewalld in the registry host's namespace, on a private system bus
+
+
+@pytest.fixture(scope="module")
+def fw(rh: RH) -> Iterator[lab.Firewalld]:
+    require = lab.missing_binaries("firewalld", "firewall-cmd", "dbus-daemon", "nft")
+    if require:
+        pytest.skip(f"missing binaries: {require}")
+    f = lab.Firewalld(rh.net, rh.dir / "firewalld")
+    old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = f.bus_address
+    try:
+        yield f
+    finally:
+        if old is None:
+            os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+        else:
+            os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = old
+        f.stop()
+
+
+def in_srv(rh: RH, select: str, facts: Facts | None = None) -> tuple[dict, Facts]:
+    """Run the rules inside the registry host's namespace (psutil sees its interfaces there)."""
+    facts = facts or rh.facts()
+    f = facts
+    return lab.in_netns(rh.net.srv_ns, lambda: (results(f, select), f))
+
+
+def connect_errno(ns: str, host: str, port: int) -> int:
+    try:
+        lab.tcp_connect(ns, host, port, timeout=3).close()
+        return 0
+    except OSError as e:
+        return e.errno or -1
+
+
+def f301(res: dict, port: int) -> list:
+    return [f for f in res["DD301"].findings if f.params.get("port") == port]
+
+
+def test_dd301_host_registry_closed_runtime_only_and_permanent(rh: RH, fw: lab.Firewalld) -> None:
+    port = 5310
+    reg = lab.DistRegistry(rh.dir / "regs", rh.srv, port, netns=rh.net.srv_ns, name="ddrh-host").start()
+    try:
+        # closed: the public zone rejects -> 'no route to host' for the client
+        assert connect_errno(rh.net.cli_ns, rh.srv, port) == errno.EHOSTUNREACH
+        res, facts = in_srv(rh, "DD30")
+        st = facts.get("firewalld")
+        assert st.via == "D-Bus" and st.running and st.default_zone == "public"
+        (lst,) = [x for x in facts.get("registry_listeners") if x.port == port]
+        assert lst.how == "host" and lst.pid == reg.pid  # found through /proc/PID/net/tcp + fds
+        (f,) = f301(res, port)
+        assert f.severity.label == "error" and f.params["zone"] == "public"
+        assert (f.params["runtime_open"], f.params["permanent_open"]) == (False, False)
+        cmds = [op.argv for op in f.fix.operations]
+        assert cmds == [("firewall-cmd", "--zone=public", f"--add-port={port}/tcp"),
+                        ("firewall-cmd", "--permanent", "--zone=public", f"--add-port={port}/tcp")]
+        assert not any("stop" in " ".join(c) or "disable" in " ".join(c) for c in cmds)
+        assert res["DD306"].findings == []  # firewalld runs
+
+        # open at runtime only: reachable now, but the finding says the next reload closes it
+        assert fw.cmd(*cmds[0][1:]).returncode == 0
+        assert connect_errno(rh.net.cli_ns, rh.srv, port) == 0
+        res, _ = in_srv(rh, "DD301")
+        (f,) = f301(res, port)
+        assert f.severity.label == "warning" and "runtime only" in f.title
+        assert [op.argv for op in f.fix.operations] == [cmds[1]]
+        # the same verdict from the firewall-cmd text a snapshot holds, and from the zone XML
+        from dockerdoctor.facts.firewall import parse_list_all_zones, parse_zone_xml, zone_allows
+
+        rt = parse_list_all_zones(fw.cmd("--list-all-zones").stdout, "x")
+        pm = parse_list_all_zones(fw.cmd("--permanent", "--list-all-zones").stdout, "x")
+        assert zone_allows(rt["public"], port, "tcp", st.services).open is True
+        assert zone_allows(pm["public"], port, "tcp", st.services).open is False
+        assert fw.cmd("--reload").returncode == 0  # ... and the reload does close it
+        assert connect_errno(rh.net.cli_ns, rh.srv, port) == errno.EHOSTUNREACH
+        res, _ = in_srv(rh, "DD301")
+        assert f301(res, port)[0].severity.label == "error"
+
+        # the full fix, applied as printed: open now and permanently; silent; survives a reload
+        for c in cmds:
+            assert fw.cmd(*c[1:]).returncode == 0
+        assert fw.cmd("--reload").returncode == 0
+        assert connect_errno(rh.net.cli_ns, rh.srv, port) == 0
+        res, _ = in_srv(rh, "DD301")
+        assert f301(res, port) == []
+        xml = (fw.etc / "zones" / "public.xml").read_text()
+        z = parse_zone_xml(xml, "public", "x")
+        assert z is not None and zone_allows(z, port, "tcp", st.services).open is True
+    finally:
+        reg.stop()
+        fw.cmd("--permanent", "--zone=public", f"--remove-port={port}/tcp")
+        fw.cmd("--reload")
+
+
+def restart_dockerd(rh: RH, env: dict[str, str] | None) -> None:
+    rh.d.stop()
+    rh.d.env = env
+    assert rh.d.start(timeout=30), rh.d.failure_line()
+
+
+def test_dd301_published_port_bypasses_the_zone_and_flushed_docker_rules(rh: RH, fw: lab.Firewalld) -> None:
+    name, port = "ddrh-fwpub", 5311
+    # dockerd started before firewalld and is not on firewalld's bus: restart it so it has its chains
+    restart_dockerd(rh, None)
+    rh.docker("run", "-d", "--name", name, "--restart", "always", "-p", f"{port}:5000",
+              "-v", "ddrh-fwpub:/var/lib/registry", "lab/registry:2.8.2")
+    try:
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        # lab.md §10: docker's DNAT/FORWARD rules admit it although the zone does not open it
+        assert lab.wait_for(lambda: connect_errno(rh.net.cli_ns, rh.srv, port) == 0, 10)
+        st, _, _ = lab.http_get(rh.net.cli_ns, rh.srv, port, "/v2/")
+        assert st == 200
+        res, facts = in_srv(rh, "DD30")
+        assert port in facts.get("packet_filter").docker_dnat_ports
+        (f,) = f301(res, port)
+        assert f.severity.label == "info" and f.params["how"] == "published"
+        assert "not the cause" in f.message and "every interface" in f.message
+        assert res["DD302"].findings == []  # published ports take the FORWARD path
+
+        # a firewalld restart after dockerd flushes docker's rules (what the fw fixture's start did too)
+        fw.stop()
+        fw.start()
+        assert lab.wait_for(lambda: connect_errno(rh.net.cli_ns, rh.srv, port) == errno.EHOSTUNREACH, 10)
+        res, facts = in_srv(rh, "DD301")
+        (f,) = f301(res, port)
+        assert f.severity.label == "error" and "rules are gone" in f.title
+        assert port not in (facts.get("packet_filter").docker_dnat_ports or set())
+        assert f.fix.operations[0].shell() == "systemctl restart docker.service"
+        # the alternative (open the port in the zone) works too: docker-proxy listens on the host port
+        alt = f.fix.alternatives[0]
+        for op in alt.operations:
+            assert fw.cmd(*op.argv[1:]).returncode == 0
+        assert connect_errno(rh.net.cli_ns, rh.srv, port) == 0
+        fw.cmd("--permanent", "--zone=public", f"--remove-port={port}/tcp")
+        fw.cmd("--reload")
+
+        # the fix: restart dockerd; the rules come back, and stay across a firewalld reload
+        restart_dockerd(rh, {"DBUS_SYSTEM_BUS_ADDRESS": fw.bus_address})
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        assert lab.wait_for(lambda: connect_errno(rh.net.cli_ns, rh.srv, port) == 0, 10)
+        assert fw.cmd("--reload").returncode == 0
+        assert lab.wait_for(lambda: connect_errno(rh.net.cli_ns, rh.srv, port) == 0, 10)
+        res, _ = in_srv(rh, "DD301")
+        assert [x.severity.label for x in f301(res, port)] == ["info"]
+    finally:
+        rh.docker("rm", "-f", "-v", name, check=False)
+
+
+def test_dd306_firewalld_stopped_is_info(rh: RH, fw: lab.Firewalld) -> None:
+    from dockerdoctor.facts.firewall import firewalld_over_dbus
+
+    st = firewalld_over_dbus()
+    assert st is not None and st.running
+    # the same bus with nobody owning FirewallD1 = "not running" (firewall-cmd says the same, rc 252)
+    bus = subprocess.Popen(["dbus-daemon", "--config-file", str(rh.dir / "firewalld" / "bus.conf"),
+                            "--nofork", "--nopidfile", "--address", f"unix:path={rh.dir}/idle-bus.sock"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert lab.wait_for(lambda: (rh.dir / "idle-bus.sock").exists(), 10)
+        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = f"unix:path={rh.dir}/idle-bus.sock"
+        idle = firewalld_over_dbus()
+        assert idle is not None and idle.running is False
+        res, _ = in_srv(rh, "DD306")
+        (f,) = [x for x in res["DD306"].findings if x.params.get("what") == "firewalld"]
+        assert f.severity.label == "info"
+        argv = [op.argv for op in f.fix.operations if hasattr(op, "argv")]
+        assert argv and argv[0][0] == "firewall-offline-cmd"
+        assert f.fix.operations[-1].shell() == "systemctl start firewalld.service"
+    finally:
+        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = fw.bus_address
+        bus.terminate()
+        bus.wait(10)
+
+
+# --------------------------------------------------------------------------------------------------
+# DD303: a port taken by another process (the §7 netns caveat: read from /proc/PID/net/tcp + fds)
+
+HOLDER = "import socket,sys,time;s=socket.socket();s.bind((sys.argv[1],int(sys.argv[2])));s.listen();time.sleep(600)"
+
+
+def test_dd303_port_taken_by_another_process(rh: RH) -> None:
+    port = 5320
+    holder = rh.net.popen(rh.net.srv_ns, [sys.executable, "-c", HOLDER, rh.srv, str(port)])
+    name, pub = "ddrh-taken", "ddrh-taken-pub"
+    try:
+        assert lab.wait_for(lambda: lab.port_open(rh.net.srv_ns, rh.srv, port), 10)
+        rh.docker("run", "-d", "--name", name, "--network", "host", "--restart", "on-failure:1",
+                  "-e", f"REGISTRY_HTTP_ADDR={rh.srv}:{port}", "-v", "ddrh-taken:/var/lib/registry",
+                  "lab/registry:2.8.2")
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "exited" and s["RestartCount"] == 1)
+        r = rh.d.docker("run", "-d", "--name", pub, "-p", f"{rh.srv}:{port}:5000", "lab/registry:2.8.2")
+        assert r.returncode != 0 and "address already in use" in r.stderr
+
+        # from the host namespace, psutil sees no socket of the lab namespace (lab.md §7) ...
+        import psutil
+
+        assert not any(c.laddr and c.laddr.port == port for c in psutil.net_connections("tcp")
+                       if c.status == "LISTEN" and c.laddr.ip == rh.srv)
+        # ... but the facts read dockerd's namespace through /proc/PID/net/tcp and /proc/*/fd
+        facts = rh.facts()
+        socks = [s for s in facts.get("listening_sockets") if s.port == port]
+        assert [(s.ip, s.pid) for s in socks] == [(rh.srv, holder.pid)]
+        res = results(facts, "DD30")
+        res.update(results(facts, "DD40"))
+        mine = {f.params["container"]: f for f in res["DD303"].findings}
+        assert set(mine) == {name, pub}
+        for f in mine.values():
+            assert f.params["holder_pid"] == holder.pid and f.params["holder"].startswith("python")
+            assert f"pid {holder.pid}" in f.title
+        assert "address already in use" in " ".join(e.text for e in mine[name].evidence)
+        (down,) = findings_for(res, "DD402", name)
+        assert "bind: address already in use" in down.message
+        (never,) = findings_for(res, "DD402", pub)
+        assert "created but never started" in never.title
+    finally:
+        holder.kill()
+        holder.wait()
+        rh.docker("rm", "-f", "-v", name, pub, check=False)
+    # with the holder gone, and the registry started, DD303 is silent
+    rh.docker("run", "-d", "--name", name, "--network", "host", "-e", f"REGISTRY_HTTP_ADDR={rh.srv}:{port}",
+              "-v", "ddrh-taken:/var/lib/registry", "lab/registry:2.8.2")
+    try:
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        assert lab.wait_for(lambda: lab.port_open(rh.net.srv_ns, rh.srv, port), 10)
+        res = results(rh.facts(), "DD303")
+        assert [f for f in res["DD303"].findings if f.params.get("port") == port] == []
+    finally:
+        rh.docker("rm", "-f", "-v", name, check=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# DD302: nftables and iptables REJECT vs DROP, in a namespace of their own (no firewalld, no dockerd)
+
+
+@pytest.fixture(scope="module")
+def pf() -> Iterator[tuple[lab.LabNet, lab.DistRegistry]]:
+    if lab.missing_binaries("nft", "iptables"):
+        pytest.skip("nft or iptables missing")
+    d = Path(tempfile.mkdtemp(prefix="dd-rh-pf-", dir="/tmp"))
+    net = lab.LabNet(f"ddrhp{os.getpid() % 100000}")
+    reg = lab.DistRegistry(d, net.srv_ip, 5330, netns=net.srv_ns, name="ddrh-pf")
+    try:
+        reg.start()
+        yield net, reg
+    finally:
+        reg.stop()
+        net.close()
+        lab.rmtree(d)
+
+
+def pf_results(net: lab.LabNet) -> dict:
+    facts = Facts(LiveSource(), CheckOptions(docker_host="unix:///nonexistent/ddrh.sock", network=False))
+    return lab.in_netns(net.srv_ns, lambda: results(facts, "DD302"))
+
+
+def nft(net: lab.LabNet, *args: str) -> None:
+    r = net.run(net.srv_ns, ["nft", *args])
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("rule,expect_errno,verdict", [
+    ("reject with icmpx admin-prohibited", errno.EHOSTUNREACH, "reject"),
+    ("reject with tcp reset", errno.ECONNREFUSED, "reject"),
+    ("drop", None, "drop"),
+])
+def test_dd302_nftables_reject_and_drop(pf, rule: str, expect_errno: int | None, verdict: str) -> None:
+    net, reg = pf
+    nft(net, "add", "table", "inet", "ddrh")
+    try:
+        nft(net, "add", "chain", "inet", "ddrh", "input", "{ type filter hook input priority 0; policy accept; }")
+        nft(net, "add", "rule", "inet", "ddrh", "input", "tcp", "dport", "22", "accept")
+        nft(net, "add", "rule", "inet", "ddrh", "input", "tcp", "dport", "5330", *rule.split())
+        e = connect_errno(net.cli_ns, net.srv_ip, 5330)
+        if expect_errno is None:
+            assert e in (errno.ETIMEDOUT, errno.EAGAIN, -1), e  # no answer at all: the client times out
+        else:
+            assert e == expect_errno
+        res = pf_results(net)
+        (f,) = res["DD302"].findings
+        assert f.params["backend"] == "nftables" and f.params["verdict"] == verdict and f.params["port"] == 5330
+        msg = {errno.EHOSTUNREACH: "no route to host", errno.ECONNREFUSED: "connection refused",
+               None: "time out"}[expect_errno]
+        assert msg in f.message
+        # the fix, applied as printed, lets the client in; the rule is then silent
+        (op,) = f.fix.operations
+        assert op.argv[:2] == ("nft", "insert")
+        r = net.run(net.srv_ns, list(op.argv))
+        assert r.returncode == 0, r.stderr
+        assert connect_errno(net.cli_ns, net.srv_ip, 5330) == 0
+        assert pf_results(net)["DD302"].findings == []
+    finally:
+        nft(net, "delete", "table", "inet", "ddrh")
+
+
+def test_dd302_iptables_reject_and_silent_when_open(pf) -> None:
+    net, reg = pf
+    ipt = ["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "5330", "-j", "REJECT",
+           "--reject-with", "icmp-host-prohibited"]
+    assert net.run(net.srv_ns, ipt).returncode == 0
+    try:
+        assert connect_errno(net.cli_ns, net.srv_ip, 5330) == errno.EHOSTUNREACH
+        (f,) = pf_results(net)["DD302"].findings
+        assert f.params["verdict"] == "reject" and "no route to host" in f.message
+        (op,) = f.fix.operations
+        assert op.argv[:3] == ("iptables", "-I", "INPUT")
+        assert net.run(net.srv_ns, list(op.argv)).returncode == 0
+        assert connect_errno(net.cli_ns, net.srv_ip, 5330) == 0
+        assert pf_results(net)["DD302"].findings == []
+    finally:
+        net.run(net.srv_ns, ["iptables", "-F", "INPUT"])
