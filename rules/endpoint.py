@@ -54,11 +54,36 @@ def _journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list
     return out[-3:]
 
 
+def _container_hits(registry_containers: list[Any] | None, rule_id: str, addr: HostPort) -> list[Evidence]:
+    """Lines of the log of the registry container that serves addr's port, tied to rule_id."""
+    if not registry_containers:
+        return []
+    from dockerdoctor.explain import scan_lines
+
+    try:
+        from dockerdoctor.facts.containers import published_endpoints
+    except ImportError:  # pragma: no cover - the registry-host facts are optional
+        return []
+    out = []
+    for rc in registry_containers:
+        try:
+            ports = {hp.port for hp, _ in published_endpoints(rc)}
+            logs = list(rc.container.logs)
+        except Exception:  # noqa: BLE001 - a container we cannot read says nothing
+            continue
+        if addr.port not in ports:
+            continue
+        for lineno, line, _hit in scan_lines(logs, rule_id, None):
+            out.append(Evidence(f"docker logs {rc.name}", short(line, 300), lineno))
+    return out[-3:]
+
+
 def _each(target_registries: list[TargetRegistry], endpoint_probes: dict[str, Any] | None,
-          docker_journal: Journal | None) -> Iterator[tuple[HostPort, EndpointReport | None]]:
+          docker_journal: Journal | None, registry_containers: list[Any] | None = None
+          ) -> Iterator[tuple[HostPort, EndpointReport | None]]:
     """(address, probe or None) for each target; skip the rule when nothing can be known."""
     addrs = _targets(target_registries)
-    if endpoint_probes is None and docker_journal is None:
+    if endpoint_probes is None and docker_journal is None and not registry_containers:
         raise Skip(NO_SOURCE)
     for addr in addrs:
         rep = (endpoint_probes or {}).get(str(addr))
@@ -218,9 +243,10 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
 
 
 def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], endpoint_probes: dict | None,
-              docker_journal: Journal | None, effective_config: EffectiveConfig | None
+              docker_journal: Journal | None, effective_config: EffectiveConfig | None,
+              registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+    for addr, rep in _each(target_registries, endpoint_probes, docker_journal, registry_containers):
         if _insecure_entry(addr, effective_config) is not None:
             continue  # insecure-registries turns verification off; these certificates are accepted
         ev: list[Evidence] = []
@@ -234,7 +260,7 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
                 ev.append(_probe_ev(rep, f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
                                          f"{lf['not_before']} to {lf['not_after']}, issuer {lf['issuer']}"))
         else:
-            ev = _journal_hits(docker_journal, rule_id, addr)
+            ev = _journal_hits(docker_journal, rule_id, addr) or _container_hits(registry_containers, rule_id, addr)
             if not ev:
                 continue
         yield addr, rep, ev
@@ -244,7 +270,8 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
       title="The registry's certificate is not signed by a CA the daemon trusts")
 def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
                           docker_journal: Journal | None = None,
-                          effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
+                          effective_config: EffectiveConfig | None = None,
+                          registry_containers: list | None = None) -> Iterator[Finding]:
     """The registry's certificate chain does not end in a CA that dockerd trusts: neither the
     system store nor /etc/docker/certs.d/HOST:PORT/*.crt holds it.
 
@@ -260,14 +287,21 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
         Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority
     """
     for addr, rep, ev in _tls_rule("DD204", "unknown-authority", target_registries, endpoint_probes,
-                                   docker_journal, effective_config):
+                                   docker_journal, effective_config, registry_containers):
         ca_path = f"/etc/docker/certs.d/{addr}/ca.crt"
         have = rep.ca_files if rep is not None else []
+        server_side = rep is None and all(e.source.startswith("docker logs ") for e in ev)
         msg = (f"{addr} presents a certificate that no CA trusted by this daemon signed"
                + (f"; certs.d/{addr} has {', '.join(have)}, which is not its CA" if have else
                   f"; there is no {ca_path}") + ".")
+        if server_side:
+            msg = (f"The log of the registry behind {addr} shows clients rejecting its certificate (an unknown CA "
+                   "is the usual cause; a name not in the SANs or an expired certificate read the same from this "
+                   f"side). Run `dockerdoctor check --registry {addr}` on a client to tell which.")
         yield finding(
-            "DD204", f"{addr}: certificate signed by an unknown authority", msg,
+            "DD204", f"{addr}: certificate signed by an unknown authority" if not server_side
+            else f"{addr}: clients reject the registry's certificate", msg,
+            severity=Severity.WARNING if server_side else Severity.ERROR,
             evidence=ev,
             fix=Fix(f"Install the registry's CA certificate as {ca_path} (read on every push; no restart)",
                     (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),

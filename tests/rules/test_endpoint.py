@@ -252,3 +252,20 @@ def test_dd213_server_fault_and_client_fault() -> None:
     found = fired(plain, e2e={"10.0.0.5:5000": ok})
     assert found["DD213"][0].params["fault"] == "client" and found["DD213"][0].severity.label == "info"
     assert "DD213" not in fired(HEALTHY, e2e={"10.0.0.5:5000": ok})
+
+
+def test_registry_container_log_shows_clients_rejecting_the_certificate() -> None:
+    from types import SimpleNamespace
+
+    from dockerdoctor.facts.containers import RegistryContainer
+
+    log = ["2026/11/27 23:34:31 http: TLS handshake error from 10.0.0.2:47948: remote error: tls: bad certificate"]
+    container = SimpleNamespace(name="registry", logs=log, host_network=True, env={"REGISTRY_HTTP_ADDR": ":5000"},
+                                ports=[], status="running")
+    rc = RegistryContainer.__new__(RegistryContainer)
+    rc.container, rc.port, rc.config = container, 5000, None  # type: ignore[assignment]
+    found = fired(None, containers=[rc], e2e={"10.0.0.5:5000": _E2E()})
+    assert "DD204" in found
+    f = found["DD204"][0]
+    assert f.severity.label == "warning" and f.evidence[0].source == "docker logs registry"
+    assert "DD205" not in found and "DD206" not in found
