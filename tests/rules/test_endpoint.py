@@ -269,3 +269,21 @@ def test_registry_container_log_shows_clients_rejecting_the_certificate() -> Non
     f = found["DD204"][0]
     assert f.severity.label == "warning" and f.evidence[0].source == "docker logs registry"
     assert "DD205" not in found and "DD206" not in found
+
+
+def test_snapshot_offline_end_to_end(tmp_path: Path) -> None:
+    """A sosreport-layout snapshot: the journal names the registries and the rules find DD2xx offline."""
+    import json
+    import subprocess
+
+    sos = tmp_path / "sos_commands" / "docker"
+    sos.mkdir(parents=True)
+    (tmp_path / "etc/docker/certs.d/10.0.0.5").mkdir(parents=True)
+    (tmp_path / "etc/docker/certs.d/10.0.0.5/ca.crt").write_text("x")
+    (sos / "journalctl_--no-pager_--unit_docker").write_text("\n".join(JOURNAL[:2]) + "\n")
+    exe = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "dockerdoctor")
+    r = subprocess.run([exe, "check", "--root", str(tmp_path), "--select", "DD2", "--format", "json"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    got = {(f["id"], f["params"].get("registry")) for f in json.loads(r.stdout)["findings"]}
+    assert got == {("DD205", "10.0.0.5:5000"), ("DD202", "10.0.0.7:5000"), ("DD209", "10.0.0.5:5000")}
