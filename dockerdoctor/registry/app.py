@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import fcntl
 import hashlib
 import json
 import logging
@@ -668,7 +669,22 @@ class Registry:
             raise RegistryError("SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413)
         hasher = await self._hasher_for(name, upload_id, size)
         loop = asyncio.get_running_loop()
-        fd = os.open(self.driver.upload_data_path(name, upload_id), os.O_WRONLY | os.O_APPEND)
+        try:
+            fd = os.open(self.driver.upload_data_path(name, upload_id), os.O_WRONLY | os.O_APPEND)
+        except FileNotFoundError:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": upload_id}) from None
+        try:
+            # Another worker process may be appending to this session: one writer at a time.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID", "another request is writing to this upload", {"uuid": upload_id}, status=416
+            ) from None
+        if os.fstat(fd).st_size != size:
+            os.close(fd)
+            self.hashers.pop(upload_id, None)
+            raise RegistryError("BLOB_UPLOAD_INVALID", "the upload moved on meanwhile", {"uuid": upload_id}, status=416)
         pending: asyncio.Future[None] | None = None
         batch: list[bytes] = []
         batched = 0

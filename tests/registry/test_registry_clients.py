@@ -162,8 +162,10 @@ def test_oras_artifact_with_subject_and_referrers(ddreg_server: Server, ddreg_wo
     idx = r.json()
     assert idx["mediaType"] == OCI_INDEX
     (desc,) = idx["manifests"]
-    pushed = client.get_manifest(target)
-    assert desc["digest"] == sha256(json.dumps(pushed).encode()) or desc["size"] > 0
+    pushed = c.req("HEAD", "/v2/oras/app/manifests/sbom")
+    assert desc["digest"] == pushed.headers["Docker-Content-Digest"]
+    assert desc["size"] == int(pushed.headers["Content-Length"])
+    assert client.get_manifest(target)["subject"]["digest"] == subject_digest
     assert desc["annotations"]["org.example.kind"] == "sbom"
     assert client.get_tags(f"{ddreg_server.hostport}/oras/app") == ["1.0", "sbom"]
     # and pull it back
