@@ -314,11 +314,11 @@ def fix(
             _print_plan(plan, choices, prepared, findings, unfinished, dry_run=True)
             raise typer.Exit(0)
         _print_plan(plan, choices, prepared, findings, unfinished, dry_run=False)
+        if unfinished:
+            _offer_unfinished(store, unfinished, yes, root, docker_host, restart_command, facts)
         if prepared.empty:
             typer.echo("Nothing to apply.")
             raise typer.Exit(0)
-        if unfinished:
-            _offer_unfinished(store, unfinished, yes, docker_host, restart_command, facts)
         if not yes:
             if not sys.stdin.isatty():
                 raise InputError("refusing to change this host without confirmation: add --yes")
@@ -446,7 +446,7 @@ def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart
     return apply_prepared(prepared, facts, opts)
 
 
-def _offer_unfinished(store, unfinished, yes, docker_host, restart_command, facts) -> None:  # type: ignore[no-untyped-def]
+def _offer_unfinished(store, unfinished, yes, root, docker_host, restart_command, facts) -> None:  # type: ignore[no-untyped-def]
     from dockerdoctor.fixes.apply import InterruptedRun
 
     last = unfinished[-1]
@@ -454,10 +454,11 @@ def _offer_unfinished(store, unfinished, yes, docker_host, restart_command, fact
         raise InterruptedRun(unfinished)
     if not typer.confirm(f"Run {last.run_id} was interrupted after its backups. Roll it back now?", default=True):
         raise InterruptedRun(unfinished)
-    from dockerdoctor.fixes.apply import rollback_run
+    from dockerdoctor.fixes.apply import PathMapper, rollback_run
 
-    rollback_run(store, last.run_id, _service_manager(docker_host, restart_command), docker_host,
-                 echo=lambda s: typer.echo(s))
+    manager = None if root is not None else _service_manager(docker_host, restart_command)
+    rollback_run(store, last.run_id, manager, docker_host, echo=lambda s: typer.echo(s),
+                 mapper=PathMapper.for_facts(facts))
     raise typer.Exit(0)
 
 
@@ -471,8 +472,14 @@ def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool)
             raise InputError("refusing to roll back without confirmation: add --yes")
         if not typer.confirm("Restore these files?", default=False):
             raise typer.Exit(1)
+    from dockerdoctor.fixes.apply import PathMapper
+
     manager = None if root is not None else _service_manager(docker_host, restart_command)
-    rollback_run(store, rec.run_id, manager, docker_host, echo=lambda s: typer.echo(s))
+    mapper = None
+    if root is None:
+        facts = _build_facts(None, None, 2.0, docker_host)
+        mapper = PathMapper.for_facts(facts)
+    rollback_run(store, rec.run_id, manager, docker_host, echo=lambda s: typer.echo(s), mapper=mapper)
     typer.echo(f"Rolled back {rec.run_id}.")
 
 

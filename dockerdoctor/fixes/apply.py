@@ -940,13 +940,14 @@ def rollback_run(
     docker_host: str | None = None,
     echo: Callable[[str], None] = lambda s: None,
     ready_timeout: float = 60.0,
+    mapper: PathMapper | None = None,
 ) -> RunRecord:
     """Restore what run `run_id` changed, then repeat its service action so dockerd uses it."""
     with store.lock():
         rec = store.load(run_id)
         if rec.status == "rolled-back":
             raise BackupError(f"run {rec.run_id} was already rolled back")
-        restored = store.restore_files(rec, check_current=rec.status == "applied")
+        restored = store.restore_files(rec, check_current=rec.status == "applied", to_io=_remapper(mapper))
         echo(f"restored {', '.join(restored) if restored else 'nothing (the files were already as before)'}")
         svc = rec.service or {}
         action = svc.get("action")
@@ -964,6 +965,24 @@ def rollback_run(
         rec.note("rolled back by `fix --rollback`")
         rec.save()
         return rec
+
+
+_PROC_ROOT = re.compile(r"^/proc/\d+/root(?=/)")
+
+
+def _remapper(mapper: PathMapper | None) -> Callable[[str], str] | None:
+    """A run recorded /proc/OLDPID/root/...: when that dockerd is gone, reach the file through the
+    dockerd that runs now (same mount namespace layout)."""
+    if mapper is None:
+        return None
+
+    def to_io(real: str) -> str:
+        m = _PROC_ROOT.match(real)
+        if m and not os.path.exists(m.group(0)):
+            return mapper.to_io(mapper.real(real[m.end() :]))
+        return real
+
+    return to_io
 
 
 def make_facts(source: Source, options: CheckOptions) -> Facts:
