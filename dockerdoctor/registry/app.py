@@ -510,16 +510,21 @@ class Registry:
         if len(data) > MAX_MANIFEST:
             raise RegistryError("MANIFEST_INVALID", "manifest too large", {"limit": MAX_MANIFEST}, status=413)
         info = describe_manifest(data, request.headers.get("Content-Type"))
-        tag: str | None = None
+        tags: list[str] = []
         if dg.looks_like_digest(ref):
             alg, _ = dg.parse_digest(self._digest(ref))
             digest = dg.digest_of(data, alg)
             if digest != ref:
                 raise RegistryError("DIGEST_INVALID", "manifest digest does not match", {"digest": ref})
+            # `?tag=a&tag=b` on a push by digest (newer distribution-spec drafts): tag it in one go
+            tags = request.query.getall("tag", [])
+            for t in tags:
+                if not dg.valid_tag(t):
+                    raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": t})
         else:
             if not dg.valid_tag(ref):
                 raise RegistryError("MANIFEST_INVALID", "invalid tag", {"tag": ref})
-            tag = ref
+            tags = [ref]
             digest = dg.digest_of(data)
         for needed in info.refs:
             if info.media_type in INDEX_TYPES:
@@ -533,14 +538,16 @@ class Registry:
         def store() -> None:
             self.driver.write_blob(digest, data)
             self.driver.link_revision(name, digest)
-            if tag is not None:
-                self.driver.set_tag(name, tag, digest)
+            for t in tags:
+                self.driver.set_tag(name, t, digest)
 
         await loop.run_in_executor(self.executor, store)
         self.manifests[digest] = info
         headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
         if info.subject:
             headers["OCI-Subject"] = info.subject
+        if tags and dg.looks_like_digest(ref):
+            headers["OCI-Tag"] = ", ".join(tags)
         return web.Response(status=201, headers=headers)
 
     async def delete_manifest(self, request: web.Request, name: str, ref: str) -> web.StreamResponse:

@@ -583,3 +583,19 @@ _path_chars = st.text(alphabet="abcAZ09-._/:%@~ ", min_size=0, max_size=40)
 def test_fuzzed_paths_never_500(ddreg_client: Client, method: str, name: str, kind: str, ref: str) -> None:
     r = ddreg_client.req(method, f"/v2/{name}/{kind}/{ref}", data=b"{}")
     assert r.status_code < 500, (method, name, kind, ref, r.text)
+
+
+def test_push_by_digest_with_tag_parameters(ddreg_client: Client) -> None:
+    name = repo()
+    cfg = ddreg_client.push_blob(name, b"{}")
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": EMPTY_CONFIG, "digest": cfg, "size": 2}, "layers": []}  # fmt: skip
+    body = json.dumps(doc).encode()
+    r = ddreg_client.req("PUT", f"/v2/{name}/manifests/{sha256(body)}?tag=v1&tag=latest", data=body,
+                         headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+    assert r.status_code == 201
+    assert r.headers["OCI-Tag"] == "v1, latest"
+    assert ddreg_client.req("GET", f"/v2/{name}/tags/list").json()["tags"] == ["latest", "v1"]
+    r = ddreg_client.req("PUT", f"/v2/{name}/manifests/{sha256(body)}?tag=bad/tag", data=body,
+                         headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+    assert r.status_code == 400 and error_codes(r) == ["MANIFEST_INVALID"]
