@@ -47,10 +47,19 @@ class CredentialInfo:
 
 
 def docker_config_path(explicit: str | None = None) -> str:
+    """The client config the pushing user's docker CLI reads: --docker-config, $DOCKER_CONFIG,
+    ~/.docker; under sudo, the invoking user's ~/.docker when root has none."""
     if explicit:
         return explicit if explicit.endswith(".json") else os.path.join(explicit, "config.json")
-    base = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
-    return os.path.join(base, "config.json")
+    if os.environ.get("DOCKER_CONFIG"):
+        return os.path.join(os.environ["DOCKER_CONFIG"], "config.json")
+    own = os.path.join(os.path.expanduser("~"), ".docker", "config.json")
+    sudo_user = os.environ.get("SUDO_USER")
+    if sudo_user and sudo_user != "root" and not os.path.exists(own):
+        theirs = os.path.join(os.path.expanduser(f"~{sudo_user}"), ".docker", "config.json")
+        if os.path.exists(theirs):
+            return theirs
+    return own
 
 
 def _hostname_of(key: str) -> str:

@@ -35,6 +35,7 @@ from dockerdoctor.facts import HostPort
 from dockerdoctor.probe.auth import CredentialInfo, find_credentials
 from dockerdoctor.probe.proxy import ProxyChoice, connect_via, proxy_for
 from dockerdoctor.probe.tls import (
+    CertsDirContents,
     LeafInfo,
     check_hostname,
     check_validity,
@@ -126,15 +127,20 @@ class EndpointReport:
 
 def _connect(address: HostPort, timeout: float, rep: EndpointReport) -> socket.socket | None:
     port = address.port or 443
+    deadline = time.monotonic() + timeout
     try:
-        infos = socket.getaddrinfo(address.host, port, type=socket.SOCK_STREAM)
+        infos = _resolve(address.host, port, timeout)
     except socket.gaierror as exc:
         rep.tcp = "dns"
         rep.tcp_error = f"lookup {address.host}: {exc.strerror}"
         rep.docker_text = f"dial tcp: lookup {address.host}: no such host"
         return None
+    except TimeoutError:
+        rep.tcp = "dns"
+        rep.tcp_error = f"lookup {address.host}: no answer within {timeout:g}s"
+        rep.docker_text = f"dial tcp: lookup {address.host}: i/o timeout"
+        return None
     last: OSError | None = None
-    deadline = time.monotonic() + timeout
     for family, stype, proto, _, sa in infos:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -164,6 +170,35 @@ def _connect(address: HostPort, timeout: float, rep: EndpointReport) -> socket.s
         rep.tcp, rep.tcp_error = "error", f"connect: {last.strerror or last}"
     rep.docker_text = f"{dial}: {rep.tcp_error}"
     return None
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[Any]:
+    """getaddrinfo bounded by the timeout (a dead resolver must not cost more than a dead registry)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)  # a literal: no lookup
+    except ValueError:
+        pass
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["v"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            out["e"] = exc
+
+    t = threading.Thread(target=run, name=f"resolve-{host}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise TimeoutError(f"lookup {host}")
+    if "e" in out:
+        raise out["e"]
+    return out["v"]
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
@@ -253,13 +288,29 @@ def _probe(rep: EndpointReport, address: HostPort, timeout: float, certs_dir: st
     rep.ca_files = certs.ca_files
 
     choice: ProxyChoice | None = proxy_for(address, proxy_env or {}, "https") if proxy_env else None
-    if choice is not None:
-        rep.proxy, rep.proxy_variable = choice.display, choice.variable
-        tunnel, rep.proxy_result = connect_via(choice, address, timeout)
-        rep.proxy_ok = tunnel is not None
-        if tunnel is not None:
-            tunnel.close()
+    proxy_thread = None
+    if choice is not None:  # asked in parallel with the direct probe: a dead proxy costs no extra time
+        import threading
 
+        rep.proxy, rep.proxy_variable = choice.display, choice.variable
+        proxy_thread = threading.Thread(target=_ask_proxy, args=(rep, choice, address, timeout), daemon=True)
+        proxy_thread.start()
+    try:
+        _layers(rep, address, timeout, certs, docker_config, check_auth)
+    finally:
+        if proxy_thread is not None:
+            proxy_thread.join(timeout + 1.0)
+
+
+def _ask_proxy(rep: EndpointReport, choice: ProxyChoice, address: HostPort, timeout: float) -> None:
+    tunnel, rep.proxy_result = connect_via(choice, address, timeout)
+    rep.proxy_ok = tunnel is not None
+    if tunnel is not None:
+        tunnel.close()
+
+
+def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: CertsDirContents,
+            docker_config: str | None, check_auth: bool) -> None:
     sock = _connect(address, timeout, rep)
     if sock is None:
         rep.layer = "tcp"

@@ -178,3 +178,34 @@ def test_proxy_selection_is_go_s(env: dict, host: str, port: int, proxied: bool)
 def test_proxy_credentials_are_not_displayed() -> None:
     choice = proxy_for(HostPort("10.0.0.5", 5000), {"HTTPS_PROXY": "http://u:pw@proxy:3128"})
     assert choice is not None and choice.auth == "u:pw" and "pw" not in choice.display
+
+
+def test_a_dead_resolver_costs_no_more_than_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    from dockerdoctor.probe.endpoint import probe_endpoint
+
+    real = socket.getaddrinfo
+
+    def slow(host, *a, **kw):  # type: ignore[no-untyped-def]
+        if host == "slow.invalid":
+            time.sleep(3)
+        return real(host, *a, **kw)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    t = time.monotonic()
+    rep = probe_endpoint(HostPort("slow.invalid", 5000), 0.3)
+    assert rep.tcp == "dns" and "no answer within 0.3s" in rep.tcp_error
+    assert time.monotonic() - t < 2.0
+
+
+def test_sudo_user_config_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.probe.auth import docker_config_path
+
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "root-home"))
+    assert docker_config_path() == str(tmp_path / "root-home" / ".docker" / "config.json")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "cfg"))
+    assert docker_config_path() == str(tmp_path / "cfg" / "config.json")
+    assert docker_config_path(str(tmp_path / "x.json")) == str(tmp_path / "x.json")
