@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import dockerdoctor.facts.host  # noqa: F401  (registers its placeholder first, so ours below replaces it)
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
 
