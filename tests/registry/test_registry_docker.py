@@ -88,3 +88,80 @@ def test_docker_login_and_push_with_htpasswd(ddreg_dockerd, ddreg_image: str, dd
                         capture_output=True, text=True, timeout=60, env=env)  # fmt: skip
     assert ls.returncode == 0, ls.stderr
     assert f"{srv.hostport}/auth/bb: 1" in ls.stdout
+
+
+def test_docker_trusts_self_signed_ca_at_the_printed_path(ddreg_busybox_rootfs: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """dockerd verifies TLS for a non-loopback address: the CA must sit at the certs.d path we print.
+
+    Runs in a private network namespace (`ddreg-tls-PID`) where 10.213.0.1 lives on `lo`, so
+    nothing leaves the namespace and the address is not in docker's default-insecure 127.0.0.0/8.
+    """
+    import signal
+    import time
+
+    from ddreg_helpers import free_port
+
+    ns = f"ddreg-tls-{os.getpid()}"
+    ip = "10.213.0.1"
+    port = free_port()
+    fake_etc = tmp_path / "etc-docker"
+    (fake_etc / "certs.d").mkdir(parents=True)
+    (fake_etc / "daemon.json").write_text("{}\n")
+    base = tmp_path / "d"
+    base.mkdir()
+    sock = f"unix://{base}/docker.sock"
+    procs: list[subprocess.Popen[bytes]] = []
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "-n", ns, "addr", "add", f"{ip}/32", "dev", "lo"], check=True)
+        log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "dockerdoctor", "serve-registry", "--host", ip,
+             "--port", str(port), "--root", str(tmp_path / "root"), "--tls-self-signed", ip],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL))  # fmt: skip
+        inner = (
+            f"mount --bind {fake_etc} /etc/docker && exec nsenter --net=/run/netns/{ns} dockerd --iptables=false "
+            f"--ip6tables=false --bridge=none --storage-driver=vfs --data-root {base}/root --exec-root {base}/exec "
+            f"-H {sock} --pidfile {base}/docker.pid"
+        )
+        dlog = open(base / "dockerd.log", "wb")  # noqa: SIM115
+        procs.append(subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
+                                      stdout=dlog, stderr=dlog, stdin=subprocess.DEVNULL))  # fmt: skip
+
+        def docker(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["docker", "-H", sock, *args], capture_output=True, text=True, timeout=120)
+
+        deadline = time.monotonic() + 60
+        while docker("version").returncode != 0 or "ca.crt" not in (tmp_path / "serve.log").read_text():
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text() + (
+                base / "dockerd.log"
+            ).read_text()
+            assert all(p.poll() is None for p in procs), (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        printed = re.search(r"(/etc/docker/certs\.d/\S+/ca\.crt)", (tmp_path / "serve.log").read_text())
+        assert printed and printed.group(1) == f"/etc/docker/certs.d/{ip}:{port}/ca.crt"
+        assert docker("import", ddreg_busybox_rootfs, f"{ip}:{port}/tls/bb:1").returncode == 0
+        untrusted = docker("push", f"{ip}:{port}/tls/bb:1")
+        assert untrusted.returncode != 0
+        assert "certificate signed by unknown authority" in untrusted.stderr, untrusted.stderr
+        target = fake_etc / os.path.relpath(printed.group(1), "/etc/docker")
+        target.parent.mkdir(parents=True)
+        target.write_bytes((tmp_path / "root" / "tls" / "ca.crt").read_bytes())
+        pushed = docker("push", f"{ip}:{port}/tls/bb:1")  # certs.d is read per push: no restart
+        assert pushed.returncode == 0, pushed.stderr
+        digest = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed.stdout).group(1)  # type: ignore[union-attr]
+        assert docker("rmi", f"{ip}:{port}/tls/bb:1").returncode == 0
+        assert docker("pull", f"{ip}:{port}/tls/bb@{digest}").returncode == 0
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for m in sorted((ln.split()[1] for ln in open("/proc/mounts") if str(tmp_path) in ln), reverse=True):
+            subprocess.run(["umount", m], capture_output=True)
