@@ -51,7 +51,16 @@ def parse_target(text: str | None, default_registry: str) -> Target:
         if text.startswith(prefix):
             text = text[len(prefix) :]
     first, sep, rest = text.partition("/")
-    if _is_registry(first):
+    if not sep:  # one component: `host:port`/`host.name` is a registry, `repo[:tag]` is not
+        if "@" in first:
+            is_host = False
+        elif ":" in first:
+            is_host = first.rsplit(":", 1)[1].isdigit()  # host:port, else repo:tag
+        else:
+            is_host = "." in first or first == "localhost"
+    else:
+        is_host = _is_registry(first)
+    if is_host:
         registry, remainder = first, rest
     else:
         registry, remainder = default_registry, text

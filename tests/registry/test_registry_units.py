@@ -221,6 +221,10 @@ def test_parse_target() -> None:
     assert (t.registry, t.repo, t.ref) == ("localhost:5000", "team/app", "sha256:" + "a" * 64)
     t = parse_target("localhost/app", "x")
     assert (t.registry, t.repo, t.ref) == ("localhost", "app", None)
+    t = parse_target("app:1.2", "localhost:5000")
+    assert (t.registry, t.repo, t.ref) == ("localhost:5000", "app", "1.2")
+    t = parse_target("localhost:5000", "x")
+    assert (t.registry, t.repo) == ("localhost:5000", None)
     t = parse_target("http://10.0.0.1:5000", "x")
     assert (t.registry, t.repo) == ("10.0.0.1:5000", None)
 
