@@ -243,9 +243,10 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
         if lst.how != "host":
             continue  # published ports take docker's FORWARD path, not INPUT
         for rules in groups.values():
-            r = _effective_verdict(rules, lst.port)
-            if r is None or r.verdict == "accept":
+            hit = _effective_verdict(rules, lst.port)
+            if hit is None or hit.verdict == "accept":
                 continue
+            r = hit
             effect = _reject_effect(r)
             where = " ".join(x for x in (r.backend, r.family, r.table, "chain", r.chain) if x)
             yield finding(

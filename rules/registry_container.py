@@ -463,10 +463,14 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
                                   "the container's user (Config.User; root when empty) must own its storage"))
         else:
             summary = "Give the registry a writable volume for its data"
+        m_detail = re.search(r'(?:err\.detail|err\.message|error|msg)="([^"]*(?:permission denied|read-only)[^"]*)"',
+                             hits[-1][1], re.I) or re.search(r"(\S*(?:Error|error)\S*:? .*(?:denied|read-only).*)$",
+                                                            hits[-1][1])
+        detail = m_detail.group(1) if m_detail else hits[-1][1]
         yield finding(
             "DD405", f"Registry {c.name} gets permission denied on its storage",
-            f"{c.name} logs permission denied on its storage ({short(hits[-1][1], 160)}); pushes to it fail"
-            " with 500 errors.",
+            f"{c.name} logs \"{short(detail, 160)}\" ({len(hits)} time{'s' if len(hits) != 1 else ''}); pushes "
+            "to it fail with 500 errors.",
             evidence=ev, fix=Fix(summary, tuple(ops),
                                  warnings=("Never chmod 777 the directory, never setenforce 0.",)),
             params={"container": c.name},

@@ -108,7 +108,12 @@ def selinux_volume_label(selinux_status: SelinuxStatus, registry_containers: lis
             if denied:
                 ev.append(Evidence(avc_denials.source if avc_denials else "audit.log", short(denied[-1].text, 300),
                                    denied[-1].line))
-            what = f"labelled {label.type}" if label is not None else "of unknown label"
+            if label is not None:
+                what = f"labelled {label.type}"
+            elif denied and denied[-1].ttype:
+                what = f"labelled {denied[-1].ttype} (as the AVC denial shows)"
+            else:
+                what = "of unknown label"
             yield finding(
                 "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
                 f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "

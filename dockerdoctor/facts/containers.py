@@ -634,7 +634,8 @@ def _containers_snapshot(facts: Facts) -> list[ContainerInfo]:
                 lpath = f"{SOS_CONTAINERS_DIR}/{log_name}"
                 raw = src.read_bytes(lpath, limit=LOG_TAIL_BYTES, tail=True)
                 if raw is not None:
-                    size = (src.stat(lpath).size if src.stat(lpath) else 0)
+                    st = src.stat(lpath)
+                    size = st.size if st is not None else 0
                     c.logs = split_log(raw.decode("utf-8", errors="replace"), tail_bytes_cut=size > LOG_TAIL_BYTES)
                     c.log_source = lpath.lstrip("/")
             img = images.get(str(c.raw.get("Image") or "")) or images.get(c.image)

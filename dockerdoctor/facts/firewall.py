@@ -961,7 +961,7 @@ def docker_dnat_ports(text: str, kind: str) -> set[int]:
         for e in exprs:
             m = e.get("match") if isinstance(e, dict) else None
             left = (m or {}).get("left") or {}
-            if isinstance(left, dict) and (left.get("payload") or {}).get("field") == "dport":
+            if m and isinstance(left, dict) and (left.get("payload") or {}).get("field") == "dport":
                 for a, b in _nft_ports(m) or ():
                     out.update(range(a, b + 1))
     return out

@@ -639,3 +639,30 @@ def test_dd302_iptables_reject_and_silent_when_open(pf) -> None:
         assert pf_results(net)["DD302"].findings == []
     finally:
         net.run(net.srv_ns, ["iptables", "-F", "INPUT"])
+
+
+# --------------------------------------------------------------------------------------------------
+# the command line, live, inside the registry host's namespace
+
+
+def test_cli_check_live_in_the_registry_host_namespace(rh: RH, fw: lab.Firewalld) -> None:
+    port = 5312
+    reg = lab.DistRegistry(rh.dir / "regs", rh.srv, port, netns=rh.net.srv_ns, name="ddrh-cli").start()
+    try:
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": fw.bus_address}
+        env.pop("DOCKER_HOST", None)
+        exe = str(Path(sys.executable).with_name("dockerdoctor"))
+        r = rh.net.run(rh.net.srv_ns, [exe, "check", "-H", rh.d.host, "--select", "DD3,DD4", "--format", "json"],
+                       timeout=120, env=env)
+        assert r.returncode == 1, r.stderr  # an error-level finding
+        rep = json.loads(r.stdout)
+        mine = [f for f in rep["findings"] if f["id"] == "DD301" and f["params"].get("port") == port]
+        assert len(mine) == 1 and mine[0]["severity"] == "error"
+        assert mine[0]["fix"]["operations"][0]["argv"] == ["firewall-cmd", "--zone=public", f"--add-port={port}/tcp"]
+        statuses = {x["id"]: x["status"] for x in rep["rules"]}
+        assert statuses["DD304"] == "skipped"  # no SELinux on this kernel (lab.md §8)
+        assert not [x for x in rep["rules"] if x["status"] == "crashed"]
+        ex = subprocess.run([exe, "explain", "DD401"], capture_output=True, text=True, timeout=60)
+        assert ex.returncode == 0 and "GUNICORN_OPTS=[--preload]" in ex.stdout and "How to fix:" in ex.stdout
+    finally:
+        reg.stop()
