@@ -69,6 +69,9 @@ RELOADABLE_KEYS = frozenset(
         "builder",
     }
 )
+# Flag names written as daemon.json keys: dockerd 20.10 accepts and ignores them, so removing or
+# renaming one needs no more than what the key it becomes needs.
+IGNORED_BY_DOCKERD = frozenset({"insecure-registry", "registry-mirror", "label"})
 # Rules that judge a candidate configuration before anything is written.
 VALIDATION_RULES = ("DD102", "DD103", "DD104", "DD105", "DD106", "DD109")
 # Repairs of the configuration files themselves go first, so later edits apply to a parsable file.
@@ -487,12 +490,13 @@ def decide_service(
             if keys is None:
                 level = max(level, 2)
                 reasons.append(f"{p} did not parse before: dockerd must be restarted to read it")
-            elif keys and keys <= RELOADABLE_KEYS:
+            elif keys and keys <= RELOADABLE_KEYS | IGNORED_BY_DOCKERD:
                 level = max(level, 1)
                 reasons.append(f"{p}: {', '.join(sorted(keys))} reloadable with SIGHUP")
             elif keys:
                 level = max(level, 2)
-                reasons.append(f"{p}: {', '.join(sorted(keys - RELOADABLE_KEYS))} need a restart")
+                slow = sorted(keys - RELOADABLE_KEYS - IGNORED_BY_DOCKERD)
+                reasons.append(f"{p}: {', '.join(slow)} {'needs' if len(slow) == 1 else 'need'} a restart")
         elif p.startswith(ENV_FILE_PATHS):
             level = max(level, 2)
             reasons.append(f"{p} is read only when dockerd starts: restart")

@@ -82,6 +82,7 @@ def test_broken_daemon_json_is_repaired(fixlab, lab_host, case: str) -> None:
     reg = fixlab.plain.hostport
     h = lab_host(daemon_json=BROKEN[case].replace("REG", reg))
     started = h.start().returncode == 0
+    pid0 = h.pid()
     assert started == (case == "singular-key")  # dockerd refuses the first two, silently ignores the third
     if started:
         push = h.push(reg)
@@ -90,6 +91,9 @@ def test_broken_daemon_json_is_repaired(fixlab, lab_host, case: str) -> None:
     assert r.returncode == 0, _ok(r)
     assert "[DD106]" in r.stdout
     assert json.loads(h.config.read_text()) == {"insecure-registries": [reg]}
+    if started:  # the ignored key's rename is reloadable: SIGHUP, same PID
+        assert "kill -HUP" in r.stdout and "restart dockerd" not in r.stdout
+        assert h.pid() == pid0
     assert h.pid() is not None
     assert h.push(reg).returncode == 0
 
@@ -131,7 +135,8 @@ fix = Fix("bad", (JsonSetKey("/etc/docker/daemon.json", "exec-opts", ["native.cg
 p = prepare([Choice(Finding("DD999", Severity.ERROR, "t", "m", fix=fix), fix)], f)
 mgr = CommandManager(restart, lambda: facts().get("dockerd_process").pid)
 res = apply_prepared(p, f, ApplyOptions(BackupStore(state), manager=mgr, facts_factory=facts, ready_timeout=30))
-print(json.dumps({"status": res.status, "problems": res.problems, "log": res.log, "action": p.action}))
+print(json.dumps({"status": res.status, "problems": res.problems, "log": res.log, "action": p.action,
+                  "warnings": p.warnings}))
 """
 
 
@@ -153,6 +158,7 @@ def test_edit_that_stops_dockerd_is_rolled_back_byte_identical(fixlab, lab_host,
     assert r.returncode == 0, _ok(r)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["action"] == "restart"
+    assert any("live-restore is off" in w for w in out["warnings"]), out["warnings"]
     assert out["status"] == "rolled-back", out
     assert any(("/proc/" in line) != mount_ns for line in out["log"] if line.startswith("wrote ")), out["log"]
     assert "did not come back" in out["problems"][0] or "restart-command failed" in out["problems"][0]
