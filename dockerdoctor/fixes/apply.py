@@ -508,8 +508,8 @@ def decide_service(
         elif ACTION_LEVEL.get(action, 0) > level:
             level = ACTION_LEVEL[action]
             reasons.append(f"the fix asks for {action}")
-    action = {0: None, 1: "reload", 2: "restart"}[level]
-    return action, daemon_reload, reasons
+    chosen: str | None = {0: None, 1: "reload", 2: "restart"}[level]
+    return chosen, daemon_reload, reasons
 
 
 # --------------------------------------------------------------------------- 3. validate

@@ -253,7 +253,7 @@ class BackupStore:
         )
 
     def list_runs(self) -> list[RunRecord]:
-        out = []
+        out: list[RunRecord] = []
         if not self.backups.is_dir():
             return out
         for d in sorted(self.backups.iterdir()):

@@ -56,8 +56,7 @@ def fixlab() -> Iterator[FixLab]:
         crt, key = lab.Certs.write(root / "certs", "srv", leaf)
         plain = lab.DistRegistry(root / "reg", net.srv_ip, PLAIN_PORT, netns=net.srv_ns, name="plain").start()
         regs.append(plain)
-        tls = lab.DistRegistry(root / "reg", net.srv_ip, TLS_PORT, netns=net.srv_ns, tls=(crt, key),
-                               name="tls").start()
+        tls = lab.DistRegistry(root / "reg", net.srv_ip, TLS_PORT, netns=net.srv_ns, tls=(crt, key), name="tls").start()
         regs.append(tls)
         yield FixLab(root, net, plain, tls, ca[0], ca_path)
     finally:
@@ -81,8 +80,15 @@ TimeoutStartSec=0
 
 
 class LabHost:
-    def __init__(self, lab_: FixLab, name: str, *, daemon_json: dict | str | None = None,
-                 extra_args: tuple[str, ...] = (), config_file: bool = False) -> None:
+    def __init__(
+        self,
+        lab_: FixLab,
+        name: str,
+        *,
+        daemon_json: dict | str | None = None,
+        extra_args: tuple[str, ...] = (),
+        config_file: bool = False,
+    ) -> None:
         self.lab = lab_
         self.dir = lab_.root / name
         self.etc_docker = self.dir / "etc-docker"
@@ -90,15 +96,28 @@ class LabHost:
         self.state = self.dir / "state"
         self.unit_dir.mkdir(parents=True)
         self.config_path = self.dir / "dockerd-config.json" if config_file else None
-        self.d = lab.Dockerd(self.dir / "d", netns=lab_.net.cli_ns, etc_docker=self.etc_docker,
-                             extra_args=extra_args, config_file=self.config_path)
+        self.d = lab.Dockerd(
+            self.dir / "d",
+            netns=lab_.net.cli_ns,
+            etc_docker=self.etc_docker,
+            extra_args=extra_args,
+            config_file=self.config_path,
+        )
         if daemon_json is not None:
             text = daemon_json if isinstance(daemon_json, str) else json.dumps(daemon_json, indent=2) + "\n"
             (self.config_path or self.d.daemon_json_path).write_text(text)
         (self.unit_dir / "docker.service").write_text(UNIT.format(exec_start=shlex.join(self.d.argv())))
         self.spec = self.dir / "svc.json"
-        self.spec.write_text(json.dumps({"workdir": str(self.d.workdir), "netns": lab_.net.cli_ns,
-                                         "etc_docker": str(self.etc_docker), "unit_dir": str(self.unit_dir)}))
+        self.spec.write_text(
+            json.dumps(
+                {
+                    "workdir": str(self.d.workdir),
+                    "netns": lab_.net.cli_ns,
+                    "etc_docker": str(self.etc_docker),
+                    "unit_dir": str(self.unit_dir),
+                }
+            )
+        )
         self.restart_command = f"{shlex.quote(sys.executable)} {shlex.quote(str(LABSVC))} restart {self.spec}"
 
     @property
@@ -127,14 +146,17 @@ class LabHost:
         fw = self.dir / "etc-firewalld"
         if not fw.exists() and Path("/etc/firewalld").is_dir():
             shutil.copytree("/etc/firewalld", fw, symlinks=True)
-        shell = (f"mount -n --bind {shlex.quote(str(self.etc_docker))} /etc/docker"
-                 f" && mount -n --bind {shlex.quote(str(self.unit_dir))} /etc/systemd/system"
-                 + (f" && mount -n --bind {shlex.quote(str(fw))} /etc/firewalld" if fw.exists() else "")
-                 + f" && exec {inner}")
+        shell = (
+            f"mount -n --bind {shlex.quote(str(self.etc_docker))} /etc/docker"
+            f" && mount -n --bind {shlex.quote(str(self.unit_dir))} /etc/systemd/system"
+            + (f" && mount -n --bind {shlex.quote(str(fw))} /etc/firewalld" if fw.exists() else "")
+            + f" && exec {inner}"
+        )
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", shell]
 
-    def dockerdoctor(self, *args: str, registry: str | None = None, mount_ns: bool = True,
-                     env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def dockerdoctor(
+        self, *args: str, registry: str | None = None, mount_ns: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = [*DOCKERDOCTOR, *args, "--docker-host", self.d.host, "--state-dir", str(self.state)]
         if args and args[0] == "fix":
             argv += ["--restart-command", self.restart_command]
@@ -142,8 +164,14 @@ class LabHost:
             argv += ["--registry", registry]
         full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
         full_env.pop("DOCKER_HOST", None)
-        return subprocess.run(self.in_host(argv, mount_ns=mount_ns), capture_output=True, text=True,
-                              timeout=180, env=full_env, cwd=str(HERE.parent.parent))
+        return subprocess.run(
+            self.in_host(argv, mount_ns=mount_ns),
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=full_env,
+            cwd=str(HERE.parent.parent),
+        )
 
     def push(self, registry: str, tag: str = "fixtest:1") -> subprocess.CompletedProcess[str]:
         img = f"{registry}/{tag}"

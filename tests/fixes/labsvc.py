@@ -80,11 +80,11 @@ def unit_argv(unit_dir: str) -> list[str]:
         for raw in f.read_text().splitlines():
             line = raw.strip()
             if line.startswith("ExecStart="):
-                exec_start = line[len("ExecStart="):]
+                exec_start = line[len("ExecStart=") :]
             elif line.startswith("EnvironmentFile="):
-                env.update(parse_env_file(line[len("EnvironmentFile="):].lstrip("-")))
+                env.update(parse_env_file(line[len("EnvironmentFile=") :].lstrip("-")))
             elif line.startswith("Environment="):
-                for w in shlex.split(line[len("Environment="):]):
+                for w in shlex.split(line[len("Environment=") :]):
                     k, _, v = w.partition("=")
                     env[k] = v
     if not exec_start:
@@ -137,9 +137,13 @@ def start(spec: dict) -> int:
     log_path = wd / "dockerd.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", shell],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c", shell],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     (wd / "svc.pid").write_text(str(proc.pid))
     end = time.monotonic() + 30
     while time.monotonic() < end:

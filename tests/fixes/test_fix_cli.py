@@ -12,14 +12,22 @@ from snap import docker_ce_host
 
 DD = [sys.executable, "-m", "dockerdoctor"]
 REG = "10.0.0.5:5000"
-JOURNAL = {"sos_commands/docker/journalctl_--no-pager_--unit_docker":
-           f'level=info msg="Attempting next endpoint for push after error: Get \\"https://{REG}/v2/\\": '
-           'http: server gave HTTP response to HTTPS client"\n'}
+JOURNAL_PATH = "sos_commands/docker/journalctl_--no-pager_--unit_docker"
+JOURNAL = {
+    JOURNAL_PATH: f'level=info msg="Attempting next endpoint for push after error: Get \\"https://{REG}/v2/\\": '
+    'http: server gave HTTP response to HTTPS client"\n'
+}
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DD, *args], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
-                          env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", **(env or {})})
+    return subprocess.run(
+        [*DD, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", **(env or {})},
+    )
 
 
 def host(tmp_path: Path) -> Path:
@@ -31,8 +39,9 @@ def test_apply_without_yes_and_without_a_terminal_changes_nothing(tmp_path: Path
     before = (root / "etc/docker/daemon.json").read_bytes()
     r = run("fix", "--root", str(root), "--registry", REG, "--apply", "--state-dir", str(tmp_path / "s"))
     assert r.returncode == 2
-    assert r.stderr.strip().splitlines() == ["dockerdoctor: error: refusing to change this host without "
-                                             "confirmation: add --yes"]
+    assert r.stderr.strip().splitlines() == [
+        "dockerdoctor: error: refusing to change this host without confirmation: add --yes"
+    ]
     assert (root / "etc/docker/daemon.json").read_bytes() == before
 
 
@@ -40,8 +49,11 @@ def test_bad_ca_and_unknown_run_are_one_line_errors(tmp_path: Path) -> None:
     root = host(tmp_path)
     not_pem = tmp_path / "ca.txt"
     not_pem.write_text("hello\n")
-    for args in (["--ca", str(tmp_path / "missing.crt")], ["--ca", str(not_pem)],
-                 ["--rollback", "20990101T000000Z-dead"]):
+    for args in (
+        ["--ca", str(tmp_path / "missing.crt")],
+        ["--ca", str(not_pem)],
+        ["--rollback", "20990101T000000Z-dead"],
+    ):
         r = run("fix", "--root", str(root), "--registry", REG, "--state-dir", str(tmp_path / "s"), *args)
         assert r.returncode == 2, r.stdout + r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("dockerdoctor: error: ")

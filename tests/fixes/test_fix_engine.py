@@ -49,6 +49,7 @@ from dockerdoctor.model import (
 from dockerdoctor.sources.snapshot import SnapshotSource
 
 REG = "10.0.0.5:5000"
+JOURNAL_PATH = "sos_commands/docker/journalctl_--no-pager_--unit_docker"
 
 
 def snapshot_facts(root: Path, registry: str | None = REG) -> Facts:
@@ -167,8 +168,10 @@ def _change(path: str, before: object, after: object) -> FileChange:
             [FileChange("/etc/docker/daemon.json", "/x", b'{"a": 1,}', b'{"a": 1}', None)],
             ("restart", False),
         ),
-        ([FileChange("/etc/systemd/system/docker.service.d/10.conf", "/x", None, b"[Service]\n", 0o644)],
-         ("restart", True)),
+        (
+            [FileChange("/etc/systemd/system/docker.service.d/10.conf", "/x", None, b"[Service]\n", 0o644)],
+            ("restart", True),
+        ),
         ([FileChange("/etc/sysconfig/docker", "/x", b"OPTIONS=\n", b"OPTIONS=-D\n", None)], ("restart", False)),
         ([FileChange(f"/etc/docker/certs.d/{REG}/ca.crt", "/x", None, b"pem", 0o644)], (None, False)),
     ],
@@ -189,8 +192,14 @@ def test_changed_keys_ignores_formatting_and_order() -> None:
 def _dd101(plain: bool) -> Finding:
     from dockerdoctor.rules_support import trust_fix
 
-    return Finding("DD101", Severity.ERROR, f"{REG} is not trusted by the daemon", "", fix=trust_fix(
-        HostPort.parse(REG), None, plain), params={"registry": REG, "plain_http": plain})
+    return Finding(
+        "DD101",
+        Severity.ERROR,
+        f"{REG} is not trusted by the daemon",
+        "",
+        fix=trust_fix(HostPort.parse(REG), None, plain),
+        params={"registry": REG, "plain_http": plain},
+    )
 
 
 def test_plain_http_without_ca_picks_insecure_with_the_cis_warning() -> None:
@@ -217,8 +226,9 @@ def test_unknown_ca_without_options_is_not_automatic_and_insecure_is_explicit() 
 
 
 def test_one_trust_step_per_registry() -> None:
-    dd203 = Finding("DD203", Severity.ERROR, f"{REG} speaks plain HTTP", "", fix=_dd101(True).fix,
-                    params={"registry": REG})
+    dd203 = Finding(
+        "DD203", Severity.ERROR, f"{REG} speaks plain HTTP", "", fix=_dd101(True).fix, params={"registry": REG}
+    )
     a, b = choose_fixes([dd203, _dd101(plain=True)])
     assert a.finding.rule_id == "DD101" and a.fix is not None
     assert b.fix is None and "[DD101]" in b.notes[0]
@@ -228,10 +238,15 @@ def test_one_trust_step_per_registry() -> None:
 
 
 def test_apply_on_a_snapshot_copy_then_idempotent_then_rollback(tmp_path: Path) -> None:
-    root = docker_ce_host(tmp_path / "h", daemon_json='{\n  "debug": true\n}\n', insecure_running=(),
-                          extra={"sos_commands/docker/journalctl_--no-pager_--unit_docker":
-                                 f'level=info msg="Attempting next endpoint for push after error: Get '
-                                 f'\\"https://{REG}/v2/\\": http: server gave HTTP response to HTTPS client"\n'})
+    root = docker_ce_host(
+        tmp_path / "h",
+        daemon_json='{\n  "debug": true\n}\n',
+        insecure_running=(),
+        extra={
+            JOURNAL_PATH: f'level=info msg="Attempting next endpoint for push after error: Get '
+            f'\\"https://{REG}/v2/\\": http: server gave HTTP response to HTTPS client"\n'
+        },
+    )
     dj = root / "etc/docker/daemon.json"
     original = dj.read_bytes()
     store = BackupStore(tmp_path / "state")
@@ -289,8 +304,13 @@ fix = Fix("x", (JsonSetKey("/etc/docker/daemon.json", "debug", False),))
 p = prepare([Choice(Finding("DD106", Severity.ERROR, "t", "m", fix=fix), fix)], facts)
 apply_prepared(p, facts, ApplyOptions(BackupStore({str(state)!r})))
 """
-    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DOCKERDOCTOR_FAULT": "after-backup"},
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "DOCKERDOCTOR_FAULT": "after-backup"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 86, r.stderr
     store = BackupStore(state)
     [run] = store.unfinished()
@@ -368,8 +388,9 @@ def _live_prepared(tmp_path: Path, action: str) -> tuple[Prepared, Facts, Path]:
     dj = root / "etc/docker/daemon.json"
     facts = Facts(SnapshotSource(root), CheckOptions(network=False, docker_host=f"unix://{tmp_path}/d.sock"))
     fix = Fix("x", (JsonSetKey("/etc/docker/daemon.json", "data-root", "/nonexistent"),))
-    ch = FileChange("/etc/docker/daemon.json", str(dj), dj.read_bytes(), b'{"debug": true, "data-root": "/x"}\n',
-                    None, ["DD106"])
+    ch = FileChange(
+        "/etc/docker/daemon.json", str(dj), dj.read_bytes(), b'{"debug": true, "data-root": "/x"}\n', None, ["DD106"]
+    )
     step = PreparedStep(Choice(Finding("DD106", Severity.ERROR, "t", "m", fix=fix), fix), changes=1)
     p = Prepared([step], {ch.path: ch}, [], action, False, [], [], True, offline=False)
     return p, facts, dj
@@ -412,8 +433,9 @@ def test_failed_verification_rolls_back(tmp_path: Path) -> None:
             from dockerdoctor.model import RuleResult, RuleStatus
 
             if select == {"DD106"}:
-                return [RuleResult("DD106", "x", "daemon", RuleStatus.FAILED,
-                                   [Finding("DD106", Severity.ERROR, "t", "m")])]
+                return [
+                    RuleResult("DD106", "x", "daemon", RuleStatus.FAILED, [Finding("DD106", Severity.ERROR, "t", "m")])
+                ]
             return real_run(f, select, ignore)
 
         engine.run_rules = fake_run

@@ -25,10 +25,29 @@ def test_firewalld_port_opened_in_the_right_zone(firewalld, client_dockerd, tmp_
     env.pop("DOCKER_HOST", None)
     try:
         r = subprocess.run(
-            firewalld.labnet.argv(firewalld.ns, [sys.executable, "-m", "dockerdoctor", "fix", "--apply", "--yes",
-                                                 "--only", "DD301", "--state-dir", str(tmp_path / "state"),
-                                                 "--docker-host", "unix:///nonexistent.sock"]),
-            capture_output=True, text=True, timeout=120, env=env, cwd=str(Path(__file__).parents[2]))
+            firewalld.labnet.argv(
+                firewalld.ns,
+                [
+                    sys.executable,
+                    "-m",
+                    "dockerdoctor",
+                    "fix",
+                    "--apply",
+                    "--yes",
+                    "--only",
+                    "DD301",
+                    "--state-dir",
+                    str(tmp_path / "state"),
+                    "--docker-host",
+                    "unix:///nonexistent.sock",
+                ],
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=str(Path(__file__).parents[2]),
+        )
         assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
         assert "[DD301]" in r.stdout and "Verified: DD301 pass" in r.stdout
         zone = firewalld.cmd("--get-default-zone").stdout.strip()
@@ -39,10 +58,29 @@ def test_firewalld_port_opened_in_the_right_zone(firewalld, client_dockerd, tmp_
         assert after.returncode == 0, after.stderr
         # idempotent
         again = subprocess.run(
-            firewalld.labnet.argv(firewalld.ns, [sys.executable, "-m", "dockerdoctor", "fix", "--apply", "--yes",
-                                                 "--only", "DD301", "--state-dir", str(tmp_path / "state"),
-                                                 "--docker-host", "unix:///nonexistent.sock"]),
-            capture_output=True, text=True, timeout=120, env=env, cwd=str(Path(__file__).parents[2]))
+            firewalld.labnet.argv(
+                firewalld.ns,
+                [
+                    sys.executable,
+                    "-m",
+                    "dockerdoctor",
+                    "fix",
+                    "--apply",
+                    "--yes",
+                    "--only",
+                    "DD301",
+                    "--state-dir",
+                    str(tmp_path / "state"),
+                    "--docker-host",
+                    "unix:///nonexistent.sock",
+                ],
+            ),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+            cwd=str(Path(__file__).parents[2]),
+        )
         assert again.returncode == 0 and "ran firewall-cmd" not in again.stdout, again.stdout
     finally:
         firewalld.reset()

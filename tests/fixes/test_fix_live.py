@@ -152,9 +152,13 @@ def test_edit_that_stops_dockerd_is_rolled_back_byte_identical(fixlab, lab_host,
     import subprocess
     import sys
 
-    r = subprocess.run(h.in_host([sys.executable, "-c", FAULT_SCRIPT, h.d.host, str(h.state), h.restart_command],
-                                 mount_ns=mount_ns),
-                       capture_output=True, text=True, timeout=180, cwd=str(h.lab.root))
+    r = subprocess.run(
+        h.in_host([sys.executable, "-c", FAULT_SCRIPT, h.d.host, str(h.state), h.restart_command], mount_ns=mount_ns),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=str(h.lab.root),
+    )
     assert r.returncode == 0, _ok(r)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["action"] == "restart"

@@ -19,8 +19,9 @@ REG = "10.0.0.5:5000"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DD, *args], capture_output=True, text=True, timeout=120,
-                          env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
+    return subprocess.run(
+        [*DD, *args], capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"}
+    )
 
 
 def copy(name: str, tmp_path: Path) -> Path:
@@ -37,8 +38,18 @@ def files(root: Path) -> dict[str, bytes]:
 
 
 def apply(root: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run("fix", "--root", str(root), "--registry", REG, "--apply", "--yes",
-               "--state-dir", str(tmp_path / "state"), *extra)
+    return run(
+        "fix",
+        "--root",
+        str(root),
+        "--registry",
+        REG,
+        "--apply",
+        "--yes",
+        "--state-dir",
+        str(tmp_path / "state"),
+        *extra,
+    )
 
 
 def clean_for(root: Path, rule: str) -> None:
@@ -50,21 +61,35 @@ def clean_for(root: Path, rule: str) -> None:
 CASES = {
     # name: (rule, relative path, exact content after the fix)
     "docker-ce-daemon-json-trailing-comma": (
-        "DD106", "etc/docker/daemon.json", '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n'),
+        "DD106",
+        "etc/docker/daemon.json",
+        '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n',
+    ),
     "docker-ce-daemon-json-insecure-registries-string": (
-        "DD106", "etc/docker/daemon.json", '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n'),
+        "DD106",
+        "etc/docker/daemon.json",
+        '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n',
+    ),
     "docker-ce-daemon-json-singular-insecure-registry-key": (
-        "DD106", "etc/docker/daemon.json", '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n'),
+        "DD106",
+        "etc/docker/daemon.json",
+        '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n',
+    ),
     "centos7-dropin-execstart-drops-insecure-registry": (
-        "DD103", "etc/systemd/system/docker.service.d/20-expand-vars.conf",
+        "DD103",
+        "etc/systemd/system/docker.service.d/20-expand-vars.conf",
         "[Service]\nExecStart=\nExecStart=/usr/bin/dockerd-current --add-runtime "
         "docker-runc=/usr/libexec/docker/docker-runc-current --default-runtime=docker-runc --exec-opt "
         "native.cgroupdriver=systemd --userland-proxy-path=/usr/libexec/docker/docker-proxy-current "
         "--init-path=/usr/libexec/docker/docker-init-current --seccomp-profile=/etc/docker/seccomp.json "
         "-H unix:///var/run/docker.sock -H tcp://127.0.0.1:2375 $OPTIONS $DOCKER_STORAGE_OPTIONS "
-        "$DOCKER_NETWORK_OPTIONS $INSECURE_REGISTRY\n"),
+        "$DOCKER_NETWORK_OPTIONS $INSECURE_REGISTRY\n",
+    ),
     "debian12-docker.io-hosts-flag-and-daemon-json": (
-        "DD104", "etc/systemd/system/docker.service.d/10-no-conflict.conf", None),
+        "DD104",
+        "etc/systemd/system/docker.service.d/10-no-conflict.conf",
+        None,
+    ),
 }
 
 
@@ -117,10 +142,13 @@ def test_combined_fix_that_would_break_the_unit_is_refused(tmp_path: Path) -> No
     assert not (tmp_path / "state" / "backups").exists() or not any((tmp_path / "state" / "backups").iterdir())
 
 
-@pytest.mark.parametrize("name, rule", [
-    ("docker-ce-insecure-registry-flag-and-daemon-json", "DD104"),
-    ("docker-ce-execstart-docker-daemon", "DD109"),
-])
+@pytest.mark.parametrize(
+    "name, rule",
+    [
+        ("docker-ce-insecure-registry-flag-and-daemon-json", "DD104"),
+        ("docker-ce-execstart-docker-daemon", "DD109"),
+    ],
+)
 def test_dropin_that_does_not_take_effect_is_rolled_back(name: str, rule: str, tmp_path: Path) -> None:
     """The rule's new drop-in (10-*.conf) sorts before the host's own (override.conf, docker.conf), so
     systemd would still use the old ExecStart. Verification on the snapshot sees the rule still
