@@ -596,6 +596,19 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
             )
         own = certs_d.get(want)
         rep = (endpoint_probes or {}).get(want)
+        if isinstance(rep, EndpointReport) and rep.tls_error == "client-certificate" and not rep.certs_dir_error:
+            yield finding(
+                "DD209", f"{want} requires a client certificate that certs.d does not provide",
+                f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
+                f"{rep.tls_detail}.",
+                severity=Severity.ERROR,
+                evidence=[_probe_ev(rep, rep.tls_detail)],
+                fix=Fix(f"Install a client certificate the registry accepts as {target_dir}/client.cert + client.key",
+                        (RunCommand(("install", "-D", "-m", "0600", "client.key", f"{target_dir}/client.key"),
+                                    "the key first; then client.cert (signed by a CA the registry trusts, "
+                                    "with the clientAuth extended key usage)"),)),
+                params={"registry": want, "file": target_dir},
+            )
         if own is None:
             continue
         error = rep.certs_dir_error if isinstance(rep, EndpointReport) else _pair_error(own.files)

@@ -68,7 +68,8 @@ class EndpointReport:
     tcp: str = "unknown"  # open | refused | timeout | unreachable | dns | error
     tcp_error: str = ""
     scheme: str | None = None  # https | http | None (neither)
-    tls_error: str | None = None  # unknown-authority | name-mismatch | expired | handshake | None
+    # unknown-authority | name-mismatch | expired | handshake | client-certificate (mutual TLS) | None
+    tls_error: str | None = None
     tls_detail: str = ""  # Go's text for the failure (what dockerd prints)
     http_status: int | None = None  # of GET /v2/
     api_version_header: str | None = None
@@ -363,9 +364,13 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
         rep.tls_error, rep.tls_detail = kind, text
     except ssl.SSLError as exc:
         sock.close()
-        if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or "EOF" in str(exc.reason or ""):
-            rep.handshake = "eof"  # the server closed after reading the ClientHello
-        _not_tls(rep, address, timeout, f"{exc.reason or exc}")
+        if _client_cert_alert(str(exc.reason or exc)):
+            rep.scheme = "https"
+            _client_cert_refused(rep, str(exc.reason or exc), certs)
+        else:
+            if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)) or "EOF" in str(exc.reason or ""):
+                rep.handshake = "eof"  # the server closed after reading the ClientHello
+            _not_tls(rep, address, timeout, f"{exc.reason or exc}")
     except (ConnectionResetError, BrokenPipeError) as exc:
         sock.close()
         rep.handshake = "reset"
@@ -398,6 +403,11 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
                 rep.layer = "tls"
             return
         rep.v2 = _http_get(tls_sock, address, "/v2/", timeout)
+        if rep.v2.status is None and _client_cert_alert(rep.v2.error or ""):
+            _client_cert_refused(rep, rep.v2.error or "", certs)  # TLS 1.3: the alert comes after the handshake
+        if rep.tls_error == "client-certificate":
+            rep.layer = "tls"
+            return
 
         def connector() -> socket.socket | None:
             s = fresh()
@@ -418,6 +428,27 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
             rep.layer = "tls"
         return
     _http_layer(rep, address, timeout, connector, docker_config, check_auth)
+
+
+_CLIENT_CERT_ALERTS = {
+    "certificate required": "certificate required", "certificate_required": "certificate required",
+    "bad certificate": "bad certificate", "bad_certificate": "bad certificate",
+    "unknown ca": "unknown certificate authority", "unknown_ca": "unknown certificate authority",
+}
+
+
+def _client_cert_alert(text: str) -> str | None:
+    low = text.lower()
+    return next((go for key, go in _CLIENT_CERT_ALERTS.items() if key in low), None)
+
+
+def _client_cert_refused(rep: EndpointReport, text: str, certs: CertsDirContents) -> None:
+    """The server refused the handshake over the client certificate (mutual TLS)."""
+    go = _client_cert_alert(text) or "bad certificate"
+    rep.tls_error = "client-certificate"
+    have = ", ".join(f"{c}+{k}" for c, k in certs.client_pairs) or "no client certificate"
+    rep.tls_detail = f"remote error: tls: {go} (the registry wants a client certificate; certs.d has {have})"
+    rep.docker_text = f'Get "https://{rep.address}/v2/": remote error: tls: {go}'
 
 
 def _is_ip(host: str) -> bool:

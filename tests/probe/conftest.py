@@ -27,7 +27,7 @@ import pytest
 PORTS = {
     "plain": 5200, "tls": 5201, "cn_only": 5202, "wrong_name": 5203, "expired": 5204, "auth": 5205,
     "not_yet_valid": 5206, "eof": 5207, "rst": 5208, "ssh": 5209, "silent": 5210, "closed": 5211,
-    "reject": 5212, "drop": 5213, "html": 5214, "v1": 5215, "nginx": 5216, "nodelete": 5217,
+    "reject": 5212, "drop": 5213, "html": 5214, "v1": 5215, "nginx": 5216, "nodelete": 5217, "mtls": 5221,
 }
 V1_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Docker-Registry-Version: 0.9.1\r\n"
                b"X-Docker-Registry-Standalone: True\r\nContent-Length: 4\r\nConnection: close\r\n\r\ntrue")
@@ -42,6 +42,7 @@ class EpLab:
     certs: dict[str, tuple[Path, Path]]
     servers: list[Any] = field(default_factory=list)
     nginx: lab.Nginx | None = None
+    client_pair: tuple[bytes, bytes] = (b"", b"")  # a client certificate (clientAuth) signed by the lab CA
 
     @property
     def srv(self) -> str:
@@ -68,6 +69,45 @@ class EpLab:
 
     def in_client(self, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         return lab.in_netns(self.net.cli_ns, fn, *args, **kw)
+
+
+def make_client_pair(ca: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
+    """A client certificate with the clientAuth usage (lab.Certs makes serverAuth ones only)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = x509.load_pem_x509_certificate(ca[0])
+    ca_key = serialization.load_pem_private_key(ca[1], password=None)
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ddep-client")]))
+            .issuer_name(ca_cert.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))  # type: ignore[arg-type]
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()))
+
+
+def _start_mtls(d: Path, ip: str, net: lab.LabNet, tls: tuple[Path, Path], ca_path: Path) -> lab.DistRegistry:
+    """A registry that requires client certificates (distribution's http.tls.clientcas)."""
+    reg = lab.DistRegistry(d / "reg", ip, PORTS["mtls"], netns=net.srv_ns, tls=tls,
+                           extra_config={"http": {"tls": {"clientcas": [str(ca_path)]}}}, name="mtls")
+    # lab's readiness check cannot present a client certificate: start it here, ready when the port opens
+    import yaml
+
+    reg.config_path.write_text(yaml.safe_dump(reg.config, sort_keys=False))
+    log = open(reg.log_path, "ab")
+    reg.proc = net.popen(net.srv_ns, ["docker-registry", "serve", str(reg.config_path)],
+                         stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    if not lab.wait_for(lambda: lab.port_open(net.srv_ns, ip, PORTS["mtls"]), 10):
+        raise RuntimeError(f"mtls registry did not start: {reg.log_text()}")
+    return reg
 
 
 def _nft(net: lab.LabNet, *args: str) -> None:
@@ -103,6 +143,9 @@ def ep_lab() -> Iterator[EpLab]:
                                             htpasswd=htp if name == "auth" else None, name=name).start())
         servers.append(lab.DistRegistry(d / "reg", ip, PORTS["nodelete"], netns=net.srv_ns, delete=False,
                                         name="nodelete").start())
+        ca_path = d / "certs" / "ca.crt"
+        ca_path.write_bytes(ca[0])
+        servers.append(_start_mtls(d, ip, net, certs["tls"], ca_path))
         for mode in ("eof", "rst", "ssh", "silent"):
             servers.append(lab.PlainServer(net.srv_ns, ip, PORTS[mode], mode=mode))
         servers.append(lab.PlainServer(net.srv_ns, ip, PORTS["html"], mode="http"))
@@ -116,7 +159,9 @@ def ep_lab() -> Iterator[EpLab]:
         if shutil.which("nginx"):
             nginx = lab.Nginx(d, f"{ip}:{PORTS['nginx']}", f"http://{ip}:{PORTS['plain']}", "1m",
                               netns=net.srv_ns).start()
-        yield EpLab(d, net, ca[0], certs, servers, nginx)
+        lab_ = EpLab(d, net, ca[0], certs, servers, nginx)
+        lab_.client_pair = make_client_pair(ca)
+        yield lab_
     finally:
         if nginx is not None:
             nginx.stop()

@@ -41,6 +41,7 @@ CASES = {
     "ssh": ({}, "DD210"),
     "html": ({}, "DD203"),
     "v1": ({}, "DD203"),
+    "mtls": ({"certs": True}, "DD209"),
 }
 
 
@@ -49,7 +50,7 @@ def pushes(ep_lab: EpLab, ep_dockerd) -> dict[str, str]:  # type: ignore[no-unty
     """docker push output (stdout+stderr, as `2>&1` gives it) for every case, captured once."""
     d = ep_dockerd
     for name in CASES:
-        if name in ("cn_only", "wrong_name", "expired", "not_yet_valid"):
+        if name in ("cn_only", "wrong_name", "expired", "not_yet_valid", "mtls"):
             d.add_cert(ep_lab.hp(name), {"ca.crt": ep_lab.ca_pem})  # certs.d is read on every push
     out = {}
     for name in CASES:

@@ -253,3 +253,17 @@ def test_proxy_layer_connects_like_dockerd_would(ep_lab: EpLab, answer: bytes, o
         assert rep.proxy is None  # NO_PROXY exempts it, as Go's httpproxy does
     finally:
         proxy.stop()
+
+
+def test_mutual_tls_without_client_certificate_is_dd209(ep_lab: EpLab) -> None:
+    rep = ep_lab.probe("mtls", certs=True)
+    assert rep.scheme == "https" and rep.tls_error == "client-certificate", rep.summary
+    assert rep.tls_detail.startswith("remote error: tls: ")
+    found = fired(rep, certs_d={ep_lab.hp("mtls"): _certs_entry(rep.certs_dir)})
+    _only(found, "DD209")
+    assert "client certificate" in found["DD209"][0].title
+    # with a client.cert + client.key pair signed by the CA the registry trusts, it works
+    cert, key = ep_lab.client_pair
+    cdir = ep_lab.certs_dir("mtls", {"ca.crt": ep_lab.ca_pem, "client.cert": cert, "client.key": key})
+    rep = ep_lab.probe("mtls", certs=cdir)
+    assert rep.layer == "ok" and rep.registry_api == "v2", rep.summary
