@@ -104,7 +104,7 @@ class DBusSystemd(ServiceManager):
         self._dbus = dbus
         self.timeout = timeout
         try:
-            self.bus = dbus.SystemBus()
+            self.bus = dbus.SystemBus(private=True)
             self.manager = dbus.Interface(self.bus.get_object(self.BUS, self.PATH), self.MANAGER)
         except dbus.DBusException as exc:
             raise ServiceError(f"cannot reach systemd over D-Bus: {exc.get_dbus_message()}") from None
