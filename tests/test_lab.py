@@ -158,3 +158,19 @@ def test_nginx_body_limit_gives_413(labnet: lab.LabNet, lab_root, client_dockerd
     expected = "error parsing HTTP 413 response body: invalid character '<' looking for beginning of value"
     assert expected in r.stderr
     assert "413 Request Entity Too Large" in r.stderr
+
+
+def test_registry_image_runs_under_a_lab_dockerd(labnet: lab.LabNet, client_dockerd) -> None:
+    # A dockerd in the registry host's namespace runs the imported registry image with --network host.
+    d = client_dockerd(None, netns="srv")
+    lab.import_registry_image(d)
+    addr = f"{labnet.srv_ip}:5130"
+    r = d.docker(
+        "run", "-d", "--name", "lab-reg", "--network", "host", "-e", f"REGISTRY_HTTP_ADDR={addr}", "lab/registry:2.8.2"
+    )
+    assert r.returncode == 0, r.stderr
+    assert lab.wait_for(lambda: lab.port_open(labnet.cli_ns, labnet.srv_ip, 5130), 10)
+    st, hdrs, _ = lab.http_get(labnet.cli_ns, labnet.srv_ip, 5130, "/v2/")
+    assert (st, hdrs["docker-distribution-api-version"]) == (200, "registry/2.0")
+    cfg = d.client().containers.get("lab-reg").attrs["Config"]
+    assert (cfg["Entrypoint"], cfg["Cmd"]) == (["/bin/registry"], ["serve", "/etc/docker/registry/config.yml"])
