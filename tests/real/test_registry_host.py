@@ -387,6 +387,8 @@ def test_dd301_host_registry_closed_runtime_only_and_permanent(rh: RH, fw: lab.F
                         ("firewall-cmd", "--permanent", "--zone=public", f"--add-port={port}/tcp")]
         assert not any("stop" in " ".join(c) or "disable" in " ".join(c) for c in cmds)
         assert res["DD306"].findings == []  # firewalld runs
+        client = client_endpoint_findings(rh.net.cli_ns, rh.srv, port)
+        assert len(client["DD202"]) == 1 and client["DD201"] == []  # the client side of the same zone
 
         # open at runtime only: reachable now, but the finding says the next reload closes it
         assert fw.cmd(*cmds[0][1:]).returncode == 0
@@ -579,6 +581,17 @@ def pf() -> Iterator[tuple[lab.LabNet, lab.DistRegistry]]:
         lab.rmtree(d)
 
 
+def client_endpoint_findings(ns: str, host: str, port: int) -> dict[str, list]:
+    """DD201/DD202 as the client host sees the registry (a real probe from the client namespace)."""
+    facts = Facts(LiveSource(), CheckOptions(registries=[HostPort(host, port)], docker_host="unix:///nonexistent/x.sock",
+                                             timeout=2.0, network=True))
+
+    def run() -> dict[str, list]:
+        return {r.rule_id: r.findings for r in run_rules(facts, {"DD201", "DD202"}) if r.rule_id in ("DD201", "DD202")}
+
+    return lab.in_netns(ns, run)
+
+
 def pf_results(net: lab.LabNet) -> dict:
     facts = Facts(LiveSource(), CheckOptions(docker_host="unix:///nonexistent/ddrh.sock", network=False))
     return lab.in_netns(net.srv_ns, lambda: results(facts, "DD302"))
@@ -612,6 +625,10 @@ def test_dd302_nftables_reject_and_drop(pf, rule: str, expect_errno: int | None,
         msg = {errno.EHOSTUNREACH: "no route to host", errno.ECONNREFUSED: "connection refused",
                None: "time out"}[expect_errno]
         assert msg in f.message
+        # the client host names the same problem from its side: DD202 (filtered) or DD201 (refused, tcp reset)
+        client = client_endpoint_findings(net.cli_ns, net.srv_ip, 5330)
+        pair = "DD201" if expect_errno == errno.ECONNREFUSED else "DD202"
+        assert [x.rule_id for x in client[pair]] == [pair], client
         # the fix, applied as printed, lets the client in; the rule is then silent
         (op,) = f.fix.operations
         assert op.argv[:2] == ("nft", "insert")
@@ -666,3 +683,122 @@ def test_cli_check_live_in_the_registry_host_namespace(rh: RH, fw: lab.Firewalld
         assert ex.returncode == 0 and "GUNICORN_OPTS=[--preload]" in ex.stdout and "How to fix:" in ex.stdout
     finally:
         reg.stop()
+
+
+# --------------------------------------------------------------------------------------------------
+# DD405 / DD406 / DD407: storage denied, deletes disabled, replicas without a shared secret
+
+
+def http(ns: str, host: str, port: int, method: str, path: str, body: bytes = b"",
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    s = lab.tcp_connect(ns, host, port, 5)
+    try:
+        h = {"Host": f"{host}:{port}", "Connection": "close", "Content-Length": str(len(body)), **(headers or {})}
+        s.sendall(f"{method} {path} HTTP/1.1\r\n".encode() + "".join(f"{k}: {v}\r\n" for k, v in h.items()).encode()
+                  + b"\r\n" + body)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    finally:
+        s.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), hdrs, rest
+
+
+def test_dd405_storage_permission_denied_and_the_chown_fix(rh: RH) -> None:
+    name, port = "ddrh-denied", 5340
+    data = rh.dir / "denied-data"
+    data.mkdir(mode=0o755)
+    rh.docker("run", "-d", "--name", name, "--network", "host", "--user", "65534:65534",
+              "-e", f"REGISTRY_HTTP_ADDR={rh.srv}:{port}", "-v", f"{data}:/var/lib/registry", "lab/registry:2.8.2")
+    try:
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        assert lab.wait_for(lambda: lab.port_open(rh.net.srv_ns, rh.srv, port), 10)
+        st, _, _ = http(rh.net.srv_ns, rh.srv, port, "POST", "/v2/ddrh/x/blobs/uploads/")
+        assert st == 500
+        assert lab.wait_for(lambda: "permission denied" in rh.docker("logs", name, check=False)
+                            + rh.d.docker("logs", name).stderr, 10)
+        res = results(rh.facts(), "DD40")
+        (f,) = findings_for(res, "DD405", name)
+        assert "permission denied" in f.message
+        (op,) = f.fix.operations
+        assert op.argv == ("chown", "-R", "65534", str(data))
+        subprocess.run(list(op.argv), check=True)
+        st, _, _ = http(rh.net.srv_ns, rh.srv, port, "POST", "/v2/ddrh/x/blobs/uploads/")
+        assert st == 202
+    finally:
+        rh.docker("rm", "-f", name, check=False)
+
+
+def test_dd406_delete_disabled_and_by_tag(rh: RH) -> None:
+    name, port = "ddrh-nodelete", 5341
+    rh.docker("run", "-d", "--name", name, "--network", "host", "-e", f"REGISTRY_HTTP_ADDR={rh.srv}:{port}",
+              "-v", "ddrh-nodelete:/var/lib/registry", "lab/registry:2.8.2")
+    try:
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        assert lab.wait_for(lambda: lab.port_open(rh.net.srv_ns, rh.srv, port), 10)
+        digest = "sha256:" + "1" * 64
+        st, _, body = http(rh.net.srv_ns, rh.srv, port, "DELETE", f"/v2/ddrh/x/manifests/{digest}")
+        assert st == 405 and b"UNSUPPORTED" in body
+        http(rh.net.srv_ns, rh.srv, port, "DELETE", "/v2/ddrh/x/manifests/latest")
+        assert lab.wait_for(lambda: "DELETE" in rh.d.docker("logs", name).stderr, 10)
+        res = results(rh.facts(), "DD406")
+        problems = {f.params["problem"]: f for f in findings_for(res, "DD406", name)}
+        assert set(problems) == {"delete-disabled", "delete-by-tag"}
+        assert problems["delete-by-tag"].params["tag"] == "latest"
+        run = [op for op in problems["delete-disabled"].fix.operations if "run" in op.argv][0].argv
+        assert "REGISTRY_STORAGE_DELETE_ENABLED=true" in run
+        # applied as printed, the recreated registry accepts deletes (404: unknown manifest, not 405)
+        for op in problems["delete-disabled"].fix.operations[:3]:
+            rh.docker(*op.argv[1:])
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        assert lab.wait_for(lambda: lab.port_open(rh.net.srv_ns, rh.srv, port), 10)
+        st, _, _ = http(rh.net.srv_ns, rh.srv, port, "DELETE", f"/v2/ddrh/x/manifests/{digest}")
+        assert st == 404
+    finally:
+        rh.docker("rm", "-f", "-v", name, f"{name}-before-dockerdoctor", check=False)
+
+
+def test_dd407_replicas_without_shared_secret_break_uploads(rh: RH) -> None:
+    names, ports = ("ddrh-rep1", "ddrh-rep2"), (5342, 5343)
+
+    def start(secret: str | None) -> None:
+        for n, p in zip(names, ports, strict=True):
+            env = ["-e", f"REGISTRY_HTTP_ADDR={rh.srv}:{p}"] + (["-e", f"REGISTRY_HTTP_SECRET={secret}"] if secret
+                                                                 else [])
+            rh.docker("run", "-d", "--name", n, "--network", "host", *env, "-v", "ddrh-shared:/var/lib/registry",
+                      "lab/registry:2.8.2")
+        for n, p in zip(names, ports, strict=True):
+            rh.wait_state(n, lambda s: s["State"]["Status"] == "running")
+            assert lab.wait_for(lambda p=p: lab.port_open(rh.net.srv_ns, rh.srv, p), 10)
+
+    def upload_across() -> int:
+        """Start an upload on replica 1, finish it on replica 2 (what a load balancer does)."""
+        st, hdrs, _ = http(rh.net.srv_ns, rh.srv, ports[0], "POST", "/v2/ddrh/y/blobs/uploads/")
+        assert st == 202
+        loc = hdrs["location"].split(f":{ports[0]}", 1)[-1]
+        blob = b"ddrh"
+        import hashlib
+
+        sep = "&" if "?" in loc else "?"
+        st, _, _ = http(rh.net.srv_ns, rh.srv, ports[1], "PUT",
+                        f"{loc}{sep}digest=sha256:{hashlib.sha256(blob).hexdigest()}", blob,
+                        {"Content-Type": "application/octet-stream"})
+        return st
+
+    start(None)
+    try:
+        assert upload_across() >= 400  # the second replica cannot read the first one's upload state
+        res = results(rh.facts(), "DD407")
+        (f,) = res["DD407"].findings
+        assert set(f.params["containers"]) == set(names)
+        assert any("No HTTP secret provided" in e.text for e in f.evidence)
+        rh.docker("rm", "-f", *names)
+        start("ddrh-shared-secret")
+        assert upload_across() == 201
+        assert results(rh.facts(), "DD407")["DD407"].findings == []
+    finally:
+        rh.docker("rm", "-f", *names, check=False)
+        rh.docker("volume", "rm", "ddrh-shared", check=False)
