@@ -1384,7 +1384,8 @@ BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configur
 class Firewalld:
     """firewalld in ``labnet``'s srv namespace, on a private dbus system bus in the work dir.
 
-    ``--system-config`` is a copy of /etc/firewalld, so the host's config is never changed. The default
+    ``--system-config`` is a copy of /etc/firewalld, so the host's config is never changed, and firewalld
+    gets a private tmpfs on /run, so it never creates /run/firewalld on the host. The default
     zone is public: every port not opened is rejected (``connect: no route to host``).
     """
 
@@ -1404,7 +1405,6 @@ class Firewalld:
         self.log_path = self.workdir / "firewalld.log"
         self.bus_proc: subprocess.Popen | None = None
         self.proc: subprocess.Popen | None = None
-        self._run_fw_created = False
         if start:
             self.start()
 
@@ -1427,20 +1427,15 @@ class Firewalld:
             raise RuntimeError("private dbus-daemon did not create its socket")
         if not self.etc.exists():
             shutil.copytree("/etc/firewalld", self.etc, symlinks=True)
-        self._run_fw_created = not Path("/run/firewalld").exists()
+        fw_argv = [
+            "firewalld", "--nofork", "--nopid", "--system-config", str(self.etc),
+            "--log-target", "file", "--log-file", str(self.log_path),
+        ]  # fmt: skip
+        # `ip netns exec` gives the command its own (slave) mount namespace; a tmpfs over /run there keeps
+        # firewalld's /run/firewalld and /run/xtables.lock off the host (its bus is in the work dir).
         self.proc = self.labnet.popen(
             self.ns,
-            [
-                "firewalld",
-                "--nofork",
-                "--nopid",
-                "--system-config",
-                str(self.etc),
-                "--log-target",
-                "file",
-                "--log-file",
-                str(self.log_path),
-            ],
+            ["sh", "-c", 'mount -n -t tmpfs -o mode=0755 dd-lab-run /run && exec "$@"', "sh", *fw_argv],
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / "firewalld.stderr", "ab"),
             env=self.env(),
@@ -1470,9 +1465,6 @@ class Firewalld:
     def stop(self) -> None:
         _stop_proc(self.proc, 15)  # CleanupOnExit=yes: firewalld removes its nft table
         _stop_proc(self.bus_proc, 5)
-        if self._run_fw_created:
-            with contextlib.suppress(OSError):
-                os.rmdir("/run/firewalld")  # only if empty: never remove someone else's state
         if self._own_workdir:
             rmtree(self.workdir)
 
