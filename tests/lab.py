@@ -11,6 +11,21 @@ from ``/work/shared/lab.md``; the traps listed there are handled here:
 * every process is started by us and stopped by PID; nothing is found by name.
 
 Everything here needs root. Nothing here imports ``dockerdoctor``.
+
+Typical use (the fixtures in tests/conftest.py do this once per session)::
+
+    net = LabNet("ddx1")                                   # ddx1srv 10.N.0.1 <-veth-> ddx1cli 10.N.0.2
+    reg = DistRegistry(workdir, net.srv_ip, 5100, netns=net.srv_ns).start()
+    d = Dockerd(workdir / "d", netns=net.cli_ns, daemon_json={})
+    assert d.start(), d.failure_line()
+    import_busybox(d)                                      # lab/busybox:1
+    d.docker("tag", "lab/busybox:1", f"{reg.hostport}/x:1")
+    d.docker("push", f"{reg.hostport}/x:1").stderr         # ... server gave HTTP response to HTTPS client
+    d.write_daemon_json({"insecure-registries": [reg.hostport]}); d.reload()
+    d.stop(); reg.stop(); net.close()
+
+Code run inside a namespace from Python: ``in_netns(ns, fn)``, ``netns_socket(ns)``, ``http_get(ns, ...)``.
+After a crash (SIGKILL), ``sweep_stale_labs()`` removes every lab whose owner process is gone.
 """
 
 from __future__ import annotations

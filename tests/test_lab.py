@@ -144,6 +144,12 @@ def test_firewalld_reject_gives_no_route_to_host(firewalld, client_dockerd) -> N
         assert r.returncode == 0, r.stderr
     finally:
         firewalld.cmd("--remove-port=5100/tcp")
+    # permanent changes land in the lab's copy of /etc/firewalld; reset() restores the stock config
+    assert firewalld.cmd("--permanent", "--add-port=5100/tcp").returncode == 0
+    assert '<port port="5100" protocol="tcp"/>' in (firewalld.etc / "zones" / "public.xml").read_text()
+    firewalld.reset()
+    assert firewalld.cmd("--permanent", "--query-port=5100/tcp").stdout.strip() == "no"
+    assert firewalld.cmd("--query-port=5100/tcp").stdout.strip() == "no"
 
 
 @pytest.mark.real("nginx")
