@@ -326,9 +326,9 @@ def free_port(ns: str | None, host: str, ports: Iterable[int] = PORT_RANGE) -> i
     raise RuntimeError(f"no free port in {ports!r} on {host} in netns {ns}")
 
 
-def closed_port(ns: str | None, host: str, ports: Iterable[int] = reversed(PORT_RANGE)) -> int:
+def closed_port(ns: str | None, host: str, ports: Iterable[int] | None = None) -> int:
     """A port with nothing listening (connect gives 'connection refused'). Searches from 5199 down."""
-    return free_port(ns, host, list(ports))
+    return free_port(ns, host, list(ports) if ports is not None else list(reversed(PORT_RANGE)))
 
 
 # --------------------------------------------------------------------------------------------------
