@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,9 @@ IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 MAX_MANIFEST = 4 * 1024 * 1024
 BUFFER = 1 << 20  # bytes handed to the hash/write thread at a time
+RAW_BUFFER = 1 << 20  # each of the two receive buffers of the raw upload path
+RAW_MIN = 1 << 20  # bodies at least this big (with Content-Length) skip aiohttp's parser
+RAW_UPLOADS = os.environ.get("DDREG_RAW_UPLOADS", "1") != "0"
 
 STATUS = {
     "BLOB_UNKNOWN": 404,
@@ -197,7 +201,7 @@ def _parse_int(value: str | None, what: str) -> int | None:
     return int(value)
 
 
-def _hash_and_write(fd: int, hasher: Any, chunks: list[bytes]) -> None:
+def _hash_and_write(fd: int, hasher: Any, chunks: list[Any]) -> None:
     """Hash and append a batch of received chunks (runs in a worker thread; both release the GIL)."""
     for chunk in chunks:
         hasher.update(chunk)
@@ -209,7 +213,7 @@ def _hash_and_write(fd: int, hasher: Any, chunks: list[bytes]) -> None:
             del chunks[:512]
             continue
         # short write: drop what went out, keep the rest of the first partial chunk
-        rest: list[bytes] = []
+        rest: list[Any] = []
         for c in batch:
             if written >= len(c):
                 written -= len(c)
@@ -332,6 +336,8 @@ class Registry:
                 reason = e.strerror or str(e)
                 resp = error_response(RegistryError("UNKNOWN", f"storage error: {reason}", status=500))
             resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
+            if request.get("ddreg_close"):
+                resp.force_close()  # the body was read past aiohttp's parser: no keep-alive
             return resp
         finally:
             self.in_flight -= 1
@@ -692,6 +698,18 @@ class Registry:
             os.close(fd)
             self.hashers.pop(upload_id, None)
             raise RegistryError("BLOB_UPLOAD_INVALID", "the upload moved on meanwhile", {"uuid": upload_id}, status=416)
+        if self._raw_ok(request):
+            try:
+                short = await self._receive_raw(request, fd, hasher, request.content_length or 0)
+            finally:
+                new_size = os.fstat(fd).st_size
+                os.close(fd)
+            self.hashers[upload_id] = (new_size, hasher)
+            if short:
+                raise RegistryError(
+                    "BLOB_UPLOAD_INVALID", "the client closed the connection before the whole body arrived"
+                )
+            return new_size
         pending: asyncio.Future[None] | None = None
         batch: list[bytes] = []
         batched = 0
@@ -727,6 +745,72 @@ class Registry:
             raise RegistryError("SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413)
         self.hashers[upload_id] = (new_size, hasher)
         return new_size
+
+    @staticmethod
+    def _raw_ok(request: web.Request) -> bool:
+        """Can this body be read straight off the socket (big, Content-Length framed, plain TCP)?"""
+        if RAW_UPLOADS is False or request.transport is None:
+            return False
+        length = request.content_length
+        if length is None or length < RAW_MIN or "Transfer-Encoding" in request.headers:
+            return False
+        if request.transport.get_extra_info("sslcontext") is not None:
+            return False
+        sock = request.transport.get_extra_info("socket")
+        return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+
+    async def _receive_raw(self, request: web.Request, fd: int, hasher: Any, length: int) -> bool:
+        """Read `length` body bytes with recv_into on a dup of the connection's socket.
+
+        This skips aiohttp's parser and a copy per byte: bytes go from the kernel into one of
+        two reusable buffers, and a thread hashes and writes one while the other fills. The
+        HTTP parser still thinks the body is pending, so the connection is closed after the
+        response (marked on the request). Returns True if the client went away early.
+        """
+        assert request.transport is not None
+        loop = asyncio.get_running_loop()
+        transport = request.transport
+        request["ddreg_close"] = True
+        # bytes aiohttp has already taken off the socket come first
+        first = request.content.read_nowait(-1)
+        transport.pause_reading()
+        more = request.content.read_nowait(-1)
+        head = first + more
+        remaining = length - len(head)
+        pending: asyncio.Future[None] | None = None
+        if head:
+            pending = loop.run_in_executor(self.executor, _hash_and_write, fd, hasher, [head[:length]])
+        raw = transport.get_extra_info("socket")
+        dup = socket.socket(raw.family, raw.type, raw.proto, fileno=os.dup(raw.fileno()))
+        dup.setblocking(False)
+        buffers = [bytearray(RAW_BUFFER), bytearray(RAW_BUFFER)]
+        which = 0
+        short = False
+        try:
+            while remaining > 0:
+                view = memoryview(buffers[which])
+                filled = 0
+                while filled < len(view) and remaining > 0:
+                    n = await loop.sock_recv_into(dup, view[filled : filled + min(len(view) - filled, remaining)])
+                    if n == 0:
+                        short = True
+                        break
+                    filled += n
+                    remaining -= n
+                if pending is not None:
+                    await pending
+                    pending = None
+                if filled:
+                    pending = loop.run_in_executor(self.executor, _hash_and_write, fd, hasher, [view[:filled]])
+                which ^= 1
+                if short:
+                    break
+        finally:
+            if pending is not None:
+                await pending
+            dup.close()
+        request.content.feed_eof()
+        return short
 
     async def patch_upload(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
         async with self._lock(uuid):

@@ -599,3 +599,60 @@ def test_push_by_digest_with_tag_parameters(ddreg_client: Client) -> None:
     r = ddreg_client.req("PUT", f"/v2/{name}/manifests/{sha256(body)}?tag=bad/tag", data=body,
                          headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
     assert r.status_code == 400 and error_codes(r) == ["MANIFEST_INVALID"]
+
+
+# ------------------------------------------------------------------ big bodies (read straight off the socket)
+def test_big_monolithic_put_with_content_length(ddreg_client: Client) -> None:
+    name, data = repo(), os.urandom((3 << 20) + 123)
+    r = ddreg_client.req("POST", f"/v2/{name}/blobs/uploads/")
+    r = ddreg_client.req("PUT", ddreg_client.loc(r) + f"?digest={sha256(data)}", data=data)
+    assert r.status_code == 201, r.text
+    assert ddreg_client.req("GET", f"/v2/{name}/blobs/{sha256(data)}").content == data
+    r = ddreg_client.req("POST", f"/v2/{name}/blobs/uploads/?digest={sha256(b'x' + data)}", data=b"x" + data)
+    assert r.status_code == 201
+    bad = ddreg_client.req("POST", f"/v2/{name}/blobs/uploads/?digest={sha256(b'no')}", data=data)
+    assert bad.status_code == 400 and error_codes(bad) == ["DIGEST_INVALID"]
+
+
+def test_big_chunks_with_content_range(ddreg_client: Client) -> None:
+    name, data = repo(), os.urandom(5 << 20)
+    r = ddreg_client.req("POST", f"/v2/{name}/blobs/uploads/")
+    loc = ddreg_client.loc(r)
+    step = (2 << 20) + 7
+    for start in range(0, len(data), step):
+        chunk = data[start : start + step]
+        r = ddreg_client.req("PATCH", loc, data=chunk, headers={"Content-Range": f"{start}-{start + len(chunk) - 1}"})
+        assert r.status_code == 202 and r.headers["Range"] == f"0-{start + len(chunk) - 1}"
+        loc = ddreg_client.loc(r)
+    r = ddreg_client.req("PUT", loc + f"?digest={sha256(data)}")
+    assert r.status_code == 201
+    assert ddreg_client.req("GET", f"/v2/{name}/blobs/{sha256(data)}").content == data
+
+
+def test_client_vanishing_mid_body_keeps_the_prefix(ddreg_client: Client) -> None:
+    """A PATCH whose client disconnects keeps what arrived; the upload resumes from there."""
+    import socket
+    import time
+
+    name, data = repo(), os.urandom(4 << 20)
+    r = ddreg_client.req("POST", f"/v2/{name}/blobs/uploads/")
+    loc = ddreg_client.loc(r)
+    path = loc.split("//", 1)[1].split("/", 1)[1]
+    host, port = ddreg_client.base.split("//")[1].split(":")
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(
+            f"PATCH /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(data)}\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        s.sendall(data[: 3 << 20])
+    for _ in range(200):  # the server notices the close and records the prefix
+        st = ddreg_client.req("GET", loc)
+        if st.headers.get("Range") == f"0-{(3 << 20) - 1}":
+            break
+        time.sleep(0.05)
+    assert st.status_code == 204 and st.headers["Range"] == f"0-{(3 << 20) - 1}"
+    r = ddreg_client.req("PATCH", loc, data=data[3 << 20 :], headers={"Content-Range": f"{3 << 20}-{len(data) - 1}"})
+    assert r.status_code == 202
+    r = ddreg_client.req("PUT", ddreg_client.loc(r) + f"?digest={sha256(data)}")
+    assert r.status_code == 201
+    assert ddreg_client.req("GET", f"/v2/{name}/blobs/{sha256(data)}").content == data
