@@ -46,12 +46,23 @@ def _journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list
     """Lines of the docker journal that the knowledge base ties to rule_id for this registry."""
     if journal is None:
         return []
-    from dockerdoctor.explain import scan_lines
+    from dockerdoctor.explain import filter_hits
 
     out = []
-    for lineno, line, _m in scan_lines(journal.lines, rule_id, addr):
+    for lineno, line, _m in filter_hits(_hits(journal), rule_id, addr):
         out.append(Evidence(journal.source, short(line, 300), lineno))
     return out[-3:]
+
+
+def _hits(journal: Journal) -> list[Any]:
+    """The knowledge base's hits in the journal, computed once per run (every DD2xx rule reads them)."""
+    cached = journal.__dict__.get("_dd_hits")
+    if cached is None:
+        from dockerdoctor.explain import iter_hits
+
+        cached = list(iter_hits(journal.lines))
+        journal.__dict__["_dd_hits"] = cached
+    return cached
 
 
 def _container_hits(registry_containers: list[Any] | None, rule_id: str, addr: HostPort) -> list[Evidence]:
@@ -842,9 +853,7 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
                 elif rep.scheme == "https" and rep.tls_error:
                     client_fault = f"the daemon would reject its certificate: {rep.tls_detail}"
             if client_fault is None and docker_journal is not None:
-                from dockerdoctor.explain import iter_hits
-
-                for hit in iter_hits(docker_journal.lines[-2000:]):
+                for hit in reversed(_hits(docker_journal)):
                     if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
                         client_fault = f"the docker journal shows: {short(hit.line, 160)}"
                         break
