@@ -1293,7 +1293,8 @@ class PlainServer:
         if mode not in ("eof", "rst", "ssh", "silent", "http"):
             raise ValueError(mode)
         self.netns, self.addr, self.mode = _ns_name(netns), addr, mode
-        self.port = port if port is not None else free_port(self.netns, addr)
+        # default: a free port in 5160-5199, away from the fixtures' fixed registry ports (5100-5130)
+        self.port = port if port is not None else free_port(self.netns, addr, range(5160, 5200))
         self.response = response or (
             b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
             b"<html></html>"
