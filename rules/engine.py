@@ -53,8 +53,12 @@ def docker_not_running(dockerd_process: DockerdProcess | None, docker_unit: Unit
         hits = docker_journal.grep(FAILURE)
         specific = [h for h in hits if "Main process exited" not in h[1] and "Failed with result" not in h[1]
                     and "Failed to start Docker" not in h[1]]
-        pick = (specific or hits)[-3:]
-        for lineno, line in pick:
+        # The same failure repeats at every restart attempt; show each distinct message once (the last).
+        distinct: dict[str, tuple[int, str]] = {}
+        for lineno, line in specific or hits:
+            distinct.pop(line.split("]: ", 1)[-1], None)
+            distinct[line.split("]: ", 1)[-1]] = (lineno, line)
+        for lineno, line in list(distinct.values())[-3:]:
             evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
         if specific:
             reason = short(specific[-1][1].split("]: ", 1)[-1], 200)
