@@ -79,7 +79,16 @@ REPAIR_ORDER = ("DD106", "DD105", "DD104", "DD103", "DD102", "DD109")
 # Findings that a TLS CA in certs.d or an insecure-registries entry repairs (one step per registry).
 TRUST_RULES = ("DD101", "DD203", "DD204")
 # Commands a fix shows for information; running them repairs nothing.
-READ_ONLY_COMMANDS = ("journalctl", "cat", "ls", "docker logs", "docker inspect", "docker info", "systemctl status")
+READ_ONLY_COMMANDS = (
+    "journalctl",
+    "cat",
+    "ls",
+    "docker logs",
+    "docker inspect",
+    "docker info",
+    "docker ps",
+    "systemctl status",
+)
 UNIT_DIR_MARKERS = ("/systemd/system/",)
 ENV_FILE_PATHS = ("/etc/sysconfig/", "/etc/default/")
 ACTION_LEVEL = {None: 0, "reload": 1, "restart": 2, "start": 2}
@@ -796,10 +805,13 @@ class Transaction:
         self.rec.save()
 
     def _run_commands(self) -> None:
+        env = dict(os.environ)
+        if self.facts.options.docker_host:  # `docker ...` commands act on the daemon this run works on
+            env["DOCKER_HOST"] = self.facts.options.docker_host
         for rid, cmd in self.p.commands:
             try:
                 proc = subprocess.run(
-                    list(cmd.argv), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+                    list(cmd.argv), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, env=env
                 )
             except (OSError, subprocess.SubprocessError) as exc:
                 raise ApplyError(f"[{rid}] {cmd.shell()}: {exc}") from None

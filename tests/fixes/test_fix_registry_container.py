@@ -1,0 +1,92 @@
+"""DD401 through `fix --apply`: a registry container crash-looping on the gunicorn
+_setup_database.lock traceback is recreated with GUNICORN_OPTS=[--preload]; it runs, and everything
+else in its configuration (restart policy, mounts, labels, network, command) is unchanged."""
+
+from __future__ import annotations
+
+import json
+
+import lab
+import pytest
+
+pytestmark = pytest.mark.real("nsenter", "unshare")
+
+CRASH_SH = """\
+echo "Starting docker-registry (attempt at $(date -u +%H:%M:%S))"
+case "$GUNICORN_OPTS" in *--preload*)
+  echo "[INFO] Listening at: http://0.0.0.0:5000 (1)"; exec sleep 3600;;
+esac
+cat >&2 <<'TB'
+Traceback (most recent call last):
+  File "/usr/local/bin/docker-registry", line 9, in <module>
+    load_entry_point('docker-registry==0.9.1', 'console_scripts', 'docker-registry')()
+  File "/usr/local/lib/python2.7/dist-packages/docker_registry/run.py", line 94, in run_gunicorn
+    registry._setup_database()
+  File "/usr/local/lib/python2.7/dist-packages/docker_registry/lib/mirroring.py", line 28, in _setup_database
+    with open('./registry._setup_database.lock', 'w+') as f:
+OSError: [Errno 2] No such file or directory: './registry._setup_database.lock'
+TB
+exit 3
+"""
+
+
+def _inspect(h, name: str) -> dict | None:  # type: ignore[no-untyped-def]
+    r = h.d.docker("inspect", name)
+    return json.loads(r.stdout)[0] if r.returncode == 0 else None
+
+
+def test_lock_crash_container_is_recreated_with_preload(lab_host) -> None:
+    h = lab_host(daemon_json={})
+    assert h.start().returncode == 0
+    lab.import_busybox(h.d)
+    data = h.dir / "data"
+    data.mkdir()
+    crash = h.dir / "crash.sh"
+    crash.write_text(CRASH_SH)
+    name = "ddfix-registry"
+    h.d.docker(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "--restart=on-failure:3",
+        "-e",
+        "SETTINGS_FLAVOR=local",
+        "-e",
+        "STORAGE_PATH=/registry",
+        "--label",
+        "owner=ddfix",
+        "-v",
+        f"{data}:/registry",
+        "-v",
+        f"{crash}:/crash.sh:ro",
+        "lab/busybox:1",
+        "sh",
+        "/crash.sh",
+        check=True,
+    )
+    assert lab.wait_for(
+        lambda: (s := _inspect(h, name)) and s["State"]["Status"] == "exited" and s["RestartCount"] == 3, 60
+    )
+    before = _inspect(h, name)
+    assert before is not None
+    r = h.dockerdoctor("fix", "--apply", "--yes", "--only", "DD401")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    assert "ran docker run -d --name ddfix-registry" in r.stdout and "Verified: DD401 pass" in r.stdout
+    st = _inspect(h, name)
+    assert st is not None and st["State"]["Status"] == "running"
+    assert st["Id"] != before["Id"]
+    assert "GUNICORN_OPTS=[--preload]" in st["Config"]["Env"]
+    assert sorted(e for e in st["Config"]["Env"] if not e.startswith("GUNICORN_OPTS=")) == sorted(
+        before["Config"]["Env"]
+    )
+    for key in ("Image", "Cmd", "Labels"):
+        assert st["Config"][key] == before["Config"][key], key
+    for key in ("RestartPolicy", "NetworkMode", "Binds"):
+        assert st["HostConfig"][key] == before["HostConfig"][key], key
+    assert _inspect(h, f"{name}-before-dockerdoctor") is None  # the old one is removed once the new one runs
+    again = h.dockerdoctor("fix", "--apply", "--yes", "--only", "DD401")
+    assert again.returncode == 0 and "ran docker" not in again.stdout, again.stdout
+    h.d.docker("rm", "-f", name)
