@@ -20,6 +20,7 @@ from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.rules_support import short
 
 LOCK_CRASH = re.compile(r"_setup_database\.lock")
+FATAL = re.compile(r"level=(fatal|panic)|^\S*\s*panic:|Traceback|[A-Z][A-Za-z]+Error: |exited with code", re.I)
 ERROR_LINE = re.compile(r"level=(error|fatal|panic)|\bfatal\b|Error|ERROR|Traceback|Exception|"
                         r"[A-Z][A-Za-z]+Error: |panic:|permission denied|address already in use", re.I)
 PERMISSION_DENIED = re.compile(r"permission denied|Errno 13|EACCES|read-only file system", re.I)
@@ -190,8 +191,12 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
 
 @rule("DD402", "registry-down", category="registry", severity=Severity.ERROR,
       title="The registry is not running")
-def registry_down(registry_containers: list[RegistryContainer]) -> Iterator[Finding]:
-    """The registry container has exited, is restarting in a loop, or never started.
+def registry_down(registry_containers: list[RegistryContainer] | None = None,
+                  target_registries: list | None = None, interface_addresses: list | None = None,
+                  registry_listeners: list | None = None, listening_sockets: list | None = None,
+                  registry_processes: list | None = None) -> Iterator[Finding]:
+    """The registry container has exited, is restarting in a loop, or never started; or the
+    registry named with --registry is on this host and nothing serves its port (absent).
 
     Why it happens: the registry exits at start on a bad configuration (a TLS certificate path
     that is not mounted, a port already taken, a storage directory it cannot write), or crashes
@@ -204,11 +209,14 @@ def registry_down(registry_containers: list[RegistryContainer]) -> Iterator[Find
     Example:
         registry  Restarting (1)  level=fatal msg="open /certs/domain.crt: no such file or directory"
     """
-    _need(registry_containers)
+    if registry_containers is None and not any(getattr(t, "explicit", False) for t in target_registries or []):
+        raise Skip("no container information, and no --registry on this host to look for")
+    registry_containers = registry_containers or []
     running_elsewhere = [rc for rc in registry_containers if rc.container.running and rc.container.restart_count < 3]
     for rc in registry_containers:
         c = rc.container
-        looping = c.restarting or (c.running and c.restart_count >= 3 and bool(c.log_grep(ERROR_LINE)))
+        looping = c.restarting or (c.running and c.restart_count >= 3
+                                   and any(FATAL.search(ln) for ln in c.logs[-10:]))
         if c.running and not looping:
             continue
         if c.status == "created":
@@ -241,6 +249,50 @@ def registry_down(registry_containers: list[RegistryContainer]) -> Iterator[Find
                      RunCommand(("docker", "start", c.name), "after fixing the cause"))),
             params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
                     "restart_count": c.restart_count, "error": c.error},
+        )
+
+
+    yield from _absent(registry_containers, target_registries, interface_addresses, registry_listeners,
+                       listening_sockets, registry_processes)
+
+
+def _absent(registry_containers: list[RegistryContainer], target_registries: list | None,
+            interface_addresses: list | None, registry_listeners: list | None,
+            listening_sockets: list | None, registry_processes: list | None) -> Iterator[Finding]:
+    """--registry names an address of this host, and no registry (container, process, listener) has its port."""
+    if listening_sockets is None:
+        return  # cannot tell whether something listens
+    local = {"localhost", "127.0.0.1", "::1"} | {a.address for a in interface_addresses or []}
+    for t in target_registries or []:
+        if not getattr(t, "explicit", False) or t.address.host not in local or t.address.port is None:
+            continue
+        port = t.address.port
+        if any(lst.port == port for lst in registry_listeners or []):
+            continue
+        wanted = {p.host_port for rc in registry_containers for p in rc.container.ports} | {
+            rc.port for rc in registry_containers if rc.container.host_network}
+        if port in wanted:
+            continue  # a registry container wants it: the loop above reports its state
+        if any(s.port == port for s in listening_sockets):
+            continue  # something else answers there: DD303 / DD210 tell what
+        ev = [Evidence(getattr(listening_sockets[0], "source", "listening sockets") if listening_sockets
+                       else "listening sockets", f"nothing listens on port {port}")]
+        ev.append(Evidence("registry containers",
+                           ", ".join(f"{rc.name} ({rc.container.status})" for rc in registry_containers) or "none"))
+        if registry_processes is not None:
+            ev.append(Evidence("process table", ", ".join(f"{p.name} (pid {p.pid})" for p in registry_processes)
+                               or "no registry process"))
+        yield finding(
+            "DD402", f"No registry runs on {t.address}",
+            f"{t.address} is an address of this host, but no registry container, registry process or listener has "
+            f"port {port}: the registry is absent (removed, never started, or its service is stopped).",
+            evidence=ev,
+            fix=Fix("Start the registry", (
+                RunCommand(("docker", "ps", "-a", "--filter", f"publish={port}"), "a stopped registry container?"),
+                RunCommand(("docker", "run", "-d", "--name", "registry", "--restart", "always", "-p", f"{port}:5000",
+                            "-v", "registry-data:/var/lib/registry", "registry:2"),
+                           "or run one, with its data on a named volume"))),
+            params={"registry": str(t.address), "status": "absent"},
         )
 
 

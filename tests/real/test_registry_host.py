@@ -802,3 +802,20 @@ def test_dd407_replicas_without_shared_secret_break_uploads(rh: RH) -> None:
     finally:
         rh.docker("rm", "-f", *names, check=False)
         rh.docker("volume", "rm", "ddrh-shared", check=False)
+
+
+def test_dd402_registry_absent_on_this_host(rh: RH) -> None:
+    port = 5350
+    facts = rh.facts(registries=[HostPort(rh.srv, port)])
+    res, _ = in_srv(rh, "DD402", facts)
+    (f,) = [x for x in res["DD402"].findings if x.params.get("status") == "absent"]
+    assert f.params["registry"] == f"{rh.srv}:{port}"
+    reg = lab.DistRegistry(rh.dir / "regs", rh.srv, port, netns=rh.net.srv_ns, name="ddrh-absent").start()
+    try:
+        res, _ = in_srv(rh, "DD402", rh.facts(registries=[HostPort(rh.srv, port)]))
+        assert [x for x in res["DD402"].findings if x.params.get("status") == "absent"] == []
+    finally:
+        reg.stop()
+    # another host's address is never "absent" here
+    res, _ = in_srv(rh, "DD402", rh.facts(registries=[HostPort("10.99.0.1", port)]))
+    assert [x for x in res["DD402"].findings if x.params.get("status") == "absent"] == []
