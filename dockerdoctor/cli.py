@@ -104,6 +104,7 @@ DockerHostOpt = Annotated[str | None, typer.Option(
 
 def _build_facts(root: Path | None, registry: list[str] | None, timeout: float, docker_host: str | None):  # type: ignore[no-untyped-def]
     from dockerdoctor.facts import CheckOptions, Facts, HostPort
+    from dockerdoctor.sources.base import Source
 
     regs = []
     for r in registry or []:
@@ -114,6 +115,7 @@ def _build_facts(root: Path | None, registry: list[str] | None, timeout: float, 
         if hp.port is None:
             raise InputError(f"--registry {r!r}: give the port too, e.g. {hp.host}:5000")
         regs.append(hp)
+    source: Source
     if root is not None:
         from dockerdoctor.sources.snapshot import SnapshotSource
 
@@ -313,11 +315,18 @@ def fix(
         if not apply or prepared is None:
             _print_plan(plan, choices, prepared, findings, unfinished, dry_run=True)
             raise typer.Exit(0)
-        _print_plan(plan, choices, prepared, findings, unfinished, dry_run=False)
+        as_json = fmt == ListFormat.json
+        if not as_json:
+            _print_plan(plan, choices, prepared, findings, unfinished, dry_run=False)
         if unfinished:
             _offer_unfinished(store, unfinished, yes, root, docker_host, restart_command, facts)
         if prepared.empty:
-            typer.echo("Nothing to apply.")
+            typer.echo("Nothing to apply.", err=as_json)
+            if as_json:
+                import json
+
+                typer.echo(json.dumps({"schema_version": 1, "status": "nothing", "run_id": None, "log": [],
+                                       "problems": []}, indent=2))
             raise typer.Exit(0)
         if not yes:
             if not sys.stdin.isatty():
@@ -325,7 +334,7 @@ def fix(
             if not typer.confirm("Apply these changes?", default=False):
                 typer.echo("Nothing was changed.")
                 raise typer.Exit(1)
-        result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command)
+        result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json)
     finally:
         close = getattr(facts.source, "close", None)
         if close:
@@ -434,14 +443,14 @@ def _service_manager(docker_host: str | None, restart_command: str | None):  # t
     return choose_manager(restart_command, pid_of)
 
 
-def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command):  # type: ignore[no-untyped-def]
+def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, quiet):  # type: ignore[no-untyped-def]
     from dockerdoctor.fixes.apply import ApplyOptions, apply_prepared
 
     manager = None if root is not None else _service_manager(docker_host, restart_command)
     opts = ApplyOptions(
         store=store, manager=manager,
         facts_factory=lambda: _build_facts(root, registry, timeout, docker_host),
-        echo=lambda s: typer.echo(s),
+        echo=lambda s: typer.echo(s, err=quiet),  # with --format json, progress goes to stderr
     )
     return apply_prepared(prepared, facts, opts)
 

@@ -101,3 +101,42 @@ def test_state_dir_that_cannot_be_created_is_a_one_line_error(tmp_path: Path) ->
     assert r.returncode == 2, r.stdout + r.stderr
     assert "state directory" in r.stderr
     assert os.path.exists(root / "etc/docker/daemon.json")
+
+
+def test_apply_with_json_output_is_one_json_document(tmp_path: Path) -> None:
+    import json
+
+    root = host(tmp_path)
+    r = run(
+        "fix",
+        "--root",
+        str(root),
+        "--registry",
+        REG,
+        "--apply",
+        "--yes",
+        "--format",
+        "json",
+        "--state-dir",
+        str(tmp_path / "s"),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["status"] == "applied" and out["run_id"] and any("wrote" in x for x in out["log"])
+    assert "Backed up" in r.stderr
+    again = json.loads(
+        run(
+            "fix",
+            "--root",
+            str(root),
+            "--registry",
+            REG,
+            "--apply",
+            "--yes",
+            "--format",
+            "json",
+            "--state-dir",
+            str(tmp_path / "s"),
+        ).stdout
+    )
+    assert again["status"] == "nothing"

@@ -446,3 +446,27 @@ def test_failed_verification_rolls_back(tmp_path: Path) -> None:
     assert result.status == "rolled-back" and "DD106 still reports" in result.problems[0]
     assert dj.read_bytes() == before
     assert mgr.calls == ["reload", "reload"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_full_state_dir_stops_before_any_host_file_changes(tmp_path: Path) -> None:
+    from dockerdoctor.fixes.apply import ApplyError
+
+    big = '{\n  "labels": ["' + "x" * 100_000 + '"]\n}\n'
+    root = docker_ce_host(tmp_path / "h", daemon_json=big)
+    state = tmp_path / "state"
+    state.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "dd-fix-state", str(state)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    try:
+        facts = snapshot_facts(root)
+        fix = Fix("debug", (JsonSetKey("/etc/docker/daemon.json", "debug", True),))
+        prepared = prepare([Choice(Finding("DD106", Severity.ERROR, "t", "m", fix=fix), fix)], facts)
+        with pytest.raises(ApplyError, match="backup failed, nothing was changed"):
+            apply_prepared(prepared, facts, ApplyOptions(BackupStore(state)))
+        assert (root / "etc/docker/daemon.json").read_text() == big
+        leftovers = [p.name for p in state.rglob("*") if ".dd-tmp-" in p.name]
+        assert leftovers == []
+    finally:
+        subprocess.run(["umount", str(state)], capture_output=True)
