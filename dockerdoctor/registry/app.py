@@ -288,14 +288,15 @@ class Registry:
         now = time.time() if now is None else now
         removed = 0
         for up in list(self.driver.iter_uploads()):
-            if now - up.started > self.s.upload_max_age:
+            # stale = started long ago and not written to for as long (a slow upload is not stale)
+            if now - max(up.started, up.modified) > self.s.upload_max_age:
                 if self.driver.delete_upload(up.name, up.upload_id):
                     removed += 1
                 self.hashers.pop(up.upload_id, None)
                 self.upload_locks.pop(up.upload_id, None)
         return removed
 
-    def _check_auth(self, request: web.Request) -> None:
+    async def _check_auth(self, request: web.Request) -> None:
         ht = self.s.htpasswd
         if ht is None:
             return
@@ -307,7 +308,9 @@ class Registry:
             if cached is None:
                 try:
                     user, _, password = base64.b64decode(token, validate=True).decode().partition(":")
-                    cached = ht.check(user, password)
+                    # bcrypt is slow on purpose: keep it off the event loop
+                    loop = asyncio.get_running_loop()
+                    cached = await loop.run_in_executor(self.executor, ht.check, user, password)
                 except (ValueError, UnicodeDecodeError):
                     cached = False
                 if len(self.auth_cache) > 1000:
@@ -326,7 +329,7 @@ class Registry:
         self.idle.clear()
         try:
             try:
-                self._check_auth(request)
+                await self._check_auth(request)
                 resp = await self._dispatch(request)
             except RegistryError as e:
                 resp = error_response(e)

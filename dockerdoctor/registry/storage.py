@@ -45,6 +45,7 @@ class UploadInfo:
     upload_id: str
     size: int
     started: float  # unix time
+    modified: float = 0.0  # last write to the data, unix time
 
 
 class StorageDriver(abc.ABC):
@@ -377,5 +378,9 @@ class FilesystemDriver(StorageDriver):
                         started = _dt.datetime.fromisoformat(text).timestamp()
                     except ValueError:
                         pass
-                size = self.upload_size(repo, uid) or 0
-                yield UploadInfo(repo, uid, size, started)
+                try:
+                    data = os.stat(os.path.join(d, "data"))
+                    size, modified = data.st_size, data.st_mtime
+                except FileNotFoundError:
+                    size, modified = 0, 0.0
+                yield UploadInfo(repo, uid, size, started, modified)

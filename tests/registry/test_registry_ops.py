@@ -379,6 +379,7 @@ def test_stale_uploads_are_purged_at_start(work: str) -> None:
     fresh = driver.new_upload("stale/app")
     with open(os.path.join(os.path.dirname(driver.upload_data_path("stale/app", old)), "startedat"), "w") as f:
         f.write("2020-01-01T00:00:00.123456789Z")  # distribution writes nanoseconds
+    os.utime(driver.upload_data_path("stale/app", old), (1577836800, 1577836800))
     srv = Server(root=root, port=free_port(), args=["--upload-ttl", "1h", "--no-access-log"]).start()
     try:
         deadline = time.monotonic() + 20

@@ -127,14 +127,17 @@ def test_upload_commit_and_delete(root: str) -> None:
 def test_purge_reads_distribution_timestamps(root: str) -> None:
     drv = FilesystemDriver(root)
     drv.ensure()
-    old, new = drv.new_upload("p"), drv.new_upload("p")
-    with open(os.path.join(os.path.dirname(drv.upload_data_path("p", old)), "startedat"), "w") as f:
-        f.write("2021-03-04T05:06:07.123456789Z")
+    old, new, slow = drv.new_upload("p"), drv.new_upload("p"), drv.new_upload("p")
+    for uid in (old, slow):
+        with open(os.path.join(os.path.dirname(drv.upload_data_path("p", uid)), "startedat"), "w") as f:
+            f.write("2021-03-04T05:06:07.123456789Z")
+    os.utime(drv.upload_data_path("p", old), (1614834367, 1614834367))  # never written since
     ups = {u.upload_id: u for u in drv.iter_uploads()}
     assert ups[old].started == dt.datetime(2021, 3, 4, 5, 6, 7, 123456, tzinfo=dt.timezone.utc).timestamp()
     reg = Registry(drv, Settings(upload_max_age=3600))
     assert reg.purge_uploads() == 1
     assert drv.upload_size("p", old) is None and drv.upload_size("p", new) == 0
+    assert drv.upload_size("p", slow) == 0  # started long ago, but written to just now: still alive
 
 
 # ------------------------------------------------------------------ gc
