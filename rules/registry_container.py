@@ -366,16 +366,20 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
             if a == "-v" and i + 1 < len(run):
                 spec = run[i + 1]
                 dest = spec.split(":")[1] if ":" in spec else spec
-                if keep is not None and dest == keep.destination:
+                if (keep is not None and dest == keep.destination) or dest.rstrip("/") == rc.data_dir.rstrip("/"):
                     skip = True
                     continue
             fixed.append(a)
         image_at = fixed.index(c.image)
         fixed[image_at:image_at] = ["-v", f"{vol}:{rc.data_dir}"]
         ops: list[RunCommand] = []
-        if keep is None or keep.anonymous:
+        if keep is not None and keep.type == "bind" and not keep.anonymous:
+            # the images are in the container (or its anonymous volume), not in the host directory
+            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}/.", keep.source),
+                                  f"copy the images into {keep.source}, which the new container uses"))
+        elif keep is None or keep.anonymous:
             ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}", f"./{c.name}-data-backup"),
-                                  "copy the images out of the container first"))
+                                  "keep a copy of the images before the container is replaced"))
         ops.extend(recreate_ops(c, tuple(fixed), f"the same container, with its data on {vol} at {rc.data_dir}"))
         yield finding(
             "DD403", f"Registry {c.name} keeps its data inside the container",

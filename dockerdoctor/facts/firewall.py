@@ -372,13 +372,17 @@ def firewalld(facts: Facts) -> FirewalldState:
     conf_text = src.read_text("/etc/firewalld/firewalld.conf")
     conf = parse_firewalld_conf(conf_text) if conf_text else {}
     st: FirewalldState | None = None
+    installed = bool(conf_text) or bool(src.listdir("/etc/firewalld/zones")) or bool(
+        src.listdir("/usr/lib/firewalld/zones"))
     if facts.live:
         st = firewalld_over_dbus(max(facts.options.timeout, 3.0))
+        if st is not None and not st.running and not installed:
+            raise FactUnavailable("firewalld is not installed here")
     if st is None:
         state_text = src.command("firewall_state")
         runtime_text = src.command("firewall_zones")
         perm_text = src.command("firewall_zones_permanent")
-        installed = bool(conf_text) or bool(src.listdir("/etc/firewalld/zones")) or state_text is not None
+        installed = installed or state_text is not None
         if state_text is None and runtime_text is None and not installed:
             raise FactUnavailable("firewalld is not installed here (no /etc/firewalld, no firewall-cmd output)")
         s = (state_text or "").strip().splitlines()

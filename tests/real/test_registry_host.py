@@ -273,11 +273,19 @@ def test_registry2_with_volume_at_tmp_registry(rh: RH) -> None:
     (f,) = findings_for(res, "DD403", wrong)
     assert f.params["wrong_mount"] == "/tmp/registry" and f.params["data_dir"] == "/var/lib/registry"
     assert "python v0.x registry" in f.message
-    run = [op for op in f.fix.operations if "run" in op.argv][0].argv
-    assert f"{vols[0]['Name']}:/var/lib/registry" in run or f"{host_dir}:/var/lib/registry" in run
     assert findings_for(res, "DD403", right) == []
     assert findings_for(res, "DD404", wrong) == [] and findings_for(res, "DD402", wrong) == []
-    rh.docker("rm", "-f", "-v", wrong, right)
+    # the fix, applied as printed: the images move to the host directory, now mounted where v2 writes
+    cmds = [op.argv for op in f.fix.operations]
+    assert cmds[0] == ("docker", "cp", f"{wrong}:/var/lib/registry/.", str(host_dir))
+    run = [c for c in cmds if "run" in c][0]
+    assert f"{host_dir}:/var/lib/registry" in run and "/tmp/registry" not in " ".join(run)
+    for c in cmds[:4]:
+        rh.docker(*c[1:])
+    rh.wait_state(wrong, lambda s: s["State"]["Status"] == "running")
+    assert (host_dir / "docker" / "registry" / "v2" / "repositories" / "ddrh" / "x").is_dir()
+    assert findings_for(results(rh.facts(), "DD403"), "DD403", wrong) == []
+    rh.docker("rm", "-f", "-v", wrong, right, f"{wrong}-before-dockerdoctor")
 
 
 # --------------------------------------------------------------------------------------------------
