@@ -418,8 +418,10 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
         step.changes = touched + len(step_cmds)
         commands += step_cmds
         other += [o for o in step_other if o not in other]
-        if touched == 0 and not step_cmds:
-            requested += step_actions  # a fix that is only a reload/restart (DD107, DD108)
+        if touched == 0:
+            # no file edit to judge by: honour what the fix asks (DD107/DD108 reload or restart, DD302
+            # "open the port, then restart docker to restore its chains", DD501 start)
+            requested += step_actions
     changes = {
         p: FileChange(p, mapper.real(p), originals[p], after, modes.get(p), rules_of.get(p, []))
         for p, after in current.items()
@@ -705,6 +707,7 @@ class Transaction:
         self.o = options
         self.result = ApplyResult("nothing")
         self.rec: RunRecord | None = None
+        self._ran: list[str] = []
 
     def say(self, text: str) -> None:
         self.result.log.append(text)
@@ -763,13 +766,16 @@ class Transaction:
         _fault("after-backup")
         try:
             self._write_files()
-            _fault("after-write")
-            self._run_commands()
-        except (OSError, ApplyError) as exc:
-            msg = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
-            if isinstance(exc, OSError) and not exc.filename:
-                msg = exc.strerror or str(exc)
+        except OSError as exc:
+            msg = f"{exc.filename}: {exc.strerror}" if exc.filename else (exc.strerror or str(exc))
             return self._rollback(f"write failed: {msg}", restart=False)
+        _fault("after-write")
+        try:
+            self._run_commands()
+        except ApplyError as exc:
+            if self._ran:
+                self.say("not undone (commands have no backup): " + "; ".join(self._ran))
+            return self._rollback(f"command failed: {exc}", restart=False)
         rec.save()
         try:
             self._services()
@@ -808,6 +814,7 @@ class Transaction:
         env = dict(os.environ)
         if self.facts.options.docker_host:  # `docker ...` commands act on the daemon this run works on
             env["DOCKER_HOST"] = self.facts.options.docker_host
+        self._ran = []
         for rid, cmd in self.p.commands:
             try:
                 proc = subprocess.run(
@@ -820,6 +827,7 @@ class Transaction:
                 raise ApplyError(
                     f"[{rid}] {cmd.shell()} failed (exit {proc.returncode})" + (f": {last[-1]}" if last else "")
                 )
+            self._ran.append(cmd.shell())
             self.say(f"ran {cmd.shell()}")
 
     def _services(self, action: str | None = None, daemon_reload: bool | None = None) -> None:

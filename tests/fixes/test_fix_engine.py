@@ -470,3 +470,16 @@ def test_full_state_dir_stops_before_any_host_file_changes(tmp_path: Path) -> No
         assert leftovers == []
     finally:
         subprocess.run(["umount", str(state)], capture_output=True)
+
+
+def test_failing_command_rolls_the_files_back(tmp_path: Path) -> None:
+    from dockerdoctor.model import RunCommand
+
+    p, facts, dj = _live_prepared(tmp_path, None)  # type: ignore[arg-type]
+    before = dj.read_bytes()
+    p.commands = [("DD301", RunCommand(("sh", "-c", "echo nope >&2; exit 4"), "open the port"))]
+    with engine_stub(tmp_path / "d.sock") as stub:
+        result = Transaction(p, facts, ApplyOptions(BackupStore(tmp_path / "state"), manager=FakeManager(stub))).run()
+    assert result.status == "rolled-back"
+    assert "command failed" in result.problems[0] and "exit 4): nope" in result.problems[0]
+    assert dj.read_bytes() == before
