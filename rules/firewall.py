@@ -62,8 +62,10 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
     that docker publishes (`-p 5000:5000`) is different: docker's DNAT and FORWARD rules take the
     packet before the zone does, so it is reachable whatever the zone says (checked on real parts;
     the finding then says the zone is not the cause, and notes that the registry is exposed on
-    every interface). firewalld's iptables backend, or a firewalld restart after dockerd, flushes
-    docker's chains; that is reported with its evidence.
+    every interface). A firewalld start or restart after dockerd flushes docker's rules (seen on
+    real parts with the nftables backend too), and dockerd puts them back only when it is
+    connected to firewalld over D-Bus; the published port is then rejected. That, and the
+    iptables backend, are reported with their evidence.
 
     How to fix: open the one port in the one zone, at runtime and permanently:
     `firewall-cmd --zone=public --add-port=5000/tcp` and the same with `--permanent`. Never stop
@@ -151,6 +153,15 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                     "configuration: the next `firewall-cmd --reload`, firewalld restart or reboot closes it.",
                     severity=Severity.WARNING, evidence=ev,
                     fix=Fix(f"Make {lst.port}/tcp permanent in zone {zone}", _open_ops(zone, lst.port, False, True)),
+                    params=params)
+            elif rt.open is None and pm.open is False:
+                yield finding(
+                    "DD301", f"Zone {zone}'s permanent configuration does not open registry port {lst.port}",
+                    f"{lst.owner} listens on port {lst.port} on the host; zone {zone}'s permanent configuration "
+                    "does not open it (what firewalld applies at runtime is not known here).",
+                    evidence=ev,
+                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} (runtime and permanent)",
+                            _open_ops(zone, lst.port, True, True)),
                     params=params)
             elif rt.open is False and pm.open is True:
                 yield finding(

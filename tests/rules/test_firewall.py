@@ -107,3 +107,12 @@ def test_dd302_drop_vs_reset_wording() -> None:
                      registry_listeners=[host])["DD302"]
         assert words in f.message
         assert f.fix.operations[0].shell() == "iptables -I INPUT 3 -p tcp --dport 5000 -j ACCEPT"
+
+
+def test_dd301_runtime_unknown_permanent_closed() -> None:
+    host = RegistryListener(5000, "", "host", "process registry (pid 1)", "x", "listens", None, 1)
+    fw = _fw([], [])
+    fw.runtime = None
+    (f,) = check("centos7-registry-host-healthy", firewalld=fw, registry_listeners=[host],
+                 interface_addresses=[])["DD301"]
+    assert f.severity.label == "error" and "permanent configuration" in f.title
