@@ -322,13 +322,19 @@ def main() -> int:
             + ", ".join(f"{k} median {statistics.median(v):.3f}" for k, v in results["pull_cpu_s"].items())
         )  # type: ignore[union-attr]
         # manifests, with two workers on our side
+        me.stop()
         me2 = ours("serve-registry", os.path.join(work, "ours"), "--workers", "2")
         started.append(me2)
-        me.stop()
         for s in (dist, me2):
             push_manifest(s, "bench/manifest")
+        # the same, with the access log on (the default), written to /dev/null
+        port = free_port()
+        logged = Srv("serve-registry+accesslog", [sys.executable, "-m", "dockerdoctor", "serve-registry", "--host",
+                     "127.0.0.1", "--port", str(port), "--root", os.path.join(work, "ours"), "--workers", "2"],
+                     port, os.path.join(work, "ours")).start()  # fmt: skip
+        started.append(logged)
         for method in ("GET", "HEAD"):
-            res = alternate(2, [dist, me2], lambda s, r, m=method: load(s, m, msec))
+            res = alternate(2, [dist, me2, logged], lambda s, r, m=method: load(s, m, msec))
             results[f"manifest_{method}_rps"] = {k: [x for x, _ in v] for k, v in res.items()}  # type: ignore[misc]
             results[f"manifest_{method}_cpu_ms"] = {k: [c * 1000 for _, c in v] for k, v in res.items()}  # type: ignore[misc]
             log(
@@ -338,6 +344,7 @@ def main() -> int:
                 )
             )  # type: ignore[union-attr]
         me2.stop()
+        logged.stop()
         dist.stop()
         # peak RSS during a big push, fresh processes
         big = int(args.rss_gib * (1 << 30))

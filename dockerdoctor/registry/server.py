@@ -20,17 +20,20 @@ import socket
 import ssl
 import sys
 import time
+import time as _time
 from dataclasses import dataclass, field
 from typing import IO
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
 
 from dockerdoctor.registry.app import Registry, Settings
 from dockerdoctor.registry.storage import FilesystemDriver
 from dockerdoctor.registry.tls import certs_d_path
 
 LOCK_NAME = ".dockerdoctor-serve.lock"
-ACCESS_FORMAT = '%a "%r" %s %b %Tf "%{User-Agent}i"'
 
 
 @dataclass
@@ -86,20 +89,44 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class AccessLog(AbstractAccessLogger):
+    """One line per request, written with a single os.write (whole lines even with several workers).
+
+    Format: `2026-11-27T23:28:05Z 127.0.0.1 "GET /v2/ HTTP/1.1" 200 2 0.000576 "curl/7.88.1"`
+    (UTC time, client, request line, status, bytes sent, seconds, User-Agent). Cheaper than the
+    logging module, which halves the request rate of small manifest GETs.
+    """
+
+    fd: int = 2
+    _second = -1
+    _stamp = ""
+
+    def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        now = int(_time.time())
+        if now != AccessLog._second:
+            AccessLog._second = now
+            AccessLog._stamp = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(now))
+        agent = request.headers.get("User-Agent", "-").replace('"', "'")
+        version = f"{request.version.major}.{request.version.minor}"
+        line = (
+            f'{AccessLog._stamp} {request.remote} "{request.method} {request.path_qs} HTTP/{version}" '
+            f'{response.status} {response.body_length} {time:.6f} "{agent}"\n'
+        )
+        try:
+            os.write(AccessLog.fd, line.encode("utf-8", "replace"))
+        except OSError:  # a full disk must not take requests down
+            pass
+
+
 def _access_logger(target: str | None) -> logging.Logger | None:
+    """Point AccessLog at stderr or a file; None turns the access log off."""
     if target is None:
         return None
-    logger = logging.getLogger("dockerdoctor.registry.access")
-    logger.handlers.clear()
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
     if target == "-":
-        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+        AccessLog.fd = 2
     else:
-        handler = logging.FileHandler(target)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logger.addHandler(handler)
-    return logger
+        AccessLog.fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    return logging.getLogger("dockerdoctor.registry.access")
 
 
 async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
@@ -112,7 +139,7 @@ async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> No
     runner = web.AppRunner(
         app,
         access_log=access,
-        access_log_format=ACCESS_FORMAT,
+        access_log_class=AccessLog,
         handle_signals=False,
         shutdown_timeout=cfg.shutdown_timeout,
     )
