@@ -84,8 +84,9 @@ def test_lock_crash_container_is_recreated_with_preload(lab_host) -> None:
     )
     for key in ("Image", "Cmd", "Labels"):
         assert st["Config"][key] == before["Config"][key], key
-    for key in ("RestartPolicy", "NetworkMode", "Binds"):
+    for key in ("RestartPolicy", "NetworkMode"):
         assert st["HostConfig"][key] == before["HostConfig"][key], key
+    assert sorted(st["HostConfig"]["Binds"]) == sorted(before["HostConfig"]["Binds"])  # docker keeps no order
     assert _inspect(h, f"{name}-before-dockerdoctor") is None  # the old one is removed once the new one runs
     again = h.dockerdoctor("fix", "--apply", "--yes", "--only", "DD401")
     assert again.returncode == 0 and "ran docker" not in again.stdout, again.stdout
