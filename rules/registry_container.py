@@ -132,6 +132,14 @@ def _need(registry_containers: list[RegistryContainer]) -> None:
         raise Skip("no registry container on this host")
 
 
+def _need_logs(registry_containers: list[RegistryContainer]) -> None:
+    """A rule that reads logs says so when no registry container's log is known (never "passed")."""
+    _need(registry_containers)
+    if not any(rc.container.log_source for rc in registry_containers):
+        raise Skip("the registry containers' logs are not known (a sosreport has them only with "
+                   "`-k docker.logs=on`)")
+
+
 # ============================================================================ DD401
 
 
@@ -157,7 +165,7 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
           with open('./registry._setup_database.lock', 'w+') as f:
         OSError: [Errno 2] No such file or directory: './registry._setup_database.lock'
     """
-    _need(registry_containers)
+    _need_logs(registry_containers)
     for rc in registry_containers:
         c = rc.container
         hits = c.log_grep(LOCK_CRASH)
@@ -487,7 +495,7 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
         level=error msg="response completed with error" err.code=unknown
         err.message="filesystem: mkdir /var/lib/registry/docker: permission denied"
     """
-    _need(registry_containers)
+    _need_logs(registry_containers)
     for rc in registry_containers:
         c = rc.container
         hits = [h for h in c.log_grep(PERMISSION_DENIED) if STORAGE_WORDS.search(h[1])]
@@ -556,7 +564,7 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
         level=error msg="response completed with error" err.code=unsupported
         err.message="The operation is unsupported." http.request.method=DELETE
     """
-    _need(registry_containers)
+    _need_logs(registry_containers)
     for rc in registry_containers:
         c = rc.container
         if rc.version == "v0":

@@ -827,3 +827,34 @@ def test_dd402_registry_absent_on_this_host(rh: RH) -> None:
     # another host's address is never "absent" here
     res, _ = in_srv(rh, "DD402", rh.facts(registries=[HostPort("10.99.0.1", port)]))
     assert [x for x in res["DD402"].findings if x.params.get("status") == "absent"] == []
+
+
+def test_dd304_fix_line_with_z_is_accepted_by_a_real_dockerd(rh: RH) -> None:
+    """SELinux cannot run here (lab.md §8), but the :Z recreation the DD304 fix prints must be a docker run
+    line dockerd accepts, keeping everything else; rebuilt from the Engine API like the rule does."""
+    from dockerdoctor.facts.selinux import SelinuxLabels, SelinuxStatus
+    from dockerdoctor.rules.selinux import selinux_volume_label
+
+    name = "ddrh-label"
+    data = rh.dir / "label-data"
+    data.mkdir()
+    rh.docker("run", "-d", "--name", name, "--restart", "unless-stopped", "-p", "5360:5000", "--label", "app=reg",
+              "-e", "REGISTRY_LOG_LEVEL=warn", "-v", f"{data}:/var/lib/registry", "lab/registry:2.8.2")
+    try:
+        rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        (rc,) = [r for r in rh.facts().get("registry_containers") if r.name == name]
+        enforcing = SelinuxStatus("enforcing", "enforcing", source="sestatus", docker_selinux=True)
+        from dockerdoctor.facts.selinux import FileLabel
+
+        labels = SelinuxLabels({str(data): FileLabel(str(data), "unconfined_u:object_r:default_t:s0", "ls -dZ")})
+        (f,) = list(selinux_volume_label(enforcing, [rc], labels, None))
+        for op in f.fix.operations[:3]:
+            rh.docker(*op.argv[1:])
+        st = rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
+        assert f"{data}:/var/lib/registry:Z" in st["HostConfig"]["Binds"]
+        assert st["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+        assert st["HostConfig"]["PortBindings"]["5000/tcp"][0]["HostPort"] == "5360"
+        assert st["Config"]["Labels"]["app"] == "reg" and "REGISTRY_LOG_LEVEL=warn" in st["Config"]["Env"]
+        assert not any("setenforce" in " ".join(op.argv) for op in f.fix.operations)
+    finally:
+        rh.docker("rm", "-f", name, f"{name}-before-dockerdoctor", check=False)
