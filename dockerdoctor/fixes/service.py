@@ -100,11 +100,14 @@ class DBusSystemd(ServiceManager):
 
     def __init__(self, timeout: float = 120.0) -> None:
         import dbus  # optional dependency
+        import dbus.bus
 
         self._dbus = dbus
         self.timeout = timeout
         try:
-            self.bus = dbus.SystemBus(private=True)
+            # The address is read now (libdbus caches DBUS_SYSTEM_BUS_ADDRESS after its first use).
+            address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or "unix:path=/run/dbus/system_bus_socket"
+            self.bus = dbus.bus.BusConnection(address)
             self.manager = dbus.Interface(self.bus.get_object(self.BUS, self.PATH), self.MANAGER)
         except dbus.DBusException as exc:
             raise ServiceError(f"cannot reach systemd over D-Bus: {exc.get_dbus_message()}") from None

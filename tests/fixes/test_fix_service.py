@@ -19,24 +19,49 @@ UNIT_PATH = "/org/freedesktop/systemd1/unit/docker_2eservice"
 
 
 @pytest.fixture(scope="module")
-def systemd_mock():
+def systemd_mock(tmp_path_factory: pytest.TempPathFactory):
+    """Our own dbus-daemon and a dbusmock server: dbusmock's class-level bus cannot be started twice in
+    one process, and tests/facts starts one too."""
     dbus = pytest.importorskip("dbus", reason="dbus-python is the optional [dbus] extra")
     dbusmock = pytest.importorskip("dbusmock")
     if not shutil.which("dbus-daemon"):
         pytest.skip("dbus-daemon is not installed")
+    import lab
+
+    d = tmp_path_factory.mktemp("bus")
+    sock = d / "bus.sock"
+    (d / "bus.conf").write_text(lab.BUS_CONF.format(sock=sock))
+    address = f"unix:path={sock}"
     old = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
-    dbusmock.DBusTestCase.start_system_bus()
-    proc = dbusmock.DBusTestCase.spawn_server(
-        "org.freedesktop.systemd1",
-        "/org/freedesktop/systemd1",
-        "org.freedesktop.systemd1.Manager",
-        system_bus=True,
+    busd = subprocess.Popen(
+        ["dbus-daemon", "--config-file", str(d / "bus.conf"), "--nofork", "--nopidfile"],
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    server = None
     try:
-        bus = dbusmock.DBusTestCase.get_dbus(True)
+        assert lab.wait_for(sock.exists, 10), "dbus-daemon did not start"
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": address}
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dbusmock",
+                "--system",
+                "org.freedesktop.systemd1",
+                "/org/freedesktop/systemd1",
+                "org.freedesktop.systemd1.Manager",
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        conn = dbus.bus.BusConnection(address)
+        assert lab.wait_for(lambda: conn.name_has_owner("org.freedesktop.systemd1"), 10), "dbusmock did not start"
+        os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = address
         mock = dbus.Interface(
-            bus.get_object("org.freedesktop.systemd1", "/org/freedesktop/systemd1"), dbusmock.MOCK_IFACE
+            conn.get_object("org.freedesktop.systemd1", "/org/freedesktop/systemd1"), dbusmock.MOCK_IFACE
         )
         mock.AddObject(
             UNIT_PATH, "org.freedesktop.systemd1.Unit", {"Id": "docker.service", "ActiveState": "inactive"}, []
@@ -54,9 +79,10 @@ def systemd_mock():
             )
         yield mock
     finally:
-        proc.terminate()
-        proc.wait()
-        dbusmock.DBusTestCase.tearDownClass()
+        for p in (server, busd):
+            if p is not None:
+                p.terminate()
+                p.wait()
         if old is None:
             os.environ.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
         else:
