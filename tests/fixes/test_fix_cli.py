@@ -140,3 +140,29 @@ def test_apply_with_json_output_is_one_json_document(tmp_path: Path) -> None:
         ).stdout
     )
     assert again["status"] == "nothing"
+
+
+def test_on_a_terminal_the_interrupted_run_is_offered_for_rollback(tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    if not shutil.which("script"):
+        pytest.skip("util-linux `script` (a pseudo-terminal) is not installed")
+    root = host(tmp_path)
+    dj = root / "etc/docker/daemon.json"
+    original = dj.read_bytes()
+    common = ["--root", str(root), "--registry", REG, "--state-dir", str(tmp_path / "s")]
+    assert run("fix", *common, "--apply", "--yes", env={"DOCKERDOCTOR_FAULT": "after-write"}).returncode == 86
+    cmd = " ".join([*DD, "fix", *common, "--apply"])
+    r = subprocess.run(
+        ["script", "-qec", cmd, "/dev/null"],
+        input="y\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
+    assert "was interrupted after its backups. Roll it back now?" in r.stdout, r.stdout
+    assert r.returncode == 0, r.stdout
+    assert dj.read_bytes() == original
