@@ -832,8 +832,9 @@ def test_dd402_registry_absent_on_this_host(rh: RH) -> None:
 def test_dd304_fix_line_with_z_is_accepted_by_a_real_dockerd(rh: RH) -> None:
     """SELinux cannot run here (lab.md §8), but the :Z recreation the DD304 fix prints must be a docker run
     line dockerd accepts, keeping everything else; rebuilt from the Engine API like the rule does."""
-    from dockerdoctor.facts.selinux import SelinuxLabels, SelinuxStatus
     from dockerdoctor.rules.selinux import selinux_volume_label
+
+    from dockerdoctor.facts.selinux import FileLabel, SelinuxLabels, SelinuxStatus
 
     name = "ddrh-label"
     data = rh.dir / "label-data"
@@ -844,8 +845,6 @@ def test_dd304_fix_line_with_z_is_accepted_by_a_real_dockerd(rh: RH) -> None:
         rh.wait_state(name, lambda s: s["State"]["Status"] == "running")
         (rc,) = [r for r in rh.facts().get("registry_containers") if r.name == name]
         enforcing = SelinuxStatus("enforcing", "enforcing", source="sestatus", docker_selinux=True)
-        from dockerdoctor.facts.selinux import FileLabel
-
         labels = SelinuxLabels({str(data): FileLabel(str(data), "unconfined_u:object_r:default_t:s0", "ls -dZ")})
         (f,) = list(selinux_volume_label(enforcing, [rc], labels, None))
         for op in f.fix.operations[:3]:
