@@ -304,7 +304,8 @@ def fix(
     try:
         results = _run_check(facts, only, None)
         findings = [f for r in results for f in r.findings]
-        choices = choose_fixes(findings, ca_pem, insecure)
+        unit = facts.optional("docker_unit")
+        choices = choose_fixes(findings, ca_pem, insecure, dropins=unit.dropins if unit is not None else [])
         chosen = [dataclasses.replace(c.finding, fix=c.fix) for c in choices if c.fix is not None]
         plan = build_plan(chosen, facts.source)
         prepared = prepare(choices, facts) if (apply or fmt == ListFormat.text) else None

@@ -125,6 +125,7 @@ def choose_fixes(
     ca_pem: str | None = None,
     insecure: bool = False,
     min_severity: Severity = Severity.WARNING,
+    dropins: list[str] | None = None,
 ) -> list[Choice]:
     """One Fix per finding, repair rules first.
 
@@ -150,8 +151,31 @@ def choose_fixes(
         if not fix.operations:
             out.append(Choice(f, None, [f"no automatic fix: {fix.summary}"]))
             continue
-        out.append(Choice(f, fix))
+        out.append(Choice(f, _last_dropin(fix, dropins or [])))
     return out
+
+
+_DROPIN = re.compile(r"^(?P<dir>/etc/systemd/system/docker\.service\.d)/(?P<name>[^/]+\.conf)$")
+
+
+def _last_dropin(fix: Fix, existing: list[str]) -> Fix:
+    """A new docker.service drop-in must sort after the host's own drop-ins to take effect.
+
+    systemd applies drop-ins in file-name order, so a fix's `10-exec.conf` next to the host's
+    `override.conf` would be overridden by it. Rename such a new drop-in (it is a new file: the
+    name is the fix's choice, not the host's) so that it comes last; the plan shows the new name.
+    """
+    names = sorted(os.path.basename(p) for p in existing)
+    ops = []
+    for op in fix.operations:
+        m = _DROPIN.match(op.path) if isinstance(op, ReplaceFileContent) else None
+        if m and os.path.basename(op.path) not in names and any(n > m.group("name") for n in names):
+            name = m.group("name")
+            while any(n >= name for n in names):
+                name = "zz-" + name
+            op = dataclasses.replace(op, path=f"{m.group('dir')}/{name}")
+        ops.append(op)
+    return dataclasses.replace(fix, operations=tuple(ops))
 
 
 def _order_key(f: Finding) -> tuple[int, int, str]:

@@ -483,3 +483,18 @@ def test_failing_command_rolls_the_files_back(tmp_path: Path) -> None:
     assert result.status == "rolled-back"
     assert "command failed" in result.problems[0] and "exit 4): nope" in result.problems[0]
     assert dj.read_bytes() == before
+
+
+def test_new_dropin_is_named_to_come_last() -> None:
+    from dockerdoctor.fixes.apply import _last_dropin
+
+    d = "/etc/systemd/system/docker.service.d"
+    fix = Fix("x", (ReplaceFileContent(f"{d}/10-exec.conf", "[Service]\n"), ServiceAction("restart")))
+    assert _last_dropin(fix, []).operations[0].path == f"{d}/10-exec.conf"  # type: ignore[union-attr]
+    assert _last_dropin(fix, [f"{d}/05-a.conf"]).operations[0].path == f"{d}/10-exec.conf"  # type: ignore[union-attr]
+    got = _last_dropin(fix, ["/usr/lib/systemd/system/docker.service.d/override.conf"]).operations[0]
+    assert got.path == f"{d}/zz-10-exec.conf"  # type: ignore[union-attr]
+    got = _last_dropin(fix, [f"{d}/zz-site.conf"]).operations[0]
+    assert got.path == f"{d}/zz-zz-10-exec.conf"  # type: ignore[union-attr]
+    # an existing drop-in the fix rewrites keeps its name
+    assert _last_dropin(fix, [f"{d}/10-exec.conf", f"{d}/override.conf"]).operations[0].path == f"{d}/10-exec.conf"  # type: ignore[union-attr]  # noqa: E501

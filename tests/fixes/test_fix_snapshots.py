@@ -142,21 +142,33 @@ def test_combined_fix_that_would_break_the_unit_is_refused(tmp_path: Path) -> No
     assert not (tmp_path / "state" / "backups").exists() or not any((tmp_path / "state" / "backups").iterdir())
 
 
-@pytest.mark.parametrize(
-    "name, rule",
-    [
-        ("docker-ce-insecure-registry-flag-and-daemon-json", "DD104"),
-        ("docker-ce-execstart-docker-daemon", "DD109"),
-    ],
-)
-def test_dropin_that_does_not_take_effect_is_rolled_back(name: str, rule: str, tmp_path: Path) -> None:
-    """The rule's new drop-in (10-*.conf) sorts before the host's own (override.conf, docker.conf), so
-    systemd would still use the old ExecStart. Verification on the snapshot sees the rule still
-    firing and restores every file byte-identical."""
-    root = copy(name, tmp_path)
+def test_ineffective_fix_is_rolled_back_by_verification(tmp_path: Path) -> None:
+    """DD110's fix edits NO_PROXY with an env-file edit inside a systemd drop-in
+    (Environment="NO_PROXY=..."), which does not change what systemd sets: verification on the
+    snapshot sees DD110 still firing and restores every file byte-identical."""
+    root = copy("docker-ce-http-proxy-catches-registry", tmp_path)
     before = files(root)
     r = apply(root, tmp_path)
     if r.returncode == 0:
-        pytest.xfail("the rule now names its drop-in so that it takes effect: turn this into a success test")
-    assert f"{rule} still reports" in r.stdout and "restored" in r.stdout, r.stdout
+        pytest.xfail("DD110's fix now takes effect: turn this into a success case")
+    assert "DD110 still reports" in r.stdout and "restored" in r.stdout, r.stdout
     assert files(root) == before
+
+
+@pytest.mark.parametrize(
+    "name, rule, dropin",
+    [
+        ("docker-ce-insecure-registry-flag-and-daemon-json", "DD104", "zz-10-no-conflict.conf"),
+        ("docker-ce-execstart-docker-daemon", "DD109", "zz-10-exec.conf"),
+    ],
+)
+def test_new_dropin_sorts_after_the_hosts_own(name: str, rule: str, dropin: str, tmp_path: Path) -> None:
+    """The host has override.conf / docker.conf; a fix's 10-*.conf would sort before it and never take
+    effect, so the engine names it to come last. check --root is then clean for the rule."""
+    root = copy(name, tmp_path)
+    plan = run("fix", "--root", str(root), "--registry", REG)
+    assert f"docker.service.d/{dropin}" in plan.stdout
+    r = apply(root, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (root / "etc/systemd/system/docker.service.d" / dropin).is_file()
+    clean_for(root, rule)
