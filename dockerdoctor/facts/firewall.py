@@ -300,6 +300,21 @@ def _zone_from_settings(name: str, s: dict[str, Any], source: str) -> FwZone:
     )
 
 
+def _settings_from_tuple(t: list[Any]) -> dict[str, Any]:
+    """firewalld < 0.9 (RHEL 7) has only getZoneSettings/getSettings, a 16-field struct."""
+    names = ("version", "short", "description", "unused", "target", "services", "ports", "icmp_blocks", "masquerade",
+             "forward_ports", "interfaces", "sources", "rules_str", "protocols", "source_ports",
+             "icmp_block_inversion")
+    return dict(zip(names, t, strict=False))
+
+
+def _zone_settings(zif: Any, fw: Any, name: str, timeout: float) -> dict[str, Any]:
+    try:
+        return dict(_to_py(zif.getZoneSettings2(name, timeout=timeout)))
+    except Exception:
+        return _settings_from_tuple(_to_py(fw.getZoneSettings(name, timeout=timeout)))
+
+
 def firewalld_over_dbus(timeout: float = 5.0) -> FirewalldState | None:
     """firewalld's runtime and permanent zones over D-Bus; None when the bus cannot be reached."""
     try:
@@ -334,7 +349,7 @@ def firewalld_over_dbus(timeout: float = 5.0) -> FirewalldState | None:
         active = _to_py(zif.getActiveZones(timeout=timeout))
         runtime: dict[str, FwZone] = {}
         for name in _to_py(zif.getZones(timeout=timeout)):
-            s = _to_py(zif.getZoneSettings2(name, timeout=timeout))
+            s = _zone_settings(zif, fw, name, timeout)
             z = _zone_from_settings(name, s, f"D-Bus getZoneSettings2({name}) (runtime)")
             z.active = name in active
             z.default = name == st.default_zone
@@ -346,7 +361,11 @@ def firewalld_over_dbus(timeout: float = 5.0) -> FirewalldState | None:
         for name in _to_py(cif.getZoneNames(timeout=timeout)):
             path = cif.getZoneByName(name, timeout=timeout)
             zobj = bus.get_object(FW_NAME, path)
-            s = _to_py(dbus.Interface(zobj, FW_NAME + ".config.zone").getSettings2(timeout=timeout))
+            zc = dbus.Interface(zobj, FW_NAME + ".config.zone")
+            try:
+                s = _to_py(zc.getSettings2(timeout=timeout))
+            except Exception:
+                s = _settings_from_tuple(_to_py(zc.getSettings(timeout=timeout)))
             permanent[name] = _zone_from_settings(name, s, f"D-Bus config.zone getSettings2({name}) (permanent)")
         st.permanent, st.permanent_source = permanent, "D-Bus config.zone getSettings2 (permanent)"
         names = {s for zs in (runtime, permanent) for z in zs.values() for s in z.services}

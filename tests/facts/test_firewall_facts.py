@@ -135,3 +135,12 @@ def test_firewalld_fact_from_snapshot() -> None:
     assert st.backend == "nftables"
     stopped = Facts(SnapshotSource(HOSTS / "centos7-registry-host-selinux-and-firewalld-off"), CheckOptions())
     assert stopped.get("firewalld").running is False
+
+
+def test_old_firewalld_settings_tuple() -> None:
+    from dockerdoctor.facts.firewall import _settings_from_tuple, _zone_from_settings
+
+    t = ["", "Public", "", False, "default", ["ssh"], [["5000", "tcp"]], [], False, [], ["eth0"], [],
+         ['rule family="ipv4" port port="6000" protocol="tcp" accept'], [], [], False]
+    z = _zone_from_settings("public", _settings_from_tuple(t), "x")
+    assert z.interfaces == ["eth0"] and z.ports == [("5000", "tcp")] and zone_allows(z, 6000, "tcp", {}).open
