@@ -94,3 +94,47 @@ def test_docker_run_argv_roundtrip_with_relabel() -> None:
     assert "-v /srv/registry:/var/lib/registry:Z" in line and "-v /srv/certs:/certs:ro" in line
     assert "'REGISTRY_HTTP_SECRET=s e'" in line and "PATH=" not in line and "--label team=infra" in line
     assert argv[-1] == "registry:2"  # image defaults are not repeated
+
+
+def _rc(logs: list[str], **over):
+    data = {
+        "Id": "e" * 64, "Name": "/reg", "State": {"Status": "running"},
+        "Config": {"Image": "registry:2", "Cmd": ["/etc/docker/registry/config.yml"], "Env": []},
+        "HostConfig": {"NetworkMode": "default", "PortBindings": {"5000/tcp": [{"HostPort": "5000"}]}},
+        "Mounts": [{"Type": "volume", "Name": "regdata", "Source": "/var/lib/docker/volumes/regdata/_data",
+                    "Destination": "/var/lib/registry", "RW": True}],
+    }
+    data.update(over)
+    c = container_from_inspect(data, "inspect")
+    c.logs, c.log_source = logs, "docker logs reg"
+    return describe_registry(c, "distribution", ["image"])
+
+
+def test_dd406_gc_while_live() -> None:
+    rc = _rc(['level=info msg="blob eligible for deletion: sha256:abc"'])
+    (f,) = check("centos7-registry-host-healthy", registry_containers=[rc])["DD406"]
+    assert f.params["problem"] == "gc-while-live" and f.fix.operations[0].shell() == "docker stop reg"
+
+
+def test_dd404_network_none_and_dd405_read_only_volume() -> None:
+    rc = _rc(['level=error msg="filesystem: mkdir /var/lib/registry/docker: read-only file system"'],
+             HostConfig={"NetworkMode": "none"},
+             Mounts=[{"Type": "bind", "Source": "/srv/r", "Destination": "/var/lib/registry", "RW": False,
+                      "Mode": "ro"}])
+    res = check("centos7-registry-host-healthy", registry_containers=[rc])
+    (f404,) = res["DD404"]
+    assert "--network none" in f404.message
+    run = [op for op in f404.fix.operations if "run" in op.argv][0].argv
+    assert "none" not in run and run[run.index("-p") + 1] == "5000:5000"
+    (f405,) = res["DD405"]
+    run = [op for op in f405.fix.operations if "run" in op.argv][0].argv
+    assert "/srv/r:/var/lib/registry" in run and "/srv/r:/var/lib/registry:ro" not in run
+
+
+def test_rules_that_read_logs_skip_when_no_log_is_known() -> None:
+    rc = _rc([])
+    rc.container.log_source = None
+    facts = Facts(SnapshotSource(HOSTS / "centos7-registry-host-healthy"), CheckOptions(network=False))
+    facts._values["registry_containers"] = [rc]
+    status = {r.rule_id: r.status for r in run_rules(facts, {"DD401", "DD405", "DD406"})}
+    assert status["DD401"] == status["DD405"] == status["DD406"] == RuleStatus.SKIPPED
