@@ -48,6 +48,9 @@ RAW_BUFFER = 1 << 20  # each of the two receive buffers of the raw upload path
 RAW_MIN = 1 << 20  # bodies at least this big (with Content-Length) skip aiohttp's parser
 RAW_UPLOADS = os.environ.get("DDREG_RAW_UPLOADS", "1") != "0"
 
+# request storage key: "close the connection after this response" (typed key on aiohttp >= 3.12)
+_CLOSE_KEY: Any = web.RequestKey("ddreg_close", bool) if hasattr(web, "RequestKey") else "ddreg_close"
+
 STATUS = {
     "BLOB_UNKNOWN": 404,
     "BLOB_UPLOAD_INVALID": 400,
@@ -339,7 +342,7 @@ class Registry:
                 reason = e.strerror or str(e)
                 resp = error_response(RegistryError("UNKNOWN", f"storage error: {reason}", status=500))
             resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
-            if request.get("ddreg_close"):
+            if request.get(_CLOSE_KEY):
                 resp.force_close()  # the body was read past aiohttp's parser: no keep-alive
             return resp
         finally:
@@ -578,14 +581,10 @@ class Registry:
     # ------------------------------------------------------------------ blobs
     async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         self._digest(digest)
-        path = self.driver.blob_path(digest)
         linked = self.driver.has_layer(name, digest) or self.driver.has_revision(name, digest)
-        if not linked or path is None:
+        size = self.driver.blob_size(digest) if linked else None
+        if size is None:
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest}) from None
         headers = {
             "Docker-Content-Digest": digest,
             "Content-Type": "application/octet-stream",
@@ -596,7 +595,32 @@ class Registry:
             headers["Content-Length"] = str(size)
             headers["Accept-Ranges"] = "bytes"
             return web.Response(headers=headers)
-        return web.FileResponse(path, chunk_size=1 << 20, headers=headers)
+        path = self.driver.blob_path(digest)
+        if path is not None:  # local file: sendfile, with Range support
+            return web.FileResponse(path, chunk_size=1 << 20, headers=headers)
+        return await self._stream_blob(request, digest, size, headers)
+
+    async def _stream_blob(
+        self, request: web.Request, digest: str, size: int, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """Send a blob that is not a local file (a driver without blob_path), whole, in chunks."""
+        loop = asyncio.get_running_loop()
+        f = await loop.run_in_executor(self.executor, self.driver.open_blob, digest)
+        if f is None:
+            raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
+        try:
+            resp = web.StreamResponse(headers=headers)
+            resp.content_length = size
+            await resp.prepare(request)
+            while True:
+                chunk = await loop.run_in_executor(self.executor, f.read, BUFFER)
+                if not chunk:
+                    break
+                await resp.write(chunk)
+            await resp.write_eof()
+            return resp
+        finally:
+            f.close()
 
     async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         if not self.s.allow_delete:
@@ -773,7 +797,7 @@ class Registry:
         assert request.transport is not None
         loop = asyncio.get_running_loop()
         transport = request.transport
-        request["ddreg_close"] = True
+        request[_CLOSE_KEY] = True
         # bytes aiohttp has already taken off the socket come first
         first = request.content.read_nowait(-1)
         transport.pause_reading()

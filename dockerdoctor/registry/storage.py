@@ -33,6 +33,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from dockerdoctor.registry.digests import parse_digest
 
@@ -58,6 +59,14 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def blob_path(self, digest: str) -> str | None:
         """A local file path for zero-copy sends, or None if the blob is not local."""
+
+    def open_blob(self, digest: str) -> BinaryIO | None:
+        """A readable stream of the blob (used when blob_path gives no local file)."""
+        path = self.blob_path(digest)
+        try:
+            return open(path, "rb") if path else None  # noqa: SIM115 - the caller closes it
+        except FileNotFoundError:
+            return None
 
     @abc.abstractmethod
     def read_blob(self, digest: str) -> bytes | None: ...

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from ddreg_helpers import (
@@ -92,7 +93,7 @@ def test_skopeo_copy_both_directions(ddreg_server: Server, ddreg_layout: tuple[s
     run("skopeo", "copy", "--src-tls-verify=false", dest, f"oci:{out}:back")
     run("skopeo", "copy", "--src-tls-verify=false", f"docker://{ddreg_server.hostport}/skopeo/bb@{digest}",
         f"oci:{out}:bydigest")  # fmt: skip
-    index = json.load(open(os.path.join(out, "index.json")))
+    index = json.loads(Path(os.path.join(out, "index.json")).read_text())
     assert {m["digest"] for m in index["manifests"]} == {digest}
     # a skopeo copy between two repositories of ours mounts the blobs
     run("skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", dest,
@@ -126,7 +127,9 @@ def test_podman_push_and_pull(ddreg_server: Server, ddreg_layout: tuple[str, str
         assert ref in run(*base, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     finally:
         subprocess.run([*base, "system", "reset", "-f"], capture_output=True, timeout=60)
-        for m in sorted((ln.split()[1] for ln in open("/proc/mounts") if store in ln), reverse=True):
+        for m in sorted(
+            (ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines() if store in ln), reverse=True
+        ):
             subprocess.run(["umount", m], capture_output=True)
 
 
@@ -171,7 +174,7 @@ def test_oras_artifact_with_subject_and_referrers(ddreg_server: Server, ddreg_wo
     # and pull it back
     outdir = os.path.join(ddreg_work, "oras-out")
     files = client.pull(target=target, outdir=outdir)
-    assert json.load(open(files[0]))["name"] == "app"
+    assert json.loads(Path(files[0]).read_text())["name"] == "app"
 
 
 # ------------------------------------------------------------------ the CNCF registry
@@ -197,7 +200,7 @@ def test_distribution_serves_our_directory(
     assert d.req("GET", f"/v2/interop/art/blobs/{sha256(b'hello')}").content == b"hello"
     out = os.path.join(ddreg_work, "from-distribution")
     run("skopeo", "copy", "--src-tls-verify=false", f"docker://{theirs.hostport}/interop/bb:1", f"oci:{out}:1")
-    assert json.load(open(os.path.join(out, "index.json")))["manifests"][0]["digest"] == digest
+    assert json.loads(Path(os.path.join(out, "index.json")).read_text())["manifests"][0]["digest"] == digest
 
 
 def test_we_serve_a_distribution_directory(

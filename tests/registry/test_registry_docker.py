@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ddreg_helpers import Client, Server
@@ -120,6 +121,7 @@ def test_docker_trusts_self_signed_ca_at_the_printed_path(ddreg_busybox_rootfs: 
             ["ip", "netns", "exec", ns, sys.executable, "-m", "dockerdoctor", "serve-registry", "--host", ip,
              "--port", str(port), "--root", str(tmp_path / "root"), "--tls-self-signed", ip],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL))  # fmt: skip
+        log.close()
         inner = (
             f"mount --bind {fake_etc} /etc/docker && exec nsenter --net=/run/netns/{ns} dockerd --iptables=false "
             f"--ip6tables=false --bridge=none --storage-driver=vfs --data-root {base}/root --exec-root {base}/exec "
@@ -128,6 +130,7 @@ def test_docker_trusts_self_signed_ca_at_the_printed_path(ddreg_busybox_rootfs: 
         dlog = open(base / "dockerd.log", "wb")  # noqa: SIM115
         procs.append(subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", inner],
                                       stdout=dlog, stderr=dlog, stdin=subprocess.DEVNULL))  # fmt: skip
+        dlog.close()
 
         def docker(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(["docker", "-H", sock, *args], capture_output=True, text=True, timeout=120)
@@ -163,5 +166,7 @@ def test_docker_trusts_self_signed_ca_at_the_printed_path(ddreg_busybox_rootfs: 
                     p.kill()
                     p.wait()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        for m in sorted((ln.split()[1] for ln in open("/proc/mounts") if str(tmp_path) in ln), reverse=True):
+        for m in sorted(
+            (ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in ln), reverse=True
+        ):
             subprocess.run(["umount", m], capture_output=True)

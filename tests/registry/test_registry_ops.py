@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -83,13 +84,13 @@ def test_tls_self_signed(work: str) -> None:
             assert json.loads(r.stdout)["Tags"] == []
             bad = subprocess.run(listing.split(), capture_output=True, text=True, timeout=60)
             assert bad.returncode != 0 and "certificate" in bad.stderr
-        first_ca = open(ca).read()
+        first_ca = Path(ca).read_text()
     finally:
         assert srv.stop() == 0
     # a restart reuses the CA, so clients keep trusting it
     srv.start()
     try:
-        assert open(ca).read() == first_ca
+        assert Path(ca).read_text() == first_ca
     finally:
         srv.stop()
     # the same files work as --tls-cert/--tls-key
@@ -206,7 +207,7 @@ def test_access_log_and_sigterm(work: str) -> None:
     c.req("GET", "/v2/", headers={"User-Agent": "ddreg-test/1"})
     c.req("GET", "/v2/nothing/here/manifests/x")
     assert srv.stop(signal.SIGTERM) == 0
-    text = open(log).read()
+    text = Path(log).read_text()
     assert re.search(r'127\.0\.0\.1 "GET /v2/ HTTP/1\.1" 200 \d+ [\d.]+ "ddreg-test/1"', text), text
     assert '"GET /v2/nothing/here/manifests/x HTTP/1.1" 404' in text
     assert "Traceback" not in srv.read_log()
@@ -243,7 +244,7 @@ def test_sigterm_finishes_inflight_upload(work: str) -> None:
 def test_workers(work: str) -> None:
     srv = Server(root=os.path.join(work, "root"), port=free_port(), args=["--workers", "3", "--no-access-log"]).start()
     try:
-        children = open(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read().split()  # type: ignore[union-attr]
+        children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()  # type: ignore[union-attr]
         assert len(children) == 3
         c = Client(srv.url)
         # uploads spread over workers still hash right: chunks may land on different processes
@@ -261,7 +262,7 @@ def test_workers(work: str) -> None:
     finally:
         assert srv.stop() == 0
     for pid in children:
-        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
 
 
 def test_port_in_use_is_one_line(ddreg_server: Server, work: str) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import shutil
 import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -86,7 +88,7 @@ def test_layout_matches_distribution(root: str) -> None:
     drv.link_revision("lib/app", d)
     drv.set_tag("lib/app", "v1", d)
     v2 = os.path.join(root, "docker", "registry", "v2")
-    assert open(f"{v2}/blobs/sha256/{hexd[:2]}/{hexd}/data", "rb").read() == data
+    assert Path(f"{v2}/blobs/sha256/{hexd[:2]}/{hexd}/data").read_bytes() == data
     repo = f"{v2}/repositories/lib/app"
     for link in (
         f"{repo}/_layers/sha256/{hexd}/link",
@@ -94,7 +96,7 @@ def test_layout_matches_distribution(root: str) -> None:
         f"{repo}/_manifests/tags/v1/current/link",
         f"{repo}/_manifests/tags/v1/index/sha256/{hexd}/link",
     ):
-        assert open(link).read() == d  # no newline, exactly like distribution
+        assert Path(link).read_text() == d  # no newline, exactly like distribution
     assert drv.list_repos() == ["lib/app"]
     assert drv.list_tags("lib/app") == ["v1"] and drv.get_tag("lib/app", "v1") == d
     assert list(drv.iter_blobs()) == [d]
@@ -184,11 +186,11 @@ def test_gc_mark_and_sweep(root: str) -> None:
 # ------------------------------------------------------------------ TLS
 def test_self_signed_certificates(root: str) -> None:
     made = ensure_self_signed(os.path.join(root, "tls"), ["registry.example", "10.0.0.5", "::1"])
-    cert = x509.load_pem_x509_certificate(open(made.cert, "rb").read())
+    cert = x509.load_pem_x509_certificate(Path(made.cert).read_bytes())
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["registry.example"]
     assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.5", "::1"]
-    ca = x509.load_pem_x509_certificate(open(made.ca_cert, "rb").read())
+    ca = x509.load_pem_x509_certificate(Path(made.ca_cert).read_bytes())
     assert cert.issuer == ca.subject
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     assert oct(os.stat(made.key).st_mode & 0o777) == "0o600"
@@ -196,14 +198,14 @@ def test_self_signed_certificates(root: str) -> None:
     assert ctx.cert_store_stats()["x509_ca"] == 1
     server_context(made.cert, made.key)
     # same names: same files; new names: new server cert, same CA
-    before = open(made.cert).read()
+    before = Path(made.cert).read_text()
     assert (
-        open(ensure_self_signed(os.path.join(root, "tls"), ["registry.example", "10.0.0.5", "::1"]).cert).read()
+        Path(ensure_self_signed(os.path.join(root, "tls"), ["registry.example", "10.0.0.5", "::1"]).cert).read_text()
         == before
     )
     again = ensure_self_signed(os.path.join(root, "tls"), ["other.example"])
-    assert open(again.cert).read() != before
-    assert open(again.ca_cert).read() == open(made.ca_cert).read()
+    assert Path(again.cert).read_text() != before
+    assert Path(again.ca_cert).read_text() == Path(made.ca_cert).read_text()
     with pytest.raises(TLSSetupError):
         server_context(made.cert, made.ca_cert)  # key does not match
 
@@ -250,3 +252,46 @@ def test_fsync_mode_commits_the_same(root: str) -> None:
     drv.commit_upload("f", uid, d256(b"synced"))
     drv.write_blob(d256(b"m"), b"m")
     assert drv.read_blob(d256(b"synced")) == b"synced" and drv.read_blob(d256(b"m")) == b"m"
+
+
+class _RemoteLikeDriver(FilesystemDriver):
+    """A driver whose blobs are not local files (as an object store's would be)."""
+
+    def blob_path(self, digest: str) -> str | None:
+        return None
+
+    def open_blob(self, digest: str):  # type: ignore[no-untyped-def]
+        return open(os.path.join(self._blob_dir(digest), "data"), "rb")  # noqa: SIM115
+
+
+def test_app_runs_on_a_driver_without_local_blob_files(root: str) -> None:
+    """The HTTP layer only needs the StorageDriver interface; blobs then stream instead of sendfile."""
+    import asyncio
+
+    import aiohttp
+    from aiohttp import web
+
+    drv = _RemoteLikeDriver(root)
+    drv.ensure()
+    data = os.urandom((2 << 20) + 5)
+
+    async def scenario() -> None:
+        runner = web.AppRunner(Registry(drv).app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(f"{base}/v2/obj/app/blobs/uploads/?digest={d256(data)}", data=io.BytesIO(data)) as r:
+                    assert r.status == 201
+                async with s.get(f"{base}/v2/obj/app/blobs/{d256(data)}") as r:
+                    assert r.status == 200 and r.headers["Docker-Content-Digest"] == d256(data)
+                    assert await r.read() == data
+                async with s.head(f"{base}/v2/obj/app/blobs/{d256(data)}") as r:
+                    assert r.headers["Content-Length"] == str(len(data))
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
