@@ -301,6 +301,8 @@ def registry_listeners(facts: Facts) -> list[RegistryListener]:
             continue  # a containerised registry: listed above from its container
         if any(tuple(rp.argv[-len(a):]) == a for a in container_argvs if len(a) <= len(rp.argv)):
             continue  # the same command as a registry container (a snapshot cannot tell by cgroup)
+        if rp.config_path and any(rp.config_path in a for a in container_argvs):
+            continue  # `registry serve CONFIG` started by a registry container's entrypoint
         ports = [s for s in socks or [] if s.pid == rp.pid and s.pid is not None]
         if ports:
             for s in ports:
