@@ -466,3 +466,35 @@ def test_storage_errors_are_reported_not_crashing(ddreg_servers: Callable[..., S
     assert error_codes(r) == ["UNKNOWN"] and "storage error" in r.json()["errors"][0]["message"]
     assert c.req("GET", "/v2/").status_code == 200  # still serving
     assert "storage error on POST /v2/broken/app/blobs/uploads/" in srv.read_log()
+
+
+def test_kill_9_mid_push_with_content_length(work: str) -> None:
+    """Same as above for a Content-Length body (read straight off the socket)."""
+    import socket
+
+    root = os.path.join(work, "root")
+    srv = Server(root=root, port=free_port(), args=["--no-access-log"]).start()
+    data = os.urandom(8 << 20)
+    digest = sha256(data)
+    c = Client(srv.url)
+    loc = c.loc(c.req("POST", "/v2/crash/raw/blobs/uploads/"))
+    path = "/" + loc.split("//", 1)[1].split("/", 1)[1]
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        s.sendall(f"PUT {path}?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(data)}\r\n\r\n".encode())
+        s.sendall(data[: 5 << 20])
+        driver = FilesystemDriver(root)
+        uid = path.rsplit("/", 1)[1]
+        for _ in range(400):  # wait until the server has written part of it, then kill it
+            if (driver.upload_size("crash/raw", uid) or 0) > 0:
+                break
+            time.sleep(0.025)
+        srv.proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
+        srv.proc.wait()  # type: ignore[union-attr]
+    assert driver.blob_size(digest) is None
+    assert 0 < (driver.upload_size("crash/raw", uid) or 0) <= 5 << 20
+    srv.start()
+    try:
+        assert c.req("HEAD", f"/v2/crash/raw/blobs/{digest}").status_code == 404
+        assert c.push_blob("crash/raw", data) == digest
+    finally:
+        srv.stop()
