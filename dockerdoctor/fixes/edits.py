@@ -87,6 +87,8 @@ def apply_edit(op: Operation, current: str | None) -> str:
             return current  # nothing to change: keep the bytes as they are
         return _dump_json(data, indent)
     if isinstance(op, EnvFileSet):
+        if _is_unit_file(op.path):
+            return _unit_env_set(current or "", op)
         return _env_set(current or "", op)
     raise TypeError(f"not a file operation: {op!r}")
 
@@ -128,4 +130,55 @@ def _env_set(text: str, op: EnvFileSet) -> str:
     while idx + span - 1 < len(lines) and lines[idx + span - 1].rstrip("\n").endswith("\\"):
         span += 1
     lines[idx: idx + span] = [f"{indent}{op.name}={_quote(new_value, style)}{end or chr(10)}"]
+    return "".join(lines)
+
+
+def _is_unit_file(path: str) -> bool:
+    return "/systemd/" in path and path.endswith((".conf", ".service"))
+
+
+_UNIT_ENV = re.compile(r"^(\s*Environment\s*=\s*)(.*)$")
+
+
+def _unit_env_set(text: str, op: EnvFileSet) -> str:
+    """NAME=VALUE in a unit or drop-in: systemd reads `Environment="NAME=value" "OTHER=x"` lines, not
+    shell assignments. The last assignment of NAME wins in systemd, so that one is edited in place;
+    without one, an Environment= line is added to [Service]."""
+    import shlex
+
+    lines = text.splitlines(keepends=True)
+    hit: tuple[int, list[str], int] | None = None
+    for i, line in enumerate(lines):
+        m = _UNIT_ENV.match(line.rstrip("\n"))
+        if not m:
+            continue
+        try:
+            words = shlex.split(m.group(2))
+        except ValueError:
+            continue
+        for j, w in enumerate(words):
+            if w.split("=", 1)[0] == op.name and "=" in w:
+                hit = (i, words, j)
+    if hit is None:
+        new_line = f'Environment="{op.name}={op.value}"\n'
+        for i, line in enumerate(lines):
+            if line.strip() == "[Service]":
+                lines.insert(i + 1, new_line)
+                return "".join(lines)
+        sep = "" if not text or text.endswith("\n") else "\n"
+        return text + sep + "[Service]\n" + new_line
+    i, words, j = hit
+    current = words[j].split("=", 1)[1]
+    if op.append:
+        if op.value in current.split():
+            return text
+        value = (current + " " + op.value).strip()
+    else:
+        value = op.value
+    if value == current:
+        return text
+    words[j] = f"{op.name}={value}"
+    prefix = _UNIT_ENV.match(lines[i].rstrip("\n")).group(1)  # type: ignore[union-attr]
+    end = "\n" if lines[i].endswith("\n") else ""
+    lines[i] = prefix + " ".join('"' + w.replace("\\", "\\\\").replace('"', '\\"') + '"' for w in words) + end
     return "".join(lines)

@@ -498,3 +498,20 @@ def test_new_dropin_is_named_to_come_last() -> None:
     assert got.path == f"{d}/zz-zz-10-exec.conf"  # type: ignore[union-attr]
     # an existing drop-in the fix rewrites keeps its name
     assert _last_dropin(fix, [f"{d}/10-exec.conf", f"{d}/override.conf"]).operations[0].path == f"{d}/10-exec.conf"  # type: ignore[union-attr]  # noqa: E501
+
+
+def test_env_set_in_a_systemd_dropin_edits_the_environment_line() -> None:
+    from dockerdoctor.fixes.edits import apply_edit
+    from dockerdoctor.model import EnvFileSet
+
+    path = "/etc/systemd/system/docker.service.d/http-proxy.conf"
+    text = '[Service]\nEnvironment="HTTP_PROXY=http://p:3128" "NO_PROXY=localhost"\n# keep me\n'
+    got = apply_edit(EnvFileSet(path, "NO_PROXY", "localhost,10.0.0.5"), text)
+    assert got == '[Service]\nEnvironment="HTTP_PROXY=http://p:3128" "NO_PROXY=localhost,10.0.0.5"\n# keep me\n'
+    assert apply_edit(EnvFileSet(path, "NO_PROXY", "a"), "[Service]\nExecStart=\n") == (
+        '[Service]\nEnvironment="NO_PROXY=a"\nExecStart=\n'
+    )
+    same = "[Service]\nEnvironment=NO_PROXY=a\n"
+    assert apply_edit(EnvFileSet(path, "NO_PROXY", "a"), same) == same
+    # plain environment files keep their shell syntax
+    assert apply_edit(EnvFileSet("/etc/sysconfig/docker", "NO_PROXY", "a"), "X=1\n") == "X=1\nNO_PROXY='a'\n"
