@@ -376,6 +376,7 @@ def f301(res: dict, port: int) -> list:
     return [f for f in res["DD301"].findings if f.params.get("port") == port]
 
 
+@pytest.mark.real("firewalld", "firewall-cmd", "dbus-daemon", "nft")
 def test_dd301_host_registry_closed_runtime_only_and_permanent(rh: RH, fw: lab.Firewalld) -> None:
     port = 5310
     reg = lab.DistRegistry(rh.dir / "regs", rh.srv, port, netns=rh.net.srv_ns, name="ddrh-host").start()
@@ -439,6 +440,7 @@ def restart_dockerd(rh: RH, env: dict[str, str] | None) -> None:
     assert rh.d.start(timeout=30), rh.d.failure_line()
 
 
+@pytest.mark.real("firewalld", "firewall-cmd", "dbus-daemon", "nft")
 def test_dd301_published_port_bypasses_the_zone_and_flushed_docker_rules(rh: RH, fw: lab.Firewalld) -> None:
     name, port = "ddrh-fwpub", 5311
     # dockerd started before firewalld and is not on firewalld's bus: restart it so it has its chains
@@ -487,6 +489,7 @@ def test_dd301_published_port_bypasses_the_zone_and_flushed_docker_rules(rh: RH,
         rh.docker("rm", "-f", "-v", name, check=False)
 
 
+@pytest.mark.real("firewalld", "firewall-cmd", "dbus-daemon", "nft")
 def test_dd306_firewalld_stopped_is_info(rh: RH, fw: lab.Firewalld) -> None:
     from dockerdoctor.facts.firewall import firewalld_over_dbus
 
@@ -610,6 +613,7 @@ def nft(net: lab.LabNet, *args: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.real("nft", "iptables")
 @pytest.mark.parametrize("rule,expect_errno,verdict", [
     ("reject with icmpx admin-prohibited", errno.EHOSTUNREACH, "reject"),
     ("reject with tcp reset", errno.ECONNREFUSED, "reject"),
@@ -648,6 +652,7 @@ def test_dd302_nftables_reject_and_drop(pf, rule: str, expect_errno: int | None,
         nft(net, "delete", "table", "inet", "ddrh")
 
 
+@pytest.mark.real("nft", "iptables")
 def test_dd302_iptables_reject_and_silent_when_open(pf) -> None:
     net, reg = pf
     ipt = ["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "5330", "-j", "REJECT",
@@ -670,6 +675,7 @@ def test_dd302_iptables_reject_and_silent_when_open(pf) -> None:
 # the command line, live, inside the registry host's namespace
 
 
+@pytest.mark.real("firewalld", "firewall-cmd", "dbus-daemon", "nft")
 def test_cli_check_live_in_the_registry_host_namespace(rh: RH, fw: lab.Firewalld) -> None:
     port = 5312
     reg = lab.DistRegistry(rh.dir / "regs", rh.srv, port, netns=rh.net.srv_ns, name="ddrh-cli").start()
