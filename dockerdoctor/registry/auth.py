@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import bcrypt
 
+from dockerdoctor.errors import DoctorError
 
-class HtpasswdError(ValueError):
+
+class HtpasswdError(DoctorError, ValueError):
     """The htpasswd file cannot be used (missing, unreadable, or not bcrypt)."""
 
 

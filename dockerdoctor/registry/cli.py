@@ -283,7 +283,10 @@ def registry_gc(
             f"a writable serve-registry is using {root}; stop it (or restart it with --read-only) "
             "before gc, or pushes in flight lose blobs"
         )
-    result = collect(driver, dry_run=dry_run, delete_untagged=delete_untagged)
+    try:
+        result = collect(driver, dry_run=dry_run, delete_untagged=delete_untagged)
+    except OSError as e:
+        _fail(f"gc stopped: {e.strerror or e}: {e.filename or root}")
     verb = "would delete" if dry_run else "deleted"
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)

@@ -17,6 +17,8 @@ from typing import Any
 
 import requests
 
+from dockerdoctor.errors import DoctorError
+
 MANIFEST_ACCEPT = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -27,7 +29,7 @@ MANIFEST_ACCEPT = ", ".join(
 )
 
 
-class ClientError(RuntimeError):
+class ClientError(DoctorError):
     """A one-line, user-facing failure."""
 
 

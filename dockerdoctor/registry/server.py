@@ -29,6 +29,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+from dockerdoctor.errors import DoctorError
 from dockerdoctor.registry.app import Registry, Settings
 from dockerdoctor.registry.storage import FilesystemDriver
 from dockerdoctor.registry.tls import certs_d_path
@@ -50,7 +51,7 @@ class ServeConfig:
     self_signed: tuple[str, list[str]] | None = None  # (CA file, names) to tell clients about
 
 
-class ServeError(RuntimeError):
+class ServeError(DoctorError):
     """The server cannot start (port taken, root not writable, ...)."""
 
 

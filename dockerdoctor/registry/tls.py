@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from dockerdoctor.errors import DoctorError
 
-class TLSSetupError(ValueError):
+
+class TLSSetupError(DoctorError, ValueError):
     """The certificate or key cannot be used."""
 
 
