@@ -10,6 +10,7 @@ every measurement alternates A B A B so that load from other work on the machine
 Measures:
   push-mono      POST, then one PUT ?digest= with the whole blob (the client uses sendfile)
   push-chunked   POST, PATCHes of 16 MiB with Content-Range, then PUT ?digest=
+  push-stream    POST, one PATCH with Transfer-Encoding: chunked (as docker pushes), then PUT (informative)
   pull           GET of the blob; wall time, and the server's CPU time (utime+stime) per pull
   manifest GET/HEAD  requests/s at concurrency 16 for 5 s with ApacheBench `ab -k` (apache2-utils)
   RSS            peak resident memory (VmHWM) of a fresh server process during a 1 GiB push
@@ -191,6 +192,40 @@ def push_mono(srv: Srv, repo: str, path: str, size: int, digest: str) -> float:
     return time.perf_counter() - t0
 
 
+def push_stream(srv: Srv, repo: str, path: str, size: int, digest: str) -> float:
+    """What docker does: one PATCH with Transfer-Encoding: chunked (no length known), then PUT."""
+    t0 = time.perf_counter()
+    st, h, _ = request(srv.port, "POST", f"/v2/{repo}/blobs/uploads/")
+    assert st == 202, st
+    where = loc(h)
+    with socket.create_connection(("127.0.0.1", srv.port)) as s, open(path, "rb") as f:
+        s.sendall(
+            f"PATCH {where} HTTP/1.1\r\nHost: 127.0.0.1:{srv.port}\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
+        step = 1 << 20
+        for off in range(0, size, step):
+            n = min(step, size - off)
+            s.sendall(f"{n:x}\r\n".encode())
+            s.sendfile(f, off, n)
+            s.sendall(b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            part = s.recv(65536)
+            if not part:
+                break
+            data += part
+        head = data.decode("latin-1").split("\r\n")
+        assert head[0].split()[1] == "202", head[0]
+        where = next(ln.split(":", 1)[1].strip() for ln in head if ln.lower().startswith("location:"))
+        where = re.sub(r"^https?://[^/]+", "", where)
+    sep = "&" if "?" in where else "?"
+    st, _, _ = request(srv.port, "PUT", f"{where}{sep}digest={digest}")
+    assert st == 201, st
+    return time.perf_counter() - t0
+
+
 def push_chunked(srv: Srv, repo: str, path: str, size: int, digest: str) -> float:
     t0 = time.perf_counter()
     st, h, _ = request(srv.port, "POST", f"/v2/{repo}/blobs/uploads/")
@@ -304,7 +339,7 @@ def main() -> int:
         pair = [dist, me]
         log(f"blob {size >> 20} MiB, {rounds} rounds, A B A B")
         mib = size / (1 << 20)
-        for name, fn in (("push_mono", push_mono), ("push_chunked", push_chunked)):
+        for name, fn in (("push_mono", push_mono), ("push_chunked", push_chunked), ("push_stream", push_stream)):
             times = alternate(
                 rounds, pair, lambda s, r, fn=fn, name=name: fn(s, f"bench/{name}{r}", blob, size, digest)
             )
@@ -378,7 +413,7 @@ def summarize(r: dict[str, object]) -> dict[str, object]:
         return statistics.median(r[key][who])  # type: ignore[index]
 
     out: dict[str, object] = {}
-    for key in ("push_mono", "push_chunked", "pull", "manifest_GET_rps", "manifest_HEAD_rps"):
+    for key in ("push_mono", "push_chunked", "push_stream", "pull", "manifest_GET_rps", "manifest_HEAD_rps"):
         out[f"{key}_ratio"] = round(med(key, "serve-registry") / med(key, "distribution"), 2)
     out["pull_cpu_ratio"] = round(med("pull_cpu_s", "serve-registry") / max(med("pull_cpu_s", "distribution"), 1e-9), 2)
     return out
