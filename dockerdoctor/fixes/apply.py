@@ -39,6 +39,7 @@ from dockerdoctor.fixes.service import ServiceError, ServiceManager
 from dockerdoctor.model import (
     Finding,
     Fix,
+    Operation,
     ReplaceFileContent,
     RunCommand,
     ServiceAction,
@@ -166,14 +167,15 @@ def _last_dropin(fix: Fix, existing: list[str]) -> Fix:
     name is the fix's choice, not the host's) so that it comes last; the plan shows the new name.
     """
     names = sorted(os.path.basename(p) for p in existing)
-    ops = []
+    ops: list[Operation] = []
     for op in fix.operations:
-        m = _DROPIN.match(op.path) if isinstance(op, ReplaceFileContent) else None
-        if m and os.path.basename(op.path) not in names and any(n > m.group("name") for n in names):
-            name = m.group("name")
-            while any(n >= name for n in names):
-                name = "zz-" + name
-            op = dataclasses.replace(op, path=f"{m.group('dir')}/{name}")
+        if isinstance(op, ReplaceFileContent):
+            m = _DROPIN.match(op.path)
+            if m and os.path.basename(op.path) not in names and any(n > m.group("name") for n in names):
+                name = m.group("name")
+                while any(n >= name for n in names):
+                    name = "zz-" + name
+                op = dataclasses.replace(op, path=f"{m.group('dir')}/{name}")
         ops.append(op)
     return dataclasses.replace(fix, operations=tuple(ops))
 

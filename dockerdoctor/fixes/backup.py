@@ -59,6 +59,18 @@ def get_selinux_label(path: str) -> bytes | None:
         return None
 
 
+def _xattrs(path: str) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    try:
+        names = os.listxattr(path)
+    except (OSError, AttributeError):
+        return out
+    for name in names:
+        with contextlib.suppress(OSError):
+            out[name] = os.getxattr(path, name)
+    return out
+
+
 def atomic_write(
     path: str,
     data: bytes,
@@ -70,8 +82,9 @@ def atomic_write(
 ) -> None:
     """Replace `path` with `data`: temp file in the same directory, fsync, rename, fsync the directory.
 
-    The new file gets `mode`, owner and SELinux label (the old file's when not given). On any
-    error the temp file is removed and the old file is untouched.
+    The new file gets `mode` and owner (the old file's when not given) and the old file's extended
+    attributes (its SELinux label, ACLs); `selinux` sets the label explicitly. On any error the temp
+    file is removed and the old file is untouched.
     """
     directory = os.path.dirname(path) or "."
     old: os.stat_result | None
@@ -83,8 +96,9 @@ def atomic_write(
         mode = stat.S_IMODE(old.st_mode) if old else 0o644
     if uid is None and old is not None:
         uid, gid = old.st_uid, old.st_gid
-    if selinux is None and old is not None:
-        selinux = get_selinux_label(path)
+    xattrs = _xattrs(path) if old is not None else {}
+    if selinux is not None:
+        xattrs[SELINUX_XATTR] = selinux
     tmp = os.path.join(directory, f".{os.path.basename(path)}.dd-tmp-{os.getpid()}-{secrets.token_hex(3)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
@@ -98,9 +112,9 @@ def atomic_write(
             if uid is not None and gid is not None and (uid, gid) != (os.getuid(), os.getgid()):
                 with contextlib.suppress(PermissionError):
                     os.fchown(fd, uid, gid)
-            if selinux is not None:
+            for name, value in xattrs.items():  # SELinux label, ACLs, user attributes
                 with contextlib.suppress(OSError):
-                    os.setxattr(tmp, SELINUX_XATTR, selinux)
+                    os.setxattr(tmp, name, value)
         finally:
             os.close(fd)
         os.rename(tmp, path)

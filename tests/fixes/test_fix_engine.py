@@ -515,3 +515,16 @@ def test_env_set_in_a_systemd_dropin_edits_the_environment_line() -> None:
     assert apply_edit(EnvFileSet(path, "NO_PROXY", "a"), same) == same
     # plain environment files keep their shell syntax
     assert apply_edit(EnvFileSet("/etc/sysconfig/docker", "NO_PROXY", "a"), "X=1\n") == "X=1\nNO_PROXY='a'\n"
+
+
+def test_atomic_write_keeps_extended_attributes(tmp_path: Path) -> None:
+    """The SELinux label is an xattr (security.selinux, not settable without SELinux here); a user.*
+    attribute shows that the old file's attributes move to the new one."""
+    p = tmp_path / "daemon.json"
+    p.write_text("{}\n")
+    try:
+        os.setxattr(p, "user.dockerdoctor", b"kept")
+    except OSError as exc:
+        pytest.skip(f"this filesystem has no user xattrs: {exc.strerror}")
+    atomic_write(str(p), b'{"debug": true}\n')
+    assert os.getxattr(p, "user.dockerdoctor") == b"kept"
