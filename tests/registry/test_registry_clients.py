@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -234,6 +235,15 @@ def test_we_serve_a_distribution_directory(
     # we write into their directory and they read it back
     c.push_image("dist/bb", "ours")
     assert sorted(d.req("GET", "/v2/dist/bb/tags/list").json()["tags"]) == ["1", "docker", "ours"]
+    # our offline gc reads their layout: everything is referenced, nothing is deleted
+    import sys
+
+    gc = subprocess.run([sys.executable, "-m", "dockerdoctor", "registry", "gc", "--root", root, "--dry-run"],
+                        capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert gc.returncode == 0, gc.stderr
+    assert gc.stdout.startswith("would delete 0 blob(s), 0 bytes; kept ")
+    assert int(re.search(r"kept (\d+)", gc.stdout).group(1)) >= 5  # type: ignore[union-attr]
+
     assert d.req("GET", "/v2/dist/bb/manifests/ours", headers={"Accept": OCI_MANIFEST}).status_code == 200
 
 

@@ -468,7 +468,7 @@ def test_catalog_pagination(ddreg_servers) -> None:  # type: ignore[no-untyped-d
     srv = ddreg_servers("--no-access-log")  # a fresh, empty registry
     c = Client(srv.url)
     assert c.req("GET", "/v2/_catalog").json() == {"repositories": []}
-    names = ["x/b", "a", "x/a/deep", "m-1"]
+    names = ["x/b", "a", "x/a/deep", "m-1", "x"]  # "x" is both a repository and a parent of others
     for n in names:
         c.push_image(n, "t")
     assert c.req("GET", "/v2/_catalog").json()["repositories"] == sorted(names)
