@@ -656,3 +656,31 @@ def test_client_vanishing_mid_body_keeps_the_prefix(ddreg_client: Client) -> Non
     r = ddreg_client.req("PUT", ddreg_client.loc(r) + f"?digest={sha256(data)}")
     assert r.status_code == 201
     assert ddreg_client.req("GET", f"/v2/{name}/blobs/{sha256(data)}").content == data
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=5000), max_size=6),
+    ranged=st.lists(st.booleans(), min_size=8, max_size=8),
+    last_in_put=st.booleans(),
+)
+def test_any_chunking_gives_the_same_blob(
+    ddreg_client: Client, cuts: list[int], ranged: list[bool], last_in_put: bool
+) -> None:
+    data = os.urandom(5000)
+    bounds = sorted({0, len(data), *cuts})
+    pieces = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    name = repo()
+    loc = ddreg_client.loc(ddreg_client.req("POST", f"/v2/{name}/blobs/uploads/"))
+    final = pieces.pop() if last_in_put and pieces else b""
+    offset = 0
+    for i, piece in enumerate(pieces):
+        headers = {"Content-Range": f"{offset}-{offset + len(piece) - 1}"} if ranged[i % 8] and piece else {}
+        r = ddreg_client.req("PATCH", loc, data=piece, headers=headers)
+        assert r.status_code == 202, r.text
+        offset += len(piece)
+        assert r.headers["Range"] == f"0-{max(offset - 1, 0)}"
+        loc = ddreg_client.loc(r)
+    r = ddreg_client.req("PUT", loc + f"?digest={sha256(data)}", data=final)
+    assert r.status_code == 201, r.text
+    assert ddreg_client.req("GET", f"/v2/{name}/blobs/{sha256(data)}").content == data
