@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CHUNK = 16 << 20
@@ -244,13 +245,16 @@ def push_chunked(srv: Srv, repo: str, path: str, size: int, digest: str) -> floa
     return time.perf_counter() - t0
 
 
-def pull(srv: Srv, repo: str, size: int, digest: str) -> tuple[float, float]:
+def pull(srv: Srv, repo: str, size: int, digest: str, times: int = 3) -> tuple[float, float]:
+    """Seconds per pull and server CPU seconds per pull, over `times` back-to-back GETs
+    (CPU is read from /proc in clock ticks of 10 ms, so one pull alone is too coarse)."""
     c0 = srv.cpu()
     t0 = time.perf_counter()
-    st, _, got = request(srv.port, "GET", f"/v2/{repo}/blobs/{digest}")
+    for _ in range(times):
+        st, _, got = request(srv.port, "GET", f"/v2/{repo}/blobs/{digest}")
+        assert st == 200 and got == size, (st, got)
     dt = time.perf_counter() - t0
-    assert st == 200 and got == size, (st, got)
-    return dt, srv.cpu() - c0
+    return dt / times, (srv.cpu() - c0) / times
 
 
 def make_file(path: str, size: int) -> str:
@@ -319,6 +323,7 @@ def main() -> int:
     ap.add_argument("--rss-gib", type=float, default=1.0)
     ap.add_argument("--manifest-seconds", type=int)
     ap.add_argument("--json", help="write results here")
+    ap.add_argument("--markdown", help="write a results table (markdown) here")
     args = ap.parse_args()
     rounds = args.rounds or (2 if args.quick else 5)
     size = (args.size_mib or (64 if args.quick else 256)) << 20
@@ -329,7 +334,13 @@ def main() -> int:
             return 2
     work = tempfile.mkdtemp(prefix="dd-reg-bench-", dir="/tmp")
     started: list[Srv] = []
-    results: dict[str, object] = {"rounds": rounds, "size_mib": size >> 20, "cpus": os.cpu_count()}
+    results: dict[str, Any] = {
+        "rounds": rounds,
+        "size_mib": size >> 20,
+        "cpus": os.cpu_count(),
+        "loadavg_at_start": os.getloadavg(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     try:
         blob = os.path.join(work, "blob")
         digest = make_file(blob, size)
@@ -394,6 +405,7 @@ def main() -> int:
             rss[s.label] = s.hwm_mib()
             s.stop()
         results["peak_rss_mib_1gib_push"] = rss
+        results["rss_gib"] = args.rss_gib
         log("peak RSS during push: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in rss.items()))
     finally:
         for s in started:
@@ -405,7 +417,69 @@ def main() -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
+    table = markdown(results)
+    log(table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table)
     return 0
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The README table: medians, ratio ours/distribution, the target and whether it is met."""
+
+    def med(key: str, who: str) -> float:
+        return float(statistics.median(r[key][who]))
+
+    def cells(key: str) -> str:
+        return ", ".join(f"{x:.0f}" for x in r[key]["serve-registry"])
+
+    rows = [
+        "| measurement | distribution 2.8.2 | serve-registry | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, label, target in (
+        ("push_mono", f"blob push, monolithic, {r['size_mib']} MiB (MiB/s)", 2.0),
+        ("push_chunked", f"blob push, chunked 16 MiB PATCHes, {r['size_mib']} MiB (MiB/s)", 2.0),
+        ("push_stream", f"blob push, one streamed PATCH like docker, {r['size_mib']} MiB (MiB/s)", None),
+        ("pull", f"blob pull, {r['size_mib']} MiB (MiB/s)", 1.0),
+        ("manifest_GET_rps", "manifest GET, concurrency 16 (req/s)", 1.5),
+        ("manifest_HEAD_rps", "manifest HEAD, concurrency 16 (req/s)", 1.5),
+    ):
+        a, b = med(key, "distribution"), med(key, "serve-registry")
+        ratio = b / a
+        goal = f">= {target}x" if target else "(informative)"
+        met = ("yes" if ratio >= target else "**no**") if target else ""
+        rows.append(f"| {label} | {a:.0f} | {b:.0f} | {ratio:.2f}x | {goal} | {met} |")
+    for key in ("manifest_GET_rps", "manifest_HEAD_rps"):
+        if "serve-registry+accesslog" in r[key]:
+            method = key.split("_")[1]
+            b = med(key, "serve-registry+accesslog")
+            ratio = b / med(key, "distribution")
+            rows.append(f"| manifest {method}, access log on (req/s) | | {b:.0f} | {ratio:.2f}x | (informative) | |")
+    ca, cb = med("pull_cpu_s", "distribution"), med("pull_cpu_s", "serve-registry")
+    cpu_ratio = cb / ca if ca else 0.0
+    rows.append(
+        f"| server CPU per pull (s) | {ca:.3f} | {cb:.3f} | {cpu_ratio:.2f}x | <= 0.5x | "
+        f"{'yes' if cpu_ratio <= 0.5 else '**no**'} |"
+    )
+    for key in ("manifest_GET_cpu_ms", "manifest_HEAD_cpu_ms"):
+        ca, cb = med(key, "distribution"), med(key, "serve-registry")
+        rows.append(f"| server CPU per manifest {key.split('_')[1]} (ms) | {ca:.2f} | {cb:.2f} | "
+                    f"{cb / ca:.2f}x | (informative) | |")  # fmt: skip
+    rss = r["peak_rss_mib_1gib_push"]
+    rows.append(
+        f"| peak server RSS during a {r.get('rss_gib', 1)} GiB push (MiB) | {rss['distribution']:.0f} | "
+        f"{rss['serve-registry']:.0f} | | <= 100 MiB | {'yes' if rss['serve-registry'] <= 100 else '**no**'} |"
+    )
+    rows.append("")
+    rows.append("Per-round serve-registry values (MiB/s): push mono " + cells("push_mono") + "; chunked "
+                + cells("push_chunked") + "; pull " + cells("pull") + ".")  # fmt: skip
+    rows.append("Per-round distribution values (MiB/s): push mono "
+                + ", ".join(f"{x:.0f}" for x in r["push_mono"]["distribution"]) + "; chunked "
+                + ", ".join(f"{x:.0f}" for x in r["push_chunked"]["distribution"]) + "; pull "
+                + ", ".join(f"{x:.0f}" for x in r["pull"]["distribution"]) + ".")  # fmt: skip
+    return "\n".join(rows) + "\n"
 
 
 def summarize(r: dict[str, object]) -> dict[str, object]:
