@@ -196,6 +196,20 @@ def describe_manifest(data: bytes, content_type: str | None) -> ManifestInfo:
     return info
 
 
+def _stored_media_type(data: bytes) -> str:
+    """Media type of stored bytes we would not accept today (say, schema1 that registry:2 kept)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return "application/octet-stream"
+    if not isinstance(doc, dict):
+        return "application/octet-stream"
+    if doc.get("schemaVersion") == 1:
+        return DOCKER_SCHEMA1[1] if "signatures" in doc else DOCKER_SCHEMA1[0]
+    media_type = doc.get("mediaType")
+    return media_type if isinstance(media_type, str) and media_type else OCI_MANIFEST
+
+
 def _parse_int(value: str | None, what: str) -> int | None:
     if value is None or value == "":
         return None
@@ -474,7 +488,7 @@ class Registry:
         try:
             info = describe_manifest(data, None)
         except RegistryError:
-            info = ManifestInfo(data=data, media_type=OCI_MANIFEST)
+            info = ManifestInfo(data=data, media_type=_stored_media_type(data))
         self.manifests[digest] = info
         if len(self.manifests) > 4096:
             self.manifests.popitem(last=False)

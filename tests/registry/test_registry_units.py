@@ -295,3 +295,13 @@ def test_app_runs_on_a_driver_without_local_blob_files(root: str) -> None:
             await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+def test_stored_schema1_keeps_its_media_type(root: str) -> None:
+    """A registry:2 directory may hold schema1 manifests: we serve them with their own type."""
+    from dockerdoctor.registry.app import _stored_media_type
+
+    signed = json.dumps({"schemaVersion": 1, "name": "a", "tag": "1", "fsLayers": [], "signatures": []}).encode()
+    assert _stored_media_type(signed) == "application/vnd.docker.distribution.manifest.v1+prettyjws"
+    assert _stored_media_type(b'{"schemaVersion": 1}') == "application/vnd.docker.distribution.manifest.v1+json"
+    assert _stored_media_type(b"garbage") == "application/octet-stream"
