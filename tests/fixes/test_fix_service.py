@@ -165,3 +165,22 @@ def test_command_manager_errors_are_one_line() -> None:
 
 def test_restart_command_wins_over_systemd() -> None:
     assert isinstance(choose_manager("true", lambda: None), CommandManager)
+
+
+def test_systemctl_manager_runs_systemctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.fixes.service import Systemctl
+
+    log = tmp_path / "calls"
+    fake = tmp_path / "systemctl"
+    fake.write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\n'
+        'if [ "$1" = restart ]; then echo "Job for docker.service failed." >&2; exit 1; fi\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    m = Systemctl(timeout=10)
+    m.daemon_reload()
+    m.perform("reload")
+    with pytest.raises(ServiceError, match=r"systemctl restart docker.service failed \(exit 1\): Job for"):
+        m.perform("restart")
+    assert log.read_text().splitlines() == ["daemon-reload", "reload docker.service", "restart docker.service"]
