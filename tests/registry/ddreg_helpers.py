@@ -77,7 +77,11 @@ class Server:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # never leave a half-started server behind
+                raise
         return self
 
     def wait_ready(self, timeout: float = 20.0) -> None:
@@ -286,6 +290,7 @@ class Distribution:
                 return self
             except requests.RequestException:
                 time.sleep(0.05)
+        self.stop()
         raise RuntimeError("docker-registry did not start")
 
     def stop(self) -> None:
