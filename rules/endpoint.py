@@ -58,9 +58,9 @@ def _hits(journal: Journal) -> list[Any]:
     """The knowledge base's hits in the journal, computed once per run (every DD2xx rule reads them)."""
     cached = journal.__dict__.get("_dd_hits")
     if cached is None:
-        from dockerdoctor.explain import iter_hits
+        from dockerdoctor.explain import recent_hits
 
-        cached = list(iter_hits(journal.lines))
+        cached = recent_hits(journal.lines)  # the last few of each kind: bounded memory
         journal.__dict__["_dd_hits"] = cached
     return cached
 
