@@ -231,7 +231,13 @@ def check(
 # --------------------------------------------------------------------------- fix
 
 
-@app.command(epilog=EXIT_CODES_HELP)
+FIX_EXIT_CODES_HELP = (
+    "Exit codes: 0 plan shown, or applied and verified, or nothing to do; 1 not applied (validation refused "
+    "it, it failed and was rolled back, or you declined); 2 usage or input error; 3 internal error."
+)
+
+
+@app.command(epilog=FIX_EXIT_CODES_HELP)
 def fix(
     root: RootOpt = None,
     registry: RegistryOpt = None,
