@@ -56,6 +56,18 @@ def _to_show_format(unit_props: dict[str, Any], svc_props: dict[str, Any]) -> di
     return out
 
 
+def system_bus():  # type: ignore[no-untyped-def]
+    """A private connection to the system bus named by DBUS_SYSTEM_BUS_ADDRESS (libdbus caches the
+    address per process otherwise, so a bus that changed since the first call would be missed)."""
+    import dbus  # type: ignore[import-not-found]
+    import dbus.bus  # type: ignore[import-not-found]
+
+    address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS")
+    if address:
+        return dbus.bus.BusConnection(address)
+    return dbus.SystemBus(private=True)
+
+
 def read_unit_properties(unit: str, timeout: float = 1.0) -> dict[str, str] | None:
     if not (os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or os.path.exists("/run/dbus/system_bus_socket")):
         return None
@@ -65,7 +77,7 @@ def read_unit_properties(unit: str, timeout: float = 1.0) -> dict[str, str] | No
         return None
     bus = None
     try:
-        bus = dbus.SystemBus(private=True)
+        bus = system_bus()
         manager = dbus.Interface(bus.get_object(SYSTEMD, MANAGER_PATH), f"{SYSTEMD}.Manager")
         try:
             path = manager.GetUnit(unit, timeout=timeout)
