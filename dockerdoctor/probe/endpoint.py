@@ -391,7 +391,8 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
         }
     if rep.scheme == "https" and rep.tls_error:
         rep.layer = "tls"
-        rep.docker_text = f"{base}: {rep.tls_detail}"
+        if rep.tls_error != "client-certificate":  # that one's dockerd text is set with it
+            rep.docker_text = f"{base}: {rep.tls_detail}"
     if rep.certs_dir_error:
         rep.layer = "tls"
         rep.docker_text = f"Error response from daemon: {rep.certs_dir_error}"
