@@ -240,3 +240,24 @@ def test_real_dockerd_captures_if_present() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_any_text_is_explained_without_crashing() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    kb = load_kb()
+    pieces = st.sampled_from([ex for p in kb.patterns for ex in p.examples] + ["", "\n", "\x00", "é", "https://"])
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.one_of(st.text(max_size=80), pieces), max_size=6))
+    def check(parts: list[str]) -> None:
+        text = "".join(parts)
+        res = explain_result(text)
+        json.dumps(res)
+        scores = [m["score"] for m in res["matches"]]
+        assert scores == sorted(scores, reverse=True)
+        for m in res["matches"]:
+            assert not re.search(r"\{(registry|host|port|file)\}", m["fix"])
+
+    check()
