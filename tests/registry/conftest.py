@@ -18,7 +18,20 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import ddreg_helpers  # noqa: E402
 from ddreg_helpers import Client, Server, free_port, tmpdir  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _ddreg_stop_leftovers() -> Iterator[None]:
+    """Stop servers a test started and did not stop (say, after a failed assertion)."""
+    yield
+    for srv in list(ddreg_helpers.LIVE):
+        if getattr(srv, "session", False):
+            continue
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.stop()
+        ddreg_helpers.LIVE.remove(srv)
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +48,7 @@ def ddreg_servers() -> Iterator[Callable[..., Server]]:
             d = tmpdir("srv")
             dirs.append(d)
             root = os.path.join(d, "root")
-        srv = Server(root=root, port=free_port(), args=list(args), scheme=scheme, verify=verify)
+        srv = Server(root=root, port=free_port(), args=list(args), scheme=scheme, verify=verify, session=True)
         srv.start()
         started[key] = srv
         return srv

@@ -26,6 +26,10 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 
 
+#: every server started by a test; the conftest stops the ones a failing test left running
+LIVE: list[Any] = []
+
+
 def free_port() -> int:
     """A free loopback port in this helper's range 15000-15999."""
     for _ in range(1000):
@@ -59,6 +63,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log: str = ""
     verify: Any = True
+    session: bool = False  # owned by a session fixture (not stopped after each test)
 
     @property
     def url(self) -> str:
@@ -76,6 +81,7 @@ class Server:
         ]  # fmt: skip
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+        LIVE.append(self)
         if wait:
             try:
                 self.wait_ready()
@@ -267,6 +273,7 @@ class Distribution:
         return f"127.0.0.1:{self.port}"
 
     delete: bool = True
+    session: bool = False  # owned by a session fixture
 
     def start(self) -> Distribution:
         cfg = os.path.join(self.workdir, f"distribution-{self.port}.yml")
@@ -280,6 +287,7 @@ class Distribution:
         self.proc = subprocess.Popen(
             ["docker-registry", "serve", cfg], stdout=log, stderr=log, stdin=subprocess.DEVNULL
         )
+        LIVE.append(self)
         log.close()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

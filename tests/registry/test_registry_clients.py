@@ -60,7 +60,7 @@ def ddreg_distributions(ddreg_work: str) -> Iterator[Callable[[str], Distributio
     started: list[Distribution] = []
 
     def start(root: str) -> Distribution:
-        d = Distribution(root=root, port=free_port(), workdir=ddreg_work).start()
+        d = Distribution(root=root, port=free_port(), workdir=ddreg_work, session=True).start()
         started.append(d)
         return d
 
