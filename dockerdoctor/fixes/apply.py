@@ -139,8 +139,13 @@ def choose_fixes(
     trusted: dict[str, str] = {}  # registry -> the rule whose step makes the daemon trust it
     for f in sorted(findings, key=_order_key):
         fix = f.fix
-        if fix is None or f.severity < min_severity:
-            continue  # info findings carry advice, never an automatic change
+        if fix is None:
+            continue
+        if f.severity < min_severity:  # info findings carry advice, never an automatic change
+            out.append(
+                Choice(f, None, [f"advice only ({f.severity.label}), never applied automatically: {fix.summary}"])
+            )
+            continue
         if f.rule_id in TRUST_RULES and f.params.get("registry"):
             reg = str(f.params["registry"])
             if reg in trusted:

@@ -528,3 +528,11 @@ def test_atomic_write_keeps_extended_attributes(tmp_path: Path) -> None:
         pytest.skip(f"this filesystem has no user xattrs: {exc.strerror}")
     atomic_write(str(p), b'{"debug": true}\n')
     assert os.getxattr(p, "user.dockerdoctor") == b"kept"
+
+
+def test_info_findings_are_advice_only() -> None:
+    from dockerdoctor.model import RunCommand
+
+    fix = Fix("Start firewalld", (RunCommand(("systemctl", "start", "firewalld")),))
+    [c] = choose_fixes([Finding("DD306", Severity.INFO, "firewalld is off", "", fix=fix)])
+    assert c.fix is None and c.notes[0].startswith("advice only (info)")
