@@ -42,6 +42,14 @@ def split_names(values: list[str]) -> list[str]:
     return names
 
 
+def _not_after(cert: x509.Certificate) -> dt.datetime:
+    """Expiry as an aware datetime (cryptography < 42 has only the naive `not_valid_after`)."""
+    aware = getattr(cert, "not_valid_after_utc", None)
+    if aware is not None:
+        return aware  # type: ignore[no-any-return]
+    return cert.not_valid_after.replace(tzinfo=dt.timezone.utc)
+
+
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name.strip("[]"))
@@ -90,7 +98,7 @@ def ensure_self_signed(directory: str, names: list[str], days: int = 825) -> Sel
                 ca_cert = x509.load_pem_x509_certificate(f.read())
             with open(ca_key, "rb") as f:
                 loaded = serialization.load_pem_private_key(f.read(), None)
-            if not isinstance(loaded, ec.EllipticCurvePrivateKey) or ca_cert.not_valid_after_utc < now:
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey) or _not_after(ca_cert) < now:
                 ca_cert = None
             else:
                 ca_private = loaded
@@ -121,7 +129,7 @@ def ensure_self_signed(directory: str, names: list[str], days: int = 825) -> Sel
     if os.path.exists(srv_crt) and os.path.exists(srv_key):
         with open(srv_crt, "rb") as f:
             current = x509.load_pem_x509_certificate(f.read())
-        fresh = current.not_valid_after_utc > now + dt.timedelta(days=30)
+        fresh = _not_after(current) > now + dt.timedelta(days=30)
         if fresh and _server_sans(current) == wanted and current.issuer == ca_cert.subject:
             return SelfSigned(ca_crt, srv_crt, srv_key)
     key = ec.generate_private_key(ec.SECP256R1())
