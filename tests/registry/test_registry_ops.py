@@ -498,3 +498,14 @@ def test_kill_9_mid_push_with_content_length(work: str) -> None:
         assert c.push_blob("crash/raw", data) == digest
     finally:
         srv.stop()
+
+
+def test_cli_surface() -> None:
+    helptext = dd("serve-registry", "--help").stdout
+    for flag in ("--host", "--port", "--root", "--tls-cert", "--tls-key", "--tls-self-signed", "--htpasswd",
+                 "--read-only", "--no-delete", "--workers", "--max-upload-size", "--access-log"):  # fmt: skip
+        assert flag in helptext
+    assert re.search(r"--port\s+INTEGER.*\[default:\s+5000\]", helptext, re.S)
+    sub = dd("registry", "--help").stdout
+    assert all(cmd in sub for cmd in ("ls", "rm", "gc"))
+    assert "--dry-run" in dd("registry", "gc", "--help").stdout
