@@ -115,12 +115,49 @@ def _nft(net: lab.LabNet, *args: str) -> None:
     assert r.returncode == 0, r.stderr
 
 
+def _record(d: Path, net: lab.LabNet | None, servers: list[Any], nginx: Any = None) -> None:
+    """What this session owns, so that a later session can clean up after a crash (by PID and name)."""
+    import json
+
+    pids = [getattr(x, "pid", None) or getattr(getattr(x, "proc", None), "pid", None) for x in [*servers, nginx]]
+    state = {"owner": os.getpid(), "netns": [net.srv_ns, net.cli_ns] if net else [],
+             "pids": [p for p in pids if isinstance(p, int)]}
+    (d / "ep-state.json").write_text(json.dumps(state))
+
+
+def sweep_stale() -> list[str]:
+    """Remove what a crashed session left: its servers (only if their command line names its dir),
+    its namespaces, its /tmp/dd-ep-* dir. Never touches anything a live session owns."""
+    import json
+    import signal
+
+    done = []
+    for d in Path("/tmp").glob("dd-ep-*"):
+        try:
+            st = json.loads((d / "ep-state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if lab._pid_alive(int(st.get("owner", 0))):
+            continue
+        for pid in st.get("pids", []):
+            if lab._pid_alive(pid) and str(d) in lab._pid_cmdline(pid):
+                os.kill(pid, signal.SIGKILL)
+        for ns in st.get("netns", []):
+            if ns.startswith("ddep") and Path(f"/run/netns/{ns}").exists():
+                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        lab.rmtree(d)
+        done.append(str(d))
+    return done
+
+
 @pytest.fixture(scope="session")
 def ep_lab() -> Iterator[EpLab]:
+    sweep_stale()
     d = Path(tempfile.mkdtemp(prefix="dd-ep-", dir="/tmp"))
     net = lab.LabNet(f"ddep{os.getpid() % 100000}")
     servers: list[Any] = []
     nginx = None
+    _record(d, net, servers)
     try:
         C = lab.Certs
         ca = C.make_ca("dockerdoctor-ep-ca")
@@ -159,6 +196,7 @@ def ep_lab() -> Iterator[EpLab]:
         if shutil.which("nginx"):
             nginx = lab.Nginx(d, f"{ip}:{PORTS['nginx']}", f"http://{ip}:{PORTS['plain']}", "1m",
                               netns=net.srv_ns).start()
+        _record(d, net, servers, nginx)
         lab_ = EpLab(d, net, ca[0], certs, servers, nginx)
         lab_.client_pair = make_client_pair(ca)
         yield lab_
@@ -179,6 +217,7 @@ def ep_dockerd(ep_lab: EpLab) -> Iterator[lab.Dockerd]:
     try:
         if not d.start():
             pytest.fail(f"dockerd failed to start: {d.failure_line()}")
+        _record(ep_lab.dir, ep_lab.net, [*ep_lab.servers, d], ep_lab.nginx)
         lab.import_busybox(d)
         yield d
     finally:
