@@ -290,6 +290,10 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
     this host; or it was copied under a name dockerd ignores (ca.pem, a folder without the port:
     DD209); or the file holds the wrong CA. dockerd reads certs.d on every push: no restart needed.
 
+    Offline, the registry container's own log shows the other side of it: `http: TLS handshake
+    error from CLIENT: remote error: tls: bad certificate` (reported as a warning: an unknown CA,
+    a name or an expiry read the same from there).
+
     How to fix: copy the CA certificate (not the server's key!) to
     /etc/docker/certs.d/HOST:PORT/ca.crt. For a self-signed server certificate, that certificate
     itself is the CA. Check what you copy: `openssl x509 -noout -subject -fingerprint -in ca.crt`.
@@ -574,9 +578,11 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
     certs.d/https://...`), or with another port is ignored; so is `ca.pem` or `ca.cer`. A
     `client.cert` without `client.key` (or the reverse) is worse: every push fails with
     `missing key client.key for client certificate client.cert. Note that CA certificates should
-    use the extension .crt`.
+    use the extension .crt`. A registry that requires client certificates (mutual TLS) and gets
+    none it accepts refuses the handshake: `remote error: tls: bad certificate`.
 
-    How to fix: rename to /etc/docker/certs.d/HOST:PORT/ca.crt (and NAME.cert + NAME.key pairs).
+    How to fix: rename to /etc/docker/certs.d/HOST:PORT/ca.crt (and NAME.cert + NAME.key pairs;
+    a client certificate needs the clientAuth usage and a CA the registry trusts).
     No restart: certs.d is read on every push.
 
     Example:
