@@ -170,3 +170,44 @@ def test_docker_trusts_self_signed_ca_at_the_printed_path(ddreg_busybox_rootfs: 
             (ln.split()[1] for ln in Path("/proc/mounts").read_text().splitlines() if str(tmp_path) in ln), reverse=True
         ):
             subprocess.run(["umount", m], capture_output=True)
+
+
+def test_docker_moves_between_distribution_and_us(ddreg_dockerd, ddreg_image: str, ddreg_servers, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The migration story with the real docker CLI: registry:2's directory served by us, and back."""
+    import shutil as _shutil
+
+    from ddreg_helpers import Distribution, free_port
+
+    if _shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed (CI installs it)")
+    d = ddreg_dockerd
+
+    def digest_of_push(ref: str) -> str:
+        d.docker("tag", ddreg_image, ref)
+        out = d.docker("push", ref).stdout
+        return re.search(r"digest: (sha256:[0-9a-f]{64})", out).group(1)  # type: ignore[union-attr]
+
+    # 1. docker pushes to registry:2; we serve its directory; docker pulls from us
+    theirs_root = str(tmp_path / "theirs")
+    dist = Distribution(root=theirs_root, port=free_port(), workdir=str(tmp_path)).start()
+    try:
+        pushed = digest_of_push(f"{dist.hostport}/migr/bb:1")
+    finally:
+        dist.stop()
+    ours = ddreg_servers("--read-only", "--no-access-log", root=theirs_root)
+    ref = f"{ours.hostport}/migr/bb"
+    d.docker("pull", f"{ref}:1")
+    assert f"{ref}@{pushed}" in d.docker("image", "inspect", f"{ref}:1", "--format", "{{json .RepoDigests}}").stdout
+    d.docker("rmi", f"{ref}:1")
+    # 2. docker pushes to us; registry:2 serves our directory; docker pulls from it
+    ours_root = str(tmp_path / "ours")
+    writer = ddreg_servers("--no-access-log", root=ours_root)
+    pushed = digest_of_push(f"{writer.hostport}/back/bb:1")
+    dist = Distribution(root=ours_root, port=free_port(), workdir=str(tmp_path)).start()
+    try:
+        d.docker("pull", f"{dist.hostport}/back/bb:1")
+        digests = d.docker("image", "inspect", f"{dist.hostport}/back/bb:1", "--format", "{{json .RepoDigests}}")
+        assert f"{dist.hostport}/back/bb@{pushed}" in digests.stdout
+        d.docker("rmi", f"{dist.hostport}/back/bb:1")
+    finally:
+        dist.stop()
