@@ -272,6 +272,7 @@ class Registry:
         self._purge_task: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()
         self.idle.set()
+        self._routes = self._build_routes()
 
     # ------------------------------------------------------------------ plumbing
     def app(self) -> web.Application:
@@ -399,7 +400,10 @@ class Registry:
         raise RegistryError("UNSUPPORTED", "unknown endpoint", {"path": request.path}, status=404)
 
     def _route(self, kind: str, method: str) -> Callable[..., Awaitable[web.StreamResponse]] | None:
-        table: dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]] = {
+        return self._routes.get((kind, method))
+
+    def _build_routes(self) -> dict[tuple[str, str], Callable[..., Awaitable[web.StreamResponse]]]:
+        return {
             ("tags", "GET"): self.tags_list,
             ("tags", "HEAD"): self.tags_list,
             ("manifest", "GET"): self.get_manifest,
@@ -417,7 +421,6 @@ class Registry:
             ("referrers", "GET"): self.referrers,
             ("referrers", "HEAD"): self.referrers,
         }
-        return table.get((kind, method))
 
     def _digest(self, value: str) -> str:
         try:
