@@ -43,6 +43,7 @@ DOCKER_SCHEMA1 = (
 IMAGE_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 MAX_MANIFEST = 4 * 1024 * 1024
+MANIFEST_CACHE = 32 * 1024 * 1024  # bytes of parsed manifests kept per process
 BUFFER = 1 << 20  # bytes handed to the hash/write thread at a time
 RAW_BUFFER = 1 << 20  # each of the two receive buffers of the raw upload path
 RAW_MIN = 1 << 20  # bodies at least this big (with Content-Length) skip aiohttp's parser
@@ -265,6 +266,7 @@ class Registry:
         self.s = settings or Settings()
         self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ddreg-io")
         self.manifests: collections.OrderedDict[str, ManifestInfo] = collections.OrderedDict()
+        self.manifest_bytes = 0
         self.hashers: dict[str, tuple[int, Any]] = {}  # upload id -> (offset, sha256 state)
         self.upload_locks: dict[str, asyncio.Lock] = {}
         self.auth_cache: dict[str, bool] = {}
@@ -492,10 +494,18 @@ class Registry:
             info = describe_manifest(data, None)
         except RegistryError:
             info = ManifestInfo(data=data, media_type=_stored_media_type(data))
-        self.manifests[digest] = info
-        if len(self.manifests) > 4096:
-            self.manifests.popitem(last=False)
+        self._cache_manifest(digest, info)
         return info
+
+    def _cache_manifest(self, digest: str, info: ManifestInfo) -> None:
+        """Keep parsed manifests (immutable by digest) up to MANIFEST_CACHE bytes, least recently used out."""
+        if digest in self.manifests:
+            return
+        self.manifests[digest] = info
+        self.manifest_bytes += len(info.data)
+        while self.manifest_bytes > MANIFEST_CACHE and len(self.manifests) > 1:
+            _, old = self.manifests.popitem(last=False)
+            self.manifest_bytes -= len(old.data)
 
     def _resolve(self, name: str, ref: str) -> str:
         if dg.looks_like_digest(ref):
@@ -571,7 +581,7 @@ class Registry:
                 self.driver.set_tag(name, t, digest)
 
         await loop.run_in_executor(self.executor, store)
-        self.manifests[digest] = info
+        self._cache_manifest(digest, info)
         headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
         if info.subject:
             headers["OCI-Subject"] = info.subject

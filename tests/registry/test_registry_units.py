@@ -305,3 +305,15 @@ def test_stored_schema1_keeps_its_media_type(root: str) -> None:
     assert _stored_media_type(signed) == "application/vnd.docker.distribution.manifest.v1+prettyjws"
     assert _stored_media_type(b'{"schemaVersion": 1}') == "application/vnd.docker.distribution.manifest.v1+json"
     assert _stored_media_type(b"garbage") == "application/octet-stream"
+
+
+def test_manifest_cache_is_bounded_in_bytes(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.registry import app as appmod
+    from dockerdoctor.registry.app import ManifestInfo
+
+    monkeypatch.setattr(appmod, "MANIFEST_CACHE", 1000)
+    reg = Registry(FilesystemDriver(root))
+    for i in range(10):
+        reg._cache_manifest(f"sha256:{i:064x}", ManifestInfo(data=b"x" * 300, media_type="m"))
+    assert reg.manifest_bytes <= 1000 and len(reg.manifests) == 3
+    assert f"sha256:{9:064x}" in reg.manifests and f"sha256:{0:064x}" not in reg.manifests
