@@ -369,6 +369,7 @@ class Registry:
 
     async def drain(self, timeout: float) -> bool:
         """Wait until no request is being handled (for a graceful stop); False on timeout."""
+        await asyncio.sleep(0.05)  # let handlers for requests that already arrived start first
         try:
             await asyncio.wait_for(self.idle.wait(), timeout)
             return True
