@@ -41,7 +41,7 @@ from dockerdoctor.model import (
     ServiceAction,
     Severity,
 )
-from dockerdoctor.rules_support import json_evidence, origin_evidence, short, trust_fix, value_evidence
+from dockerdoctor.rules_support import CIS_WARNING, json_evidence, origin_evidence, short, trust_fix, value_evidence
 
 # Variables of the stock env files that carry dockerd options.
 OPTION_VARS = ("OPTIONS", "DOCKER_OPTS", "INSECURE_REGISTRY", "ADD_REGISTRY", "BLOCK_REGISTRY",
@@ -172,31 +172,29 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
                 continue
             parsed = parse_dockerd_argv(["dockerd", *split_command_line(a.value)])
             insecure = [f.value for f in parsed.values("insecure-registry") if f.value]
-            severity = Severity.ERROR if insecure else Severity.WARNING
+            others = [f.raw for f in parsed.flags + parsed.unknown if f.name != "insecure-registry"]
             dj_path = daemon_json.path if daemon_json else "/etc/docker/daemon.json"
-            ops: list = [JsonListAdd(dj_path, "insecure-registries", v) for v in insecure]
-            fix_main = None
-            dropin = ReplaceFileContent(
-                "/etc/systemd/system/docker.service.d/10-envfile.conf",
-                f"[Service]\nEnvironmentFile=-{path}\n" + _dropin_exec(docker_unit, [f"${a.name}"])[len("[Service]\n"):],
-            )
-            alt = Fix(f"Load {path} with a drop-in and expand ${a.name} in ExecStart",
-                      (dropin, ServiceAction("daemon-reload"), ServiceAction("restart")),
-                      warnings=("Flags from the file must not also be set in daemon.json (DD104).",
-                                "A restart stops running containers unless live-restore is on."))
-            if ops:
-                fix_main = Fix(f"Move the insecure registries into {dj_path} and reload dockerd",
-                               (*ops, ServiceAction("reload")), alternatives=(alt,))
+            evidence = [Evidence(path, f"{a.name}={a.value}", a.line),
+                        Evidence(docker_unit.fragment or "docker.service",
+                                 "EnvironmentFile: " + (", ".join(r.path for r in docker_unit.environment_files)
+                                                        or "none"))]
+            message = (f"{a.name} is set in {path}:{a.line}, but docker.service ({docker_unit.fragment}) loads no "
+                       f"EnvironmentFile={path}, so dockerd never gets {short(' '.join(words), 80)}.")
+            if insecure and not others:
+                # Move: the registries into daemon.json, the variable emptied so nothing is set twice.
+                fix = Fix(f"Move the insecure registries from {path} into {dj_path} and reload dockerd",
+                          (*[JsonListAdd(dj_path, "insecure-registries", v) for v in insecure],
+                           EnvFileSet(path, a.name, ""), ServiceAction("reload")),
+                          warnings=(CIS_WARNING,))
+            else:
+                # Loading a distribution's old options into another engine can stop it from starting
+                # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
+                fix = Fix(f"Move the options you still want from {path} into {dj_path} (each flag has a "
+                          f"daemon.json key), then empty {a.name}; these were never in effect")
             yield finding(
-                "DD102", f"{a.name} in {path} is never read",
-                f"{a.name} is set in {path}:{a.line}, but docker.service ({docker_unit.fragment}) loads no "
-                f"EnvironmentFile={path}, so dockerd never gets {short(' '.join(words), 80)}.",
-                severity=severity,
-                evidence=[Evidence(path, f"{a.name}={a.value}", a.line),
-                          Evidence(docker_unit.fragment or "docker.service",
-                                   "EnvironmentFile: " + (", ".join(r.path for r in docker_unit.environment_files)
-                                                          or "none"))],
-                fix=fix_main or alt, params={"file": path, "variable": a.name},
+                "DD102", f"{a.name} in {path} is never read", message,
+                severity=Severity.ERROR if insecure else Severity.WARNING,
+                evidence=evidence, fix=fix, params={"file": path, "variable": a.name},
             )
 
 

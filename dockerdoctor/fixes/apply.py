@@ -540,6 +540,11 @@ def decide_service(
                 slow = sorted(keys - RELOADABLE_KEYS - IGNORED_BY_DOCKERD)
                 reasons.append(f"{p}: {', '.join(slow)} {'needs' if len(slow) == 1 else 'need'} a restart")
         elif p.startswith(ENV_FILE_PATHS):
+            env_files = facts.optional("env_files") or {}
+            info = env_files.get(p)
+            if info is not None and not info.loaded:
+                reasons.append(f"{p} is not loaded by docker.service: no restart for it")
+                continue
             level = max(level, 2)
             reasons.append(f"{p} is read only when dockerd starts: restart")
         elif "/certs.d/" in p:

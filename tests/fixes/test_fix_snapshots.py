@@ -138,16 +138,22 @@ def test_plain_http_registry_gets_the_insecure_alternative_with_its_warning(tmp_
     clean_for(root, "DD101")
 
 
-def test_combined_fix_that_would_break_the_unit_is_refused(tmp_path: Path) -> None:
-    """centos7-docker-ce-ignores-sysconfig: the two DD102 fixes together would load the env file but
-    expand only $OPTIONS, a new DD103 error: validation refuses before anything is written."""
+def test_ignored_sysconfig_registry_is_moved_into_daemon_json(tmp_path: Path) -> None:
+    """centos7-docker-ce-ignores-sysconfig: INSECURE_REGISTRY moves into daemon.json (and is emptied in
+    the ignored file); the old OPTIONS (with Red Hat-only flags) are advice only and never loaded
+    blindly. Only SIGHUP is needed: the env file is not loaded by docker.service."""
     root = copy("centos7-docker-ce-ignores-sysconfig", tmp_path)
-    before = files(root)
     r = apply(root, tmp_path)
-    assert r.returncode == 1
-    assert "not applied: the change would bring a new DD103 error" in r.stdout
-    assert files(root) == before
-    assert not (tmp_path / "state" / "backups").exists() or not any((tmp_path / "state" / "backups").iterdir())
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads((root / "etc/docker/daemon.json").read_text()) == {"insecure-registries": [REG]}
+    sysconfig = (root / "etc/sysconfig/docker").read_text()
+    assert "INSECURE_REGISTRY=''" in sysconfig
+    assert "OPTIONS='--selinux-enabled --log-driver=journald --signature-verification=false'" in sysconfig
+    clean_for(root, "DD101")
+    report = json.loads(run("check", "--root", str(root), "--registry", REG, "--select", "DD102",
+                            "--format", "json").stdout)
+    assert [(f["id"], f["severity"], f["params"]["variable"]) for f in report["findings"]] == [
+        ("DD102", "warning", "OPTIONS")]
 
 
 @pytest.mark.parametrize(
