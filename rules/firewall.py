@@ -298,20 +298,22 @@ def protection_disabled(firewalld: FirewalldState | None = None,
     """
     if firewalld is None and selinux_status is None:
         raise Skip("neither firewalld nor SELinux is known here")
-    ports = sorted({lst.port for lst in registry_listeners or [] if lst.how == "host"}) or [5000]
+    ports = sorted({lst.port for lst in registry_listeners or [] if lst.how == "host"})
     other_filter = packet_filter is not None and any(
         r.verdict in ("drop", "reject") and r.table != "firewalld" for r in packet_filter.rules)
     if firewalld is not None and not firewalld.running and not other_filter:
         zone = firewalld.default_zone or "public"
         ops = tuple(RunCommand(("firewall-offline-cmd", f"--zone={zone}", f"--add-port={p}/tcp"),
                                "open the registry port in the permanent configuration first") for p in ports)
+        where = (f"after opening the registry's port ({', '.join(map(str, ports))}/tcp) in zone {zone}" if ports
+                 else "after opening, in its zone, every port this host must serve (no registry listens here)")
         yield finding(
             "DD306", "firewalld is installed but not running",
-            "firewalld is not running, so every port on this host is open to everyone. Turn it back on after "
-            f"opening the registry's port ({', '.join(map(str, ports))}/tcp) in zone {zone}.",
+            f"firewalld is not running, so every port on this host is open to everyone. Turn it back on {where}.",
             evidence=[Evidence(firewalld.state_source.split(":", 1)[0], "firewalld is not running")],
             fix=Fix("Open the registry port permanently, then start firewalld",
-                    (*ops, ServiceAction("start", "firewalld.service"))),
+                    (*ops, ServiceAction("start", "firewalld.service"))) if ports else
+            Fix("Open the ports this host serves with firewall-offline-cmd, then `systemctl enable --now firewalld`"),
             params={"what": "firewalld"},
         )
     if selinux_status is not None and selinux_status.mode in ("disabled", "permissive"):
