@@ -196,7 +196,8 @@ def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
         print("  Each docker client needs that CA at exactly this path (one per name it uses):", file=out)
         for path in paths:
             print(f"    {path}", file=out)
-        print(f"  e.g. mkdir -p {os.path.dirname(paths[0])} && cp {ca} {paths[0]}", file=out, flush=True)
+        print(f"  e.g. mkdir -p {os.path.dirname(paths[0])} && cp {ca} {paths[0]}", file=out)
+        print("  (podman and skopeo also read /etc/containers/certs.d/HOST:PORT/ca.crt)", file=out, flush=True)
     try:
         if cfg.workers <= 1:
             _run_worker(cfg, sock, purge=True)
