@@ -15,6 +15,9 @@ Measures:
   manifest GET/HEAD  requests/s at concurrency 16 for 5 s with ApacheBench `ab -k` (apache2-utils)
   RSS            peak resident memory (VmHWM) of a fresh server process during a 1 GiB push
 
+Blobs and both storage roots live on /dev/shm (tmpfs) unless --dir says otherwise: on this VM the
+disk's write-back otherwise decides the push numbers more than either server does.
+
 Ours runs with --no-access-log (distribution with its access log disabled too); blobs use
 one worker, the manifest test uses --workers 2 (distribution uses both cores as well).
 """
@@ -307,6 +310,16 @@ def load(srv: Srv, method: str, seconds: int) -> tuple[float, float]:
     return rps, cpu / max(total, 1)
 
 
+def drop_blob(srv: Srv, digest: str) -> None:
+    """Remove a pushed blob's data file (same path for both servers: same on-disk layout)."""
+    hexd = digest.split(":", 1)[1]
+    path = os.path.join(srv.root, "docker", "registry", "v2", "blobs", "sha256", hexd[:2], hexd, "data")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def alternate(rounds: int, servers: list[Srv], fn: Callable[[Srv, int], object]) -> dict[str, list[object]]:
     out: dict[str, list[object]] = {s.label: [] for s in servers}
     for r in range(rounds):
@@ -323,6 +336,11 @@ def main() -> int:
     ap.add_argument("--rss-gib", type=float, default=1.0)
     ap.add_argument("--manifest-seconds", type=int)
     ap.add_argument("--json", help="write results here")
+    ap.add_argument(
+        "--dir",
+        help="where blobs and both storage roots live [default: /dev/shm, a tmpfs, so that the VM's disk "
+        "write-back does not decide the push numbers; /tmp if /dev/shm is not writable]",
+    )
     ap.add_argument("--markdown", help="write a results table (markdown) here")
     args = ap.parse_args()
     rounds = args.rounds or (2 if args.quick else 5)
@@ -332,7 +350,8 @@ def main() -> int:
         if shutil.which(tool) is None:
             log(f"error: {tool} is not installed (apt-get install docker-registry apache2-utils)")
             return 2
-    work = tempfile.mkdtemp(prefix="dd-reg-bench-", dir="/tmp")
+    base = args.dir or ("/dev/shm" if os.access("/dev/shm", os.W_OK) else "/tmp")
+    work = tempfile.mkdtemp(prefix="dd-reg-bench-", dir=base)
     started: list[Srv] = []
     results: dict[str, Any] = {
         "rounds": rounds,
@@ -340,6 +359,7 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "loadavg_at_start": os.getloadavg(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "storage": base,
     }
     try:
         blob = os.path.join(work, "blob")
@@ -351,15 +371,21 @@ def main() -> int:
         log(f"blob {size >> 20} MiB, {rounds} rounds, A B A B")
         mib = size / (1 << 20)
         for name, fn in (("push_mono", push_mono), ("push_chunked", push_chunked), ("push_stream", push_stream)):
-            times = alternate(
-                rounds, pair, lambda s, r, fn=fn, name=name: fn(s, f"bench/{name}{r}", blob, size, digest)
-            )
+
+            def one(s: Srv, r: int, fn: Callable[..., float] = fn, name: str = name) -> float:
+                t = fn(s, f"bench/{name}{r}", blob, size, digest)
+                drop_blob(s, digest)  # keep memory (tmpfs) and dirty pages flat
+                return t
+
+            times = alternate(rounds, pair, one)
             results[name] = {k: [mib / t for t in v] for k, v in times.items()}  # type: ignore[operator]
             log(
                 f"{name}: "
                 + ", ".join(f"{k} median {statistics.median(v):.0f} MiB/s" for k, v in results[name].items())
             )  # type: ignore[union-attr]
-        pulls = alternate(rounds, pair, lambda s, r: pull(s, "bench/push_mono0", size, digest))
+        for s in pair:  # the blob to pull (not timed)
+            push_mono(s, "bench/pull", blob, size, digest)
+        pulls = alternate(rounds, pair, lambda s, r: pull(s, "bench/pull", size, digest))
         results["pull"] = {k: [mib / t for t, _ in v] for k, v in pulls.items()}  # type: ignore[misc]
         results["pull_cpu_s"] = {k: [c for _, c in v] for k, v in pulls.items()}  # type: ignore[misc]
         log("pull: " + ", ".join(f"{k} median {statistics.median(v):.0f} MiB/s" for k, v in results["pull"].items()))  # type: ignore[union-attr]
@@ -404,6 +430,7 @@ def main() -> int:
             push_mono(s, "bench/big", blob, big, bdigest)
             rss[s.label] = s.hwm_mib()
             s.stop()
+            drop_blob(s, bdigest)
         results["peak_rss_mib_1gib_push"] = rss
         results["rss_gib"] = args.rss_gib
         log("peak RSS during push: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in rss.items()))
