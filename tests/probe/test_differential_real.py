@@ -18,7 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from conftest import EpLab  # noqa: E402
+from eplab import EpLab  # noqa: E402
 from rulecheck import fired  # noqa: E402
 
 pytestmark = pytest.mark.real("nft", "nginx")

@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from conftest import PASSWORD, PORTS, USER, EpLab, run_quiet  # noqa: E402
+from eplab import PASSWORD, PORTS, USER, EpLab, run_quiet  # noqa: E402
 from rulecheck import fired  # noqa: E402
 
 from dockerdoctor.facts import HostPort  # noqa: E402

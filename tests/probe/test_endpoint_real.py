@@ -1,4 +1,4 @@
-"""The layered probe against real servers in a private pair of namespaces (see conftest.py).
+"""The layered probe against real servers in a private pair of namespaces (see eplab.py).
 
 Each case asserts the layer, what the probe says, and which DD2xx rule the real rule code raises.
 """
@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from conftest import PASSWORD, PORTS, USER, EpLab  # noqa: E402
+from eplab import PASSWORD, PORTS, USER, EpLab  # noqa: E402
 from rulecheck import fired  # noqa: E402
 
 pytestmark = pytest.mark.real("nft", "nginx")
@@ -212,7 +212,7 @@ def test_parallel_probes_through_the_fact(ep_lab: EpLab) -> None:
 
 def test_cli_check_json_from_the_client_namespace(ep_lab: EpLab) -> None:
     """`dockerdoctor check --registry` end to end, run inside the client namespace."""
-    from conftest import run_quiet
+    from eplab import run_quiet
 
     exe = str(REPO / ".venv" / "bin" / "dockerdoctor")
     r = run_quiet(["ip", "netns", "exec", ep_lab.net.cli_ns, exe, "check", "--select", "DD2",

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from conftest import EpLab, ServeRegistry  # noqa: E402
+from eplab import EpLab, ServeRegistry  # noqa: E402
 from rulecheck import fired  # noqa: E402
 
 from dockerdoctor.facts import HostPort  # noqa: E402
