@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
+if os.path.dirname(__file__) not in sys.path:  # for `import ddreg_helpers` (a unique name)
+    sys.path.append(os.path.dirname(__file__))
 
 import ddreg_helpers  # noqa: E402
 from ddreg_helpers import Client, Server, free_port, tmpdir  # noqa: E402
