@@ -507,9 +507,10 @@ def test_dd306_firewalld_stopped_is_info(rh: RH, fw: lab.Firewalld) -> None:
         res, _ = in_srv(rh, "DD306")
         (f,) = [x for x in res["DD306"].findings if x.params.get("what") == "firewalld"]
         assert f.severity.label == "info"
-        argv = [op.argv for op in f.fix.operations if hasattr(op, "argv")]
-        assert argv and argv[0][0] == "firewall-offline-cmd"
-        assert f.fix.operations[-1].shell() == "systemctl start firewalld.service"
+        # no registry listens on this host here, so no port is guessed: the fix is advice only
+        assert f.fix.operations == ()
+        assert "firewall-offline-cmd" in f.fix.summary and "enable --now firewalld" in f.fix.summary
+        assert "every port this host must serve" in f.message
     finally:
         os.environ["DBUS_SYSTEM_BUS_ADDRESS"] = fw.bus_address
         bus.terminate()
