@@ -34,12 +34,16 @@ class Pattern:
     rule: str
     also: tuple[str, ...]
     weight: float
-    regex: re.Pattern[str]
+    source: str  # the regular expression, compiled on first use (most lines never need most patterns)
     seen: str
     examples: tuple[str, ...]
     note: str
     suppresses: tuple[str, ...] = ()
     equally: tuple[str, ...] = ()  # rules the text fits just as well (an ambiguous wording)
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return _compiled(self.source)
 
 
 @dataclass
@@ -56,6 +60,11 @@ class KnowledgeBase:
             return [p for p in self.patterns if not self.keywords.get(p.id)]
         return [p for p in self.patterns
                 if not self.keywords.get(p.id) or any(k in low for k in self.keywords[p.id])]
+
+
+@functools.cache
+def _compiled(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.I)
 
 
 def _literal_runs(items: Any) -> list[str]:
@@ -133,23 +142,74 @@ class RuleMatch:
 
 @functools.lru_cache(maxsize=1)
 def load_kb() -> KnowledgeBase:
-    import yaml  # type: ignore[import-untyped]
-
     text = resources.files("dockerdoctor").joinpath("data/errors.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data, keywords = _compiled_kb(text)
     pats = []
     for p in data["patterns"]:
         pats.append(Pattern(
             id=p["id"], rule=p["rule"], also=tuple(p.get("also") or ()), weight=float(p.get("weight", 5)),
-            regex=re.compile(p["regex"], re.I), seen=p.get("seen", ""), examples=tuple(p.get("examples") or ()),
+            source=p["regex"], seen=p.get("seen", ""), examples=tuple(p.get("examples") or ()),
             note=p.get("note", ""), suppresses=tuple(p.get("suppresses") or ()),
             equally=tuple(p.get("equally") or ()),
         ))
     kb = KnowledgeBase(pats, {k: dict(v) for k, v in (data.get("rules") or {}).items()})
-    kb.keywords = {p.id: _keywords(p.regex.pattern) for p in pats}
+    kb.keywords = keywords if keywords is not None else derive_keywords(pats)
     allkw = sorted({k for ks in kb.keywords.values() for k in ks}, key=len, reverse=True)
     kb.gate = re.compile(_trie_regex(allkw)) if allkw else None
     return kb
+
+
+def _parse_yaml(text: str) -> dict[str, Any]:
+    import yaml  # type: ignore[import-untyped]
+
+    # libyaml's C loader parses the knowledge base in ~15 ms; the pure-Python one takes ~300 ms
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data: dict[str, Any] = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    return data
+
+
+COMPILED_FILE = "data/errors-compiled.json"
+
+
+def derive_keywords(pats: list[Pattern]) -> dict[str, tuple[str, ...]]:
+    return {p.id: _keywords(p.source) for p in pats}
+
+
+def kb_digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _compiled_kb(text: str) -> tuple[dict[str, Any], dict[str, tuple[str, ...]] | None]:
+    """errors.yaml as data plus the prefilter keywords, from data/errors-compiled.json when that was
+    made from this very errors.yaml: importing PyYAML, parsing and deriving the keywords (every regex
+    parsed) would cost ~80 ms at every start. A test keeps the file current; regenerate it with
+    `python -m dockerdoctor.explain --compile`. A stale or missing file only costs time."""
+    import json
+
+    try:
+        cached = json.loads(resources.files("dockerdoctor").joinpath(COMPILED_FILE).read_text(encoding="utf-8"))
+        if cached.get("sha256") == kb_digest(text):
+            return cached["data"], {k: tuple(v) for k, v in cached["keywords"].items()}
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    return _parse_yaml(text), None
+
+
+def write_compiled_file() -> str:
+    import json
+    from pathlib import Path
+
+    text = resources.files("dockerdoctor").joinpath("data/errors.yaml").read_text(encoding="utf-8")
+    data = _parse_yaml(text)
+    pats = [Pattern(id=p["id"], rule=p["rule"], also=(), weight=0.0, source=p["regex"], seen="", examples=(),
+                    note="") for p in data["patterns"]]
+    body = {"sha256": kb_digest(text), "generated_from": "data/errors.yaml", "data": data,
+            "keywords": {k: list(v) for k, v in derive_keywords(pats).items()}}
+    out = Path(str(resources.files("dockerdoctor").joinpath(COMPILED_FILE)))
+    out.write_text(json.dumps(body, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    return str(out)
 
 
 def _trie_regex(words: list[str]) -> str:
@@ -485,3 +545,10 @@ def explain_text(text: str, fmt: str = "text") -> int:
     else:
         sys.stdout.write(render_text(res))
     return 0 if res["known"] else 1
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--compile"]:
+        print(write_compiled_file())

@@ -16,7 +16,7 @@ from dockerdoctor.facts import HostPort
 from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.probe.endpoint import EndpointReport
+from dockerdoctor.probe.report import EndpointReport
 from dockerdoctor.rules_support import insecure_fix, short, tls_fix
 
 NO_SOURCE = ("no live probe of the registry (snapshot, or --timeout/network off) and no docker journal "

@@ -261,3 +261,20 @@ def test_any_text_is_explained_without_crashing() -> None:
             assert not re.search(r"\{(registry|host|port|file)\}", m["fix"])
 
     check()
+
+
+def test_compiled_knowledge_base_is_current():
+    """data/errors-compiled.json must be made from the current errors.yaml
+    (regenerate with `python -m dockerdoctor.explain --compile`)."""
+    import json
+    from importlib import resources
+
+    from dockerdoctor import explain
+
+    text = resources.files("dockerdoctor").joinpath("data/errors.yaml").read_text(encoding="utf-8")
+    cached = json.loads(resources.files("dockerdoctor").joinpath(explain.COMPILED_FILE).read_text(encoding="utf-8"))
+    assert cached["sha256"] == explain.kb_digest(text), "stale: run python -m dockerdoctor.explain --compile"
+    assert cached["data"] == explain._parse_yaml(text)
+    kb = explain.load_kb()
+    assert {k: tuple(v) for k, v in cached["keywords"].items()} == explain.derive_keywords(kb.patterns)
+    assert kb.keywords == explain.derive_keywords(kb.patterns)

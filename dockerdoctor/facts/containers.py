@@ -528,6 +528,8 @@ def containers(facts: Facts) -> list[ContainerInfo]:
 
 
 def _containers_live(facts: Facts) -> list[ContainerInfo]:
+    if facts.options.docker_host is None and facts.optional("dockerd_process") is None:
+        raise FactUnavailable("dockerd is not running, so the Engine API cannot list containers")
     client = _live_client(facts)
     host = facts.options.docker_host or "unix:///var/run/docker.sock"
     out: list[ContainerInfo] = []

@@ -359,6 +359,7 @@ class DockerInfo:
     docker_root_dir: str | None = None
     live_restore: bool | None = None
     registry_mirrors: list[str] = field(default_factory=list)
+    security_options: list[str] | None = None  # None: not in the output
 
     @property
     def insecure_names(self) -> list[str]:
@@ -389,6 +390,15 @@ def parse_docker_info_text(text: str, source: str) -> DockerInfo:
             info.docker_root_dir = val
         elif key == "Live Restore Enabled":
             info.live_restore = val.lower() == "true"
+        elif key == "Security Options" and val:
+            info.security_options = val.split()  # docker 1.13: "Security Options: seccomp selinux"
+        elif key == "Security Options":
+            indent = len(line) - len(line.lstrip())
+            opts = []
+            while i < len(lines) and (len(lines[i]) - len(lines[i].lstrip())) > indent and lines[i].strip():
+                opts.append(lines[i].strip())
+                i += 1
+            info.security_options = opts
         elif key in ("Insecure Registries", "Registry Mirrors") and not val:
             indent = len(line) - len(line.lstrip())
             items = []
@@ -437,6 +447,7 @@ def docker_info_from_api(data: dict[str, Any], source: str) -> DockerInfo:
         docker_root_dir=data.get("DockerRootDir"),
         live_restore=data.get("LiveRestoreEnabled"),
         registry_mirrors=list(reg.get("Mirrors") or []),
+        security_options=[str(o) for o in data.get("SecurityOptions") or []],
     )
     return info
 
@@ -463,7 +474,8 @@ def engine_version(facts: Facts) -> tuple[int, int, int]:
     info = facts.optional("docker_info")
     if info and parse_version(info.server_version):
         return parse_version(info.server_version)  # type: ignore[return-value]
-    text = facts.source.command("docker_version")
+    live_down = facts.live and facts.options.docker_host is None and facts.optional("dockerd_process") is None
+    text = None if live_down else facts.source.command("docker_version")
     if text:
         m = re.search(r"Server:.*?Version:\s*(\S+)", text, re.S)
         v = parse_version(m.group(1) if m else None)

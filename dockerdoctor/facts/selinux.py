@@ -67,31 +67,11 @@ def parse_selinux_config(text: str) -> tuple[str | None, int | None, str | None]
 def _docker_selinux(facts: Facts) -> tuple[bool | None, str]:
     proc = facts.optional("dockerd_process")
     cfg = facts.optional("effective_config")
-    if facts.live:
-        try:
-            import docker
-
-            client = docker.APIClient(base_url=facts.options.docker_host or "unix:///var/run/docker.sock",
-                                      version="auto", timeout=facts.options.timeout)
-            try:
-                opts = client.info().get("SecurityOptions") or []
-            finally:
-                client.close()
-            return any("selinux" in str(o) for o in opts), "Engine API /info SecurityOptions"
-        except Exception:
-            pass
-    text = facts.source.command("docker_info")
-    if text and "Security Options" in text:
-        lines = text.splitlines()
-        at = next(i for i, ln in enumerate(lines) if "Security Options" in ln)
-        indent = len(lines[at]) - len(lines[at].lstrip())
-        opts = [lines[at].split(":", 1)[1].strip()]  # docker 1.13 prints "Security Options: seccomp selinux"
-        for line in lines[at + 1:]:
-            if not line.strip() or len(line) - len(line.lstrip()) <= indent:
-                break
-            opts.append(line.strip())
+    info = facts.optional("docker_info")  # Engine API /info live, `docker info` text in a snapshot
+    if info is not None and info.security_options is not None:
+        opts = info.security_options
         return any("selinux" in o.split() or o.startswith("name=selinux") or o == "selinux" for o in opts), \
-            facts.source.command_source("docker_info")
+            info.source
     if proc is not None:
         argv = " ".join(proc.argv)
         if "--selinux-enabled" in argv:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat as stat_mod
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -44,6 +43,8 @@ class SnapshotSource(Source):
         name = path.name
         if not name.endswith((".tar", ".tar.xz", ".txz", ".tar.gz", ".tgz", ".tar.bz2")):
             raise InputError(f"{path}: not a directory or a .tar.xz/.tar.gz sosreport")
+        import tarfile  # only for tarballs: ~10 ms to import
+
         self._tmp = tempfile.TemporaryDirectory(prefix="dockerdoctor-snap-")
         dest = Path(self._tmp.name)
         try:
