@@ -29,7 +29,9 @@ def test_collect_then_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert "SECRET" not in (copied / "client.key").read_text()
     assert any(m.startswith("redacted") for m in manifest)
     assert (out / "dockerdoctor-collect.txt").exists()
-    with pytest.raises(Exception):
+    from dockerdoctor.errors import InputError
+
+    with pytest.raises(InputError, match="not empty"):
         collect_mod.collect(out)  # refuses a non-empty directory
 
 

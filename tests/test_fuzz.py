@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from dockerdoctor.rules.daemon_config import repair_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,6 @@ from dockerdoctor.facts.proxy import no_proxy_match
 from dockerdoctor.facts.systemd import expand_exec, merge_unit, parse_env_file, parse_systemctl_show
 from dockerdoctor.model import RuleStatus
 from dockerdoctor.sources.snapshot import SnapshotSource
-from dockerdoctor.rules.daemon_config import repair_json
 
 HOSTS = Path(__file__).resolve().parent.parent / "fixtures" / "hosts"
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=2000)

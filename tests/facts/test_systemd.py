@@ -76,7 +76,8 @@ def test_unit_continuation_and_execstart_reset():
 def test_several_environment_files_in_order_and_optional():
     unit = merge_unit("docker.service", [("u", "[Service]\nEnvironmentFile=-/etc/a\nEnvironmentFile=/etc/b\n")])
     assert [(r.path, r.optional) for r in unit.environment_files] == [("/etc/a", True), ("/etc/b", False)]
-    reset = merge_unit("docker.service", [("u", "[Service]\nEnvironmentFile=/etc/a\n"), ("d", "[Service]\nEnvironmentFile=\n")])
+    reset = merge_unit("docker.service", [("u", "[Service]\nEnvironmentFile=/etc/a\n"),
+                                          ("d", "[Service]\nEnvironmentFile=\n")])
     assert reset.environment_files == []
 
 
