@@ -90,10 +90,19 @@ RegistryOpt = Annotated[list[str] | None, typer.Option(
     "--registry", "-r", metavar="HOST:PORT",
     help="A registry this host must be able to use (repeatable). Default: the registries the host "
          "names itself (insecure-registries, registry containers, the docker journal's errors).")]
+def _complete_rule_ids(incomplete: str) -> list[str]:
+    """Shell completion for rule ids and prefixes."""
+    from dockerdoctor.engine import discover
+
+    ids = list(discover()) + ["all"]
+    return [i for i in ids if i.lower().startswith(incomplete.lower())]
+
+
 SelectOpt = Annotated[list[str] | None, typer.Option(
-    "--select", metavar="IDS", help="Run only these rules: ids, prefixes such as DD1, or all (comma-separated).")]
+    "--select", metavar="IDS", autocompletion=_complete_rule_ids,
+    help="Run only these rules: ids, prefixes such as DD1, or all (comma-separated).")]
 IgnoreOpt = Annotated[list[str] | None, typer.Option(
-    "--ignore", metavar="IDS",
+    "--ignore", metavar="IDS", autocompletion=_complete_rule_ids,
     help="Rules whose errors are shown as warnings (still printed, like kubeadm's --ignore-preflight-errors).")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.05, max=60.0,
                                            help="Seconds allowed for each network probe.")]
@@ -137,7 +146,17 @@ def _run_check(facts, select: list[str] | None, ignore: list[str] | None):  # ty
     if facts.live:
         facts.prefetch(["dockerd_process", "docker_info", "systemd_state", "docker_journal", "certs_d",
                         "docker_unit", "env_files"])
+        if sys.stderr.isatty():
+            # progress on the one step that can take seconds: network probes, bounded by --timeout
+            targets = facts.optional("target_registries") or []
+            if targets:
+                sys.stderr.write(f"probing {len(targets)} registr{'y' if len(targets) == 1 else 'ies'} "
+                                 f"(timeout {facts.options.timeout:g}s each, in parallel)…\r")
+                sys.stderr.flush()
         facts.prefetch(["endpoint_probes"])
+        if sys.stderr.isatty():
+            sys.stderr.write("\033[K")
+            sys.stderr.flush()
     return run_rules(facts, sel, ign)
 
 
@@ -565,7 +584,7 @@ def rules_cmd(fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListF
 
 @app.command()
 def explain(
-    what: Annotated[str, typer.Argument(metavar="RULE|TEXT|-",
+    what: Annotated[str, typer.Argument(metavar="RULE|TEXT|-", autocompletion=_complete_rule_ids,
                                         help="A rule id (DD104) or name, an error message, or - to read stdin.")],
     fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.text,
 ) -> None:
