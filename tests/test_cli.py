@@ -182,8 +182,8 @@ def test_help_teaches():
 def test_shell_completion_offers_rule_ids():
     import os
 
-    env = {"PATH": "/usr/bin:/bin", "_DOCKERDOCTOR_COMPLETE": "complete_bash", "COMP_WORDS": "dockerdoctor explain DD10",
-           "COMP_CWORD": "2"}
+    env = {"PATH": "/usr/bin:/bin", "_DOCKERDOCTOR_COMPLETE": "complete_bash",
+           "COMP_WORDS": "dockerdoctor explain DD10", "COMP_CWORD": "2"}
     exe = str(Path(sys.executable).parent / "dockerdoctor")  # the installed script, as a shell calls it
     r = subprocess.run([exe], capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     assert "DD104" in r.stdout.split() and "DD201" not in r.stdout.split()
