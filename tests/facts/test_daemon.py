@@ -126,3 +126,23 @@ def test_docker_info_text():
 ])
 def test_no_proxy_like_go(no_proxy, host, port, matched):
     assert (no_proxy_match(no_proxy, host, port) is not None) is matched
+
+
+def test_rhel_registries_conf_counts_when_run_file_was_not_collected(tmp_path):
+    """sos does not collect /run: RHEL docker 1.13's insecure registries then come from
+    /etc/containers/registries.conf, which registries.service turns into /run/containers/registries.conf."""
+    import shutil
+    from pathlib import Path
+
+    from dockerdoctor.facts import CheckOptions, Facts
+    from dockerdoctor.sources.snapshot import SnapshotSource
+
+    src = Path(__file__).resolve().parents[2] / "fixtures/hosts/rhel7-docker-registries-conf-healthy"
+    root = tmp_path / "rhel"
+    shutil.copytree(src, root, symlinks=True)
+    with_run = Facts(SnapshotSource(root), CheckOptions(network=False)).get("effective_config")
+    assert [v.via for v in with_run.insecure_planned if v.value == "10.0.0.5:5000"] == ["flag"]
+    shutil.rmtree(root / "run")
+    without = Facts(SnapshotSource(root), CheckOptions(network=False)).get("effective_config")
+    got = [(v.via, v.source) for v in without.insecure_planned if v.value == "10.0.0.5:5000"]
+    assert got == [("registries.conf", "/etc/containers/registries.conf")]
