@@ -12,7 +12,7 @@ from typing import Any
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts import HostPort
+from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
@@ -360,7 +360,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
             covered = ", ".join(names)
         elif any("legacy Common Name" in e.text for e in ev):
             cn_only = True
-        kind = "IP" if _is_ip(addr.host) else "DNS"
+        kind = "IP" if is_ip(addr.host) else "DNS"
         what = ("has no subjectAltName (CN only), which Go no longer accepts" if cn_only
                 else f"covers {covered or 'other names'}, not {addr.host}")
         yield finding(
@@ -412,16 +412,6 @@ def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: dict |
             params={"registry": str(addr), "host": addr.host, "port": addr.port,
                     "not_yet_valid": before},
         )
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
 
 
 # ============================================================================ DD207

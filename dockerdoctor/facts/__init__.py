@@ -55,6 +55,17 @@ def known_facts() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_ip(host: str) -> bool:
+    """An IP address (v4 or v6, brackets allowed), not a name."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class HostPort:
     host: str

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dockerdoctor import __version__
-from dockerdoctor.facts import HostPort
+from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.probe.auth import find_credentials
 from dockerdoctor.probe.proxy import ProxyChoice, connect_via, proxy_for
 from dockerdoctor.probe.report import EndpointReport, HttpAnswer  # re-exported
@@ -255,7 +255,7 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
     # ---- TLS, verified as dockerd would
     tls_sock: ssl.SSLSocket | None = None
     leaf: LeafInfo | None = None
-    sni = None if _is_ip(address.host) else address.host
+    sni = None if is_ip(address.host) else address.host
     try:
         tls_sock = verify_context(certs).wrap_socket(sock, server_hostname=sni)
         rep.scheme = "https"
@@ -377,16 +377,6 @@ def _client_cert_refused(rep: EndpointReport, text: str, certs: CertsDirContents
     have = ", ".join(f"{c}+{k}" for c, k in certs.client_pairs) or "no client certificate"
     rep.tls_detail = f"remote error: tls: {go} (the registry wants a client certificate; certs.d has {have})"
     rep.docker_text = f'Get "https://{rep.address}/v2/": remote error: tls: {go}'
-
-
-def _is_ip(host: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
 
 
 def _not_tls(rep: EndpointReport, address: HostPort, timeout: float, why: str) -> None:
