@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from snap import docker_ce_host
 
 DD = [sys.executable, "-m", "dockerdoctor"]
@@ -142,6 +143,7 @@ def test_apply_with_json_output_is_one_json_document(tmp_path: Path) -> None:
     assert again["status"] == "nothing"
 
 
+@pytest.mark.real("script")
 def test_on_a_terminal_the_interrupted_run_is_offered_for_rollback(tmp_path: Path) -> None:
     import shutil
 
