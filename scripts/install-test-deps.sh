@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything dockerdoctor's test suite needs on Debian 12 / Ubuntu, then the project in .venv.
 #
-#   sudo bash scripts/install-test-deps.sh && .venv/bin/python -m pytest -q
+#   bash scripts/install-test-deps.sh && .venv/bin/python -m pytest -q     (as root)
 #
 # Idempotent: on a machine that has it all, it refreshes the apt index, installs nothing new and
 # re-runs `pip install -e '.[dbus,test]'` (fast when satisfied). The real-parts tests (tests/lab.py)
