@@ -714,9 +714,9 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
             yield finding("DD109", f"--{name} was removed",
                           f"--{name} was removed in engine {removed.removed_in[0]}.{removed.removed_in[1]}; use "
                           f"{removed.replacement}.", evidence=[ev], fix=fix_base, params={"flag": name})
-        elif name in RHEL_FORK_FLAGS - set(flag_table()) or (not use.known and name not in REMOVED_FLAGS):
-            if name in RHEL_FORK_FLAGS and engine_version is not None and engine_version < (17, 0, 0):
-                continue  # Red Hat's docker 1.13 has these
+        elif name in RHEL_FORK_FLAGS or (not use.known and name not in REMOVED_FLAGS):
+            if name in RHEL_FORK_FLAGS and (engine_version is None or engine_version < (17, 0, 0)):
+                continue  # Red Hat's docker 1.13 has these (and an unknown engine may be it)
             if not use.known and engine_version is not None and engine_version < (20, 0, 0) \
                     and name not in RHEL_FORK_FLAGS:
                 continue  # our flag table is 20.10's; older engines had others

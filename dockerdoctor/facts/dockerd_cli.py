@@ -56,7 +56,7 @@ REMOVED_FLAGS: dict[str, RemovedFlag] = {
 }
 
 # Flags of Red Hat's docker 1.13 fork (projectatomic/docker). Upstream dockerd does not know them.
-RHEL_FORK_FLAGS = {"add-registry", "block-registry", "signature-verification", "authorization-plugin"}
+RHEL_FORK_FLAGS = {"add-registry", "block-registry", "signature-verification"}
 
 # The short flags dockerd 20.10 has, plus `-g` (graph) and `-d` of old engines.
 _EXTRA_SHORTS = {"g": "graph"}
