@@ -101,13 +101,18 @@ def docker_socket_denied(docker_socket: DockerSocket) -> Iterator[Finding]:
         group = grp.getgrgid(s.gid).gr_name if s.gid is not None else "docker"
     except KeyError:
         group = str(s.gid)
+    alternatives: tuple[Fix, ...] = ()
+    if s.gid not in (None, 0):
+        alternatives = (Fix(f"Add {user} to the {group} group (root-equivalent)",
+                            (RunCommand(("usermod", "-aG", group, user)),),
+                            warnings=(f"Members of the {group} group can become root on this host; "
+                                      "add only trusted users, then log in again.",)),)
+    reason = (f"{user} is not in that group" if s.gid not in (None, 0)
+              else "only root can use it (dockerd's `group` setting, default docker, decides the socket's group)")
     yield finding(
         "DD502", f"{user} cannot use {s.path}",
-        f"{s.path} is mode {oct(s.mode or 0)} group {group}, and {user} is not in that group.",
+        f"{s.path} is mode {oct(s.mode or 0)} group {group}, and {reason}.",
         evidence=[Evidence(s.path, f"mode {oct(s.mode or 0)}, group {group}; uid {s.uid}")],
-        fix=Fix("Use sudo for docker commands",
-                alternatives=(Fix(f"Add {user} to the {group} group (root-equivalent)",
-                                  (RunCommand(("usermod", "-aG", group, user)),),
-                                  warnings=("Members of the docker group can become root on this host.",)),)),
+        fix=Fix("Use sudo for docker commands", alternatives=alternatives),
         params={"user": user, "group": group},
     )
