@@ -5,9 +5,11 @@ from __future__ import annotations
 import grp
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,17 +28,16 @@ def _as_nobody(sock: Path) -> dict:
 
 
 @pytest.fixture
-def sock(tmp_path: Path):  # type: ignore[no-untyped-def]
-    tmp_path.chmod(0o755)
-    for parent in tmp_path.parents:  # nobody must reach the socket's directory
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o005)
-    path = tmp_path / "docker.sock"
+def sock():  # type: ignore[no-untyped-def]
+    # a directory nobody can reach (pytest's own tmp dirs are private to root)
+    d = Path(tempfile.mkdtemp(prefix="dd-sock-", dir="/tmp"))
+    d.chmod(0o755)
+    path = d / "docker.sock"
     s = socket.socket(socket.AF_UNIX)
     s.bind(str(path))
     yield path
     s.close()
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def test_root_only_socket_offers_sudo_and_no_group(sock: Path) -> None:
