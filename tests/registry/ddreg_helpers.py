@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -48,8 +49,17 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+_REF_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$")
+
+
 def tmpdir(tag: str) -> str:
-    return tempfile.mkdtemp(prefix=f"dd-reg-{tag}-", dir="/tmp")
+    """A new directory under /tmp whose name is also a valid image-name component: podman names an
+    image pulled from `oci:DIR` after DIR, and mkdtemp's suffix may end in "_" (invalid reference)."""
+    while True:
+        path = tempfile.mkdtemp(prefix=f"dd-reg-{tag}-", dir="/tmp")
+        if _REF_COMPONENT.match(os.path.basename(path)):
+            return path
+        os.rmdir(path)
 
 
 @dataclass
