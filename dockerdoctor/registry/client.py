@@ -186,8 +186,9 @@ class RegistryClient:
             raise ClientError(f"token request to {realm} failed: {_short(e)}") from None
         if t.status_code != 200:
             return False
-        body = t.json()
-        self.token = body.get("token") or body.get("access_token")
+        body = _json_object(t, f"token from {realm}")
+        token = body.get("token") or body.get("access_token")
+        self.token = token if isinstance(token, str) else None
         return bool(self.token)
 
     def _check(self, r: requests.Response, what: str) -> requests.Response:
@@ -201,7 +202,10 @@ class RegistryClient:
         url: str | None = path
         while url:
             r = self._check(self.request("GET", url), f"GET {url}")
-            items.extend(r.json().get(key) or [])
+            got = _json_object(r, f"GET {url}").get(key) or []
+            if not isinstance(got, list) or not all(isinstance(x, str) for x in got):
+                raise ClientError(f"GET {url}: {key!r} is not a list of names")
+            items.extend(got)
             link = r.headers.get("Link", "")
             m = re.search(r"<([^>]+)>", link)
             url = m.group(1) if m else None
@@ -223,6 +227,18 @@ class RegistryClient:
 
     def delete_manifest(self, repo: str, digest: str) -> requests.Response:
         return self.request("DELETE", f"/v2/{repo}/manifests/{digest}")
+
+
+def _json_object(r: requests.Response, what: str) -> dict[str, Any]:
+    """The response body as a JSON object, or one clear error (a hostile or broken server)."""
+    try:
+        body = r.json()
+    except ValueError:
+        raise ClientError(f"{what}: the answer is not JSON (HTTP {r.status_code}, "
+                          f"{r.headers.get('Content-Type') or 'no content type'})") from None
+    if not isinstance(body, dict):
+        raise ClientError(f"{what}: the answer is JSON, but not an object")
+    return body
 
 
 def describe_error(r: requests.Response) -> str:
