@@ -12,6 +12,7 @@ from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
     DaemonJson,
     DockerdProcess,
+    DockerInfo,
     EffectiveConfig,
     EnvFileInfo,
     check_insecure_entry,
@@ -733,7 +734,8 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
 @rule("DD110", "proxy-catches-registry", category="daemon", severity=Severity.ERROR,
       title="The daemon's proxy would carry the registry's traffic")
 def proxy_catches_registry(effective_config: EffectiveConfig, target_registries: list[TargetRegistry],
-                           docker_info=None) -> Iterator[Finding]:  # type: ignore[no-untyped-def]
+                           docker_info: DockerInfo | None = None,
+                           endpoint_probes: dict | None = None) -> Iterator[Finding]:
     """dockerd has HTTP_PROXY/HTTPS_PROXY (from the unit's Environment=, an EnvironmentFile or
     daemon.json "proxies"), and NO_PROXY does not exempt the registry, so pushes go to the proxy,
     which cannot reach an internal registry (or rejects large uploads).
@@ -772,6 +774,11 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
         ev = [value_evidence(proxy, f"proxy {proxy.value}")]
         if no_proxy:
             ev.append(value_evidence(no_proxy, f"NO_PROXY={no_proxy.value}"))
+        probe = (endpoint_probes or {}).get(str(addr))
+        if probe is not None and getattr(probe, "proxy_result", None):
+            # live: the probe asked the proxy for a tunnel to the registry, as dockerd would
+            verdict = "the proxy carries it" if probe.proxy_ok else "the proxy cannot reach it"
+            ev.append(Evidence(f"probe {addr} via proxy", f"{verdict}: {probe.proxy_result}"))
         new_no_proxy = ",".join(x for x in [no_proxy.value if no_proxy else "", addr.host] if x)
         ops: list = []
         if no_proxy and no_proxy.via == "environment":

@@ -196,3 +196,17 @@ def test_dd501_quotes_the_reason_once(tmp_path: Path) -> None:
     (f,) = findings(root, "DD501")
     assert f.params["reason"].startswith("failed to start daemon: error initializing graphdriver")
     assert sum("graphdriver" in e.text for e in f.evidence) == 1
+
+
+def test_dd110_quotes_the_live_proxy_probe(tmp_path: Path) -> None:
+    from dockerdoctor.probe.report import EndpointReport
+
+    dropin = '[Service]\nEnvironment="HTTPS_PROXY=http://proxy:3128"\n'
+    root = docker_ce_host(tmp_path / "h", extra={"etc/systemd/system/docker.service.d/http-proxy.conf": dropin})
+    src = SnapshotSource(root)
+    facts = Facts(src, CheckOptions(registries=[REG], network=False))
+    rep = EndpointReport(REG, proxy="http://proxy:3128", proxy_result="HTTP/1.1 403 Forbidden", proxy_ok=False)
+    facts._values["endpoint_probes"] = {str(REG): rep}  # what the live probe found
+    (r,) = [r for r in run_rules(facts, select={"DD110"}) if r.rule_id == "DD110"]
+    (f,) = r.findings
+    assert any(e.text == "the proxy cannot reach it: HTTP/1.1 403 Forbidden" for e in f.evidence)
