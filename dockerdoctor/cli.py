@@ -277,8 +277,8 @@ def fix(
         "--insecure", help="Choose the insecure-registries alternative for untrusted registries "
                            "(weakens the host, CIS Docker Benchmark 2.4).")] = False,
     rollback: Annotated[str | None, typer.Option(
-        "--rollback", metavar="RUN-ID", help="Restore the files an earlier run changed (RUN-ID, or `last`), "
-                                             "then reload/restart as that run did.")] = None,
+        "--rollback", metavar="[RUN-ID]", help="Restore the files an earlier run changed (RUN-ID, or `last`, the "
+                                               "default), then reload/restart as that run did.")] = None,
     list_backups: Annotated[bool, typer.Option("--list-backups", help="List earlier runs and their backups.")
                             ] = False,
     state_dir: Annotated[Path, typer.Option(
@@ -631,7 +631,18 @@ def _register_subcommands() -> None:
         registry_cli.register(app)
 
 
+def _optional_rollback_value(argv: list[str]) -> list[str]:
+    """`fix --rollback` without a RUN-ID means the last run (click options cannot have optional values)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--rollback" and (i + 1 == len(out) or out[i + 1].startswith("-")):
+            out.insert(i + 1, "last")
+            break
+    return out
+
+
 def run() -> None:
+    sys.argv[1:] = _optional_rollback_value(sys.argv[1:])
     try:
         _register_subcommands()
     except ImportError:

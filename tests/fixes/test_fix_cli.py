@@ -78,7 +78,7 @@ def test_crash_after_backup_is_detected_and_rolled_back(tmp_path: Path) -> None:
     assert dj.read_bytes() != original  # nothing was done on top of the interrupted run
     dry = run("fix", *common)
     assert f"warning: run {run_id} stopped after its backups" in dry.stdout
-    undo = run("fix", "--rollback", run_id, "--yes", *common[:2], "--state-dir", state)
+    undo = run("fix", "--rollback", "--yes", *common[:2], "--state-dir", state)  # no RUN-ID: the last run
     assert undo.returncode == 0, undo.stdout + undo.stderr
     assert dj.read_bytes() == original
     assert run("fix", "--list-backups", "--state-dir", state).stdout.split()[1] == "rolled-back"
