@@ -191,7 +191,8 @@ def test_shell_completion_offers_rule_ids():
     assert "DD104" in r.stdout.split() and "DD201" not in r.stdout.split()
 
 
-@pytest.mark.parametrize("name", ["centos7-docker-ce-ignores-sysconfig", "debian12-docker.io-hosts-flag-and-daemon-json",
+@pytest.mark.parametrize("name", ["centos7-docker-ce-ignores-sysconfig",
+                                  "debian12-docker.io-hosts-flag-and-daemon-json",
                                   "docker-ce-python-registry-setup-database-lock-crash"])
 def test_json_reports_of_fixtures_follow_the_schema(name: str):
     import jsonschema
