@@ -190,8 +190,11 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
             else:
                 # Loading a distribution's old options into another engine can stop it from starting
                 # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
-                fix = Fix(f"Move the options you still want from {path} into {dj_path} (each flag has a "
-                          f"daemon.json key), then empty {a.name}; these were never in effect")
+                fork_only = sorted({f.name for f in parsed.flags + parsed.unknown if f.name in RHEL_FORK_FLAGS})
+                drop = (f"; {', '.join('--' + n for n in fork_only)} existed only in Red Hat's docker: drop "
+                        f"{'it' if len(fork_only) == 1 else 'them'}") if fork_only else ""
+                fix = Fix(f"Move the options you still want from {path} into {dj_path} (daemon.json keys), then "
+                          f"empty {a.name}; they were never in effect{drop}")
             yield finding(
                 "DD102", f"{a.name} in {path} is never read", message,
                 severity=Severity.ERROR if insecure else Severity.WARNING,
