@@ -11,7 +11,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -732,7 +731,3 @@ def predict_registry_config(values: list[str]) -> tuple[set[str], set[str]]:
     cidrs.discard("127.0.0.0/8")
     return cidrs, names
 
-
-@fact()
-def now(facts: Facts) -> float:
-    return time.time()

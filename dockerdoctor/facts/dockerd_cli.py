@@ -31,10 +31,6 @@ FLAG_TO_JSON_KEY: dict[str, str] = {
     "graph": "graph",
 }
 
-# Flags that dockerd never accepts in daemon.json (they only make sense on the command line).
-FLAG_ONLY = {"config-file", "help", "version", "validate"}
-
-
 @dataclass(frozen=True)
 class RemovedFlag:
     flag: str
@@ -97,13 +93,6 @@ def short_table() -> dict[str, str]:
 
 def json_key(flag: str) -> str:
     return FLAG_TO_JSON_KEY.get(flag, flag)
-
-
-def flag_for_json_key(key: str) -> str | None:
-    for flag, k in FLAG_TO_JSON_KEY.items():
-        if k == key:
-            return flag
-    return key if key in flag_table() else None
 
 
 @dataclass
