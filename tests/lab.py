@@ -1211,6 +1211,28 @@ def _docker_import(dockerd: Dockerd, tag: str, tar: bytes, changes: Sequence[str
     return r.stdout.decode().strip()
 
 
+# The old python registry's crash (docker-registry 0.9, gunicorn without --preload), as a shell
+# script for a busybox container: it prints the real traceback and exits 3, unless GUNICORN_OPTS
+# holds --preload, in which case it stays up like the fixed registry.
+LOCK_CRASH_SH = """\
+echo "Starting docker-registry (attempt at $(date -u +%H:%M:%S))"
+case "$GUNICORN_OPTS" in *--preload*)
+  echo "[INFO] Listening at: http://0.0.0.0:5000 (1)"; exec sleep 3600;;
+esac
+cat >&2 <<'TB'
+Traceback (most recent call last):
+  File "/usr/local/bin/docker-registry", line 9, in <module>
+    load_entry_point('docker-registry==0.9.1', 'console_scripts', 'docker-registry')()
+  File "/usr/local/lib/python2.7/dist-packages/docker_registry/run.py", line 94, in run_gunicorn
+    registry._setup_database()
+  File "/usr/local/lib/python2.7/dist-packages/docker_registry/lib/mirroring.py", line 28, in _setup_database
+    with open('./registry._setup_database.lock', 'w+') as f:
+OSError: [Errno 2] No such file or directory: './registry._setup_database.lock'
+TB
+exit 3
+"""
+
+
 def import_busybox(dockerd: Dockerd, tag: str = "lab/busybox:1") -> str:
     """Import a ~1 MB image with /bin/busybox (static) and /bin/sh; returns the image id."""
     return _docker_import(dockerd, tag, busybox_rootfs_tar(), ["ENV PATH=/bin", 'CMD ["/bin/sh"]'])

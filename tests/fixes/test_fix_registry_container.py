@@ -11,24 +11,6 @@ import pytest
 
 pytestmark = pytest.mark.real("nsenter", "unshare")
 
-CRASH_SH = """\
-echo "Starting docker-registry (attempt at $(date -u +%H:%M:%S))"
-case "$GUNICORN_OPTS" in *--preload*)
-  echo "[INFO] Listening at: http://0.0.0.0:5000 (1)"; exec sleep 3600;;
-esac
-cat >&2 <<'TB'
-Traceback (most recent call last):
-  File "/usr/local/bin/docker-registry", line 9, in <module>
-    load_entry_point('docker-registry==0.9.1', 'console_scripts', 'docker-registry')()
-  File "/usr/local/lib/python2.7/dist-packages/docker_registry/run.py", line 94, in run_gunicorn
-    registry._setup_database()
-  File "/usr/local/lib/python2.7/dist-packages/docker_registry/lib/mirroring.py", line 28, in _setup_database
-    with open('./registry._setup_database.lock', 'w+') as f:
-OSError: [Errno 2] No such file or directory: './registry._setup_database.lock'
-TB
-exit 3
-"""
-
 
 def _inspect(h, name: str) -> dict | None:  # type: ignore[no-untyped-def]
     r = h.d.docker("inspect", name)
@@ -42,7 +24,7 @@ def test_lock_crash_container_is_recreated_with_preload(lab_host) -> None:
     data = h.dir / "data"
     data.mkdir()
     crash = h.dir / "crash.sh"
-    crash.write_text(CRASH_SH)
+    crash.write_text(lab.LOCK_CRASH_SH)
     name = "ddfix-registry"
     h.d.docker(
         "run",

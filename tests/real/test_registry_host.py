@@ -30,24 +30,6 @@ pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parents[2]
 
-CRASH_SH = """\
-echo "Starting docker-registry (attempt at $(date -u +%H:%M:%S))"
-case "$GUNICORN_OPTS" in *--preload*)
-  echo "[INFO] Listening at: http://0.0.0.0:5000 (1)"; exec sleep 3600;;
-esac
-cat >&2 <<'TB'
-Traceback (most recent call last):
-  File "/usr/local/bin/docker-registry", line 9, in <module>
-    load_entry_point('docker-registry==0.9.1', 'console_scripts', 'docker-registry')()
-  File "/usr/local/lib/python2.7/dist-packages/docker_registry/run.py", line 94, in run_gunicorn
-    registry._setup_database()
-  File "/usr/local/lib/python2.7/dist-packages/docker_registry/lib/mirroring.py", line 28, in _setup_database
-    with open('./registry._setup_database.lock', 'w+') as f:
-OSError: [Errno 2] No such file or directory: './registry._setup_database.lock'
-TB
-exit 3
-"""
-
 
 # --------------------------------------------------------------------------------------------------
 # session parts
@@ -67,7 +49,7 @@ class RH:
         lab.import_busybox(self.d)
         lab.import_registry_image(self.d)
         self.crash_sh = self.dir / "crash.sh"
-        self.crash_sh.write_text(CRASH_SH)
+        self.crash_sh.write_text(lab.LOCK_CRASH_SH)
 
     def docker(self, *args: str, check: bool = True) -> str:
         r = self.d.docker(*args, timeout=60)
