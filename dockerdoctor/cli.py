@@ -107,11 +107,24 @@ IgnoreOpt = Annotated[list[str] | None, typer.Option(
 TimeoutOpt = Annotated[float, typer.Option("--timeout", min=0.05, max=60.0,
                                            help="Seconds allowed for each network probe.")]
 DockerHostOpt = Annotated[str | None, typer.Option(
-    "--docker-host", "-H", envvar="DOCKER_HOST", metavar="unix:///PATH",
-    help="The daemon to inspect on a live host (default unix:///var/run/docker.sock).")]
+    "--docker-host", "-H", metavar="unix:///PATH",
+    help="The daemon to inspect on a live host. Default, as the docker CLI: DOCKER_HOST, else the current "
+         "docker context, else unix:///var/run/docker.sock. With --root: the socket whose dockerd the "
+         "snapshot's process list names.")]
 
 
-def _build_facts(root: Path | None, registry: list[str] | None, timeout: float, docker_host: str | None):  # type: ignore[no-untyped-def]
+def _resolve_daemon(docker_host: str | None, root: Path | None) -> tuple[str | None, str | None]:
+    """(URL, how it was chosen) of the daemon a live run inspects; --root takes only an explicit -H."""
+    from dockerdoctor.facts.dockerhost import resolve_docker_host, validate_host
+
+    if root is not None:
+        return (validate_host(docker_host) if docker_host else None), None
+    host = resolve_docker_host(docker_host)
+    return host.url, host.chosen_by
+
+
+def _build_facts(root: Path | None, registry: list[str] | None, timeout: float, docker_host: str | None,  # type: ignore[no-untyped-def]
+                 chosen_by: str | None = None):
     from dockerdoctor.facts import CheckOptions, Facts, HostPort
     from dockerdoctor.sources.base import Source
 
@@ -133,7 +146,8 @@ def _build_facts(root: Path | None, registry: list[str] | None, timeout: float, 
         from dockerdoctor.sources.live import LiveSource
 
         source = LiveSource()
-    options = CheckOptions(registries=regs, docker_host=docker_host, timeout=timeout, network=root is None)
+    options = CheckOptions(registries=regs, docker_host=docker_host, docker_host_chosen_by=chosen_by,
+                           timeout=timeout, network=root is None)
     return Facts(source, options)
 
 
@@ -210,7 +224,8 @@ def check(
     from dockerdoctor.report import Report
 
     start = time.perf_counter()
-    facts = _build_facts(root, registry, timeout, docker_host)
+    docker_host, chosen_by = _resolve_daemon(docker_host, root)
+    facts = _build_facts(root, registry, timeout, docker_host, chosen_by)
     facts.options.e2e, facts.options.e2e_repo = e2e, e2e_repo
     try:
         results = _run_check(facts, select, ignore)
@@ -312,6 +327,7 @@ def fix(
     from dockerdoctor.fixes.backup import BackupStore
 
     store = BackupStore(state_dir)
+    docker_host, chosen_by = _resolve_daemon(docker_host, root)
     if list_backups:
         _list_backups(store, fmt)
         raise typer.Exit(0)
@@ -325,7 +341,7 @@ def fix(
     from dockerdoctor.fixes.apply import choose_fixes, prepare
     from dockerdoctor.fixes.plan import build_plan
 
-    facts = _build_facts(root, registry, timeout, docker_host)
+    facts = _build_facts(root, registry, timeout, docker_host, chosen_by)
     try:
         results = _run_check(facts, only, None)
         findings = [f for r in results for f in r.findings]

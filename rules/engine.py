@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import DaemonJson, DockerdProcess
+from dockerdoctor.facts.dockerhost import DockerHost, EngineAnswer, OtherDockerd
 from dockerdoctor.facts.host import DockerSocket, Journal
 from dockerdoctor.facts.systemd import SystemdUnitState, UnitModel
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
@@ -21,56 +22,113 @@ FAILURE = re.compile(
 )
 
 
+_NO_ANSWER = {
+    "absent": "{path} does not exist",
+    "refused": "{path} exists, but nothing listens on it (connection refused)",
+    "not a socket": "{path} is not a socket",
+    "timeout": "the listener on {path} accepted the connection but did not answer",
+    "no Engine API": "the listener on {path} is not a Docker Engine",
+}
+
+
 @rule("DD501", "docker-not-running", category="engine", severity=Severity.ERROR,
       title="dockerd is not running")
-def docker_not_running(dockerd_process: DockerdProcess | None, docker_unit: UnitModel | None = None,
+def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess | None = None,
+                       engine_answer: EngineAnswer | None = None, docker_unit: UnitModel | None = None,
                        systemd_state: SystemdUnitState | None = None, docker_journal: Journal | None = None,
-                       daemon_json: DaemonJson | None = None) -> Iterator[Finding]:
-    """dockerd (docker.service) is down. The finding quotes the reason from the journal: usually
-    a configuration error that another rule names (DD104, DD105, DD106, DD109).
+                       daemon_json: DaemonJson | None = None, other_dockerds: list[OtherDockerd] | None = None,
+                       ) -> Iterator[Finding]:
+    """No Docker Engine answers on the socket this run inspects: --docker-host, else DOCKER_HOST,
+    else the current docker context, else /var/run/docker.sock. Live, the socket itself is asked
+    (other dockerds serving other sockets do not count, and are listed as information); a snapshot
+    has only its process list. When docker.service is down, the finding quotes the journal's reason:
+    usually a configuration error that another rule names (DD104, DD105, DD106, DD109).
 
-    How to fix: fix the reason the journal names, then `systemctl start docker`; `journalctl -u
-    docker -n 50` shows the whole story.
+    How to fix: fix the reason the journal names, then `systemctl start docker` (`journalctl -u docker
+    -n 50` shows the whole story); on a host without systemd, start dockerd the way that host starts
+    services. If you meant another daemon, name its socket with --docker-host.
 
     Example:
         docker.service: Failed with result 'exit-code'.
         unable to configure the Docker daemon with file /etc/docker/daemon.json: EOF
     """
+    host = docker_host
     state = systemd_state.active_state if systemd_state else None
-    running = dockerd_process is not None and state not in ("failed",)
-    if running:
-        return
-    if dockerd_process is None and docker_unit is None and systemd_state is None and not (
-            daemon_json and daemon_json.exists) and docker_journal is None:
-        raise Skip("docker does not seem to be installed here (no unit, no daemon.json, no dockerd process)")
-    evidence: list[Evidence] = []
-    if systemd_state is not None and state:
+    if engine_answer is not None:  # live: the socket answered, or said why not
+        if engine_answer.answered:
+            return
+        if engine_answer.why == "permission denied":
+            raise Skip(f"{host.url}: permission denied, so whether a daemon answers is unknown (see DD502)")
+        if host.remote:
+            yield finding(
+                "DD501", f"No Docker Engine answers at {host.url}",
+                f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
+                "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
+                evidence=[Evidence(engine_answer.source, engine_answer.detail or engine_answer.why)],
+                fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
+                        "another daemon with --docker-host"),
+                params={"socket": host.url, "why": engine_answer.why, "reason": ""},
+            )
+            return
+        seen = _NO_ANSWER.get(engine_answer.why, "{path}: " + (engine_answer.detail or engine_answer.why))
+        seen = seen.format(path=host.path)
+        running = False
+    else:  # a snapshot: its process list
+        running = dockerd_process is not None and state not in ("failed",)
+        if running:
+            return
+        seen = f"no dockerd in the process list serves {host.url}"
+    others = [o for o in other_dockerds or [] if o.pid != (dockerd_process.pid if dockerd_process else None)]
+    unit_matters = host.is_default and (docker_unit is not None or systemd_state is not None)
+    if not unit_matters and host.chosen_by == "default" and not others and docker_journal is None and not (
+            daemon_json and daemon_json.exists) and seen.endswith("does not exist"):
+        raise Skip("docker does not seem to be installed here (no unit, no daemon.json, no socket, no dockerd)")
+    evidence: list[Evidence] = [Evidence(engine_answer.source if engine_answer else "process table", seen)]
+    if unit_matters and systemd_state is not None and state:
         evidence.append(Evidence(systemd_state.source,
                                  f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
-    evidence.append(Evidence("process table", "no dockerd process"))
     reason = ""
-    if docker_journal is not None:
-        hits = docker_journal.grep(FAILURE)
-        specific = [h for h in hits if "Main process exited" not in h[1] and "Failed with result" not in h[1]
-                    and "Failed to start Docker" not in h[1]]
-        # The same failure repeats at every restart attempt; show each distinct message once (the last).
-        distinct: dict[str, tuple[int, str]] = {}
-        for lineno, line in specific or hits:
-            distinct.pop(line.split("]: ", 1)[-1], None)
-            distinct[line.split("]: ", 1)[-1]] = (lineno, line)
-        for lineno, line in list(distinct.values())[-3:]:
-            evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
-        if specific:
-            reason = short(specific[-1][1].split("]: ", 1)[-1], 200)
+    if unit_matters and docker_journal is not None:
+        reason = _journal_reason(docker_journal, evidence)
+    for o in others:
+        hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
+        evidence.append(Evidence(o.source or "process table", f"info: {o.describe()}, not {host.url}{hint}"))
+    message = f"Nothing answers on {host.url} ({host.chosen_by}): {seen}."
+    if unit_matters and systemd_state is not None:
+        message += " docker.service is " + (state or "not running") + (f": {reason}" if reason else ".")
     yield finding(
-        "DD501", "dockerd is not running",
-        "docker.service is down" + (f" ({state})" if state else "") + (f": {reason}" if reason else "."),
-        evidence=evidence,
-        fix=Fix("Fix the cause named in the journal, then start docker",
-                (ServiceAction("start"), RunCommand(("journalctl", "-u", "docker", "-n", "50", "--no-pager"),
-                                                    "read why it stopped"))),
-        params={"reason": reason},
+        "DD501", f"No Docker daemon answers on {host.url}", message,
+        evidence=evidence, fix=_start_fix(host, unit_matters, systemd_state is not None, reason),
+        params={"reason": reason, "socket": host.url, "why": engine_answer.why if engine_answer else "not running"},
     )
+
+
+def _journal_reason(journal: Journal, evidence: list[Evidence]) -> str:
+    """The journal's last specific failure line (each distinct message once), added as evidence."""
+    hits = journal.grep(FAILURE)
+    specific = [h for h in hits if "Main process exited" not in h[1] and "Failed with result" not in h[1]
+                and "Failed to start Docker" not in h[1]]
+    # The same failure repeats at every restart attempt; show each distinct message once (the last).
+    distinct: dict[str, tuple[int, str]] = {}
+    for lineno, line in specific or hits:
+        distinct.pop(line.split("]: ", 1)[-1], None)
+        distinct[line.split("]: ", 1)[-1]] = (lineno, line)
+    for lineno, line in list(distinct.values())[-3:]:
+        evidence.append(Evidence(journal.source, short(line, 300), lineno))
+    return short(specific[-1][1].split("]: ", 1)[-1], 200) if specific else ""
+
+
+def _start_fix(host: DockerHost, unit_matters: bool, systemd: bool, reason: str) -> Fix:
+    if unit_matters and systemd:
+        read = RunCommand(("journalctl", "-u", "docker", "-n", "50", "--no-pager"), "read why it stopped")
+        if reason:
+            return Fix("Fix the cause named in the journal, then start docker", (ServiceAction("start"), read))
+        return Fix("Start docker", (ServiceAction("start"), read))
+    if host.is_default:
+        return Fix("Start dockerd the way this host starts services (there is no systemd here), for example "
+                   "`service docker start`; `dockerd` run in the foreground prints why it stops")
+    return Fix(f"Start the daemon that should serve {host.path}, or name the socket of a running one with "
+               "--docker-host")
 
 
 @rule("DD502", "docker-socket-denied", category="engine", severity=Severity.ERROR,

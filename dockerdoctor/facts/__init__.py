@@ -21,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _REGISTRY: dict[str, Callable[[Facts], Any]] = {}
 # Modules that register facts; imported on first lookup. Later issues add theirs here.
 FACT_MODULES = [
+    "dockerdoctor.facts.dockerhost",
     "dockerdoctor.facts.daemon",
     "dockerdoctor.facts.host",
     # registry-host facts (containers, firewall, SELinux, ports); loaded after host.py so that
@@ -103,7 +104,8 @@ class HostPort:
 @dataclass
 class CheckOptions:
     registries: list[HostPort] = field(default_factory=list)
-    docker_host: str | None = None
+    docker_host: str | None = None  # the daemon's URL; None: resolve it (dockerdoctor.facts.dockerhost)
+    docker_host_chosen_by: str | None = None  # "--docker-host", "DOCKER_HOST", "docker context ...", "default"
     timeout: float = 2.0
     network: bool = True  # live probes allowed
     e2e: bool = False  # --e2e: a real push/pull/delete round trip (dockerdoctor.probe.e2e)

@@ -507,7 +507,7 @@ def describe_registry(c: ContainerInfo, kind: str, why: list[str], read_host_fil
 def _live_client(facts: Facts) -> Any:
     import docker
 
-    host = facts.options.docker_host or "unix:///var/run/docker.sock"
+    host = facts.get("docker_host").url
     try:
         client = docker.APIClient(base_url=host, version="auto", timeout=max(facts.options.timeout, 5.0))
     except Exception as exc:  # DockerException: the socket is absent or not a daemon
@@ -528,10 +528,11 @@ def containers(facts: Facts) -> list[ContainerInfo]:
 
 
 def _containers_live(facts: Facts) -> list[ContainerInfo]:
-    if facts.options.docker_host is None and facts.optional("dockerd_process") is None:
-        raise FactUnavailable("dockerd is not running, so the Engine API cannot list containers")
+    ans = facts.get("engine_answer")
+    if not ans.answered:
+        raise FactUnavailable(f"nothing answers on {ans.host.url}, so the Engine API cannot list containers")
     client = _live_client(facts)
-    host = facts.options.docker_host or "unix:///var/run/docker.sock"
+    host = ans.host.url
     out: list[ContainerInfo] = []
     try:
         try:

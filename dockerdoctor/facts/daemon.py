@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,15 @@ from typing import Any
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
 from dockerdoctor.facts.dockerd_cli import ParsedCommandLine, parse_dockerd_argv, parse_version
+from dockerdoctor.facts.dockerhost import (
+    DEFAULT_HOST,
+    DockerHost,
+    EngineAnswer,
+    OtherDockerd,
+    normalize_socket,
+    reachable_sockets,
+    require_local_daemon,
+)
 from dockerdoctor.facts.systemd import (
     UNIT_DIRS,
     EnvAssignment,
@@ -79,6 +89,7 @@ def find_unit(source: Any, name: str) -> UnitModel | None:
 
 @fact()
 def docker_unit(facts: Facts) -> UnitModel:
+    require_local_daemon(facts, "docker.service")
     unit = find_unit(facts.source, "docker.service")
     if unit is None:
         raise FactUnavailable("no docker.service unit file (docker may not be managed by systemd here)")
@@ -87,12 +98,14 @@ def docker_unit(facts: Facts) -> UnitModel:
 
 @fact()
 def docker_socket_unit(facts: Facts) -> bool:
+    require_local_daemon(facts, "docker.socket")
     return find_unit(facts.source, "docker.socket") is not None
 
 
 @fact()
 def systemd_state(facts: Facts) -> SystemdUnitState:
     """systemd's view of docker.service: D-Bus live, else `systemctl show`, else sos output."""
+    require_local_daemon(facts, "docker.service")
     if facts.live:
         from dockerdoctor.facts.systemd_dbus import read_unit_properties
 
@@ -124,6 +137,7 @@ class EnvFileInfo:
 @fact()
 def env_files(facts: Facts) -> dict[str, EnvFileInfo]:
     """Every environment file docker.service loads, plus the well-known ones it might not."""
+    require_local_daemon(facts, "docker.service environment")
     unit = facts.optional("docker_unit")
     loaded = {ref.path for ref in unit.environment_files} if unit else set()
     out: dict[str, EnvFileInfo] = {}
@@ -180,6 +194,10 @@ class DockerdProcess:
     def parsed(self) -> ParsedCommandLine:
         return parse_dockerd_argv(self.argv)
 
+    def read_path(self, path: str) -> str:
+        """Where to read the daemon's file `path`: through its root (its mount namespace) when known."""
+        return self.root_prefix + path if self.root_prefix else path
+
 
 def _is_dockerd(argv: list[str]) -> bool:
     if not argv:
@@ -192,49 +210,90 @@ def _is_dockerd(argv: list[str]) -> bool:
     return False
 
 
-def _socket_of(argv: list[str]) -> set[str]:
-    hosts = {f.value for f in parse_dockerd_argv(argv).values("host") if f.value}
-    out = set()
-    for h in hosts or {"unix:///var/run/docker.sock"}:
-        if h.startswith("fd://"):
-            out.add("unix:///var/run/docker.sock")
-            out.add("unix:///run/docker.sock")
-        else:
-            out.add(h.replace("unix:///run/", "unix:///var/run/"))
+def sockets_served(argv: list[str]) -> list[str]:
+    """The sockets a dockerd command line listens on (no -H: the default socket; fd://: systemd's)."""
+    hosts = [f.value for f in parse_dockerd_argv(argv).values("host") if f.value]
+    out: list[str] = []
+    for h in hosts or [DEFAULT_HOST]:
+        h = DEFAULT_HOST if h.startswith("fd://") else h  # socket activation: docker.socket's /run/docker.sock
+        if normalize_socket(h) not in out:
+            out.append(normalize_socket(h))
     return out
 
 
-def _select_process(candidates: list[DockerdProcess], docker_host: str | None) -> DockerdProcess | None:
-    if not candidates:
+def _select_process(candidates: list[DockerdProcess], want: str, main_pid: int | None = None
+                    ) -> DockerdProcess | None:
+    """The dockerd that serves socket `want` by its -H flags (several: the unit's main PID among them).
+    Never "the only one" or "the first": an unrelated dockerd is not this host's daemon."""
+    matching = [c for c in candidates if normalize_socket(want) in sockets_served(c.argv)]
+    if len(matching) > 1 and main_pid is not None:
+        matching = [c for c in matching if c.pid == main_pid]
+    return matching[0] if len(matching) == 1 else None
+
+
+def _proc_root(pid: int) -> str | None:
+    root = f"/proc/{pid}/root"
+    return root if os.access(root + "/", os.R_OK | os.X_OK) else None
+
+
+def _live_process(pid: int, source: str) -> DockerdProcess | None:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        argv = p.cmdline()
+        created = p.create_time()
+    except (psutil.Error, OSError):
         return None
-    want = (docker_host or "unix:///var/run/docker.sock").replace("unix:///run/", "unix:///var/run/")
-    for c in candidates:
-        if want in _socket_of(c.argv):
-            return c
-    if docker_host:
+    if not _is_dockerd(argv):
         return None
-    return candidates[0] if len(candidates) == 1 else None
+    return DockerdProcess(pid, list(argv), created, source, _proc_root(pid))
+
+
+def _main_pid(facts: Facts) -> int | None:
+    """docker.service's running main process (MainPID; ExecMainPID only while the unit is active)."""
+    state: SystemdUnitState | None = facts.optional("systemd_state")
+    if state is None:
+        return None
+    pid = state.get("MainPID") or (state.get("ExecMainPID") if state.active_state == "active" else None)
+    return int(pid) if pid and str(pid).isdigit() and int(pid) > 0 else None
 
 
 @fact()
 def dockerd_process(facts: Facts) -> DockerdProcess | None:
-    """The running dockerd, or None when none runs. Unavailable when it cannot be known."""
-    if facts.live:
-        import psutil
+    """The daemon behind the socket, or None when nothing serves it. Unavailable when it cannot be known.
 
-        found = []
-        for p in psutil.process_iter(["pid", "cmdline", "create_time"]):
-            try:
-                argv = p.info["cmdline"] or []
-            except (psutil.Error, KeyError):
-                continue
-            if _is_dockerd(argv):
-                found.append(DockerdProcess(p.info["pid"], list(argv), p.info["create_time"], "process table (psutil)",
-                                            f"/proc/{p.info['pid']}/root"))
-        return _select_process(found, facts.options.docker_host)
+    Live, the socket names it: the PID comes from SO_PEERCRED on a connection to it (with socket
+    activation, systemd holds the socket and docker.service's MainPID is the daemon). A snapshot has only
+    `ps`: the dockerd whose -H flags (or the unit's MainPID) serve the socket."""
+    host: DockerHost = facts.get("docker_host")
+    if facts.live:
+        if host.remote:
+            raise FactUnavailable(f"the daemon is at {host.url} ({host.chosen_by}), so its process is not on "
+                                  "this host")
+        ans: EngineAnswer = facts.get("engine_answer")
+        if not ans.answered:
+            return None
+        if not ans.peer_pid:
+            raise FactUnavailable(f"the daemon on {host.url} is in another PID namespace (SO_PEERCRED gave no "
+                                  "PID), so its process and files cannot be seen from here")
+        via = f"pid {ans.peer_pid} listens on {host.url} (SO_PEERCRED)"
+        proc = _live_process(ans.peer_pid, via)
+        if proc is None:
+            # Socket activation: systemd (or another holder) owns the socket; the unit's main process serves it.
+            main = _main_pid(facts)
+            proc = _live_process(main, f"docker.service MainPID {main}; {via}") if main else None
+        if proc is None:
+            raise FactUnavailable(f"{host.url} is answered, but its listener (pid {ans.peer_pid}) is not a "
+                                  "dockerd and no docker.service main process serves it")
+        return proc
     text = facts.source.command("ps")
     if text is None:
         raise FactUnavailable("no process list in the snapshot (sos_commands/process/ps_auxwww)")
+    return _select_process(_snapshot_dockerds(facts, text), host.url, _main_pid(facts))
+
+
+def _snapshot_dockerds(facts: Facts, text: str) -> list[DockerdProcess]:
     found = []
     for line in text.splitlines()[1:]:
         cols = line.split(None, 10)
@@ -244,9 +303,36 @@ def dockerd_process(facts: Facts) -> DockerdProcess | None:
         if _is_dockerd(argv):
             found.append(DockerdProcess(int(cols[1]) if cols[1].isdigit() else None, argv,
                                         None, facts.source.command_source("ps")))
-    if not found:
-        return None
-    return _select_process(found, facts.options.docker_host) or found[0]
+    return found
+
+
+@fact()
+def other_dockerds(facts: Facts) -> list[OtherDockerd]:
+    """Every dockerd that is not the inspected daemon, with the sockets it serves (information only)."""
+    chosen: DockerdProcess | None = facts.optional("dockerd_process")
+    found: list[DockerdProcess] = []
+    if facts.live:
+        import psutil
+
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                argv = p.info["cmdline"] or []
+            except (psutil.Error, KeyError):
+                continue
+            if _is_dockerd(argv):
+                found.append(DockerdProcess(p.info["pid"], list(argv), None, "process table"))
+    else:
+        text = facts.source.command("ps")
+        if text is None:
+            raise FactUnavailable("no process list in the snapshot")
+        found = _snapshot_dockerds(facts, text)
+    out = []
+    for p in found:
+        if chosen is None or p.pid != chosen.pid:
+            sockets = sockets_served(p.argv)
+            out.append(OtherDockerd(p.pid, sockets, p.source,
+                                    reachable_sockets(p.pid, sockets) if facts.live and p.pid else None))
+    return out
 
 
 # --------------------------------------------------------------------------- daemon.json
@@ -310,6 +396,7 @@ def parse_daemon_json(text: str, path: str) -> DaemonJson:
 @fact()
 def daemon_json(facts: Facts) -> DaemonJson:
     """daemon.json as the daemon reads it: the --config-file it was given, else the default path."""
+    require_local_daemon(facts, "daemon.json")
     path, via = DEFAULT_DAEMON_JSON, "default"
     proc: DockerdProcess | None = facts.optional("dockerd_process")
     argv_sources: list[ParsedCommandLine] = []
@@ -323,16 +410,10 @@ def daemon_json(facts: Facts) -> DaemonJson:
         if cfg and cfg[-1].value:
             path, via = cfg[-1].value, "--config-file flag"
             break
-    read_path = path
-    text = None
-    if facts.live and proc is not None and proc.root_prefix:
-        # Read it the way the daemon sees it (its own mount namespace).
-        text = facts.source.read_text(proc.root_prefix + path, limit=1024 * 1024)
-        if text is not None:
-            read_path = proc.root_prefix + path
-    if text is None:
-        text = facts.source.read_text(path, limit=1024 * 1024)
-        read_path = path
+    # Live, read it the way the daemon sees it: through /proc/PID/root (its mount namespace). A missing
+    # file there is missing for the daemon, whatever this host's own /etc/docker holds.
+    read_path = proc.read_path(path) if facts.live and proc is not None else path
+    text = facts.source.read_text(read_path, limit=1024 * 1024)
     if text is None:
         return DaemonJson(path=path, via=via, exists=False, read_path=read_path)
     dj = parse_daemon_json(text, path)
@@ -419,12 +500,11 @@ def parse_docker_info_text(text: str, source: str) -> DockerInfo:
     return info
 
 
-def _docker_info_live(docker_host: str | None, timeout: float) -> dict[str, Any] | None:
+def _docker_info_live(docker_host: str, timeout: float) -> dict[str, Any] | None:
     import docker  # the Docker SDK
 
     try:
-        client = docker.DockerClient(base_url=docker_host or "unix:///var/run/docker.sock", timeout=timeout,
-                                     version="auto")
+        client = docker.DockerClient(base_url=docker_host, timeout=timeout, version="auto")
         try:
             return client.info()  # type: ignore[no-any-return]
         finally:
@@ -454,13 +534,12 @@ def docker_info_from_api(data: dict[str, Any], source: str) -> DockerInfo:
 @fact()
 def docker_info(facts: Facts) -> DockerInfo:
     if facts.live:
-        proc = facts.optional("dockerd_process")
-        host = facts.options.docker_host
-        if proc is None and host is None:
-            raise FactUnavailable("dockerd is not running, so the Engine API cannot be asked")
-        data = _docker_info_live(host, facts.options.timeout)
+        ans: EngineAnswer = facts.get("engine_answer")
+        if not ans.answered:
+            raise FactUnavailable(f"nothing answers on {ans.host.url}, so the Engine API cannot be asked")
+        data = _docker_info_live(ans.host.url, facts.options.timeout)
         if data is None:
-            raise FactUnavailable(f"the Engine API at {host or 'unix:///var/run/docker.sock'} did not answer /info")
+            raise FactUnavailable(f"the Engine API at {ans.host.url} did not answer /info")
         return docker_info_from_api(data, "Engine API /info")
     text = facts.source.command("docker_info")
     if not text or "Server Version" not in text:
@@ -473,8 +552,8 @@ def engine_version(facts: Facts) -> tuple[int, int, int]:
     info = facts.optional("docker_info")
     if info and parse_version(info.server_version):
         return parse_version(info.server_version)  # type: ignore[return-value]
-    live_down = facts.live and facts.options.docker_host is None and facts.optional("dockerd_process") is None
-    text = None if live_down else facts.source.command("docker_version")
+    # Live, the Engine API is the only witness: the `docker` CLI may resolve another daemon than this run's.
+    text = None if facts.live else facts.source.command("docker_version")
     if text:
         m = re.search(r"Server:.*?Version:\s*(\S+)", text, re.S)
         v = parse_version(m.group(1) if m else None)
@@ -495,6 +574,7 @@ class RegistriesConf:
 @fact()
 def registries_conf(facts: Facts) -> RegistriesConf:
     """RHEL docker 1.13 reads insecure registries from /etc/containers/registries.conf (v1 TOML)."""
+    require_local_daemon(facts, "registries.conf")
     path = "/etc/containers/registries.conf"
     text = facts.source.read_text(path, limit=1024 * 1024)
     if text is None:

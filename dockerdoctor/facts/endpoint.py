@@ -18,22 +18,20 @@ def e2e_results(facts: Facts) -> dict[str, Any]:
         raise FactUnavailable("the end-to-end push probe needs a live host with network probes on")
     targets = facts.get("target_registries")
     probes = facts.optional("endpoint_probes") or {}
-    from concurrent.futures import ThreadPoolExecutor
-
+    from dockerdoctor.facts.host import daemon_certs_dir
     from dockerdoctor.probe.e2e import run_e2e
+    from dockerdoctor.probe.netns import probe_pool
 
+    origin = facts.get("probe_origin")  # the push runs from where the daemon stands, as its own would
     docker_config = getattr(facts.options, "docker_config", None)
-    certs = facts.optional("certs_d") or {}
-    proc = facts.optional("dockerd_process")
-    root = proc.root_prefix if proc is not None and proc.root_prefix else ""
 
     def one(t: Any) -> Any:
         name = str(t.address)
         return run_e2e(t.address, repo=facts.options.e2e_repo, timeout=max(facts.options.timeout, 5.0),
                        probe=probes.get(name), docker_config=docker_config,
-                       certs_dir=f"{root}/etc/docker/certs.d/{name}" if name in certs else None)
+                       certs_dir=daemon_certs_dir(facts, name))
 
     if not targets:
         return {}
-    with ThreadPoolExecutor(max_workers=min(4, len(targets))) as pool:
+    with probe_pool(origin, min(4, len(targets))) as pool:
         return dict(zip((str(t.address) for t in targets), pool.map(one, targets), strict=True))

@@ -7,9 +7,13 @@ import os
 import re
 import stat
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+
+if TYPE_CHECKING:
+    from dockerdoctor.probe.netns import ProbeOrigin
 
 JOURNAL_LIMIT = 8 * 1024 * 1024  # the tail that is read; a 200 MB journal costs no more
 
@@ -26,6 +30,9 @@ class Journal:
 
 @fact()
 def docker_journal(facts: Facts) -> Journal:
+    from dockerdoctor.facts.dockerhost import require_local_daemon
+
+    require_local_daemon(facts, "docker journal")
     text = facts.source.command("journal_docker", limit=JOURNAL_LIMIT)
     if text is None:
         raise FactUnavailable("the docker journal is not available (journalctl --unit docker)")
@@ -48,15 +55,28 @@ class CertsDir:
 
 @fact()
 def certs_d(facts: Facts) -> dict[str, CertsDir]:
-    """/etc/docker/certs.d as the daemon sees it (its mount namespace when live)."""
+    """/etc/docker/certs.d as the daemon sees it: live, through /proc/PID/root (its mount namespace;
+    setns into a mount namespace is impossible in a threaded process, and not needed to read files)."""
+    from dockerdoctor.facts.dockerhost import require_local_daemon
+
+    require_local_daemon(facts, "/etc/docker/certs.d")
     base = "/etc/docker/certs.d"
     proc = facts.optional("dockerd_process")
-    if facts.live and proc is not None and proc.root_prefix and facts.source.listdir(proc.root_prefix + base):
-        base = proc.root_prefix + base
+    if facts.live and proc is not None:
+        base = proc.read_path(base)
     out: dict[str, CertsDir] = {}
     for name in facts.source.listdir(base):
         out[name] = CertsDir(name, f"/etc/docker/certs.d/{name}", facts.source.listdir(f"{base}/{name}"))
     return out
+
+
+def daemon_certs_dir(facts: Facts, name: str) -> str | None:
+    """Where to read certs.d/NAME as the daemon sees it (None: the daemon has none for NAME)."""
+    if name not in (facts.optional("certs_d") or {}):
+        return None
+    path = f"/etc/docker/certs.d/{name}"
+    proc = facts.optional("dockerd_process") if facts.live else None
+    return proc.read_path(path) if proc is not None else path
 
 
 # --------------------------------------------------------------------------- docker socket
@@ -77,10 +97,12 @@ class DockerSocket:
 def docker_socket(facts: Facts) -> DockerSocket:
     if not facts.live:
         raise FactUnavailable("socket permissions can only be checked on a live host")
-    host = facts.options.docker_host or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-    if not host.startswith("unix://"):
-        raise FactUnavailable(f"DOCKER_HOST is {host}, not a unix socket")
-    path = host[len("unix://"):]
+    from dockerdoctor.facts.dockerhost import DockerHost
+
+    host: DockerHost = facts.get("docker_host")
+    if host.path is None:
+        raise FactUnavailable(f"the daemon is at {host.url} ({host.chosen_by}), not on a unix socket")
+    path = host.path
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -157,8 +179,42 @@ def registry_endpoints_from_containers(facts: Facts) -> list[tuple[HostPort, str
 
 
 @fact()
+def probe_origin(facts: Facts) -> ProbeOrigin:
+    """Where live probes run: the inspected daemon's network namespace (no daemon: the caller's)."""
+    from dockerdoctor.facts.dockerhost import DockerHost
+    from dockerdoctor.probe.netns import ProbeOrigin, can_enter, netns_label, own_netns_label
+
+    if not facts.live:
+        raise FactUnavailable("a snapshot is never probed over the network")
+    host: DockerHost = facts.get("docker_host")
+    if host.remote:
+        raise FactUnavailable(f"the daemon is at {host.url} ({host.chosen_by}): a probe from this host would not "
+                              "show what that daemon sees; run dockerdoctor on the daemon's host")
+    try:
+        proc = facts.get("dockerd_process")
+    except FactUnavailable as exc:
+        raise FactUnavailable(f"the daemon's network namespace is unknown ({exc.reason})") from None
+    if proc is None or not proc.pid:
+        return ProbeOrigin(None, own_netns_label(), note="no daemon answers, so probes run from here")
+    path = f"/proc/{proc.pid}/ns/net"
+    own = own_netns_label()
+    try:
+        theirs = netns_label(path)
+    except OSError as exc:
+        return ProbeOrigin(None, own, note=f"{path} cannot be read ({exc.strerror}); assumed to be this one")
+    if theirs == own:
+        return ProbeOrigin(None, own, proc.pid)
+    why = can_enter(path)
+    if why is not None:
+        raise FactUnavailable(f"dockerd pid {proc.pid} runs in another network namespace ({theirs}), and "
+                              f"probing from there needs root ({why})")
+    return ProbeOrigin(path, theirs, proc.pid)
+
+
+@fact()
 def endpoint_probes(facts: Facts) -> dict[str, object]:
-    """Live probe of every target registry, in parallel, with a tight timeout."""
+    """Live probe of every target registry, in parallel, with a tight timeout, from the daemon's
+    network namespace (probe_origin)."""
     if not facts.live:
         raise FactUnavailable("a snapshot is never probed over the network")
     if not facts.options.network:
@@ -166,21 +222,18 @@ def endpoint_probes(facts: Facts) -> dict[str, object]:
     targets: list[TargetRegistry] = facts.get("target_registries")
     if not targets:
         return {}
-    from concurrent.futures import ThreadPoolExecutor
-
     from dockerdoctor.probe.endpoint import probe_endpoint
+    from dockerdoctor.probe.netns import probe_pool
 
-    certs = facts.optional("certs_d") or {}
-    proc = facts.optional("dockerd_process")
-    root = proc.root_prefix if proc is not None and proc.root_prefix else ""
+    origin = facts.get("probe_origin")
     cfg = facts.optional("effective_config")
     proxy_env = {k: v.value for k, v in cfg.proxies.items()} if cfg is not None and cfg.proxies else None
     docker_config = getattr(facts.options, "docker_config", None)
-    with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+
+    with probe_pool(origin, min(16, len(targets))) as pool:
         futures = {
             str(t.address): pool.submit(
-                probe_endpoint, t.address, facts.options.timeout,
-                f"{root}/etc/docker/certs.d/{t.address}" if str(t.address) in certs else None,
+                probe_endpoint, t.address, facts.options.timeout, daemon_certs_dir(facts, str(t.address)),
                 docker_config=docker_config, proxy_env=proxy_env,
             )
             for t in targets
