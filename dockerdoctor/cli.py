@@ -174,6 +174,17 @@ def _run_check(facts, select: list[str] | None, ignore: list[str] | None):  # ty
     return run_rules(facts, sel, ign)
 
 
+def _daemon_summary(facts) -> tuple[dict[str, object] | None, dict[str, object] | None]:  # type: ignore[no-untyped-def]
+    """Live: the daemon inspected, and where the probes ran when that was not this process's namespace."""
+    if not facts.live:
+        return None, None
+    host = facts.get("docker_host")
+    proc = facts.optional("dockerd_process")
+    daemon = {"host": host.url, "chosen_by": host.chosen_by, "pid": proc.pid if proc is not None else None}
+    origin = facts.optional("probe_origin") if facts.optional("endpoint_probes") else None
+    return daemon, (origin.to_dict() if origin is not None and origin.foreign else None)
+
+
 def _write(text: str, output: Path | None) -> None:
     if output is None:
         sys.stdout.write(text)
@@ -230,6 +241,7 @@ def check(
     try:
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []
+        daemon, probed_from = _daemon_summary(facts)
     finally:
         close = getattr(facts.source, "close", None)
         if close:
@@ -242,6 +254,8 @@ def check(
         results=results,
         fail_on=None if fail_on == FailOn.never else Severity.parse(fail_on.value),
         seconds=time.perf_counter() - start,
+        daemon=daemon,
+        probed_from=probed_from,
     )
     if fmt == Format.json:
         from dockerdoctor.report.jsonreport import render as render_json

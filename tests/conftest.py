@@ -37,6 +37,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lab  # noqa: E402
+import netguard  # noqa: E402
 
 ON_CI = bool(os.environ.get("CI"))
 
@@ -76,6 +77,64 @@ def require_real(*extra: str) -> None:
         if ON_CI:
             pytest.fail(f"real test cannot run on CI: {why}", pytrace=False)
         pytest.skip(f"real: {why}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the network guard (tests/netguard.py): no packet from this session leaves the machine
+
+GUARD: netguard.Guard | None = None
+_guard_seen = 0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    global GUARD, _guard_seen
+    why = netguard.Guard.unavailable()
+    if why:
+        if ON_CI:
+            pytest.exit(f"the network guard cannot run on CI: {why}", returncode=3)
+        sys.stderr.write(f"network guard OFF: {why}\n")
+        return
+    GUARD = netguard.Guard().start()
+    _guard_seen = GUARD.strays() or 0
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    if GUARD is None:
+        return ["network guard: off"]
+    return [f"network guard: table inet {GUARD.name} rejects and counts packets to private and documentation "
+            f"ranges from {GUARD.scope}; allowed: {'; '.join(GUARD.exclusions) or 'nothing'}"]
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_packets() -> Iterator[None]:
+    """Fail the test whose run (setup, call, teardown) sent a packet off the machine."""
+    global _guard_seen
+    if GUARD is None:
+        yield
+        return
+    ack = GUARD.acknowledged
+    yield
+    now = GUARD.strays() or 0
+    n = now - _guard_seen - (GUARD.acknowledged - ack)
+    _guard_seen = now
+    if n > 0:
+        pytest.fail(f"network guard: this test sent {n} packet(s) from the host namespace to private or "
+                    f"documentation addresses (rejected; destinations so far: {', '.join(GUARD.destinations())}). "
+                    "Run it inside a lab namespace.", pytrace=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global GUARD
+    if GUARD is None:
+        return
+    n, where = GUARD.unexpected(), GUARD.destinations()
+    GUARD.stop()
+    GUARD = None
+    if n:
+        sys.stderr.write(f"\nnetwork guard: {n} packet(s) from the host namespace to private or documentation "
+                         f"addresses were rejected ({', '.join(where)}): the session fails\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -19,6 +19,10 @@ class Report:
     fail_on: Severity | None  # None = never
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    # live: the daemon inspected ({"host", "chosen_by", "pid"}), and where probes ran when that was not
+    # the caller's own network namespace ({"netns", "pid", "description"})
+    daemon: dict[str, object] | None = None
+    probed_from: dict[str, object] | None = None
 
     @property
     def findings(self) -> list[Finding]:

@@ -15,6 +15,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "tool": {"name": "dockerdoctor", "version": report.version},
         "target": {"kind": report.target_kind, "description": report.target},
         "registries": report.registries,
+        **({"daemon": report.daemon} if report.daemon else {}),
+        **({"probed_from": report.probed_from} if report.probed_from else {}),
         "fail_on": report.fail_on.label if report.fail_on else "never",
         "exit_code": report.exit_code,
         "summary": {

@@ -58,6 +58,11 @@ def render(report: Report, verbose: bool = False, color: bool | None = None) -> 
     if report.registries:
         head += " · registries: " + ", ".join(report.registries)
     lines.append(s(head, "bold"))
+    if report.daemon:
+        d = report.daemon
+        lines.append(f"daemon: {d.get('host')} ({d.get('chosen_by')})" + (f", pid {d['pid']}" if d.get("pid") else ""))
+    if report.probed_from:
+        lines.append(f"probes ran from {report.probed_from.get('description')}")
     lines.append("")
     by_cat: dict[str, list] = {c: [] for c in CATEGORIES}
     for r in report.results:
