@@ -292,17 +292,19 @@ def test_endpoint_errors_http_when_insecure(start, plain_servers) -> None:
     # "received unexpected HTTP status: 200 OK", with 5+10+15+20 s of retries in between (50 s).
     names = ("eof", "ssh", "refused")
     d = start({"insecure-registries": [hp(n) for n in names]}, must_start=True, busybox=True)
+    # Go's HTTP transport words one failure two ways, depending on whether its read loop or its write loop
+    # sees the banner first; both come from the same dockerd and are the same case.
+    ssh_reply = 'malformed HTTP response "SSH-2.0-OpenSSH_9.2"'
     cases = {
-        "eof": f'Get "http://{hp("eof")}/v2/": EOF',
-        "ssh": f'Get "http://{hp("ssh")}/v2/": net/http: HTTP/1.x transport connection broken:'
-        ' malformed HTTP response "SSH-2.0-OpenSSH_9.2"',
-        "refused": f'Get "http://{REFUSED}/v2/": dial tcp {REFUSED}: connect: connection refused',
+        "eof": (f'Get "http://{hp("eof")}/v2/": EOF',),
+        "ssh": (f'Get "http://{hp("ssh")}/v2/": net/http: HTTP/1.x transport connection broken: {ssh_reply}',
+                f'Get "http://{hp("ssh")}/v2/": {ssh_reply}'),
+        "refused": (f'Get "http://{REFUSED}/v2/": dial tcp {REFUSED}: connect: connection refused',),
     }
     for name in names:
         r = _push(d, hp(name))
         assert r.returncode == 1, r.stdout
-        if name in cases:
-            assert r.stderr.strip() == cases[name], (name, r.stderr)
+        assert r.stderr.strip() in cases[name], (name, r.stderr)
         record(
             f"endpoint-{name}-http-insecure",
             r.stderr,
@@ -311,6 +313,7 @@ def test_endpoint_errors_http_when_insecure(start, plain_servers) -> None:
             rule="DD210" if name != "refused" else "DD201",
             server=_server_note(name),
             daemon_json={"insecure-registries": [hp(name)]},
+            **({"variants": list(cases[name])} if len(cases[name]) > 1 else {}),
         )
 
 
