@@ -20,6 +20,7 @@ APT_PACKAGES=(
   firewalld nftables iptables nginx-light dbus
   libdbus-1-dev libglib2.0-dev pkg-config
   openssl iproute2 ca-certificates util-linux
+  tcpdump  # issue 16: tests/real/test_daemon_identity.py captures the uplink while a probe runs
 )
 PYTHON=${PYTHON:-python3}
 

@@ -82,23 +82,23 @@ def require_real(*extra: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # the network guard (tests/netguard.py): no packet from this session leaves the machine
 
-GUARD: netguard.Guard | None = None
 _guard_seen = 0
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    global GUARD, _guard_seen
+    global _guard_seen
     why = netguard.Guard.unavailable()
     if why:
         if ON_CI:
             pytest.exit(f"the network guard cannot run on CI: {why}", returncode=3)
         sys.stderr.write(f"network guard OFF: {why}\n")
         return
-    GUARD = netguard.Guard().start()
-    _guard_seen = GUARD.strays() or 0
+    netguard.ACTIVE = netguard.Guard().start()
+    _guard_seen = netguard.ACTIVE.strays() or 0
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    GUARD = netguard.ACTIVE
     if GUARD is None:
         return ["network guard: off"]
     return [f"network guard: table inet {GUARD.name} rejects and counts packets to private and documentation "
@@ -109,6 +109,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _no_stray_packets() -> Iterator[None]:
     """Fail the test whose run (setup, call, teardown) sent a packet off the machine."""
     global _guard_seen
+    GUARD = netguard.ACTIVE
     if GUARD is None:
         yield
         return
@@ -125,12 +126,12 @@ def _no_stray_packets() -> Iterator[None]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    global GUARD
+    GUARD = netguard.ACTIVE
     if GUARD is None:
         return
     n, where = GUARD.unexpected(), GUARD.destinations()
     GUARD.stop()
-    GUARD = None
+    netguard.ACTIVE = None
     if n:
         sys.stderr.write(f"\nnetwork guard: {n} packet(s) from the host namespace to private or documentation "
                          f"addresses were rejected ({', '.join(where)}): the session fails\n")

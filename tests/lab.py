@@ -822,6 +822,8 @@ class Dockerd:
         certs_d: dict[str, dict[str, bytes | str]] | None = None,
         env: dict[str, str] | None = None,
         cli: str | None = None,
+        sock: str | None = None,
+        private_run: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.cli = cli  # docker CLI binary for .docker() (default: the first `docker` on PATH)
@@ -838,7 +840,11 @@ class Dockerd:
         else:
             self.default_args = list(defaults)
         self.env = env
-        self.sock = str(self.workdir / "docker.sock")
+        # ``sock``: the socket dockerd is told to serve (-H). ``private_run=True`` gives it a private, empty
+        # /run (so /var/run/docker.sock is its own); the lab then reaches it as /proc/PID/root/...
+        self.private_run = private_run
+        self.listen_sock = sock or str(self.workdir / "docker.sock")
+        self.sock = self.listen_sock
         self.host = f"unix://{self.sock}"
         self.pidfile = self.workdir / "docker.pid"
         self.data_root = self.workdir / "root"
@@ -883,7 +889,7 @@ class Dockerd:
             "--exec-root",
             str(self.exec_root),
             "-H",
-            self.host,
+            f"unix://{self.listen_sock}",
             "--pidfile",
             str(self.pidfile),
         ]
@@ -895,6 +901,8 @@ class Dockerd:
         import shlex
 
         inner = shlex.join(self.argv())
+        if self.private_run:
+            inner = "sh -c " + shlex.quote(f"mount -n -t tmpfs -o mode=0755 dd-lab /run && exec {inner}")
         if self.netns:
             inner = f"nsenter --net=/run/netns/{shlex.quote(self.netns)} {inner}"
         # /run/containerd and /run/docker get a private tmpfs: dockerd's containerd would otherwise use a
@@ -915,8 +923,9 @@ class Dockerd:
             raise RuntimeError("dockerd already running")
         self._client = None
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.sock)
+        if not self.private_run:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.sock)
         env = dict(os.environ)
         env.pop("DOCKER_HOST", None)
         if self.env:
@@ -933,6 +942,11 @@ class Dockerd:
         finally:
             log.close()
         _record(self.workdir, pid=self.proc.pid)
+        if self.private_run:  # (/var/run is an absolute symlink: through /proc/PID/root it would lead to ours)
+            real = "/run/" + self.listen_sock[len("/var/run/"):] if self.listen_sock.startswith("/var/run/") \
+                else self.listen_sock
+            self.sock = f"/proc/{self.proc.pid}/root{real}"
+            self.host = f"unix://{self.sock}"
 
         def ready() -> str | None:
             if self.proc.poll() is not None:

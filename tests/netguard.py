@@ -58,6 +58,7 @@ PRIVATE_V6 = ("fc00::/7", "fe80::/10", "2001:db8::/32")
 TABLE_PREFIX = "ddguard"
 CGROUP_PREFIX = "ddguard-"
 PR_SET_PDEATHSIG = 1
+ACTIVE: Guard | None = None  # the session's guard (set by tests/conftest.py)
 
 
 def _nft(*args: str, input: str | None = None, timeout: float = 10) -> subprocess.CompletedProcess[str]:

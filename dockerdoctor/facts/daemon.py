@@ -24,6 +24,7 @@ from dockerdoctor.facts.dockerhost import (
     EngineAnswer,
     OtherDockerd,
     normalize_socket,
+    path_in_root,
     reachable_sockets,
     require_local_daemon,
 )
@@ -196,7 +197,7 @@ class DockerdProcess:
 
     def read_path(self, path: str) -> str:
         """Where to read the daemon's file `path`: through its root (its mount namespace) when known."""
-        return self.root_prefix + path if self.root_prefix else path
+        return path_in_root(self.root_prefix, path) if self.root_prefix else path
 
 
 def _is_dockerd(argv: list[str]) -> bool:

@@ -302,6 +302,34 @@ class OtherDockerd:
         return f"dockerd pid {self.pid} serves {where}" if self.pid else f"a dockerd serves {where}"
 
 
+def path_in_root(root: str, path: str, max_links: int = 40) -> str:
+    """`path` as the process whose root directory is `root` (/proc/PID/root) sees it. The kernel resolves
+    an absolute symbolic link met under /proc/PID/root against the *caller's* root (/var/run -> /run would
+    lead to this host's /run), so links are followed here, inside `root`."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    done: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        cur = root + "/" + "/".join([*done, part])
+        try:
+            target = os.readlink(cur)
+        except OSError:  # not a link (or absent): keep it as it is
+            done.append(part)
+            continue
+        links += 1
+        if links > max_links:
+            break
+        if target.startswith("/"):
+            done = []
+        parts = [p for p in target.split("/") if p and p != "."] + parts
+    return root + "/" + "/".join(done + parts)
+
+
 def reachable_sockets(pid: int, sockets: list[str]) -> list[str]:
     """The unix sockets of process `pid` that are the same file in this process's mount namespace."""
     out = []
@@ -310,7 +338,7 @@ def reachable_sockets(pid: int, sockets: list[str]) -> list[str]:
             continue
         path = s[len("unix://"):]
         try:
-            mine, theirs = os.stat(path), os.stat(f"/proc/{pid}/root{path}")
+            mine, theirs = os.stat(path), os.stat(path_in_root(f"/proc/{pid}/root", path))
         except OSError:
             continue
         if (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
