@@ -18,10 +18,20 @@ import traceback
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
 from dockerdoctor import __version__
 from dockerdoctor.errors import DoctorError, InputError
+
+# typer < 0.16 imports rich (its help formatter and traceback printer, ~140 ms) whenever rich is installed,
+# and pip installs it with typer. dockerdoctor uses neither (rich_markup_mode=None,
+# pretty_exceptions_enable=False), so rich is hidden while typer loads; later imports of rich work as usual.
+_hide_rich = "rich" not in sys.modules
+if _hide_rich:
+    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` raises ImportError
+try:
+    import typer
+finally:
+    if _hide_rich:
+        del sys.modules["rich"]
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; "

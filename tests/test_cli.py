@@ -35,6 +35,17 @@ def test_version_is_fast_path():
     assert r.returncode == 0 and r.stdout.startswith("dockerdoctor ")
 
 
+def test_rich_stays_out_of_start_up():
+    """typer < 0.16 imports rich whenever it is installed (~140 ms); the CLI loads typer without it."""
+    import importlib.util
+
+    if importlib.util.find_spec("rich") is None:
+        pytest.skip("rich is not installed here, so nothing can pull it in")
+    code = "import sys, dockerdoctor.cli, typer.core; print('rich' in sys.modules, typer.core.rich)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["False", "None"], r.stderr
+
+
 def test_healthy_snapshot_exits_zero_and_says_so(healthy: Path):
     r = run("check", "--root", str(healthy))
     assert r.returncode == 0, r.stdout + r.stderr
@@ -105,6 +116,12 @@ def test_usage_and_input_errors_exit_2(tmp_path: Path, healthy: Path):
     assert run("check", "--root", str(healthy), "--select", "DD999").returncode == 2
     assert run("check", "--root", str(healthy), "--registry", "nohostport:").returncode == 2
     assert run("check", "--bogus-flag").returncode == 2
+    for host in ("bogus", "/var/run/docker.sock", "tcp://:2375"):  # a -H the docker CLI would refuse too
+        r = run("check", "-H", host)
+        assert r.returncode == 2 and "--docker-host" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    r = subprocess.run([*DD, "check"], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "DOCKER_HOST": "bogus"})
+    assert r.returncode == 2 and r.stderr.startswith("dockerdoctor: error: DOCKER_HOST 'bogus'"), r.stderr
     garbage = tmp_path / "garbage.tar.xz"
     garbage.write_bytes(b"\x00\xff" * 500)
     r = run("check", "--root", str(garbage))
@@ -202,3 +219,19 @@ def test_json_reports_of_fixtures_follow_the_schema(name: str):
     schema = json.loads((Path(__file__).parent.parent / "docs" / "report-schema.json").read_text())
     jsonschema.validate(data, schema)
     assert data["findings"], "these fixtures have findings"
+
+
+def test_third_party_rule_packs_are_still_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """discover() skips importlib.metadata unless some distribution declares a pack besides the core one."""
+    from dockerdoctor.engine import _other_rule_packs_declared
+
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    core = tmp_path / "dockerdoctor-0.1.0.dist-info"
+    core.mkdir()
+    (core / "entry_points.txt").write_text("[console_scripts]\ndockerdoctor = x:y\n\n[dockerdoctor.rules]\n"
+                                           "core = dockerdoctor.rules\n")
+    assert not _other_rule_packs_declared()
+    pack = tmp_path / "acme_rules-1.0.dist-info"
+    pack.mkdir()
+    (pack / "entry_points.txt").write_text("[dockerdoctor.rules]\nacme = acme_rules\n")
+    assert _other_rule_packs_declared()

@@ -15,16 +15,18 @@ files are not this host's, and only what its Engine API reports is judged.
 from __future__ import annotations
 
 import errno
-import hashlib
-import json
 import os
-import socket
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable, InputError
 from dockerdoctor.facts import Facts, fact
+
+if TYPE_CHECKING:
+    import socket
+
+# hashlib, json, socket and struct are imported where they are used: a snapshot run needs none of them.
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 DEFAULT_HOST = f"unix://{DEFAULT_SOCKET}"
@@ -100,6 +102,9 @@ def docker_config_dir(env: Mapping[str, str]) -> str:
 
 def context_host(name: str, config_dir: str) -> tuple[str | None, str]:
     """The docker endpoint of context `name`, and the meta.json it was read from."""
+    import hashlib
+    import json
+
     meta = os.path.join(config_dir, "contexts", "meta", hashlib.sha256(name.encode()).hexdigest(), "meta.json")
     try:
         with open(meta, "rb") as fh:
@@ -121,6 +126,8 @@ def resolve_docker_host(explicit: str | None, env: Mapping[str, str] | None = No
         return DockerHost(validate_host(explicit), "--docker-host")
     if env.get("DOCKER_HOST"):
         return DockerHost(validate_host(env["DOCKER_HOST"], "DOCKER_HOST"), "DOCKER_HOST")
+    import json
+
     cfg_dir = docker_config_dir(env)
     name, where = env.get("DOCKER_CONTEXT") or "", "DOCKER_CONTEXT"
     if not name:
@@ -161,6 +168,9 @@ class EngineAnswer:
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     """(pid, uid, gid) of the process at the other end of a unix socket (SO_PEERCRED)."""
+    import socket
+    import struct
+
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
     return pid, uid, gid
@@ -178,6 +188,8 @@ _WHY = {
 
 def ask_unix_socket(host: DockerHost, timeout: float = 2.0) -> EngineAnswer:
     """Connect, read SO_PEERCRED, and check that an Engine API answers GET /_ping."""
+    import socket
+
     path = host.path or DEFAULT_SOCKET
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(timeout)
@@ -222,6 +234,7 @@ def _is_socket(path: str) -> bool:
 def ask_remote(host: DockerHost, timeout: float = 2.0) -> EngineAnswer:
     """tcp:// and ssh:// daemons: a TCP connect first (for a plain reason), then the Docker SDK's /_ping
     (with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH)."""
+    import socket
     from urllib.parse import urlsplit
 
     u = urlsplit(host.url)

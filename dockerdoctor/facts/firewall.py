@@ -9,6 +9,7 @@ fallbacks; a snapshot has the firewall-cmd output sos collects and /etc/firewall
 from __future__ import annotations
 
 import json
+import os
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -315,6 +316,16 @@ def _zone_settings(zif: Any, fw: Any, name: str, timeout: float) -> dict[str, An
         return _settings_from_tuple(_to_py(fw.getZoneSettings(name, timeout=timeout)))
 
 
+def system_bus_path() -> str | None:
+    """The system bus socket's path (DBUS_SYSTEM_BUS_ADDRESS, else the default); None for other transports."""
+    address = os.environ.get("DBUS_SYSTEM_BUS_ADDRESS") or "unix:path=/var/run/dbus/system_bus_socket"
+    first = address.split(";", 1)[0]
+    if not first.startswith("unix:"):
+        return None
+    params = dict(p.partition("=")[::2] for p in first[len("unix:"):].split(","))
+    return params.get("path")
+
+
 def firewalld_over_dbus(timeout: float = 5.0) -> FirewalldState | None:
     """firewalld's runtime and permanent zones over D-Bus; None when the bus cannot be reached."""
     try:
@@ -322,7 +333,6 @@ def firewalld_over_dbus(timeout: float = 5.0) -> FirewalldState | None:
         import dbus.bus
     except ImportError:
         return None
-    import os
 
     # A private connection to the address in DBUS_SYSTEM_BUS_ADDRESS, read now: libdbus caches the
     # system bus address of its shared connection for the life of the process.
@@ -394,17 +404,21 @@ def firewalld(facts: Facts) -> FirewalldState:
     installed = bool(conf_text) or bool(src.listdir("/etc/firewalld/zones")) or bool(
         src.listdir("/usr/lib/firewalld/zones"))
     if facts.live:
-        st = firewalld_over_dbus(max(facts.options.timeout, 3.0))
-        if st is not None and not st.running and not installed:
-            raise FactUnavailable("firewalld is not installed here")
         import importlib.util
 
-        if st is None and importlib.util.find_spec("dbus") is not None:
+        bus = system_bus_path()
+        no_bus = bus is not None and not os.path.exists(bus)
+        st = None if no_bus else firewalld_over_dbus(max(facts.options.timeout, 3.0))
+        if st is not None and not st.running and not installed:
+            raise FactUnavailable("firewalld is not installed here")
+        if st is None and (no_bus or importlib.util.find_spec("dbus") is not None):
             # firewalld lives on the system bus; with no bus to reach it cannot be running, and
-            # firewall-cmd (a D-Bus client that takes ~0.3 s to start) would only say so slowly.
+            # firewall-cmd (a D-Bus client that takes ~0.3 s to start, three runs) would only say so slowly.
             if not installed:
                 raise FactUnavailable("firewalld is not installed here")
-            st = FirewalldState(False, "D-Bus: no system bus with org.fedoraproject.FirewallD1", via="zone files")
+            why = (f"no system bus ({bus} does not exist), so firewalld cannot be running" if no_bus
+                   else "D-Bus: no system bus with org.fedoraproject.FirewallD1")
+            st = FirewalldState(False, why, via="zone files")
             zones, where = _zones_from_files(facts)
             if zones:
                 st.permanent, st.permanent_source = zones, where
