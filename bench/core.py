@@ -5,8 +5,9 @@
   2. dockerdoctor check --root <snapshot>        target < 150 ms
   3. dockerdoctor check            (live host)   target < 300 ms (firewalld installed, not running)
 
-Usage: .venv/bin/python bench/core.py [--runs N] [--snapshot DIR]
-Each command runs N times in a fresh process (after one warm-up run); the median is reported.
+Usage: .venv/bin/python bench/core.py [--runs N] [--snapshot DIR] [--peer OTHER/.venv/bin/dockerdoctor]
+Each command runs N times in a fresh process (after one warm-up run); the median is reported. With
+--peer, another build runs alternately with this one, so both see the same load.
 Not a test: numbers go in bench/README.md, with the load average it prints (other test suites on a
 shared machine slow every number down).
 """
@@ -27,23 +28,32 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SNAPSHOT = ROOT / "fixtures" / "hosts" / "centos7-docker-ce-ignores-sysconfig"
 
 
-def measure(argv: list[str], runs: int) -> tuple[float, float, int]:
+def _time(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, env={**os.environ, "NO_COLOR": "1"})
+    return time.perf_counter() - t0
+
+
+def measure(argv: list[str], runs: int, peer: str | None = None) -> tuple[list[float], list[float]]:
+    """Wall times of this checkout's dockerdoctor (and of `peer`, run alternately: same load for both)."""
     exe = shutil.which("dockerdoctor", path=str(Path(sys.executable).parent)) or "dockerdoctor"
-    cmd = [exe, *argv]
-    subprocess.run(cmd, capture_output=True)  # warm-up: page cache, pyc files
-    times = []
+    cmds = [[exe, *argv]] + ([[peer, *argv]] if peer else [])
+    for cmd in cmds:
+        subprocess.run(cmd, capture_output=True)  # warm-up: page cache, pyc files
+    ours: list[float] = []
+    theirs: list[float] = []
     for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, env={**os.environ, "NO_COLOR": "1"})
-        times.append(time.perf_counter() - t0)
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return statistics.median(times), min(times), rss
+        ours.append(_time(cmds[0]))
+        if peer:
+            theirs.append(_time(cmds[1]))
+    return ours, theirs
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--snapshot", type=Path, default=DEFAULT_SNAPSHOT)
+    ap.add_argument("--peer", metavar="EXE", help="another dockerdoctor (say, main's) to time alternately")
     args = ap.parse_args()
     rows = [
         ("dockerdoctor --version", ["--version"], 0.150),
@@ -51,11 +61,14 @@ def main() -> None:
         ("dockerdoctor check (live host)", ["check"], 0.300),
     ]
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    print(f"{'command':<70} {'median':>8} {'min':>8} {'target':>8}  verdict")
+    peer_col = f" {'peer':>8}" if args.peer else ""
+    print(f"{'command':<70} {'median':>8} {'min':>8}{peer_col} {'target':>8}  verdict")
     for name, argv, target in rows:
-        med, low, _ = measure(argv, args.runs)
+        ours, theirs = measure(argv, args.runs, args.peer)
+        med = statistics.median(ours)
         verdict = "ok" if med < target else "MISSED"
-        print(f"{name:<70} {med * 1000:7.0f}ms {low * 1000:7.0f}ms {target * 1000:7.0f}ms  {verdict}")
+        peer = f" {statistics.median(theirs) * 1000:7.0f}ms" if theirs else ""
+        print(f"{name:<70} {med * 1000:7.0f}ms {min(ours) * 1000:7.0f}ms{peer} {target * 1000:7.0f}ms  {verdict}")
     print(f"peak RSS of any run: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB")
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 

@@ -315,32 +315,14 @@ class OtherDockerd:
         return f"dockerd pid {self.pid} serves {where}" if self.pid else f"a dockerd serves {where}"
 
 
-def path_in_root(root: str, path: str, max_links: int = 40) -> str:
+def path_in_root(root: str, path: str) -> str:
     """`path` as the process whose root directory is `root` (/proc/PID/root) sees it. The kernel resolves
     an absolute symbolic link met under /proc/PID/root against the *caller's* root (/var/run -> /run would
-    lead to this host's /run), so links are followed here, inside `root`."""
-    parts = [p for p in path.split("/") if p and p != "."]
-    done: list[str] = []
-    links = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        cur = root + "/" + "/".join([*done, part])
-        try:
-            target = os.readlink(cur)
-        except OSError:  # not a link (or absent): keep it as it is
-            done.append(part)
-            continue
-        links += 1
-        if links > max_links:
-            break
-        if target.startswith("/"):
-            done = []
-        parts = [p for p in target.split("/") if p and p != "."] + parts
-    return root + "/" + "/".join(done + parts)
+    lead to this host's /run), so links are followed here, inside `root` (as a snapshot's are)."""
+    from dockerdoctor.sources.base import resolve_in_root
+
+    parts = resolve_in_root(root, path)
+    return root + "/" + "/".join(parts if parts is not None else [p for p in path.split("/") if p])
 
 
 def reachable_sockets(pid: int, sockets: list[str]) -> list[str]:

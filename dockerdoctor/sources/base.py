@@ -87,6 +87,41 @@ COMMANDS: dict[str, CommandSpec] = {
 }
 
 
+MAX_SYMLINKS = 40
+
+
+def resolve_in_root(root: str, path: str, follow_last: bool = True) -> list[str] | None:
+    """The components of `path` resolved chroot-style under directory `root`: symbolic links are followed
+    inside `root` (an absolute target starts again at `root`), ``..`` never climbs above it. None after
+    more than MAX_SYMLINKS links (a loop)."""
+    import os
+
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    stack: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if stack:
+                stack.pop()
+            continue
+        if follow_last or parts:
+            try:
+                target = os.readlink(os.path.join(root, *stack, part))
+            except (OSError, ValueError):  # not a link, or absent
+                target = None
+            if target is not None:
+                links += 1
+                if links > MAX_SYMLINKS:
+                    return None
+                if target.startswith("/"):
+                    stack = []
+                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+                continue
+        stack.append(part)
+    return stack
+
+
 @dataclass(frozen=True)
 class FileStat:
     mtime: float

@@ -13,9 +13,8 @@ import tempfile
 from pathlib import Path
 
 from dockerdoctor.errors import InputError
-from dockerdoctor.sources.base import COMMANDS, DEFAULT_READ_LIMIT, FileStat, Source
+from dockerdoctor.sources.base import COMMANDS, DEFAULT_READ_LIMIT, FileStat, Source, resolve_in_root
 
-MAX_SYMLINKS = 40
 # Bounds for unpacking a tarball: a sosreport is a few hundred MB at most.
 MAX_UNPACKED_BYTES = 4 * 1024**3
 MAX_MEMBERS = 500_000
@@ -86,27 +85,9 @@ class SnapshotSource(Source):
     # ------------------------------------------------------------------ path resolution
     def _resolve(self, path: str, follow_last: bool = True) -> Path | None:
         """Resolve a host path inside the snapshot root, chroot-style."""
-        parts = [p for p in path.split("/") if p not in ("", ".")]
-        stack: list[str] = []
-        links = 0
-        while parts:
-            part = parts.pop(0)
-            if part == "..":
-                if stack:
-                    stack.pop()
-                continue
-            candidate = self.root.joinpath(*stack, part)
-            is_last = not parts
-            if candidate.is_symlink() and (follow_last or not is_last):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    return None
-                target = os.readlink(candidate)
-                if target.startswith("/"):
-                    stack = []
-                parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-                continue
-            stack.append(part)
+        stack = resolve_in_root(str(self.root), path, follow_last)
+        if stack is None:
+            return None
         resolved = self.root.joinpath(*stack)
         return resolved
 

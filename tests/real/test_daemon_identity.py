@@ -129,10 +129,18 @@ def test_check_inspects_exactly_the_daemon_its_socket_names(daemons: Daemons) ->
             assert _marks(h) == set()  # no other daemon's daemon.json was read
 
 
+def _uplink() -> str:
+    """The interface of the host namespace's default route: where a stray packet would leave."""
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        cols = line.split()
+        if len(cols) > 1 and cols[1] == "00000000":
+            return cols[0]
+    return "any"
+
+
 def _capture(host: str) -> tuple[subprocess.Popen[bytes], Path]:
     pcap = Path(tempfile.mkstemp(prefix="dd-id-", suffix=".pcap")[1])
-    iface = next((i for i in os.listdir("/sys/class/net") if i != "lo" and not i.startswith(("veth", "docker"))),
-                 "any")
+    iface = _uplink()
     p = subprocess.Popen(["tcpdump", "-i", iface, "-n", "-U", "-w", str(pcap), f"host {host}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert p.stderr is not None
