@@ -23,10 +23,10 @@ from dockerdoctor.facts.dockerhost import (
     DockerHost,
     EngineAnswer,
     OtherDockerd,
-    normalize_socket,
     path_in_root,
     reachable_sockets,
     require_local_daemon,
+    same_socket,
 )
 from dockerdoctor.facts.systemd import (
     UNIT_DIRS,
@@ -211,14 +211,14 @@ def _is_dockerd(argv: list[str]) -> bool:
     return False
 
 
-def sockets_served(argv: list[str]) -> list[str]:
+def sockets_served(argv: list[str], default: str = DEFAULT_HOST) -> list[str]:
     """The sockets a dockerd command line listens on (no -H: the default socket; fd://: systemd's)."""
     hosts = [f.value for f in parse_dockerd_argv(argv).values("host") if f.value]
     out: list[str] = []
-    for h in hosts or [DEFAULT_HOST]:
+    for h in hosts or [default]:
         h = DEFAULT_HOST if h.startswith("fd://") else h  # socket activation: docker.socket's /run/docker.sock
-        if normalize_socket(h) not in out:
-            out.append(normalize_socket(h))
+        if not any(same_socket(h, o) for o in out):
+            out.append(h)
     return out
 
 
@@ -226,7 +226,7 @@ def _select_process(candidates: list[DockerdProcess], want: str, main_pid: int |
                     ) -> DockerdProcess | None:
     """The dockerd that serves socket `want` by its -H flags (several: the unit's main PID among them).
     Never "the only one" or "the first": an unrelated dockerd is not this host's daemon."""
-    matching = [c for c in candidates if normalize_socket(want) in sockets_served(c.argv)]
+    matching = [c for c in candidates if any(same_socket(want, s) for s in sockets_served(c.argv))]
     if len(matching) > 1 and main_pid is not None:
         matching = [c for c in matching if c.pid == main_pid]
     return matching[0] if len(matching) == 1 else None
@@ -307,6 +307,19 @@ def _snapshot_dockerds(facts: Facts, text: str) -> list[DockerdProcess]:
     return found
 
 
+def _live_default_socket(pid: int) -> str:
+    """A rootless dockerd (run under RootlessKit) listens on $XDG_RUNTIME_DIR/docker.sock without -H."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            env = dict(e.partition(b"=")[::2] for e in fh.read(256 * 1024).split(b"\0") if e)
+    except OSError:
+        return DEFAULT_HOST
+    runtime = env.get(b"XDG_RUNTIME_DIR")
+    if b"ROOTLESSKIT_STATE_DIR" in env and runtime:
+        return f"unix://{runtime.decode(errors='replace')}/docker.sock"
+    return DEFAULT_HOST
+
+
 @fact()
 def other_dockerds(facts: Facts) -> list[OtherDockerd]:
     """Every dockerd that is not the inspected daemon, with the sockets it serves (information only)."""
@@ -330,7 +343,7 @@ def other_dockerds(facts: Facts) -> list[OtherDockerd]:
     out = []
     for p in found:
         if chosen is None or p.pid != chosen.pid:
-            sockets = sockets_served(p.argv)
+            sockets = sockets_served(p.argv, _live_default_socket(p.pid) if facts.live and p.pid else DEFAULT_HOST)
             out.append(OtherDockerd(p.pid, sockets, p.source,
                                     reachable_sockets(p.pid, sockets) if facts.live and p.pid else None))
     return out

@@ -214,3 +214,24 @@ def test_snapshot_dd501_lists_the_dockerds_that_serve_other_sockets(tmp_path: Pa
     assert "no dockerd in the process list serves unix:///var/run/docker.sock" in f.message
     assert any("dockerd pid 700 serves unix:///tmp/lab/docker.sock" in e.text for e in f.evidence)
     assert f.fix is not None and f.fix.summary == "Start docker"  # the journal names no cause
+
+
+def test_a_rootless_dockerd_is_listed_with_its_own_socket(tmp_path: Path) -> None:
+    """Under RootlessKit, dockerd's default socket is $XDG_RUNTIME_DIR/docker.sock, not /var/run/docker.sock."""
+    import subprocess
+
+    env = {"PATH": "/usr/bin:/bin", "ROOTLESSKIT_STATE_DIR": str(tmp_path / "rk"), "XDG_RUNTIME_DIR": "/run/user/1000"}
+    p = subprocess.Popen(["bash", "-c", "exec -a dockerd sleep 30"], env=env)  # a process that looks like dockerd
+    try:
+        import time
+
+        for _ in range(100):
+            if Path(f"/proc/{p.pid}/cmdline").read_bytes().startswith(b"dockerd"):
+                break
+            time.sleep(0.01)
+        facts = Facts(LiveSource(), CheckOptions(docker_host=f"unix://{tmp_path}/gone.sock", network=False))
+        (o,) = [o for o in facts.get("other_dockerds") if o.pid == p.pid]
+        assert o.sockets == ["unix:///run/user/1000/docker.sock"]
+    finally:
+        p.kill()
+        p.wait()
