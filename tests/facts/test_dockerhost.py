@@ -235,3 +235,25 @@ def test_a_rootless_dockerd_is_listed_with_its_own_socket(tmp_path: Path) -> Non
     finally:
         p.kill()
         p.wait()
+
+
+@pytest.mark.real
+def test_probe_threads_stand_in_the_daemons_namespace_and_the_caller_stays(labnet) -> None:  # type: ignore[no-untyped-def]
+    from dockerdoctor.probe.netns import ProbeOrigin, probe_pool
+
+    path = f"/run/netns/{labnet.cli_ns}"
+    want, mine = f"net:[{os.stat(path).st_ino}]", os.readlink("/proc/thread-self/ns/net")
+    assert want != mine
+
+    def where() -> tuple[str, str]:  # the worker's namespace, and that of a thread it starts (a DNS lookup)
+        out: list[str] = []
+        t = threading.Thread(target=lambda: out.append(os.readlink("/proc/thread-self/ns/net")))
+        t.start()
+        t.join()
+        return os.readlink("/proc/thread-self/ns/net"), out[0]
+
+    with probe_pool(ProbeOrigin(path, want, 1), 2) as pool:
+        assert {pool.submit(where).result() for _ in range(4)} == {(want, want)}
+    assert os.readlink("/proc/thread-self/ns/net") == mine
+    with probe_pool(None, 2) as pool:
+        assert pool.submit(where).result() == (mine, mine)
