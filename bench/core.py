@@ -61,13 +61,13 @@ def main() -> None:
         ("dockerdoctor check (live host)", ["check"], 0.300),
     ]
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
-    peer_col = f" {'peer':>8}" if args.peer else ""
+    peer_col = f" {'peer':>8} {'peer min':>8}" if args.peer else ""
     print(f"{'command':<70} {'median':>8} {'min':>8}{peer_col} {'target':>8}  verdict")
     for name, argv, target in rows:
         ours, theirs = measure(argv, args.runs, args.peer)
         med = statistics.median(ours)
         verdict = "ok" if med < target else "MISSED"
-        peer = f" {statistics.median(theirs) * 1000:7.0f}ms" if theirs else ""
+        peer = f" {statistics.median(theirs) * 1000:7.0f}ms {min(theirs) * 1000:7.0f}ms" if theirs else ""
         print(f"{name:<70} {med * 1000:7.0f}ms {min(ours) * 1000:7.0f}ms{peer} {target * 1000:7.0f}ms  {verdict}")
     print(f"peak RSS of any run: {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB")
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

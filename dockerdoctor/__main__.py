@@ -11,9 +11,7 @@ def main() -> None:
 
         print(f"dockerdoctor {__version__}")
         return
-    # dockerdoctor renders its own output; keep typer from importing rich (100+ ms at every start).
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
-    from dockerdoctor.cli import run
+    from dockerdoctor.cli import run  # which loads typer without rich (see there)
 
     run()
 

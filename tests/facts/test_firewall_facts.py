@@ -144,3 +144,30 @@ def test_old_firewalld_settings_tuple() -> None:
          ['rule family="ipv4" port port="6000" protocol="tcp" accept'], [], [], False]
     z = _zone_from_settings("public", _settings_from_tuple(t), "x")
     assert z.interfaces == ["eth0"] and z.ports == [("5000", "tcp")] and zone_allows(z, 6000, "tcp", {}).open
+
+
+def test_no_system_bus_means_firewalld_cannot_run_and_firewall_cmd_is_not_asked(tmp_path: Path,
+                                                                                 monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Live, with firewalld installed: no system bus socket, so no D-Bus try and none of the three
+    firewall-cmd runs (a Python program each, ~0.2 s), whether or not dbus-python is installed."""
+    import importlib.util
+
+    from dockerdoctor.sources.live import LiveSource
+
+    root = tmp_path / "root"
+    (root / "etc/firewalld/zones").mkdir(parents=True)
+    (root / "etc/firewalld/firewalld.conf").write_text("DefaultZone=public\n")
+    (root / "etc/firewalld/zones/public.xml").write_text('<?xml version="1.0"?><zone><port port="22" protocol="tcp"/>'
+                                                         "</zone>")
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
+    ran: list[str] = []
+    monkeypatch.setattr(LiveSource, "command", lambda self, key, limit=0: ran.append(key))
+    real_find_spec = importlib.util.find_spec
+    for has_dbus in (True, False):
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a, _has=has_dbus: None if name == "dbus" and not _has
+                            else real_find_spec(name, *a))
+        st = Facts(LiveSource(str(root)), CheckOptions(network=False)).get("firewalld")
+        assert not st.running and "no system bus" in st.state_source and f"{tmp_path}/no-bus" in st.state_source
+        assert st.permanent and st.permanent["public"].ports == [("22", "tcp")]
+    assert [k for k in ran if k.startswith("firewall")] == []
