@@ -184,15 +184,25 @@ def _run_check(facts, select: list[str] | None, ignore: list[str] | None):  # ty
     return run_rules(facts, sel, ign)
 
 
-def _daemon_summary(facts) -> tuple[dict[str, object] | None, dict[str, object] | None]:  # type: ignore[no-untyped-def]
-    """Live: the daemon inspected, and where the probes ran when that was not this process's namespace."""
+def _daemon_summary(facts) -> tuple[dict[str, object] | None, dict[str, object] | None, list[str]]:  # type: ignore[no-untyped-def]
+    """Live: the daemon inspected, where the probes ran when that was not this process's namespace, and
+    why registries were not probed when they could not be."""
+    from dockerdoctor.errors import FactUnavailable
+
     if not facts.live:
-        return None, None
+        return None, None, []
     host = facts.get("docker_host")
     proc = facts.optional("dockerd_process")
     daemon = {"host": host.url, "chosen_by": host.chosen_by, "pid": proc.pid if proc is not None else None}
-    origin = facts.optional("probe_origin") if facts.optional("endpoint_probes") else None
-    return daemon, (origin.to_dict() if origin is not None and origin.foreign else None)
+    notes: list[str] = []
+    probed = None
+    if facts.optional("target_registries") and facts.options.network:
+        try:
+            probed = facts.get("endpoint_probes")
+        except FactUnavailable as exc:
+            notes.append(f"registries not probed: {exc.reason}")
+    origin = facts.optional("probe_origin") if probed else None
+    return daemon, (origin.to_dict() if origin is not None and origin.foreign else None), notes
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -251,7 +261,7 @@ def check(
     try:
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []
-        daemon, probed_from = _daemon_summary(facts)
+        daemon, probed_from, notes = _daemon_summary(facts)
     finally:
         close = getattr(facts.source, "close", None)
         if close:
@@ -266,6 +276,7 @@ def check(
         seconds=time.perf_counter() - start,
         daemon=daemon,
         probed_from=probed_from,
+        notes=notes,
     )
     if fmt == Format.json:
         from dockerdoctor.report.jsonreport import render as render_json

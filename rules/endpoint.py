@@ -19,8 +19,9 @@ from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.probe.report import EndpointReport
 from dockerdoctor.rules_support import insecure_fix, short, tls_fix
 
-NO_SOURCE = ("no live probe of the registry (snapshot, or --timeout/network off) and no docker journal "
-             "to read its errors from")
+NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
+             "daemon in another network namespace without root to enter it: a live report's last line says "
+             "which) and no docker journal to read its errors from")
 
 
 def _targets(target_registries: list[TargetRegistry]) -> list[HostPort]:

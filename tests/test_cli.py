@@ -235,3 +235,17 @@ def test_third_party_rule_packs_are_still_found(tmp_path: Path, monkeypatch: pyt
     pack.mkdir()
     (pack / "entry_points.txt").write_text("[dockerdoctor.rules]\nacme = acme_rules\n")
     assert _other_rule_packs_declared()
+
+
+def test_a_remote_daemon_is_not_probed_from_here_and_the_report_says_so():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens: the daemon "at" this address does not answer
+    r = run("check", "-H", f"tcp://127.0.0.1:{port}", "--registry", f"127.0.0.1:{port}", "--select", "DD2,DD5")
+    assert r.returncode == 1, r.stderr
+    assert f"daemon: tcp://127.0.0.1:{port} (--docker-host)" in r.stdout
+    assert f"registries not probed: the daemon is at tcp://127.0.0.1:{port} (--docker-host)" in r.stdout
+    assert "systemctl" not in r.stdout
