@@ -57,6 +57,7 @@ LAB_TEXTS = [
     ('Get "http://10.203.0.1:5109/v2/": net/http: HTTP/1.x transport connection broken: malformed HTTP response '
      '"SSH-2.0-OpenSSH_9.2"', "DD210"),
     ('Get "http://10.203.0.1:5109/v2/": malformed HTTP response "SSH-2.0-OpenSSH_9.2"', "DD210"),
+    ('Get "http://10.203.0.1:5109/v2/": readLoopPeekFailLocked: <nil>', "DD210"),
     ('Get "http://10.203.0.1:5100/v2/": dial tcp 10.203.0.1:5100: connect: no route to host', "DD202"),
     ('Get "https://10.203.0.1:5101/v2/": net/http: request canceled while waiting for connection '
      '(Client.Timeout exceeded while awaiting headers)', "DD202"),
