@@ -20,6 +20,9 @@ APT_PACKAGES=(
   firewalld nftables iptables nginx-light dbus
   libdbus-1-dev libglib2.0-dev pkg-config
   openssl iproute2 ca-certificates util-linux
+  # issue 10 (fleets): sshd for the Ansible lab hosts, node_exporter + promtool, headless chromium for the
+  # HTML fleet report, dash for the `collect --script` collector (busybox sh comes from busybox-static)
+  openssh-server openssh-client prometheus-node-exporter prometheus chromium dash
 )
 PYTHON=${PYTHON:-python3}
 
