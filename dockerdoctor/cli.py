@@ -208,6 +208,7 @@ def check(
     """
     from dockerdoctor.model import Severity
     from dockerdoctor.report import Report
+    from dockerdoctor.report.host import host_name
 
     start = time.perf_counter()
     facts = _build_facts(root, registry, timeout, docker_host)
@@ -215,6 +216,7 @@ def check(
     try:
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []
+        host = host_name(facts.source)  # before close(): a tarball's files go with it
     finally:
         close = getattr(facts.source, "close", None)
         if close:
@@ -227,6 +229,8 @@ def check(
         results=results,
         fail_on=None if fail_on == FailOn.never else Severity.parse(fail_on.value),
         seconds=time.perf_counter() - start,
+        host=host,
+        generated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     if fmt == Format.json:
         from dockerdoctor.report.jsonreport import render as render_json

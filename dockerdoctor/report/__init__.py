@@ -19,6 +19,8 @@ class Report:
     fail_on: Severity | None  # None = never
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    host: str = ""  # the host's name (report/host.py); fleet reports group by it
+    generated: str = ""  # when the report was made, ISO 8601 UTC
 
     @property
     def findings(self) -> list[Finding]:

@@ -14,6 +14,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "dockerdoctor", "version": report.version},
         "target": {"kind": report.target_kind, "description": report.target},
+        "host": {"name": report.host},
+        "generated": report.generated or None,
         "registries": report.registries,
         "fail_on": report.fail_on.label if report.fail_on else "never",
         "exit_code": report.exit_code,
