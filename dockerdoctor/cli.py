@@ -50,6 +50,8 @@ class Format(str, enum.Enum):
     text = "text"
     json = "json"
     junit = "junit"
+    prometheus = "prometheus"  # node_exporter textfile (report/prometheus.py)
+    npd = "npd"  # node-problem-detector custom plugin (report/npd.py)
 
 
 class ListFormat(str, enum.Enum):
@@ -195,6 +197,10 @@ def check(
                                       "(live; writes only under --e2e-repo).")] = False,
     e2e_repo: Annotated[str, typer.Option("--e2e-repo", metavar="REPO",
                                           help="Repository the --e2e probe writes to.")] = "dockerdoctor-probe",
+    textfile_dir: Annotated[Path | None, typer.Option(
+        "--textfile-dir", metavar="DIR",
+        help="Also write the metrics to DIR/dockerdoctor.prom atomically, for node_exporter's textfile "
+             "collector (--collector.textfile.directory).")] = None,
 ) -> None:
     """Diagnose this host (or a snapshot) and report findings with evidence and fixes.
 
@@ -205,6 +211,10 @@ def check(
       dockerdoctor check --root sosreport-host-2024.tar.xz --format json -o report.json
 
       dockerdoctor check --select DD1 --ignore DD107 --fail-on warning
+
+      dockerdoctor check --fail-on never --textfile-dir /var/lib/prometheus/node-exporter
+
+      dockerdoctor check --format npd   (a node-problem-detector custom plugin)
     """
     from dockerdoctor.model import Severity
     from dockerdoctor.report import Report
@@ -240,11 +250,19 @@ def check(
         from dockerdoctor.report.junit import render as render_junit
 
         text = render_junit(report)
+    elif fmt in (Format.prometheus, Format.npd):
+        from dockerdoctor.report import npd, prometheus
+
+        text = (prometheus if fmt == Format.prometheus else npd).render(report)
     else:
         from dockerdoctor.report.text import render as render_text
 
         text = render_text(report, verbose=verbose, color=False if output else color)
     _write(text, output)
+    if textfile_dir is not None:
+        from dockerdoctor.report.prometheus import write_textfile
+
+        write_textfile(report, textfile_dir)
     if _debug:
         for r in report.crashed:
             sys.stderr.write(getattr(r, "traceback", "") + "\n")
