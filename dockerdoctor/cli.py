@@ -647,6 +647,9 @@ def explain(
 
 
 def _register_subcommands() -> None:
+    from dockerdoctor.report import fleet_cli
+
+    fleet_cli.register(app)  # `report` (the fleet report)
     from dockerdoctor.registry import cli as registry_cli
 
     if hasattr(registry_cli, "register"):

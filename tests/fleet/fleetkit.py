@@ -33,9 +33,10 @@ def need(*binaries: str) -> None:
         pytest.skip(why)
 
 
-def dd(*args: str, timeout: float = 120, **kw: object) -> subprocess.CompletedProcess[str]:
+def dd(*args: str, timeout: float = 120, env: dict[str, str] | None = None,
+       **kw: object) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would (no colour, no DOCKER_HOST of the caller)."""
-    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    env = {k: v for k, v in (env or os.environ).items() if k != "DOCKER_HOST"}
     env["NO_COLOR"] = "1"
     return subprocess.run([*DD, *args], capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=str(REPO), **kw)  # type: ignore[call-overload]
