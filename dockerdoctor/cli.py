@@ -355,7 +355,7 @@ def fix(
         choices = choose_fixes(findings, ca_pem, insecure, dropins=unit.dropins if unit is not None else [])
         chosen = [dataclasses.replace(c.finding, fix=c.fix) for c in choices if c.fix is not None]
         plan = build_plan(chosen, facts.source)
-        prepared = prepare(choices, facts) if (apply or fmt == ListFormat.text) else None
+        prepared = prepare(choices, facts)
         unfinished = store.unfinished() if store.backups.is_dir() else []
         if fmt == ListFormat.json and not apply:
             _plan_json(plan, choices, prepared)
@@ -373,8 +373,11 @@ def fix(
             if as_json:
                 import json
 
+                from dockerdoctor.report.fixjson import backup_fields, plan_fields
+
                 typer.echo(json.dumps({"schema_version": 1, "status": "nothing", "run_id": None, "log": [],
-                                       "problems": []}, indent=2))
+                                       "problems": [], **plan_fields(prepared), **backup_fields(store, None)},
+                                      indent=2))
             raise typer.Exit(0)
         if not yes:
             if not sys.stdin.isatty():
@@ -390,8 +393,11 @@ def fix(
     if fmt == ListFormat.json:
         import json
 
+        from dockerdoctor.report.fixjson import backup_fields, plan_fields
+
         typer.echo(json.dumps({"schema_version": 1, "status": result.status, "run_id": result.run_id,
-                               "log": result.log, "problems": result.problems}, indent=2))
+                               "log": result.log, "problems": result.problems, **plan_fields(prepared),
+                               **backup_fields(store, result.run_id)}, indent=2))
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -475,6 +481,9 @@ def _plan_json(plan, choices, prepared) -> None:  # type: ignore[no-untyped-def]
                    for c in choices if c.fix is None],
         "services": plan.services,
     }
+    from dockerdoctor.report.fixjson import plan_fields
+
+    out.update(plan_fields(prepared))  # changed, files (before/after), service: for the Ansible fix module
     typer.echo(json.dumps(out, indent=2))
 
 
