@@ -569,8 +569,12 @@ def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-de
 
 @app.command()
 def collect(
-    out: Annotated[Path, typer.Argument(metavar="DIR", help="Directory to write (must be new or empty).")],
+    out: Annotated[Path | None, typer.Argument(metavar="DIR", help="Directory to write (must be new or empty).")
+                   ] = None,
     tar: Annotated[bool, typer.Option("--tar", help="Also pack DIR as DIR.tar.xz.")] = False,
+    script: Annotated[bool, typer.Option(
+        "--script", help="Print a POSIX sh script that gathers the same evidence without Python or a network, "
+                         "for hosts that cannot run dockerdoctor; its tarball is for `check --root`.")] = False,
 ) -> None:
     """Write this host's docker evidence as a snapshot (sosreport layout) for `check --root` elsewhere.
 
@@ -580,7 +584,16 @@ def collect(
     Example:
 
       sudo dockerdoctor collect /tmp/host-snap --tar && dockerdoctor check --root /tmp/host-snap.tar.xz
+
+      dockerdoctor collect --script > collect.sh   (then, on the old host: sh collect.sh /tmp/snap)
     """
+    if script:
+        from dockerdoctor.collect_script import collect_specs, render_script
+
+        sys.stdout.write(render_script(collect_specs()))  # the spec table, as a POSIX sh collector
+        return
+    if out is None:
+        raise InputError("collect needs DIR, the directory to write (or --script)")
     from dockerdoctor.collect import collect as do_collect
     from dockerdoctor.collect import pack
 

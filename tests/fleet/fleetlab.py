@@ -73,6 +73,8 @@ class ManagedHost:
     env_file_text: str | None = None  # /etc/default/docker, or None for the distribution's own
     daemon_json: dict | None = field(default_factory=dict)
     use_env_file: bool = False  # whether the unit loads EnvironmentFile=-/etc/default/docker
+    pid_ns: bool = False  # its own PID namespace too: `ps` shows only this host's processes
+    ns_pid: int | None = None  # a PID inside its namespaces (sshd's, as the machine numbers it)
 
     @property
     def etc_docker(self) -> Path:
@@ -101,7 +103,8 @@ class ManagedHost:
 
     def binds(self) -> list[tuple[Path, str]]:
         return [(self.etc_docker, "/etc/docker"), (self.unit_dir, "/etc/systemd/system"),
-                (self.etc_default, "/etc/default"), (self.opt, "/opt")]
+                (self.etc_default, "/etc/default"), (self.opt, "/opt"),
+                *([(self.dir / "hostname", "/etc/hostname")] if Path("/etc/hostname").is_file() else [])]
 
     def path(self, inside: str) -> Path:
         """Where a path of this host (/opt/..., /etc/docker/...) is on the machine."""
@@ -112,8 +115,9 @@ class ManagedHost:
 
     def inside(self, argv: list[str]) -> list[str]:
         """argv run inside this host: its network, hostname and mounts (those of its sshd)."""
-        assert self.sshd is not None
-        return ["nsenter", "-t", str(self.sshd.pid), "-n", "-m", "-u", *argv]
+        assert self.ns_pid is not None
+        return [shutil.which("nsenter") or "nsenter", "-t", str(self.ns_pid), "-n", "-m", "-u",
+                *(["-p"] if self.pid_ns else []), *argv]
 
     def run(self, argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.inside(argv), capture_output=True, text=True, timeout=timeout,
@@ -160,11 +164,12 @@ class Fleet:
 
     # ---- managed hosts
     def add_host(self, name: str, *, daemon_json: dict | None = None, env_file_text: str | None = None,
-                 use_env_file: bool = False) -> ManagedHost:
+                 use_env_file: bool = False, pid_ns: bool = False) -> ManagedHost:
         i = len(self.hosts) + 1
         ns = f"{self.prefix}h{i}"
         h = ManagedHost(name, ns, f"{self.subnet}.{10 + i}", self.root / name, self.python,
-                        env_file_text=env_file_text, daemon_json=daemon_json, use_env_file=use_env_file)
+                        env_file_text=env_file_text, daemon_json=daemon_json, use_env_file=use_env_file,
+                        pid_ns=pid_ns)
         _ip("netns", "add", ns)
         self._namespaces.append(ns)
         lab._state_update(self.root, netns=[ns])
@@ -185,6 +190,7 @@ class Fleet:
         for d in (h.etc_docker, h.unit_dir, h.opt):
             d.mkdir(parents=True, exist_ok=True)
         shutil.copytree("/etc/default", h.etc_default, symlinks=True)  # the distribution's own defaults
+        (h.dir / "hostname").write_text(h.name + "\n")
         if h.env_file_text is not None:
             (h.etc_default / "docker").write_text(h.env_file_text)
         if h.daemon_json is not None:
@@ -220,14 +226,24 @@ class Fleet:
     def _start_sshd(self, h: ManagedHost) -> None:
         mounts = " && ".join(f"mount -n --bind {shlex.quote(str(src))} {dst}" for src, dst in h.binds())
         shell = f"hostname {shlex.quote(h.name)} && {mounts} && exec {SSHD} -D -e -f {h.dir / 'sshd_config'}"
+        # with a PID namespace, unshare forks: sshd is PID 1 there, and when unshare is stopped its child is
+        # killed, which ends every process of that namespace (dockerd too)
+        pid_args = ["-p", "--fork", "--kill-child", "--mount-proc"] if h.pid_ns else []
         log = open(h.dir / "sshd.log", "ab")
         try:
             h.sshd = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{h.ns}", "unshare", "-m", "-u", "--propagation", "private",
+                ["nsenter", f"--net=/run/netns/{h.ns}", "unshare", "-m", "-u", *pid_args, "--propagation", "private",
                  "sh", "-c", shell], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         finally:
             log.close()
         lab._record(self.root, pid=h.sshd.pid)
+        h.ns_pid = h.sshd.pid
+        if h.pid_ns:
+            children = Path(f"/proc/{h.sshd.pid}/task/{h.sshd.pid}/children")
+            h.ns_pid = lab.wait_for(lambda: int(children.read_text().split()[0]) if children.read_text().strip()
+                                    else None, 10)
+            if not h.ns_pid:
+                raise RuntimeError(f"{h.name}: no process in its PID namespace")
 
         def up() -> bool:
             if h.sshd is not None and h.sshd.poll() is not None:
@@ -306,6 +322,13 @@ class Fleet:
     # ---- teardown
     def close(self) -> None:
         for h in self.hosts.values():
+            if h.pid_ns and h.sshd is not None:
+                # unshare --fork ignores SIGTERM; SIGKILL makes it kill its child (--kill-child), the PID
+                # namespace's init, and with it every process of that namespace, dockerd too
+                with contextlib.suppress(ProcessLookupError):
+                    h.sshd.kill()
+                h.sshd.wait(30)
+                continue
             if h.spec is not None and h.sshd is not None and h.sshd.poll() is None:
                 with contextlib.suppress(Exception):
                     h.run([self.python, str(LABSVC), "stop", str(h.spec)], timeout=60)
