@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from dockerdoctor.cli import FailOn
 from dockerdoctor.errors import InputError
 
 REPORT_EXIT_CODES_HELP = (
@@ -22,13 +23,6 @@ class FleetFormat(str, enum.Enum):
     text = "text"
     json = "json"
     html = "html"
-
-
-class FleetFailOn(str, enum.Enum):
-    error = "error"
-    warning = "warning"
-    info = "info"
-    never = "never"
 
 
 def _write(text: str, output: Path | None) -> None:
@@ -54,9 +48,9 @@ def report(
                                              "or html (one self-contained page).")] = FleetFormat.text,
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE",
                                                 help="Write to FILE instead of stdout.")] = None,
-    fail_on: Annotated[FleetFailOn, typer.Option(
+    fail_on: Annotated[FailOn, typer.Option(
         "--fail-on", help="Lowest severity on any host that makes the exit code 1 (never: always 0).")
-    ] = FleetFailOn.error,
+    ] = FailOn.error,
 ) -> None:
     """Merge many hosts' JSON reports into one fleet view: per finding the hosts that have it, per root
     cause (rule) a count, per registry the hosts checked against it, and the hosts that could not be
@@ -86,7 +80,7 @@ def report(
     else:
         text = fleet.render_text(data)
     _write(text, output)
-    raise typer.Exit(fleet.exit_code(data, None if fail_on == FleetFailOn.never else fail_on.value))
+    raise typer.Exit(fleet.exit_code(data, None if fail_on == FailOn.never else fail_on.value))
 
 
 def register(app: typer.Typer) -> None:
