@@ -1,7 +1,7 @@
 """A real headless chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``).
 
 No port is opened: chromium reads commands from fd 3 and writes answers to fd 4, each a JSON object
-ended by a NUL byte. Enough of CDP for the tests: open a page, evaluate JavaScript, click with a
+ended by a NUL byte. As root it runs in an empty network namespace of its own (``unshare --net``). Enough of CDP for the tests: open a page, evaluate JavaScript, click with a
 real mouse event at an element's place, take a screenshot, and list every network request the page
 made. Stop with ``close()`` (by PID).
 """
@@ -43,6 +43,10 @@ class Browser:
         to_child_r, from_child_w = (self._high(fd) for fd in (to_child_r, from_child_w))
         argv = [exe, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-pipe",
                 f"--window-size={width},{height}", "about:blank"]
+        if os.geteuid() == 0 and shutil.which("unshare"):
+            # a network namespace of its own with nothing in it: whatever chromium might try, no packet
+            # can leave the machine (the pipe needs no network at all)
+            argv = ["unshare", "--net", *argv]
         # bash (dash knows only fds 0-9) puts our pipe ends on fds 3 and 4, where chromium expects them, then execs it
         shell = f'exec {shlex.join(argv)} 3<&{to_child_r} 4>&{from_child_w} {to_child_r}<&- {from_child_w}>&-'
         env = {**os.environ, "DBUS_SESSION_BUS_ADDRESS": "disabled:", "HOME": self.profile}
