@@ -1,9 +1,10 @@
 """A real headless chromium driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``).
 
 No port is opened: chromium reads commands from fd 3 and writes answers to fd 4, each a JSON object
-ended by a NUL byte. As root it runs in an empty network namespace of its own (``unshare --net``). Enough of CDP for the tests: open a page, evaluate JavaScript, click with a
-real mouse event at an element's place, take a screenshot, and list every network request the page
-made. Stop with ``close()`` (by PID).
+ended by a NUL byte. As root it runs in an empty network namespace of its own (``unshare --net``).
+Enough of CDP for the tests: open a page, evaluate JavaScript, click with a real mouse event at an
+element's place, take a screenshot, and list every network request the page made. Stop with
+``close()`` (by PID).
 """
 
 from __future__ import annotations
@@ -60,12 +61,16 @@ class Browser:
         self._id = 0
         self.events: list[dict[str, Any]] = []
         self.session: str | None = None
-        targets = self.call("Target.getTargets")["targetInfos"]
-        page = next(t for t in targets if t["type"] == "page")
-        self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
-        self.call("Page.enable")
-        self.call("Network.enable")
-        self.call("Runtime.enable")
+        try:
+            targets = self.call("Target.getTargets")["targetInfos"]
+            page = next(t for t in targets if t["type"] == "page")
+            self.session = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)["sessionId"]
+            self.call("Page.enable")
+            self.call("Network.enable")
+            self.call("Runtime.enable")
+        except BaseException:
+            self.close()  # no chromium and no profile left behind by a failed start
+            raise
 
     @staticmethod
     def _high(fd: int) -> int:

@@ -282,7 +282,8 @@ class Fleet:
             "ansible_ssh_common_args": f"-o UserKnownHostsFile={self.known_hosts} -o StrictHostKeyChecking=accept-new "
                                        "-o IdentitiesOnly=yes -o ConnectTimeout=10",
             "ansible_python_interpreter": self.python,
-            "ansible_remote_tmp": "/opt/.ansible-tmp",  # the host's private /opt: nothing lands in /root
+            # in the lab dir, not /root/.ansible: tasks delegated to the controller use it too
+            "ansible_remote_tmp": str(self.root / "ansible-remote-tmp"),
             "dockerdoctor_registries": [self.registry.hostport] if self.registry else [],
             "dockerdoctor_state_dir": "/opt/dockerdoctor-state",
             **(extra_vars or {}),

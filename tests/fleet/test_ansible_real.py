@@ -135,7 +135,9 @@ def test_collection_docs_show_in_ansible_doc(fleet_lab: Lab) -> None:
 
 def test_role_installs_dockerdoctor_into_each_hosts_venv(fleet_lab: Lab) -> None:
     wh = str(WHEELHOUSE)
+    # the link goes into the host's private /opt: the machine's /usr/local/bin is shared by every lab host
     args = ["-e", json.dumps({"dockerdoctor_package": str(fleet_lab.wheel), "dockerdoctor_python": python_for_hosts(),
+                              "dockerdoctor_link": "/opt/bin/dockerdoctor",
                               "dockerdoctor_pip_extra_args": f"--no-index --find-links {wh} --no-compile"})]
     r = fleet_lab.playbook("dockerdoctor.registry.install", *args)
     assert r.returncode == 0, _ok(r)
@@ -144,7 +146,8 @@ def test_role_installs_dockerdoctor_into_each_hosts_venv(fleet_lab: Lab) -> None
     for h in fleet_lab.fleet.hosts.values():
         exe = h.opt / "dockerdoctor" / "bin" / "dockerdoctor"  # the host's own /opt
         assert exe.exists(), h.name
-        v = h.run(["/opt/dockerdoctor/bin/dockerdoctor", "--version"])
+        assert os.readlink(h.opt / "bin" / "dockerdoctor") == "/opt/dockerdoctor/bin/dockerdoctor"
+        v = h.run(["/opt/bin/dockerdoctor", "--version"])
         assert v.returncode == 0 and v.stdout.startswith("dockerdoctor "), v.stderr
     again = fleet_lab.playbook("dockerdoctor.registry.install", *args)
     assert again.returncode == 0, _ok(again)
@@ -308,4 +311,4 @@ def test_the_hosts_wrote_only_into_their_own_directories(fleet_lab: Lab) -> None
         assert (h.opt / "dockerdoctor" / "bin" / "dockerdoctor").exists()
         runs = list((h.opt / "dockerdoctor-state" / "backups").glob("*/manifest.json"))
         assert len(runs) == {"healthy": 0, "untrusted": 2, "envfile": 1}[h.name], (h.name, runs)
-    assert not Path("/opt/dockerdoctor-state").exists()
+    assert not Path("/opt/dockerdoctor-state").exists() and not Path("/opt/bin/dockerdoctor").exists()
