@@ -60,6 +60,8 @@ class Format(str, enum.Enum):
     text = "text"
     json = "json"
     junit = "junit"
+    prometheus = "prometheus"  # node_exporter textfile (report/prometheus.py)
+    npd = "npd"  # node-problem-detector custom plugin (report/npd.py)
 
 
 class ListFormat(str, enum.Enum):
@@ -240,6 +242,10 @@ def check(
                                       "(live; writes only under --e2e-repo).")] = False,
     e2e_repo: Annotated[str, typer.Option("--e2e-repo", metavar="REPO",
                                           help="Repository the --e2e probe writes to.")] = "dockerdoctor-probe",
+    textfile_dir: Annotated[Path | None, typer.Option(
+        "--textfile-dir", metavar="DIR",
+        help="Also write the metrics to DIR/dockerdoctor.prom atomically, for node_exporter's textfile "
+             "collector (--collector.textfile.directory).")] = None,
 ) -> None:
     """Diagnose this host (or a snapshot) and report findings with evidence and fixes.
 
@@ -250,9 +256,14 @@ def check(
       dockerdoctor check --root sosreport-host-2024.tar.xz --format json -o report.json
 
       dockerdoctor check --select DD1 --ignore DD107 --fail-on warning
+
+      dockerdoctor check --fail-on never --textfile-dir /var/lib/prometheus/node-exporter
+
+      dockerdoctor check --format npd   (a node-problem-detector custom plugin)
     """
     from dockerdoctor.model import Severity
     from dockerdoctor.report import Report
+    from dockerdoctor.report.host import host_name
 
     start = time.perf_counter()
     docker_host, chosen_by = _resolve_daemon(docker_host, root)
@@ -262,6 +273,7 @@ def check(
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []
         daemon, probed_from, notes = _daemon_summary(facts)
+        host = host_name(facts.source)  # before close(): a tarball's files go with it
     finally:
         close = getattr(facts.source, "close", None)
         if close:
@@ -277,6 +289,8 @@ def check(
         daemon=daemon,
         probed_from=probed_from,
         notes=notes,
+        host=host,
+        generated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     if fmt == Format.json:
         from dockerdoctor.report.jsonreport import render as render_json
@@ -286,11 +300,19 @@ def check(
         from dockerdoctor.report.junit import render as render_junit
 
         text = render_junit(report)
+    elif fmt in (Format.prometheus, Format.npd):
+        from dockerdoctor.report import npd, prometheus
+
+        text = (prometheus if fmt == Format.prometheus else npd).render(report)
     else:
         from dockerdoctor.report.text import render as render_text
 
         text = render_text(report, verbose=verbose, color=False if output else color)
     _write(text, output)
+    if textfile_dir is not None:
+        from dockerdoctor.report.prometheus import write_textfile
+
+        write_textfile(report, textfile_dir)
     if _debug:
         for r in report.crashed:
             sys.stderr.write(getattr(r, "traceback", "") + "\n")
@@ -384,7 +406,7 @@ def fix(
         choices = choose_fixes(findings, ca_pem, insecure, dropins=unit.dropins if unit is not None else [])
         chosen = [dataclasses.replace(c.finding, fix=c.fix) for c in choices if c.fix is not None]
         plan = build_plan(chosen, facts.source)
-        prepared = prepare(choices, facts) if (apply or fmt == ListFormat.text) else None
+        prepared = prepare(choices, facts)
         unfinished = store.unfinished() if store.backups.is_dir() else []
         if fmt == ListFormat.json and not apply:
             _plan_json(plan, choices, prepared)
@@ -402,8 +424,11 @@ def fix(
             if as_json:
                 import json
 
+                from dockerdoctor.report.fixjson import backup_fields, plan_fields
+
                 typer.echo(json.dumps({"schema_version": 1, "status": "nothing", "run_id": None, "log": [],
-                                       "problems": []}, indent=2))
+                                       "problems": [], **plan_fields(prepared), **backup_fields(store, None)},
+                                      indent=2))
             raise typer.Exit(0)
         if not yes:
             if not sys.stdin.isatty():
@@ -419,8 +444,11 @@ def fix(
     if fmt == ListFormat.json:
         import json
 
+        from dockerdoctor.report.fixjson import backup_fields, plan_fields
+
         typer.echo(json.dumps({"schema_version": 1, "status": result.status, "run_id": result.run_id,
-                               "log": result.log, "problems": result.problems}, indent=2))
+                               "log": result.log, "problems": result.problems, **plan_fields(prepared),
+                               **backup_fields(store, result.run_id)}, indent=2))
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -504,6 +532,9 @@ def _plan_json(plan, choices, prepared) -> None:  # type: ignore[no-untyped-def]
                    for c in choices if c.fix is None],
         "services": plan.services,
     }
+    from dockerdoctor.report.fixjson import plan_fields
+
+    out.update(plan_fields(prepared))  # changed, files (before/after), service: for the Ansible fix module
     typer.echo(json.dumps(out, indent=2))
 
 
@@ -589,8 +620,12 @@ def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-de
 
 @app.command()
 def collect(
-    out: Annotated[Path, typer.Argument(metavar="DIR", help="Directory to write (must be new or empty).")],
+    out: Annotated[Path | None, typer.Argument(metavar="DIR", help="Directory to write (must be new or empty).")
+                   ] = None,
     tar: Annotated[bool, typer.Option("--tar", help="Also pack DIR as DIR.tar.xz.")] = False,
+    script: Annotated[bool, typer.Option(
+        "--script", help="Print a POSIX sh script that gathers the same evidence without Python or a network, "
+                         "for hosts that cannot run dockerdoctor; its tarball is for `check --root`.")] = False,
 ) -> None:
     """Write this host's docker evidence as a snapshot (sosreport layout) for `check --root` elsewhere.
 
@@ -600,7 +635,16 @@ def collect(
     Example:
 
       sudo dockerdoctor collect /tmp/host-snap --tar && dockerdoctor check --root /tmp/host-snap.tar.xz
+
+      dockerdoctor collect --script > collect.sh   (then, on the old host: sh collect.sh /tmp/snap)
     """
+    if script:
+        from dockerdoctor.collect_script import collect_specs, render_script
+
+        sys.stdout.write(render_script(collect_specs()))  # the spec table, as a POSIX sh collector
+        return
+    if out is None:
+        raise InputError("collect needs DIR, the directory to write (or --script)")
     from dockerdoctor.collect import collect as do_collect
     from dockerdoctor.collect import pack
 
@@ -676,6 +720,9 @@ def explain(
 
 
 def _register_subcommands() -> None:
+    from dockerdoctor.report import fleet_cli
+
+    fleet_cli.register(app)  # `report` (the fleet report)
     from dockerdoctor.registry import cli as registry_cli
 
     if hasattr(registry_cli, "register"):

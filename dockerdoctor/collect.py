@@ -27,6 +27,7 @@ FILES = [
     "/run/containers/registries.conf",
     "/etc/selinux/config",
     "/etc/os-release",
+    "/etc/hostname",  # names the host in fleet reports
 ]
 DIRS = ["/etc/firewalld/zones", "/etc/docker/certs.d"]
 SECRET_SUFFIXES = (".key",)

@@ -21,6 +21,10 @@ APT_PACKAGES=(
   libdbus-1-dev libglib2.0-dev pkg-config
   openssl iproute2 ca-certificates util-linux
   tcpdump  # issue 16: tests/real/test_daemon_identity.py captures the uplink while a probe runs
+  # issue 10 (fleets): sshd for the Ansible lab hosts, node_exporter + promtool, headless chromium for the
+  # HTML fleet report, dash for the `collect --script` collector (busybox sh comes from busybox-static)
+  openssh-server openssh-client prometheus-node-exporter prometheus chromium dash
+  python3-venv python3-setuptools   # the lab hosts' Python: the role's venv, Ansible's pip module
 )
 PYTHON=${PYTHON:-python3}
 
@@ -82,5 +86,9 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q -e '.[dbus,test]'
+
+# A wheelhouse of dockerdoctor's dependencies and its build backend (issue 10): the Ansible test installs
+# dockerdoctor on its lab hosts with the role, from these wheels, without a network.
+.venv/bin/python -m pip wheel -q -w .venv/wheelhouse . 'setuptools>=68' wheel
 
 echo "install-test-deps.sh: done. Run the tests with: .venv/bin/python -m pytest -q"

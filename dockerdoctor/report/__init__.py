@@ -23,6 +23,8 @@ class Report:
     # the caller's own network namespace ({"netns", "pid", "description"})
     daemon: dict[str, object] | None = None
     probed_from: dict[str, object] | None = None
+    host: str = ""  # the host's name (report/host.py); fleet reports group by it
+    generated: str = ""  # when the report was made, ISO 8601 UTC
 
     @property
     def findings(self) -> list[Finding]:

@@ -14,6 +14,8 @@ def to_dict(report: Report) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "dockerdoctor", "version": report.version},
         "target": {"kind": report.target_kind, "description": report.target},
+        "host": {"name": report.host},
+        "generated": report.generated or None,
         "registries": report.registries,
         **({"daemon": report.daemon} if report.daemon else {}),
         **({"probed_from": report.probed_from} if report.probed_from else {}),

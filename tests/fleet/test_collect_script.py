@@ -1,0 +1,196 @@
+"""`dockerdoctor collect --script`: a POSIX sh collector generated from collect's own tables.
+
+Unit part: the generator's semantics (links, redacted keys, the 4 MiB cut, mode and mtime, a command's
+head or tail, hostile paths taken literally), run under real dash and busybox sh. Real part: on a lab
+host (network, mount and UTS namespaces with its own /etc/docker, units, /etc/default and dockerd;
+tests/fleet/fleetlab.py), the script under dash, and under busybox sh with a PATH of busybox applets
+and the diagnostic tools only (no Python), gathers snapshots on which `check --root` finds exactly
+what it finds on a snapshot that `dockerdoctor collect` made of the same host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import lab
+import pytest
+from fleetkit import REPO, dd, need
+
+from dockerdoctor.collect_script import MAX_BYTES, CollectSpec, collect_specs, render_script
+
+SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"]}
+
+
+def test_specs_are_collects_own_tables() -> None:
+    from dockerdoctor.collect import DIRS, FILES
+    from dockerdoctor.sources.base import COMMANDS
+
+    specs = collect_specs()
+    assert [s.path for s in specs if s.kind == "file"] == FILES
+    assert [s.path for s in specs if s.kind == "tree"] == DIRS
+    cmds = {s.path: s for s in specs if s.kind == "command"}
+    for spec in COMMANDS.values():
+        if "*" not in spec.sos[0] and "{" not in " ".join(spec.live):
+            assert cmds[spec.sos[0]].argv == spec.live and cmds[spec.sos[0]].tail == spec.tail
+    script = dd("collect", "--script").stdout
+    assert script == render_script(specs) and script.startswith("#!/bin/sh\n")
+    assert "python" not in script.lower().replace("no python", "")
+
+
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_generated_script_semantics_under_a_real_shell(shell: str, tmp_path: Path) -> None:
+    need(SHELLS[shell][0])
+    src = tmp_path / "host"
+    (src / "etc" / "d").mkdir(parents=True)
+    small = src / "etc" / "small.json"
+    small.write_text('{"a": 1}\n')
+    os.chmod(small, 0o640)
+    os.utime(small, (1_600_000_000, 1_600_000_000))
+    big = src / "etc" / "big.log"
+    big.write_bytes(b"x" * (MAX_BYTES + 100))
+    os.utime(big, (1_600_000_100, 1_600_000_100))
+    (src / "etc" / "d" / "client.key").write_text("SECRET KEY\n")
+    (src / "etc" / "d" / "ca.crt").write_text("CERT\n")
+    (src / "etc" / "d" / "link.crt").symlink_to("ca.crt")
+    (src / "etc" / "d" / "sub").mkdir()
+    (src / "etc" / "d" / "dirlink").symlink_to("sub")
+    odd = src / "etc" / "it's $(touch PWNED) `id` a;b"
+    odd.write_text("odd\n")
+    unit = src / "etc" / "docker.service"
+    unit.write_text("[Service]\n")
+    (src / "etc" / "docker.service.d").mkdir()
+    (src / "etc" / "docker.service.d" / "10-x.conf").write_text("[Service]\nEnvironment=A=1\n")
+    specs = [
+        CollectSpec("file", str(small)), CollectSpec("file", str(big)), CollectSpec("file", str(odd)),
+        CollectSpec("file", str(src / "missing")), CollectSpec("tree", str(src / "etc" / "d")),
+        CollectSpec("unit", str(unit)),
+        CollectSpec("command", "sos_commands/x/head", ("sh", "-c", "seq 1 3; echo '$HOME stays'")),
+        CollectSpec("command", "sos_commands/x/tail", ("sh", "-c", f"head -c {MAX_BYTES + 10} /dev/zero; echo END"),
+                    tail=True),
+        CollectSpec("command", "sos_commands/x/none", ("no-such-program-here",)),
+    ]
+    script = tmp_path / "collect.sh"
+    script.write_text(render_script(specs))
+    out = tmp_path / "out"
+    r = subprocess.run([*SHELLS[shell], str(script), str(out)], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (tmp_path / "PWNED").exists() and not (src / "etc" / "PWNED").exists()
+    got = lambda p: out / str(p).lstrip("/")  # noqa: E731
+    assert got(small).read_text() == '{"a": 1}\n'
+    assert (got(small).stat().st_mode & 0o777, got(small).stat().st_mtime) == (0o640, 1_600_000_000)
+    assert got(big).stat().st_size == MAX_BYTES and got(big).stat().st_mtime == 1_600_000_100
+    assert got(odd).read_text() == "odd\n"
+    assert got(src / "etc/d/client.key").read_text() == "# private key not collected by dockerdoctor\n"
+    assert os.readlink(got(src / "etc/d/link.crt")) == "ca.crt"
+    assert not got(src / "etc/d/dirlink").exists() and not got(src / "etc/d/dirlink").is_symlink()
+    assert got(src / "etc/docker.service.d/10-x.conf").read_text().endswith("A=1\n")
+    assert (out / "sos_commands/x/head").read_text() == "1\n2\n3\n$HOME stays\n"
+    tail = (out / "sos_commands/x/tail").read_bytes()
+    assert len(tail) == MAX_BYTES and tail.endswith(b"\0END\n")
+    assert not (out / "sos_commands/x/none").exists()
+    manifest = (out / "dockerdoctor-collect.txt").read_text().splitlines()
+    assert f"redacted {src}/etc/d/client.key" in manifest and f"link {src}/etc/d/link.crt" in manifest
+    assert any(m.startswith("command sh -c seq 1 3") and m.endswith("(rc 0)") for m in manifest)
+    with tarfile.open(f"{out}.tar.gz") as t:
+        assert f"out/{str(small).lstrip('/')}" in t.getnames()
+    again = subprocess.run([*SHELLS[shell], str(script), str(out)], capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+# --------------------------------------------------------------------------- on a lab host
+
+BUSYBOX_TOOLS = ("sh", "hostname", "uname", "date", "ls", "mkdir", "dirname", "basename", "readlink", "ln", "wc",
+                 "cp", "dd", "touch", "find", "sort", "tail", "rm", "tar", "gzip", "grep", "cat", "pwd", "timeout",
+                 "seq", "head", "env")
+DIAGNOSTIC_TOOLS = ("docker", "ps", "systemctl", "journalctl", "ss", "ip", "nft", "iptables", "iptables-save",
+                    "firewall-cmd", "sestatus", "ufw")
+
+
+@pytest.fixture(scope="module")
+def lab_host():  # type: ignore[no-untyped-def]
+    from fleetlab import Fleet, python_for_hosts
+
+    root = lab.make_workdir("collect")
+    fleet = Fleet(root, f"ddc{os.getpid() % 100000}", python=python_for_hosts())
+    try:
+        reg = fleet.start_registry()
+        # its own PID namespace: the snapshots' `ps` must not list whatever else this machine runs meanwhile
+        h = fleet.add_host("old-centos", daemon_json={"debug": False}, pid_ns=True,
+                           env_file_text=f'DOCKER_OPTS="--insecure-registry {reg.hostport}"\n')
+        (h.etc_docker / "certs.d" / "reg.example:5000").mkdir(parents=True)
+        (h.etc_docker / "certs.d" / "reg.example:5000" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+        (h.etc_docker / "certs.d" / "reg.example:5000" / "client.key").write_text("PRIVATE\n")
+        yield fleet, h, reg
+    finally:
+        fleet.close()
+        lab.rmtree(root)
+
+
+def _busybox_path(d: Path) -> str:
+    d.mkdir()
+    bb = shutil.which("busybox")
+    assert bb
+    for tool in BUSYBOX_TOOLS:
+        (d / tool).symlink_to(bb)
+    for tool in DIAGNOSTIC_TOOLS:
+        real = shutil.which(tool)
+        if real:
+            (d / tool).symlink_to(real)
+    return str(d)
+
+
+def _findings(snapshot: Path, registry: str) -> list[tuple]:
+    r = dd("check", "--root", str(snapshot), "--registry", registry, "--format", "json", "--fail-on", "never")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    return sorted((f["id"], f["severity"], f["title"], f["message"],
+                   tuple((e["source"], e["line"], e["text"]) for e in f["evidence"])) for f in data["findings"])
+
+
+@pytest.mark.real("dash", "busybox", "sshd")
+def test_script_on_a_lab_host_gives_the_findings_of_collect(lab_host, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    fleet, h, reg = lab_host
+    script = tmp_path / "collect.sh"
+    script.write_text(dd("collect", "--script").stdout)
+    base_env = {"DOCKER_HOST": h.docker_host, "HOME": "/root", "LANG": "C"}
+    runs = {
+        "python": ([sys.executable, "-m", "dockerdoctor", "collect", str(tmp_path / "py"), "--tar"],
+                   {**base_env, "PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}),
+        "dash": (["dash", str(script), str(tmp_path / "dash")], {**base_env, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}),
+        "busybox": ([str(Path(_busybox_path(tmp_path / "bin")) / "sh"), str(script), str(tmp_path / "busybox")],
+                    {**base_env, "PATH": str(tmp_path / "bin")}),
+    }
+    for name, (argv, env) in runs.items():
+        r = subprocess.run(h.inside(argv), capture_output=True, text=True, timeout=180, env=env,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, (name, r.stdout, r.stderr)
+    snaps = {"python": tmp_path / "py.tar.xz", "dash": tmp_path / "dash.tar.gz", "busybox": tmp_path / "busybox.tar.gz"}
+    found = {name: _findings(p, reg.hostport) for name, p in snaps.items()}
+    ids = {f[0] for f in found["python"]}
+    # the host's real problem, seen through the snapshot (a snapshot is never probed, so no DD101/DD203 here)
+    assert "DD102" in ids, found["python"]
+    assert found["dash"] == found["python"]
+    assert found["busybox"] == found["python"]
+
+    # the same files, bytes, modes and mtimes; the same manifest apart from command rcs' order
+    def files(d: Path) -> dict[str, tuple]:
+        """Copied files with bytes, mode and mtime; a redacted key by its content only (a new file)."""
+        return {str(p.relative_to(d)): (p.read_bytes(),) if p.name.endswith(".key") else
+                (p.read_bytes(), p.stat().st_mode, int(p.stat().st_mtime))
+                for p in d.rglob("*") if p.is_file() and not p.is_symlink()
+                and not str(p.relative_to(d)).startswith(("sos_commands", "dockerdoctor-collect"))}
+
+    py = files(tmp_path / "py")
+    assert "etc/docker/daemon.json" in py and "etc/default/docker" in py and "etc/hostname" in py
+    assert py["etc/docker/certs.d/reg.example:5000/client.key"][0] == b"# private key not collected by dockerdoctor\n"
+    assert files(tmp_path / "dash") == py and files(tmp_path / "busybox") == py
+    cmds = lambda d: sorted(str(p.relative_to(d)) for p in (d / "sos_commands").rglob("*") if p.is_file())  # noqa: E731
+    assert cmds(tmp_path / "dash") == cmds(tmp_path / "py") == cmds(tmp_path / "busybox")
+    assert (tmp_path / "busybox" / "etc/hostname").read_text().strip() == "old-centos"
