@@ -208,7 +208,7 @@ def test_cli_text_json_stdin_and_exit_codes() -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     data = json.loads(r.stdout)
-    assert data["schema_version"] == 1 and data["matches"][0]["rule"] == "DD208"
+    assert data["schema_version"] == 2 and data["verdict"] == "cause" and data["matches"][0]["rule"] == "DD208"
     r = subprocess.run([EXE, "explain", "the flux capacitor overheated"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "No known cause" in r.stdout
     r = subprocess.run([EXE, "explain", "DD205"], capture_output=True, text=True, timeout=60)
