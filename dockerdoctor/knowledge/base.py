@@ -59,6 +59,7 @@ class AccessRule:
     seen: str
     note: str
     examples: tuple[str, ...]
+    via: str = ""  # "proxy": only a proxy's line means it; "registry": not a proxy's line; "": either
 
     @property
     def path_regex(self) -> re.Pattern[str]:
@@ -74,16 +75,73 @@ class KnowledgeBase:
     keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)  # pattern id -> keywords (lower case)
     gate: re.Pattern[str] | None = None  # any keyword at all
     by_id: dict[str, Pattern] = field(default_factory=dict)
+    unkeyed: list[Pattern] = field(default_factory=list)  # patterns without keywords: tried on every line
+    all_keywords: tuple[str, ...] = ()
 
-    def candidates(self, line: str) -> list[Pattern]:
+    def candidates(self, line: str, gated: bool | None = None) -> list[Pattern]:
+        """The patterns worth trying on the line; `gated` says whether the keyword gate already
+        passed (True), failed (False) or must be checked here (None)."""
         low = line.lower()
-        if self.gate is not None and not self.gate.search(low):
-            return [p for p in self.patterns if not self.keywords.get(p.id)]
+        if gated is False or (gated is None and self.gate is not None and not self.gate.search(low)):
+            return self.unkeyed
         return [p for p in self.patterns
                 if not self.keywords.get(p.id) or any(k in low for k in self.keywords[p.id])]
 
     def passes_gate(self, line: str) -> bool:
         return self.gate is None or bool(self.gate.search(line.lower()))
+
+    def scan(self, lines: list[str]) -> tuple[set[int], set[int]]:
+        """(lines holding a pattern keyword, lines holding a context marker: an access-log 4xx/5xx,
+        a config key, a command, a file name), found in one pass over the whole text."""
+        import bisect
+
+        text = "\n".join(lines).lower()
+        starts, pos = [], 0
+        for line in lines:
+            starts.append(pos)
+            pos += len(line) + 1
+        hot: set[int] = set()
+        marked: set[int] = set()
+        for end, is_kw in _scanner(self.all_keywords).iter(text) if _scanner(self.all_keywords) else ():
+            li = bisect.bisect_right(starts, end) - 1
+            (hot if is_kw else marked).add(li)
+        if _scanner(self.all_keywords) is None:  # no pyahocorasick: the (slower) regex gate per line
+            for i, line in enumerate(lines):
+                low = line.lower()
+                if self.gate is None or self.gate.search(low):
+                    hot.add(i)
+                if any(m in low for m in MARKERS):
+                    marked.add(i)
+        return hot, marked
+
+
+# context markers (lower case): where a line may be an access-log error, a config line, a command
+MARKERS = (
+    'http/1.1" 4', 'http/1.1" 5', 'http/1.0" 4', 'http/1.0" 5', 'http/2.0" 4', 'http/2.0" 5', 'http/2" 4',
+    'http/2" 5', "http/1.1 4", "http/1.1 5", "http/1.0 4", "http/1.0 5", "http.response.status=4",
+    "http.response.status=5", "insecure-registr", "docker_opts", "options=", "execstart", "environmentfile",
+    "environment=", "insecure =", "insecure=", "location =", "location=", "registry-mirrors", '"hosts"',
+    "proxies", "data-root", "other_args", "add_registry", "dockerd_opts", "docker ", "podman ", "skopeo ",
+    "buildah ", "nerdctl ", "ctr ", "crictl ", "kubectl ", "k3s ", "curl ", "wget ", "systemctl ", "journalctl ",
+    "helm ", "service ", "dockerd ", "docker-compose ", "cat /", "==> /", "# /", "less /", "vi /", "nano /",
+    "/etc/", "/lib/",
+)
+
+
+@functools.lru_cache(maxsize=4)
+def _scanner(keywords: tuple[str, ...]) -> Any:
+    """An Aho-Corasick automaton over the keywords and the markers (pyahocorasick), or None."""
+    try:
+        import ahocorasick  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    a = ahocorasick.Automaton()
+    for m in MARKERS:
+        a.add_word(m, False)
+    for k in keywords:
+        a.add_word(k, True)  # a keyword that is also a marker counts as a keyword
+    a.make_automaton()
+    return a
 
 
 @functools.cache
@@ -248,6 +306,7 @@ def _access_rule(a: dict[str, Any]) -> AccessRule:
         id=a["id"], rule=a["rule"], weight=float(a.get("weight", 5)), methods=tuple(a.get("methods") or ()),
         path=a.get("path", ""), status=tuple(int(s) for s in status), also=tuple(a.get("also") or ()),
         seen=a.get("seen", ""), note=a.get("note", ""), examples=tuple(a.get("examples") or ()),
+        via=a.get("via", ""),
     )
 
 
@@ -263,8 +322,10 @@ def load_kb() -> KnowledgeBase:
                        [_access_rule(a) for a in data.get("access") or ()])
     kb.keywords = {k: tuple(v) for k, v in derived["keywords"].items()}
     kb.by_id = {p.id: p for p in pats}
+    kb.unkeyed = [p for p in pats if not kb.keywords.get(p.id)]
     allkw = sorted({k for ks in kb.keywords.values() for k in ks}, key=len, reverse=True)
     kb.gate = re.compile(_trie_regex(allkw)) if allkw else None
+    kb.all_keywords = tuple(allkw)
     return kb
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from dockerdoctor.facts import HostPort
 from dockerdoctor.knowledge.base import AccessRule, KnowledgeBase, Pattern, load_kb
 
+FULL_MEND_LINES = 5000  # up to this many lines every line is read and mended; beyond, only those with keywords
 TRUNCATED_SCORE = 0.8  # a hit recognised from the start of a phrase counts this share of its weight
 
 # ------------------------------------------------------------------------------------------ cleaning
@@ -168,7 +169,9 @@ _JOURNAL = re.compile(
     r" (?P<host>\S+) (?P<unit>[\w@.\-/]+?)(?:\[(?P<pid>\d+)\])?: (?P<msg>.*)$")
 _COMBINED = re.compile(
     r"(?P<client>\S+) \S+ (?:\[[^\]]*\] )?\S+ \[[^\]]+\] \"(?P<method>[A-Z]{3,7}) (?P<path>\S+) HTTP/[\d.]+\" "
-    r"(?P<status>\d{3}) \S+(?: \"[^\"]*\" \"(?P<ua>[^\"]*)\")?")
+    r"(?P<status>\d{3}) \S+(?: \"(?P<referer>[^\"]*)\" \"(?P<ua>[^\"]*)\")?")
+_BARE_REQUEST = re.compile(r"\"?(?P<method>GET|HEAD|POST|PUT|PATCH|DELETE) (?P<path>/v[12]/\S*) HTTP/[\d.]+\"? "
+                           r"(?P<status>\d{3})\b")
 _LOGFMT_METHOD = re.compile(r"http\.request\.method=\"?(?P<method>[A-Z]+)")
 _LOGFMT_URI = re.compile(r"http\.request\.uri=\"(?P<path>[^\"]+)\"")
 _LOGFMT_STATUS = re.compile(r"http\.response\.status=(?P<status>\d{3})")
@@ -204,11 +207,11 @@ def _layer(pattern: Pattern) -> str:
     return {"DD1": "config", "DD3": "host", "DD4": "registry", "DD5": "engine"}.get(pattern.rule[:3], "")
 
 
-def match_line(line: str, line_no: int, kb: KnowledgeBase, line_end: int = 0) -> list[Hit]:
+def match_line(line: str, line_no: int, kb: KnowledgeBase, line_end: int = 0, gated: bool | None = None) -> list[Hit]:
     """The pattern hits in one logical line (after the suppressions among them)."""
     if not line.strip():
         return []
-    found = [(p, m) for p in kb.candidates(line) if (m := p.regex.search(line))]
+    found = [(p, m) for p in kb.candidates(line, gated) if (m := p.regex.search(line))]
     if not found:
         return []
     suppressed = {s for p, _ in found for s in p.suppresses}
@@ -244,18 +247,36 @@ def _truncated_hits(line: str, line_no: int, kb: KnowledgeBase) -> list[Hit]:
 
 
 def _access(ev: Event, line: str) -> bool:
-    m = _COMBINED.search(line)
+    if "HTTP/" not in line and "http.request.method=" not in line:
+        return False
+    m = _COMBINED.search(line) if '" ' in line else None
     if m:
         ev.method, ev.path, ev.status = m.group("method"), m.group("path"), int(m.group("status"))
         ev.client = m.group("ua") or None
+        # nginx and most proxies log an empty referer as "-", distribution as ""
+        ev.setting = {"via": "proxy" if m.group("referer") == "-" else "registry" if m.group("referer") == "" else ""}
         return True
-    mm, mu, ms = _LOGFMT_METHOD.search(line), _LOGFMT_URI.search(line), _LOGFMT_STATUS.search(line)
+    mm = _LOGFMT_METHOD.search(line) if "http.request.method=" in line else None
+    mu = _LOGFMT_URI.search(line) if mm else None
+    ms = _LOGFMT_STATUS.search(line) if mu else None
     if mm and mu and ms:
         ev.method, ev.path, ev.status = mm.group("method"), mu.group("path"), int(ms.group("status"))
         ua = _LOGFMT_UA.search(line)
         ev.client = ua.group("ua") if ua else None
+        ev.setting = {"via": "registry"}
+        return True
+    m = _BARE_REQUEST.search(line)
+    if m:
+        ev.method, ev.path, ev.status = m.group("method"), m.group("path"), int(m.group("status"))
+        ev.setting = {"via": ""}
         return True
     return False
+
+
+def normal_request(ev: Event) -> bool:
+    """A request that succeeded, or a HEAD that found nothing (how a push asks whether a blob
+    exists): ordinary traffic, whatever error words the line carries."""
+    return ev.status is not None and (ev.status < 400 or (ev.method == "HEAD" and ev.status == 404))
 
 
 def access_hits(ev: Event, kb: KnowledgeBase) -> list[Hit]:
@@ -263,9 +284,12 @@ def access_hits(ev: Event, kb: KnowledgeBase) -> list[Hit]:
     if ev.status is None or ev.path is None:
         return []
     path = ev.path.split("?", 1)[0]
+    via = ev.setting.get("via", "")
     out = []
     for a in kb.access:
         if ev.status not in a.status or (a.methods and ev.method not in a.methods):
+            continue
+        if (a.via == "proxy" and via != "proxy") or (a.via == "registry" and via == "proxy"):
             continue
         if a.path and not a.path_regex.search(path):
             continue
@@ -286,9 +310,16 @@ def _access_pattern(a: AccessRule) -> Pattern:
     return p
 
 
+_JSON_HINTS = ("insecure-registries", "registry-mirrors", '"hosts"', '"proxies"', '-proxy"', '"data-root"')
+
+
 def _config(ev: Event, line: str, current_file: str | None) -> bool:
     s = line.strip()
+    if "=" not in s and '":' not in s:
+        return False
     for rx, kind in ((_ENV_OPT, "env"), (_UNIT_KEY, "unit"), (_JSON_KEY, "json"), (_REGCONF, "registries.conf")):
+        if kind == "json" and not any(h in s for h in _JSON_HINTS):
+            continue
         m = rx.match(s) if kind != "json" else rx.search(s)
         if m is None:
             continue
@@ -354,24 +385,35 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
     only the joined text matches, and a last or "…"-cut line is recognised from a phrase's start."""
     kb = kb or load_kb()
     buf = list(lines)
-    current_file: str | None = None
-    i = 0
     n = len(buf)
-    while i < n:
+    hot, marked = kb.scan(buf)
+    if n <= FULL_MEND_LINES:
+        todo = list(range(n))  # a paste: every line (a keyword may be broken across two of them)
+    else:  # a long log: the lines that say something, and their neighbours
+        near = hot | marked | {n - 1}
+        todo = sorted({j for i in near for j in (i - 1, i, i + 1) if 0 <= j < n})
+    current_file: str | None = None
+    k = 0
+    skip_to = -1
+    while k < len(todo):
+        i = todo[k]
+        k += 1
+        if i <= skip_to:
+            continue
         line = buf[i]
         no = start + i
         fm = _FILE_MARK.match(line)
         if fm:
             current_file = next(g for g in fm.groups() if g)
-        hits = match_line(line, no, kb)
+        hits = match_line(line, no, kb, gated=i in hot)
         end = no
         step = 1
         if mend and not hits and i + 1 < n:
             for joined in _joinable(line, buf[i + 1]):
                 if not kb.passes_gate(joined):
                     continue
-                got = match_line(joined, no, kb, no + 1)
-                if got and not match_line(buf[i + 1], no + 1, kb):
+                got = match_line(joined, no, kb, no + 1, gated=True)
+                if got and not match_line(buf[i + 1], no + 1, kb, gated=(i + 1) in hot):
                     hits, line, end, step = got, joined, no + 1, 2
                     break
         if mend and not hits and (i + step == n or _TRUNC_END.search(line)):
@@ -379,7 +421,7 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
         ev = Event("text", no, end, line, hits)
         _classify(ev, current_file)
         if ev.kind == "access":
-            ev.hits = ev.hits + access_hits(ev, kb)
+            ev.hits = ([] if normal_request(ev) else ev.hits) + access_hits(ev, kb)
         if ev.hits:
             ev.layer = ev.layer or _layer(ev.hits[0].pattern)
             p = ev.hits[0].params
@@ -388,12 +430,13 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
             p = extract_params(line)
             ev.host, ev.port = p.get("host"), p.get("port")
         yield ev
-        i += step
+        if step == 2:
+            skip_to = i + 1
 
 
 def parse(text: str, kb: KnowledgeBase | None = None) -> list[Event]:
     """Every event of a pasted text that says something (hits, access lines, config, commands)."""
-    return [ev for ev in iter_events(clean(text).split("\n"), kb) if ev.hits or ev.kind != "text"]
+    return [ev for ev in iter_events(clean(text).split("\n"), kb) if ev.hits or ev.kind in ("access", "config", "command")]
 
 
 def iter_hits(lines: Iterable[str], kb: KnowledgeBase | None = None) -> Iterator[Hit]:

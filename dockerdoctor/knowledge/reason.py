@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockerdoctor.knowledge.base import NONE, KnowledgeBase, Pattern, load_kb
-from dockerdoctor.knowledge.events import Event, Hit, extract_params, parse
+from dockerdoctor.knowledge.events import PUBLIC_REGISTRIES, Event, Hit, extract_params, parse
 
 ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's weight
 CAUSE_MIN = 8.0  # the weight of evidence specific enough to call a rule the cause
@@ -79,7 +79,8 @@ def _run_args(ev: Event) -> str | None:
     return args if re.search(r"\bregistry(?::[\w.\-]+)?(?:\s|$)|distribution/distribution|/registry:", args) else None
 
 
-def _apply_context(events: list[Event], by_rule: dict[str, RuleMatch], kb: KnowledgeBase) -> None:
+def _apply_context(events: list[Event], by_rule: dict[str, RuleMatch], kb: KnowledgeBase,
+                   not_private: list[Hit] | None = None) -> None:
     primary = {r for r, m in by_rule.items() if m.hits}
     trust = primary & {"DD101", "DD203", "DD204"}
     configs = [e for e in events if e.kind == "config"]
@@ -118,7 +119,8 @@ def _apply_context(events: list[Event], by_rule: dict[str, RuleMatch], kb: Knowl
                                                 args):
             _add_context(by_rule, "DD404", e, "the registry container was started without -p: its port is not "
                          "published on the host")
-        if ({"DD403"} & set(by_rule)) and not re.search(r"(?:^|\s)(?:-v|--volume|--mount)(?:\s|=)", args):
+        lost = "DD403" in by_rule or any(h.pattern.id == "tag-missing" for h in not_private or ())
+        if lost and not re.search(r"(?:^|\s)(?:-v|--volume|--mount)(?:\s|=)", args):
             _add_context(by_rule, "DD403", e, "the registry container was started without a volume: its data goes "
                          "when the container is recreated")
     # 4. a 404 on /v2/ from a registry whose own lines show the old python registry: v1 only (DD207)
@@ -127,6 +129,12 @@ def _apply_context(events: list[Event], by_rule: dict[str, RuleMatch], kb: Knowl
         if a404:
             _add_context(by_rule, "DD207", a404[0], "the server that 404s /v2/ is the old python registry: it "
                          "speaks only the removed v1 API")
+
+
+def _public(hit: Hit) -> bool:
+    """A hit about a public registry (Docker Hub): whatever broke, it is not a private registry."""
+    host = hit.params.get("host")
+    return (bool(hit.params.get("public")) and not host) or (host in PUBLIC_REGISTRIES)
 
 
 def _add_context(by_rule: dict[str, RuleMatch], rule: str, ev: Event, reason: str) -> None:
@@ -162,7 +170,7 @@ def diagnose(text: str, kb: KnowledgeBase | None = None, events: list[Event] | N
     for ev in events:
         for hit in ev.hits:
             p = hit.pattern
-            if p.not_private:
+            if p.not_private or _public(hit):
                 not_private.append(hit)
                 continue
             for rid in (p.rule, *p.equally):
@@ -173,7 +181,7 @@ def diagnose(text: str, kb: KnowledgeBase | None = None, events: list[Event] | N
                 ro = by_rule.setdefault(other, RuleMatch(other, 0.0))
                 ro.also_hits.append(hit)
                 contrib.setdefault(other, []).append(hit.weight * ALSO_FACTOR)
-    _apply_context(events, by_rule, kb)
+    _apply_context(events, by_rule, kb, not_private)
     context: dict[str, Any] = {}
     if by_rule:  # a registry named on another line (e.g. "The push refers to repository [HOST:PORT/x]")
         for line in _context_lines(text, events):
