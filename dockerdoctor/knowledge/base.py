@@ -18,6 +18,7 @@ from typing import Any
 NONE = "NONE"  # the "rule" of a pattern whose honest answer is: not a private-registry fault
 KB_FILE = "data/errors.yaml"
 COMPILED_FILE = "data/errors-compiled.json"
+PHRASE_HEAD = 12  # a cut line must still hold this much of the phrase
 PHRASE_MIN = 14  # literal runs at least this long can be recognised when a line is cut inside them
 
 
@@ -77,6 +78,7 @@ class KnowledgeBase:
     by_id: dict[str, Pattern] = field(default_factory=dict)
     unkeyed: list[Pattern] = field(default_factory=list)  # patterns without keywords: tried on every line
     all_keywords: tuple[str, ...] = ()
+    phrase_heads: tuple[str, ...] = ()  # the first PHRASE_HEAD characters of every phrase
 
     def candidates(self, line: str, gated: bool | None = None) -> list[Pattern]:
         """The patterns worth trying on the line; `gated` says whether the keyword gate already
@@ -92,7 +94,8 @@ class KnowledgeBase:
 
     def scan(self, lines: list[str]) -> tuple[set[int], set[int]]:
         """(lines holding a pattern keyword, lines holding a context marker: an access-log 4xx/5xx,
-        a config key, a command, a file name), found in one pass over the whole text."""
+        a config key, a command, a file name, or the start of a long phrase that a cut line may end
+        in), found in one pass over the whole text."""
         import bisect
 
         text = "\n".join(lines).lower()
@@ -102,10 +105,11 @@ class KnowledgeBase:
             pos += len(line) + 1
         hot: set[int] = set()
         marked: set[int] = set()
-        for end, is_kw in _scanner(self.all_keywords).iter(text) if _scanner(self.all_keywords) else ():
+        scanner = _scanner(self.all_keywords, self.phrase_heads)
+        for end, is_kw in scanner.iter(text) if scanner is not None else ():
             li = bisect.bisect_right(starts, end) - 1
             (hot if is_kw else marked).add(li)
-        if _scanner(self.all_keywords) is None:  # no pyahocorasick: the (slower) regex gate per line
+        if scanner is None:  # no pyahocorasick: the (slower) regex gate per line
             for i, line in enumerate(lines):
                 low = line.lower()
                 if self.gate is None or self.gate.search(low):
@@ -129,14 +133,15 @@ MARKERS = (
 
 
 @functools.lru_cache(maxsize=4)
-def _scanner(keywords: tuple[str, ...]) -> Any:
-    """An Aho-Corasick automaton over the keywords and the markers (pyahocorasick), or None."""
+def _scanner(keywords: tuple[str, ...], heads: tuple[str, ...] = ()) -> Any:
+    """An Aho-Corasick automaton over the keywords, the markers and the phrase heads
+    (pyahocorasick), or None."""
     try:
         import ahocorasick  # type: ignore[import-not-found]
     except ImportError:
         return None
     a = ahocorasick.Automaton()
-    for m in MARKERS:
+    for m in (*MARKERS, *heads):
         a.add_word(m, False)
     for k in keywords:
         a.add_word(k, True)  # a keyword that is also a marker counts as a keyword
@@ -326,6 +331,7 @@ def load_kb() -> KnowledgeBase:
     allkw = sorted({k for ks in kb.keywords.values() for k in ks}, key=len, reverse=True)
     kb.gate = re.compile(_trie_regex(allkw)) if allkw else None
     kb.all_keywords = tuple(allkw)
+    kb.phrase_heads = tuple(sorted({ph[:PHRASE_HEAD] for p in pats for ph in p.phrases}))
     return kb
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockerdoctor.facts import HostPort
-from dockerdoctor.knowledge.base import AccessRule, KnowledgeBase, Pattern, load_kb
+from dockerdoctor.knowledge.base import PHRASE_HEAD, AccessRule, KnowledgeBase, Pattern, load_kb
 
 FULL_MEND_LINES = 5000  # up to this many lines every line is read and mended; beyond, only those with keywords
 TRUNCATED_SCORE = 0.8  # a hit recognised from the start of a phrase counts this share of its weight
@@ -230,13 +230,13 @@ def _truncated_hits(line: str, line_no: int, kb: KnowledgeBase) -> list[Hit]:
     """Hits for a line cut short inside a known phrase: the line ends with the first 12+ characters of it."""
     body = _TRUNC_END.sub("", line).rstrip()
     low = body.lower()
-    if len(low) < 12:
+    if len(low) < PHRASE_HEAD:
         return []
     out = []
     params = None
     for p in kb.patterns:
         for ph in p.phrases:
-            start = low.rfind(ph[:12], max(0, len(low) - len(ph)))
+            start = low.rfind(ph[:PHRASE_HEAD], max(0, len(low) - len(ph)))
             if start < 0 or not ph.startswith(low[start:]) or len(low) - start >= len(ph):
                 continue
             if params is None:
@@ -416,7 +416,7 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
                 if got and not match_line(buf[i + 1], no + 1, kb, gated=(i + 1) in hot):
                     hits, line, end, step = got, joined, no + 1, 2
                     break
-        if mend and not hits and (i + step == n or _TRUNC_END.search(line)):
+        if mend and not hits and (i + step == n or i in marked or _TRUNC_END.search(line)):
             hits = _truncated_hits(line, no, kb)
         ev = Event("text", no, end, line, hits)
         _classify(ev, current_file)

@@ -25,6 +25,9 @@ ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's
 CAUSE_MIN = 8.0  # the weight of evidence specific enough to call a rule the cause
 MARGIN = 1.0  # ... when it leads the next primary rule by at least this much
 CONTEXT_WEIGHT = 11.0  # a context conclusion outranks the plain error it explains
+# a symptom never outranks the cause the same paste shows: dockerd down (DD501) because its
+# configuration is refused at start (a unit's "Main process exited" next to the reason)
+CONSEQUENCES = {"DD501": ("DD104", "DD105", "DD106", "DD109")}
 
 # files an init system reads for dockerd options, and who reads them
 _SYSV_ENV = {"/etc/default/docker": "upstart and sysvinit only; docker-ce's systemd unit never reads it",
@@ -197,6 +200,11 @@ def diagnose(text: str, kb: KnowledgeBase | None = None, events: list[Event] | N
                 rm.params.setdefault(k, v)
         if "registry" not in rm.params and context and rm.params.get("host") in (None, context["host"]):
             rm.params.update(context)
+    for symptom, causes in CONSEQUENCES.items():
+        sm = by_rule.get(symptom)
+        shown = [by_rule[c] for c in causes if c in by_rule and by_rule[c].hits]
+        if sm is not None and shown:
+            sm.score = min(sm.score, round(max(c.score for c in shown) - 0.01, 2))
     ranked = sorted(by_rule.values(), key=lambda r: (-r.score, not r.primary, r.rule_id))
     return Diagnosis(_verdict(ranked, not_private), ranked, not_private, events)
 

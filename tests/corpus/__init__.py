@@ -20,6 +20,7 @@ class Entry:
     source: str
     tool: str
     file: str
+    batch: str = ""  # "fresh": collected after the patterns were written (a blind measurement)
 
     @property
     def split(self) -> str:
@@ -35,5 +36,7 @@ def load(split: str | None = None) -> list[Entry]:
         if not p.exists():
             continue
         for e in yaml.safe_load(p.read_text(encoding="utf-8"))["entries"]:
-            out.append(Entry(e["text"], str(e["expect"]), e["source"], e.get("tool", ""), name))
+            out.append(Entry(e["text"], str(e["expect"]), e["source"], e.get("tool", ""), name, e.get("batch", "")))
+    if split == "fresh":
+        return [e for e in out if e.batch == "fresh"]
     return [e for e in out if split is None or e.split == split]
