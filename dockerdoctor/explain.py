@@ -161,8 +161,8 @@ def explain_result(text: str, *, dropped_bytes: int = 0) -> dict[str, Any]:
                 "evidence": ev, "context": ctx, "reason": rm.reason,
             })
             if i < 3:
-                used.update(x["line"] for x in ev)
-                used.update(x["line"] for x in ctx)
+                used.update(int(x["line"]) for x in ev)
+                used.update(int(str(x["line"])) for x in ctx)
     for h in d.not_private[:5]:
         out["not_private"].append(_evidence(h))
         used.add(h.line_no)

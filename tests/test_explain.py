@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dockerdoctor.explain import best_rules, explain_result, extract_params, load_kb, match_text, scan_lines
-from dockerdoctor.knowledge import diagnose
 from dockerdoctor.facts import HostPort
+from dockerdoctor.knowledge import diagnose
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = str(REPO / ".venv" / "bin" / "dockerdoctor")

@@ -83,7 +83,8 @@ def timing(runs: int = 7) -> dict:
         res = explain_result(text)
         times.append((time.perf_counter() - t) * 1000)
     assert res["matches"][0]["rule"] == "DD203", res["matches"][:1]
-    return {"bytes": len(text.encode()), "lines": len(lines), "runs": runs, "median_ms": round(statistics.median(times), 1),
+    return {"bytes": len(text.encode()), "lines": len(lines), "runs": runs,
+            "median_ms": round(statistics.median(times), 1),
             "min_ms": round(min(times), 1), "max_ms": round(max(times), 1)}
 
 
@@ -108,7 +109,8 @@ def main() -> int:
     print(f"  negatives claimed {res['negatives_claimed']}/{n} ({100 * res['negatives_claimed'] / max(n, 1):.0f}%)")
     if "paste_1mb" in res:
         t = res["paste_1mb"]
-        print(f"  1 MB paste ({t['lines']} lines): median {t['median_ms']} ms, min {t['min_ms']} ms over {t['runs']} runs")
+        print(f"  1 MB paste ({t['lines']} lines): median {t['median_ms']} ms, min {t['min_ms']} ms "
+              f"over {t['runs']} runs")
     for m in res["misses"]:
         print("MISS", m)
     return 0

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 import tarfile
-import io
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,7 +93,8 @@ def main() -> int:
     vers = {
         "skopeo": version(["skopeo", "--version"]),
         "curl": version(["curl", "--version"]).split(" (")[0],
-        "requests": subprocess.run([PY, "-c", "import requests,urllib3;print(requests.__version__, urllib3.__version__)"],
+        "requests": subprocess.run([PY, "-c",
+                                    "import requests,urllib3;print(requests.__version__, urllib3.__version__)"],
                                    capture_output=True, text=True).stdout.strip(),
         "podman": version(["podman", "--version"]),
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
@@ -116,7 +117,8 @@ def main() -> int:
             return (r.stdout + r.stderr).strip()
 
         def add(scenario: str, tool: str, expect: str, text: str, command: str) -> None:
-            text = "\n".join(x for x in text.splitlines() if x.strip())
+            text = "\n".join(x for x in text.splitlines() if x.strip()).replace(str(work), "/tmp/LAB")
+            command = command.replace(str(work), "/tmp/LAB")
             if not text:
                 return
             entries.append({"tool": tool, "expect": expect,
@@ -151,9 +153,11 @@ def main() -> int:
         untrusted = reg(5172, tls=certs.paths["good"])
         clients("TLS registry, certificate from a CA the client does not trust", "DD204", untrusted.hostport)
         wrong = reg(5173, tls=certs.paths["wrong_name"])
-        clients("TLS registry, certificate for another IP", "DD205", wrong.hostport, skip=("podman",), ca=str(certs.ca_path))
+        clients("TLS registry, certificate for another IP", "DD205", wrong.hostport, skip=("podman",),
+                ca=str(certs.ca_path))
         cn = reg(5174, tls=certs.paths["cn_only"])
-        clients("TLS registry, CN-only certificate", "DD205", cn.hostport, skip=("podman", "curl"), ca=str(certs.ca_path))
+        clients("TLS registry, CN-only certificate", "DD205", cn.hostport, skip=("podman", "curl"),
+                ca=str(certs.ca_path))
         expired = reg(5175, tls=certs.paths["expired"])
         clients("TLS registry, expired certificate", "DD206", expired.hostport, skip=("podman",), ca=str(certs.ca_path))
         port = lab.closed_port(net.srv_ns, ip)
@@ -168,6 +172,31 @@ def main() -> int:
         cmd = ["skopeo", "inspect", "--tls-verify=false", "--retry-times", "0", f"docker://{web.hostport}/lab/x:1"]
         add("a web server that is not a registry (404 on /v2/)", vers["skopeo"], "DD210", cli(cmd), " ".join(cmd))
 
+        # a packet filter on the registry side: DROP (timeouts) and REJECT icmp-host-prohibited (no route)
+        for mode, port_, rule_args in (("DROP", 5182, ["-j", "DROP"]),
+                                       ("REJECT", 5183, ["-j", "REJECT", "--reject-with", "icmp-host-prohibited"])):
+            fw = reg(port_)
+            subprocess.run(net.argv(net.srv_ns, ["iptables", "-I", "INPUT", "-p", "tcp", "--dport", str(port_),
+                                                 *rule_args]), check=True, capture_output=True)
+            scen = f"iptables {mode} on the registry port ({' '.join(rule_args)})"
+            url = f"https://{fw.hostport}/v2/"
+            cmd = ["skopeo", "inspect", "--command-timeout", "6s", "--retry-times", "0", f"docker://{fw.hostport}/lab/x:1"]
+            add(scen, vers["skopeo"], "DD202", cli(cmd, 30), " ".join(cmd))
+            cmd = ["curl", "-sS", "--connect-timeout", "3", url]
+            add(scen, vers["curl"], "DD202", cli(cmd, 30), " ".join(cmd))
+            cmd = [PY, str(work / "snippet.py"), "GET", url]
+            add(scen, f"python requests/urllib3 {vers['requests']}", "DD202", cli(cmd, 30), f"requests.get('{url}')")
+
+        # a name that does not resolve (.invalid never does; the client namespace has no route out)
+        name = "registry.lab.invalid:5000"
+        scen = "the registry's name does not resolve"
+        cmd = ["skopeo", "inspect", "--retry-times", "0", f"docker://{name}/lab/x:1"]
+        add(scen, vers["skopeo"], "DD212", cli(cmd, 30), " ".join(cmd))
+        cmd = ["curl", "-sS", "--connect-timeout", "3", f"https://{name}/v2/"]
+        add(scen, vers["curl"], "DD212", cli(cmd, 30), " ".join(cmd))
+        cmd = [PY, str(work / "snippet.py"), "GET", f"https://{name}/v2/"]
+        add(scen, f"python requests/urllib3 {vers['requests']}", "DD212", cli(cmd, 30), f"requests.get('https://{name}/v2/')")
+
         # deletes disabled: curl DELETE, and the registry's own log lines for it
         nodel = reg(5178, delete=False)
         layout = oci_layout(work / "small", 2048)
@@ -175,7 +204,8 @@ def main() -> int:
         digest = cli(["skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}",
                       f"docker://{nodel.hostport}/lab/x:1"])
         cmd = ["curl", "-sS", "-i", "-X", "DELETE", f"http://{nodel.hostport}/v2/lab/x/manifests/{digest}"]
-        add("registry with storage.delete disabled", vers["curl"], "DD406", cli(cmd), "curl -X DELETE .../manifests/DIGEST")
+        add("registry with storage.delete disabled", vers["curl"], "DD406", cli(cmd),
+            "curl -X DELETE .../manifests/DIGEST")
         cmd = ["skopeo", "delete", "--tls-verify=false", f"docker://{nodel.hostport}/lab/x:1"]
         add("registry with storage.delete disabled", vers["skopeo"], "DD406", cli(cmd), " ".join(cmd))
         log = [x for x in nodel.log_text().splitlines() if "DELETE" in x]

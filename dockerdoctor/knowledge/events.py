@@ -65,7 +65,8 @@ _FILE_RES = [
     re.compile(r"No such file or directory: '(?P<file>[^']+)'"),
     re.compile(r"open (?P<file>/[^:\s\"]+):"),
 ]
-PUBLIC_REGISTRIES = {"registry-1.docker.io", "index.docker.io", "auth.docker.io", "docker.io", "registry.hub.docker.com",
+PUBLIC_REGISTRIES = {"registry-1.docker.io", "index.docker.io", "auth.docker.io", "docker.io",
+                     "registry.hub.docker.com",
                      "production.cloudflare.docker.com"}
 
 
@@ -91,16 +92,16 @@ def extract_params(line: str) -> dict[str, Any]:
             out["scheme"] = best[3]
     if "port" not in out:
         for rx in _ADDR_RES:
-            m = rx.search(line)
-            if m is None or not m.group("host"):
+            am = rx.search(line)
+            if am is None or not am.group("host"):
                 continue
-            host = m.group("host").strip("[]").lower()
+            host = am.group("host").strip("[]").lower()
             if host in PUBLIC_REGISTRIES:
                 continue
             if "host" in out and out["host"] != host and rx.pattern.startswith("dial"):
                 continue  # the name resolved to an address; keep the name
             out.setdefault("host", host)
-            out["port"] = int(m.group("port"))
+            out["port"] = int(am.group("port"))
             break
     if out.get("host") and out.get("port"):
         out["registry"] = str(HostPort(out["host"], out["port"]))
@@ -232,18 +233,18 @@ def _truncated_hits(line: str, line_no: int, kb: KnowledgeBase) -> list[Hit]:
     low = body.lower()
     if len(low) < PHRASE_HEAD:
         return []
-    out = []
-    params = None
+    found: list[Pattern] = []
     for p in kb.patterns:
         for ph in p.phrases:
             start = low.rfind(ph[:PHRASE_HEAD], max(0, len(low) - len(ph)))
             if start < 0 or not ph.startswith(low[start:]) or len(low) - start >= len(ph):
                 continue
-            if params is None:
-                params = extract_params(body)
-            out.append(Hit(p, line_no, line, dict(params), line_no, truncated=True))
+            found.append(p)
             break
-    return out
+    if len({p.rule for p in found}) != 1:
+        return []  # nothing, or too little left to tell the rules apart ("x509: certif…")
+    params = extract_params(body)
+    return [Hit(p, line_no, line, dict(params), line_no, truncated=True) for p in found]
 
 
 def _access(ev: Event, line: str) -> bool:
@@ -413,7 +414,8 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
                 if not kb.passes_gate(joined):
                     continue
                 got = match_line(joined, no, kb, no + 1, gated=True)
-                if got and not match_line(buf[i + 1], no + 1, kb, gated=(i + 1) in hot):
+                broken_url = line.count('"') % 2 == 1 and "://" in line and joined == line + buf[i + 1]
+                if got and (broken_url or not match_line(buf[i + 1], no + 1, kb, gated=(i + 1) in hot)):
                     hits, line, end, step = got, joined, no + 1, 2
                     break
         if mend and not hits and (i + step == n or i in marked or _TRUNC_END.search(line)):
@@ -436,7 +438,8 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
 
 def parse(text: str, kb: KnowledgeBase | None = None) -> list[Event]:
     """Every event of a pasted text that says something (hits, access lines, config, commands)."""
-    return [ev for ev in iter_events(clean(text).split("\n"), kb) if ev.hits or ev.kind in ("access", "config", "command")]
+    return [ev for ev in iter_events(clean(text).split("\n"), kb)
+            if ev.hits or ev.kind in ("access", "config", "command")]
 
 
 def iter_hits(lines: Iterable[str], kb: KnowledgeBase | None = None) -> Iterator[Hit]:

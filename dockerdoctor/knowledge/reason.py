@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockerdoctor.knowledge.base import NONE, KnowledgeBase, Pattern, load_kb
+from dockerdoctor.knowledge.base import KnowledgeBase, Pattern, load_kb
 from dockerdoctor.knowledge.events import PUBLIC_REGISTRIES, Event, Hit, extract_params, parse
 
 ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's weight
@@ -214,10 +214,8 @@ def _verdict(ranked: list[RuleMatch], not_private: list[Hit]) -> str:
     if not prim:
         return "no known cause"
     top = prim[0]
-    if not_private:
-        np_w = max(h.weight for h in not_private)
-        if top.best_weight < CAUSE_MIN or np_w >= top.best_weight:
-            return "no known cause"
+    if not_private and top.best_weight < CAUSE_MIN:
+        return "no known cause"  # generic evidence does not outweigh a named non-registry fault
     if top.best_weight >= CAUSE_MIN and (len(prim) == 1 or top.score - prim[1].score >= MARGIN):
         return "cause"
     return "possible"

@@ -1,6 +1,8 @@
 """The explain corpus: real texts with their sources (explain-corpus.yaml, from public threads;
 lab-corpus.yaml, printed by real clients in the lab), split by a rule nobody chooses: an entry is
-held out when the SHA-256 of its text starts with 0-4 (about 30%). Patterns are tuned on the rest."""
+held out when the SHA-256 of its source, tool, expected rule and first 80 characters starts with
+0-4 (about 30%; the lab's temporary paths are written as /tmp/LAB, so a re-run keeps the split).
+Patterns are tuned on the rest."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ class Entry:
 
     @property
     def split(self) -> str:
-        return "heldout" if hashlib.sha256(self.text.encode()).hexdigest()[0] in HELD_OUT_PREFIXES else "tune"
+        key = f"{self.source}|{self.tool}|{self.expect}|{self.text[:80]}"  # stable across lab re-runs
+        return "heldout" if hashlib.sha256(key.encode()).hexdigest()[0] in HELD_OUT_PREFIXES else "tune"
 
 
 def load(split: str | None = None) -> list[Entry]:
