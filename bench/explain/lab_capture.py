@@ -83,10 +83,8 @@ REQUESTS_SNIPPET = (
 )
 
 
-def main() -> int:
-    if os.geteuid() != 0:
-        print("needs root (network namespaces)", file=sys.stderr)
-        return 2
+def capture(prefix: str = "ddx9e") -> list[dict]:
+    """Run every scenario; the entries (tool, expect, source, text). Cleans up after itself."""
     work = lab.make_workdir("explaincap")
     entries: list[dict] = []
     today = dt.date.today().isoformat()
@@ -101,7 +99,7 @@ def main() -> int:
         "distribution": "docker-registry (distribution) " + version(["docker-registry", "--version"]).split()[-1],
     }
     (work / "snippet.py").write_text(REQUESTS_SNIPPET)
-    net = lab.LabNet("ddx9e")
+    net = lab.LabNet(prefix)
     procs: list = []
     try:
         ip = net.srv_ip
@@ -244,6 +242,14 @@ def main() -> int:
                 pass
         net.close()
         lab.rmtree(work)
+    return entries
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("needs root (network namespaces)", file=sys.stderr)
+        return 2
+    entries = capture()
     header = ("# Written by bench/explain/lab_capture.py: what real clients printed against broken lab endpoints\n"
               "# (two network namespaces, nothing left the machine). Same format as explain-corpus.yaml.\n")
     OUT.write_text(header + yaml.safe_dump({"entries": entries}, sort_keys=False, allow_unicode=True, width=1000))
