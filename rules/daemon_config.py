@@ -27,7 +27,6 @@ from dockerdoctor.facts.dockerd_cli import (
     parse_dockerd_argv,
 )
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.facts.proxy import no_proxy_match
 from dockerdoctor.facts.systemd import ExpandedCommand, SystemdUnitState, UnitModel, split_command_line
 from dockerdoctor.model import (
     EnvFileSet,
@@ -42,6 +41,7 @@ from dockerdoctor.model import (
     ServiceAction,
     Severity,
 )
+from dockerdoctor.net import no_proxy_match
 from dockerdoctor.rules_support import CIS_WARNING, json_evidence, origin_evidence, short, trust_fix, value_evidence
 
 # Variables of the stock env files that carry dockerd options.

@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dockerdoctor.errors import FactUnavailable
+from dockerdoctor.net import HostPort, is_ip
 from dockerdoctor.sources.base import Source
+
+__all__ = ["CheckOptions", "FactUnavailable", "Facts", "HostPort", "fact", "is_ip", "known_facts"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,51 +57,6 @@ def _load_modules() -> None:
 def known_facts() -> list[str]:
     _load_modules()
     return sorted(_REGISTRY)
-
-
-def is_ip(host: str) -> bool:
-    """An IP address (v4 or v6, brackets allowed), not a name."""
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True)
-class HostPort:
-    host: str
-    port: int | None
-
-    def __str__(self) -> str:
-        if self.port is None:
-            return self.host
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @classmethod
-    def parse(cls, text: str) -> HostPort:
-        t = text.strip()
-        for scheme in ("https://", "http://"):
-            if t.lower().startswith(scheme):
-                t = t[len(scheme) :]
-        t = t.split("/", 1)[0]
-        if t.startswith("["):
-            host, _, rest = t[1:].partition("]")
-            port = rest.lstrip(":")
-        elif t.count(":") == 1:
-            host, _, port = t.partition(":")
-        else:
-            host, port = t, ""
-        if not host:
-            raise ValueError(f"no host in {text!r}")
-        if port:
-            if not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"bad port in {text!r}")
-            return cls(host.lower(), int(port))
-        return cls(host.lower(), None)
 
 
 @dataclass

@@ -41,6 +41,7 @@ from dockerdoctor.facts.systemd import (
     parse_systemctl_show,
     split_command_line,
 )
+from dockerdoctor.net import split_host_port
 
 WELL_KNOWN_ENV_FILES = (
     "/etc/sysconfig/docker",
@@ -766,12 +767,7 @@ def check_insecure_entry(value: str) -> InsecureEntryCheck:
             "a path" if "/" in v else "an empty value"
         )
         return InsecureEntryCheck(value, None, f"{what}: dockerd says invalid host and does not start", True)
-    host, port = v, ""
-    if v.startswith("["):
-        host, _, rest = v[1:].partition("]")
-        port = rest.lstrip(":")
-    elif v.count(":") == 1:
-        host, _, port = v.partition(":")
+    host, port = split_host_port(v)
     if port and (not port.isdigit() or not 0 < int(port) < 65536):
         return InsecureEntryCheck(value, None, f"invalid port {port!r}: dockerd does not start", True)
     try:

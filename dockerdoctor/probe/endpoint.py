@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dockerdoctor import __version__
-from dockerdoctor.facts import HostPort, is_ip
+from dockerdoctor.net import HostPort, is_ip
 from dockerdoctor.probe.auth import find_credentials
 from dockerdoctor.probe.proxy import ProxyChoice, connect_via, proxy_for
 from dockerdoctor.probe.report import EndpointReport, HttpAnswer  # re-exported

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dockerdoctor.facts import HostPort
+from dockerdoctor.net import HostPort
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.auth import CredentialInfo
