@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from dockerdoctor.net import HostPort
+from dockerdoctor.facts import HostPort
 
 SCHEMA_VERSION = 1
 ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's weight
