@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.sources.specs import dir_paths
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.netns import ProbeOrigin
@@ -60,13 +61,14 @@ def certs_d(facts: Facts) -> dict[str, CertsDir]:
     from dockerdoctor.facts.dockerhost import require_local_daemon
 
     require_local_daemon(facts, "/etc/docker/certs.d")
-    base = "/etc/docker/certs.d"
+    home = dir_paths("certs_d")[0]
+    base = home
     proc = facts.optional("dockerd_process")
     if facts.live and proc is not None:
         base = proc.read_path(base)
     out: dict[str, CertsDir] = {}
     for name in facts.source.listdir(base):
-        out[name] = CertsDir(name, f"/etc/docker/certs.d/{name}", facts.source.listdir(f"{base}/{name}"))
+        out[name] = CertsDir(name, f"{home}/{name}", facts.source.listdir(f"{base}/{name}"))
     return out
 
 
@@ -74,7 +76,7 @@ def daemon_certs_dir(facts: Facts, name: str) -> str | None:
     """Where to read certs.d/NAME as the daemon sees it (None: the daemon has none for NAME)."""
     if name not in (facts.optional("certs_d") or {}):
         return None
-    path = f"/etc/docker/certs.d/{name}"
+    path = f"{dir_paths('certs_d')[0]}/{name}"
     proc = facts.optional("dockerd_process") if facts.live else None
     return proc.read_path(path) if proc is not None else path
 
