@@ -270,7 +270,7 @@ def _zones_from_files(facts: Facts) -> tuple[dict[str, FwZone], str]:
                 zones[z.name] = z
                 if d.startswith("/etc"):
                     used.append(f"{d}/{n}")
-    return zones, ", ".join(used) or "/usr/lib/firewalld/zones"
+    return zones, ", ".join(used) or ZONE_DIRS[0]
 
 
 def _to_py(v: Any) -> Any:

@@ -60,8 +60,8 @@ def certs_d(facts: Facts) -> dict[str, CertsDir]:
     setns into a mount namespace is impossible in a threaded process, and not needed to read files)."""
     from dockerdoctor.facts.dockerhost import require_local_daemon
 
-    require_local_daemon(facts, "/etc/docker/certs.d")
     home = dir_paths("certs_d")[0]
+    require_local_daemon(facts, home)
     base = home
     proc = facts.optional("dockerd_process")
     if facts.live and proc is not None:

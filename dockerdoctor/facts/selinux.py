@@ -25,7 +25,7 @@ CONTAINER_FILE_TYPES = {"container_file_t", "svirt_sandbox_file_t", "svirt_lxc_f
 class SelinuxStatus:
     mode: str | None  # enforcing | permissive | disabled | None (unknown)
     config_mode: str | None  # SELINUX= in /etc/selinux/config
-    config_path: str = "/etc/selinux/config"
+    config_path: str = file_path("selinux_config")
     config_line: int | None = None
     policy: str | None = None
     source: str = ""
@@ -93,7 +93,7 @@ def selinux_status(facts: Facts) -> SelinuxStatus:
         if got is not None:
             mode = "enforcing" if got[1].strip() == "1" else "permissive"
             source = got[0]
-        elif not src.exists("/sys/fs/selinux"):
+        elif not src.exists(os.path.dirname(file_path("selinux_enforce"))):
             mode, source = "disabled", "no /sys/fs/selinux (SELinux is not enabled in this kernel)"
     if mode is None:
         text = src.command("sestatus")
