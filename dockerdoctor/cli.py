@@ -275,9 +275,7 @@ def check(
         daemon, probed_from, notes = _daemon_summary(facts)
         host = host_name(facts.source)  # before close(): a tarball's files go with it
     finally:
-        close = getattr(facts.source, "close", None)
-        if close:
-            close()
+        facts.source.close()
     report = Report(
         version=__version__,
         target_kind="snapshot" if root else "live",
@@ -315,7 +313,7 @@ def check(
         write_textfile(report, textfile_dir)
     if _debug:
         for r in report.crashed:
-            sys.stderr.write(getattr(r, "traceback", "") + "\n")
+            sys.stderr.write(r.traceback + "\n")
     raise typer.Exit(report.exit_code)
 
 
@@ -438,9 +436,7 @@ def fix(
                 raise typer.Exit(1)
         result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json)
     finally:
-        close = getattr(facts.source, "close", None)
-        if close:
-            close()
+        facts.source.close()
     if fmt == ListFormat.json:
         import json
 

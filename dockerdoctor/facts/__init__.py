@@ -22,13 +22,11 @@ __all__ = ["CheckOptions", "FactUnavailable", "Facts", "HostPort", "fact", "is_i
 F = TypeVar("F", bound=Callable[..., Any])
 
 _REGISTRY: dict[str, Callable[[Facts], Any]] = {}
-# Modules that register facts; imported on first lookup. Later issues add theirs here.
+# Modules that register facts; imported on first lookup. A fact name is defined once (fact() says so).
 FACT_MODULES = [
     "dockerdoctor.facts.dockerhost",
     "dockerdoctor.facts.daemon",
     "dockerdoctor.facts.host",
-    # registry-host facts (containers, firewall, SELinux, ports); loaded after host.py so that
-    # their registry_endpoints_from_containers replaces host.py's placeholder
     "dockerdoctor.facts.containers",
     "dockerdoctor.facts.firewall",
     "dockerdoctor.facts.selinux",
@@ -39,7 +37,11 @@ FACT_MODULES = [
 
 def fact(name: str | None = None) -> Callable[[F], F]:
     def deco(fn: F) -> F:
-        _REGISTRY[name or fn.__name__] = fn
+        key = name or fn.__name__
+        old = _REGISTRY.get(key)
+        if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(f"fact {key!r} is defined twice: in {old.__module__} and in {fn.__module__}")
+        _REGISTRY[key] = fn
         return fn
 
     return deco
@@ -72,6 +74,22 @@ class CheckOptions:
 
 class Facts:
     """Lazy, cached, thread-safe fact store for one source."""
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any] | None = None, unavailable: dict[str, str] | None = None, *,
+                    live: bool = False, options: CheckOptions | None = None) -> Facts:
+        """A store seeded with fact values (for rule tests): `values` are returned as they are, the
+        names in `unavailable` raise FactUnavailable with their reason, and every other fact is
+        computed from a source that holds nothing."""
+        from dockerdoctor.sources.base import NoSource
+
+        facts = cls(NoSource(live), options)
+        for name in [*(values or {}), *(unavailable or {})]:
+            if name not in _REGISTRY:
+                raise KeyError(f"no fact named {name!r}")
+        facts._values.update(values or {})
+        facts._errors.update({k: FactUnavailable(v) for k, v in (unavailable or {}).items()})
+        return facts
 
     def __init__(self, source: Source, options: CheckOptions | None = None) -> None:
         self.source = source

@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import dockerdoctor.facts.host  # noqa: F401  (registers its placeholder first, so ours below replaces it)
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
 from dockerdoctor.sources.specs import SOS_CONTAINERS_DIR, SOS_IMAGES_DIR

@@ -171,12 +171,6 @@ def target_registries(facts: Facts) -> list[TargetRegistry]:
     return list(seen.values())
 
 
-@fact()
-def registry_endpoints_from_containers(facts: Facts) -> list[tuple[HostPort, str]]:
-    """Published ports of registry containers. The registry-host issue fills this in."""
-    raise FactUnavailable("registry container discovery is not available yet")
-
-
 # --------------------------------------------------------------------------- endpoint probes (live)
 
 
@@ -230,13 +224,12 @@ def endpoint_probes(facts: Facts) -> dict[str, object]:
     origin = facts.get("probe_origin")
     cfg = facts.optional("effective_config")
     proxy_env = {k: v.value for k, v in cfg.proxies.items()} if cfg is not None and cfg.proxies else None
-    docker_config = getattr(facts.options, "docker_config", None)
 
     with probe_pool(origin, min(16, len(targets))) as pool:
         futures = {
             str(t.address): pool.submit(
                 probe_endpoint, t.address, facts.options.timeout, daemon_certs_dir(facts, str(t.address)),
-                docker_config=docker_config, proxy_env=proxy_env,
+                proxy_env=proxy_env,
             )
             for t in targets
         }

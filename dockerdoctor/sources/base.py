@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dockerdoctor.sources.specs import COMMANDS, CommandSpec
 
-__all__ = ["COMMANDS", "DEFAULT_READ_LIMIT", "CommandSpec", "FileStat", "Source", "resolve_in_root"]
+__all__ = ["COMMANDS", "DEFAULT_READ_LIMIT", "CommandSpec", "FileStat", "NoSource", "Source", "resolve_in_root"]
 
 # Bound on any single read: enough for any config file, small enough to never exhaust memory.
 DEFAULT_READ_LIMIT = 4 * 1024 * 1024
@@ -98,3 +98,35 @@ class Source(abc.ABC):
         """How to cite a command's output as evidence."""
         spec = COMMANDS.get(key)
         return " ".join(spec.live) if spec else key
+
+    def close(self) -> None:  # noqa: B027  (a no-op default, not abstract: most sources hold nothing)
+        """Release what the source holds (a snapshot's unpacked tarball); nothing by default."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NoSource(Source):
+    """A host that says nothing: for a fact store seeded with values (`Facts.from_values`)."""
+
+    def __init__(self, live: bool = False) -> None:
+        self.live = live
+        self.description = "no source (seeded facts)"
+
+    def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT, tail: bool = False) -> bytes | None:
+        return None
+
+    def stat(self, path: str) -> FileStat | None:
+        return None
+
+    def listdir(self, path: str) -> list[str]:
+        return []
+
+    def is_symlink_to(self, path: str) -> str | None:
+        return None
+
+    def command(self, key: str, limit: int = DEFAULT_READ_LIMIT) -> str | None:
+        return None
