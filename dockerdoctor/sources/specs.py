@@ -217,9 +217,9 @@ def read_first(source: Source, key: str, limit: int | None = None) -> tuple[str,
     spec = FILES[key]
     if spec.live_only and not source.live:
         return None
+    cap = limit or spec.limit
     for path in spec.paths:
-        kw = {"limit": limit or spec.limit} if (limit or spec.limit) else {}
-        text = source.read_text(path, tail=spec.tail, **kw)
+        text = source.read_text(path, cap, tail=spec.tail) if cap else source.read_text(path, tail=spec.tail)
         if text is not None:
             return path, text
     return None
