@@ -778,7 +778,7 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
         if no_proxy:
             ev.append(value_evidence(no_proxy, f"NO_PROXY={no_proxy.value}"))
         probe = (endpoint_probes or {}).get(str(addr))
-        if probe is not None and getattr(probe, "proxy_result", None):
+        if probe is not None and probe.proxy_result:
             # live: the probe asked the proxy for a tunnel to the registry, as dockerd would
             verdict = "the proxy carries it" if probe.proxy_ok else "the proxy cannot reach it"
             ev.append(Evidence(f"probe {addr} via proxy", f"{verdict}: {probe.proxy_result}"))

@@ -169,7 +169,7 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
     for rc in registry_containers or []:
         for m in _data_mounts(rc):
             dirs[m.source] = (rc, m)
-    pids = {p.pid for p in registry_processes or [] if getattr(p, "pid", None)}
+    pids = {p.pid for p in registry_processes or [] if p.pid}
     hits = [d for d in avc_denials.denials if _concerns_registry(d, list(dirs), pids)]
     if not hits:
         return

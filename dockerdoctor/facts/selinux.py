@@ -75,7 +75,7 @@ def _docker_selinux(facts: Facts) -> tuple[bool | None, str]:
         argv = " ".join(proc.argv)
         if "--selinux-enabled" in argv:
             return "--selinux-enabled=false" not in argv, proc.source
-    if cfg is not None and getattr(cfg, "daemon_json", None) is not None and cfg.daemon_json.data:
+    if cfg is not None and cfg.daemon_json.data:
         if "selinux-enabled" in cfg.daemon_json.data:
             return bool(cfg.daemon_json.data["selinux-enabled"]), cfg.daemon_json.path
     return None, ""
