@@ -16,6 +16,9 @@ from dockerdoctor.facts.containers import (
     RegistryContainer,
     mount_covering,
 )
+from dockerdoctor.facts.firewall import IfAddr
+from dockerdoctor.facts.host import TargetRegistry
+from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.rules_support import short
@@ -201,9 +204,11 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
 @rule("DD402", "registry-down", category="registry", severity=Severity.ERROR,
       title="The registry is not running")
 def registry_down(registry_containers: list[RegistryContainer] | None = None,
-                  target_registries: list | None = None, interface_addresses: list | None = None,
-                  registry_listeners: list | None = None, listening_sockets: list | None = None,
-                  registry_processes: list | None = None) -> Iterator[Finding]:
+                  target_registries: list[TargetRegistry] | None = None,
+                  interface_addresses: list[IfAddr] | None = None,
+                  registry_listeners: list[RegistryListener] | None = None,
+                  listening_sockets: list[ListenSocket] | None = None,
+                  registry_processes: list[RegistryProcess] | None = None) -> Iterator[Finding]:
     """The registry container has exited, is restarting in a loop, or never started; or the
     registry named with --registry is on this host and nothing serves its port (absent).
 
@@ -265,9 +270,10 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
                        listening_sockets, registry_processes)
 
 
-def _absent(registry_containers: list[RegistryContainer], target_registries: list | None,
-            interface_addresses: list | None, registry_listeners: list | None,
-            listening_sockets: list | None, registry_processes: list | None) -> Iterator[Finding]:
+def _absent(registry_containers: list[RegistryContainer], target_registries: list[TargetRegistry] | None,
+            interface_addresses: list[IfAddr] | None, registry_listeners: list[RegistryListener] | None,
+            listening_sockets: list[ListenSocket] | None,
+            registry_processes: list[RegistryProcess] | None) -> Iterator[Finding]:
     """--registry names an address of this host, and no registry (container, process, listener) has its port."""
     if listening_sockets is None:
         return  # cannot tell whether something listens
