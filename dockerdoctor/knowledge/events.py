@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockerdoctor.facts import HostPort
 from dockerdoctor.knowledge.base import PHRASE_HEAD, AccessRule, KnowledgeBase, Pattern, load_kb
+from dockerdoctor.net import HostPort
 
 FULL_MEND_LINES = 5000  # up to this many lines every line is read and mended; beyond, only those with keywords
 TRUNCATED_SCORE = 0.8  # a hit recognised from the start of a phrase counts this share of its weight

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.facts import Facts, fact
 from dockerdoctor.knowledge.events import Hit, filter_hits, recent_hits
+from dockerdoctor.net import HostPort
 
 
 @dataclass
