@@ -21,7 +21,8 @@ from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.e2e import E2EResult
-from dockerdoctor.rules_support import insecure_fix, short, tls_fix
+from dockerdoctor.fixes.recipes import insecure_fix, tls_fix
+from dockerdoctor.rules_support import short
 
 NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
              "daemon in another network namespace without root to enter it: a live report's last line says "

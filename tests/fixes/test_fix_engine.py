@@ -190,7 +190,7 @@ def test_changed_keys_ignores_formatting_and_order() -> None:
 
 
 def _dd101(plain: bool) -> Finding:
-    from dockerdoctor.rules_support import trust_fix
+    from dockerdoctor.fixes.recipes import trust_fix
 
     return Finding(
         "DD101",
