@@ -147,7 +147,8 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
 
 
 @rule("DD102", "env-file-not-loaded", category="daemon", severity=Severity.ERROR,
-      title="Options in an environment file are ignored")
+      title="Options in an environment file are ignored",
+      validates_config=True, repair_order=5)
 def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                         daemon_json: DaemonJson | None = None) -> Iterator[Finding]:
     """Options sit in /etc/sysconfig/docker or /etc/default/docker, but docker.service loads no
@@ -206,7 +207,8 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
 
 
 @rule("DD103", "env-var-not-used", category="daemon", severity=Severity.ERROR,
-      title="A loaded variable never reaches dockerd's command line")
+      title="A loaded variable never reaches dockerd's command line",
+      validates_config=True, repair_order=4)
 def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                      planned_command: ExpandedCommand) -> Iterator[Finding]:
     """The unit loads the EnvironmentFile, but ExecStart does not expand the variable that holds
@@ -269,7 +271,8 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
 
 
 @rule("DD104", "flag-and-file-conflict", category="daemon", severity=Severity.ERROR,
-      title="The same option is set as a flag and in daemon.json")
+      title="The same option is set as a flag and in daemon.json",
+      validates_config=True, repair_order=3)
 def flag_and_file_conflict(effective_config: EffectiveConfig,
                            docker_journal: Journal | None = None) -> Iterator[Finding]:
     """A directive is given both on dockerd's command line and in daemon.json, so dockerd refuses
@@ -366,7 +369,8 @@ def _remove_flag_words(cfg: EffectiveConfig, variable: str, flag: str) -> str:
 
 
 @rule("DD105", "insecure-registry-malformed", category="daemon", severity=Severity.ERROR,
-      title="An insecure-registries value is malformed")
+      title="An insecure-registries value is malformed",
+      validates_config=True, repair_order=2)
 def insecure_registry_malformed(effective_config: EffectiveConfig,
                                 target_registries: list[TargetRegistry] | None = None) -> Iterator[Finding]:
     """An insecure-registries value that dockerd rejects or silently ignores.
@@ -457,7 +461,8 @@ def repair_json(text: str) -> str | None:
 
 
 @rule("DD106", "daemon-json-invalid", category="daemon", severity=Severity.ERROR,
-      title="daemon.json is invalid")
+      title="daemon.json is invalid",
+      validates_config=True, repair_order=1)
 def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int, int] | None = None
                         ) -> Iterator[Finding]:
     """daemon.json does not parse, has an unknown or misspelled key, a value of the wrong type, or
@@ -668,7 +673,8 @@ def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitMode
 
 
 @rule("DD109", "unit-exec-invalid", category="daemon", severity=Severity.ERROR,
-      title="ExecStart cannot work with this engine")
+      title="ExecStart cannot work with this engine",
+      validates_config=True, repair_order=6)
 def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, docker_socket_unit: bool,
                       engine_version: tuple[int, int, int] | None = None) -> Iterator[Finding]:
     """ExecStart uses `docker daemon` or `docker -d` (removed in 17.12 and 1.13), `-H fd://`

@@ -16,7 +16,7 @@ from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity, Trust
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -251,7 +251,8 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             f"{addr} serves plain HTTP, and this daemon only speaks HTTPS to it (it is not in "
             "insecure-registries), so every push and pull fails.",
             evidence=ev,
-            fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),)),
+            fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),),
+                    trust=Trust(str(addr), plain_http=True)),
             params={"registry": str(addr), "host": addr.host, "port": addr.port},
         )
 
@@ -328,7 +329,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
                     (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
                                 "ca.crt: the CA that signed the registry's certificate (from the registry's "
                                 "admin, not fetched blindly from the server)"),),
-                    alternatives=(insecure_fix(addr, effective_config),)),
+                    alternatives=(insecure_fix(addr, effective_config),), trust=Trust(str(addr))),
             params={"registry": str(addr), "host": addr.host, "port": addr.port, "file": ca_path},
         )
 

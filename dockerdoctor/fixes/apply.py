@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dockerdoctor import engine
+from dockerdoctor.engine import config_validation_rules, repair_rank
 from dockerdoctor.errors import DoctorError
 from dockerdoctor.facts import CheckOptions, Facts
 from dockerdoctor.fixes.backup import BackupError, BackupStore, RunRecord, atomic_write, sha256
@@ -73,12 +75,6 @@ RELOADABLE_KEYS = frozenset(
 # Flag names written as daemon.json keys: dockerd 20.10 accepts and ignores them, so removing or
 # renaming one needs no more than what the key it becomes needs.
 IGNORED_BY_DOCKERD = frozenset({"insecure-registry", "registry-mirror", "label"})
-# Rules that judge a candidate configuration before anything is written.
-VALIDATION_RULES = ("DD102", "DD103", "DD104", "DD105", "DD106", "DD109")
-# Repairs of the configuration files themselves go first, so later edits apply to a parsable file.
-REPAIR_ORDER = ("DD106", "DD105", "DD104", "DD103", "DD102", "DD109")
-# Findings that a TLS CA in certs.d or an insecure-registries entry repairs (one step per registry).
-TRUST_RULES = ("DD101", "DD203", "DD204")
 # Commands a fix shows for information; running them repairs nothing.
 READ_ONLY_COMMANDS = (
     "journalctl",
@@ -146,8 +142,8 @@ def choose_fixes(
                 Choice(f, None, [f"advice only ({f.severity.label}), never applied automatically: {fix.summary}"])
             )
             continue
-        if f.rule_id in TRUST_RULES and f.params.get("registry"):
-            reg = str(f.params["registry"])
+        if fix.trust is not None:
+            reg = fix.trust.registry
             if reg in trusted:
                 out.append(Choice(f, None, [f"the [{trusted[reg]}] step for {reg} repairs this too"]))
                 continue
@@ -186,13 +182,12 @@ def _last_dropin(fix: Fix, existing: list[str]) -> Fix:
 
 
 def _order_key(f: Finding) -> tuple[int, int, str]:
-    pos = REPAIR_ORDER.index(f.rule_id) if f.rule_id in REPAIR_ORDER else len(REPAIR_ORDER)
-    return (pos, -int(f.severity), f.rule_id)
+    return (repair_rank(f.rule_id), -int(f.severity), f.rule_id)
 
 
 def _choose_trust(f: Finding, fix: Fix, ca_pem: str | None, insecure: bool) -> Choice:
-    name = str(f.params.get("registry", ""))
-    plain = bool(f.params.get("plain_http", f.rule_id == "DD203"))
+    assert fix.trust is not None
+    name, plain = fix.trust.registry, fix.trust.plain_http
     alt = fix.alternatives[0] if fix.alternatives else None
     if ca_pem is not None and not insecure:
         if plain:
@@ -567,8 +562,6 @@ def validate(prepared: Prepared, facts: Facts, state_dir: str | None = None) -> 
     problems: list[str] = []
     if not prepared.changes:
         return problems
-    from dockerdoctor.engine import run_rules
-
     overlay: dict[str, bytes] = {}
     for ch in prepared.changes.values():
         overlay[ch.path] = ch.after
@@ -584,10 +577,10 @@ def validate(prepared: Prepared, facts: Facts, state_dir: str | None = None) -> 
     if problems:
         return problems
     options = dataclasses.replace(facts.options, network=False)
-    select = set(VALIDATION_RULES)
+    select = config_validation_rules()
 
     def keys(src: Source) -> set[tuple[str, str]]:
-        results = run_rules(Facts(src, options), select)
+        results = engine.run_rules(Facts(src, options), select)
         return {(f.rule_id, f.title) for r in results for f in r.findings if int(f.severity) >= 3}
 
     before = keys(facts.source)
@@ -906,25 +899,23 @@ class Transaction:
     def _verify(self) -> str | None:
         if self.o.facts_factory is None:
             return None
-        from dockerdoctor.engine import run_rules
-
-        # Offline, a fix that is only a reload/restart cannot show on the snapshot: verify the file edits.
+            # Offline, a fix that is only a reload/restart cannot show on the snapshot: verify the file edits.
         steps = [s for s in self.p.applicable if s.changes or not self.p.offline]
         wanted = {(s.finding.rule_id, s.finding.title) for s in steps}
         if not wanted:
             return None
         rule_ids = {rid for rid, _ in wanted}
         registries = [
-            str(s.finding.params["registry"])
+            s.finding.fix.trust.registry
             for s in steps
-            if s.finding.rule_id == "DD101" and s.finding.params.get("registry")
+            if s.finding.fix is not None and s.finding.fix.trust is not None and s.finding.fix.trust.verify_by_probe
         ]
         end = time.monotonic() + self.o.verify_timeout
         last = ""
         while True:
             facts = self.o.facts_factory()
             try:
-                results = run_rules(facts, rule_ids)
+                results = engine.run_rules(facts, rule_ids)
             finally:
                 facts.source.close()
             remaining = [f for r in results for f in r.findings if (f.rule_id, f.title) in wanted]

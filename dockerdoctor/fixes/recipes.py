@@ -15,7 +15,7 @@ from dockerdoctor.facts.containers import ContainerInfo, Mount, RegistryContaine
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.firewall import FilterRule
 from dockerdoctor.facts.systemd import UnitModel, split_command_line
-from dockerdoctor.model import EnvFileSet, Fix, JsonListAdd, ReplaceFileContent, RunCommand, ServiceAction
+from dockerdoctor.model import EnvFileSet, Fix, JsonListAdd, ReplaceFileContent, RunCommand, ServiceAction, Trust
 from dockerdoctor.net import HostPort
 
 RESTART_WARNING = "A restart stops running containers unless live-restore is on."
@@ -72,9 +72,11 @@ def insecure_fix(target: HostPort, cfg: EffectiveConfig | None) -> Fix:
     )
 
 
-def trust_fix(target: HostPort, cfg: EffectiveConfig | None, plain_http: bool) -> Fix:
+def trust_fix(target: HostPort, cfg: EffectiveConfig | None, plain_http: bool, verify_by_probe: bool = True) -> Fix:
+    """TLS with the registry's CA, insecure-registries as the alternative: one trust step."""
     tls = tls_fix(target, plain_http)
-    return Fix(tls.summary, tls.operations, tls.warnings, alternatives=(insecure_fix(target, cfg),))
+    return Fix(tls.summary, tls.operations, tls.warnings, alternatives=(insecure_fix(target, cfg),),
+               trust=Trust(str(target), plain_http, verify_by_probe))
 
 
 # --------------------------------------------------------------------------- systemd drop-ins
