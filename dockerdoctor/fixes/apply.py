@@ -37,6 +37,7 @@ from dockerdoctor.errors import DoctorError
 from dockerdoctor.facts import CheckOptions, Facts
 from dockerdoctor.fixes.backup import BackupError, BackupStore, RunRecord, atomic_write, sha256
 from dockerdoctor.fixes.edits import FILE_OPS, UneditableFile, apply_edit
+from dockerdoctor.fixes.plan import unified_diff
 from dockerdoctor.fixes.service import ServiceError, ServiceManager
 from dockerdoctor.model import (
     Finding,
@@ -342,8 +343,10 @@ class FileChange:
 @dataclass
 class PreparedStep:
     choice: Choice
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # why the step cannot run here (it is left out)
     changes: int = 0  # how many file edits of this step change something
+    diffs: list[str] = field(default_factory=list)  # its file edits, as the plan shows them
+    edit_errors: list[str] = field(default_factory=list)  # the edits among `errors`
 
     @property
     def finding(self) -> Finding:
@@ -411,15 +414,20 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                     scratch.setdefault(path, originals[path])
                 before = scratch.get(path, originals[path])
                 try:
-                    after = apply_edit(op, before.decode("utf-8") if before is not None else None).encode("utf-8")
+                    before_text = before.decode("utf-8") if before is not None else None
+                    after_text = apply_edit(op, before_text)
                 except UneditableFile as exc:
                     step.errors.append(str(exc))
+                    step.edit_errors.append(str(exc))
                     break
                 except UnicodeDecodeError:
                     step.errors.append(f"{path} is not UTF-8 text; dockerdoctor does not edit it")
+                    step.edit_errors.append(step.errors[-1])
                     break
+                after = after_text.encode("utf-8")
                 if after != before:
                     touched += 1
+                    step.diffs.append(unified_diff(path, before_text, after_text))
                 scratch[path] = after
                 if isinstance(op, ReplaceFileContent):
                     modes[path] = op.mode
