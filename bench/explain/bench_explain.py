@@ -92,7 +92,7 @@ def timing(runs: int = 7) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "fresh", "all"])
+    ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "fresh", "fresh2", "all"])
     ap.add_argument("--misses", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-timing", action="store_true")

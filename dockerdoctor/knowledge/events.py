@@ -90,7 +90,7 @@ def extract_params(line: str) -> dict[str, Any]:
             if best[2]:
                 out["port"] = int(best[2])
             out["scheme"] = best[3]
-    if "port" not in out:
+    if "port" not in out and "public" not in out:  # a public registry's dial goes to its address or a proxy
         for rx in _ADDR_RES:
             am = rx.search(line)
             if am is None or not am.group("host"):
