@@ -625,6 +625,12 @@ def explain(
       dockerdoctor explain DD104
 
       docker push 10.0.0.5:5000/app 2>&1 | dockerdoctor explain -
+
+      journalctl -u docker --no-pager | dockerdoctor explain --format json -
+
+    The answer is a verdict (cause, possible, no known cause), the rules that fit with the lines
+    they rest on, and the fix; stdin is read up to its last 1 MiB. Exit 0 a cause fits, 1 none
+    does, 2 empty input or an unknown rule id.
     """
     from dockerdoctor.engine import discover
 
