@@ -20,6 +20,7 @@ from dockerdoctor.runtimes.containerd import (
 from dockerdoctor.runtimes.hosts_toml import cri_refusal, near_misses
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
+CRI_NOT_LOADED = re.compile(r"failed to load plugin io\.containerd\.grpc\.v1\.cri")
 UNKNOWN_CA = re.compile(r"x509: certificate signed by unknown authority|failed to verify certificate")
 
 
@@ -58,8 +59,9 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
     for path, hf in sorted(containerd_hosts_files.items()):
         probs = list(hf.problems)
         if containerd_version is not None and containerd_version < (1, 7) and hf.server is not None and not hf.error:
-            root = [k for k, v in (("server", hf.server_set), ("ca", hf.server.ca), ("skip_verify", hf.server.skip_verify),
-                                   ("client", hf.server.client)) if v]
+            s = hf.server
+            root = [k for k, v in (("server", hf.server_set), ("ca", s.ca), ("skip_verify", s.skip_verify),
+                                   ("client", s.client)) if v]
             if root:
                 from dockerdoctor.runtimes.hosts_toml import Problem
 
@@ -91,7 +93,8 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
 
     Example:
         /etc/containerd/certs.d/10.0.0.5:5000/hosts.toml exists, config.toml has no config_path:
-        kubelet: failed to do request: Head "https://10.0.0.5:5000/v2/...": http: server gave HTTP response to HTTPS client
+        kubelet: failed to do request: Head "https://10.0.0.5:5000/v2/...":
+          http: server gave HTTP response to HTTPS client
     """
     if not containerd_hosts_files:
         raise Skip("no hosts.toml on this host")
@@ -137,7 +140,8 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
             if text is not None:
                 fix = recipes.add_config_path_fix(cfg, text, root)
         yield finding("DD602", f"{path} is not read by the CRI ({where})",
-                      f"containerd's CRI plugin reads hosts.toml only under config_path; {cfg.path if cfg else 'config.toml'} "
+                      "containerd's CRI plugin reads hosts.toml only under config_path; "
+                      f"{cfg.path if cfg else 'config.toml'} "
                       f"has {where}, so kubelet's pulls ignore {path}.", evidence=ev, fix=fix,
                       params={"file": path})
 
@@ -175,7 +179,7 @@ def cri_registry_config_conflict(containerd_config, containerd_version=None,
         else []
     ev += [Evidence(cfg.path, what, line) for what, line in cfg.legacy_conflict]
     if containerd_journal is not None:
-        for no, line in reversed(containerd_journal.grep(re.compile(r"failed to load plugin io\.containerd\.grpc\.v1\.cri"))):
+        for no, line in reversed(containerd_journal.grep(CRI_NOT_LOADED)):
             ev.append(Evidence(containerd_journal.source, short(line, 300), no))
             break
     text = cfg.text
@@ -201,7 +205,8 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
     verification). Never a blanket skip_verify in `_default`. No restart: hosts.toml is read per pull.
 
     Example:
-        failed to do request: Head "https://10.0.0.5:5000/v2/app/manifests/1": http: server gave HTTP response to HTTPS client
+        failed to do request: Head "https://10.0.0.5:5000/v2/app/manifests/1":
+          http: server gave HTTP response to HTTPS client
     """
     if not target_registries:
         raise Skip("no registry to check: name one with --registry HOST:PORT")

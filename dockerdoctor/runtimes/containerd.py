@@ -364,7 +364,7 @@ class NerdctlConfig:
 
 
 def parse_nerdctl_toml(text: str, path: str) -> NerdctlConfig:
-    from dockerdoctor.runtimes.hosts_toml import _error_line, tomllib, toml_lines
+    from dockerdoctor.runtimes.hosts_toml import _error_line, toml_lines, tomllib
 
     nc = NerdctlConfig(path)
     try:
@@ -496,7 +496,7 @@ def parse_registries_yaml(text: str, path: str, exists=lambda p: True) -> K3sReg
                             if tk not in _K3S_TLS:
                                 reg.problems.append(Problem(path, tline, f"unknown tls key {tk!r} in configs {host!r}"))
                                 continue
-                            kc.tls[tk] = tv.value
+                            kc.tls[tk] = _scalar(tv)
                             kc.tls_lines[tk] = tline
                             if tk.endswith("_file") and tv.value and not exists(tv.value):
                                 reg.problems.append(Problem(path, tline, f"{tk} {tv.value} does not exist"))
@@ -504,9 +504,20 @@ def parse_registries_yaml(text: str, path: str, exists=lambda p: True) -> K3sReg
                         kc.auth = True
                         for ak, _av, aline in items(cv):
                             if ak not in _K3S_AUTH:
-                                reg.problems.append(Problem(path, aline, f"unknown auth key {ak!r} in configs {host!r}"))
+                                reg.problems.append(Problem(path, aline,
+                                                            f"unknown auth key {ak!r} in configs {host!r}"))
                 reg.configs[host] = kc
     return reg
+
+
+def _scalar(node: Any) -> Any:
+    value = getattr(node, "value", None)
+    tag = getattr(node, "tag", "")
+    if tag.endswith(":bool") and isinstance(value, str):
+        return value.lower() in ("true", "yes", "on")
+    if tag.endswith(":int") and isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
 
 
 @fact()

@@ -68,7 +68,8 @@ CRI_REGISTRY_TABLES: dict[int, tuple[str, ...]] = {
 # --------------------------------------------------------------------------------------------- line scan
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*(\]\]?)\s*(?:#.*)?$")
-_KEYVAL = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*'))*)\s*=""")
+_KEY1 = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
+_KEYVAL = re.compile(rf"^\s*({_KEY1}(?:\s*\.\s*{_KEY1})*)\s*=")
 
 
 def split_key(text: str) -> tuple[str, ...]:
@@ -550,7 +551,8 @@ def resolve_with_hosts_dirs(runtime: str, ref: ImageRef, roots: tuple[str, ...] 
             tls = TlsMaterial(cas, pairs, False, True, origin)
             notes.append(f"{match.path} has no hosts.toml: its *.crt/*.cert/*.key configure TLS for {host}")
         elif roots:
-            notes.append(f"no host directory for {host} in {':'.join(roots)} (tried {', '.join(host_dir_names(host, version))})")
+            tried = ", ".join(host_dir_names(host, version))
+            notes.append(f"no host directory for {host} in {':'.join(roots)} (tried {tried})")
         scheme = "http" if server_url.startswith("http://") else "https"
         eps.append(Endpoint(server_url + "/v2", scheme, server_url.split("://", 1)[1], "registry",  # type: ignore[arg-type]
                             ALL_CAPABILITIES, tls, False, False, origin))

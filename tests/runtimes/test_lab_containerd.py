@@ -174,7 +174,8 @@ def test_prediction_matches_ctr_pull(ctd_lab: CtdLab, case: str) -> None:
     ('  [plugins."io.containerd.grpc.v1.cri".registry.configs."r.example:5000".tls]\n    insecure_skip_verify = true\n',
      True),
     ('  [plugins."io.containerd.grpc.v1.cri".registry.configs."r.example:5000".auth]\n    username = "u"\n', False),
-    ('  [plugins."io.containerd.grpc.v1.cri".registry.mirrors]\n  [plugins."io.containerd.grpc.v1.cri".registry.configs]\n',
+    ('  [plugins."io.containerd.grpc.v1.cri".registry.mirrors]\n'
+     '  [plugins."io.containerd.grpc.v1.cri".registry.configs]\n',
      False),
 ], ids=["mirrors", "configs.tls", "configs.auth", "empty tables"])
 def test_cri_refuses_legacy_tables_with_config_path(lab_root: Path, labnet: lab.LabNet, extra: str,
