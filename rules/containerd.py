@@ -60,8 +60,9 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
         probs = list(hf.problems)
         if containerd_version is not None and containerd_version < (1, 7) and hf.server is not None and not hf.error:
             s = hf.server
-            root = [k for k, v in (("server", hf.server_set), ("ca", s.ca), ("skip_verify", s.skip_verify),
-                                   ("client", s.client)) if v]
+            # the ignored root server matters only when no [host] table stands in for it
+            root = [k for k, v in (("server", hf.server_set and not hf.hosts), ("ca", s.ca),
+                                   ("skip_verify", s.skip_verify), ("client", s.client)) if v]
             if root:
                 from dockerdoctor.runtimes.hosts_toml import Problem
 
@@ -246,13 +247,17 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
                 continue  # every pull goes to a mirror on another host
             ev = list(evidence)
             for e in mine:
-                ev.append(Evidence(e.origin.where(), f"{rt.display} tries {e.url}" +
-                                   ("" if e.tls.ca_files else " with no CA for it"), e.origin.line))
+                src = e.origin if e.origin.source != "default" else rt.origin
+                ev.append(Evidence(src.source, f"{rt.display} tries {e.url}" +
+                                   ("" if e.tls.ca_files else " with no CA for it"), src.line))
             ev += [Evidence(rt.display, n) for n in res.notes]
             fix = None
             roots = getattr(rt, "roots", ())
-            if roots:
-                match = rt.host_dir(name)
+            match = rt.host_dir(name) if roots else None
+            if match is not None and match.hosts_toml is not None and match.hosts_toml.error:
+                hf = match.hosts_toml
+                ev.append(Evidence(hf.path, "does not parse: fix DD601 first", hf.error_line))
+            elif roots:
                 current = match.hosts_toml.text if match and match.hosts_toml and not match.is_default else None
                 root = match.root if match and not match.is_default else roots[0]
                 fix = recipes.trust_http(root, name, current, rt.display) if plain else \

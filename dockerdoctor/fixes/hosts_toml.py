@@ -15,6 +15,7 @@ when it starts: a restart of k3s.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from dockerdoctor.model import Fix, ReplaceFileContent, RunCommand, ServiceAction
 from dockerdoctor.runtimes.hosts_toml import (
@@ -142,8 +143,8 @@ def registries_yaml_fix(path: str, current: str) -> Fix | None:
         doc = y.load(current)
     except Exception:
         return None
-    mirrors = doc.get("mirrors") if hasattr(doc, "get") else None
-    if not hasattr(mirrors, "get") or "configs" not in mirrors:
+    mirrors: Any = doc.get("mirrors") if hasattr(doc, "get") else None
+    if mirrors is None or not hasattr(mirrors, "get") or "configs" not in mirrors:
         return None
     configs = mirrors.pop("configs")
     if "configs" in doc and hasattr(doc["configs"], "update"):

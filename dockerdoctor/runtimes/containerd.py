@@ -180,6 +180,13 @@ def containerd_version(facts: Facts) -> tuple[int, int] | None:
                 text = None
     else:
         text = facts.source.read_text("/sos_commands/containerd/containerd_--version")
+    if text is None:
+        # containerd logs its version when it starts: msg="starting containerd" ... version=v1.7.12
+        journal = facts.optional("containerd_journal")
+        for line in reversed(journal.lines if journal is not None else []):
+            if "starting containerd" in line and "version=" in line:
+                text = line.split("version=", 1)[1]
+                break
     return _ver(text)
 
 
@@ -323,7 +330,7 @@ def dockerd_image_store(facts: Facts) -> DockerdStore | None:
     if version is not None and tuple(version) >= (29, 0, 0) and info_text is None:
         return DockerdStore("containerd", DEFAULT, "Engine >= 29.0 defaults to the containerd store on a fresh "
                             "install (not provable from files; check docker info)")
-    if dj is None and facts.optional("dockerd_process") is None:
+    if (dj is None or not dj.exists) and facts.optional("dockerd_process") is None and info_text is None:
         return None
     return DockerdStore("classic", Origin(dj.path) if dj is not None else DEFAULT, "no containerd-snapshotter feature")
 

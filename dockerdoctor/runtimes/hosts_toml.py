@@ -515,17 +515,17 @@ def _tls(s: HostSettings | None, origin: Origin) -> TlsMaterial:
     return TlsMaterial(s.ca, s.client, bool(s.skip_verify), True, origin)
 
 
-def _endpoint(url: str, role: str, s: HostSettings | None, origin: Origin, notes: tuple[str, ...] = ()) -> Endpoint:
-    scheme = "http" if url.startswith("http://") else "https"
+def _endpoint(url: str, role: Any, s: HostSettings | None, origin: Origin, notes: tuple[str, ...] = ()) -> Endpoint:
+    scheme: Any = "http" if url.startswith("http://") else "https"
     full = url if "://" in url else f"https://{url}"
     hostpart = full.split("://", 1)[1].split("/", 1)[0]
     override = bool(s and s.override_path)
     if not override:
         path = full.split("://", 1)[1][len(hostpart):].rstrip("/")
         full = f"{scheme}://{hostpart}{path if path.endswith('/v2') else path + '/v2'}"
-    caps = tuple(s.capabilities) if s and s.capabilities is not None else ALL_CAPABILITIES
-    return Endpoint(full, scheme, hostpart, role, caps, _tls(s, origin) if scheme == "https" else TlsMaterial(
-        origin=origin), False, override, origin, notes)  # type: ignore[arg-type]
+    caps: Any = tuple(s.capabilities) if s and s.capabilities is not None else ALL_CAPABILITIES
+    tls = _tls(s, origin) if scheme == "https" else TlsMaterial(origin=origin)
+    return Endpoint(full, scheme, hostpart, role, caps, tls, False, override, origin, notes)  # type: ignore[arg-type]
 
 
 def resolve_with_hosts_dirs(runtime: str, ref: ImageRef, roots: tuple[str, ...] | list[str], listdir: Lister,
@@ -577,8 +577,9 @@ def resolve_with_hosts_dirs(runtime: str, ref: ImageRef, roots: tuple[str, ...] 
         else:
             notes.append(f"{url} is skipped: capabilities {list(ep.capabilities)} lack {want}")
     server = hf.server
-    root_ignored = version is not None and version < ROOT_FIELDS_SINCE
-    if root_ignored and hf.server and (hf.server_set or hf.server.ca or hf.server.skip_verify or hf.server.client):
+    rs = hf.server
+    old = version is not None and version < ROOT_FIELDS_SINCE
+    if old and rs and (hf.server_set or rs.ca or rs.skip_verify or rs.client):
         notes.append(f"containerd {version[0]}.{version[1]} ignores the root fields of {hf.path} (server, ca, "
                      "client, skip_verify; measured on 1.6.20): put them in a [host.\"URL\"] table")
         server = None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import tomllib
 
 import pytest
+import tomllib
 
 from dockerdoctor.fixes import hosts_toml as recipes
 from dockerdoctor.runtimes.base import ImageRef
