@@ -579,7 +579,7 @@ def resolve_with_hosts_dirs(runtime: str, ref: ImageRef, roots: tuple[str, ...] 
     server = hf.server
     rs = hf.server
     old = version is not None and version < ROOT_FIELDS_SINCE
-    if old and rs and (hf.server_set or rs.ca or rs.skip_verify or rs.client):
+    if old and version and rs and (hf.server_set or rs.ca or rs.skip_verify or rs.client):
         notes.append(f"containerd {version[0]}.{version[1]} ignores the root fields of {hf.path} (server, ca, "
                      "client, skip_verify; measured on 1.6.20): put them in a [host.\"URL\"] table")
         server = None
