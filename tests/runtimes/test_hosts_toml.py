@@ -233,3 +233,16 @@ def test_hostile_input_never_raises(text: str) -> None:
     parse_containerd_config(text, "c")
     parse_registries_yaml(text, "r")
     toml_lines(text)
+
+
+def test_collect_takes_the_containerd_family_files() -> None:
+    from dockerdoctor import collect
+    from dockerdoctor.runtimes.containerd import COMMAND_FILES, FILES
+
+    for live, sos, _what in FILES:
+        assert sos == live.lstrip("/"), (live, sos)  # files keep their real paths in a snapshot
+        if live.endswith("/"):
+            assert live.rstrip("/") in collect.DIRS
+        else:
+            assert live in collect.FILES
+    assert all(rel.startswith("sos_commands/containerd/") for _cmd, rel in COMMAND_FILES)
