@@ -64,7 +64,8 @@ FILES: tuple[tuple[str, str, str], ...] = (
 COMMAND_FILES: tuple[tuple[str, str], ...] = (
     ("containerd --version", "sos_commands/containerd/containerd_--version"),
     ("containerd config dump", "sos_commands/containerd/containerd_config_dump"),
-    ("journalctl --no-pager --unit containerd -n 5000", "sos_commands/containerd/journalctl_--no-pager_--unit_containerd"),
+    ("journalctl --no-pager --unit containerd -n 5000",
+     "sos_commands/containerd/journalctl_--no-pager_--unit_containerd"),
 )
 
 
