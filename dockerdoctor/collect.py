@@ -30,9 +30,8 @@ FILES = [
     "/etc/hostname",  # names the host in fleet reports
 ]
 DIRS = ["/etc/firewalld/zones", "/etc/docker/certs.d"]
-# The containerd family's files (dockerdoctor/runtimes/containerd.py: FILES, COMMAND_FILES), until the
+# The containerd family's files (dockerdoctor/runtimes/containerd.py: FILES; its commands are in COMMANDS), until the
 # collection spec table takes them over: config.toml, certs.d trees, nerdctl.toml, k3s/rke2 registries.yaml.
-from dockerdoctor.runtimes.containerd import COMMAND_FILES as _CTD_COMMANDS  # noqa: E402
 from dockerdoctor.runtimes.containerd import FILES as _CTD_FILES  # noqa: E402
 
 FILES += [p for p, _sos, _what in _CTD_FILES if not p.endswith("/")]
@@ -102,20 +101,6 @@ def collect(out: Path, daemon_root: str = "") -> list[str]:
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(proc.stdout[-MAX_FILE:] if spec.tail else proc.stdout[:MAX_FILE])
         manifest.append(f"command {' '.join(spec.live)} -> {rel} (rc {proc.returncode})")
-    for line, rel in _CTD_COMMANDS:
-        argv = line.split()
-        if not shutil.which(argv[0]):
-            continue
-        try:
-            proc = subprocess.run(argv, capture_output=True, timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL,
-                                  env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": ""})
-        except (OSError, subprocess.SubprocessError) as exc:
-            manifest.append(f"error {line}: {exc}")
-            continue
-        dst = out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(proc.stdout[-MAX_FILE:])
-        manifest.append(f"command {line} -> {rel} (rc {proc.returncode})")
     (out / "dockerdoctor-collect.txt").write_text("\n".join(manifest) + "\n")
     return manifest
 

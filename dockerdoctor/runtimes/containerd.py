@@ -61,12 +61,9 @@ FILES: tuple[tuple[str, str, str], ...] = (
     (K3S_CONFIG, "var/lib/rancher/k3s/agent/etc/containerd/config.toml", "k3s's containerd"),
     (K3S_CERTS_D + "/", "var/lib/rancher/k3s/agent/etc/containerd/certs.d/", "k3s's containerd (generated)"),
 )
-COMMAND_FILES: tuple[tuple[str, str], ...] = (
-    ("containerd --version", "sos_commands/containerd/containerd_--version"),
-    ("containerd config dump", "sos_commands/containerd/containerd_config_dump"),
-    ("journalctl --no-pager --unit containerd -n 5000",
-     "sos_commands/containerd/journalctl_--no-pager_--unit_containerd"),
-)
+# Their commands are COMMANDS keys in dockerdoctor/sources/base.py: containerd_version,
+# containerd_config_dump, journal_containerd.
+COMMAND_KEYS = ("containerd_version", "containerd_config_dump", "journal_containerd")
 
 
 def _ver(text: str | None) -> tuple[int, int] | None:
@@ -168,19 +165,7 @@ def containerd_process(facts: Facts) -> ContainerdProcess | None:
 @fact()
 def containerd_version(facts: Facts) -> tuple[int, int] | None:
     """containerd's major.minor (`containerd --version`), None when unknown."""
-    text = None
-    if facts.live:
-        import shutil
-        import subprocess
-
-        exe = shutil.which("containerd")
-        if exe:
-            try:
-                text = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=5).stdout
-            except (OSError, subprocess.SubprocessError):
-                text = None
-    else:
-        text = facts.source.read_text("/sos_commands/containerd/containerd_--version")
+    text = facts.source.command("containerd_version")
     if text is None:
         # containerd logs its version when it starts: msg="starting containerd" ... version=v1.7.12
         journal = facts.optional("containerd_journal")
@@ -622,24 +607,11 @@ def containerd_journal(facts: Facts):
     """containerd's log (journal or the sosreport's copy)."""
     from dockerdoctor.facts.host import Journal
 
-    if facts.live:
-        import shutil
-        import subprocess
-
-        if not shutil.which("journalctl"):
-            raise FactUnavailable("no journalctl here")
-        try:
-            out = subprocess.run(["journalctl", "--no-pager", "--unit", "containerd", "-n", "5000"],
-                                 capture_output=True, text=True, timeout=10).stdout
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise FactUnavailable(f"journalctl failed: {exc}") from None
-        return Journal("journalctl --unit containerd", out.splitlines())
-    for rel in ("/sos_commands/containerd/journalctl_--no-pager_--unit_containerd",
-                "/sos_commands/logs/journalctl_--no-pager_--unit_containerd"):
-        text = facts.source.read_text(rel, tail=True)
-        if text is not None:
-            return Journal(rel.lstrip("/"), text.splitlines())
-    raise FactUnavailable("no containerd journal in the snapshot")
+    text = facts.source.command("journal_containerd")
+    if text is None:
+        raise FactUnavailable("no containerd journal " + ("(journalctl gave nothing)" if facts.live else
+                                                          "in the snapshot"))
+    return Journal(facts.source.command_source("journal_containerd"), text.splitlines())
 
 
 @fact()

@@ -84,6 +84,17 @@ COMMANDS: dict[str, CommandSpec] = {
          "sos_commands/networking/iptables_-vnxL"),
     ),
     "nft_ruleset_firewalld": CommandSpec(("nft", "list", "ruleset"), ("sos_commands/firewalld/nft_list_ruleset",)),
+    # containerd family (issue 14; dockerdoctor/runtimes/containerd.py). sos's containerd plugin runs
+    # `containerd config dump` and keeps the containerd journal; `--version` is dockerdoctor's own.
+    "containerd_version": CommandSpec(("containerd", "--version"), ("sos_commands/containerd/containerd_--version",)),
+    "containerd_config_dump": CommandSpec(("containerd", "config", "dump"),
+                                          ("sos_commands/containerd/containerd_config_dump",)),
+    "journal_containerd": CommandSpec(
+        ("journalctl", "--no-pager", "--unit", "containerd", "-n", "5000"),
+        ("sos_commands/containerd/journalctl_--no-pager_--unit_containerd",
+         "sos_commands/logs/journalctl_--no-pager_--unit_containerd*"),
+        tail=True,
+    ),
 }
 
 

@@ -237,7 +237,8 @@ def test_hostile_input_never_raises(text: str) -> None:
 
 def test_collect_takes_the_containerd_family_files() -> None:
     from dockerdoctor import collect
-    from dockerdoctor.runtimes.containerd import COMMAND_FILES, FILES
+    from dockerdoctor.runtimes.containerd import COMMAND_KEYS, FILES
+    from dockerdoctor.sources.base import COMMANDS
 
     for live, sos, _what in FILES:
         assert sos == live.lstrip("/"), (live, sos)  # files keep their real paths in a snapshot
@@ -245,4 +246,4 @@ def test_collect_takes_the_containerd_family_files() -> None:
             assert live.rstrip("/") in collect.DIRS
         else:
             assert live in collect.FILES
-    assert all(rel.startswith("sos_commands/containerd/") for _cmd, rel in COMMAND_FILES)
+    assert all(COMMANDS[k].sos[0].startswith("sos_commands/containerd/") for k in COMMAND_KEYS)
