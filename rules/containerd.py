@@ -355,8 +355,8 @@ def k3s_registries_yaml_invalid(k3s_registries) -> Iterator[Finding]:
     reg = k3s_registries
     if reg is None:
         raise Skip("no /etc/rancher/k3s/registries.yaml")
-    text = reg.text
-    fix = recipes.registries_yaml_fix(reg.path, text) if text else None
     for p in reg.problems:
+        # the fix (ruamel.yaml, imported only then) for the one shape it can repair by itself
+        fix = recipes.registries_yaml_fix(reg.path, reg.text) if reg.text and "indented under" in p.text else None
         yield finding("DD607", f"{reg.path}: {short(p.text, 90)}", f"{p.where()}: {p.text}",
-                      evidence=[_ev(p)], fix=fix if "indented under" in p.text else None, params={"file": reg.path})
+                      evidence=[_ev(p)], fix=fix, params={"file": reg.path})

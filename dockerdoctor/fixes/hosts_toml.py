@@ -127,8 +127,9 @@ def _tls_lines(tls: dict) -> list[str]:
 
 def copy_to_right_name(src: str, text: str, dst: str) -> Fix:
     return Fix(f"Put the hosts.toml where containerd looks: {dst} ({NO_RESTART})",
-               (ReplaceFileContent(dst, text, 0o644),
-                RunCommand(("rm", "-r", os.path.dirname(src)), "then remove the misnamed directory")))
+               (ReplaceFileContent(dst, text, 0o644),),
+               warnings=(f"Then remove {os.path.dirname(src)} (and move any certificate files it holds): "
+                         "a second copy is easy to edit by mistake.",))
 
 
 def registries_yaml_fix(path: str, current: str) -> Fix | None:
