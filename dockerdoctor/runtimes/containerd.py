@@ -1,8 +1,8 @@
 """Adapters for the clients that read containerd's hosts.toml: containerd CRI, ctr, nerdctl, k3s/rke2,
 dockerd on the containerd image store (and dockerd's classic store, for `resolve`), and their facts.
 
-The files these facts read are listed in ``FILES`` (live path, where a sosreport keeps it) so the
-collection spec table can take them over; ``collect`` copies them.
+The files, folders and commands these facts read are rows of the spec table
+(dockerdoctor/sources/specs.py), so ``collect`` and ``collect --script`` gather them.
 """
 
 from __future__ import annotations
@@ -36,33 +36,21 @@ from dockerdoctor.runtimes.hosts_toml import (
     resolve_legacy_mirrors,
     resolve_with_hosts_dirs,
 )
+from dockerdoctor.sources.specs import dir_paths, file_path, read_first
 
-CONTAINERD_CONFIG = "/etc/containerd/config.toml"
-CONTAINERD_CERTS_D = "/etc/containerd/certs.d"
-DOCKER_CERTS_D = "/etc/docker/certs.d"
-NERDCTL_TOML = "/etc/nerdctl/nerdctl.toml"
-K3S_REGISTRIES = "/etc/rancher/k3s/registries.yaml"
-RKE2_REGISTRIES = "/etc/rancher/rke2/registries.yaml"
-K3S_CONTAINERD_DIR = "/var/lib/rancher/k3s/agent/etc/containerd"
-K3S_CERTS_D = K3S_CONTAINERD_DIR + "/certs.d"
-K3S_CONFIG = K3S_CONTAINERD_DIR + "/config.toml"
-
-# (live path, path in a sosreport, what reads it). sos's containerd plugin copies /etc/containerd/
-# whole and runs `containerd config dump` (sos_commands/containerd/containerd_config_dump) and the
-# containerd journal (sosreport/sos:sos/report/plugins/containerd.py); sos has no k3s plugin, so
-# k3s's files are in a sosreport only when collected with dockerdoctor's `collect`.
-FILES: tuple[tuple[str, str, str], ...] = (
-    (CONTAINERD_CONFIG, "etc/containerd/config.toml", "containerd"),
-    (CONTAINERD_CERTS_D + "/", "etc/containerd/certs.d/", "containerd CRI, nerdctl"),
-    (DOCKER_CERTS_D + "/", "etc/docker/certs.d/", "dockerd (both stores), nerdctl"),
-    (NERDCTL_TOML, "etc/nerdctl/nerdctl.toml", "nerdctl"),
-    (K3S_REGISTRIES, "etc/rancher/k3s/registries.yaml", "k3s"),
-    (RKE2_REGISTRIES, "etc/rancher/rke2/registries.yaml", "rke2"),
-    (K3S_CONFIG, "var/lib/rancher/k3s/agent/etc/containerd/config.toml", "k3s's containerd"),
-    (K3S_CERTS_D + "/", "var/lib/rancher/k3s/agent/etc/containerd/certs.d/", "k3s's containerd (generated)"),
-)
-# Their commands are COMMANDS keys in dockerdoctor/sources/base.py: containerd_version,
-# containerd_config_dump, journal_containerd.
+# Every path and command these facts read is a row of the spec table (dockerdoctor/sources/specs.py:
+# containerd_config, k3s_containerd_config, nerdctl_toml, k3s_registries_yaml; containerd_certs_d, k3s_certs_d,
+# certs_d; containerd_version, containerd_config_dump, journal_containerd), so `collect` gathers them.
+CONTAINERD_CONFIG = file_path("containerd_config")
+CONTAINERD_CERTS_D = dir_paths("containerd_certs_d")[0]
+DOCKER_CERTS_D = dir_paths("certs_d")[0]
+NERDCTL_TOML = file_path("nerdctl_toml")
+K3S_REGISTRIES = file_path("k3s_registries_yaml")
+K3S_CONFIG = file_path("k3s_containerd_config")
+K3S_CONTAINERD_DIR = os.path.dirname(K3S_CONFIG)
+K3S_CERTS_D = dir_paths("k3s_certs_d")[0]
+FILE_KEYS = ("containerd_config", "k3s_containerd_config", "nerdctl_toml", "k3s_registries_yaml")
+DIR_KEYS = ("containerd_certs_d", "k3s_certs_d", "certs_d")
 COMMAND_KEYS = ("containerd_version", "containerd_config_dump", "journal_containerd")
 
 
@@ -375,10 +363,13 @@ def parse_nerdctl_toml(text: str, path: str) -> NerdctlConfig:
 
 @fact()
 def nerdctl_runtime(facts: Facts) -> HostsDirRuntime | None:
-    text = facts.source.read_text(NERDCTL_TOML)
-    exe = facts.source.exists("/usr/local/bin/nerdctl") or facts.source.exists("/usr/bin/nerdctl")
-    if text is None and not exe:
-        return None
+    found = read_first(facts.source, "nerdctl_toml")
+    text = found[1] if found else None
+    if text is None:
+        import shutil
+
+        if not (facts.live and shutil.which("nerdctl")):
+            return None
     nc = parse_nerdctl_toml(text, NERDCTL_TOML) if text is not None else NerdctlConfig(NERDCTL_TOML)
     return HostsDirRuntime("nerdctl", "nerdctl", nc.hosts_dir, _lister(facts), _reader(facts),
                            facts.optional("containerd_version"), None,
@@ -515,11 +506,10 @@ def _scalar(node: Any) -> Any:
 
 @fact()
 def k3s_registries(facts: Facts) -> K3sRegistries | None:
-    for path in (K3S_REGISTRIES, RKE2_REGISTRIES):
-        text = facts.source.read_text(path)
-        if text is not None:
-            return parse_registries_yaml(text, path, facts.source.exists)
-    return None
+    found = read_first(facts.source, "k3s_registries_yaml")
+    if found is None:
+        return None
+    return parse_registries_yaml(found[1], found[0], facts.source.exists)
 
 
 @dataclass
@@ -564,7 +554,7 @@ class K3sRuntime:
 @fact()
 def k3s_runtime(facts: Facts) -> K3sRuntime | None:
     reg = facts.optional("k3s_registries")
-    have_dir = facts.source.stat(K3S_CONTAINERD_DIR) is not None
+    have_dir = facts.source.stat(K3S_CERTS_D) is not None or read_first(facts.source, "k3s_containerd_config")
     if reg is None and not have_dir:
         return None
     gen = HostsDirRuntime("k3s-containerd", "k3s's containerd", (K3S_CERTS_D,), _lister(facts), _reader(facts))
@@ -577,7 +567,7 @@ def k3s_runtime(facts: Facts) -> K3sRuntime | None:
 @fact()
 def containerd_hosts_files(facts: Facts) -> dict[str, HostsFile]:
     """Every hosts.toml under the directories any containerd-family client reads, by path."""
-    roots = [CONTAINERD_CERTS_D, DOCKER_CERTS_D, K3S_CERTS_D]
+    roots = [dir_paths(k)[0] for k in DIR_KEYS]
     cfg = facts.optional("containerd_config")
     if cfg is not None:
         roots += [r for r in cfg.config_path if r not in roots]

@@ -236,14 +236,15 @@ def test_hostile_input_never_raises(text: str) -> None:
 
 
 def test_collect_takes_the_containerd_family_files() -> None:
-    from dockerdoctor import collect
-    from dockerdoctor.runtimes.containerd import COMMAND_KEYS, FILES
-    from dockerdoctor.sources.base import COMMANDS
+    from dockerdoctor.collect import collect_specs
+    from dockerdoctor.runtimes.containerd import COMMAND_KEYS, DIR_KEYS, FILE_KEYS
+    from dockerdoctor.sources import specs
 
-    for live, sos, _what in FILES:
-        assert sos == live.lstrip("/"), (live, sos)  # files keep their real paths in a snapshot
-        if live.endswith("/"):
-            assert live.rstrip("/") in collect.DIRS
-        else:
-            assert live in collect.FILES
-    assert all(COMMANDS[k].sos[0].startswith("sos_commands/containerd/") for k in COMMAND_KEYS)
+    cs = {(c.kind, c.path) for c in collect_specs()}
+    for key in FILE_KEYS:
+        assert all(("file", p) in cs for p in specs.FILES[key].paths), key
+    for key in DIR_KEYS:
+        assert all(("tree", p) in cs for p in specs.DIRS[key].paths), key
+    for key in COMMAND_KEYS:
+        assert ("command", specs.COMMANDS[key].sos[0]) in cs, key
+        assert specs.COMMANDS[key].sos[0].startswith("sos_commands/containerd/")
