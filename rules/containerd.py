@@ -281,6 +281,10 @@ def hosts_dir_name_mismatch(target_registries: list, containerd_runtimes: list) 
     containerd tries `<host>_<port>_`, then `<host>:<port>`, then `_default` (measured on 1.6.20).
 
     How to fix: rename the directory to `HOST:PORT` (or `HOST_PORT_`). No restart.
+
+    Example:
+        /etc/containerd/certs.d/10.0.0.5/hosts.toml exists, the image is 10.0.0.5:5000/app:1:
+        failed to do request: Head "https://10.0.0.5:5000/v2/app/manifests/1": http: server gave HTTP ...
     """
     if not target_registries:
         raise Skip("no registry to check: name one with --registry HOST:PORT")
@@ -320,6 +324,11 @@ def docker_containerd_store_insecure_ignored(dockerd_containerd_store, effective
 
     How to fix: write /etc/docker/certs.d/HOST:PORT/hosts.toml (TLS with `ca` preferred; a
     `[host."http://HOST:PORT"]` table as the named alternative). Read per pull: no restart.
+
+    Example:
+        $ docker info | grep -A2 "Insecure Registries"      # lists 10.0.0.5:5000
+        $ docker push 10.0.0.5:5000/app:1
+        failed to do request: Head "https://10.0.0.5:5000/v2/app/blobs/sha256:...": http: server gave HTTP ...
     """
     rt = dockerd_containerd_store
     if rt is None:
@@ -351,6 +360,13 @@ def k3s_registries_yaml_invalid(k3s_registries) -> Iterator[Finding]:
 
     How to fix: correct it on every node that has it (servers too), then restart k3s (or k3s-agent):
     k3s renders it into containerd's hosts.toml when it starts.
+
+    Example:
+        mirrors:
+          "10.0.0.5:5000":
+            endpoint: ["https://10.0.0.5:5000"]
+          configs:                       # under mirrors: k3s reads a mirror named "configs"
+            "10.0.0.5:5000": {tls: {insecure_skip_verify: true}}
     """
     reg = k3s_registries
     if reg is None:
