@@ -130,7 +130,10 @@ def containerd_process(facts: Facts) -> ContainerdProcess | None:
                 if c.config == pinned:
                     return c
             return ContainerdProcess(None, (), pinned, "--containerd-config")
-        return next((c for c in found if not c.k3s), found[0] if found else None)
+        # the system containerd (the default config, which kubelet's default endpoint talks to) before
+        # test or per-user instances; k3s's own last
+        found.sort(key=lambda c: (c.k3s, c.config != CONTAINERD_CONFIG, c.pid or 0))
+        return found[0] if found else None
     if pinned:
         return ContainerdProcess(None, (), pinned, "--containerd-config")
     text = facts.source.command("ps")
@@ -195,14 +198,21 @@ class HostsDirRuntime:
     netns: str | None = None
     origin: Origin = DEFAULT
     legacy: ContainerdConfig | None = None  # CRI without config_path: legacy mirrors apply
-    insecure: tuple[str, ...] = ()  # nerdctl --insecure-registry / dockerd insecure-registries
+    insecure: tuple[str, ...] = ()  # dockerd insecure-registries (the containerd store: see DD606)
     notes: tuple[str, ...] = ()
+    insecure_all: bool = False  # nerdctl's insecure_registry: HTTPS, then plain HTTP, for the registry itself
 
     def resolve(self, ref: ImageRef, *, push: bool = False) -> Resolution:
         if self.legacy is not None and not self.roots:
             return resolve_legacy_mirrors(self.name, ref, self.legacy)
         res = resolve_with_hosts_dirs(self.name, ref, self.roots, self.listdir, self.read, self.version, push=push,
                                       extra_notes=self.notes)
+        if self.insecure_all:
+            import dataclasses
+
+            eps = tuple(dataclasses.replace(e, http_fallback=True, tls=dataclasses.replace(e.tls, skip_verify=True))
+                        if e.role == "registry" and e.scheme == "https" else e for e in res.endpoints)
+            res = dataclasses.replace(res, endpoints=eps)
         return res
 
     def host_dir(self, host: str):
@@ -371,9 +381,12 @@ def nerdctl_runtime(facts: Facts) -> HostsDirRuntime | None:
         if not (facts.live and shutil.which("nerdctl")):
             return None
     nc = parse_nerdctl_toml(text, NERDCTL_TOML) if text is not None else NerdctlConfig(NERDCTL_TOML)
+    notes = ("nerdctl.toml insecure_registry = true: HTTPS first, then plain HTTP, for every registry",) \
+        if nc.insecure_registry else ()
     return HostsDirRuntime("nerdctl", "nerdctl", nc.hosts_dir, _lister(facts), _reader(facts),
                            facts.optional("containerd_version"), None,
-                           Origin(NERDCTL_TOML if text is not None else "default", nc.line))
+                           Origin(NERDCTL_TOML if text is not None else "default", nc.line),
+                           insecure_all=nc.insecure_registry, notes=notes)
 
 
 # --------------------------------------------------------------------------------------------- k3s

@@ -248,3 +248,27 @@ def test_collect_takes_the_containerd_family_files() -> None:
     for key in COMMAND_KEYS:
         assert ("command", specs.COMMANDS[key].sos[0]) in cs, key
         assert specs.COMMANDS[key].sos[0].startswith("sos_commands/containerd/")
+
+
+def test_nerdctl_insecure_registry_falls_back_to_http() -> None:
+    fs = FakeFs({})
+    r = HostsDirRuntime("nerdctl", "nerdctl", ("/etc/containerd/certs.d",), fs.listdir, fs.read, insecure_all=True)
+    ep = r.resolve(ImageRef.parse("10.0.0.5:5000/a:1")).endpoints[-1]
+    assert ep.scheme == "https" and ep.http_fallback and ep.tls.skip_verify
+
+
+def test_hypothesis_parsers_never_raise() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    alphabet = st.sampled_from(list('[]"=.\n #host:servercapbilitys_vfy{}-\'tru12'))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.text(alphabet, max_size=200))
+    def check(text: str) -> None:
+        parse_hosts_toml(text, "/d/h:1/hosts.toml")
+        parse_containerd_config(text, "c")
+        parse_registries_yaml(text.replace("[", "- "), "r")
+        toml_lines(text)
+
+    check()

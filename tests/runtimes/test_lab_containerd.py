@@ -236,3 +236,32 @@ def test_fix_apply_writes_hosts_toml_and_the_pull_works_without_restart(ctd_lab:
     after = ctd_lab.ctd.pull(ref, certs_d)
     assert after.returncode == 0, after.stderr[-500:]
     assert ctd_lab.ctd.pid == pid and ctd_lab.ctd.proc.poll() is None  # no restart
+
+
+def test_dd604_unknown_ca_then_the_ca_in_hosts_toml(ctd_lab: CtdLab) -> None:
+    """DD604 sees the TLS registry's unknown CA from containerd's namespace; the recipe's hosts.toml with the CA
+    (the preferred fix, after its `install ca.crt` step) silences it, and the real pull then works."""
+    from dockerdoctor.engine import run_rules
+    from dockerdoctor.facts import CheckOptions, Facts, HostPort
+    from dockerdoctor.model import ReplaceFileContent
+    from dockerdoctor.sources.live import LiveSource
+
+    certs_d = ctd_lab.root / "certs.d"
+    shutil.rmtree(certs_d, ignore_errors=True)
+    certs_d.mkdir()
+    T = ctd_lab.hp("tls")
+    opts = CheckOptions(registries=[HostPort.parse(T)], containerd_config=str(ctd_lab.ctd.config))
+    found = [x for r in run_rules(Facts(LiveSource(), opts), {"DD604"}) for x in r.findings]
+    assert [(x.rule_id, x.params["plain_http"]) for x in found] == [("DD604", False)], found
+    fix = found[0].fix
+    assert "ca" in fix.summary.lower() and fix.alternatives and "skip_verify" in fix.alternatives[0].summary
+    assert ctd_lab.ctd.pull(f"{T}/lab/hello:v1", certs_d).returncode != 0
+    (certs_d / T).mkdir()
+    shutil.copy(ctd_lab.ca, certs_d / T / "ca.crt")  # what the fix's `install -D ... ca.crt` step does
+    for op in fix.operations:
+        if isinstance(op, ReplaceFileContent):
+            Path(op.path).parent.mkdir(parents=True, exist_ok=True)
+            Path(op.path).write_text(op.content)
+    assert [x for r in run_rules(Facts(LiveSource(), opts), {"DD604"}) for x in r.findings] == []
+    out = ctd_lab.ctd.pull(f"{T}/lab/hello:v1", certs_d)
+    assert out.returncode == 0, out.stderr[-500:]
