@@ -40,7 +40,7 @@ def cri(files: dict[str, str], roots=("/etc/containerd/certs.d",)) -> HostsDirRu
 
 def test_dd602_hand_made_file_in_k3s_generated_dir() -> None:
     p = f"{K3S_CERTS_D}/10.0.0.9:5000/hosts.toml"
-    reg = parse_registries_yaml(f'mirrors:\n  "{REG}":\n    endpoint: ["http://{REG}"]\n', "/etc/rancher/k3s/registries.yaml")
+    reg = parse_registries_yaml(f'mirrors:\n  "{REG}":\n    endpoint: ["http://{REG}"]\n', "registries.yaml")
     r = run("DD602", containerd_hosts_files={p: parse_hosts_toml('server = "http://10.0.0.9:5000"\n', p)},
             k3s_registries=reg)
     assert [f.params["file"] for f in r.findings] == [p]
