@@ -311,6 +311,12 @@ def dockerd_image_store(facts: Facts) -> DockerdStore | None:
             return DockerdStore("containerd" if on else "classic", Origin(dj.path, dj.line_of("features")),
                                 f"daemon.json features.containerd-snapshotter = {str(on).lower()}")
     version = facts.optional("engine_version")
+    if facts.live and version is not None and tuple(version) >= (24, 0, 0):
+        # only engines that have the containerd store are asked (`docker info` costs a round trip)
+        info_text = facts.source.command("docker_info")
+        if info_text and "io.containerd.snapshotter" in info_text:
+            return DockerdStore("containerd", Origin("docker info"), "docker info: driver-type "
+                                "io.containerd.snapshotter.v1")
     if version is not None and tuple(version) >= (29, 0, 0) and info_text is None:
         return DockerdStore("containerd", DEFAULT, "Engine >= 29.0 defaults to the containerd store on a fresh "
                             "install (not provable from files; check docker info)")
