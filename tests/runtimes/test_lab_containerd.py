@@ -122,6 +122,9 @@ def _case_files(lab_: CtdLab, case: str) -> tuple[dict[str, str | bytes], str]:
         "[host] ca": ({f"{T}/hosts.toml": f'server = "https://{T}"\n[host."https://{T}"]\n  ca = "{lab_.ca}"\n'}, T),
         "root ca (DOCS_DIFFER)": ({f"{T}/hosts.toml": f'server = "https://{T}"\nca = "{lab_.ca}"\n'}, T),
         "[host] skip_verify": ({f"{T}/hosts.toml": f'[host."https://{T}"]\n  skip_verify = true\n'}, T),
+        "root skip_verify (DOCS_DIFFER)": ({f"{T}/hosts.toml": f'server = "https://{T}"\nskip_verify = true\n'}, T),
+        "server names another host (DOCS_DIFFER)": ({f"{P}/hosts.toml": f'server = "http://{M}"\n'}, P),
+        "[host] without scheme": ({f"{P}/hosts.toml": f'[host."{P}"]\n  capabilities = ["pull", "resolve"]\n'}, P),
         "bare ca.crt": ({f"{T}/ca.crt": lab_.ca.read_bytes()}, T),
         "mirrors in order: empty, m2": ({f"{P}/hosts.toml": http_host.format(E) + http_host.format(M)}, P),
         "mirrors in order: m2, empty": ({f"{P}/hosts.toml": http_host.format(M) + http_host.format(E)}, P),
@@ -130,7 +133,8 @@ def _case_files(lab_: CtdLab, case: str) -> tuple[dict[str, str | bytes], str]:
 
 
 CASES = ["no hosts dir", "server http only (DOCS_DIFFER)", "[host] http", "dir host_port_", "dir _default",
-         "dir without port", "[host] ca", "root ca (DOCS_DIFFER)", "[host] skip_verify", "bare ca.crt",
+         "dir without port", "[host] ca", "root ca (DOCS_DIFFER)", "[host] skip_verify", "root skip_verify (DOCS_DIFFER)",
+         "server names another host (DOCS_DIFFER)", "[host] without scheme", "bare ca.crt",
          "mirrors in order: empty, m2", "mirrors in order: m2, empty", "hosts.toml does not parse"]
 
 
