@@ -133,7 +133,8 @@ def _case_files(lab_: CtdLab, case: str) -> tuple[dict[str, str | bytes], str]:
 
 
 CASES = ["no hosts dir", "server http only (DOCS_DIFFER)", "[host] http", "dir host_port_", "dir _default",
-         "dir without port", "[host] ca", "root ca (DOCS_DIFFER)", "[host] skip_verify", "root skip_verify (DOCS_DIFFER)",
+         "dir without port", "[host] ca", "root ca (DOCS_DIFFER)", "[host] skip_verify",
+         "root skip_verify (DOCS_DIFFER)",
          "server names another host (DOCS_DIFFER)", "[host] without scheme", "bare ca.crt",
          "mirrors in order: empty, m2", "mirrors in order: m2, empty", "hosts.toml does not parse"]
 
