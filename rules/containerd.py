@@ -16,6 +16,7 @@ from dockerdoctor.runtimes.containerd import (
     CONTAINERD_CERTS_D,
     DOCKER_CERTS_D,
     K3S_CERTS_D,
+    HostsDirRuntime,
 )
 from dockerdoctor.runtimes.hosts_toml import cri_refusal, near_misses
 
@@ -262,12 +263,31 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
                 root = match.root if match and not match.is_default else roots[0]
                 fix = recipes.trust_http(root, name, current, rt.display) if plain else \
                     recipes.trust_ca(root, name, current, rt.display)
+            elif getattr(rt, "legacy", None) is not None and rt.legacy.text and not rt.legacy.mirrors \
+                    and not rt.legacy.configs_tls:
+                # no config_path: a hosts.toml alone would be ignored (DD602); set config_path with it
+                fix = _legacy_fix(rt, name, plain)
             what = "speaks plain HTTP" if plain else "uses a certificate from an unknown CA"
             yield finding("DD604", f"{rt.display} does not trust {name}",
                           f"{name} {what}, and {rt.display} would contact it as "
                           f"{', '.join(e.url for e in mine) or 'https://' + name}"
                           f"{'' if plain else ' without its CA'}: every pull fails.",
                           evidence=ev, fix=fix, params={"registry": name, "runtime": rt.name, "plain_http": plain})
+
+
+def _legacy_fix(rt, name: str, plain: bool):
+    """A CRI without config_path: config_path, plus the hosts.toml unless the one already there would do."""
+    existing = None
+    if rt.listdir is not None:
+        with_dir = HostsDirRuntime(rt.name, rt.display, (CONTAINERD_CERTS_D,), rt.listdir, rt.read, rt.version)
+        eps = [e for e in with_dir.resolve(ImageRef.parse(f"{name}/dockerdoctor/probe:latest")).endpoints
+               if e.host == name]
+        if any((e.scheme == "http") if plain else bool(e.tls.ca_files or e.tls.skip_verify) for e in eps):
+            return recipes.add_config_path_fix(rt.legacy, rt.legacy.text, CONTAINERD_CERTS_D)
+        match = with_dir.host_dir(name)
+        if match is not None and match.hosts_toml is not None and not match.is_default and not match.hosts_toml.error:
+            existing = match.hosts_toml.text
+    return recipes.with_config_path(rt.legacy, CONTAINERD_CERTS_D, name, plain, existing)
 
 
 # ============================================================================ DD605

@@ -158,3 +158,18 @@ def registries_yaml_fix(path: str, current: str) -> Fix | None:
                (ReplaceFileContent(path, buf.getvalue(), 0o600), ServiceAction("restart", K3S_UNIT)),
                warnings=("k3s renders registries.yaml into containerd's hosts.toml when it starts: restart k3s "
                          "(k3s-agent on agents) on every node that has the file.",))
+
+
+def with_config_path(cfg: ContainerdConfig, root: str, host: str, plain: bool, current: str | None = None) -> Fix:
+    """The CRI reads no hosts.toml yet: the trust fix for `host` (editing the hosts.toml already there, if
+    any) plus config_path, then a containerd restart."""
+    trust = trust_http(root, host, current, "containerd CRI") if plain else \
+        trust_ca(root, host, current, "containerd CRI")
+    cp = add_config_path_fix(cfg, cfg.text or "", root)
+
+    def combined(f: Fix) -> Fix:
+        return Fix(f"{f.summary}; and set config_path = \"{root}\" in {cfg.path}, then restart containerd",
+                   f.operations + cp.operations, f.warnings + cp.warnings,
+                   tuple(combined(a) for a in f.alternatives))
+
+    return combined(trust)

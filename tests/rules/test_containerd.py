@@ -97,3 +97,20 @@ def test_dockerd_store_from_daemon_json() -> None:
     dj = parse_daemon_json('{\n  "features": {"containerd-snapshotter": true}\n}\n', "/etc/docker/daemon.json")
     st = Facts.from_values({"daemon_json": dj}).get("dockerd_image_store")
     assert isinstance(st, DockerdStore) and st.store == "containerd" and st.origin.line == 2
+
+
+def test_dd604_without_config_path_sets_it_with_the_hosts_toml() -> None:
+    from dockerdoctor.model import ReplaceFileContent, ServiceAction
+    from dockerdoctor.runtimes.hosts_toml import parse_containerd_config
+
+    text = 'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "pause:3.9"\n'
+    cfg = parse_containerd_config(text, "/etc/containerd/config.toml")
+    rt = HostsDirRuntime("containerd-cri", "containerd CRI", (), None, None, legacy=cfg)
+    j = Journal("journal", [f'Head "https://{REG}/v2/a/manifests/1": http: server gave HTTP response to HTTPS client'])
+    targets = [TargetRegistry(HostPort.parse(REG), "--registry", True)]
+    (f,) = run("DD604", target_registries=targets, containerd_runtimes=[rt], containerd_journal=j).findings
+    paths = [op.path for op in f.fix.operations if isinstance(op, ReplaceFileContent)]
+    assert paths == [f"/etc/containerd/certs.d/{REG}/hosts.toml", "/etc/containerd/config.toml"]
+    assert any(isinstance(op, ServiceAction) and op.unit == "containerd.service" for op in f.fix.operations)
+    new_cfg = parse_containerd_config(f.fix.operations[1].content, "c")
+    assert new_cfg.config_path == ("/etc/containerd/certs.d",) and "pause:3.9" in f.fix.operations[1].content
