@@ -30,6 +30,7 @@ CATEGORIES: dict[str, str] = {
     "endpoint": "Registry endpoints",
     "network": "Registry host: firewall, SELinux, ports",
     "registry": "Registry containers",
+    "runtime": "Other runtimes: containerd CRI, nerdctl, k3s, dockerd's containerd store",
 }
 
 
