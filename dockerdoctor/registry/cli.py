@@ -71,7 +71,9 @@ def serve_registry(
     tls_key: str | None = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert."),
     tls_self_signed: list[str] | None = _SELF_SIGNED_OPT,
     tls_dir: str | None = typer.Option(
-        None, "--tls-dir", help="Where --tls-self-signed keeps its CA and certificate [default: ROOT/tls]."
+        None,
+        "--tls-dir",
+        help="Where --tls-self-signed keeps its CA, keys and certificate, outside ROOT [default: ROOT.tls].",
     ),
     htpasswd: str | None = typer.Option(None, "--htpasswd", help="Require Basic auth from this bcrypt htpasswd file."),
     realm: str = typer.Option("dockerdoctor", "--realm", help="Basic-auth realm."),
@@ -89,11 +91,20 @@ def serve_registry(
     access_log: str = typer.Option("-", "--access-log", help="Access log file, '-' for stderr."),
     no_access_log: bool = typer.Option(False, "--no-access-log", help="Do not write an access log."),
     fsync: bool = typer.Option(False, "--fsync", help="fsync blobs before they become visible (slower)."),
+    max_connections: int = typer.Option(
+        0, "--max-connections", min=0, help="Connections per worker [default: what the open-file limit allows]."
+    ),
+    header_timeout: str = typer.Option("30s", "--header-timeout", help="Close a connection whose request head is "
+                                       "not complete after this long."),
+    body_timeout: str = typer.Option("60s", "--body-timeout", help="Close a request whose body makes no progress "
+                                     "for this long."),
+    idle_timeout: str = typer.Option("90s", "--idle-timeout", help="Close a keep-alive connection idle this long."),
 ) -> None:
     """Run an OCI distribution-spec registry (Docker media types included) on --root."""
     from dockerdoctor.registry import tls as tlsmod
     from dockerdoctor.registry.app import Settings
     from dockerdoctor.registry.auth import Htpasswd, HtpasswdError
+    from dockerdoctor.registry.guard import Limits
     from dockerdoctor.registry.server import ServeConfig, ServeError, serve
 
     if port < 0 or port > 65535:
@@ -101,6 +112,12 @@ def serve_registry(
     try:
         limit = parse_size(max_upload_size) if max_upload_size else None
         ttl = parse_duration(upload_ttl)
+        limits = Limits(
+            max_connections=max_connections,
+            header_timeout=parse_duration(header_timeout),
+            body_timeout=parse_duration(body_timeout),
+            idle_timeout=parse_duration(idle_timeout),
+        )
     except ValueError as e:
         _fail(str(e))
     if (tls_cert is None) != (tls_key is None):
@@ -121,10 +138,17 @@ def serve_registry(
         settings.realm = realm
     ssl_context = None
     self_signed: tuple[str, list[str]] | None = None
+    notes: list[str] = []
     names = tlsmod.split_names(tls_self_signed or [])
     try:
         if names:
-            made = tlsmod.ensure_self_signed(tls_dir or os.path.join(root, "tls"), names)
+            directory = os.path.abspath(tls_dir) if tls_dir else tlsmod.default_dir(root)
+            if tlsmod.inside(directory, root):
+                _fail(f"--tls-dir {directory} is inside the storage root {root}: keep private keys out of it")
+            moved = tlsmod.adopt_legacy(root, directory)
+            if moved:
+                notes.append(moved)
+            made = tlsmod.ensure_self_signed(directory, names)
             ssl_context = tlsmod.server_context(made.cert, made.key)
             self_signed = (made.ca_cert, names)
         elif tls_cert and tls_key:
@@ -143,6 +167,8 @@ def serve_registry(
         access_log=None if no_access_log else access_log,
         fsync=fsync,
         self_signed=self_signed,
+        limits=limits,
+        warnings=notes,
     )
     try:
         code = serve(cfg)
