@@ -161,6 +161,8 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
                 reason = e.strerror or str(e)
                 resp = error_response(RegistryError("UNKNOWN", f"storage error: {reason}", status=500))
             resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
+            for name, value in self.s.headers.items():
+                resp.headers.setdefault(name, value)
             if request.get(CLOSE_KEY):
                 resp.force_close()  # the body was read past aiohttp's parser: no keep-alive
             return resp

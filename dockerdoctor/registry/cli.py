@@ -60,6 +60,12 @@ _SELF_SIGNED_OPT = typer.Option(
 
 
 def serve_registry(
+    ctx: typer.Context,
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        help="Read distribution's config.yml (and REGISTRY_* variables); options given here win.",
+    ),
     host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
     port: int = typer.Option(5000, "--port", help="Port to listen on (0 picks a free one)."),
     root: str = typer.Option(
@@ -100,13 +106,68 @@ def serve_registry(
                                      "for this long."),
     idle_timeout: str = typer.Option("90s", "--idle-timeout", help="Close a keep-alive connection idle this long."),
 ) -> None:
-    """Run an OCI distribution-spec registry (Docker media types included) on --root."""
+    """Run an OCI distribution-spec registry (Docker media types included) on --root.
+
+    Examples:
+      dockerdoctor serve-registry --root /var/lib/registry --tls-self-signed registry.lan
+      dockerdoctor serve-registry --config /etc/docker/registry/config.yml   # the CNCF registry's file
+    """
     from dockerdoctor.registry import tls as tlsmod
     from dockerdoctor.registry.app import Settings
     from dockerdoctor.registry.auth import Htpasswd, HtpasswdError
     from dockerdoctor.registry.guard import Limits
     from dockerdoctor.registry.server import ServeConfig, ServeError, serve
 
+    notes: list[str] = []
+    upload_interval = 3600.0
+    headers: dict[str, str] = {}
+    drain: float | None = None
+    if config:
+        from dockerdoctor.registry.config import ConfigError, load
+
+        try:
+            rc = load(config)
+        except ConfigError as e:
+            _fail(str(e))
+
+        def unset(name: str) -> bool:
+            src = ctx.get_parameter_source(name)
+            return src is None or src.name in ("DEFAULT", "DEFAULT_MAP")
+
+        if rc.root is not None and unset("root"):
+            root = rc.root
+        if rc.host is not None and unset("host"):
+            host = rc.host
+        if rc.port is not None and unset("port"):
+            port = rc.port
+        if rc.tls_cert and unset("tls_cert") and unset("tls_self_signed"):
+            tls_cert, tls_key = rc.tls_cert, rc.tls_key
+        if rc.htpasswd and unset("htpasswd"):
+            htpasswd = rc.htpasswd
+            if unset("realm") and rc.realm:
+                realm = rc.realm
+        if unset("no_delete"):
+            no_delete = not rc.allow_delete
+        if unset("read_only"):
+            read_only = rc.read_only
+        if unset("upload_ttl"):
+            upload_ttl = f"{rc.upload_ttl}s" if rc.purge else "0s"
+        if unset("no_access_log") and not rc.access_log:
+            no_access_log = True
+        upload_interval = rc.purge_interval
+        headers = rc.headers
+        drain = rc.drain_timeout
+        if rc.log_level:
+            import logging
+
+            logging.getLogger("dockerdoctor.registry").setLevel(
+                {"warn": "WARNING", "error": "ERROR", "info": "INFO", "debug": "DEBUG"}[rc.log_level]
+            )
+        if not rc.purge:
+            notes.append("upload purging is off (storage.maintenance.uploadpurging)")
+        notes.extend(f"{config}: {w}" for w in rc.warnings)
+        for key in rc.ignored:
+            notes.append(f"{config}: {key}: not supported by serve-registry, ignored")
     if port < 0 or port > 65535:
         _fail(f"--port {port} is out of range")
     try:
@@ -129,7 +190,15 @@ def serve_registry(
         os.makedirs(root, exist_ok=True)
     except OSError as e:
         _fail(f"cannot create storage root {root}: {e.strerror}")
-    settings = Settings(read_only=read_only, allow_delete=not no_delete, max_upload=limit, upload_max_age=ttl)
+    settings = Settings(
+        read_only=read_only,
+        allow_delete=not no_delete,
+        max_upload=limit,
+        upload_max_age=ttl if ttl > 0 else float("inf"),
+        purge=ttl > 0,
+        purge_interval=upload_interval,
+        headers=headers,
+    )
     if htpasswd:
         try:
             settings.htpasswd = Htpasswd.load(htpasswd)
@@ -138,7 +207,6 @@ def serve_registry(
         settings.realm = realm
     ssl_context = None
     self_signed: tuple[str, list[str]] | None = None
-    notes: list[str] = []
     names = tlsmod.split_names(tls_self_signed or [])
     try:
         if names:
@@ -170,6 +238,8 @@ def serve_registry(
         limits=limits,
         warnings=notes,
     )
+    if drain is not None:
+        cfg.shutdown_timeout = drain
     try:
         code = serve(cfg)
     except ServeError as e:

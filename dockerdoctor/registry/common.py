@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -89,6 +89,7 @@ class Settings:
     auth_failures: int = 10  # failed logins per client address before 429 ...
     auth_window: float = 60.0  # ... within this many seconds
     sweep_before: float | None = None  # at start, remove `.tmp-*` files older than this (unix time)
+    headers: dict[str, str] = field(default_factory=dict)  # added to every response (config.yml http.headers)
 
 
 _DIGITS = re.compile(r"[0-9]{1,12}")
