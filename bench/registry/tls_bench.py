@@ -116,7 +116,8 @@ def main() -> int:
                 repo = f"bench/r{r}"
                 res[who]["push"].append(push(base, ca, repo, blob, digest))
                 res[who]["pull"].append(curl_time([*ca, f"{base}/v2/{repo}/blobs/{digest}"]))
-                subprocess.run(["curl", "-s", *ca, "-X", "DELETE", "-o", "/dev/null", f"{base}/v2/{repo}/blobs/{digest}"])
+                subprocess.run(["curl", "-s", *ca, "-X", "DELETE", "-o", "/dev/null",
+                                f"{base}/v2/{repo}/blobs/{digest}"])  # fmt: skip
             print(f"round {r + 1}: " + "  ".join(f"{w} push {res[w]['push'][-1]:.2f}s pull {res[w]['pull'][-1]:.2f}s"
                                                  for w in servers), flush=True)  # fmt: skip
         med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}

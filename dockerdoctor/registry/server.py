@@ -27,6 +27,7 @@ import ssl
 import sys
 import time
 import time as _time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -60,6 +61,9 @@ class ServeConfig:
     self_signed: tuple[str, list[str]] | None = None  # (CA file, names) to tell clients about
     limits: Limits = field(default_factory=Limits)
     warnings: list[str] = field(default_factory=list)  # printed at start
+    # asyncio | uvloop | auto (uvloop if installed). Measured on the 2-core VM under load 6-7 (bench/registry/
+    # tls_bench.py): uvloop gave no clear TLS gain and a slower push, so the default stays asyncio.
+    event_loop: str = os.environ.get("DDREG_EVENT_LOOP", "asyncio")
 
 
 class ServeError(DoctorError):
@@ -191,8 +195,31 @@ async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> No
     await runner.cleanup()
 
 
+def _event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop for a worker: None = asyncio's own; uvloop when asked for (or installed, with `auto`)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ServeError("DDREG_EVENT_LOOP=uvloop: uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
 def _run_worker(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
-    asyncio.run(_serve_async(cfg, sock, purge))
+    factory = _event_loop_factory(cfg.event_loop)
+    if factory is None:
+        asyncio.run(_serve_async(cfg, sock, purge))
+        return
+    loop = factory()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(_serve_async(cfg, sock, purge))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
