@@ -237,8 +237,11 @@ def test_unknown_users_take_as_long_as_known_ones(work: str) -> None:
         assert ht.check(user, "wrong") is False
         return time.perf_counter() - t0
 
-    known = statistics.median(timed("alice") for _ in range(7))
-    unknown = statistics.median(timed("mallory") for _ in range(7))
+    samples: dict[str, list[float]] = {"alice": [], "mallory": []}
+    for _ in range(9):  # interleaved, and the fastest of each: load from other work only adds time
+        for user in samples:
+            samples[user].append(timed(user))
+    known, unknown = min(samples["alice"]), min(samples["mallory"])
     assert known > 0.01  # bcrypt at cost 10 really ran
     assert 0.5 < unknown / known < 2.0, f"known {known * 1000:.1f} ms, unknown {unknown * 1000:.1f} ms"
 
