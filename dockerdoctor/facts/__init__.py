@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dockerdoctor.errors import FactUnavailable
+from dockerdoctor.safetext import isdigits
 from dockerdoctor.sources.base import Source
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,7 +96,7 @@ class HostPort:
         if not host:
             raise ValueError(f"no host in {text!r}")
         if port:
-            if not port.isdigit() or not 0 < int(port) < 65536:
+            if not isdigits(port) or not 0 < int(port) < 65536:
                 raise ValueError(f"bad port in {text!r}")
             return cls(host.lower(), int(port))
         return cls(host.lower(), None)

@@ -24,6 +24,7 @@ from typing import Any
 import dockerdoctor.facts.host  # noqa: F401  (registers its placeholder first, so ours below replaces it)
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.safetext import isdigits
 
 SOS_CONTAINERS_DIR = "/sos_commands/docker/containers"
 SOS_IMAGES_DIR = "/sos_commands/docker/images"
@@ -176,7 +177,7 @@ def _as_list(v: Any) -> list[str]:
 
 def _port_key(key: str) -> tuple[int, str] | None:
     num, _, proto = key.partition("/")
-    if not num.isdigit():
+    if not isdigits(num):
         return None
     return int(num), (proto or "tcp")
 
@@ -199,7 +200,7 @@ def container_from_inspect(data: dict[str, Any], source: str) -> ContainerInfo:
         for b in binds:
             hp = str((b or {}).get("HostPort") or "")
             ports.append(PortBinding(pk[0], pk[1], str((b or {}).get("HostIp") or ""),
-                                     int(hp) if hp.isdigit() else None))
+                                     int(hp) if isdigits(hp) else None))
     seen_ports: set[tuple[int, str, str, int | None]] = set()
     uniq = []
     for p in ports:
@@ -413,7 +414,7 @@ def _config_addr(cfg: dict[str, Any] | None) -> str | None:
 
 def _port_of_addr(addr: str) -> int | None:
     _, _, port = addr.rpartition(":")
-    return int(port) if port.isdigit() else None
+    return int(port) if isdigits(port) else None
 
 
 def _registry_config_path(c: ContainerInfo) -> str:
@@ -487,7 +488,7 @@ def describe_registry(c: ContainerInfo, kind: str, why: list[str], read_host_fil
     port, pwhy = 5000, "the default port"
     if version == "v0":
         for env in ("REGISTRY_PORT", "PORT"):
-            if c.env.get(env, "").isdigit():
+            if isdigits(c.env.get(env, "")):
                 port, pwhy = int(c.env[env]), env
                 break
     else:

@@ -41,6 +41,7 @@ from dockerdoctor.facts.systemd import (
     parse_systemctl_show,
     split_command_line,
 )
+from dockerdoctor.safetext import isdigits
 
 WELL_KNOWN_ENV_FILES = (
     "/etc/sysconfig/docker",
@@ -257,7 +258,7 @@ def _main_pid(facts: Facts) -> int | None:
     if state is None:
         return None
     pid = state.get("MainPID") or (state.get("ExecMainPID") if state.active_state == "active" else None)
-    return int(pid) if pid and str(pid).isdigit() and int(pid) > 0 else None
+    return int(pid) if pid and isdigits(str(pid)) and int(pid) > 0 else None
 
 
 @fact()
@@ -302,7 +303,7 @@ def _snapshot_dockerds(facts: Facts, text: str) -> list[DockerdProcess]:
             continue
         argv = split_command_line(cols[10])
         if _is_dockerd(argv):
-            found.append(DockerdProcess(int(cols[1]) if cols[1].isdigit() else None, argv,
+            found.append(DockerdProcess(int(cols[1]) if isdigits(cols[1]) else None, argv,
                                         None, facts.source.command_source("ps")))
     return found
 
@@ -772,7 +773,7 @@ def check_insecure_entry(value: str) -> InsecureEntryCheck:
         port = rest.lstrip(":")
     elif v.count(":") == 1:
         host, _, port = v.partition(":")
-    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+    if port and (not isdigits(port) or not 0 < int(port) < 65536):
         return InsecureEntryCheck(value, None, f"invalid port {port!r}: dockerd does not start", True)
     try:
         ipaddress.ip_address(host)

@@ -17,6 +17,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.safetext import isdigits
 
 FW_NAME = "org.fedoraproject.FirewallD1"
 FW_PATH = "/org/fedoraproject/FirewallD1"
@@ -707,7 +708,7 @@ def parse_iptables_save(text: str, source: str) -> tuple[list[FilterRule], bool]
         if dports:
             for part in dports.group(1).split(","):
                 a, _, b = part.partition(":")
-                if a.isdigit():
+                if isdigits(a):
                     ports.append((int(a), int(b or a)))
         pm = re.search(r"-p\s+(\w+)", args)
         rw = re.search(r"--reject-with\s+(\S+)", args)
@@ -812,7 +813,7 @@ def _ports_from_words(spec: str) -> tuple[tuple[int, int], ...]:
     out = []
     for part in re.split(r"[,\s{}]+", spec):
         a, _, b = part.partition("-")
-        if a.isdigit() and (not b or b.isdigit()):
+        if isdigits(a) and (not b or isdigits(b)):
             out.append((int(a), int(b or a)))
     return tuple(out)
 
@@ -922,7 +923,7 @@ def parse_iptables_list(text: str, source: str) -> tuple[list[FilterRule], bool]
                 docker = True
             continue
         cols = line.split()
-        if cur is None or not cols or cols[0] == "pkts" or not cols[0].isdigit():
+        if cur is None or not cols or cols[0] == "pkts" or not isdigits(cols[0]):
             continue
         chains[cur].append((i, cols))
     out: list[FilterRule] = []
@@ -953,7 +954,7 @@ def parse_iptables_list(text: str, source: str) -> tuple[list[FilterRule], bool]
             if mp:
                 for part in mp.group(1).split(","):
                     a, _, b = part.partition(":")
-                    if a.isdigit():
+                    if isdigits(a):
                         ports.append((int(a), int(b or a)))
             proto = {"6": "tcp", "17": "udp", "1": "icmp", "all": None, "0": None}.get(prot, prot)
             if target not in ("ACCEPT", "DROP", "REJECT", "RETURN", "LOG"):

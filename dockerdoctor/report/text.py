@@ -108,10 +108,14 @@ def render(report: Report, verbose: bool = False, color: bool | None = None) -> 
     e, w, i = report.count(Severity.ERROR), report.count(Severity.WARNING), report.count(Severity.INFO)
     passed = report.status_count(RuleStatus.PASSED)
     skipped_n = report.status_count(RuleStatus.SKIPPED)
-    if e or w or i:
+    crashed_n = len(report.crashed)
+    if e or w or i or crashed_n:
         summary = f"• {e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''}, {i} info"
     else:
         summary = "• No issues found!"
+    if crashed_n:
+        # a crashed rule looked at nothing: the report is incomplete, never clean
+        summary += s(f", {crashed_n} rule{'s' if crashed_n != 1 else ''} crashed (report incomplete)", "red")
     summary += f" · {passed} rules passed, {skipped_n} skipped ({report.seconds * 1000:.0f} ms)"
     lines.append(summary)
     if not verbose and skipped_n:
