@@ -45,7 +45,7 @@ def nft_dport_line(d: Path) -> Path:
 def nft_hook_spaces(d: Path) -> Path:
     root = copy_host("debian12-docker-registry-nftables-drops-5000", d)
     _write(root, "sos_commands/firewall_tables/nft_list_ruleset",
-           "table inet filter {\n chain input {\n  type filter hook" + " " * 400_000 + "\n"
+           "table inet filter {\n chain input {\n  type filter hook input priority 0" + " " * 400_000 + "x\n"
            + "  hook" + " " * 400_000 + "x\n }\n}\n", append=True)
     return root
 
