@@ -41,7 +41,7 @@ from dockerdoctor.facts.systemd import (
     parse_systemctl_show,
     split_command_line,
 )
-from dockerdoctor.safetext import isdigits
+from dockerdoctor.safetext import isdigits, loads_json
 
 WELL_KNOWN_ENV_FILES = (
     "/etc/sysconfig/docker",
@@ -367,6 +367,7 @@ class DaemonJson:
     duplicate_keys: list[str] = field(default_factory=list)
     mtime: float | None = None
     read_path: str = ""  # where it was actually read (may be under /proc/PID/root)
+    bom: bool = False  # starts with a UTF-8 byte-order mark (dockerd >= 23.0 strips it; 20.10 refuses it)
 
     def line_of(self, key: str) -> int | None:
         return self.key_lines.get(key)
@@ -374,6 +375,9 @@ class DaemonJson:
 
 def parse_daemon_json(text: str, path: str) -> DaemonJson:
     dj = DaemonJson(path=path, via="", exists=True, text=text)
+    if text.startswith("\ufeff"):
+        dj.bom = True
+        text = text[1:]
     if text.strip() == "":
         dj.error = "the file is empty (dockerd says: EOF)"
         return dj
@@ -388,12 +392,12 @@ def parse_daemon_json(text: str, path: str) -> DaemonJson:
         return seen
 
     try:
-        data = json.loads(text, object_pairs_hook=hook)
+        data = loads_json(text, object_pairs_hook=hook)
     except json.JSONDecodeError as exc:
         dj.error = exc.msg
         dj.error_line, dj.error_col = exc.lineno, exc.colno
         return dj
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         dj.error = str(exc)[:200]
         return dj
     if not isinstance(data, dict):
@@ -401,11 +405,23 @@ def parse_daemon_json(text: str, path: str) -> DaemonJson:
         return dj
     dj.data = data
     dj.duplicate_keys = dupes
-    for key in data:
-        m = re.search(r'^\s*"' + re.escape(key) + r'"\s*:', text, re.MULTILINE)
-        if m:
-            dj.key_lines[key] = text.count("\n", 0, m.start()) + 1
+    # One pass over the text (a search per key was quadratic on a daemon.json of 100,000 keys).
+    line, pos = 1, 0
+    for m in _KEY_AT_LINE_START.finditer(text):
+        line += text.count("\n", pos, m.start(1))
+        pos = m.start(1)
+        raw = m.group(1)
+        try:
+            key = raw if "\\" not in raw else json.loads(f'"{raw}"')
+        except ValueError:
+            continue
+        if key in data and key not in dj.key_lines:
+            dj.key_lines[key] = line
     return dj
+
+
+_KEY_AT_LINE_START = re.compile(r'^[ \t\r\n]*"((?:[^"\\\n]|\\.)*)"\s*:', re.MULTILINE)
+DAEMON_JSON_LIMIT = 4 * 1024 * 1024
 
 
 @fact()
@@ -428,9 +444,12 @@ def daemon_json(facts: Facts) -> DaemonJson:
     # Live, read it the way the daemon sees it: through /proc/PID/root (its mount namespace). A missing
     # file there is missing for the daemon, whatever this host's own /etc/docker holds.
     read_path = proc.read_path(path) if facts.live and proc is not None else path
-    text = facts.source.read_text(read_path, limit=1024 * 1024)
+    text = facts.source.read_text(read_path, limit=DAEMON_JSON_LIMIT + 1)
     if text is None:
         return DaemonJson(path=path, via=via, exists=False, read_path=read_path)
+    if len(text.encode("utf-8", "surrogateescape")) > DAEMON_JSON_LIMIT:
+        # Only part of it could be read: saying it is invalid (its cut end does not parse) would be false.
+        raise FactUnavailable(f"{path} is larger than {DAEMON_JSON_LIMIT // (1024 * 1024)} MiB, too large to read")
     dj = parse_daemon_json(text, path)
     dj.via = via
     dj.read_path = read_path

@@ -8,7 +8,6 @@ fallbacks; a snapshot has the firewall-cmd output sos collects and /etc/firewall
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -17,7 +16,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
-from dockerdoctor.safetext import isdigits
+from dockerdoctor.safetext import isdigits, loads_json
 
 FW_NAME = "org.fedoraproject.FirewallD1"
 FW_PATH = "/org/fedoraproject/FirewallD1"
@@ -573,7 +572,7 @@ def _nft_ports(expr: dict[str, Any]) -> tuple[tuple[int, int], ...] | None:
 def parse_nft_json(text: str, source: str) -> tuple[list[FilterRule], bool, bool]:
     """Rules in input-hook chains (and the chains they jump to) that drop or reject TCP ports."""
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         return [], False, False
     items = data.get("nftables", []) if isinstance(data, dict) else []
@@ -991,10 +990,11 @@ def _dnat_port(line: str, dport: re.Pattern[str], verdict: str, first: bool = Fa
     end = line.rfind(verdict)
     if end < 0:
         return None
-    m = dport.search(line, 0, end) if first else None
-    if not first:
-        for m in dport.finditer(line, 0, end):
-            pass
+    if first:
+        m = dport.search(line, 0, end)
+    else:
+        found = list(dport.finditer(line, 0, end))
+        m = found[-1] if found else None
     return int(m.group(1)) if m else None
 
 
@@ -1017,7 +1017,7 @@ def docker_dnat_ports(text: str, kind: str) -> set[int]:
                     out.add(p)
         return out
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         return set()
     out = set()

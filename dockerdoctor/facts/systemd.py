@@ -298,7 +298,7 @@ def split_command_line(text: str) -> list[str]:
     cur: list[str] = []
     in_word = False
     for m in _WORD_PIECE.finditer(text):
-        kind = m.lastgroup
+        kind = m.lastgroup or "bad"
         if kind == "ws":
             if in_word:
                 words.append("".join(cur))
