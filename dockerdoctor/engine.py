@@ -22,7 +22,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable, InputError, Skip
 from dockerdoctor.facts import Facts
-from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
+from dockerdoctor.model import Evidence, Finding, RuleResult, RuleStatus, Severity
 
 CATEGORIES: dict[str, str] = {
     "engine": "Docker engine",
@@ -172,6 +172,7 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         findings: list[Finding] = list(produced or [])
         for f in findings:
             f.rule_id = f.rule_id or spec.id
+            _bound(f)
             if spec.id in ignore and f.severity == Severity.ERROR:
                 f.demoted_from = f.severity
                 f.severity = Severity.WARNING
@@ -186,6 +187,24 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         res.traceback = traceback.format_exc()  # type: ignore[attr-defined]
     res.seconds = time.perf_counter() - start
     return res
+
+
+MAX_MESSAGE = 4000
+MAX_EVIDENCE = 25
+MAX_EVIDENCE_TEXT = 1000
+
+
+def _bound(f: Finding) -> None:
+    """Keep one finding readable whatever the input: a daemon.json of 200,000 entries must not make a
+    200,000-line report."""
+    if len(f.message) > MAX_MESSAGE:
+        f.message = f.message[: MAX_MESSAGE - 1] + "…"
+    if len(f.evidence) > MAX_EVIDENCE:
+        more = len(f.evidence) - MAX_EVIDENCE + 1
+        f.evidence = f.evidence[: MAX_EVIDENCE - 1] + [Evidence("…", f"{more} more pieces of evidence not shown")]
+    if any(len(e.text) > MAX_EVIDENCE_TEXT for e in f.evidence):
+        f.evidence = [Evidence(e.source, e.text[: MAX_EVIDENCE_TEXT - 1] + "…", e.line)
+                      if len(e.text) > MAX_EVIDENCE_TEXT else e for e in f.evidence]
 
 
 def finding(spec_id: str, title: str, message: str, **kw: Any) -> Finding:

@@ -634,8 +634,9 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
             evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
     for v in cfg.insecure_planned:
         evidence.append(value_evidence(v, f"configured: {v.value}"))
+    added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
     only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
-                    if check_insecure_entry(v.value).normalized in added)
+                    if check_insecure_entry(v.value).normalized in added_set)
     action = ServiceAction("reload") if only_json else ServiceAction("restart")
     yield finding(
         "DD107", "dockerd runs with an older configuration",
