@@ -209,6 +209,7 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
 MAX_MESSAGE = 4000
 MAX_EVIDENCE = 25
 MAX_EVIDENCE_TEXT = 1000
+MAX_PARAM_ITEMS = 100
 
 
 def _bound(f: Finding) -> None:
@@ -219,6 +220,10 @@ def _bound(f: Finding) -> None:
     if len(f.evidence) > MAX_EVIDENCE:
         more = len(f.evidence) - MAX_EVIDENCE + 1
         f.evidence = f.evidence[: MAX_EVIDENCE - 1] + [Evidence("…", f"{more} more pieces of evidence not shown")]
+    for key, value in list(f.params.items()):
+        if isinstance(value, list) and len(value) > MAX_PARAM_ITEMS:
+            f.params[key] = value[:MAX_PARAM_ITEMS]
+            f.params[f"{key}_total"] = len(value)  # how many there were
     if any(len(e.text) > MAX_EVIDENCE_TEXT for e in f.evidence):
         f.evidence = [Evidence(e.source, e.text[: MAX_EVIDENCE_TEXT - 1] + "…", e.line)
                       if len(e.text) > MAX_EVIDENCE_TEXT else e for e in f.evidence]
