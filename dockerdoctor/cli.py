@@ -21,6 +21,7 @@ from typing import Annotated
 from dockerdoctor import __version__
 from dockerdoctor.errors import DoctorError, InputError
 from dockerdoctor.report import FailOn
+from dockerdoctor.safetext import printable
 
 # typer < 0.16 imports rich (its help formatter and traceback printer, ~140 ms) whenever rich is installed,
 # and pip installs it with typer. dockerdoctor uses neither (rich_markup_mode=None,
@@ -452,13 +453,18 @@ def _read_ca(ca: Path) -> str:
     return text if text.endswith("\n") else text + "\n"
 
 
+def _echo(line: str) -> None:
+    """One line (or diff block) of the fix plan; file content in it is untrusted."""
+    typer.echo(printable(line, keep_newlines=True))
+
+
 def _print_plan(plan, choices, prepared, findings, unfinished, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
     for rec in unfinished:
-        typer.echo(f"warning: run {rec.run_id} stopped after its backups ({rec.status}); "
+        _echo(f"warning: run {rec.run_id} stopped after its backups ({rec.status}); "
                    f"`dockerdoctor fix --rollback {rec.run_id}` restores the files it may have changed")
     manual = [c for c in choices if c.fix is None]
     if not plan.steps and not manual:
-        typer.echo("Nothing to fix: no finding has an automatic fix." if not findings else
+        _echo("Nothing to fix: no finding has an automatic fix." if not findings else
                    "No finding has an automatic fix; `dockerdoctor check` shows what to do by hand.")
         return
     notes = {id(c.finding): c.notes for c in choices}
@@ -466,46 +472,46 @@ def _print_plan(plan, choices, prepared, findings, unfinished, dry_run: bool) ->
     by_finding = {c.finding.rule_id + c.finding.title: c for c in choices}
     for n, step in enumerate(plan.steps, 1):
         choice = by_finding.get(step.finding.rule_id + step.finding.title)
-        typer.echo(f"Step {n}: [{step.finding.rule_id}] {step.fix.summary}")
-        typer.echo(f"  because: {step.finding.title}")
+        _echo(f"Step {n}: [{step.finding.rule_id}] {step.fix.summary}")
+        _echo(f"  because: {step.finding.title}")
         for note in (notes.get(id(choice.finding), []) if choice else []):
-            typer.echo(f"  choice: {note}")
+            _echo(f"  choice: {note}")
         for w in step.fix.warnings:
-            typer.echo(f"  WARNING: {w}")
+            _echo(f"  WARNING: {w}")
         for d in step.diffs:
-            typer.echo("")
-            typer.echo("  " + d.rstrip("\n").replace("\n", "\n  "))
+            _echo("")
+            _echo("  " + d.rstrip("\n").replace("\n", "\n  "))
         for c in step.commands:
-            typer.echo(f"  $ {c}")
+            _echo(f"  $ {c}")
         for e in step.errors + (errors.get(id(choice.finding), []) if choice else []):
-            typer.echo(f"  cannot plan: {e}")
+            _echo(f"  cannot plan: {e}")
         for alt in step.fix.alternatives:
-            typer.echo(f"  alternative: {alt.summary}")
+            _echo(f"  alternative: {alt.summary}")
             for w in alt.warnings:
-                typer.echo(f"    note: {w}")
-        typer.echo("")
+                _echo(f"    note: {w}")
+        _echo("")
     for c in manual:
-        typer.echo(f"Not automatic: [{c.finding.rule_id}] {c.finding.title}")
+        _echo(f"Not automatic: [{c.finding.rule_id}] {c.finding.title}")
         for note in c.notes:
-            typer.echo(f"  {note}")
-        typer.echo("")
+            _echo(f"  {note}")
+        _echo("")
     if prepared is not None:
         if prepared.action or prepared.daemon_reload:
             what = ", then ".join(a for a in (("daemon-reload" if prepared.daemon_reload else ""),
                                               {"reload": "reload dockerd (SIGHUP; containers keep running)",
                                                "restart": "restart dockerd", "start": "start dockerd"}.get(
                                                   prepared.action or "", "")) if a)
-            typer.echo(f"Services: {what}")
+            _echo(f"Services: {what}")
             for r in prepared.reasons:
-                typer.echo(f"  because {r}")
+                _echo(f"  because {r}")
         elif prepared.changes:
-            typer.echo("Services: no reload or restart needed")
+            _echo("Services: no reload or restart needed")
         for w in prepared.warnings:
-            typer.echo(f"WARNING: {w}")
+            _echo(f"WARNING: {w}")
     elif plan.services:
-        typer.echo("Services: " + "; ".join(plan.services))
+        _echo("Services: " + "; ".join(plan.services))
     if dry_run:
-        typer.echo("This is a dry run: nothing was changed. Add --apply to carry it out.")
+        _echo("This is a dry run: nothing was changed. Add --apply to carry it out.")
 
 
 def _plan_json(plan, choices, prepared) -> None:  # type: ignore[no-untyped-def]
@@ -738,7 +744,7 @@ def run() -> None:
     try:
         app()  # standalone mode: usage errors exit 2 with click's message
     except DoctorError as exc:
-        sys.stderr.write(f"dockerdoctor: error: {' '.join(str(exc).split())}\n")
+        sys.stderr.write(f"dockerdoctor: error: {printable(' '.join(str(exc).split()))}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("dockerdoctor: interrupted\n")
@@ -746,6 +752,6 @@ def run() -> None:
     except Exception as exc:
         if _debug:
             traceback.print_exc()
-        sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {exc} "
+        sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {printable(str(exc))} "
                          "(rerun with --debug for the traceback)\n")
         sys.exit(3)
