@@ -11,6 +11,7 @@ is unavailable, the rule is skipped with the fact's reason, never reported as pa
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import pkgutil
@@ -163,6 +164,17 @@ def resolve_selection(patterns: Iterable[str], known: Iterable[str]) -> set[str]
     return out
 
 
+_BASIS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("dockerdoctor_rule_basis", default=None)
+
+
+def passed_on(text: str) -> None:
+    """Called by a rule while it runs: one fact its verdict rests on ("10.0.0.5:5000 probed live: HTTPS").
+    A passed rule shows these under -v, so a reader sees what was looked at, not only a tick."""
+    basis = _BASIS.get()
+    if basis is not None and text not in basis and len(basis) < 20:
+        basis.append(text)
+
+
 def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | None = None) -> list[RuleResult]:
     rules = discover()
     results: list[RuleResult] = []
@@ -177,6 +189,7 @@ def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | N
 def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
     res = RuleResult(spec.id, spec.name, spec.category, RuleStatus.PASSED)
     start = time.perf_counter()
+    token = _BASIS.set(res.basis)
     try:
         if spec.live_only and not facts.live:
             raise Skip("only checkable on a live host")
@@ -202,6 +215,8 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         res.reason = f"{exc.__class__.__name__}: {exc}"
         res.findings = []
         res.traceback = traceback.format_exc()
+    finally:
+        _BASIS.reset(token)
     res.seconds = time.perf_counter() - start
     return res
 
