@@ -183,3 +183,27 @@ def test_fix_plan_escapes_file_content(tmp_path: Path) -> None:
     root = hostile.escapes(tmp_path / "e")
     r = dd("fix", "--root", str(root), "--registry", "10.0.0.5:5000", "--state-dir", str(tmp_path / "st"))
     assert "\x1b" not in r.stdout + r.stderr and "\x00" not in r.stdout
+
+
+# --------------------------------------------------------------------------- truth: never ✓ what was not seen
+
+
+def test_snapshot_endpoint_rules_are_not_checked_for_a_registry_nobody_saw() -> None:
+    root = hostile.HOSTS / "centos7-yum-docker-healthy"
+    r = dd("check", "--root", str(root), "--registry", "192.0.2.1:5000", "--select", "DD2", "--format", "json")
+    rules = {x["id"]: x for x in json.loads(r.stdout)["rules"] if x["status"] != "not-selected"}
+    probing = {"DD201", "DD202", "DD203", "DD204", "DD205", "DD206", "DD207", "DD208", "DD210", "DD211", "DD212"}
+    assert {k for k, v in rules.items() if v["status"] == "passed"} & probing == set()
+    assert "192.0.2.1:5000 was not probed" in rules["DD204"]["reason"]
+    text = dd("check", "--root", str(root), "--registry", "192.0.2.1:5000", "--select", "DD2", "-v", "--no-color")
+    assert "✓ DD204" not in text.stdout and "- DD204 tls-unknown-authority: not checked:" in text.stdout
+
+
+def test_a_passed_endpoint_rule_says_what_it_passed_on() -> None:
+    root = hostile.HOSTS / "docker-ce-http-registry-not-trusted"  # its journal names 10.0.0.5:5000
+    r = dd("check", "--root", str(root), "--select", "DD204", "--format", "json")
+    (rule,) = [x for x in json.loads(r.stdout)["rules"] if x["id"] == "DD204"]
+    assert rule["status"] == "passed"
+    assert rule["basis"] == ["10.0.0.5:5000: not probed; the docker journal names it, without this error"]
+    text = dd("check", "--root", str(root), "--select", "DD204", "-v", "--no-color").stdout
+    assert "✓ DD204 tls-unknown-authority\n        10.0.0.5:5000: not probed; the docker journal names it" in text

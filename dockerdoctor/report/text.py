@@ -106,8 +106,10 @@ def render(report: Report, verbose: bool = False, color: bool | None = None) -> 
             for r in results:
                 if r.status == RuleStatus.PASSED:
                     lines.append(f"    {s('✓', 'green')} {r.rule_id} {r.name}")
+                    for basis in r.basis:  # what it looked at (engine.passed_on)
+                        lines.append(f"        {s(P(basis), 'dim')}")
                 elif r.status == RuleStatus.SKIPPED:
-                    lines.append(f"    {s('-', 'dim')} {r.rule_id} {r.name}: {s('skipped: ' + P(r.reason), 'dim')}")
+                    lines.append(f"    {s('-', 'dim')} {r.rule_id} {r.name}: {s('not checked: ' + P(r.reason), 'dim')}")
     lines.append("")
     e, w, i = report.count(Severity.ERROR), report.count(Severity.WARNING), report.count(Severity.INFO)
     passed = report.status_count(RuleStatus.PASSED)
