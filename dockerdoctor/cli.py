@@ -727,6 +727,9 @@ def _register_subcommands() -> None:
 
     if hasattr(registry_cli, "register"):
         registry_cli.register(app)
+    from dockerdoctor import resolve_cmd
+
+    resolve_cmd.register(app)  # `resolve IMAGE` (issue 15)
 
 
 def _optional_rollback_value(argv: list[str]) -> list[str]:

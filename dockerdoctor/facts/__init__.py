@@ -31,6 +31,8 @@ FACT_MODULES = [
     "dockerdoctor.facts.selinux",
     "dockerdoctor.facts.ports",
     "dockerdoctor.facts.endpoint",
+    # runtime adapters (podman, buildah, skopeo, CRI-O; the `runtimes` fact): dockerdoctor/runtimes/__init__.py
+    "dockerdoctor.runtimes",
 ]
 
 
