@@ -28,7 +28,6 @@ out. dockerdoctor.runtimes.__init__ reads the files through the Source.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -1,0 +1,162 @@
+"""Differential tests: what `dockerdoctor resolve` predicts for podman, buildah and skopeo equals what the
+real clients do, over a matrix of registries.conf variants, with each lab registry's access log as the witness.
+
+Three lab registries in the lab's server namespace: A and B speak plain HTTP, T speaks TLS with the lab CA.
+Each client and dockerdoctor itself run in the client namespace with a private /etc/containers, /etc/docker
+and HOME (tests/lab_containers.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lab
+import pytest
+from conftest import require_real
+from lab_containers import AccessLog, ContainersHost, make_oci_image, manifest_hits, predict, seed
+
+pytestmark = pytest.mark.real
+CLIENTS = ("podman", "buildah", "skopeo")
+PORTS = {"A": 5150, "B": 5151, "T": 5152}
+
+
+@dataclass
+class Lab:
+    host: ContainersHost
+    log: AccessLog
+    hp: dict[str, str]
+    ca_pem: bytes
+    regs: dict[str, lab.DistRegistry] = field(default_factory=dict)
+
+    def truth(self, ca_path: str | None) -> dict[str, dict]:
+        return {self.hp["A"]: {"tls": False, "ca": None}, self.hp["B"]: {"tls": False, "ca": None},
+                self.hp["T"]: {"tls": True, "ca": ca_path}}
+
+
+@pytest.fixture(scope="module")
+def clab(lab_root: Path, labnet: lab.LabNet, certs) -> Iterator[Lab]:
+    require_real("podman", "skopeo", "buildah")
+    if not Path("/etc/containers").is_dir():
+        pytest.skip("/etc/containers is missing (the mount point of the private one; install containers-common)")
+    w = lab_root / "containers"
+    regs: dict[str, lab.DistRegistry] = {}
+    host = None
+    try:
+        for name, port in PORTS.items():
+            regs[name] = lab.DistRegistry(w, labnet.srv_ip, port, netns=labnet.srv_ns, name=f"c{name}",
+                                          tls=certs.good if name == "T" else None).start()
+        host = ContainersHost(w / "host", labnet.cli_ns)
+        oci = make_oci_image(w / "oci")
+        for r in regs.values():
+            seed(host, oci, f"{r.hostport}/lab/hello:v1")
+        seed(host, oci, f"{regs['B'].hostport}/mirror/lab/hello:v1")
+        yield Lab(host, AccessLog({r.hostport: r for r in regs.values()}), {k: r.hostport for k, r in regs.items()},
+                  certs.ca_pem, regs)
+    finally:
+        for r in regs.values():
+            r.stop()
+        if host is not None:
+            host.close()
+
+
+def _scenarios() -> dict[str, dict]:
+    """name -> {files: {path: text}, env, image (A/T placeholders), ca: path the CA is at (as the clients see it)}"""
+    a, b, t = "{A}", "{B}", "{T}"
+    img = f"{a}/lab/hello:v1"
+    return {
+        "system-only-nothing": {"files": {}, "image": img},
+        "system-insecure": {"files": {"/etc/containers/registries.conf":
+                                      f'# stock comment\n[[registry]]\nlocation = "{a}"\ninsecure = true\n'},
+                            "image": img},
+        "user-file": {"files": {"~/.config/containers/registries.conf":
+                                f'[[registry]]\nlocation = "{a}"\ninsecure = true\n'}, "image": img},
+        "user-file-replaces-system": {"files": {
+            "/etc/containers/registries.conf": f'[[registry]]\nlocation = "{a}"\ninsecure = true\n',
+            "~/.config/containers/registries.conf": 'unqualified-search-registries = ["docker.io"]\n'}, "image": img},
+        "drop-in": {"files": {"/etc/containers/registries.conf.d/50-lab.conf":
+                              f'[[registry]]\nprefix = "{a}"\nlocation = "{a}"\ninsecure = true\n'}, "image": img},
+        "drop-in-overrides-same-prefix": {"files": {
+            "/etc/containers/registries.conf": f'[[registry]]\nprefix = "{a}"\nlocation = "{a}"\ninsecure = true\n',
+            "/etc/containers/registries.conf.d/90-strict.conf":
+                f'[[registry]]\nprefix = "{a}"\nlocation = "{a}"\ninsecure = false\n'}, "image": img},
+        "longest-prefix-wins": {"files": {"/etc/containers/registries.conf":
+                                          f'[[registry]]\nprefix = "{a}"\nlocation = "{a}"\ninsecure = true\n\n'
+                                          f'[[registry]]\nprefix = "{a}/lab"\nlocation = "{a}/lab"\n'},
+                                "image": img},
+        "location-rewrite": {"files": {"/etc/containers/registries.conf":
+                                       f'[[registry]]\nprefix = "{a}/lab"\nlocation = "{b}/mirror/lab"\n'
+                                       'insecure = true\n'}, "image": img},
+        "mirror-first": {"files": {"/etc/containers/registries.conf":
+                                   f'[[registry]]\nprefix = "{a}"\nlocation = "{a}"\ninsecure = true\n\n'
+                                   f'[[registry.mirror]]\nlocation = "{b}/mirror"\ninsecure = true\n'},
+                         "image": img},
+        "blocked": {"files": {"/etc/containers/registries.conf":
+                              f'[[registry]]\nlocation = "{a}"\ninsecure = true\nblocked = true\n'}, "image": img},
+        "v1-insecure": {"files": {"/etc/containers/registries.conf":
+                                  f'[registries.insecure]\nregistries = ["{a}"]\n'}, "image": img},
+        "env-var": {"files": {"/etc/containers/lab-env.conf": f'[[registry]]\nlocation = "{a}"\ninsecure = true\n'},
+                    "env": {"CONTAINERS_REGISTRIES_CONF": "/etc/containers/lab-env.conf"}, "image": img},
+        "tls-no-ca": {"files": {}, "image": f"{t}/lab/hello:v1"},
+        "tls-ca-containers-certs-d": {"files": {}, "ca": "/etc/containers/certs.d/{T}/ca.crt",
+                                      "image": f"{t}/lab/hello:v1"},
+        "tls-ca-docker-certs-d": {"files": {}, "ca": "/etc/docker/certs.d/{T}/ca.crt", "image": f"{t}/lab/hello:v1"},
+        "tls-ca-hidden-by-empty-dir": {"files": {"/etc/containers/certs.d/{T}/README": "empty on purpose\n"},
+                                       "ca": "/etc/docker/certs.d/{T}/ca.crt", "image": f"{t}/lab/hello:v1"},
+    }
+
+
+SCENARIOS = _scenarios()
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_resolve_predicts_what_the_clients_do(clab: Lab, name: str) -> None:
+    sc = SCENARIOS[name]
+    host = clab.host
+    host.reset()
+
+    def sub(s: str) -> str:
+        return s.replace("{A}", clab.hp["A"]).replace("{B}", clab.hp["B"]).replace("{T}", clab.hp["T"])
+
+    for path, text in sc["files"].items():
+        host.write(sub(path), sub(text))
+    ca = sub(sc["ca"]) if sc.get("ca") else None
+    if ca:
+        host.write(ca, clab.ca_pem)
+    env = sc.get("env", {})
+    image = sub(sc["image"])
+    r = host.dockerdoctor(["resolve", image, "--format", "json"], env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    rows = {row["name"]: row for row in doc["runtimes"]}
+    truth = clab.truth(ca)
+    results = {}
+    for client in CLIENTS:
+        assert client in rows, sorted(rows)
+        expected = None if rows[client]["blocked"] else predict(rows[client]["endpoints"], truth)
+        clab.log.mark()
+        out = host.pull(client, image, env)
+        got = manifest_hits(clab.log.since())
+        results[client] = (expected, out.returncode, sorted(got), out.stderr.strip().splitlines()[-1:])
+    for client, (expected, rc, got, err) in results.items():
+        if expected is None:
+            assert rc != 0 and not got, (name, client, results)
+        else:
+            assert rc == 0 and got == [expected], (name, client, results)
+
+
+def test_skopeo_ignores_the_env_var_but_honours_the_flag(clab: Lab) -> None:
+    """The one-environment-two-answers case of runtimes.md §5, predicted and then observed."""
+    host = clab.host
+    host.reset()
+    a = clab.hp["A"]
+    host.write("/etc/containers/lab-env.conf", f'[[registry]]\nlocation = "{a}"\ninsecure = true\n')
+    env = {"CONTAINERS_REGISTRIES_CONF": "/etc/containers/lab-env.conf"}
+    r = host.dockerdoctor(["resolve", f"{a}/lab/hello:v1"], env)
+    assert "skopeo 1.9 does not read CONTAINERS_REGISTRIES_CONF" in r.stdout
+    out = host.pull("skopeo", f"{a}/lab/hello:v1", env)
+    assert out.returncode != 0 and "server gave HTTP response to HTTPS client" in out.stderr
+    out = host.pull("skopeo", f"{a}/lab/hello:v1", env, extra=["--registries-conf", "/etc/containers/lab-env.conf"])
+    assert out.returncode == 0, out.stderr
