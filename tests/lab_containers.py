@@ -137,7 +137,8 @@ class ContainersHost:
                   f'exec nsenter --net=/run/netns/{self.cli_ns} "$@"')
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", *argv]
 
-    def run(self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], env: dict[str, str] | None = None,
+            timeout: float = 90) -> subprocess.CompletedProcess:
         return subprocess.run(self.argv(argv), capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL, env=self.env(env))
 

@@ -112,6 +112,7 @@ class CheckOptions:
     network: bool = True  # live probes allowed
     e2e: bool = False  # --e2e: a real push/pull/delete round trip (dockerdoctor.probe.e2e)
     e2e_repo: str = "dockerdoctor-probe"
+    images: list[str] = field(default_factory=list)  # check --image REF: rules of every runtime for these
 
 
 class Facts:

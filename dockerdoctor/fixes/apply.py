@@ -79,6 +79,9 @@ VALIDATION_RULES = ("DD102", "DD103", "DD104", "DD105", "DD106", "DD109")
 REPAIR_ORDER = ("DD106", "DD105", "DD104", "DD103", "DD102", "DD109")
 # Findings that a TLS CA in certs.d or an insecure-registries entry repairs (one step per registry).
 TRUST_RULES = ("DD101", "DD203", "DD204")
+# Rules whose fix --apply choice (--ca / --insecure) a recipe module makes: rule id -> "module:function"
+# taking (finding, fix, ca_pem, insecure) and returning a Choice.
+CHOOSERS: dict[str, str] = {"DD702": "dockerdoctor.fixes.registries_conf:choose"}
 # Commands a fix shows for information; running them repairs nothing.
 READ_ONLY_COMMANDS = (
     "journalctl",
@@ -145,6 +148,12 @@ def choose_fixes(
             out.append(
                 Choice(f, None, [f"advice only ({f.severity.label}), never applied automatically: {fix.summary}"])
             )
+            continue
+        if f.rule_id in CHOOSERS:
+            import importlib
+
+            mod, _, fn = CHOOSERS[f.rule_id].partition(":")
+            out.append(getattr(importlib.import_module(mod), fn)(f, fix, ca_pem, insecure))
             continue
         if f.rule_id in TRUST_RULES and f.params.get("registry"):
             reg = str(f.params["registry"])

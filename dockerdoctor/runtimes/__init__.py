@@ -125,9 +125,7 @@ def containers_input(facts: Facts) -> Any:
         keys = _auth_keys(src.read_text(p, limit=1024 * 1024))
         if keys:
             auth[p] = keys
-    inp = ConfigInput(files, dirs, home, env)
-    inp.__dict__["auth"] = auth  # frozen dataclass: the auth keys ride along
-    return inp
+    return ConfigInput(files, dirs, home, env, auth)
 
 
 def _installed(facts: Facts, client: str) -> str | None:
@@ -153,7 +151,7 @@ def containers_runtimes(facts: Facts) -> dict[str, Any]:
         if found is None:
             continue
         cfg = load(inp, name)
-        out[name] = ContainersRuntime(name, traits.display, cfg, inp.dirs, inp.__dict__.get("auth", {}),
+        out[name] = ContainersRuntime(name, traits.display, cfg, inp.dirs, inp.auth,
                                       Origin(found, None, f"{name} found at {found}"), None, inp.env)
     return out
 
@@ -200,9 +198,9 @@ def crio_runtime(facts: Facts) -> Any:
         return None
     inp = facts.get("containers_input")
     # CRI-O is a system service: the system registries.conf, no CONTAINERS_REGISTRIES_CONF from this shell
-    sys_inp = ConfigInput(inp.files, inp.dirs, "/root", {})
+    sys_inp = ConfigInput(inp.files, inp.dirs, "/root", {}, inp.auth)
     cfg = load(sys_inp, "cri-o")
-    return CrioRuntime(cfg, crio, inp.dirs, inp.__dict__.get("auth", {}),
+    return CrioRuntime(cfg, crio, inp.dirs, inp.auth,
                        Origin(crio.files[0] if crio.files else "crio", None, "CRI-O configuration"))
 
 
@@ -242,3 +240,17 @@ def dockerd_runtime_interim(facts: Facts) -> Any:
     from dockerdoctor.runtimes.dockerd_interim import from_facts
 
     return from_facts(facts)
+
+
+@fact()
+def checked_images(facts: Facts) -> list[Any]:
+    """The image references of `check --image REF` (ImageRef), [] when none was given."""
+    from dockerdoctor.runtimes.base import ImageRef
+
+    return [ImageRef.parse(t) for t in getattr(facts.options, "images", []) or []]
+
+
+@fact()
+def containers_texts(facts: Facts) -> dict[str, str | None]:
+    """The registries.conf texts the containers/image facts read (path -> text), for the fix recipes."""
+    return dict(facts.get("containers_input").files)

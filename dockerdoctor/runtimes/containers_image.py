@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dockerdoctor.runtimes.base import (
     DEFAULT,
@@ -46,7 +46,7 @@ from dockerdoctor.runtimes.base import (
 try:  # Python 3.11+
     import tomllib as _toml
 except ModuleNotFoundError:  # pragma: no cover - 3.10
-    import tomli as _toml  # type: ignore[no-redef]
+    import tomli as _toml  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 SYSTEM_CONF = "/etc/containers/registries.conf"
 SYSTEM_DIR = "/etc/containers/registries.conf.d"
@@ -240,10 +240,12 @@ def parse_conf(path: str, text: str, role: str = "main") -> ConfFile:
     if v1_nonempty:
         out.version = "v1"
         if role == "drop-in":
-            out.problems.append(Problem(path, None, "registry must be in v2 format but is in v1: a drop-in "
+            v1_line = next((lines.key(((f"registries.{k}",)), "__table__") for k in ("insecure", "search", "block")
+                            if lines.key(((f"registries.{k}",)), "__table__")), None)
+            out.problems.append(Problem(path, v1_line, "registry must be in v2 format but is in v1: a drop-in "
                                                     "in v1 syntax makes the clients refuse to run", kind="v1-dropin"))
             return out
-        _convert_v1(out, v1, lines)
+        _convert_v1(out, v1 if isinstance(v1, dict) else {}, lines)
         return out
     if v2_nonempty:
         out.version = "v2"
@@ -413,6 +415,7 @@ class ConfigInput:
     dirs: dict[str, list[str]]  # directory -> its entry names
     home: str = "/root"
     env: dict[str, str] = field(default_factory=dict)  # CONTAINERS_REGISTRIES_CONF, XDG_RUNTIME_DIR ...
+    auth: dict[str, set[str]] = field(default_factory=dict)  # auth file -> its registry keys (never secrets)
 
     def text(self, path: str) -> str | None:
         return self.files.get(path)
@@ -442,6 +445,7 @@ class ContainersConfig:
     shadows: list[Shadow]
     ignored_files: list[str]  # read by nobody for this client (the system file when a user file exists)
     home: str = "/root"
+    dirs: dict[str, list[str]] = field(default_factory=dict)  # directory -> entries (certs.d, drop-in dirs)
 
     @property
     def problems(self) -> list[Problem]:
@@ -553,7 +557,7 @@ def load(inp: ConfigInput, client: str = "podman", conf_override: str | None = N
                               f"skopeo 1.9 does not read {ENV_VAR}; it loads {main} (give it --registries-conf "
                               f"{env_path})"))
     return ContainersConfig(client, main, chosen_by, files, merged, search, search_origin, aliases, mode, shadows,
-                            ignored, home)
+                            ignored, home, inp.dirs)
 
 
 # --------------------------------------------------------------------------- certs.d and auth.json
@@ -589,8 +593,10 @@ AUTH_FILES = ("{xdg}/containers/auth.json", "{home}/.config/containers/auth.json
 
 
 def auth_paths(home: str = "/root", xdg_runtime_dir: str | None = None) -> list[str]:
-    xdg = xdg_runtime_dir or "/run/containers/0"  # root without XDG_RUNTIME_DIR: /run/containers/0
-    return [p.format(xdg=xdg.rstrip("/"), home=home.rstrip("/")) for p in AUTH_FILES]
+    out = [p.format(xdg=(xdg_runtime_dir or "").rstrip("/"), home=home.rstrip("/")) for p in AUTH_FILES]
+    if not xdg_runtime_dir:  # root without XDG_RUNTIME_DIR: /run/containers/0/auth.json (containers-auth.json(5))
+        out[0] = "/run/containers/0/auth.json"
+    return out
 
 
 def credentials_for(image: str, auth: dict[str, set[str]], home: str = "/root",
@@ -705,7 +711,7 @@ def resolve(ref: ImageRef, cfg: ContainersConfig, dirs: dict[str, list[str]], au
             first_name = primary
             creds = credentials_for(primary.split("@")[0].rsplit(":", 1)[0] if ":" in primary.split("/")[-1]
                                     else primary.split("@")[0], auth, cfg.home, (env or {}).get("XDG_RUNTIME_DIR"))
-        sources: list[tuple[str, bool, str, Origin]] = []
+        sources: list[tuple[str, bool, Literal["mirror", "registry"], Origin]] = []
         if table is not None and not push:
             is_digest = ref.digest is not None
             for m in table.mirrors:

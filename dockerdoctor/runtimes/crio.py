@@ -75,8 +75,8 @@ def parse_crio(texts: dict[str, str]) -> CrioConf:
                 section = s.strip("[] ").replace('"', "")
             elif re.match(r"insecure_registries\s*=", s):
                 where.setdefault(section, n)
-        crio = data.get("crio") if isinstance(data.get("crio"), dict) else {}
-        image = crio.get("image") if isinstance(crio.get("image"), dict) else {}
+        crio: dict = data["crio"] if isinstance(data.get("crio"), dict) else {}
+        image: dict = crio["image"] if isinstance(crio.get("image"), dict) else {}
         if "insecure_registries" in image:
             vals = image.get("insecure_registries") or []
             # a later file's list replaces the earlier one

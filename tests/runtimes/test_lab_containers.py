@@ -140,7 +140,7 @@ def test_resolve_predicts_what_the_clients_do(clab: Lab, name: str) -> None:
         out = host.pull(client, image, env)
         got = manifest_hits(clab.log.since())
         results[client] = (expected, out.returncode, sorted(got), out.stderr.strip().splitlines()[-1:])
-    for client, (expected, rc, got, err) in results.items():
+    for client, (expected, rc, got, _err) in results.items():
         if expected is None:
             assert rc != 0 and not got, (name, client, results)
         else:

@@ -1,0 +1,145 @@
+"""Fix recipes for containers/image clients (podman, buildah, skopeo, CRI-O): registries.conf and certs.d.
+
+A recipe returns the existing Fix data (dockerdoctor.model): the edit of registries.conf is computed here,
+with tomlkit, on the file the client really reads (the main file in effect, or the table that decides),
+and carried as a ReplaceFileContent of the whole new text. tomlkit keeps every comment, blank line and the
+order of keys, so the stock Fedora/RHEL registries.conf (mostly comments) keeps its comments; the
+transaction (fixes/apply.py) backs the file up, writes it atomically and keeps its mode.
+
+tomlkit is imported only here, and only when a fix edits a file.
+
+Least privilege: the CA in /etc/containers/certs.d/HOST:PORT/ca.crt comes first (podman, buildah, skopeo
+and CRI-O read it on every pull: no restart); ``insecure = true`` is the named alternative, with its cost.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockerdoctor.model import Finding, Fix, ReplaceFileContent, RunCommand
+
+INSECURE_COST = (
+    "insecure = true lets podman, buildah, skopeo and CRI-O talk plain HTTP to this registry and accept any "
+    "certificate from it: anyone on the path can read and alter images. Prefer TLS with the CA in "
+    "/etc/containers/certs.d."
+)
+
+
+class EditError(ValueError):
+    """The file cannot be edited safely (it does not parse)."""
+
+
+def ca_path(host: str) -> str:
+    return f"/etc/containers/certs.d/{host}/ca.crt"
+
+
+def set_insecure(text: str | None, host: str, prefix: str | None = None) -> str:
+    """registries.conf with ``insecure = true`` for ``prefix`` (default: host), comments and layout kept.
+
+    An existing [[registry]] table with that prefix (or, without a prefix, that location) is edited in
+    place; otherwise a new table is appended. A v1 file gets the host in [registries.insecure].
+    """
+    import tomlkit
+
+    try:
+        doc = tomlkit.parse(text or "")
+    except Exception as exc:  # tomlkit raises its own ParseError family
+        raise EditError(f"registries.conf does not parse: {exc}") from None
+    want = prefix or host
+    v1 = doc.get("registries")
+    if v1 is not None and "registry" not in doc:
+        ins = v1.get("insecure")
+        if ins is None:
+            ins = tomlkit.table()
+            ins["registries"] = tomlkit.array()
+            v1["insecure"] = ins
+        regs = ins.get("registries")
+        if regs is None:
+            regs = tomlkit.array()
+            ins["registries"] = regs
+        if host not in [str(r) for r in regs]:
+            regs.append(host)
+        return tomlkit.dumps(doc)
+    tables = doc.get("registry")
+    if tables is not None:
+        for t in tables:
+            p = str(t.get("prefix", "") or t.get("location", "")).rstrip("/")
+            if p == want:
+                t["insecure"] = True
+                return tomlkit.dumps(doc)
+    new = tomlkit.table()
+    new["prefix"] = want
+    new["location"] = want
+    new["insecure"] = True
+    out = tomlkit.dumps(doc)
+    if tables is None:
+        aot = tomlkit.aot()
+        aot.append(new)
+        doc.append("registry", aot)
+        out = tomlkit.dumps(doc)
+    else:
+        tables.append(new)
+        out = tomlkit.dumps(doc)
+    return out if out.endswith("\n") else out + "\n"
+
+
+def _target_file(cfg: Any, host: str) -> tuple[str, str | None, str | None]:
+    """(path, its text, prefix to edit): the file and table that decide for host in this client's configuration."""
+    table = cfg.table_for(host)
+    if table is not None and not table.v1:
+        return table.origin.source, None, table.prefix
+    return cfg.main, None, None
+
+
+def insecure_fix(cfg: Any, host: str, texts: dict[str, str | None]) -> Fix:
+    """Mark host insecure in the registries.conf the client reads (the table in effect, else its main file)."""
+    path, _, prefix = _target_file(cfg, host)
+    text = texts.get(path)
+    try:
+        new = set_insecure(text, host, prefix)
+    except EditError as exc:
+        return Fix(f"Repair {path} first ({exc}), then set insecure = true for {host}", (),
+                   warnings=(INSECURE_COST,))
+    return Fix(
+        f"Set insecure = true for {prefix or host} in {path} (read on every pull: no restart)",
+        (ReplaceFileContent(path, new, 0o644),),
+        warnings=(INSECURE_COST,),
+    )
+
+
+def trust_fix(cfg: Any, host: str, plain_http: bool, texts: dict[str, str | None]) -> Fix:
+    """The preferred repair (TLS with the CA in /etc/containers/certs.d), insecure = true the named alternative."""
+    path = ca_path(host)
+    ops: list[Any] = []
+    if plain_http:
+        hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "443")
+        ops.append(RunCommand(("dockerdoctor", "serve-registry", "--port", port or "443", "--tls-self-signed",
+                               hostname or host),
+                              "on the registry host: serve TLS (or put TLS on the existing registry); it prints the "
+                              "CA to copy"))
+    ops.append(RunCommand(("install", "-D", "-m", "0644", "ca.crt", path),
+                          "on this host: trust the registry's CA; podman, buildah, skopeo and CRI-O read certs.d on "
+                          "every pull, no restart"))
+    return Fix(f"Use TLS: trust the registry's CA in {path}", tuple(ops),
+               alternatives=(insecure_fix(cfg, host, texts),))
+
+
+def choose(f: Finding, fix: Fix, ca_pem: str | None, insecure: bool) -> Any:
+    """fix --apply's choice for DD702 (fixes/apply.py calls it): --ca writes the CA into
+    /etc/containers/certs.d; --insecure, or a plain-HTTP registry without --ca, takes insecure = true."""
+    from dockerdoctor.fixes.apply import Choice
+
+    host = str(f.params.get("registry", ""))
+    plain = bool(f.params.get("plain_http"))
+    alt = fix.alternatives[0] if fix.alternatives else None
+    if ca_pem is not None and not insecure:
+        if plain:
+            return Choice(f, None, [f"--ca was given, but {host} speaks plain HTTP: a CA cannot help until the "
+                                    "registry serves TLS, or use --insecure"])
+        return Choice(f, Fix(f"Trust the given CA for {host} in {ca_path(host)} (read on every pull, no restart)",
+                             (ReplaceFileContent(ca_path(host), ca_pem, 0o644),)))
+    if alt is not None and alt.operations and (insecure or plain):
+        notes = [] if insecure else [f"{host} speaks plain HTTP and no --ca was given, so the plan uses insecure = "
+                                     f"true; {fix.summary} is the safer choice"]
+        return Choice(f, alt, notes)
+    return Choice(f, None, [f"{fix.summary}: give the registry's CA with --ca FILE, or choose --insecure"])
