@@ -160,3 +160,37 @@ def test_skopeo_ignores_the_env_var_but_honours_the_flag(clab: Lab) -> None:
     assert out.returncode != 0 and "server gave HTTP response to HTTPS client" in out.stderr
     out = host.pull("skopeo", f"{a}/lab/hello:v1", env, extra=["--registries-conf", "/etc/containers/lab-env.conf"])
     assert out.returncode == 0, out.stderr
+
+
+STOCK = Path("/etc/containers/registries.conf")
+
+
+def test_fix_apply_makes_podman_pull_from_a_plain_http_registry(clab: Lab, tmp_path: Path) -> None:
+    """DD702 on the real podman: the plan prefers TLS (CA in /etc/containers/certs.d) and names insecure = true;
+    --apply takes insecure = true for a plain-HTTP registry, keeps every comment of the stock file, and the
+    pull then succeeds (the registry's access log shows the manifest fetched). Rollback restores the bytes."""
+    host = clab.host
+    host.reset()
+    a = clab.hp["A"]
+    stock = STOCK.read_text() if STOCK.is_file() else "# stock registries.conf\n# (comments only)\n"
+    host.write("/etc/containers/registries.conf", stock)
+    before = host.path("/etc/containers/registries.conf").read_bytes()
+    image = f"{a}/lab/hello:v1"
+    clab.log.mark()
+    out = host.pull("podman", image)
+    assert out.returncode != 0 and "server gave HTTP response to HTTPS client" in out.stderr
+    state = tmp_path / "state"
+    plan = host.dockerdoctor(["fix", "--registry", a, "--only", "DD702", "--state-dir", str(state)])
+    assert plan.returncode == 0, plan.stderr
+    assert f"/etc/containers/certs.d/{a}/ca.crt" in plan.stdout and "insecure = true" in plan.stdout
+    r = host.dockerdoctor(["fix", "--registry", a, "--only", "DD702", "--apply", "--yes", "--state-dir", str(state)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = host.path("/etc/containers/registries.conf").read_text()
+    assert after.startswith(stock) and "insecure = true" in after  # every stock comment kept, in place
+    clab.log.mark()
+    out = host.pull("podman", image)
+    assert out.returncode == 0, out.stderr
+    assert manifest_hits(clab.log.since()) == {a}
+    rb = host.dockerdoctor(["fix", "--rollback", "last", "--yes", "--state-dir", str(state)])
+    assert rb.returncode == 0, rb.stdout + rb.stderr
+    assert host.path("/etc/containers/registries.conf").read_bytes() == before
