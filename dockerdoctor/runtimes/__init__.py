@@ -21,10 +21,15 @@ from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.runtimes.base import Origin, Runtime
 
-# Facts whose values are adapters. Issue 14 adds its adapters here, one line each.
+# containerd family (issue 14, dockerdoctor/runtimes/containerd.py): facts whose value is a Runtime or None
+CONTAINERD_FAMILY = ("containerd_cri", "dockerd_containerd_store", "dockerd_classic", "nerdctl_runtime", "k3s_runtime")
+
+# Facts whose values are adapters (a Runtime, a list or dict of them, or None), in the order `resolve` prints
+# them. A fact not registered (its module not in FACT_MODULES yet) is passed over.
 ADAPTERS: list[str] = [
-    "containers_runtimes",
-    "crio_runtime",
+    *CONTAINERD_FAMILY,
+    "containers_runtimes",  # podman, buildah, skopeo (containers_image.py)
+    "crio_runtime",  # CRI-O (crio.py)
 ]
 
 
