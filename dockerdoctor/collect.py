@@ -2,7 +2,8 @@
 
 The result is what `check --root` reads, so a host can be diagnosed elsewhere. Private keys are
 never copied (only their names are recorded), and nothing is collected from users' home
-directories.
+directories, except root's containers/image configuration (~/.config/containers: it replaces the system
+registries.conf); its auth.json files are written with the registry names only, never the credentials.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def collect(out: Path, daemon_root: str = "") -> list[str]:
         for root, _dirs, files in os.walk(d):
             for name in files:
                 _copy(os.path.join(root, name), out, manifest)
+    _collect_containers(out, manifest)
     for unit_dir in UNIT_DIRS:
         for name in ("docker.service", "docker.socket"):
             _copy(f"{unit_dir}/{name}", out, manifest)
@@ -97,6 +99,34 @@ def collect(out: Path, daemon_root: str = "") -> list[str]:
         manifest.append(f"command {' '.join(spec.live)} -> {rel} (rc {proc.returncode})")
     (out / "dockerdoctor-collect.txt").write_text("\n".join(manifest) + "\n")
     return manifest
+
+
+def _collect_containers(out: Path, manifest: list[str]) -> None:
+    """The paths of dockerdoctor.runtimes.CONTAINERS_PATHS (registries.conf, drop-ins, certs.d, crio.conf)."""
+    import json
+
+    from dockerdoctor.runtimes import CONTAINERS_PATHS, _auth_keys
+
+    for spec in CONTAINERS_PATHS:
+        live = spec.live.replace("~", "/root").replace("{xdg}", "/run/containers/0" if "{xdg}" in spec.live else "")
+        dst_rel = spec.sos[0]
+        if spec.secret:
+            try:
+                with open(live, encoding="utf-8", errors="replace") as fh:
+                    keys = _auth_keys(fh.read(MAX_FILE))
+            except OSError:
+                continue
+            dst = out / dst_rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_text(json.dumps({"auths": {k: {} for k in sorted(keys)}}, indent=1) + "\n")
+            manifest.append(f"redacted {live} (registry names only)")
+        elif spec.kind == "file":
+            if live not in FILES:
+                _copy(live, out, manifest)
+        elif live not in DIRS:
+            for root, _dirs, files in os.walk(live):
+                for name in files:
+                    _copy(os.path.join(root, name), out, manifest)
 
 
 def pack(out: Path) -> Path:

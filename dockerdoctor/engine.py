@@ -30,7 +30,7 @@ CATEGORIES: dict[str, str] = {
     "endpoint": "Registry endpoints",
     "network": "Registry host: firewall, SELinux, ports",
     "registry": "Registry containers",
-    "runtimes": "Other clients: podman, buildah, skopeo, CRI-O",
+    "runtime": "Other runtimes: containerd CRI, nerdctl, k3s, dockerd's containerd store",
 }
 
 

@@ -34,7 +34,7 @@ _KINDS = {"toml": "does not parse as TOML", "mixing": "mixes v1 and v2 syntax", 
           "unknown-key": "unknown key (ignored)", "invalid": "invalid setting"}
 
 
-@rule("DD701", "registries-conf-invalid", category="runtimes", severity=Severity.ERROR,
+@rule("DD701", "registries-conf-invalid", category="runtime", severity=Severity.ERROR,
       title="registries.conf (or a drop-in) is invalid")
 def registries_conf_invalid(containers_configs: dict[str, ContainersConfig]) -> Iterator[Finding]:
     """A registries.conf file that podman, buildah, skopeo and CRI-O refuse, or read differently
@@ -116,7 +116,7 @@ def _protocol(addr: str, endpoint_probes: dict | None, docker_journal: Journal |
     return None, []
 
 
-@rule("DD702", "containers-registry-not-trusted", category="runtimes", severity=Severity.ERROR,
+@rule("DD702", "containers-registry-not-trusted", category="runtime", severity=Severity.ERROR,
       title="podman/buildah/skopeo/CRI-O do not trust the registry")
 def containers_registry_not_trusted(containers_configs: dict[str, ContainersConfig],
                                     target_registries: list[TargetRegistry] | None = None,
@@ -196,7 +196,7 @@ def _differs(a: Any, b: Any) -> bool:
     return any(getattr(a, k, None) != getattr(b, k, None) for k in keys)
 
 
-@rule("DD703", "registries-conf-shadowed", category="runtimes", severity=Severity.WARNING,
+@rule("DD703", "registries-conf-shadowed", category="runtime", severity=Severity.WARNING,
       title="The registries.conf setting that was edited is not the one in effect")
 def registries_conf_shadowed(containers_configs: dict[str, ContainersConfig],
                              target_registries: list[TargetRegistry] | None = None,
@@ -260,7 +260,7 @@ def registries_conf_shadowed(containers_configs: dict[str, ContainersConfig],
 # ============================================================================ DD704
 
 
-@rule("DD704", "crio-insecure-mismatch", category="runtimes", severity=Severity.WARNING,
+@rule("DD704", "crio-insecure-mismatch", category="runtime", severity=Severity.WARNING,
       title="CRI-O's legacy insecure_registries does not do what it says")
 def crio_insecure_mismatch(crio_conf: CrioConf, containers_configs: dict[str, ContainersConfig] | None = None,
                            target_registries: list[TargetRegistry] | None = None,
@@ -317,7 +317,7 @@ def crio_insecure_mismatch(crio_conf: CrioConf, containers_configs: dict[str, Co
 # ============================================================================ DD705
 
 
-@rule("DD705", "unqualified-search-empty", category="runtimes", severity=Severity.WARNING,
+@rule("DD705", "unqualified-search-empty", category="runtime", severity=Severity.WARNING,
       title="Short image names cannot resolve: no unqualified-search-registries")
 def unqualified_search_empty(containers_configs: dict[str, ContainersConfig],
                              checked_images: list[Any] | None = None) -> Iterator[Finding]:

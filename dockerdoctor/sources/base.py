@@ -84,6 +84,9 @@ COMMANDS: dict[str, CommandSpec] = {
          "sos_commands/networking/iptables_-vnxL"),
     ),
     "nft_ruleset_firewalld": CommandSpec(("nft", "list", "ruleset"), ("sos_commands/firewalld/nft_list_ruleset",)),
+    # issue 15: containers/image clients and CRI-O, where sos's podman and crio plugins put them
+    "podman_version": CommandSpec(("podman", "version"), ("sos_commands/podman/podman_version",)),
+    "crio_config": CommandSpec(("crio", "config"), ("sos_commands/crio/crio_config",)),
 }
 
 
