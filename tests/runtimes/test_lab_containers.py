@@ -194,3 +194,42 @@ def test_fix_apply_makes_podman_pull_from_a_plain_http_registry(clab: Lab, tmp_p
     rb = host.dockerdoctor(["fix", "--rollback", "last", "--yes", "--state-dir", str(state)])
     assert rb.returncode == 0, rb.stdout + rb.stderr
     assert host.path("/etc/containers/registries.conf").read_bytes() == before
+
+
+def test_resolve_rows_differ_per_runtime_on_one_lab_host(clab: Lab, client_dockerd) -> None:
+    """One TLS registry, configured three ways on one client host: dockerd trusts its CA in
+    /etc/docker/certs.d, podman has insecure = true in registries.conf, skopeo gets CONTAINERS_REGISTRIES_CONF
+    (which it does not read). resolve prints three different rows, each with the file that decides, and the
+    real clients behave as the rows say. (The containerd row joins when issue 14's adapters are on main.)"""
+    host = clab.host
+    host.reset()
+    t = clab.hp["T"]
+    d = client_dockerd(daemon_json={}, certs_d={t: {"ca.crt": clab.ca_pem}})
+    host.write("/etc/containers/registries.conf", f'# lab\n[[registry]]\nlocation = "{t}"\ninsecure = true\n')
+    env = {"DOCKER_HOST": d.host, "CONTAINERS_REGISTRIES_CONF": "/etc/containers/elsewhere.conf"}
+    host.write("/etc/containers/elsewhere.conf", "# nothing for the registry here\n")
+    host.write(f"/etc/docker/certs.d/{t}/ca.crt", clab.ca_pem)  # the clients' view of /etc/docker (not dockerd's)
+    image = f"{t}/lab/hello:v1"
+    r = host.dockerdoctor(["resolve", image, "--format", "json"], env)
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)["runtimes"]}
+    dockerd, podman, skopeo = rows["dockerd"], rows["podman"], rows["skopeo"]
+    assert [e["scheme"] for e in dockerd["endpoints"]] == ["https"]
+    assert dockerd["endpoints"][0]["tls"]["ca_files"] == [f"/etc/docker/certs.d/{t}/ca.crt"]
+    assert podman["config"]["main"] == "/etc/containers/elsewhere.conf"  # podman reads the variable...
+    assert [e["scheme"] for e in podman["endpoints"]] == ["https"]
+    # ...and falls back to /etc/docker/certs.d for the CA: the first existing certs.d directory
+    assert podman["endpoints"][0]["tls"]["ca_files"] == [f"/etc/docker/certs.d/{t}/ca.crt"]
+    assert skopeo["config"]["main"] == "/etc/containers/registries.conf"  # skopeo 1.9 ignores it
+    assert [e["scheme"] for e in skopeo["endpoints"]] == ["https", "http"]
+    assert skopeo["endpoints"][0]["tls"]["skip_verify"] and skopeo["endpoints"][0]["origin"]["line"] == 2
+    assert len({json.dumps(row["endpoints"], sort_keys=True) for row in (dockerd, podman, skopeo)}) == 3
+    # what really happens, with the registry's log as the witness
+    clab.log.mark()
+    assert d.docker("pull", image).returncode == 0
+    assert manifest_hits(clab.log.since()) == {t}
+    for client in ("podman", "skopeo"):
+        clab.log.mark()
+        out = host.pull(client, image, env)
+        assert out.returncode == 0, (client, out.stderr)
+        assert manifest_hits(clab.log.since()) == {t}
