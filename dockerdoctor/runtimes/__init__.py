@@ -74,7 +74,7 @@ def _home(facts: Facts) -> str:
 def _env(facts: Facts) -> dict[str, str]:
     if not facts.live:
         return {}
-    keys = ("CONTAINERS_REGISTRIES_CONF", "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+    keys = ("CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH", "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
             "https_proxy", "no_proxy")
     return {k: os.environ[k] for k in keys if os.environ.get(k)}
 
@@ -112,7 +112,7 @@ def containers_input(facts: Facts) -> Any:
     env = _env(facts)
     files: dict[str, str | None] = {}
     dirs: dict[str, list[str]] = {}
-    extra = [env["CONTAINERS_REGISTRIES_CONF"]] if env.get("CONTAINERS_REGISTRIES_CONF") else []
+    extra = [env[k] for k in ("CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH") if env.get(k)]
     for path in [SYSTEM_CONF, f"{home}/{USER_CONF}", *extra]:
         files[path] = src.read_text(path, limit=1024 * 1024)
     for d in (SYSTEM_DIR, f"{home}/{USER_DIR}"):

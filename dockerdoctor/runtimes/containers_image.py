@@ -55,6 +55,7 @@ USER_DIR = ".config/containers/registries.conf.d"
 USER_CERTS = ".config/containers/certs.d"
 SYSTEM_CERTS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
 ENV_VAR = "CONTAINERS_REGISTRIES_CONF"
+LEGACY_ENV_VAR = "REGISTRIES_CONFIG_PATH"  # older name; podman and buildah still read it, the new one wins
 
 
 @dataclass(frozen=True)
@@ -63,18 +64,19 @@ class ClientTraits:
 
     name: str
     display: str
-    reads_env: bool  # honours CONTAINERS_REGISTRIES_CONF
+    reads_env: bool  # honours CONTAINERS_REGISTRIES_CONF (and REGISTRIES_CONFIG_PATH, which it overrides)
     short_names: bool  # resolves short names through aliases / unqualified-search-registries
     flag: str | None = "--registries-conf"  # the command-line override, when there is one
     notes: tuple[str, ...] = ()
 
 
 CLIENTS: dict[str, ClientTraits] = {
-    "podman": ClientTraits("podman", "podman", True, True, None),
+    "podman": ClientTraits("podman", "podman", True, True),
     "buildah": ClientTraits("buildah", "buildah", True, True),
     "skopeo": ClientTraits(
         "skopeo", "skopeo", False, False,
-        notes=("skopeo 1.9 does not read CONTAINERS_REGISTRIES_CONF (use --registries-conf FILE)",
+        notes=("skopeo 1.9 does not read CONTAINERS_REGISTRIES_CONF or REGISTRIES_CONFIG_PATH (use --registries-conf "
+               "FILE)",
                "skopeo takes a short name as docker.io/library/NAME (no unqualified-search-registries)"),
     ),
 }
@@ -469,14 +471,16 @@ def load(inp: ConfigInput, client: str = "podman", conf_override: str | None = N
     home = inp.home.rstrip("/") or "/"
     user_conf = f"{home}/{USER_CONF}"
     user_dir = f"{home}/{USER_DIR}"
-    env_conf = inp.env.get(ENV_VAR) if traits is None or traits.reads_env else None
+    env_name = next((v for v in (ENV_VAR, LEGACY_ENV_VAR) if inp.env.get(v)), None) \
+        if traits is None or traits.reads_env else None
+    env_conf = inp.env.get(env_name) if env_name else None
     shadows: list[Shadow] = []
     ignored: list[str] = []
     dirs: list[str]
     if conf_override:
         main, chosen_by, dirs = conf_override, "--registries-conf", [SYSTEM_DIR, user_dir]
-    elif env_conf:
-        main, chosen_by, dirs = env_conf, ENV_VAR, [SYSTEM_DIR, user_dir]
+    elif env_conf and env_name:
+        main, chosen_by, dirs = env_conf, env_name, [SYSTEM_DIR, user_dir]
     elif inp.text(user_conf) is not None:
         main, chosen_by, dirs = user_conf, "user file", [user_dir]
         if inp.text(SYSTEM_CONF) is not None:
@@ -490,7 +494,7 @@ def load(inp: ConfigInput, client: str = "podman", conf_override: str | None = N
     text = inp.text(main)
     if text is not None:
         files.append(parse_conf(main, text, "main"))
-    elif chosen_by in (ENV_VAR, "--registries-conf"):
+    elif chosen_by in (ENV_VAR, LEGACY_ENV_VAR, "--registries-conf"):
         f = ConfFile(main, "main")
         f.problems.append(Problem(main, None, f"{main} (from {chosen_by}) does not exist: the clients refuse to run"))
         files.append(f)
@@ -548,14 +552,17 @@ def load(inp: ConfigInput, client: str = "podman", conf_override: str | None = N
             first = hidden.registries[0].origin if hidden.registries else (hidden.search_origin or Origin(path))
             why = {"user file": f"{user_conf} exists and replaces it",
                    ENV_VAR: f"{ENV_VAR}={main} replaces it",
+                   LEGACY_ENV_VAR: f"{LEGACY_ENV_VAR}={main} replaces it",
                    "--registries-conf": f"--registries-conf {main} replaces it"}[chosen_by]
             shadows.append(Shadow("user-file" if chosen_by == "user file" else "env", first, by,
                                   f"{path} is not read by {client}: {why}"))
-    if client == "skopeo" and inp.env.get(ENV_VAR) and not conf_override:
-        env_path = inp.env[ENV_VAR]
-        shadows.append(Shadow("env", Origin(env_path, None, f"{ENV_VAR}={env_path}"), Origin(main, None, chosen_by),
-                              f"skopeo 1.9 does not read {ENV_VAR}; it loads {main} (give it --registries-conf "
-                              f"{env_path})"))
+    for var in (ENV_VAR, LEGACY_ENV_VAR):
+        if traits is not None and not traits.reads_env and inp.env.get(var) and not conf_override:
+            env_path = inp.env[var]
+            shadows.append(Shadow("env", Origin(env_path, None, f"{var}={env_path}"), Origin(main, None, chosen_by),
+                                  f"{client} does not read {var}; it loads {main} (give it --registries-conf "
+                                  f"{env_path})"))
+            break
     return ContainersConfig(client, main, chosen_by, files, merged, search, search_origin, aliases, mode, shadows,
                             ignored, home, inp.dirs)
 

@@ -99,6 +99,13 @@ def _scenarios() -> dict[str, dict]:
                                   f'[registries.insecure]\nregistries = ["{a}"]\n'}, "image": img},
         "env-var": {"files": {"/etc/containers/lab-env.conf": f'[[registry]]\nlocation = "{a}"\ninsecure = true\n'},
                     "env": {"CONTAINERS_REGISTRIES_CONF": "/etc/containers/lab-env.conf"}, "image": img},
+        "legacy-env-var": {"files": {"/etc/containers/old.conf": f'[[registry]]\nlocation = "{a}"\ninsecure = true\n'},
+                           "env": {"REGISTRIES_CONFIG_PATH": "/etc/containers/old.conf"}, "image": img},
+        "both-env-vars-new-one-wins": {"files": {
+            "/etc/containers/old.conf": f'[[registry]]\nlocation = "{a}"\ninsecure = true\n',
+            "/etc/containers/new.conf": "# nothing\n"},
+            "env": {"REGISTRIES_CONFIG_PATH": "/etc/containers/old.conf",
+                    "CONTAINERS_REGISTRIES_CONF": "/etc/containers/new.conf"}, "image": img},
         "tls-no-ca": {"files": {}, "image": f"{t}/lab/hello:v1"},
         "tls-ca-containers-certs-d": {"files": {}, "ca": "/etc/containers/certs.d/{T}/ca.crt",
                                       "image": f"{t}/lab/hello:v1"},
@@ -233,3 +240,46 @@ def test_resolve_rows_differ_per_runtime_on_one_lab_host(clab: Lab, client_docke
         out = host.pull(client, image, env)
         assert out.returncode == 0, (client, out.stderr)
         assert manifest_hits(clab.log.since()) == {t}
+
+
+def _check(host: ContainersHost, registry: str) -> dict:
+    r = host.dockerdoctor(["check", "--registry", registry, "--select", "DD7", "--format", "json", "--fail-on",
+                           "never"])
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_live_dd702_fires_on_plain_http_and_stays_silent_with_the_ca(clab: Lab) -> None:
+    """Live, from the clients' namespaces: DD702 reads the layered probe. A plain-HTTP registry with no
+    table fires for every client; the TLS registry with its CA in /etc/containers/certs.d passes."""
+    host = clab.host
+    host.reset()
+    a, t = clab.hp["A"], clab.hp["T"]
+    doc = _check(host, a)
+    f = [x for x in doc["findings"] if x["id"] == "DD702"]
+    assert f and f[0]["params"]["plain_http"] and set(f[0]["params"]["clients"]) == set(CLIENTS)
+    assert any(e["source"].startswith(f"probe {a}") for e in f[0]["evidence"])
+    host.write(f"/etc/containers/certs.d/{t}/ca.crt", clab.ca_pem)
+    doc = _check(host, t)
+    assert not [x for x in doc["findings"] if x["id"] == "DD702"]
+    assert next(r for r in doc["rules"] if r["id"] == "DD702")["status"] == "passed"
+    host.path(f"/etc/containers/certs.d/{t}/ca.crt").unlink()  # the directory stays, empty: no CA
+    doc = _check(host, t)
+    f = [x for x in doc["findings"] if x["id"] == "DD702"]
+    assert f and not f[0]["params"]["plain_http"]
+
+
+def test_resolve_probe_asks_each_endpoint(clab: Lab) -> None:
+    host = clab.host
+    host.reset()
+    a, t = clab.hp["A"], clab.hp["T"]
+    host.write("/etc/containers/registries.conf",
+               f'[[registry]]\nprefix = "{a}"\nlocation = "{a}"\n[[registry.mirror]]\nlocation = "{t}"\n')
+    r = host.dockerdoctor(["resolve", f"{a}/lab/hello:v1", "--probe", "--format", "json"])
+    assert r.returncode == 0, r.stderr
+    podman = next(row for row in json.loads(r.stdout)["runtimes"] if row["name"] == "podman")
+    assert [e["host"] for e in podman["endpoints"]] == [t, a]
+    assert podman["probe"][a]["scheme"] == "http"
+    assert podman["probe"][t]["scheme"] == "https" and podman["probe"][t]["tls_error"] == "unknown-authority"
+    text = host.dockerdoctor(["resolve", f"{a}/lab/hello:v1", "--probe"]).stdout
+    assert "-> http" in text and "unknown-authority" in text
