@@ -74,7 +74,8 @@ def _home(facts: Facts) -> str:
 def _env(facts: Facts) -> dict[str, str]:
     if not facts.live:
         return {}
-    keys = ("CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH", "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+    keys = ("CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH", "XDG_RUNTIME_DIR", "HTTP_PROXY", "HTTPS_PROXY",
+            "NO_PROXY", "http_proxy",
             "https_proxy", "no_proxy")
     return {k: os.environ[k] for k in keys if os.environ.get(k)}
 
