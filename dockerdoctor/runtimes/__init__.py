@@ -145,6 +145,30 @@ def _installed(facts: Facts, client: str) -> str | None:
     return None
 
 
+def env_proxy(env: dict[str, str]) -> Any:
+    """Go's ProxyFromEnvironment for a client that runs with env: (host, scheme) -> proxy URL or None.
+    Credentials in the proxy URL are never shown."""
+    from urllib.parse import urlsplit
+
+    from dockerdoctor.facts.proxy import no_proxy_match
+
+    def get(*names: str) -> str:
+        return next((env[n] for n in names if env.get(n)), "")
+
+    def proxy_for(host: str, scheme: str) -> str | None:
+        proxy = get("HTTPS_PROXY", "https_proxy") if scheme == "https" else get("HTTP_PROXY", "http_proxy")
+        if not proxy:
+            return None
+        h, _, port = host.rpartition(":") if ":" in host and not host.endswith("]") else (host, "", "")
+        if no_proxy_match(get("NO_PROXY", "no_proxy"), h or host, int(port) if port.isdigit() else
+                          (443 if scheme == "https" else 80)):
+            return None
+        u = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return f"{u.scheme}://{u.hostname}" + (f":{u.port}" if u.port else "")
+
+    return proxy_for
+
+
 @fact()
 def containers_runtimes(facts: Facts) -> dict[str, Any]:
     """podman, buildah and skopeo as installed here: name -> ContainersRuntime ({} when none is)."""
@@ -158,7 +182,8 @@ def containers_runtimes(facts: Facts) -> dict[str, Any]:
             continue
         cfg = load(inp, name)
         out[name] = ContainersRuntime(name, traits.display, cfg, inp.dirs, inp.auth,
-                                      Origin(found, None, f"{name} found at {found}"), None, inp.env)
+                                      Origin(found, None, f"{name} found at {found}"), None, inp.env,
+                                      proxy_for=env_proxy(inp.env))
     return out
 
 

@@ -201,3 +201,23 @@ def test_resolve_json_schema(tmp_path: Path) -> None:
 def test_every_dd7_rule_fires_in_a_fixture() -> None:
     covered = {rid for p in HOSTS.glob("*/expected.json") for rid in json.loads(p.read_text())["fire"]}
     assert {"DD701", "DD702", "DD703", "DD704", "DD705"} <= covered
+
+
+def test_proxy_from_the_clients_environment() -> None:
+    from dockerdoctor.runtimes import env_proxy
+
+    p = env_proxy({"HTTPS_PROXY": "http://user:secret@proxy.corp:3128", "NO_PROXY": "10.0.0.0/8,.lab"})
+    inp = _inp({SYSTEM_CONF: ""})
+    cfg = load(inp, "podman")
+    res = resolve(ImageRef.parse("r.example:5000/x:1"), cfg, {}, {}, proxy_for=p)
+    assert res.proxy == "http://proxy.corp:3128" and "secret" not in repr(res)
+    assert resolve(ImageRef.parse("10.0.0.5:5000/x:1"), cfg, {}, {}, proxy_for=p).proxy is None
+    assert resolve(ImageRef.parse("a.lab/x:1"), cfg, {}, {}, proxy_for=p).proxy is None
+
+
+def test_hostile_registries_conf_is_one_finding_not_a_crash() -> None:
+    for text in ("\x00\xff" * 1000, "[[registry]]\n" * 5000, "a = [" * 2000, "registry = 5\n", "[registries]\nx=1\n"):
+        f = parse_conf(SYSTEM_CONF, text)
+        assert isinstance(f.problems, list)
+        cfg = load(_inp({SYSTEM_CONF: text}), "podman")
+        resolve(ImageRef.parse("a:1/x:1"), cfg, {}, {})
