@@ -62,7 +62,7 @@ def resolution_dict(rt: Any, res: Resolution) -> dict[str, Any]:
 
 def _probe(rt: Any, res: Resolution, timeout: float) -> dict[str, Any]:
     """host -> the layered probe's answer, from the runtime's network namespace."""
-    from dockerdoctor.facts import HostPort
+    from dockerdoctor.net import HostPort
     from dockerdoctor.probe.endpoint import probe_endpoint
     from dockerdoctor.probe.netns import ProbeOrigin, probe_pool
 

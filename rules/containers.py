@@ -12,9 +12,9 @@ from typing import Any
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts import HostPort
 from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.model import Evidence, Finding, Fix, Severity
+from dockerdoctor.net import HostPort
 from dockerdoctor.runtimes.containers_image import ContainersConfig, certs_for
 from dockerdoctor.runtimes.crio import CrioConf
 

@@ -4,9 +4,9 @@ ADAPTERS lists the facts that yield adapters (a Runtime, a list or dict of them,
 is not on the host); the ``runtimes`` fact gathers them all. Another adapter registers with one line here
 and its module in FACT_MODULES (dockerdoctor/facts/__init__.py).
 
-CONTAINERS_PATHS is the data list of every path the containers/image and CRI-O facts read: the live path
-and where a sosreport keeps it (sos's crio plugin copies /etc/containers and /etc/crio whole, its podman
-plugin runs `podman info`/`podman version` and lists /etc/containers). `collect` copies the same list.
+The paths the containers/image and CRI-O facts read are rows of the spec table (dockerdoctor/sources/specs.py:
+SPEC_FILES, SPEC_DIRS and the *_version commands below), so `collect` gathers them; sos's crio plugin copies
+/etc/containers and /etc/crio whole, its podman plugin runs `podman version`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
@@ -33,36 +32,17 @@ ADAPTERS: list[str] = [
 ]
 
 
-@dataclass(frozen=True)
-class PathSpec:
-    live: str  # the path on the host ("~" = the home directory of the user the clients run as)
-    sos: tuple[str, ...]  # where a sosreport has it, relative to its root
-    kind: str  # "file" | "dir" (its entries) | "tree" (certs.d: directories of files)
-    secret: bool = False  # auth files: only the registry keys are ever read, never collected
-
-
-CONTAINERS_PATHS: list[PathSpec] = [
-    PathSpec("/etc/containers/registries.conf", ("etc/containers/registries.conf",), "file"),
-    PathSpec("/etc/containers/registries.conf.d", ("etc/containers/registries.conf.d",), "dir"),
-    PathSpec("~/.config/containers/registries.conf", ("root/.config/containers/registries.conf",), "file"),
-    PathSpec("~/.config/containers/registries.conf.d", ("root/.config/containers/registries.conf.d",), "dir"),
-    PathSpec("~/.config/containers/certs.d", ("root/.config/containers/certs.d",), "tree"),
-    PathSpec("/etc/containers/certs.d", ("etc/containers/certs.d",), "tree"),
-    PathSpec("/etc/docker/certs.d", ("etc/docker/certs.d",), "tree"),
-    PathSpec("/etc/crio/crio.conf", ("etc/crio/crio.conf",), "file"),
-    PathSpec("/etc/crio/crio.conf.d", ("etc/crio/crio.conf.d",), "dir"),
-    PathSpec("{xdg}/containers/auth.json", ("run/containers/0/auth.json",), "file", secret=True),
-    PathSpec("~/.config/containers/auth.json", ("root/.config/containers/auth.json",), "file", secret=True),
-    PathSpec("~/.docker/config.json", ("root/.docker/config.json",), "file", secret=True),
-]
+# Where a snapshot shows a client is installed: the output of its version command (sos's podman plugin
+# runs `podman version`, its crio plugin `crio config`), and for CRI-O its crio.conf.
+CLIENT_COMMANDS = {"podman": "podman_version", "buildah": "buildah_version", "skopeo": "skopeo_version",
+                   "cri-o": "crio_config"}
 CLIENT_BINARIES = {"podman": "podman", "buildah": "buildah", "skopeo": "skopeo", "cri-o": "crio"}
-# Where a snapshot shows a client is installed: its binary, or the output of its sos plugin.
-SNAPSHOT_MARKERS = {
-    "podman": ("/usr/bin/podman", "/sos_commands/podman"),
-    "buildah": ("/usr/bin/buildah", "/sos_commands/buildah"),
-    "skopeo": ("/usr/bin/skopeo",),
-    "cri-o": ("/usr/bin/crio", "/sos_commands/crio", "/etc/crio/crio.conf"),
-}
+# The spec-table keys (dockerdoctor/sources/specs.py) the containers/image facts read. Root's paths are
+# the table's; live, for another $HOME, the same paths under that home are read.
+SPEC_FILES = ("registries_conf", "containers_user_registries_conf", "containers_auth", "crio_conf")
+SPEC_DIRS = ("containers_registries_d", "containers_user_registries_d", "containers_certs_d", "certs_d",
+             "crio_conf_d")
+ROOT_HOME = "/root"
 
 
 def _home(facts: Facts) -> str:
@@ -96,52 +76,64 @@ def _auth_keys(text: str | None) -> set[str]:
     return keys
 
 
+def _rehome(path: str, home: str) -> str:
+    return home.rstrip("/") + path[len(ROOT_HOME):] if home != ROOT_HOME and path.startswith(ROOT_HOME + "/") else path
+
+
 @fact()
 def containers_input(facts: Facts) -> Any:
-    """Every file containers/image would read for registries, as texts (ConfigInput)."""
-    from dockerdoctor.runtimes.containers_image import (
-        SYSTEM_CONF,
-        SYSTEM_DIR,
-        USER_CONF,
-        USER_DIR,
-        ConfigInput,
-        auth_paths,
-    )
+    """Every file containers/image would read for registries, as texts (ConfigInput), by spec-table key."""
+    from dockerdoctor.runtimes.containers_image import ConfigInput
+    from dockerdoctor.sources.specs import FILES, dir_paths
 
     src = facts.source
     home = _home(facts)
     env = _env(facts)
     files: dict[str, str | None] = {}
     dirs: dict[str, list[str]] = {}
-    extra = [env[k] for k in ("CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH") if env.get(k)]
-    for path in [SYSTEM_CONF, f"{home}/{USER_CONF}", *extra]:
-        files[path] = src.read_text(path, limit=1024 * 1024)
-    for d in (SYSTEM_DIR, f"{home}/{USER_DIR}"):
-        names = src.listdir(d)
-        if names:
-            dirs[d] = names
-            for n in names:
-                if n.endswith(".conf"):
-                    files[f"{d}/{n}"] = src.read_text(f"{d}/{n}", limit=1024 * 1024)
-    for base in (f"{home}/.config/containers/certs.d", "/etc/containers/certs.d", "/etc/docker/certs.d"):
-        for host in src.listdir(base):
-            dirs[f"{base}/{host}"] = src.listdir(f"{base}/{host}")
+    limit = 1024 * 1024
+    for key in ("registries_conf", "containers_user_registries_conf"):
+        for p in FILES[key].paths:
+            files[_rehome(p, home)] = src.read_text(_rehome(p, home), limit=limit)
+    if facts.live:  # named by the environment of this shell, so never in a snapshot
+        for k in ("CONTAINERS_REGISTRIES_CONF", "REGISTRIES_CONFIG_PATH"):
+            if env.get(k):
+                files[env[k]] = src.read_text(env[k], limit=limit)
+    for key in ("containers_registries_d", "containers_user_registries_d"):
+        for d in (_rehome(p, home) for p in dir_paths(key)):
+            names = src.listdir(d)
+            if names:
+                dirs[d] = names
+                for n in names:
+                    if n.endswith(".conf"):
+                        files[f"{d}/{n}"] = src.read_text(f"{d}/{n}", limit=limit)
+    for key in ("containers_certs_d", "certs_d"):
+        for base in (_rehome(p, home) for p in dir_paths(key)):
+            for host in src.listdir(base):
+                dirs[f"{base}/{host}"] = src.listdir(f"{base}/{host}")
     auth: dict[str, set[str]] = {}
-    for p in auth_paths(home, env.get("XDG_RUNTIME_DIR")):
-        keys = _auth_keys(src.read_text(p, limit=1024 * 1024))
-        if keys:
-            auth[p] = keys
+    if facts.live:  # credentials files: live only, and only their registry names
+        from dockerdoctor.runtimes.containers_image import auth_paths
+
+        for p in auth_paths(home, env.get("XDG_RUNTIME_DIR")):
+            keys = _auth_keys(src.read_text(p, limit=limit))
+            if keys:
+                auth[p] = keys
     return ConfigInput(files, dirs, home, env, auth)
 
 
 def _installed(facts: Facts, client: str) -> str | None:
     """How the client was found on the host, or None."""
     if facts.live:
-        path = shutil.which(CLIENT_BINARIES[client])
-        return path
-    for marker in SNAPSHOT_MARKERS[client]:
-        if facts.source.exists(marker):
-            return marker
+        return shutil.which(CLIENT_BINARIES[client])
+    key = CLIENT_COMMANDS[client]
+    if facts.source.command(key) is not None:
+        return facts.source.command_source(key)
+    if client == "cri-o":
+        from dockerdoctor.sources.specs import read_first
+
+        got = read_first(facts.source, "crio_conf")
+        return got[0] if got else None
     return None
 
 
@@ -150,7 +142,7 @@ def env_proxy(env: dict[str, str]) -> Any:
     Credentials in the proxy URL are never shown."""
     from urllib.parse import urlsplit
 
-    from dockerdoctor.facts.proxy import no_proxy_match
+    from dockerdoctor.net import no_proxy_match
 
     def get(*names: str) -> str:
         return next((env[n] for n in names if env.get(n)), "")
@@ -203,19 +195,21 @@ def containers_configs(facts: Facts) -> dict[str, Any]:
 @fact()
 def crio_conf(facts: Facts) -> Any:
     """CRI-O's crio.conf and drop-ins (CrioConf); FactUnavailable when CRI-O is not on the host."""
-    from dockerdoctor.runtimes.crio import CRIO_CONF, CRIO_DIR, parse_crio
+    from dockerdoctor.runtimes.crio import parse_crio
+    from dockerdoctor.sources.specs import dir_paths, read_first
 
     if _installed(facts, "cri-o") is None:
         raise FactUnavailable("CRI-O is not installed here")
     texts: dict[str, str] = {}
-    t = facts.source.read_text(CRIO_CONF, limit=1024 * 1024)
-    if t is not None:
-        texts[CRIO_CONF] = t
-    for n in facts.source.listdir(CRIO_DIR):
-        if n.endswith(".conf"):
-            t = facts.source.read_text(f"{CRIO_DIR}/{n}", limit=1024 * 1024)
-            if t is not None:
-                texts[f"{CRIO_DIR}/{n}"] = t
+    got = read_first(facts.source, "crio_conf", limit=1024 * 1024)
+    if got is not None:
+        texts[got[0]] = got[1]
+    for d in dir_paths("crio_conf_d"):
+        for n in facts.source.listdir(d):
+            if n.endswith(".conf"):
+                t = facts.source.read_text(f"{d}/{n}", limit=1024 * 1024)
+                if t is not None:
+                    texts[f"{d}/{n}"] = t
     return parse_crio(texts)
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dockerdoctor.facts import Facts, HostPort
+from dockerdoctor.facts import Facts
+from dockerdoctor.net import HostPort
 from dockerdoctor.runtimes.base import DEFAULT, Credentials, Endpoint, ImageRef, Origin, Resolution, TlsMaterial
 
 
