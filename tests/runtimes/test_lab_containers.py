@@ -283,3 +283,26 @@ def test_resolve_probe_asks_each_endpoint(clab: Lab) -> None:
     assert podman["probe"][t]["scheme"] == "https" and podman["probe"][t]["tls_error"] == "unknown-authority"
     text = host.dockerdoctor(["resolve", f"{a}/lab/hello:v1", "--probe"]).stdout
     assert "-> http" in text and "unknown-authority" in text
+
+
+def test_fix_apply_with_ca_trusts_a_tls_registry_in_containers_certs_d(clab: Lab, tmp_path: Path) -> None:
+    """The preferred fix: `fix --ca` writes the CA to /etc/containers/certs.d/HOST:PORT/ca.crt (no
+    registries.conf edit, no restart); podman then pulls over verified TLS."""
+    host = clab.host
+    host.reset()
+    t = clab.hp["T"]
+    image = f"{t}/lab/hello:v1"
+    conf_before = host.path("/etc/containers/registries.conf").read_bytes()
+    out = host.pull("podman", image)
+    assert out.returncode != 0 and "x509" in out.stderr
+    ca = host.dir / "given-ca.crt"
+    ca.write_bytes(clab.ca_pem)
+    r = host.dockerdoctor(["fix", "--registry", t, "--only", "DD702", "--ca", str(ca), "--apply", "--yes",
+                           "--state-dir", str(tmp_path / "state")])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert host.path(f"/etc/containers/certs.d/{t}/ca.crt").read_bytes() == clab.ca_pem
+    assert host.path("/etc/containers/registries.conf").read_bytes() == conf_before
+    clab.log.mark()
+    out = host.pull("podman", image)
+    assert out.returncode == 0, out.stderr
+    assert manifest_hits(clab.log.since()) == {t}
