@@ -221,3 +221,19 @@ def test_hostile_registries_conf_is_one_finding_not_a_crash() -> None:
         assert isinstance(f.problems, list)
         cfg = load(_inp({SYSTEM_CONF: text}), "podman")
         resolve(ImageRef.parse("a:1/x:1"), cfg, {}, {})
+
+
+def test_tomlkit_is_imported_only_when_a_fix_edits() -> None:
+    import subprocess
+    import sys
+
+    def imports(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-X", "importtime", "-m", "dockerdoctor", *args], capture_output=True,
+                           text=True, timeout=60)
+        return r.stderr
+
+    healthy = str(HOSTS / "debian12-podman-registries-conf-healthy")
+    assert "tomlkit" not in imports("check", "--root", healthy, "--registry", "10.0.0.5:5443")
+    assert "tomlkit" not in imports("resolve", "10.0.0.5:5443/a:1", "--root", healthy)
+    broken = str(HOSTS / "debian12-podman-http-registry-not-trusted")
+    assert "tomlkit" in imports("check", "--root", broken, "--registry", "10.0.0.5:5000")  # DD702's edit
