@@ -134,6 +134,8 @@ def render_text(doc: dict[str, Any]) -> str:
                 t = ep["tls"]
                 tls = "TLS not verified" if t["skip_verify"] else (
                     "CA " + ", ".join(t["ca_files"]) if t["ca_files"] else "system CAs")
+                if ep["http_fallback"]:
+                    tls += ", then plain HTTP"
             else:
                 tls = "no TLS"
             probe = (row.get("probe") or {}).get(ep["host"])
@@ -174,6 +176,9 @@ def register(app: Any) -> None:
                                                             "only), from the runtime's network namespace.")
                          ] = False,
         timeout: Annotated[float, typer.Option("--timeout", help="Seconds per probe.")] = 2.0,
+        containerd_config: Annotated[str | None, typer.Option(
+            "--containerd-config", metavar="FILE", help="Which containerd (its config.toml) the containerd adapters "
+                                                        "describe, when several run.")] = None,
     ) -> None:
         """For one image reference, the endpoints every runtime on this host would try, in order, with
         scheme, TLS material, credentials source, proxy and the file:line behind each.
@@ -201,7 +206,10 @@ def register(app: Any) -> None:
 
             source = LiveSource()
         try:
-            facts = Facts(source, CheckOptions(network=root is None, timeout=timeout))
+            options = CheckOptions(network=root is None, timeout=timeout)
+            if containerd_config:
+                options.containerd_config = containerd_config  # type: ignore[attr-defined]  # issue 14's field
+            facts = Facts(source, options)
             doc = build(facts, image, push=push, probe=probe and root is None, timeout=timeout)
         finally:
             close = getattr(source, "close", None)

@@ -219,6 +219,8 @@ def predict(endpoints: list[dict[str, Any]], lab: dict[str, dict[str, Any]]) -> 
                 continue
         else:
             if not reg["tls"]:
+                if ep["http_fallback"]:  # HTTPS fails against a plain server, then plain HTTP works
+                    return ep["host"]
                 continue
             tls = ep["tls"] or {}
             if not tls.get("skip_verify") and reg["ca"] not in tls.get("ca_files", []):

@@ -745,18 +745,14 @@ def resolve(ref: ImageRef, cfg: ContainersConfig, dirs: dict[str, list[str]], au
             if certs.hidden:
                 enotes.append(f"{certs.directory} is used; {', '.join(certs.hidden)} is not read")
             if ins:
-                enotes.append("insecure: HTTPS without verification first, then plain HTTP")
+                enotes.append(f"insecure ({(ins_origin or origin).where()}): HTTPS without verification, then "
+                              "plain HTTP")
             proxy = proxy_for(h, "https") if proxy_for else None
             if proxy:
                 enotes.append(f"through proxy {proxy}")
             endpoints.append(Endpoint(f"https://{h}/v2/", "https", h, role,
                                       ("pull", "resolve") if role == "mirror" else ("pull", "resolve", "push"),
                                       tls, ins, False, origin, tuple(enotes)))
-            if ins:
-                endpoints.append(Endpoint(f"http://{h}/v2/", "http", h, role,
-                                          ("pull", "resolve") if role == "mirror" else ("pull", "resolve", "push"),
-                                          TlsMaterial(origin=ins_origin or DEFAULT), False, False,
-                                          ins_origin or origin, ("plain-HTTP fallback of insecure = true",)))
     proxy = None
     if endpoints and proxy_for:
         proxy = proxy_for(endpoints[0].host, endpoints[0].scheme)

@@ -113,10 +113,8 @@ class CrioRuntime:
             if entry is not None and ep.scheme == "https" and not ep.tls.skip_verify:
                 tls = TlsMaterial(ep.tls.ca_files, ep.tls.client_pairs, True, True, entry.origin)
                 eps.append(Endpoint(ep.url, "https", ep.host, ep.role, ep.capabilities, tls, True, False,
-                                    ep.origin, ep.notes + (f"TLS not verified: {entry.origin.where()}",)))
-                eps.append(Endpoint(f"http://{ep.host}/v2/", "http", ep.host, ep.role, ep.capabilities,
-                                    TlsMaterial(origin=entry.origin), False, False, entry.origin,
-                                    ("plain-HTTP fallback of crio insecure_registries",)))
+                                    ep.origin, ep.notes + (f"insecure_registries ({entry.origin.where()}): TLS not "
+                                                           "verified, then plain HTTP",)))
             else:
                 eps.append(ep)
         for e in self.crio.insecure:

@@ -44,10 +44,6 @@ class DockerdClassic:
                           else (Origin(d, None, "certs.d") if files else DEFAULT))
         eps = [Endpoint(f"https://{host}/v2/", "https", host, "registry", tls=tls, http_fallback=ins,
                         origin=origin or (Origin(d) if files else DEFAULT))]
-        if ins:
-            eps.append(Endpoint(f"http://{host}/v2/", "http", host, "registry",
-                                origin=origin or Origin("default", None, entry or ""),
-                                notes=(f"insecure-registries: {entry}",)))
         return Resolution(self.name, ref, tuple(eps), Credentials("~/.docker/config.json (docker login)"), None,
                           notes=("interim adapter from the daemon facts (issue 14's adapter replaces it)",))
 

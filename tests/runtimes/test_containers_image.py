@@ -43,9 +43,9 @@ def _res(inp: ConfigInput, image: str, client: str = "podman", push: bool = Fals
 def test_v2_table_line_numbers_and_insecure_fallback() -> None:
     inp = _inp({SYSTEM_CONF: '# c\n\n[[registry]]\nlocation = "10.0.0.5:5000"\ninsecure = true\n'})
     cfg, res = _res(inp, "10.0.0.5:5000/app:1")
-    assert [(e.scheme, e.tls.skip_verify) for e in res.endpoints] == [("https", True), ("http", False)]
+    assert [(e.scheme, e.tls.skip_verify, e.http_fallback) for e in res.endpoints] == [("https", True, True)]
     assert res.endpoints[0].origin.where() == f"{SYSTEM_CONF}:3"
-    assert res.endpoints[1].origin.where() == f"{SYSTEM_CONF}:5"  # the insecure = true line
+    assert res.endpoints[0].tls.origin.where() == f"{SYSTEM_CONF}:5"  # the insecure = true line
 
 
 def test_longest_prefix_wins_and_exact_separator() -> None:
@@ -53,8 +53,8 @@ def test_longest_prefix_wins_and_exact_separator() -> None:
                              '[[registry]]\nprefix = "r:5000/team"\nlocation = "r:5000/team"\n'})
     _, team = _res(inp, "r:5000/team/app:1")
     _, teamx = _res(inp, "r:5000/teamx/app:1")  # "team" must be followed by / : or @
-    assert [e.scheme for e in team.endpoints] == ["https"]
-    assert [e.scheme for e in teamx.endpoints] == ["https", "http"]
+    assert [e.http_fallback for e in team.endpoints] == [False]
+    assert [e.http_fallback for e in teamx.endpoints] == [True]
 
 
 def test_wildcard_prefix_keeps_the_reference() -> None:
@@ -91,7 +91,7 @@ def test_user_file_replaces_system_file_and_its_dropins() -> None:
                 USER: 'unqualified-search-registries = ["docker.io"]\n'})
     cfg, res = _res(inp, "a:1/x:1")
     assert cfg.main == USER and cfg.chosen_by == "user file"
-    assert [e.scheme for e in res.endpoints] == ["https"]
+    assert [(e.scheme, e.http_fallback) for e in res.endpoints] == [("https", False)]
     assert SYSTEM_CONF in cfg.ignored_files and f"{SYSTEM_DIR}/10-x.conf" in cfg.ignored_files
     assert any(s.what == "user-file" and s.hidden.source == SYSTEM_CONF for s in cfg.shadows)
 
@@ -103,7 +103,7 @@ def test_dropins_in_name_order_replace_same_prefix() -> None:
                 f"{SYSTEM_DIR}/30-c.conf.bak": '[[registry]]\nlocation = "a:1"\ninsecure = true\n'})
     cfg, res = _res(inp, "a:1/x:1")
     assert [f.path.rsplit("/", 1)[1] for f in cfg.files] == ["registries.conf", "10-a.conf", "20-b.conf"]
-    assert [e.scheme for e in res.endpoints] == ["https"]  # 20-b.conf wins
+    assert [(e.scheme, e.http_fallback) for e in res.endpoints] == [("https", False)]  # 20-b.conf wins
     assert cfg.table_for("a:1").origin.source.endswith("20-b.conf")
 
 
@@ -112,7 +112,7 @@ def test_env_var_read_by_podman_not_by_skopeo() -> None:
                env={"CONTAINERS_REGISTRIES_CONF": "/tmp/x.conf"})
     pcfg, pres = _res(inp, "a:1/x:1", "podman")
     scfg, sres = _res(inp, "a:1/x:1", "skopeo")
-    assert pcfg.main == "/tmp/x.conf" and [e.scheme for e in pres.endpoints] == ["https", "http"]
+    assert pcfg.main == "/tmp/x.conf" and [e.http_fallback for e in pres.endpoints] == [True]
     assert scfg.main == SYSTEM_CONF and [e.scheme for e in sres.endpoints] == ["https"]
     assert any("does not read CONTAINERS_REGISTRIES_CONF" in s.message for s in scfg.shadows)
 
@@ -120,7 +120,7 @@ def test_env_var_read_by_podman_not_by_skopeo() -> None:
 def test_v1_converted_and_mixing_refused() -> None:
     cfg, res = _res(_inp({SYSTEM_CONF: '[registries.search]\nregistries = ["q.io"]\n'
                                        '[registries.insecure]\nregistries = ["a:1"]\n'}), "a:1/x:1")
-    assert [e.scheme for e in res.endpoints] == ["https", "http"] and cfg.search == ["q.io"]
+    assert [e.http_fallback for e in res.endpoints] == [True] and cfg.search == ["q.io"]
     mixed = parse_conf(SYSTEM_CONF, '[registries.insecure]\nregistries = ["a:1"]\n[[registry]]\nlocation = "b"\n')
     assert not mixed.valid and mixed.problems[0].kind == "mixing" and mixed.problems[0].line == 1
     dropin = parse_conf("/d/x.conf", '# c\n[registries.insecure]\nregistries = ["a:1"]\n', "drop-in")
@@ -176,7 +176,7 @@ def test_crio_insecure_entry_without_port_does_not_match() -> None:
     inp = _inp({SYSTEM_CONF: ""})
     rt = CrioRuntime(load(inp, "cri-o"), crio, {}, {}, None)  # type: ignore[arg-type]
     res = rt.resolve(ImageRef.parse("10.1.2.3:5000/app:1"))
-    assert [e.scheme for e in res.endpoints] == ["https", "http"] and res.endpoints[0].tls.skip_verify
+    assert [e.http_fallback for e in res.endpoints] == [True] and res.endpoints[0].tls.skip_verify
 
 
 def test_resolve_json_schema(tmp_path: Path) -> None:
@@ -195,7 +195,7 @@ def test_resolve_json_schema(tmp_path: Path) -> None:
     jsonschema.validate(doc, schema)
     podman = next(r for r in doc["runtimes"] if r["name"] == "podman")
     assert podman["config"]["chosen_by"] == "user file"
-    assert [e["scheme"] for e in podman["endpoints"]] == ["https"]
+    assert [(e["scheme"], e["http_fallback"]) for e in podman["endpoints"]] == [("https", False)]
 
 
 def test_every_dd7_rule_fires_in_a_fixture() -> None:

@@ -221,15 +221,16 @@ def test_resolve_rows_differ_per_runtime_on_one_lab_host(clab: Lab, client_docke
     assert r.returncode == 0, r.stderr
     rows = {row["name"]: row for row in json.loads(r.stdout)["runtimes"]}
     dockerd, podman, skopeo = rows["dockerd"], rows["podman"], rows["skopeo"]
-    assert [e["scheme"] for e in dockerd["endpoints"]] == ["https"]
+    assert [(e["scheme"], e["http_fallback"]) for e in dockerd["endpoints"]] == [("https", False)]
     assert dockerd["endpoints"][0]["tls"]["ca_files"] == [f"/etc/docker/certs.d/{t}/ca.crt"]
     assert podman["config"]["main"] == "/etc/containers/elsewhere.conf"  # podman reads the variable...
-    assert [e["scheme"] for e in podman["endpoints"]] == ["https"]
+    assert [(e["scheme"], e["http_fallback"]) for e in podman["endpoints"]] == [("https", False)]
     # ...and falls back to /etc/docker/certs.d for the CA: the first existing certs.d directory
     assert podman["endpoints"][0]["tls"]["ca_files"] == [f"/etc/docker/certs.d/{t}/ca.crt"]
     assert skopeo["config"]["main"] == "/etc/containers/registries.conf"  # skopeo 1.9 ignores it
-    assert [e["scheme"] for e in skopeo["endpoints"]] == ["https", "http"]
+    assert [e["http_fallback"] for e in skopeo["endpoints"]] == [True]
     assert skopeo["endpoints"][0]["tls"]["skip_verify"] and skopeo["endpoints"][0]["origin"]["line"] == 2
+    assert skopeo["endpoints"][0]["tls"]["origin"]["line"] == 4  # insecure = true
     assert len({json.dumps(row["endpoints"], sort_keys=True) for row in (dockerd, podman, skopeo)}) == 3
     # what really happens, with the registry's log as the witness
     clab.log.mark()
