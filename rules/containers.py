@@ -176,7 +176,7 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
                                  + (f"; hides {', '.join(certs.hidden)}" if certs.hidden else "")))
         from dockerdoctor.fixes.registries_conf import trust_fix
 
-        fix = trust_fix(cfg, addr, kind == "http", containers_texts or {})
+        fix = trust_fix([c for _, c, *_ in untrusting], addr, kind == "http", containers_texts or {})
         yield finding(
             "DD702", f"{names}: {addr} is not trusted ({'plain HTTP' if kind == 'http' else 'unknown CA'})",
             f"{addr} {'speaks plain HTTP' if kind == 'http' else 'shows a certificate from an unknown CA'}, and "

@@ -92,17 +92,27 @@ def _target_file(cfg: Any, host: str) -> tuple[str, str | None, str | None]:
 
 
 def insecure_fix(cfg: Any, host: str, texts: dict[str, str | None]) -> Fix:
-    """Mark host insecure in the registries.conf the client reads (the table in effect, else its main file)."""
-    path, _, prefix = _target_file(cfg, host)
-    text = texts.get(path)
-    try:
-        new = set_insecure(text, host, prefix)
-    except EditError as exc:
-        return Fix(f"Repair {path} first ({exc}), then set insecure = true for {host}", (),
-                   warnings=(INSECURE_COST,))
+    """Mark host insecure in the registries.conf each client reads (the table in effect, else its main file).
+
+    ``cfg`` is one ContainersConfig or a list of them (the clients that do not trust host): clients that load
+    different files (CONTAINERS_REGISTRIES_CONF for podman, the system file for skopeo) get one edit each."""
+    cfgs = cfg if isinstance(cfg, (list, tuple)) else [cfg]
+    ops: list[Any] = []
+    where: list[str] = []
+    for c in cfgs:
+        path, _, prefix = _target_file(c, host)
+        if path in where:
+            continue
+        try:
+            new = set_insecure(texts.get(path), host, prefix)
+        except EditError as exc:
+            return Fix(f"Repair {path} first ({exc}), then set insecure = true for {host}", (),
+                       warnings=(INSECURE_COST,))
+        ops.append(ReplaceFileContent(path, new, 0o644))
+        where.append(path)
     return Fix(
-        f"Set insecure = true for {prefix or host} in {path} (read on every pull: no restart)",
-        (ReplaceFileContent(path, new, 0o644),),
+        f"Set insecure = true for {host} in {' and '.join(where)} (read on every pull: no restart)",
+        tuple(ops),
         warnings=(INSECURE_COST,),
     )
 

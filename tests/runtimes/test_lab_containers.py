@@ -307,3 +307,24 @@ def test_fix_apply_with_ca_trusts_a_tls_registry_in_containers_certs_d(clab: Lab
     out = host.pull("podman", image)
     assert out.returncode == 0, out.stderr
     assert manifest_hits(clab.log.since()) == {t}
+
+
+def test_fix_apply_edits_each_file_the_clients_read(clab: Lab, tmp_path: Path) -> None:
+    """With CONTAINERS_REGISTRIES_CONF set, podman and buildah read that file and skopeo 1.9 the system one:
+    the DD702 fix edits both, and afterwards every client pulls."""
+    host = clab.host
+    host.reset()
+    a = clab.hp["A"]
+    host.write("/etc/containers/env.conf", "# podman's and buildah's file here\n")
+    env = {"CONTAINERS_REGISTRIES_CONF": "/etc/containers/env.conf"}
+    r = host.dockerdoctor(["fix", "--registry", a, "--only", "DD702", "--apply", "--yes", "--insecure",
+                           "--state-dir", str(tmp_path / "state")], env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for path in ("/etc/containers/env.conf", "/etc/containers/registries.conf"):
+        text = host.path(path).read_text()
+        assert text.startswith("# ") and "insecure = true" in text, (path, text)
+    for client in CLIENTS:
+        clab.log.mark()
+        out = host.pull(client, f"{a}/lab/hello:v1", env)
+        assert out.returncode == 0, (client, out.stderr)
+        assert manifest_hits(clab.log.since()) == {a}
