@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import sys
 import time
 import traceback
@@ -704,10 +705,11 @@ def explain(
         typer.echo(f"{spec.id} {spec.name} ({spec.severity.label}): {spec.title}\n")
         typer.echo(spec.doc)
         return
-    text = sys.stdin.read(1024 * 1024) if key == "-" else what
+    if re.fullmatch(r"(?i)DD\d{3}", key):
+        raise InputError(f"{key.upper()} is no rule id (see `dockerdoctor rules`)")
     from dockerdoctor import explain as kb  # the error-text knowledge base
 
-    code = kb.explain_text(text, fmt.value)
+    code = kb.explain_stdin(fmt.value) if key == "-" else kb.explain_text(what, fmt.value)
     raise typer.Exit(code)
 
 

@@ -34,6 +34,7 @@ FACT_MODULES = [
     "dockerdoctor.facts.endpoint",
     # runtime adapters (podman, buildah, skopeo, CRI-O; the `runtimes` fact): dockerdoctor/runtimes/__init__.py
     "dockerdoctor.runtimes",
+    "dockerdoctor.knowledge.journal",  # journal_hits: the docker journal through the knowledge base
 ]
 
 
