@@ -123,7 +123,8 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
                                     checked_images: list[Any] | None = None,
                                     endpoint_probes: dict | None = None,
                                     docker_journal: Journal | None = None,
-                                    containers_texts: dict | None = None) -> Iterator[Finding]:
+                                    containers_texts: dict | None = None,
+                                    crio_conf: CrioConf | None = None) -> Iterator[Finding]:
     """DD101's twin for containers/image clients: the `[[registry]]` table that matches the
     registry has no `insecure = true`, and neither certs.d directory holds its CA, while the
     registry speaks plain HTTP or shows a certificate from an unknown CA. podman, buildah,
@@ -161,6 +162,8 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
             table = cfg.table_for(addr)
             if table is not None and (table.insecure or table.blocked):
                 continue
+            if client == "cri-o" and crio_conf is not None and crio_conf.entry_for(addr) is not None:
+                continue  # CRI-O's own insecure_registries covers it (DD704 judges that setting)
             certs = certs_for(addr, cfg.dirs, cfg.home)
             if kind == "unknown-ca" and any(f.endswith(".crt") for f in certs.files):
                 continue

@@ -82,3 +82,11 @@ def test_dd705_short_image_for_podman_and_always_for_crio() -> None:
     cfgs = _cfgs({SYSTEM_CONF: 'unqualified-search-registries = ["docker.io"]\n'}, ("podman", "cri-o"))
     assert _run("DD705", containers_configs=cfgs, checked_images=[ImageRef.parse("nginx")]).status == \
         RuleStatus.PASSED
+
+
+def test_dd702_crio_trusts_through_its_insecure_registries() -> None:
+    journal = Journal("journalctl", [HTTP_LINE])
+    cfgs = _cfgs({SYSTEM_CONF: ""}, ("cri-o", "podman"))
+    crio = parse_crio({"/etc/crio/crio.conf": '[crio.image]\ninsecure_registries = ["10.0.0.5:5000"]\n'})
+    res = _run("DD702", containers_configs=cfgs, docker_journal=journal, endpoint_probes=None, crio_conf=crio)
+    assert [f.params["clients"] for f in res.findings] == [["podman"]]
