@@ -106,7 +106,7 @@ def build(facts: Any, image: str, push: bool = False, probe: bool = False, timeo
         rows.append(row)
     return {"schema_version": SCHEMA_VERSION, "image": str(ref), "input": image, "qualified": ref.qualified,
             "operation": "push" if push else "pull", "source": facts.source.description, "runtimes": rows,
-            "skipped": list(facts.__dict__.get("_runtimes_skipped", []))}
+            "skipped": list(facts.optional("runtimes_skipped") or [])}
 
 
 def render_text(doc: dict[str, Any]) -> str:

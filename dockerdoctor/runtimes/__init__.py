@@ -243,19 +243,29 @@ def _flatten(value: Any) -> list[Any]:
 def runtimes(facts: Facts) -> list[Runtime]:
     """Every client of the registry detected on this host, each as a Runtime adapter."""
     out: list[Runtime] = []
-    skipped: list[str] = []
     for name in ADAPTERS:
         try:
             out += _flatten(facts.get(name))
-        except FactUnavailable as exc:
-            skipped.append(f"{name}: {exc.reason}")
-        except KeyError:  # an adapter listed before its module landed
+        except (FactUnavailable, KeyError):  # could not look (runtimes_skipped says why), or not registered yet
             continue
     if not any(getattr(r, "name", "") == "dockerd" for r in out):
         interim = facts.optional("dockerd_runtime_interim")
         if interim is not None:
             out.insert(0, interim)
-    facts.__dict__.setdefault("_runtimes_skipped", skipped)
+    return out
+
+
+@fact()
+def runtimes_skipped(facts: Facts) -> list[str]:
+    """The adapters that could not look, each with its reason (resolve prints them)."""
+    out: list[str] = []
+    for name in ADAPTERS:
+        try:
+            facts.get(name)
+        except FactUnavailable as exc:
+            out.append(f"{name}: {exc.reason}")
+        except KeyError:
+            continue
     return out
 
 
