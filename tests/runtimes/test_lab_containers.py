@@ -328,3 +328,40 @@ def test_fix_apply_edits_each_file_the_clients_read(clab: Lab, tmp_path: Path) -
         out = host.pull(client, f"{a}/lab/hello:v1", env)
         assert out.returncode == 0, (client, out.stderr)
         assert manifest_hits(clab.log.since()) == {a}
+
+
+def test_push_ignores_rewrites_and_mirrors(clab: Lab) -> None:
+    """resolve --push: no location rewrite and no mirror (containers-registries.conf(5)); skopeo's push goes
+    to the named registry, with the table's insecure = true, as predicted."""
+    host = clab.host
+    host.reset()
+    a, b = clab.hp["A"], clab.hp["B"]
+    host.write("/etc/containers/registries.conf",
+               f'[[registry]]\nprefix = "{a}/lab"\nlocation = "{b}/mirror/lab"\ninsecure = true\n\n'
+               f'[[registry.mirror]]\nlocation = "{b}/other"\ninsecure = true\n')
+    dest = f"{a}/lab/pushed:v1"
+    r = host.dockerdoctor(["resolve", dest, "--push", "--format", "json"])
+    skopeo = next(row for row in json.loads(r.stdout)["runtimes"] if row["name"] == "skopeo")
+    assert [(e["host"], e["http_fallback"]) for e in skopeo["endpoints"]] == [(a, True)] and not skopeo["rewritten"]
+    oci = host.dir.parent / "oci"
+    clab.log.mark()
+    out = host.run(["skopeo", "copy", f"oci:{oci}:v1", f"docker://{dest}"])
+    assert out.returncode == 0, out.stderr
+    hits = clab.log.since()
+    assert any(h.startswith("PUT /v2/lab/pushed/manifests/") for h in hits.get(a, [])) and b not in hits
+
+
+def test_check_image_short_name_without_search_registries(clab: Lab) -> None:
+    """check --image NAME: DD705 for podman and buildah (not skopeo, which takes docker.io/library/NAME); the real
+    podman refuses the same way, and explain ties its words to DD705."""
+    host = clab.host
+    host.reset()
+    r = host.dockerdoctor(["check", "--image", "hello:v1", "--select", "DD705", "--format", "json",
+                           "--fail-on", "never"])
+    assert r.returncode == 0, r.stderr
+    clients = sorted(f["params"]["client"] for f in json.loads(r.stdout)["findings"] if f["id"] == "DD705")
+    assert clients == ["buildah", "podman"]
+    out = host.pull("podman", "hello:v1")
+    assert out.returncode != 0 and "did not resolve to an alias and no unqualified-search registries" in out.stderr
+    ex = host.dockerdoctor(["explain", out.stderr.strip().splitlines()[-1], "--format", "json"])
+    assert json.loads(ex.stdout)["matches"][0]["rule"] == "DD705"
