@@ -90,17 +90,50 @@ def timing(runs: int = 7) -> dict:
             "min_ms": round(min(times), 1), "max_ms": round(max(times), 1)}
 
 
+HOSTILE = {
+    "one 900 KB line of repeated AVC records":
+        'type=AVC msg=audit(1:2): avc:  denied  { read } for  pid=1 comm="registry" ' * 12000,
+    "1 MB of double quotes": '"' * 1_000_000,
+    "one 1 MB line": "a" * 1_000_000,
+    "12 000 identical x509 errors": 'Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority\n'
+                                    * 12000,
+    "one 820 KB line of docker ps rows": 'a1b2c3d4e5f6   registry:2   "/entrypoint.sh"   Up 2 minutes   5000/tcp   '
+                                         "registry " * 10000,
+    "a docker run with 140 000 arguments": "$ docker run -d " + "-e A=b " * 140000 + "registry:2",
+    "12 500 lines of 79 x": ("x" * 79 + "\n") * 12500,
+    "'dial tcp ' 100 000 times": "dial tcp " * 100000,
+}
+
+
+def hostile() -> dict:
+    """Bad input must cost bounded time: the worst of three runs for each."""
+    out = {}
+    for name, text in HOSTILE.items():
+        worst = 0.0
+        for _ in range(3):
+            t = time.perf_counter()
+            explain_result(text)
+            worst = max(worst, (time.perf_counter() - t) * 1000)
+        out[name] = round(worst, 1)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "fresh", "fresh2", "all"])
     ap.add_argument("--misses", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--hostile", action="store_true", help="time hostile inputs instead")
     ap.add_argument("--root", default=str(REPO), help="the tree whose dockerdoctor is measured")
     ap.add_argument("--peer", help="a second tree, measured in the same run, alternately (e.g. main)")
     a = ap.parse_args()
     if a.peer:
         return side_by_side(a)
+    if a.hostile:
+        for name, ms in hostile().items():
+            print(f"  {name}: worst {ms} ms")
+        return 0
     res = score(a.split, a.misses)
     if not a.no_timing:
         res["paste_1mb"] = timing()

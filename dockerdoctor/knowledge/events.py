@@ -18,6 +18,7 @@ from typing import Any
 from dockerdoctor.knowledge.base import PHRASE_HEAD, AccessRule, KnowledgeBase, Pattern, load_kb
 from dockerdoctor.net import HostPort
 
+MAX_LINE = 4096  # a longer line is read as its first and last 2048 characters: regex time stays bounded
 FULL_MEND_LINES = 5000  # up to this many lines every line is read and mended; beyond, only those with keywords
 TRUNCATED_SCORE = 0.8  # a hit recognised from the start of a phrase counts this share of its weight
 
@@ -380,12 +381,21 @@ def _joinable(a: str, b: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _bounded(line: str) -> str:
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE // 2] + " … " + line[-MAX_LINE // 2:]
+
+
+_VOLATILE = re.compile(r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ][\d:.,]+\S*) \S+ [^:]{1,80}: |"
+                       r"time=\"[^\"]*\"|\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.\d]*(?:Z|[+-]\d\d:?\d\d)?")
+
+
 def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: bool = True,
                 start: int = 1) -> Iterator[Event]:
     """Events for the lines (already cleaned), in order. With mend, broken-up lines are joined where
-    only the joined text matches, and a last or "…"-cut line is recognised from a phrase's start."""
+    only the joined text matches, and a last or "…"-cut line is recognised from a phrase's start.
+    A line that repeats (the same message with another timestamp) is matched once."""
     kb = kb or load_kb()
-    buf = list(lines)
+    buf = [_bounded(x) for x in lines]
     n = len(buf)
     hot, marked = kb.scan(buf)
     if n <= FULL_MEND_LINES:
@@ -394,6 +404,7 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
         near = hot | marked | {n - 1}
         todo = sorted({j for i in near for j in (i - 1, i, i + 1) if 0 <= j < n})
     current_file: str | None = None
+    memo: dict[str, tuple[list[Hit], Event | None]] = {}
     k = 0
     skip_to = -1
     while k < len(todo):
@@ -406,7 +417,22 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
         fm = _FILE_MARK.match(line)
         if fm:
             current_file = next(g for g in fm.groups() if g)
-        hits = match_line(line, no, kb, gated=i in hot)
+        key = None
+        seen = memo.get(line) if i in hot else None  # an exact repeat, else the same message at another time
+        if i in hot and seen is None:
+            key = _VOLATILE.sub("", line)
+            seen = memo.get(key)
+        proto = seen[1] if seen is not None else None
+        if seen is not None and proto is not None:  # the same message again: the same event
+            hits0 = seen[0]
+            ev = Event(proto.kind, no, no, line, [Hit(h.pattern, no, line, h.params, no, h.truncated) for h in hits0],
+                       proto.layer, proto.host, proto.port, unit=proto.unit)
+            yield ev
+            continue
+        if seen is not None:
+            hits = [Hit(h.pattern, no, line, h.params, no, h.truncated) for h in seen[0]]
+        else:
+            hits = match_line(line, no, kb, gated=i in hot)
         end = no
         step = 1
         if mend and not hits and i + 1 < n:
@@ -431,6 +457,9 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
         elif ev.kind in ("command", "config"):
             p = extract_params(line)
             ev.host, ev.port = p.get("host"), p.get("port")
+        if key is not None and seen is None and step == 1 and len(memo) < 10000:
+            memo[key] = memo[line] = (ev.hits, ev if ev.kind in ("error", "journal") and ev.hits and not ev.setting
+                                      else None)
         yield ev
         if step == 2:
             skip_to = i + 1

@@ -24,6 +24,7 @@ from dockerdoctor.knowledge.events import PUBLIC_REGISTRIES, Event, Hit, extract
 ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's weight
 CAUSE_MIN = 8.0  # the weight of evidence specific enough to call a rule the cause
 MARGIN = 1.0  # ... when it leads the next primary rule by at least this much
+MAX_HITS = 20  # hits kept per rule (the score needs the best four; the answer shows three)
 CONTEXT_WEIGHT = 11.0  # a context conclusion outranks the plain error it explains
 # a symptom never outranks the cause the same paste shows: dockerd down (DD501) because its
 # configuration is refused at start (a unit's "Main process exited" next to the reason)
@@ -157,7 +158,7 @@ _HOSTPORT_HINT = re.compile(r"[\w\]]:\d{2,5}\b")
 
 def _context_lines(text: str, events: list[Event]) -> list[str]:
     """Lines that may name the registry: the events first, then any line with a HOST:PORT in it."""
-    out = [ev.text for ev in events]
+    out = [ev.text for ev in events[:2000]]
     if len(text) <= 200_000:
         out.extend(x for x in text.splitlines() if _HOSTPORT_HINT.search(x))
     return out
@@ -174,15 +175,18 @@ def diagnose(text: str, kb: KnowledgeBase | None = None, events: list[Event] | N
         for hit in ev.hits:
             p = hit.pattern
             if p.not_private or _public(hit):
-                not_private.append(hit)
+                if len(not_private) < MAX_HITS:
+                    not_private.append(hit)
                 continue
             for rid in (p.rule, *p.equally):
                 rm = by_rule.setdefault(rid, RuleMatch(rid, 0.0))
-                rm.hits.append(hit)
+                if len(rm.hits) < MAX_HITS:  # a journal may repeat one error 10 000 times
+                    rm.hits.append(hit)
                 contrib.setdefault(rid, []).append(hit.weight)
             for other in p.also:
                 ro = by_rule.setdefault(other, RuleMatch(other, 0.0))
-                ro.also_hits.append(hit)
+                if len(ro.also_hits) < MAX_HITS:
+                    ro.also_hits.append(hit)
                 contrib.setdefault(other, []).append(hit.weight * ALSO_FACTOR)
     _apply_context(events, by_rule, kb, not_private)
     context: dict[str, Any] = {}
