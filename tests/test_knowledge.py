@@ -393,3 +393,15 @@ def test_long_lines_keep_their_ends_and_hostile_input_is_answered() -> None:
     repeated = 'Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority\n' * 3000
     res = explain_result(repeated)
     assert res["matches"][0]["rule"] == "DD204" and len(res["matches"][0]["evidence"]) == 3
+
+
+def test_a_proxy_without_the_registry_in_no_proxy_is_dd110() -> None:
+    err = ("Error response from daemon: Get https://10.0.0.5:5000/v2/: net/http: request canceled while waiting for "
+           "connection (Client.Timeout exceeded while awaiting headers)")
+    assert diagnose(err).matches[0].rule_id == "DD202"
+    unit = "# /etc/systemd/system/docker.service.d/http-proxy.conf\n[Service]\n"
+    d = diagnose(unit + 'Environment="HTTPS_PROXY=http://proxy.corp:3128"\n' + err)
+    assert d.matches[0].rule_id == "DD110" and "10.0.0.5" in d.matches[0].reason
+    assert d.matches[0].params.get("file") == "/etc/systemd/system/docker.service.d/http-proxy.conf"
+    exempt = unit + 'Environment="HTTPS_PROXY=http://proxy.corp:3128" "NO_PROXY=localhost,10.0.0.5"\n' + err
+    assert diagnose(exempt).matches[0].rule_id == "DD202"

@@ -133,8 +133,8 @@ MARKERS = (
     "environment=", "insecure =", "insecure=", "location =", "location=", "registry-mirrors", '"hosts"',
     "proxies", "data-root", "other_args", "add_registry", "dockerd_opts", "docker ", "podman ", "skopeo ",
     "buildah ", "nerdctl ", "ctr ", "crictl ", "kubectl ", "k3s ", "curl ", "wget ", "systemctl ", "journalctl ",
-    "helm ", "service ", "dockerd ", "docker-compose ", "cat /", "==> /", "# /", "less /", "vi /", "nano /",
-    "/etc/", "/lib/",
+    "helm ", "service ", "dockerd ", "docker-compose ", "_proxy=", "_proxy =", "cat /", "==> /", "# /", "less /",
+    "vi /", "nano /", "/etc/", "/lib/",
 )
 
 

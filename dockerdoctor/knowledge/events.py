@@ -186,7 +186,8 @@ _FILE_MARK = re.compile(
     r"^\s*(?:[$#]\s*(?:sudo\s+)?(?:cat|less|more|vi|vim|nano|tail|head)\s+(?P<f1>/\S+)|#\s+(?P<f2>/\S+)\s*$|"
     r"==> (?P<f3>/\S+) <==|(?P<f4>/(?:etc|usr/lib|lib)/\S+?):\s*$)")
 _ENV_OPT = re.compile(r"^\s*(?:export\s+)?(?P<var>DOCKER_OPTS|OPTIONS|INSECURE_REGISTRY|ADD_REGISTRY|DOCKER_OPTIONS|"
-                      r"other_args|DOCKERD_OPTS)\s*=\s*(?P<val>.*)$")
+                      r"other_args|DOCKERD_OPTS|(?i:https?_proxy|no_proxy))\s*=\s*(?P<val>.*)$")
+_PROXY_SET = re.compile(r"(?i)\b(?P<kind>https?|no)_proxy\s*=\s*[\"']?(?P<val>[^\s\"']*)")
 _UNIT_KEY = re.compile(r"^\s*(?P<key>ExecStart|EnvironmentFile|Environment)\s*=\s*(?P<val>.*)$")
 _JSON_KEY = re.compile(r"\"(?P<key>insecure-registries|registry-mirrors|hosts|proxies|http-proxy|https-proxy|"
                        r"no-proxy|data-root)\"\s*:\s*(?P<val>.*)$")
@@ -333,6 +334,11 @@ def _config(ev: Event, line: str, current_file: str | None) -> bool:
             regs = re.findall(r"\"([^\"]+)\"", val)
         if regs:
             ev.setting["insecure"] = regs
+        for pm in _PROXY_SET.finditer(s):
+            if pm.group("kind").lower() == "no":
+                ev.setting["no_proxy"] = [x for x in pm.group("val").split(",") if x]
+            elif pm.group("val"):
+                ev.setting["proxy"] = pm.group("val")
         ev.file = current_file
         return True
     return False

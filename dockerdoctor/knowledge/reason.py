@@ -127,7 +127,17 @@ def _apply_context(events: list[Event], by_rule: dict[str, RuleMatch], kb: Knowl
         if lost and not re.search(r"(?:^|\s)(?:-v|--volume|--mount)(?:\s|=)", args):
             _add_context(by_rule, "DD403", e, "the registry container was started without a volume: its data goes "
                          "when the container is recreated")
-    # 4. a 404 on /v2/ from a registry whose own lines show the old python registry: v1 only (DD207)
+    # 4. the daemon has a proxy, NO_PROXY does not name the registry, and the registry times out,
+    #    refuses or answers 5xx: the proxy carries its traffic (DD110)
+    proxies = [e for e in configs if e.setting.get("proxy")]
+    if proxies and primary & {"DD201", "DD202", "DD210", "DD405"} and "DD110" not in primary:
+        hosts = {h.params.get("host") for m in by_rule.values() for h in m.hits if h.params.get("host")}
+        exempt = {x.strip().lstrip(".").lower() for e in configs for x in e.setting.get("no_proxy", [])}
+        named = {h for h in hosts if any(h == x or h.endswith("." + x) for x in exempt)}
+        if hosts and not hosts <= named:
+            _add_context(by_rule, "DD110", proxies[0], f"a proxy is set ({proxies[0].setting['proxy']}) and NO_PROXY "
+                         f"does not name {', '.join(sorted(hosts - named))}: the registry's traffic goes to the proxy")
+    # 5. a 404 on /v2/ from a registry whose own lines show the old python registry: v1 only (DD207)
     if "DD210" in by_rule and any(re.search(r"docker[_-]registry|gunicorn", e.text) for e in events):
         a404 = [e for e in events if e.kind == "access" and e.status == 404 and (e.path or "").startswith("/v2")]
         if a404:
