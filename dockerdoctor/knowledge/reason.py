@@ -131,7 +131,7 @@ def _apply_context(events: list[Event], by_rule: dict[str, RuleMatch], kb: Knowl
     #    refuses or answers 5xx: the proxy carries its traffic (DD110)
     proxies = [e for e in configs if e.setting.get("proxy")]
     if proxies and primary & {"DD201", "DD202", "DD210", "DD405"} and "DD110" not in primary:
-        hosts = {h.params.get("host") for m in by_rule.values() for h in m.hits if h.params.get("host")}
+        hosts = {str(h.params["host"]) for m in by_rule.values() for h in m.hits if h.params.get("host")}
         exempt = {x.strip().lstrip(".").lower() for e in configs for x in e.setting.get("no_proxy", [])}
         named = {h for h in hosts if any(h == x or h.endswith("." + x) for x in exempt)}
         if hosts and not hosts <= named:
