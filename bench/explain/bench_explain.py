@@ -36,10 +36,14 @@ def score(split: str, misses: bool) -> dict:
     neg = [e for e in entries if e.expect == "NONE"]
     top1 = top3 = 0
     out_misses = []
+    calib: dict[str, list[int]] = {"cause": [0, 0], "possible": [0, 0]}  # verdict -> [right first, total]
     for e in pos:
         res = explain_result(e.text)
         ranked = [m["rule"] for m in res["matches"]] if res["known"] else []
         first = {m["rule"] for m in res["matches"] if res["known"] and m["score"] == res["matches"][0]["score"]}
+        if res.get("verdict") in calib:
+            calib[res["verdict"]][1] += 1
+            calib[res["verdict"]][0] += e.expect in first
         if e.expect in first:
             top1 += 1
         if e.expect in first or e.expect in ranked[:3]:
@@ -57,7 +61,7 @@ def score(split: str, misses: bool) -> dict:
                 out_misses.append(("NONE", [m["rule"] for m in res["matches"]][:3], res["verdict"], e.source,
                                    e.text[:200]))
     return {"split": split, "positives": len(pos), "top1": top1, "top3": top3, "negatives": len(neg),
-            "negatives_claimed": claimed, "misses": out_misses}
+            "negatives_claimed": claimed, "calibration": calib, "misses": out_misses}
 
 
 def timing(runs: int = 7) -> dict:
@@ -146,6 +150,8 @@ def main() -> int:
     print(f"  top-1 {res['top1']}/{p} ({100 * res['top1'] / max(p, 1):.0f}%), top-3 {res['top3']}/{p} "
           f"({100 * res['top3'] / max(p, 1):.0f}%)")
     print(f"  negatives claimed {res['negatives_claimed']}/{n} ({100 * res['negatives_claimed'] / max(n, 1):.0f}%)")
+    for v, (right, total) in res["calibration"].items():
+        print(f"  verdict {v!r}: its first rule right {right}/{total}")
     if "paste_1mb" in res:
         t = res["paste_1mb"]
         print(f"  1 MB paste ({t['lines']} lines): median {t['median_ms']} ms, min {t['min_ms']} ms "
