@@ -272,3 +272,24 @@ def test_hypothesis_parsers_never_raise() -> None:
         toml_lines(text)
 
     check()
+
+
+def test_dockerd_classic_store_resolution() -> None:
+    from dockerdoctor.runtimes.containerd import DockerdClassic
+
+    d = DockerdClassic(("10.0.0.5:5000",), {"10.0.0.6:5000": ["ca.crt", "client.cert", "client.key", "hosts.toml"]},
+                       mirrors=("https://mirror.example",))
+    (ep,) = d.resolve(ImageRef.parse("10.0.0.5:5000/a:1")).endpoints
+    assert ep.http_fallback and ep.tls.skip_verify
+    (ep,) = d.resolve(ImageRef.parse("10.0.0.6:5000/a:1")).endpoints
+    assert ep.tls.ca_files == ("/etc/docker/certs.d/10.0.0.6:5000/ca.crt",) and not ep.http_fallback
+    assert any("never read" in n for n in ep.notes)
+    hub = d.resolve(ImageRef.parse("alpine")).endpoints
+    assert [e.role for e in hub] == ["mirror", "registry"] and hub[1].host == "registry-1.docker.io"
+    assert [e.role for e in d.resolve(ImageRef.parse("alpine"), push=True).endpoints] == ["registry"]
+
+
+def test_k3s_wildcard_mirror_and_default_endpoint_last() -> None:
+    reg = parse_registries_yaml('mirrors:\n  "*":\n    endpoint: ["https://cache.example:5000"]\n', "r")
+    res = K3sRuntime(reg, None).resolve(ImageRef.parse("10.0.0.5:5000/a:1"))
+    assert [e.url for e in res.endpoints] == ["https://cache.example:5000/v2", "https://10.0.0.5:5000/v2"]
