@@ -270,3 +270,19 @@ def test_dd604_unknown_ca_then_the_ca_in_hosts_toml(ctd_lab: CtdLab) -> None:
     assert [x for r in run_rules(Facts(LiveSource(), opts), {"DD604"}) for x in r.findings] == []
     out = ctd_lab.ctd.pull(f"{T}/lab/hello:v1", certs_d)
     assert out.returncode == 0, out.stderr[-500:]
+
+
+def test_config_toml_that_does_not_parse_same_line_as_containerd(tmp_path: Path) -> None:
+    """containerd refuses a config.toml that does not parse, naming the file and line; DD601's parser names
+    the same line. (containerd exits before it opens any socket.)"""
+    import subprocess
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry\n  config_path = "/x"\n')
+    r = subprocess.run(["containerd", "--config", str(cfg)], capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    m = re.search(r"failed to load TOML: (\S+): \((\d+), (\d+)\)", r.stderr)
+    assert m and m.group(1) == str(cfg), r.stderr
+    parsed = parse_containerd_config(cfg.read_text(), str(cfg))
+    assert parsed.error and parsed.error_line == int(m.group(2))
