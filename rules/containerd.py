@@ -16,6 +16,7 @@ from dockerdoctor.runtimes.containerd import (
     CONTAINERD_CERTS_D,
     DOCKER_CERTS_D,
     K3S_CERTS_D,
+    K3S_REGISTRIES,
     HostsDirRuntime,
 )
 from dockerdoctor.runtimes.hosts_toml import cri_refusal, near_misses
@@ -263,6 +264,9 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
                 root = match.root if match and not match.is_default else roots[0]
                 fix = recipes.trust_http(root, name, current, rt.display) if plain else \
                     recipes.trust_ca(root, name, current, rt.display)
+            elif rt.name == "k3s":
+                reg = rt.registries
+                fix = recipes.k3s_trust(reg.path if reg else K3S_REGISTRIES, reg.text if reg else None, name, plain)
             elif getattr(rt, "legacy", None) is not None and rt.legacy.text and not rt.legacy.mirrors \
                     and not rt.legacy.configs_tls:
                 # no config_path: a hosts.toml alone would be ignored (DD602); set config_path with it
