@@ -286,3 +286,29 @@ def test_config_toml_that_does_not_parse_same_line_as_containerd(tmp_path: Path)
     assert m and m.group(1) == str(cfg), r.stderr
     parsed = parse_containerd_config(cfg.read_text(), str(cfg))
     assert parsed.error and parsed.error_line == int(m.group(2))
+
+
+def test_an_imported_cri_table_replaces_config_path(lab_root: Path, labnet: lab.LabNet) -> None:
+    """containerd 1.6.20 merges `imports` per plugin: a conf.d file with a CRI table (here only legacy mirrors)
+    replaces config.toml's CRI table whole, so config_path is gone and the CRI loads with the mirrors, as
+    merge_imports predicts (DD601 warns about the dropped config_path, naming the imported file)."""
+    from dockerdoctor.runtimes.containerd import merge_imports
+
+    d = lab_root / "cri-imports"
+    conf_d = d / "conf.d"
+    conf_d.mkdir(parents=True)
+    (conf_d / "20-mirror.toml").write_text(
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+        '  endpoint = ["https://m.example"]\n')
+    c = Containerd(d, netns=labnet.cli_ns, config_path=str(d / "certs.d"), imports=(str(conf_d / "*.toml"),))
+    c.start()
+    try:
+        cfg = merge_imports(parse_containerd_config(c.config.read_text(), str(c.config)), _fs_lister, _fs_reader)
+        assert cri_refusal(cfg, VERSION) is None and cfg.config_path == ()
+        assert any("dropped" in p.text and p.path == str(conf_d / "20-mirror.toml") for p in cfg.problems)
+        assert c.wait_log("Start cri plugin", 10), c.log_text()[-1500:]
+        log = c.log_text()
+        assert "failed to load plugin io.containerd.grpc.v1.cri" not in log
+        assert "Registry:{ConfigPath: Mirrors:map[docker.io:{Endpoints:[https://m.example]}]" in log
+    finally:
+        c.stop()
