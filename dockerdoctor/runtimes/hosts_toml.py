@@ -67,7 +67,6 @@ CRI_REGISTRY_TABLES: dict[int, tuple[str, ...]] = {
 
 # --------------------------------------------------------------------------------------------- line scan
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*(\]\]?)\s*(?:#.*)?$")
 _KEY1 = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
 _KEYVAL = re.compile(rf"^\s*({_KEY1}(?:\s*\.\s*{_KEY1})*)\s*=")
 
@@ -117,9 +116,9 @@ def toml_lines(text: str) -> dict[tuple[str, ...], int]:
         if depth > 0:
             depth += _bracket_delta(line)
             continue
-        m = _HEADER.match(line)
-        if m and not _KEYVAL.match(line):
-            table = split_key(m.group(2))
+        header = _header(line)
+        if header is not None:
+            table = split_key(header)
             out.setdefault(table, no)
             continue
         m = _KEYVAL.match(line)
@@ -132,6 +131,31 @@ def toml_lines(text: str) -> dict[tuple[str, ...], int]:
                     in_ml = q
             depth = max(0, _bracket_delta(rest))
     return out
+
+
+def _header(line: str) -> str | None:
+    """The key of a `[table]` or `[[array]]` header line, else None. A linear scan (a regex with a lazy
+    group and optional brackets backtracks quadratically on a long line that is not closed)."""
+    t = line.strip()
+    if not t.startswith("["):
+        return None
+    quote = ""
+    end = len(t)
+    for i, c in enumerate(t):  # cut a trailing comment, outside quotes
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            end = i
+            break
+    body = t[:end].rstrip()
+    if body.startswith("[[") and body.endswith("]]") and len(body) > 4:
+        return body[2:-2].strip()
+    if body.endswith("]") and len(body) > 2:
+        return body[1:-1].strip()
+    return None
 
 
 def _bracket_delta(s: str) -> int:
