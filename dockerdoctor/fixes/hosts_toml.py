@@ -173,3 +173,45 @@ def with_config_path(cfg: ContainerdConfig, root: str, host: str, plain: bool, c
                    tuple(combined(a) for a in f.alternatives))
 
     return combined(trust)
+
+
+def k3s_trust(path: str, current: str | None, host: str, plain: bool) -> Fix:
+    """k3s: the registry's own entry in registries.yaml (an http:// endpoint for a plain-HTTP registry; for an
+    unknown CA, configs.<host>.tls.ca_file with insecure_skip_verify as the alternative), then restart k3s."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    y.preserve_quotes = True
+    doc = (y.load(current) if current and current.strip() else None) or {}
+
+    def dump(d) -> str:
+        buf = io.StringIO()
+        y.dump(d, buf)
+        return buf.getvalue()
+
+    warn = ("k3s renders registries.yaml into containerd's hosts.toml when it starts: restart k3s (k3s-agent on "
+            "agents) on every node that pulls from the registry.",)
+    if plain:
+        mirrors = doc.setdefault("mirrors", {})
+        entry = mirrors.setdefault(host, {})
+        eps = entry.setdefault("endpoint", [])
+        url = f"http://{host}"
+        if url not in eps:
+            eps.insert(0, url)
+        return Fix(f"Add endpoint {url} for {host} to {path}, then restart k3s",
+                   (ReplaceFileContent(path, dump(doc), 0o600), ServiceAction("restart", K3S_UNIT)),
+                   warnings=(HTTP_COST,) + warn)
+    ca = f"/etc/rancher/k3s/certs/{host.replace(':', '_')}-ca.crt"
+    tls = doc.setdefault("configs", {}).setdefault(host, {}).setdefault("tls", {})
+    tls["ca_file"] = ca
+    main = Fix(f"Trust the registry's CA for {host}: configs.{host}.tls.ca_file = {ca} in {path}, then restart k3s",
+               (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca), "on this host: install the registry's CA"),
+                ReplaceFileContent(path, dump(doc), 0o600), ServiceAction("restart", K3S_UNIT)), warnings=warn)
+    del tls["ca_file"]
+    tls["insecure_skip_verify"] = True
+    alt = Fix(f"configs.{host}.tls.insecure_skip_verify = true in {path} for {host} only, then restart k3s",
+              (ReplaceFileContent(path, dump(doc), 0o600), ServiceAction("restart", K3S_UNIT)),
+              warnings=(SKIP_VERIFY_COST,) + warn)
+    return Fix(main.summary, main.operations, main.warnings, (alt,))

@@ -113,6 +113,7 @@ DIRS: dict[str, DirSpec] = {
     # containerd family (issue 14): hosts.toml trees (/etc/docker/certs.d is certs_d above). sos copies
     # /etc/containerd/ whole; it has no k3s plugin, so k3s's tree is in a snapshot only through `collect`.
     "containerd_certs_d": DirSpec(("/etc/containerd/certs.d",)),
+    "containerd_conf_d": DirSpec(("/etc/containerd/conf.d",)),  # the usual target of config.toml's `imports`
     "k3s_certs_d": DirSpec(("/var/lib/rancher/k3s/agent/etc/containerd/certs.d",)),
 }
 
