@@ -17,6 +17,7 @@ from typing import Any
 
 from dockerdoctor.knowledge.base import PHRASE_HEAD, AccessRule, KnowledgeBase, Pattern, load_kb
 from dockerdoctor.net import HostPort
+from dockerdoctor.safetext import printable as _printable
 
 MAX_LINE = 4096  # a longer line is read as its first and last 2048 characters: regex time stays bounded
 FULL_MEND_LINES = 5000  # up to this many lines every line is read and mended; beyond, only those with keywords
@@ -39,8 +40,9 @@ def clean(text: str) -> str:
 
 
 def printable(text: str) -> str:
-    """One line safe for a terminal: any control byte left is shown as an escape, never sent raw."""
-    return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\x1b", "\\x1b"))
+    """One line safe for a terminal: a tab becomes a space, any other control byte is shown as an escape,
+    never sent raw (the one rule for all output: dockerdoctor/safetext.py)."""
+    return _printable(text, keep_newlines=True)
 
 
 # ------------------------------------------------------------------------------------------ parameters

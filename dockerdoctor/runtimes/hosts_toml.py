@@ -665,8 +665,21 @@ def hosts_toml_text(host: str, *, scheme: str, server: str | None = None, ca: st
     return "\n".join(out) + "\n"
 
 
-def edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
-                    capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
+class UneditableToml(ValueError):
+    """A TOML file the style-preserving editor cannot take (it does not parse, or has an odd shape)."""
+
+
+def _tomlkit_edit(edit: Callable[[], str]) -> str:
+    import tomlkit.exceptions
+
+    try:
+        return edit()
+    except (tomlkit.exceptions.TOMLKitError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise UneditableToml(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
+                     capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
     """Add or update the ``[host."scheme://host"]`` table of an existing hosts.toml, keeping its comments,
     order and formatting (tomlkit, imported only here)."""
     import tomlkit
@@ -689,7 +702,7 @@ def edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = No
     return tomlkit.dumps(doc)
 
 
-def add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
+def _add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
     """config.toml with config_path set in the CRI registry section (tomlkit keeps the rest as it was)."""
     import tomlkit
 
@@ -708,7 +721,7 @@ def add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
     return tomlkit.dumps(doc)
 
 
-def remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
+def _remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
     """config.toml without the legacy `mirrors` and `configs.*.tls` tables (auth stays)."""
     import tomlkit
 
@@ -730,3 +743,18 @@ def remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
         if not configs:
             del cur["configs"]
     return tomlkit.dumps(doc)
+
+
+# The editors as fixes call them: a file tomlkit cannot take raises UneditableToml, never tomlkit's own errors.
+def edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
+                    capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
+    return _tomlkit_edit(lambda: _edit_hosts_toml(current, host, scheme=scheme, ca=ca, skip_verify=skip_verify,
+                                                  capabilities=capabilities))
+
+
+def add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
+    return _tomlkit_edit(lambda: _add_config_path(current, cfg, directory))
+
+
+def remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
+    return _tomlkit_edit(lambda: _remove_legacy_registry(current, cfg))

@@ -321,3 +321,19 @@ def test_imports_replace_the_cri_plugin_table_whole() -> None:
     cfg2 = merge_imports(parse_containerd_config(main, "/etc/containerd/config.toml"), fs2.listdir, fs2.read)
     assert cfg2.config_path == ("/srv/certs.d",) and cfg2.config_path_line == 2
     assert cfg2.file_of("config_path") == "/etc/containerd/conf.d/10-registry.toml"
+
+
+@pytest.mark.parametrize("broken", ["version = 2\n[plugins.\x00", "[host.\"http://a:5000\"\ncapabilities = ["])
+def test_a_toml_file_the_editor_cannot_take_gives_advice_not_a_crash(broken: str) -> None:
+    # found by tests/test_fuzz.py: DD602 crashed on a truncated config.toml (tomlkit's UnexpectedCharError)
+    cfg = parse_containerd_config(broken, "/etc/containerd/config.toml")
+    for fix in (recipes.add_config_path_fix(cfg, broken),
+                recipes.trust_http("/etc/containerd/certs.d", "a:5000", broken, "containerd CRI"),
+                recipes.with_config_path(cfg, "/etc/containerd/certs.d", "a:5000", True, broken)):
+        assert fix.operations == ()
+        assert fix.summary.startswith("Repair the TOML file first (")
+
+
+def test_a_hosts_toml_of_an_odd_shape_gives_advice_not_a_crash() -> None:
+    fix = recipes.trust_http("/etc/containerd/certs.d", "a:5000", "host = 3\n", "containerd CRI")
+    assert fix.operations == () and fix.summary.startswith("Repair the TOML file first (")

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 from lab_containerd import Containerd
-from test_lab_containers import Lab, clab  # noqa: F401  (the module-scoped lab: registries A, B, T)
-
 from lab_containers import manifest_hits
+from test_lab_containers import Lab, clab  # noqa: F401  (the module-scoped lab: registries A, B, T)
 
 pytestmark = pytest.mark.real
 
