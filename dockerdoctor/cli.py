@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import os
+import re
 import sys
 import time
 import traceback
@@ -20,6 +21,7 @@ from typing import Annotated
 
 from dockerdoctor import __version__
 from dockerdoctor.errors import DoctorError, InputError
+from dockerdoctor.report import FailOn
 
 # typer < 0.16 imports rich (its help formatter and traceback printer, ~140 ms) whenever rich is installed,
 # and pip installs it with typer. dockerdoctor uses neither (rich_markup_mode=None,
@@ -67,13 +69,6 @@ class Format(str, enum.Enum):
 class ListFormat(str, enum.Enum):
     text = "text"
     json = "json"
-
-
-class FailOn(str, enum.Enum):
-    error = "error"
-    warning = "warning"
-    info = "info"
-    never = "never"
 
 
 def _version_cb(value: bool) -> None:
@@ -275,9 +270,7 @@ def check(
         daemon, probed_from, notes = _daemon_summary(facts)
         host = host_name(facts.source)  # before close(): a tarball's files go with it
     finally:
-        close = getattr(facts.source, "close", None)
-        if close:
-            close()
+        facts.source.close()
     report = Report(
         version=__version__,
         target_kind="snapshot" if root else "live",
@@ -315,7 +308,7 @@ def check(
         write_textfile(report, textfile_dir)
     if _debug:
         for r in report.crashed:
-            sys.stderr.write(getattr(r, "traceback", "") + "\n")
+            sys.stderr.write(r.traceback + "\n")
     raise typer.Exit(report.exit_code)
 
 
@@ -438,9 +431,7 @@ def fix(
                 raise typer.Exit(1)
         result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json)
     finally:
-        close = getattr(facts.source, "close", None)
-        if close:
-            close()
+        facts.source.close()
     if fmt == ListFormat.json:
         import json
 
@@ -705,14 +696,11 @@ def explain(
         typer.echo(f"{spec.id} {spec.name} ({spec.severity.label}): {spec.title}\n")
         typer.echo(spec.doc)
         return
-    text = sys.stdin.read(1024 * 1024) if key == "-" else what
-    try:
-        from dockerdoctor import explain as kb  # the error-text knowledge base
-    except ImportError:
-        kb = None  # type: ignore[assignment]
-    if kb is None or not hasattr(kb, "explain_text"):
-        raise InputError(f"{key!r} is not a rule id (see `dockerdoctor rules`)")
-    code = kb.explain_text(text, fmt.value)
+    if re.fullmatch(r"(?i)DD\d{3}", key):
+        raise InputError(f"{key.upper()} is no rule id (see `dockerdoctor rules`)")
+    from dockerdoctor import explain as kb  # the error-text knowledge base
+
+    code = kb.explain_stdin(fmt.value) if key == "-" else kb.explain_text(what, fmt.value)
     raise typer.Exit(code)
 
 
@@ -725,8 +713,7 @@ def _register_subcommands() -> None:
     fleet_cli.register(app)  # `report` (the fleet report)
     from dockerdoctor.registry import cli as registry_cli
 
-    if hasattr(registry_cli, "register"):
-        registry_cli.register(app)
+    registry_cli.register(app)  # `serve-registry`
 
 
 def _optional_rollback_value(argv: list[str]) -> list[str]:
@@ -749,10 +736,7 @@ def _core_command(argv: list[str]) -> bool:
 def run() -> None:
     sys.argv[1:] = _optional_rollback_value(sys.argv[1:])
     if not _core_command(sys.argv[1:]) or os.environ.get("_DOCKERDOCTOR_COMPLETE"):
-        try:
-            _register_subcommands()
-        except ImportError:
-            pass
+        _register_subcommands()
     try:
         app()  # standalone mode: usage errors exit 2 with click's message
     except DoctorError as exc:

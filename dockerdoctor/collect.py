@@ -11,31 +11,59 @@ import os
 import shutil
 import subprocess
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from dockerdoctor.errors import InputError
-from dockerdoctor.facts.systemd import UNIT_DIRS
-from dockerdoctor.sources.base import COMMANDS
+from dockerdoctor.sources.specs import (
+    COMMANDS,
+    CONTAINER_COMMANDS,
+    CONTAINER_LIST,
+    UNIT_DIRS,
+    UNITS,
+    collected_dirs,
+    collected_files,
+)
+from dockerdoctor.sources.specs import (
+    FILES as FILE_SPECS,
+)
 
-FILES = [
-    "/etc/docker/daemon.json",
-    "/etc/sysconfig/docker",
-    "/etc/sysconfig/docker-storage",
-    "/etc/sysconfig/docker-network",
-    "/etc/default/docker",
-    "/etc/containers/registries.conf",
-    "/run/containers/registries.conf",
-    "/etc/selinux/config",
-    "/etc/os-release",
-    "/etc/hostname",  # names the host in fleet reports
-]
-DIRS = ["/etc/firewalld/zones", "/etc/docker/certs.d"]
+# What collect copies, straight from the spec table (sources/specs.py): a fact that reads a file
+# names it there, so the snapshot holds it.
+FILES = collected_files()
+DIRS = collected_dirs()
+TAIL_FILES = frozenset(p for s in FILE_SPECS.values() if s.tail for p in s.paths)
 SECRET_SUFFIXES = (".key",)
 MAX_FILE = 4 * 1024 * 1024
 COMMAND_TIMEOUT = 5.0
 
 
-def _copy(src: str, out: Path, manifest: list[str]) -> None:
+@dataclass(frozen=True)
+class CollectSpec:
+    """One step of a collection: a file, a directory tree, a unit (with its drop-ins), a command, or
+    a command run once per container (`docker ps -a`; argv and path carry {id}, {name}, {image}, {image_file})."""
+
+    kind: str  # "file" | "tree" | "unit" | "command" | "container"
+    path: str  # file/tree/unit: the host path; command/container: where sos keeps its output
+    argv: tuple[str, ...] = ()
+    tail: bool = False  # keep the end of a long file or output
+    stderr: bool = False  # command/container: keep stderr too
+
+
+def collect_specs() -> list[CollectSpec]:
+    """Everything `dockerdoctor collect` (and `collect --script`) gathers, in order, from the spec table."""
+    specs = [CollectSpec("file", f, tail=f in TAIL_FILES) for f in FILES]
+    specs += [CollectSpec("tree", d) for d in DIRS]
+    specs += [CollectSpec("unit", f"{d}/{name}") for d in UNIT_DIRS for name in UNITS.values()]
+    for spec in COMMANDS.values():
+        if "*" in spec.sos[0]:
+            continue  # a glob names where sos may have put it, not one place to write
+        specs.append(CollectSpec("command", spec.sos[0], tuple(spec.live), spec.tail))
+    specs += [CollectSpec("container", c.sos, c.argv, c.tail, c.stderr) for c in CONTAINER_COMMANDS.values()]
+    return specs
+
+
+def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
     dst = out / src.lstrip("/")
     try:
         if os.path.islink(src):
@@ -52,6 +80,8 @@ def _copy(src: str, out: Path, manifest: list[str]) -> None:
             manifest.append(f"redacted {src}")
             return
         with open(src, "rb") as fh:
+            if tail and os.fstat(fh.fileno()).st_size > MAX_FILE:
+                fh.seek(-MAX_FILE, os.SEEK_END)
             dst.write_bytes(fh.read(MAX_FILE))
         shutil.copystat(src, dst)
         manifest.append(f"file {src}")
@@ -59,42 +89,73 @@ def _copy(src: str, out: Path, manifest: list[str]) -> None:
         manifest.append(f"error {src}: {exc.strerror}")
 
 
-def collect(out: Path, daemon_root: str = "") -> list[str]:
+def _run(argv: list[str], stderr: bool) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT if stderr else subprocess.DEVNULL,
+                          timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": ""})
+
+
+def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Path, manifest: list[str]) -> None:
+    if not shutil.which(argv[0]):
+        return
+    try:
+        proc = _run(list(argv), stderr)
+    except (OSError, subprocess.SubprocessError) as exc:
+        manifest.append(f"error {' '.join(argv)}: {exc}")
+        return
+    dst = out / rel
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_bytes(proc.stdout[-MAX_FILE:] if tail else proc.stdout[:MAX_FILE])
+    manifest.append(f"command {' '.join(argv)} -> {rel} (rc {proc.returncode})")
+
+
+def _containers() -> list[dict[str, str]]:
+    """id, name, image (and image as a file name) of every container `docker ps -a` lists; [] without docker."""
+    if not shutil.which(CONTAINER_LIST[0]):
+        return []
+    try:
+        proc = _run(list(CONTAINER_LIST), False)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    out = []
+    for line in proc.stdout.decode("utf-8", "replace").splitlines() if proc.returncode == 0 else []:
+        parts = line.split("\t")
+        if len(parts) == 3 and all(parts):
+            out.append({"id": parts[0], "name": parts[1], "image": parts[2], "image_file": parts[2].replace("/", "_")})
+    return out
+
+
+def collect(out: Path) -> list[str]:
     """Write the snapshot into `out`; returns the manifest lines (also saved as dockerdoctor-collect.txt)."""
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     manifest: list[str] = []
-    for f in FILES:
-        # daemon.json and certs.d as the daemon sees them (its mount namespace), when known
-        _copy(f, out, manifest)
-    for d in DIRS:
-        for root, _dirs, files in os.walk(d):
-            for name in files:
-                _copy(os.path.join(root, name), out, manifest)
-    for unit_dir in UNIT_DIRS:
-        for name in ("docker.service", "docker.socket"):
-            _copy(f"{unit_dir}/{name}", out, manifest)
-            dropins = f"{unit_dir}/{name}.d"
+    specs = collect_specs()
+    for s in specs:
+        if s.kind == "file":
+            _copy(s.path, out, manifest, tail=s.tail)
+        elif s.kind == "tree":
+            for root, _dirs, files in sorted(os.walk(s.path)):
+                for name in sorted(files):
+                    _copy(os.path.join(root, name), out, manifest)
+        elif s.kind == "unit":
+            _copy(s.path, out, manifest)
+            dropins = f"{s.path}.d"
             if os.path.isdir(dropins):
                 for entry in sorted(os.listdir(dropins)):
                     _copy(f"{dropins}/{entry}", out, manifest)
-    for key, spec in COMMANDS.items():
-        if "{" in " ".join(spec.live) or not shutil.which(spec.live[0]):
-            continue
-        rel = spec.sos[0]
-        if "*" in rel:
-            continue
-        try:
-            proc = subprocess.run(list(spec.live), capture_output=True, timeout=COMMAND_TIMEOUT,
-                                  stdin=subprocess.DEVNULL, env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": ""})
-        except (OSError, subprocess.SubprocessError) as exc:
-            manifest.append(f"error {key}: {exc}")
-            continue
-        dst = out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(proc.stdout[-MAX_FILE:] if spec.tail else proc.stdout[:MAX_FILE])
-        manifest.append(f"command {' '.join(spec.live)} -> {rel} (rc {proc.returncode})")
+        elif s.kind == "command":
+            _command(s.argv, s.path, s.tail, s.stderr, out, manifest)
+    per_container = [s for s in specs if s.kind == "container"]
+    seen: set[str] = set()
+    for c in _containers() if per_container else []:
+        for s in per_container:
+            rel = s.path.format(**c)
+            if rel in seen:
+                continue  # one image inspect for all its containers
+            seen.add(rel)
+            _command(tuple(a.format(**c) for a in s.argv), rel, s.tail, s.stderr, out, manifest)
     (out / "dockerdoctor-collect.txt").write_text("\n".join(manifest) + "\n")
     return manifest
 

@@ -2,9 +2,9 @@
 dockerdoctor (CentOS 7 has Python 3.6 at best).
 
 The script is generated from the same data `collect` uses, through ONE function, `render_script(specs)`,
-which takes a list of `CollectSpec` (a file, a directory tree, or a command with where sos keeps its
-output). `collect_specs()` builds that list from today's tables (collect.FILES and DIRS, the unit
-directories, sources.base.COMMANDS); when the spec table replaces them, only `collect_specs()` changes.
+which takes a list of `CollectSpec` (a file, a directory tree, a unit, a command with where sos keeps its
+output, or a command run once per container). `collect_specs()` is `collect`'s own list, built from the
+spec table (dockerdoctor/sources/specs.py), so the script gathers exactly what the facts read.
 
 What the script does, like `collect`: copies each file (symbolic links stay links, `*.key` files are
 replaced by a note, files are cut at 4 MiB, mode and mtime are kept), copies the directory trees, the
@@ -18,39 +18,24 @@ quotes every path and argument it was generated with.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from dockerdoctor import __version__
+from dockerdoctor.collect import CollectSpec
+
+__all__ = ["CollectSpec", "collect_specs", "render_script"]
 
 MAX_BYTES = 4 * 1024 * 1024
 COMMAND_TIMEOUT = 5
 
 
-@dataclass(frozen=True)
-class CollectSpec:
-    kind: str  # "file" | "tree" | "unit" | "command"
-    path: str  # file/tree/unit: the host path; command: where sos keeps its output, relative to the snapshot
-    argv: tuple[str, ...] = ()
-    tail: bool = False  # command: keep the end of long output
-
-
 def collect_specs() -> list[CollectSpec]:
-    """Everything `dockerdoctor collect` gathers, in its order, as specs."""
-    from dockerdoctor.collect import DIRS, FILES
-    from dockerdoctor.facts.systemd import UNIT_DIRS
-    from dockerdoctor.sources.base import COMMANDS
+    """Everything `dockerdoctor collect` gathers, in its order, as specs (from the spec table)."""
+    from dockerdoctor.collect import collect_specs as specs
 
-    specs = [CollectSpec("file", f) for f in FILES]
-    specs += [CollectSpec("tree", d) for d in DIRS]
-    specs += [CollectSpec("unit", f"{d}/{name}") for d in UNIT_DIRS for name in ("docker.service", "docker.socket")]
-    for spec in COMMANDS.values():
-        # the same choices as collect(): no templated argv, one fixed place in the snapshot
-        if "{" in " ".join(spec.live) or "*" in spec.sos[0]:
-            continue
-        specs.append(CollectSpec("command", spec.sos[0], tuple(spec.live), spec.tail))
-    return specs
+    return specs()
 
 
 HEADER = """\
@@ -82,9 +67,11 @@ MANIFEST=$OUT/dockerdoctor-collect.txt
 
 note() {{ printf '%s\\n' "$*" >> "$MANIFEST"; }}
 
-# copy FILE: a regular file (cut at MAX bytes, mode and mtime kept) or a symbolic link (kept as a link)
+# copy FILE [TAIL]: a regular file (cut at MAX bytes, its end when TAIL is 1; mode and mtime kept) or a
+# symbolic link (kept as a link)
 copy() {{
   src=$1
+  keep_end=${{2:-0}}
   dst=$OUT$src
   if [ -L "$src" ]; then
     mkdir -p "$(dirname "$dst")" || return 0
@@ -100,6 +87,10 @@ copy() {{
   size=$(wc -c < "$src" 2>/dev/null) || {{ note "error $src: unreadable"; return 0; }}
   if [ "$size" -le "$MAX" ]; then
     cp -p "$src" "$dst" 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
+  elif [ "$keep_end" = 1 ]; then
+    tail -c "$MAX" "$src" > "$dst" 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
+    chmod "$(stat -c %a "$src" 2>/dev/null || echo 600)" "$dst" 2>/dev/null
+    touch -r "$src" "$dst" 2>/dev/null
   else
     dd if="$src" of="$dst" bs=4096 count=$((MAX / 4096)) 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
     touch -r "$src" "$dst" 2>/dev/null
@@ -138,16 +129,22 @@ program() {{
   return 1
 }}
 
-# run REL TAIL ARGV...: the command's stdout into REL (its end when TAIL is 1), cut at MAX bytes
+# run REL TAIL ERR ARGV...: the command's stdout (and stderr when ERR is 1) into REL (its end when TAIL is 1),
+# cut at MAX bytes
 run() {{
   rel=$1
   keep_end=$2
-  shift 2
+  with_err=$3
+  shift 3
   exe=$(program "$1") || return 0
   shift
   dst=$OUT/$rel
   mkdir -p "$(dirname "$dst")" || return 0
-  $TIMEOUT "$exe" "$@" > "$dst.part" 2>/dev/null < /dev/null
+  if [ "$with_err" = 1 ]; then
+    $TIMEOUT "$exe" "$@" > "$dst.part" 2>&1 < /dev/null
+  else
+    $TIMEOUT "$exe" "$@" > "$dst.part" 2>/dev/null < /dev/null
+  fi
   rc=$?
   if [ -n "$TIMEOUT" ] && [ "$rc" -eq 124 ]; then
     rm -f "$dst.part"
@@ -188,7 +185,7 @@ def _lines(specs: Iterable[CollectSpec]) -> list[str]:
     out: list[str] = []
     for s in specs:
         if s.kind == "file":
-            out.append(f"copy {_q(s.path)}")
+            out.append(f"copy {_q(s.path)}" + (" 1" if s.tail else ""))
         elif s.kind == "tree":
             out.append(f"tree {_q(s.path)}")
         elif s.kind == "unit":
@@ -196,16 +193,54 @@ def _lines(specs: Iterable[CollectSpec]) -> list[str]:
         elif s.kind == "command":
             if not s.argv:
                 raise ValueError(f"command spec without argv: {s.path}")
-            out.append(f"run {_q(s.path)} {1 if s.tail else 0} {' '.join(_q(a) for a in s.argv)}")
+            out.append(f"run {_q(s.path)} {1 if s.tail else 0} {1 if s.stderr else 0} "
+                       f"{' '.join(_q(a) for a in s.argv)}")
+        elif s.kind == "container":
+            continue  # in one loop over the containers, below
         else:
             raise ValueError(f"unknown spec kind {s.kind!r}")
+    per_container = [s for s in specs if s.kind == "container"]
+    if per_container:
+        from dockerdoctor.sources.specs import CONTAINER_LIST
+
+        # one line per container: ID, name, image (as a file name: / becomes _), tab-separated
+        out.append(f"if docker_exe=$(program {_q(CONTAINER_LIST[0])}); then")
+        out.append(f"  $TIMEOUT \"$docker_exe\" {' '.join(_q(a) for a in CONTAINER_LIST[1:])} "
+                   "2>/dev/null < /dev/null > \"$OUT/.containers\"")
+        out.append("  tab=$(printf '\\t')")
+        out.append("  while IFS=\"$tab\" read -r id name image; do")
+        out.append("    [ -n \"$image\" ] || continue")
+        out.append("    image_file=$(printf '%s' \"$image\" | tr / _)")
+        for s in per_container:
+            line = f"run {_template(s.path)} {1 if s.tail else 0} {1 if s.stderr else 0} "
+            line += " ".join(_template(a) for a in s.argv)
+            if "{image_file}" in s.path:  # one inspect per image
+                line = f"[ -e \"$OUT\"/{_template(s.path)} ] || {line}"
+            out.append(f"    {line}")
+        out.append("  done < \"$OUT/.containers\"")
+        out.append("  rm -f \"$OUT/.containers\"")
+        out.append("fi")
     return out
+
+
+_PLACEHOLDER = re.compile(r"(\{id\}|\{name\}|\{image\}|\{image_file\})")
+
+
+def _template(text: str) -> str:
+    """`text` as one sh word: literal parts quoted, {id}/{name}/{image} as the loop's variables."""
+    parts = []
+    for piece in _PLACEHOLDER.split(text):
+        if _PLACEHOLDER.fullmatch(piece):
+            parts.append(f'"${{{piece[1:-1]}}}"')
+        elif piece:
+            parts.append(_q(piece))
+    return "".join(parts) or "''"
 
 
 def render_script(specs: Sequence[CollectSpec]) -> str:
     """The POSIX sh collector for exactly these specs."""
-    kinds = {k: sum(1 for s in specs if s.kind == k) for k in ("file", "tree", "unit", "command")}
+    kinds = {k: sum(1 for s in specs if s.kind == k) for k in ("file", "tree", "unit", "command", "container")}
     counts = (f"{kinds['file']} files, {kinds['tree']} directory trees, {kinds['unit']} unit files, "
-              f"{kinds['command']} commands")
+              f"{kinds['command']} commands, {kinds['container']} per container")
     head = HEADER.format(version=__version__, counts=counts, max_bytes=MAX_BYTES, timeout=COMMAND_TIMEOUT)
     return head + "\n".join(_lines(specs)) + "\n" + FOOTER

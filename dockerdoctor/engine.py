@@ -124,8 +124,25 @@ def discover() -> dict[str, RuleSpec]:
                         ep.load()
         except Exception:  # a broken third-party pack must not take the core down
             pass
+        check_rule_parameters(_RULES.values())
         _discovered = True
     return dict(sorted(_RULES.items()))
+
+
+def check_rule_parameters(specs: Iterable[RuleSpec]) -> None:
+    """Every parameter of a bundled rule names a fact: a misspelt one fails here (and in CI), not as a
+    CRASHED rule on a user's host. A third-party pack's rule with an unknown one stays, and is reported
+    as crashed when it runs."""
+    from dockerdoctor.facts import known_facts
+
+    known = set(known_facts())
+    for spec in specs:
+        if not spec.func.__module__.startswith("dockerdoctor.rules"):
+            continue
+        unknown = [p for p in spec.required + spec.optional if p not in known]
+        if unknown:
+            raise ValueError(f"rule {spec.id} ({spec.func.__module__}.{spec.func.__name__}) names no fact "
+                             f"{', '.join(map(repr, unknown))}; known facts: {', '.join(sorted(known))}")
 
 
 def resolve_selection(patterns: Iterable[str], known: Iterable[str]) -> set[str]:
@@ -183,7 +200,7 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         res.status = RuleStatus.CRASHED
         res.reason = f"{exc.__class__.__name__}: {exc}"
         res.findings = []
-        res.traceback = traceback.format_exc()  # type: ignore[attr-defined]
+        res.traceback = traceback.format_exc()
     res.seconds = time.perf_counter() - start
     return res
 

@@ -225,3 +225,4 @@ class RuleResult:
     findings: list[Finding] = field(default_factory=list)
     reason: str = ""  # why skipped / crashed
     seconds: float = 0.0
+    traceback: str = ""  # a crashed rule's traceback (shown with --debug)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-from dockerdoctor.facts import HostPort
 from dockerdoctor.facts.daemon import ConfigValue, DaemonJson, EffectiveConfig
 from dockerdoctor.facts.systemd import ArgOrigin
 from dockerdoctor.model import (
@@ -15,6 +14,7 @@ from dockerdoctor.model import (
     RunCommand,
     ServiceAction,
 )
+from dockerdoctor.net import HostPort
 
 CIS_WARNING = (
     "insecure-registries turns off TLS for this registry on this host: anyone on the path can read "

@@ -27,7 +27,6 @@ from dockerdoctor.facts.dockerd_cli import (
     parse_dockerd_argv,
 )
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.facts.proxy import no_proxy_match
 from dockerdoctor.facts.systemd import ExpandedCommand, SystemdUnitState, UnitModel, split_command_line
 from dockerdoctor.model import (
     EnvFileSet,
@@ -42,6 +41,8 @@ from dockerdoctor.model import (
     ServiceAction,
     Severity,
 )
+from dockerdoctor.net import no_proxy_match
+from dockerdoctor.probe.report import EndpointProbes
 from dockerdoctor.rules_support import CIS_WARNING, json_evidence, origin_evidence, short, trust_fix, value_evidence
 
 # Variables of the stock env files that carry dockerd options.
@@ -73,7 +74,7 @@ def _dropin_exec(unit: UnitModel, extra: list[str], drop: set[int] | None = None
 @rule("DD101", "registry-not-trusted", category="daemon", severity=Severity.ERROR,
       title="The daemon does not trust the registry")
 def registry_not_trusted(target_registries: list[TargetRegistry], effective_config: EffectiveConfig,
-                         endpoint_probes: dict | None = None, docker_journal: Journal | None = None,
+                         endpoint_probes: EndpointProbes | None = None, docker_journal: Journal | None = None,
                          certs_d: dict[str, CertsDir] | None = None) -> Iterator[Finding]:
     """The registry speaks plain HTTP, or TLS with a certificate the daemon does not trust, and
     the effective configuration neither lists it as insecure nor holds its CA.
@@ -738,7 +739,7 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
       title="The daemon's proxy would carry the registry's traffic")
 def proxy_catches_registry(effective_config: EffectiveConfig, target_registries: list[TargetRegistry],
                            docker_info: DockerInfo | None = None,
-                           endpoint_probes: dict | None = None) -> Iterator[Finding]:
+                           endpoint_probes: EndpointProbes | None = None) -> Iterator[Finding]:
     """dockerd has HTTP_PROXY/HTTPS_PROXY (from the unit's Environment=, an EnvironmentFile or
     daemon.json "proxies"), and NO_PROXY does not exempt the registry, so pushes go to the proxy,
     which cannot reach an internal registry (or rejects large uploads).
@@ -778,7 +779,7 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
         if no_proxy:
             ev.append(value_evidence(no_proxy, f"NO_PROXY={no_proxy.value}"))
         probe = (endpoint_probes or {}).get(str(addr))
-        if probe is not None and getattr(probe, "proxy_result", None):
+        if probe is not None and probe.proxy_result:
             # live: the probe asked the proxy for a tunnel to the registry, as dockerd would
             verdict = "the proxy carries it" if probe.proxy_ok else "the proxy cannot reach it"
             ev.append(Evidence(f"probe {addr} via proxy", f"{verdict}: {probe.proxy_result}"))

@@ -8,15 +8,19 @@ knowledge base (dockerdoctor.explain), so a push error logged by dockerd is foun
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts import HostPort, is_ip
+from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.probe.report import EndpointReport
+from dockerdoctor.probe.report import EndpointProbes, EndpointReport
+
+if TYPE_CHECKING:
+    from dockerdoctor.probe.e2e import E2EResult
 from dockerdoctor.rules_support import insecure_fix, short, tls_fix
 
 NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
@@ -107,7 +111,7 @@ def _each(target_registries: list[TargetRegistry], endpoint_probes: dict[str, An
 
 @rule("DD201", "registry-refused", category="endpoint", severity=Severity.ERROR,
       title="Nothing accepts connections on the registry's port")
-def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                      docker_journal: Journal | None = None) -> Iterator[Finding]:
     """The registry's host answered the TCP connection with a reset: nothing listens on that port
     (or a firewall rule rejects with a TCP reset).
@@ -155,7 +159,7 @@ def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: d
 
 @rule("DD202", "registry-filtered", category="endpoint", severity=Severity.ERROR,
       title="A firewall drops or rejects the registry's traffic")
-def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                       docker_journal: Journal | None = None) -> Iterator[Finding]:
     """The TCP connection to the registry timed out, or came back "no route to host" / "network
     is unreachable": a packet filter on the way drops or rejects it.
@@ -208,7 +212,7 @@ def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: 
 
 @rule("DD203", "registry-plain-http", category="endpoint", severity=Severity.ERROR,
       title="The registry speaks plain HTTP where the daemon expects HTTPS")
-def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                         docker_journal: Journal | None = None,
                         effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The registry answered a TLS ClientHello with an HTTP response: it serves plain HTTP, and
@@ -254,7 +258,7 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
 # ============================================================================ DD204-DD206
 
 
-def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], endpoint_probes: dict | None,
+def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None,
               docker_journal: Journal | None, effective_config: EffectiveConfig | None,
               registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
@@ -280,10 +284,10 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
 
 @rule("DD204", "tls-unknown-authority", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate is not signed by a CA the daemon trusts")
-def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                           docker_journal: Journal | None = None,
                           effective_config: EffectiveConfig | None = None,
-                          registry_containers: list | None = None) -> Iterator[Finding]:
+                          registry_containers: list[RegistryContainer] | None = None) -> Iterator[Finding]:
     """The registry's certificate chain does not end in a CA that dockerd trusts: neither the
     system store nor /etc/docker/certs.d/HOST:PORT/*.crt holds it.
 
@@ -330,7 +334,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
 
 @rule("DD205", "tls-name-mismatch", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate does not cover the name or IP used")
-def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                       docker_journal: Journal | None = None,
                       effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The certificate's subjectAltName list does not contain the host name or IP address that
@@ -380,7 +384,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
 
 @rule("DD206", "tls-expired", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate is expired or not yet valid")
-def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                 docker_journal: Journal | None = None,
                 effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The registry's certificate (or a CA in its chain) is outside its validity period as seen by
@@ -420,7 +424,7 @@ def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: dict |
 
 @rule("DD207", "registry-legacy", category="endpoint", severity=Severity.ERROR,
       title="The registry only speaks the removed v1 API")
-def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                     docker_journal: Journal | None = None) -> Iterator[Finding]:
     """The endpoint answers `/v1/_ping` like the old python docker-registry (0.x), but not the
     v2 API (`/v2/`), or it serves only schema1 manifests.
@@ -469,7 +473,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: di
 
 @rule("DD208", "auth-required", category="endpoint", severity=Severity.ERROR,
       title="The registry requires login, and there are no usable credentials for it")
-def auth_required(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def auth_required(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                   docker_journal: Journal | None = None) -> Iterator[Finding]:
     """The registry answers /v2/ with 401, and the docker client configuration has no
     credentials for exactly that HOST:PORT (or the registry rejects them).
@@ -559,7 +563,7 @@ def _near_miss(name: str, addr: HostPort) -> str | None:
 @rule("DD209", "certs-dir-misplaced", category="endpoint", severity=Severity.WARNING,
       title="A certs.d folder or file has a name dockerd does not read")
 def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[str, CertsDir],
-                        endpoint_probes: dict | None = None) -> Iterator[Finding]:
+                        endpoint_probes: EndpointProbes | None = None) -> Iterator[Finding]:
     """/etc/docker/certs.d holds a folder or file meant for the registry under a name dockerd never
     reads, so the CA or client certificate in it has no effect.
 
@@ -658,7 +662,7 @@ def _pair_error(files: list[str]) -> str | None:
 
 @rule("DD210", "not-a-registry", category="endpoint", severity=Severity.ERROR,
       title="Something answers on the port, but not as a registry")
-def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                    docker_journal: Journal | None = None) -> Iterator[Finding]:
     """A server accepts the connection, but speaks neither TLS nor HTTP, or answers HTTP without
     the registry API (`/v2/` is neither 200 nor 401, and `/v1/_ping` does not answer either).
@@ -713,7 +717,7 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: dic
 
 @rule("DD211", "upload-too-large", category="endpoint", severity=Severity.ERROR,
       title="A proxy in front of the registry rejects large uploads (413)")
-def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict | None = None,
+def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[str, E2EResult] | None = None,
                      docker_journal: Journal | None = None) -> Iterator[Finding]:
     """A reverse proxy in front of the registry answers `413 Request Entity Too Large` to a layer
     upload: small blobs and manifests go through, big layers do not.
@@ -766,7 +770,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict 
 
 @rule("DD212", "registry-name-unresolved", category="endpoint", severity=Severity.ERROR,
       title="The registry's host name does not resolve")
-def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_probes: dict | None = None,
+def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
                              docker_journal: Journal | None = None) -> Iterator[Finding]:
     """The registry's name has no address in this host's resolver (DNS, /etc/hosts).
 
@@ -805,7 +809,7 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
 @rule("DD213", "e2e-roundtrip-failed", category="endpoint", severity=Severity.ERROR,
       title="A real push / pull round trip to the registry fails")
 def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: dict,
-                         endpoint_probes: dict | None = None, docker_journal: Journal | None = None,
+                         endpoint_probes: EndpointProbes | None = None, docker_journal: Journal | None = None,
                          effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """`check --e2e` pushed a tiny generated image (a blob monolithically, one in chunks, a 2 MiB
     one in a single PATCH, a manifest), pulled it back and verified every digest, then deleted it.

@@ -16,6 +16,10 @@ from dockerdoctor.facts.containers import (
     RegistryContainer,
     mount_covering,
 )
+from dockerdoctor.facts.firewall import IfAddr
+from dockerdoctor.facts.host import TargetRegistry
+from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
+from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.rules_support import short
 
@@ -200,9 +204,11 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
 @rule("DD402", "registry-down", category="registry", severity=Severity.ERROR,
       title="The registry is not running")
 def registry_down(registry_containers: list[RegistryContainer] | None = None,
-                  target_registries: list | None = None, interface_addresses: list | None = None,
-                  registry_listeners: list | None = None, listening_sockets: list | None = None,
-                  registry_processes: list | None = None) -> Iterator[Finding]:
+                  target_registries: list[TargetRegistry] | None = None,
+                  interface_addresses: list[IfAddr] | None = None,
+                  registry_listeners: list[RegistryListener] | None = None,
+                  listening_sockets: list[ListenSocket] | None = None,
+                  registry_processes: list[RegistryProcess] | None = None) -> Iterator[Finding]:
     """The registry container has exited, is restarting in a loop, or never started; or the
     registry named with --registry is on this host and nothing serves its port (absent).
 
@@ -217,7 +223,7 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
     Example:
         registry  Restarting (1)  level=fatal msg="open /certs/domain.crt: no such file or directory"
     """
-    if registry_containers is None and not any(getattr(t, "explicit", False) for t in target_registries or []):
+    if registry_containers is None and not any(t.explicit for t in target_registries or []):
         raise Skip("no container information, and no --registry on this host to look for")
     registry_containers = registry_containers or []
     running_elsewhere = [rc for rc in registry_containers if rc.container.running and rc.container.restart_count < 3]
@@ -264,15 +270,16 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
                        listening_sockets, registry_processes)
 
 
-def _absent(registry_containers: list[RegistryContainer], target_registries: list | None,
-            interface_addresses: list | None, registry_listeners: list | None,
-            listening_sockets: list | None, registry_processes: list | None) -> Iterator[Finding]:
+def _absent(registry_containers: list[RegistryContainer], target_registries: list[TargetRegistry] | None,
+            interface_addresses: list[IfAddr] | None, registry_listeners: list[RegistryListener] | None,
+            listening_sockets: list[ListenSocket] | None,
+            registry_processes: list[RegistryProcess] | None) -> Iterator[Finding]:
     """--registry names an address of this host, and no registry (container, process, listener) has its port."""
     if listening_sockets is None:
         return  # cannot tell whether something listens
     local = {"localhost", "127.0.0.1", "::1"} | {a.address for a in interface_addresses or []}
     for t in target_registries or []:
-        if not getattr(t, "explicit", False) or t.address.host not in local or t.address.port is None:
+        if not t.explicit or t.address.host not in local or t.address.port is None:
             continue
         port = t.address.port
         if any(lst.port == port for lst in registry_listeners or []):
@@ -283,7 +290,7 @@ def _absent(registry_containers: list[RegistryContainer], target_registries: lis
             continue  # a registry container wants it: the loop above reports its state
         if any(s.port == port for s in listening_sockets):
             continue  # something else answers there: DD303 / DD210 tell what
-        ev = [Evidence(getattr(listening_sockets[0], "source", "listening sockets") if listening_sockets
+        ev = [Evidence(listening_sockets[0].source or "listening sockets" if listening_sockets
                        else "listening sockets", f"nothing listens on port {port}")]
         ev.append(Evidence("registry containers",
                            ", ".join(f"{rc.name} ({rc.container.status})" for rc in registry_containers) or "none"))
@@ -477,7 +484,7 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
 @rule("DD405", "registry-storage-denied", category="registry", severity=Severity.ERROR,
       title="The registry may not write its storage")
 def registry_storage_denied(registry_containers: list[RegistryContainer],
-                            selinux_status: object | None = None) -> Iterator[Finding]:
+                            selinux_status: SelinuxStatus | None = None) -> Iterator[Finding]:
     """The registry's log shows `permission denied` (or a read-only file system) on its storage:
     pushes fail with `received unexpected HTTP status: 500 Internal Server Error` or `blob upload
     unknown`.
@@ -506,13 +513,13 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
         if m is not None:
             ev.append(Evidence(c.source, f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
         ops: list[RunCommand] = []
-        enforcing = getattr(selinux_status, "enforcing", False)
+        enforcing = selinux_status is not None and selinux_status.enforcing
         if m is not None and not m.rw:
             summary = f"Mount {m.source} read-write"
-            from dockerdoctor.facts.containers import Mount as _M
 
             c2 = ContainerInfo(**{**c.__dict__, "mounts": [
-                _M(x.type, x.source, x.destination, ",".join(p for p in x.mode.split(",") if p != "ro"), True, x.name)
+                Mount(x.type, x.source, x.destination, ",".join(p for p in x.mode.split(",") if p != "ro"), True,
+                      x.name)
                 if x is m else x for x in c.mounts]})
             ops.extend(recreate_ops(c, docker_run_argv(c2), "the same container, with the volume read-write"))
         elif m is not None and m.type == "bind" and enforcing:

@@ -9,6 +9,7 @@ from dockerdoctor.rules.registry_container import docker_run_argv, recreate_ops
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.containers import Mount, RegistryContainer, mount_covering
+from dockerdoctor.facts.ports import RegistryProcess
 from dockerdoctor.facts.selinux import CONTAINER_FILE_TYPES, AuditLog, AvcDenial, SelinuxLabels, SelinuxStatus
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.rules_support import short
@@ -146,7 +147,7 @@ def _concerns_registry(d: AvcDenial, dirs: list[str], pids: set[int]) -> bool:
       title="SELinux denies the registry")
 def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryContainer] | None = None,
                     selinux_status: SelinuxStatus | None = None,
-                    registry_processes: list | None = None) -> Iterator[Finding]:
+                    registry_processes: list[RegistryProcess] | None = None) -> Iterator[Finding]:
     """The audit log has AVC denials for the registry's process or its files: SELinux stops the
     registry from writing (or reading) its storage, certificates or config.
 
@@ -169,7 +170,7 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
     for rc in registry_containers or []:
         for m in _data_mounts(rc):
             dirs[m.source] = (rc, m)
-    pids = {p.pid for p in registry_processes or [] if getattr(p, "pid", None)}
+    pids = {p.pid for p in registry_processes or [] if p.pid}
     hits = [d for d in avc_denials.denials if _concerns_registry(d, list(dirs), pids)]
     if not hits:
         return

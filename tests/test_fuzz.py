@@ -17,9 +17,9 @@ from dockerdoctor.engine import run_rules
 from dockerdoctor.facts import CheckOptions, Facts, HostPort
 from dockerdoctor.facts.daemon import check_insecure_entry, parse_daemon_json, parse_docker_info_text
 from dockerdoctor.facts.dockerd_cli import parse_dockerd_argv
-from dockerdoctor.facts.proxy import no_proxy_match
 from dockerdoctor.facts.systemd import expand_exec, merge_unit, parse_env_file, parse_systemctl_show
 from dockerdoctor.model import RuleStatus
+from dockerdoctor.net import no_proxy_match
 from dockerdoctor.sources.snapshot import SnapshotSource
 
 HOSTS = Path(__file__).resolve().parent.parent / "fixtures" / "hosts"

@@ -14,29 +14,35 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dockerdoctor.errors import FactUnavailable
+from dockerdoctor.net import HostPort, is_ip
 from dockerdoctor.sources.base import Source
+
+__all__ = ["CheckOptions", "FactUnavailable", "Facts", "HostPort", "fact", "is_ip", "known_facts"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _REGISTRY: dict[str, Callable[[Facts], Any]] = {}
-# Modules that register facts; imported on first lookup. Later issues add theirs here.
+# Modules that register facts; imported on first lookup. A fact name is defined once (fact() says so).
 FACT_MODULES = [
     "dockerdoctor.facts.dockerhost",
     "dockerdoctor.facts.daemon",
     "dockerdoctor.facts.host",
-    # registry-host facts (containers, firewall, SELinux, ports); loaded after host.py so that
-    # their registry_endpoints_from_containers replaces host.py's placeholder
     "dockerdoctor.facts.containers",
     "dockerdoctor.facts.firewall",
     "dockerdoctor.facts.selinux",
     "dockerdoctor.facts.ports",
     "dockerdoctor.facts.endpoint",
+    "dockerdoctor.knowledge.journal",  # journal_hits: the docker journal through the knowledge base
 ]
 
 
 def fact(name: str | None = None) -> Callable[[F], F]:
     def deco(fn: F) -> F:
-        _REGISTRY[name or fn.__name__] = fn
+        key = name or fn.__name__
+        old = _REGISTRY.get(key)
+        if old is not None and (old.__module__, old.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(f"fact {key!r} is defined twice: in {old.__module__} and in {fn.__module__}")
+        _REGISTRY[key] = fn
         return fn
 
     return deco
@@ -56,51 +62,6 @@ def known_facts() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def is_ip(host: str) -> bool:
-    """An IP address (v4 or v6, brackets allowed), not a name."""
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True)
-class HostPort:
-    host: str
-    port: int | None
-
-    def __str__(self) -> str:
-        if self.port is None:
-            return self.host
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @classmethod
-    def parse(cls, text: str) -> HostPort:
-        t = text.strip()
-        for scheme in ("https://", "http://"):
-            if t.lower().startswith(scheme):
-                t = t[len(scheme) :]
-        t = t.split("/", 1)[0]
-        if t.startswith("["):
-            host, _, rest = t[1:].partition("]")
-            port = rest.lstrip(":")
-        elif t.count(":") == 1:
-            host, _, port = t.partition(":")
-        else:
-            host, port = t, ""
-        if not host:
-            raise ValueError(f"no host in {text!r}")
-        if port:
-            if not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"bad port in {text!r}")
-            return cls(host.lower(), int(port))
-        return cls(host.lower(), None)
-
-
 @dataclass
 class CheckOptions:
     registries: list[HostPort] = field(default_factory=list)
@@ -114,6 +75,22 @@ class CheckOptions:
 
 class Facts:
     """Lazy, cached, thread-safe fact store for one source."""
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any] | None = None, unavailable: dict[str, str] | None = None, *,
+                    live: bool = False, options: CheckOptions | None = None) -> Facts:
+        """A store seeded with fact values (for rule tests): `values` are returned as they are, the
+        names in `unavailable` raise FactUnavailable with their reason, and every other fact is
+        computed from a source that holds nothing."""
+        from dockerdoctor.sources.base import NoSource
+
+        facts = cls(NoSource(live), options)
+        for name in [*(values or {}), *(unavailable or {})]:
+            if name not in _REGISTRY:
+                raise KeyError(f"no fact named {name!r}")
+        facts._values.update(values or {})
+        facts._errors.update({k: FactUnavailable(v) for k, v in (unavailable or {}).items()})
+        return facts
 
     def __init__(self, source: Source, options: CheckOptions | None = None) -> None:
         self.source = source

@@ -21,12 +21,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import dockerdoctor.facts.host  # noqa: F401  (registers its placeholder first, so ours below replaces it)
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.sources.specs import SOS_CONTAINERS_DIR, SOS_IMAGES_DIR
 
-SOS_CONTAINERS_DIR = "/sos_commands/docker/containers"
-SOS_IMAGES_DIR = "/sos_commands/docker/images"
 LOG_TAIL_LINES = 300  # lines of each registry container's log that are read
 LOG_TAIL_OTHER = 30  # lines of other containers' logs (enough to recognise a registry by its log)
 LOG_TAIL_BYTES = 512 * 1024  # the tail of a snapshot's log file that is read

@@ -12,7 +12,7 @@ from dockerdoctor.facts import Facts, fact
 @fact()
 def e2e_results(facts: Facts) -> dict[str, Any]:
     """A real push / pull / delete round trip against every target registry (only with --e2e)."""
-    if not getattr(facts.options, "e2e", False):
+    if not facts.options.e2e:
         raise FactUnavailable("the end-to-end push probe runs only with --e2e")
     if not facts.live or not facts.options.network:
         raise FactUnavailable("the end-to-end push probe needs a live host with network probes on")
@@ -23,12 +23,11 @@ def e2e_results(facts: Facts) -> dict[str, Any]:
     from dockerdoctor.probe.netns import probe_pool
 
     origin = facts.get("probe_origin")  # the push runs from where the daemon stands, as its own would
-    docker_config = getattr(facts.options, "docker_config", None)
 
     def one(t: Any) -> Any:
         name = str(t.address)
         return run_e2e(t.address, repo=facts.options.e2e_repo, timeout=max(facts.options.timeout, 5.0),
-                       probe=probes.get(name), docker_config=docker_config,
+                       probe=probes.get(name),
                        certs_dir=daemon_certs_dir(facts, name))
 
     if not targets:

@@ -17,12 +17,13 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.sources.specs import dir_paths, read_first
 
 FW_NAME = "org.fedoraproject.FirewallD1"
 FW_PATH = "/org/fedoraproject/FirewallD1"
 FW_CONFIG_PATH = "/org/fedoraproject/FirewallD1/config"
-ZONE_DIRS = ("/usr/lib/firewalld/zones", "/etc/firewalld/zones")  # later wins
-SERVICE_DIRS = ("/usr/lib/firewalld/services", "/etc/firewalld/services")
+ZONE_DIRS = dir_paths("firewalld_zones")  # later wins
+SERVICE_DIRS = dir_paths("firewalld_services")
 # Interfaces that never carry registry traffic from other hosts.
 VIRTUAL_IFACE = re.compile(r"^(lo|docker\d*|br-[0-9a-f]+|veth.*|virbr\d+.*|cni\d*|flannel.*|cali.*|tun\d+|vxlan.*|"
                            r"podman\d*|kube-.*|weave|tap.*)$")
@@ -269,7 +270,7 @@ def _zones_from_files(facts: Facts) -> tuple[dict[str, FwZone], str]:
                 zones[z.name] = z
                 if d.startswith("/etc"):
                     used.append(f"{d}/{n}")
-    return zones, ", ".join(used) or "/usr/lib/firewalld/zones"
+    return zones, ", ".join(used) or ZONE_DIRS[0]
 
 
 def _to_py(v: Any) -> Any:
@@ -398,11 +399,10 @@ def firewalld_over_dbus(timeout: float = 5.0) -> FirewalldState | None:
 @fact()
 def firewalld(facts: Facts) -> FirewalldState:
     src = facts.source
-    conf_text = src.read_text("/etc/firewalld/firewalld.conf")
+    conf_path, conf_text = read_first(src, "firewalld_conf") or ("", "")
     conf = parse_firewalld_conf(conf_text) if conf_text else {}
     st: FirewalldState | None = None
-    installed = bool(conf_text) or bool(src.listdir("/etc/firewalld/zones")) or bool(
-        src.listdir("/usr/lib/firewalld/zones"))
+    installed = bool(conf_text) or any(src.listdir(d) for d in ZONE_DIRS)
     if facts.live:
         import importlib.util
 
@@ -453,10 +453,10 @@ def firewalld(facts: Facts) -> FirewalldState:
                     st.default_zone, st.default_zone_source = z.name, z.source
     if not st.default_zone and "DefaultZone" in conf:
         st.default_zone = conf["DefaultZone"][0]
-        st.default_zone_source = f"/etc/firewalld/firewalld.conf:{conf['DefaultZone'][1]}"
+        st.default_zone_source = f"{conf_path}:{conf['DefaultZone'][1]}"
     if "FirewallBackend" in conf:
         st.backend, st.backend_line = conf["FirewallBackend"][0].lower(), conf["FirewallBackend"][1]
-        st.backend_source = "/etc/firewalld/firewalld.conf"
+        st.backend_source = conf_path
     # zones named as active in the runtime: interfaces of the default zone are implicit
     names = {s for zs in (st.runtime, st.permanent) for z in (zs or {}).values() for s in z.services}
     missing = {n for n in names if n not in st.services}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.sources.specs import dir_paths
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.netns import ProbeOrigin
@@ -59,14 +60,15 @@ def certs_d(facts: Facts) -> dict[str, CertsDir]:
     setns into a mount namespace is impossible in a threaded process, and not needed to read files)."""
     from dockerdoctor.facts.dockerhost import require_local_daemon
 
-    require_local_daemon(facts, "/etc/docker/certs.d")
-    base = "/etc/docker/certs.d"
+    home = dir_paths("certs_d")[0]
+    require_local_daemon(facts, home)
+    base = home
     proc = facts.optional("dockerd_process")
     if facts.live and proc is not None:
         base = proc.read_path(base)
     out: dict[str, CertsDir] = {}
     for name in facts.source.listdir(base):
-        out[name] = CertsDir(name, f"/etc/docker/certs.d/{name}", facts.source.listdir(f"{base}/{name}"))
+        out[name] = CertsDir(name, f"{home}/{name}", facts.source.listdir(f"{base}/{name}"))
     return out
 
 
@@ -74,7 +76,7 @@ def daemon_certs_dir(facts: Facts, name: str) -> str | None:
     """Where to read certs.d/NAME as the daemon sees it (None: the daemon has none for NAME)."""
     if name not in (facts.optional("certs_d") or {}):
         return None
-    path = f"/etc/docker/certs.d/{name}"
+    path = f"{dir_paths('certs_d')[0]}/{name}"
     proc = facts.optional("dockerd_process") if facts.live else None
     return proc.read_path(path) if proc is not None else path
 
@@ -169,12 +171,6 @@ def target_registries(facts: Facts) -> list[TargetRegistry]:
     return list(seen.values())
 
 
-@fact()
-def registry_endpoints_from_containers(facts: Facts) -> list[tuple[HostPort, str]]:
-    """Published ports of registry containers. The registry-host issue fills this in."""
-    raise FactUnavailable("registry container discovery is not available yet")
-
-
 # --------------------------------------------------------------------------- endpoint probes (live)
 
 
@@ -228,13 +224,12 @@ def endpoint_probes(facts: Facts) -> dict[str, object]:
     origin = facts.get("probe_origin")
     cfg = facts.optional("effective_config")
     proxy_env = {k: v.value for k, v in cfg.proxies.items()} if cfg is not None and cfg.proxies else None
-    docker_config = getattr(facts.options, "docker_config", None)
 
     with probe_pool(origin, min(16, len(targets))) as pool:
         futures = {
             str(t.address): pool.submit(
                 probe_endpoint, t.address, facts.options.timeout, daemon_certs_dir(facts, str(t.address)),
-                docker_config=docker_config, proxy_env=proxy_env,
+                proxy_env=proxy_env,
             )
             for t in targets
         }

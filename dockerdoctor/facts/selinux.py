@@ -14,19 +14,18 @@ from dataclasses import dataclass, field
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.sources.specs import FILES, file_path, read_first
 
-AUDIT_LOG = "/var/log/audit/audit.log"
-AUDIT_TAIL = 8 * 1024 * 1024
+AUDIT_LOG = file_path("audit_log")
+AUDIT_TAIL = FILES["audit_log"].limit or 8 * 1024 * 1024
 CONTAINER_FILE_TYPES = {"container_file_t", "svirt_sandbox_file_t", "svirt_lxc_file_t", "container_var_lib_t"}
-# Types a confined container may read but not write (so a registry fails on push, not on start).
-READ_ONLY_FOR_CONTAINERS = {"container_ro_file_t", "usr_t", "etc_t"}
 
 
 @dataclass
 class SelinuxStatus:
     mode: str | None  # enforcing | permissive | disabled | None (unknown)
     config_mode: str | None  # SELINUX= in /etc/selinux/config
-    config_path: str = "/etc/selinux/config"
+    config_path: str = file_path("selinux_config")
     config_line: int | None = None
     policy: str | None = None
     source: str = ""
@@ -76,7 +75,7 @@ def _docker_selinux(facts: Facts) -> tuple[bool | None, str]:
         argv = " ".join(proc.argv)
         if "--selinux-enabled" in argv:
             return "--selinux-enabled=false" not in argv, proc.source
-    if cfg is not None and getattr(cfg, "daemon_json", None) is not None and cfg.daemon_json.data:
+    if cfg is not None and cfg.daemon_json.data:
         if "selinux-enabled" in cfg.daemon_json.data:
             return bool(cfg.daemon_json.data["selinux-enabled"]), cfg.daemon_json.path
     return None, ""
@@ -85,16 +84,16 @@ def _docker_selinux(facts: Facts) -> tuple[bool | None, str]:
 @fact()
 def selinux_status(facts: Facts) -> SelinuxStatus:
     src = facts.source
-    conf = src.read_text("/etc/selinux/config")
+    config_path, conf = read_first(src, "selinux_config") or (file_path("selinux_config"), None)
     cmode, cline, policy = parse_selinux_config(conf) if conf else (None, None, None)
     mode: str | None = None
     source = ""
     if facts.live:
-        enforce = src.read_text("/sys/fs/selinux/enforce", limit=16)
-        if enforce is not None:
-            mode = "enforcing" if enforce.strip() == "1" else "permissive"
-            source = "/sys/fs/selinux/enforce"
-        elif not src.exists("/sys/fs/selinux"):
+        got = read_first(src, "selinux_enforce")
+        if got is not None:
+            mode = "enforcing" if got[1].strip() == "1" else "permissive"
+            source = got[0]
+        elif not src.exists(os.path.dirname(file_path("selinux_enforce"))):
             mode, source = "disabled", "no /sys/fs/selinux (SELinux is not enabled in this kernel)"
     if mode is None:
         text = src.command("sestatus")
@@ -107,11 +106,11 @@ def selinux_status(facts: Facts) -> SelinuxStatus:
                 mode = st["current mode"].lower()
             policy = policy or st.get("loaded policy name")
     if mode is None and cmode is not None:
-        mode, source = cmode, f"/etc/selinux/config:{cline} (the mode at next boot; no sestatus)"
+        mode, source = cmode, f"{config_path}:{cline} (the mode at next boot; no sestatus)"
     if mode is None and conf is None:
         raise FactUnavailable("the SELinux mode is unknown (no /sys/fs/selinux, sestatus or /etc/selinux/config)")
     dsel, dsrc = _docker_selinux(facts)
-    return SelinuxStatus(mode, cmode, "/etc/selinux/config", cline, policy, source, dsel, dsrc)
+    return SelinuxStatus(mode, cmode, config_path, cline, policy, source, dsel, dsrc)
 
 
 # --------------------------------------------------------------------------- file labels
@@ -263,13 +262,12 @@ def selinux_labels(facts: Facts) -> SelinuxLabels:
                 text = src.read_text(f"/{d}/{name}")
                 if text:
                     labels.fcontext_rules.extend(parse_fcontext(text, f"{d}/{name}"))
-    local = src.read_text("/etc/selinux/targeted/contexts/files/file_contexts.local")
+    local_path, local = read_first(src, "file_contexts_local") or ("", "")
     if local:
         for line in local.splitlines():
             parts = line.split()
             if len(parts) >= 2 and not line.startswith("#"):
-                labels.fcontext_rules.append(FcontextRule(parts[0], parts[-1],
-                                                          "/etc/selinux/targeted/contexts/files/file_contexts.local"))
+                labels.fcontext_rules.append(FcontextRule(parts[0], parts[-1], local_path))
     return labels
 
 

@@ -12,13 +12,10 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-UNIT_DIRS = (
-    "/etc/systemd/system",
-    "/run/systemd/system",
-    "/usr/local/lib/systemd/system",
-    "/usr/lib/systemd/system",
-    "/lib/systemd/system",
-)
+from dockerdoctor.sources.specs import UNIT_DIRS
+
+__all__ = ["UNIT_DIRS"]
+
 
 
 @dataclass(frozen=True)

@@ -926,9 +926,7 @@ class Transaction:
             try:
                 results = run_rules(facts, rule_ids)
             finally:
-                close = getattr(facts.source, "close", None)
-                if close:
-                    close()
+                facts.source.close()
             remaining = [f for r in results for f in r.findings if (f.rule_id, f.title) in wanted]
             problems = [f"{f.rule_id} still reports: {f.title}" for f in remaining]
             if not problems and registries and self.o.probe_registries and not self.p.offline:

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 
-from dockerdoctor.facts import HostPort
+from dockerdoctor.net import HostPort
 
 
 @dataclass

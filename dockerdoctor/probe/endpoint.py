@@ -30,10 +30,10 @@ from collections.abc import Callable
 from typing import Any
 
 from dockerdoctor import __version__
-from dockerdoctor.facts import HostPort, is_ip
+from dockerdoctor.net import HostPort, is_ip
 from dockerdoctor.probe.auth import find_credentials
 from dockerdoctor.probe.proxy import ProxyChoice, connect_via, proxy_for
-from dockerdoctor.probe.report import EndpointReport, HttpAnswer  # re-exported
+from dockerdoctor.probe.report import EndpointReport, HttpAnswer, TlsError  # the first two re-exported
 from dockerdoctor.probe.tls import (
     CertsDirContents,
     LeafInfo,
@@ -263,7 +263,7 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
         leaf = parse_leaf(der) if der else None
         if leaf is not None:
             problem = check_validity(leaf)
-            kind = "expired"
+            kind: TlsError = "expired"
             if problem is None:
                 problem, kind = check_hostname(leaf, address.host), "name-mismatch"
             if problem:

@@ -3,7 +3,7 @@ proxy carry it?
 
 Which proxy: Go's net/http (golang.org/x/net/http/httpproxy), as dockerd uses it: HTTPS_PROXY for
 https:// requests, HTTP_PROXY for http://, upper case first, a value without a scheme means
-http://; NO_PROXY (see dockerdoctor.facts.proxy.no_proxy_match) and loopback exempt a host.
+http://; NO_PROXY (see dockerdoctor.net.no_proxy_match) and loopback exempt a host.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import socket
 import urllib.parse
 from dataclasses import dataclass
 
-from dockerdoctor.facts import HostPort
-from dockerdoctor.facts.proxy import no_proxy_match
+from dockerdoctor.net import HostPort, no_proxy_match
 
 
 @dataclass

@@ -4,12 +4,20 @@ so that rules can use it without slowing every start of the CLI."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from dockerdoctor.facts import HostPort
+from dockerdoctor.net import HostPort
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.auth import CredentialInfo
+
+# The probe's verdicts, as types: a misspelt comparison in a rule (`rep.tcp == "refsued"`) fails mypy.
+TcpState = Literal["unknown", "open", "refused", "timeout", "unreachable", "dns", "error"]
+Scheme = Literal["https", "http"]
+TlsError = Literal["unknown-authority", "name-mismatch", "expired", "handshake", "client-certificate"]
+Layer = Literal["tcp", "tls", "http", "auth", "ok"]
+Handshake = Literal["eof", "reset", "timeout", "not-tls", "http"]
+RegistryApi = Literal["v2", "v1"]
 
 
 @dataclass
@@ -27,18 +35,17 @@ class HttpAnswer:
 @dataclass
 class EndpointReport:
     address: HostPort
-    tcp: str = "unknown"  # open | refused | timeout | unreachable | dns | error
+    tcp: TcpState = "unknown"
     tcp_error: str = ""
-    scheme: str | None = None  # https | http | None (neither)
-    # unknown-authority | name-mismatch | expired | handshake | client-certificate (mutual TLS) | None
-    tls_error: str | None = None
+    scheme: Scheme | None = None  # None: neither
+    tls_error: TlsError | None = None  # client-certificate: mutual TLS
     tls_detail: str = ""  # Go's text for the failure (what dockerd prints)
     http_status: int | None = None  # of GET /v2/
     api_version_header: str | None = None
     seconds: float = 0.0
     # --- richer layers
-    layer: str = "ok"  # tcp | tls | http | auth | ok: the first that breaks
-    handshake: str | None = None  # eof | reset | timeout | not-tls | None: how a non-TLS server answered
+    layer: Layer = "ok"  # the first that breaks
+    handshake: Handshake | None = None  # how a non-TLS server answered
     leaf: dict[str, Any] | None = None  # subject CN, SANs, validity of the server certificate
     certs_dir: str | None = None
     certs_dir_error: str | None = None  # what dockerd fails every push with (client.cert without .key)
@@ -47,7 +54,7 @@ class EndpointReport:
     ca_files: list[str] = field(default_factory=list)
     v2: HttpAnswer | None = None
     v1: HttpAnswer | None = None
-    registry_api: str | None = None  # v2 | v1 | None
+    registry_api: RegistryApi | None = None
     auth_challenge: str | None = None  # Basic | Bearer (scheme of WWW-Authenticate)
     auth_realm: str | None = None
     credentials: CredentialInfo | None = None
@@ -83,3 +90,7 @@ class EndpointReport:
         d["credentials"] = self.credentials.to_dict() if self.credentials else None
         d["summary"] = self.summary
         return d
+
+
+# The endpoint_probes fact: one report per target registry, by "HOST:PORT".
+EndpointProbes = dict[str, EndpointReport]

@@ -20,6 +20,8 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
+from dockerdoctor.probe.report import TlsError
+
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
@@ -236,7 +238,7 @@ def check_hostname(leaf: LeafInfo, host: str) -> str | None:
     return f"x509: certificate is valid for {valid}, not {host}"
 
 
-def classify_chain_error(exc: ssl.SSLCertVerificationError) -> tuple[str, str]:
+def classify_chain_error(exc: ssl.SSLCertVerificationError) -> tuple[TlsError, str]:
     """(kind, Go-like text) for an OpenSSL chain verification failure."""
     code = getattr(exc, "verify_code", None)
     msg = exc.verify_message or str(exc)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
 
 SCHEMA_VERSION = 1
+
+
+class FailOn(str, enum.Enum):
+    """The lowest severity that makes a run exit 1 (`--fail-on`)."""
+
+    error = "error"
+    warning = "warning"
+    info = "info"
+    never = "never"
 
 
 @dataclass

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from dockerdoctor.cli import FailOn
 from dockerdoctor.errors import InputError
+from dockerdoctor.report import FailOn
 
 REPORT_EXIT_CODES_HELP = (
     "Exit codes: 0 every host was checked and none has findings at or above --fail-on; 1 some host has, "

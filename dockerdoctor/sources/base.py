@@ -10,81 +10,12 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from dockerdoctor.sources.specs import COMMANDS, CommandSpec
+
+__all__ = ["COMMANDS", "DEFAULT_READ_LIMIT", "CommandSpec", "FileStat", "NoSource", "Source", "resolve_in_root"]
+
 # Bound on any single read: enough for any config file, small enough to never exhaust memory.
 DEFAULT_READ_LIMIT = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    live: tuple[str, ...]
-    sos: tuple[str, ...]  # glob patterns relative to the snapshot root, in preference order
-    tail: bool = False  # keep the end, not the beginning, of long output (journals)
-
-
-COMMANDS: dict[str, CommandSpec] = {
-    "docker_info": CommandSpec(("docker", "info"), ("sos_commands/docker/docker_info",)),
-    "docker_version": CommandSpec(("docker", "version"), ("sos_commands/docker/docker_version",)),
-    "docker_ps": CommandSpec(("docker", "ps", "-a", "--no-trunc"), (
-        "sos_commands/docker/docker_ps_-a", "sos_commands/docker/docker_ps_-a_--no-trunc",
-        "sos_commands/docker/docker_ps",
-    )),
-    "ps": CommandSpec(("ps", "auxwww"), ("sos_commands/process/ps_auxwww", "sos_commands/process/ps_auxwwwm")),
-    "systemctl_show_docker": CommandSpec(
-        ("systemctl", "show", "docker.service", "--no-pager"),
-        (
-            "sos_commands/systemd/systemctl_show_service_--all",
-            "sos_commands/docker/systemctl_show_docker*",
-        ),
-    ),
-    "systemctl_list_units": CommandSpec(
-        ("systemctl", "list-units", "--all", "--no-pager"),
-        ("sos_commands/systemd/systemctl_list-units_--all", "sos_commands/systemd/systemctl_list-units"),
-    ),
-    "journal_docker": CommandSpec(
-        ("journalctl", "--no-pager", "--unit", "docker", "-n", "5000"),
-        (
-            "sos_commands/docker/journalctl_--no-pager_--unit_docker",
-            "sos_commands/docker/journalctl_--no-pager*_--unit_docker*",
-            "sos_commands/logs/journalctl_--no-pager_--unit_docker*",
-        ),
-        tail=True,
-    ),
-    "ss": CommandSpec(("ss", "-peaonmi"), ("sos_commands/networking/ss_-peaonmi", "sos_commands/networking/ss_*")),
-    "sestatus": CommandSpec(("sestatus", "-b"), ("sos_commands/selinux/sestatus_-b", "sos_commands/selinux/sestatus*")),
-    "firewall_state": CommandSpec(("firewall-cmd", "--state"), ("sos_commands/firewalld/firewall-cmd_--state",)),
-    "firewall_zones": CommandSpec(
-        ("firewall-cmd", "--list-all-zones"), ("sos_commands/firewalld/firewall-cmd_--list-all-zones",)
-    ),
-    "firewall_zones_permanent": CommandSpec(
-        ("firewall-cmd", "--permanent", "--list-all-zones"),
-        ("sos_commands/firewalld/firewall-cmd_--permanent_--list-all-zones",),
-    ),
-    "nft_ruleset": CommandSpec(
-        ("nft", "-j", "list", "ruleset"),
-        ("sos_commands/nftables/nft_-j_list_ruleset", "sos_commands/firewall_tables/nft_-j_list_ruleset"),
-    ),
-    "nft_ruleset_text": CommandSpec(
-        ("nft", "list", "ruleset"),
-        ("sos_commands/nftables/nft_list_ruleset", "sos_commands/firewall_tables/nft_list_ruleset"),
-    ),
-    "iptables_save": CommandSpec(
-        ("iptables-save",),
-        ("sos_commands/firewall_tables/iptables-save", "sos_commands/networking/iptables-save"),
-    ),
-    "ufw_status": CommandSpec(("ufw", "status", "numbered"), ("sos_commands/ufw/ufw_status_numbered",)),
-    # registry host (DD3xx): interface addresses, to find the firewalld zone that carries registry traffic
-    "ip_addr": CommandSpec(
-        ("ip", "-o", "addr"),
-        ("sos_commands/networking/ip_-o_addr", "sos_commands/networking/ip_addr",
-         "sos_commands/networking/ip_-d_address"),
-    ),
-    "iptables_list": CommandSpec(
-        ("iptables", "-vnxL"),
-        ("sos_commands/firewall_tables/iptables_-vnxL", "sos_commands/firewall_tables/iptables_-t_filter_-nvL",
-         "sos_commands/networking/iptables_-vnxL"),
-    ),
-    "nft_ruleset_firewalld": CommandSpec(("nft", "list", "ruleset"), ("sos_commands/firewalld/nft_list_ruleset",)),
-}
 
 
 MAX_SYMLINKS = 40
@@ -167,3 +98,35 @@ class Source(abc.ABC):
         """How to cite a command's output as evidence."""
         spec = COMMANDS.get(key)
         return " ".join(spec.live) if spec else key
+
+    def close(self) -> None:  # noqa: B027  (a no-op default, not abstract: most sources hold nothing)
+        """Release what the source holds (a snapshot's unpacked tarball); nothing by default."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NoSource(Source):
+    """A host that says nothing: for a fact store seeded with values (`Facts.from_values`)."""
+
+    def __init__(self, live: bool = False) -> None:
+        self.live = live
+        self.description = "no source (seeded facts)"
+
+    def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT, tail: bool = False) -> bytes | None:
+        return None
+
+    def stat(self, path: str) -> FileStat | None:
+        return None
+
+    def listdir(self, path: str) -> list[str]:
+        return []
+
+    def is_symlink_to(self, path: str) -> str | None:
+        return None
+
+    def command(self, key: str, limit: int = DEFAULT_READ_LIMIT) -> str | None:
+        return None

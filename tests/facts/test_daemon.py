@@ -12,7 +12,7 @@ from dockerdoctor.facts.daemon import (
     trusted_as_insecure,
 )
 from dockerdoctor.facts.dockerd_cli import parse_dockerd_argv
-from dockerdoctor.facts.proxy import no_proxy_match
+from dockerdoctor.net import no_proxy_match
 
 
 def test_pflag_forms():

@@ -5,7 +5,8 @@ head or tail, hostile paths taken literally), run under real dash and busybox sh
 host (network, mount and UTS namespaces with its own /etc/docker, units, /etc/default and dockerd;
 tests/fleet/fleetlab.py), the script under dash, and under busybox sh with a PATH of busybox applets
 and the diagnostic tools only (no Python), gathers snapshots on which `check --root` finds exactly
-what it finds on a snapshot that `dockerdoctor collect` made of the same host.
+what it finds on a snapshot that `dockerdoctor collect` made of the same host; and that snapshot gives
+the live check's own findings, with the same evidence sources (the spec table's round trip).
 """
 
 from __future__ import annotations
@@ -194,3 +195,77 @@ def test_script_on_a_lab_host_gives_the_findings_of_collect(lab_host, tmp_path: 
     cmds = lambda d: sorted(str(p.relative_to(d)) for p in (d / "sos_commands").rglob("*") if p.is_file())  # noqa: E731
     assert cmds(tmp_path / "dash") == cmds(tmp_path / "py") == cmds(tmp_path / "busybox")
     assert (tmp_path / "busybox" / "etc/hostname").read_text().strip() == "old-centos"
+
+
+# --------------------------------------------------------------------------- collect -> check --root = live check
+
+
+def _report(argv: list[str], h, env: dict[str, str]) -> dict:  # type: ignore[no-untyped-def]
+    r = subprocess.run(h.inside(argv), capture_output=True, text=True, timeout=180, env=env, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def _cited(source: str, container_ids: dict[str, str]) -> str:
+    """An evidence source as the same thing, live or in a snapshot: a host path as it is, a command's
+    output by its spec key, a container's inspect or log by the container's name."""
+    from dockerdoctor.sources.specs import COMMANDS, CONTAINER_COMMANDS
+
+    if "system bus" in source or "D-Bus" in source:
+        return "command firewall_state"  # firewalld's state: D-Bus live, its fallback `firewall-cmd --state` offline
+    for key, spec in COMMANDS.items():
+        if source == " ".join(spec.live) or source in spec.sos:
+            return f"command {key}"
+    for key, spec in CONTAINER_COMMANDS.items():
+        head = spec.sos.split("{", 1)[0]
+        if source.startswith(head):
+            return f"{key} {source[len(head):]}"
+    if source.startswith("Engine API /containers/"):
+        short = source.split("/")[2]
+        return f"docker_inspect {container_ids.get(short, short)}"
+    if source.startswith("docker logs -t --tail "):
+        return f"docker_logs {source.rsplit(' ', 1)[-1]}"
+    return source.lstrip("/")
+
+
+@pytest.mark.real("sshd")
+def test_collect_then_check_root_finds_what_the_live_check_finds(lab_host, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The round trip the spec table exists for: what `collect` writes is all the facts read, so the
+    snapshot gives the live check's findings (same ids, same evidence sources), apart from what only a
+    live host can show (network probes, the Engine API's liveness, live-only rules)."""
+    fleet, h, reg = lab_host
+    image = lab.import_registry_image(h.dockerd)
+    name = "ddc-rt-registry"
+    # a registry with no volume (DD403) and its logs, run the way lab.md §10 runs one in a namespace
+    r = h.dockerd.docker("run", "-d", "--name", name, "--network", "host", "-e", f"REGISTRY_HTTP_ADDR={h.ip}:5311",
+                         image)
+    assert r.returncode == 0, r.stderr
+    try:
+        cid = r.stdout.strip()
+        base_env = {"DOCKER_HOST": h.docker_host, "HOME": "/root", "LANG": "C", "NO_COLOR": "1",
+                    "PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
+        snap = tmp_path / "rt"
+        c = subprocess.run(h.inside([sys.executable, "-m", "dockerdoctor", "collect", str(snap)]),
+                           capture_output=True, text=True, timeout=180, env=base_env, stdin=subprocess.DEVNULL)
+        assert c.returncode == 0, c.stderr
+        assert (snap / f"sos_commands/docker/containers/docker_inspect_{name}").is_file()
+        common = ["--registry", reg.hostport, "--format", "json", "--fail-on", "never"]
+        live = _report([sys.executable, "-m", "dockerdoctor", "check", "-H", h.docker_host, *common], h, base_env)
+        offline = _report([sys.executable, "-m", "dockerdoctor", "check", "--root", str(snap), *common], h, base_env)
+    finally:
+        h.dockerd.docker("rm", "-f", name)
+    ids = {cid[:12]: name}
+    ran_offline = {x["id"] for x in offline["rules"] if x["status"] not in ("skipped", "not_selected")}
+    assert not [x for x in offline["rules"] + live["rules"] if x["status"] == "crashed"]
+
+    def seen(rep: dict) -> set[tuple]:
+        # Not comparable: what a network probe found (a snapshot is never probed), and DD501, which live asks
+        # the Engine API while a snapshot reads `ps`, where this lab host (its own PID namespace) cannot see
+        # the dockerd the lab started outside it.
+        return {(f["id"], tuple(sorted({_cited(e["source"], ids) for e in f["evidence"]})))
+                for f in rep["findings"] if f["id"] in ran_offline and f["id"] != "DD501"
+                and not any(e["source"].startswith("probe ") for e in f["evidence"])}
+
+    assert "DD102" in {f[0] for f in seen(live)}  # the host's env-file problem, with its file and line
+    assert "DD403" in {f[0] for f in seen(live)}, seen(live)  # the container, from the Engine API
+    assert seen(offline) == seen(live)
