@@ -470,3 +470,24 @@ def test_livez_and_readyz(ddreg_servers: Callable[..., Server], work: str) -> No
         assert requests.get(srv.url + "/livez", timeout=10).status_code == 200
     finally:
         srv.stop()
+
+
+def test_a_keep_alive_health_checker_is_not_mistaken_for_a_slow_client(work: str) -> None:
+    """Requests outside /v2 (health checks, 404s) also count as requests for the header timeout."""
+    import http.client
+
+    srv = _server(work, "--header-timeout", "1s", "--idle-timeout", "5s")
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        first = None
+        for i in range(7):  # 2.8 s on one connection, well past the 1 s header timeout
+            conn.request("GET", ("/readyz", "/livez", "/nothing-here")[i % 3])
+            r = conn.getresponse()
+            r.read()
+            assert r.status == (200, 200, 404)[i % 3]
+            first = first or conn.sock
+            assert conn.sock is first  # the same connection all along
+            time.sleep(0.4)
+        conn.close()
+    finally:
+        srv.stop()
