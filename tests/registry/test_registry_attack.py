@@ -491,3 +491,31 @@ def test_a_keep_alive_health_checker_is_not_mistaken_for_a_slow_client(work: str
         conn.close()
     finally:
         srv.stop()
+
+
+def test_a_client_that_stops_reading_a_pull_is_closed(work: str) -> None:
+    """A busy connection could not be evicted: enough never-reading pulls locked others out."""
+    srv = _server(work, "--body-timeout", "1s")
+    assert srv.proc is not None
+    try:
+        d = Client(srv.url).push_blob("atk/slow", os.urandom(32 << 20))
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills at once
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(f"GET /v2/atk/slow/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        mine = s.getsockname()[1]
+
+        def held() -> bool:
+            conns = psutil.Process(srv.proc.pid).net_connections(kind="tcp")  # type: ignore[union-attr]
+            return any(c.raddr and c.raddr.port == mine and c.status == "ESTABLISHED" for c in conns)
+
+        time.sleep(0.3)
+        assert held()  # the pull is stuck on our full receive window ...
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline and held():
+            time.sleep(0.2)
+        assert not held(), "a pull whose client stopped reading was never closed"  # ... until the timeout
+        s.close()
+        assert requests.get(srv.url + "/v2/", timeout=10).status_code == 200
+    finally:
+        srv.stop()
