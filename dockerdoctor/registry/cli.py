@@ -105,6 +105,13 @@ def serve_registry(
     body_timeout: str = typer.Option("60s", "--body-timeout", help="Close a request whose body, or a response "
                                      "the client reads, makes no progress for this long."),
     idle_timeout: str = typer.Option("90s", "--idle-timeout", help="Close a keep-alive connection idle this long."),
+    http_secret: str | None = typer.Option(
+        None,
+        "--http-secret",
+        envvar="REGISTRY_HTTP_SECRET",
+        show_envvar=True,
+        help="Sign upload URLs; replicas behind one load balancer need the same (openssl rand -hex 32).",
+    ),
 ) -> None:
     """Run an OCI distribution-spec registry (Docker media types included) on --root.
 
@@ -161,6 +168,8 @@ def serve_registry(
         upload_interval = rc.purge_interval
         headers = rc.headers
         drain = rc.drain_timeout
+        if rc.http_secret and unset("http_secret"):
+            http_secret = rc.http_secret
         if rc.log_level:
             import logging
 
@@ -202,6 +211,7 @@ def serve_registry(
         purge=ttl > 0,
         purge_interval=upload_interval,
         headers=headers,
+        http_secret=http_secret.encode() if http_secret else None,
     )
     if htpasswd:
         try:

@@ -528,3 +528,35 @@ def test_a_client_that_stops_reading_a_pull_is_closed(work: str) -> None:
         assert requests.get(srv.url + "/v2/", timeout=10).status_code == 200
     finally:
         srv.stop()
+
+
+def test_replicas_with_differing_http_secrets_fail_the_way_dd407_names(work: str) -> None:
+    """Upload URLs are signed with --http-secret: a replica with another secret refuses them, and says why."""
+    root = os.path.join(work, "root")
+    a = Server(root=root, port=free_port(), args=["--no-access-log", "--http-secret", "one"]).start()
+    b = Server(root=root, port=free_port(), args=["--no-access-log", "--http-secret", "two"]).start()
+    try:
+        ca, cb = Client(a.url), Client(b.url)
+        r = ca.req("POST", "/v2/atk/sec/blobs/uploads/")
+        loc = r.headers["Location"]
+        assert "?_state=" in loc
+        r = cb.req("PATCH", loc, data=b"abc", headers={"Content-Range": "0-2"})
+        assert r.status_code == 400 and error_codes(r) == ["BLOB_UPLOAD_INVALID"]
+        assert "--http-secret" in r.json()["errors"][0]["message"]
+        r = ca.req("PATCH", loc.split("?")[0], data=b"abc", headers={"Content-Range": "0-2"})
+        assert r.status_code == 400 and "_state" in r.json()["errors"][0]["message"]  # a URL that lost its state
+        b.stop()
+        env_b = Server(root=root, port=free_port(), args=["--no-access-log"])
+        os.environ["REGISTRY_HTTP_SECRET"] = "one"  # the variable distribution reads, for the next server
+        try:
+            env_b.start()
+        finally:
+            del os.environ["REGISTRY_HTTP_SECRET"]
+        r = Client(env_b.url).req("PATCH", loc, data=b"abc", headers={"Content-Range": "0-2"})
+        assert r.status_code == 202, r.text  # the same secret: any replica continues
+        r = ca.req("PUT", f"{ca.loc(r)}&digest={sha256(b'abc')}")
+        assert r.status_code == 201, r.text
+        env_b.stop()
+    finally:
+        a.stop()
+        b.stop()
