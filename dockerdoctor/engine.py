@@ -11,6 +11,7 @@ is unavailable, the rule is skipped with the fact's reason, never reported as pa
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import pkgutil
@@ -22,7 +23,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable, InputError, Skip
 from dockerdoctor.facts import Facts
-from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
+from dockerdoctor.model import Evidence, Finding, RuleResult, RuleStatus, Severity
 
 CATEGORIES: dict[str, str] = {
     "engine": "Docker engine",
@@ -30,6 +31,7 @@ CATEGORIES: dict[str, str] = {
     "endpoint": "Registry endpoints",
     "network": "Registry host: firewall, SELinux, ports",
     "registry": "Registry containers",
+    "runtime": "Other runtimes: containerd CRI, nerdctl, k3s, dockerd's containerd store",
 }
 
 
@@ -44,6 +46,8 @@ class RuleSpec:
     required: list[str] = field(default_factory=list)
     optional: list[str] = field(default_factory=list)
     live_only: bool = False
+    validates_config: bool = False  # the fixer runs it on a candidate configuration before writing it
+    repair_order: int | None = None  # the fixer applies these repairs first, lowest first
 
     @property
     def doc(self) -> str:
@@ -65,7 +69,11 @@ _RULES: dict[str, RuleSpec] = {}
 
 
 def rule(rule_id: str, name: str, *, category: str, severity: Severity, title: str,
-         live_only: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+         live_only: bool = False, validates_config: bool = False,
+         repair_order: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a rule. `validates_config`: the fixer runs it on a candidate configuration (a new
+    error it finds there stops the fix). `repair_order`: a repair of the configuration files
+    themselves, applied before the others (lowest first), so later edits meet a parsable file."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category}")
 
@@ -73,7 +81,8 @@ def rule(rule_id: str, name: str, *, category: str, severity: Severity, title: s
         sig = inspect.signature(fn)
         required = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
         optional = [p.name for p in sig.parameters.values() if p.default is not inspect.Parameter.empty]
-        _RULES[rule_id] = RuleSpec(rule_id, name, title, category, severity, fn, required, optional, live_only)
+        _RULES[rule_id] = RuleSpec(rule_id, name, title, category, severity, fn, required, optional, live_only,
+                                   validates_config, repair_order)
         return fn
 
     return deco
@@ -163,6 +172,17 @@ def resolve_selection(patterns: Iterable[str], known: Iterable[str]) -> set[str]
     return out
 
 
+_BASIS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("dockerdoctor_rule_basis", default=None)
+
+
+def passed_on(text: str) -> None:
+    """Called by a rule while it runs: one fact its verdict rests on ("10.0.0.5:5000 probed live: HTTPS").
+    A passed rule shows these under -v, so a reader sees what was looked at, not only a tick."""
+    basis = _BASIS.get()
+    if basis is not None and text not in basis and len(basis) < 20:
+        basis.append(text)
+
+
 def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | None = None) -> list[RuleResult]:
     rules = discover()
     results: list[RuleResult] = []
@@ -177,6 +197,7 @@ def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | N
 def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
     res = RuleResult(spec.id, spec.name, spec.category, RuleStatus.PASSED)
     start = time.perf_counter()
+    token = _BASIS.set(res.basis)
     try:
         if spec.live_only and not facts.live:
             raise Skip("only checkable on a live host")
@@ -189,6 +210,7 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         findings: list[Finding] = list(produced or [])
         for f in findings:
             f.rule_id = f.rule_id or spec.id
+            _bound(f)
             if spec.id in ignore and f.severity == Severity.ERROR:
                 f.demoted_from = f.severity
                 f.severity = Severity.WARNING
@@ -201,8 +223,33 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         res.reason = f"{exc.__class__.__name__}: {exc}"
         res.findings = []
         res.traceback = traceback.format_exc()
+    finally:
+        _BASIS.reset(token)
     res.seconds = time.perf_counter() - start
     return res
+
+
+MAX_MESSAGE = 4000
+MAX_EVIDENCE = 25
+MAX_EVIDENCE_TEXT = 1000
+MAX_PARAM_ITEMS = 100
+
+
+def _bound(f: Finding) -> None:
+    """Keep one finding readable whatever the input: a daemon.json of 200,000 entries must not make a
+    200,000-line report."""
+    if len(f.message) > MAX_MESSAGE:
+        f.message = f.message[: MAX_MESSAGE - 1] + "…"
+    if len(f.evidence) > MAX_EVIDENCE:
+        more = len(f.evidence) - MAX_EVIDENCE + 1
+        f.evidence = f.evidence[: MAX_EVIDENCE - 1] + [Evidence("…", f"{more} more pieces of evidence not shown")]
+    for key, value in list(f.params.items()):
+        if isinstance(value, list) and len(value) > MAX_PARAM_ITEMS:
+            f.params[key] = value[:MAX_PARAM_ITEMS]
+            f.params[f"{key}_total"] = len(value)  # how many there were
+    if any(len(e.text) > MAX_EVIDENCE_TEXT for e in f.evidence):
+        f.evidence = [Evidence(e.source, e.text[: MAX_EVIDENCE_TEXT - 1] + "…", e.line)
+                      if len(e.text) > MAX_EVIDENCE_TEXT else e for e in f.evidence]
 
 
 def finding(spec_id: str, title: str, message: str, **kw: Any) -> Finding:
@@ -210,3 +257,16 @@ def finding(spec_id: str, title: str, message: str, **kw: Any) -> Finding:
     spec = _RULES[spec_id]
     severity = kw.pop("severity", spec.severity)
     return Finding(spec_id, severity, title, message, **kw)
+
+
+def config_validation_rules() -> set[str]:
+    """The rules that judge a candidate configuration (`validates_config=True`)."""
+    return {rid for rid, spec in discover().items() if spec.validates_config}
+
+
+def repair_rank(rule_id: str) -> int:
+    """Where a rule's repair goes in a fix run: its `repair_order`, else after all of those."""
+    spec = discover().get(rule_id)
+    if spec is not None and spec.repair_order is not None:
+        return spec.repair_order
+    return 1_000

@@ -28,6 +28,15 @@ from dockerdoctor.facts.dockerd_cli import (
 )
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.facts.systemd import ExpandedCommand, SystemdUnitState, UnitModel, split_command_line
+from dockerdoctor.fixes.recipes import (
+    CIS_WARNING,
+    DROPIN_DIR,
+    RESTART_WARNING,
+    dropin_text,
+    exec_dropin,
+    exec_dropin_ops,
+    trust_fix,
+)
 from dockerdoctor.model import (
     EnvFileSet,
     Evidence,
@@ -43,7 +52,8 @@ from dockerdoctor.model import (
 )
 from dockerdoctor.net import no_proxy_match
 from dockerdoctor.probe.report import EndpointProbes
-from dockerdoctor.rules_support import CIS_WARNING, json_evidence, origin_evidence, short, trust_fix, value_evidence
+from dockerdoctor.rules_support import json_evidence, origin_evidence, short, value_evidence
+from dockerdoctor.safetext import loads_json
 
 # Variables of the stock env files that carry dockerd options.
 OPTION_VARS = ("OPTIONS", "DOCKER_OPTS", "INSECURE_REGISTRY", "ADD_REGISTRY", "BLOCK_REGISTRY",
@@ -56,16 +66,6 @@ UNKNOWN_CA = re.compile(r"x509: certificate signed by unknown authority")
 
 def _option_words(value: str) -> list[str]:
     return [w for w in split_command_line(value) if w.startswith("-")]
-
-
-def _dropin_exec(unit: UnitModel, extra: list[str], drop: set[int] | None = None) -> str:
-    """A drop-in that resets ExecStart and sets it to the current command plus `extra` words."""
-    current = unit.exec_start[-1].command if unit.exec_start else "/usr/bin/dockerd"
-    words = split_command_line(current)
-    if drop:
-        words = [w for i, w in enumerate(words) if i not in drop]
-    line = " ".join(words + extra)
-    return f"[Service]\nExecStart=\nExecStart={line}\n"
 
 
 # ============================================================================ DD101
@@ -148,7 +148,8 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
 
 
 @rule("DD102", "env-file-not-loaded", category="daemon", severity=Severity.ERROR,
-      title="Options in an environment file are ignored")
+      title="Options in an environment file are ignored",
+      validates_config=True, repair_order=5)
 def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                         daemon_json: DaemonJson | None = None) -> Iterator[Finding]:
     """Options sit in /etc/sysconfig/docker or /etc/default/docker, but docker.service loads no
@@ -207,7 +208,8 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
 
 
 @rule("DD103", "env-var-not-used", category="daemon", severity=Severity.ERROR,
-      title="A loaded variable never reaches dockerd's command line")
+      title="A loaded variable never reaches dockerd's command line",
+      validates_config=True, repair_order=4)
 def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                      planned_command: ExpandedCommand) -> Iterator[Finding]:
     """The unit loads the EnvironmentFile, but ExecStart does not expand the variable that holds
@@ -246,10 +248,10 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
                               Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
                     fix=Fix(f"Expand ${a.name} in ExecStart with a drop-in, then daemon-reload and restart",
-                            (ReplaceFileContent("/etc/systemd/system/docker.service.d/20-expand-vars.conf",
-                                                _dropin_exec(docker_unit, [f"${a.name}"])),
+                            (ReplaceFileContent(f"{DROPIN_DIR}/20-expand-vars.conf",
+                                                exec_dropin(docker_unit, [f"${a.name}"])),
                              ServiceAction("daemon-reload"), ServiceAction("restart")),
-                            warnings=("A restart stops running containers unless live-restore is on.",)),
+                            warnings=(RESTART_WARNING,)),
                     params={"file": a.path, "variable": a.name},
                 )
             elif braced and len(split_command_line(a.value)) > 1:
@@ -261,9 +263,7 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
                               Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
                     fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
-                            (ReplaceFileContent("/etc/systemd/system/docker.service.d/20-expand-vars.conf",
-                                                f"[Service]\nExecStart=\nExecStart={command}\n"),
-                             ServiceAction("daemon-reload"), ServiceAction("restart"))),
+                            exec_dropin_ops("20-expand-vars.conf", command)),
                     params={"file": a.path, "variable": a.name},
                 )
 
@@ -272,7 +272,8 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
 
 
 @rule("DD104", "flag-and-file-conflict", category="daemon", severity=Severity.ERROR,
-      title="The same option is set as a flag and in daemon.json")
+      title="The same option is set as a flag and in daemon.json",
+      validates_config=True, repair_order=3)
 def flag_and_file_conflict(effective_config: EffectiveConfig,
                            docker_journal: Journal | None = None) -> Iterator[Finding]:
     """A directive is given both on dockerd's command line and in daemon.json, so dockerd refuses
@@ -332,16 +333,14 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
             drop = {u.index for u in uses} | {u.index + 1 for u in uses if " " in u.raw}
             exec_words = cfg.expanded.argv if cfg.expanded else []
             line = " ".join(w for i, w in enumerate(exec_words) if i not in drop)
-            ops += [ReplaceFileContent("/etc/systemd/system/docker.service.d/10-no-conflict.conf",
-                                       f"[Service]\nExecStart=\nExecStart={line}\n"),
-                    ServiceAction("daemon-reload"), ServiceAction("restart")]
+            ops += exec_dropin_ops("10-no-conflict.conf", line)
         yield finding(
             "DD104", f"{key} is set as a flag and in {dj.path}",
             f"--{use.name} is on dockerd's command line and \"{key}\" is in {dj.path}; dockerd refuses to "
             f"start when a directive is in both (even with equal values).",
             evidence=ev,
             fix=Fix(f"Keep {key} only in {dj.path}", tuple(ops),
-                    warnings=("A restart stops running containers unless live-restore is on.",)),
+                    warnings=(RESTART_WARNING,)),
             params={"key": key, "flag": use.name},
         )
 
@@ -371,7 +370,8 @@ def _remove_flag_words(cfg: EffectiveConfig, variable: str, flag: str) -> str:
 
 
 @rule("DD105", "insecure-registry-malformed", category="daemon", severity=Severity.ERROR,
-      title="An insecure-registries value is malformed")
+      title="An insecure-registries value is malformed",
+      validates_config=True, repair_order=2)
 def insecure_registry_malformed(effective_config: EffectiveConfig,
                                 target_registries: list[TargetRegistry] | None = None) -> Iterator[Finding]:
     """An insecure-registries value that dockerd rejects or silently ignores.
@@ -453,7 +453,7 @@ def repair_json(text: str) -> str | None:
     fixed = re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE)
     fixed = re.sub(r",(\s*[}\]])", r"\1", fixed)
     try:
-        data = json.loads(fixed)
+        data = loads_json(fixed)
     except ValueError:
         return None
     if not isinstance(data, dict):
@@ -462,7 +462,8 @@ def repair_json(text: str) -> str | None:
 
 
 @rule("DD106", "daemon-json-invalid", category="daemon", severity=Severity.ERROR,
-      title="daemon.json is invalid")
+      title="daemon.json is invalid",
+      validates_config=True, repair_order=1)
 def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int, int] | None = None
                         ) -> Iterator[Finding]:
     """daemon.json does not parse, has an unknown or misspelled key, a value of the wrong type, or
@@ -487,7 +488,8 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
     if dj.error:
         repaired = repair_json(dj.text or "")
         fix = (Fix("Replace it with the repaired file", (ReplaceFileContent(dj.path, repaired),))
-               if repaired else Fix(f"Correct the JSON at line {dj.error_line}, column {dj.error_col}"))
+               if repaired else Fix("Correct the JSON" + (f" at line {dj.error_line}, column {dj.error_col}"
+                                                          if dj.error_line else "")))
         snippet = ""
         if dj.text and dj.error_line:
             lines = dj.text.splitlines()
@@ -499,6 +501,19 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
                       "; dockerd will not start with it.",
                       evidence=[Evidence(dj.path, short(snippet, 200) or (dj.error or ""), dj.error_line)], fix=fix)
         return
+    if dj.bom and (engine_version is None or engine_version < (23, 0, 0)):
+        # moby 23.0 strips a UTF-8 byte-order mark (moby/moby#44777); 20.10 stops at the first byte.
+        known = f"engine {'.'.join(map(str, engine_version))}" if engine_version else "the engine version is unknown"
+        yield finding(
+            "DD106", f"{dj.path} starts with an invisible UTF-8 byte-order mark",
+            f"{dj.path} begins with the bytes EF BB BF (a UTF-8 byte-order mark, added by some Windows editors). "
+            "dockerd before 23.0 refuses such a file (invalid character 'ï' looking for beginning of value) and "
+            f"does not start; 23.0 and later ignore the mark ({known}).",
+            severity=Severity.ERROR if engine_version else Severity.WARNING,
+            evidence=[Evidence(dj.path, "bytes 1-3: EF BB BF (byte-order mark)", 1)],
+            fix=Fix("Save the file without the byte-order mark",
+                    (ReplaceFileContent(dj.path, (dj.text or "").removeprefix("\ufeff")),)),
+            params={"key": None, "bom": True})
     data = dj.data or {}
     flags = flag_table()
     for key, value in data.items():
@@ -620,8 +635,9 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
             evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
     for v in cfg.insecure_planned:
         evidence.append(value_evidence(v, f"configured: {v.value}"))
+    added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
     only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
-                    if check_insecure_entry(v.value).normalized in added)
+                    if check_insecure_entry(v.value).normalized in added_set)
     action = ServiceAction("reload") if only_json else ServiceAction("restart")
     yield finding(
         "DD107", "dockerd runs with an older configuration",
@@ -632,7 +648,7 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         evidence=evidence,
         fix=Fix("Reload dockerd (SIGHUP re-reads insecure-registries)" if only_json else "Restart dockerd",
                 (action,), warnings=() if only_json else
-                ("A restart stops running containers unless live-restore is on.",)),
+                (RESTART_WARNING,)),
         params={"missing": added, "extra": removed},
     )
 
@@ -665,7 +681,7 @@ def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitMode
         evidence=[Evidence(systemd_state.source, "NeedDaemonReload=yes")] +
         [Evidence(f, "unit file") for f in files],
         fix=Fix("Reload systemd, then restart docker", (ServiceAction("daemon-reload"), ServiceAction("restart")),
-                warnings=("A restart stops running containers unless live-restore is on.",)),
+                warnings=(RESTART_WARNING,)),
     )
 
 
@@ -673,7 +689,8 @@ def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitMode
 
 
 @rule("DD109", "unit-exec-invalid", category="daemon", severity=Severity.ERROR,
-      title="ExecStart cannot work with this engine")
+      title="ExecStart cannot work with this engine",
+      validates_config=True, repair_order=6)
 def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, docker_socket_unit: bool,
                       engine_version: tuple[int, int, int] | None = None) -> Iterator[Finding]:
     """ExecStart uses `docker daemon` or `docker -d` (removed in 17.12 and 1.13), `-H fd://`
@@ -701,8 +718,7 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
                       f"{'.'.join(map(str, engine_version)) if engine_version else 'of this host'} starts as dockerd.",
                       evidence=[ev],
                       fix=Fix("Start /usr/bin/dockerd instead",
-                              (ReplaceFileContent("/etc/systemd/system/docker.service.d/10-exec.conf",
-                                                  "[Service]\nExecStart=\nExecStart=" + " ".join(new_words) + "\n"),
+                              (ReplaceFileContent(f"{DROPIN_DIR}/10-exec.conf", dropin_text(" ".join(new_words))),
                                *fix_base.operations)))
     if any((f.value or "").startswith("fd://") for f in parsed.values("host")) and not docker_socket_unit:
         yield finding("DD109", "-H fd:// without docker.socket",
@@ -788,7 +804,7 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
         if no_proxy and no_proxy.via == "environment":
             ops.append(EnvFileSet(no_proxy.source, "NO_PROXY", new_no_proxy))
         elif no_proxy is None and proxy.via == "environment":
-            ops.append(ReplaceFileContent("/etc/systemd/system/docker.service.d/20-no-proxy.conf",
+            ops.append(ReplaceFileContent(f"{DROPIN_DIR}/20-no-proxy.conf",
                                           f'[Service]\nEnvironment="NO_PROXY={new_no_proxy}"\n'))
         yield finding(
             "DD110", f"{addr} would go through the proxy {proxy.value}",
