@@ -314,6 +314,10 @@ def containerd_cri(facts: Facts) -> HostsDirRuntime | None:
     proc = facts.optional("containerd_process")
     if cfg is None and proc is None:
         return None
+    if cfg is not None and cfg.cri_disabled:
+        return None  # no CRI plugin: nothing pulls through it (docker-ce's containerd, dockerd's own)
+    if facts.live and proc is None:
+        return None  # installed, not running: nothing pulls through it now (a fix must not start it)
     version = facts.optional("containerd_version")
     roots: tuple[str, ...] = ()
     notes: list[str] = []

@@ -218,6 +218,9 @@ class ContainerdConfig:
     imported: list[str] = field(default_factory=list)  # files merged in through `imports`
     origins: dict[str, str] = field(default_factory=dict)  # key -> the imported file that set it
     has_cri_plugin: bool = False  # this file has a [plugins."<CRI plugin>"] table (imports replace it whole)
+    # disabled_plugins names the CRI plugin: this containerd serves no kubelet (docker-ce's containerd.io
+    # package ships `disabled_plugins = ["cri"]`; dockerd's own managed containerd disables it too)
+    cri_disabled: bool = False
 
     def where(self, line: int | None) -> Origin:
         return Origin(self.path, line)
@@ -237,6 +240,10 @@ class ContainerdConfig:
         return out
 
 
+# Plugin ids under which disabled_plugins turns the CRI (and with it kubelet's image pulls) off.
+CRI_PLUGIN_IDS = frozenset({"cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images"})
+
+
 def parse_containerd_config(text: str, path: str, default_version: int = 1) -> ContainerdConfig:
     cfg = ContainerdConfig(path=path, text=text)
     try:
@@ -250,6 +257,9 @@ def parse_containerd_config(text: str, path: str, default_version: int = 1) -> C
     version = data.get("version", default_version)
     cfg.version = version if isinstance(version, int) else default_version
     cfg.version_line = lines.get(("version",))
+    disabled = data.get("disabled_plugins")
+    if isinstance(disabled, list):
+        cfg.cri_disabled = any(str(p) in CRI_PLUGIN_IDS for p in disabled)
     imports = data.get("imports")
     if isinstance(imports, list):
         cfg.imports = tuple(str(i) for i in imports)

@@ -337,3 +337,14 @@ def test_a_toml_file_the_editor_cannot_take_gives_advice_not_a_crash(broken: str
 def test_a_hosts_toml_of_an_odd_shape_gives_advice_not_a_crash() -> None:
     fix = recipes.trust_http("/etc/containerd/certs.d", "a:5000", "host = 3\n", "containerd CRI")
     assert fix.operations == () and fix.summary.startswith("Repair the TOML file first (")
+
+
+@pytest.mark.parametrize("text, disabled", [
+    ('disabled_plugins = ["cri"]\n', True),  # docker-ce's containerd.io package
+    ('version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n', True),  # dockerd's managed containerd
+    ('version = 3\ndisabled_plugins = ["io.containerd.cri.v1.images"]\n', True),
+    ('version = 2\ndisabled_plugins = ["io.containerd.internal.v1.opt"]\n', False),
+    ('version = 2\n', False),
+])
+def test_a_containerd_without_its_cri_plugin_is_no_kubelet_puller(text: str, disabled: bool) -> None:
+    assert parse_containerd_config(text, "/etc/containerd/config.toml").cri_disabled is disabled
