@@ -645,10 +645,19 @@ def collect(
     from dockerdoctor.collect import collect as do_collect
     from dockerdoctor.collect import pack
 
-    manifest = do_collect(out)
-    typer.echo(f"collected {sum(1 for m in manifest if not m.startswith('error'))} items into {out}")
-    if tar:
-        typer.echo(f"packed {pack(out)}")
+    # Ordinary mistakes are one line and exit 2, not an internal error.
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a directory: give a new or empty directory")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise InputError(f"cannot create {out}: its parent {parent} does not exist or is not a directory")
+    try:
+        manifest = do_collect(out)
+        typer.echo(f"collected {sum(1 for m in manifest if not m.startswith('error'))} items into {out}")
+        if tar:
+            typer.echo(f"packed {pack(out)}")
+    except OSError as exc:
+        raise InputError(f"cannot write the snapshot to {out}: {exc.strerror or exc}") from None
 
 
 # --------------------------------------------------------------------------- rules / explain
