@@ -207,3 +207,22 @@ def test_a_passed_endpoint_rule_says_what_it_passed_on() -> None:
     assert rule["basis"] == ["10.0.0.5:5000: not probed; the docker journal names it, without this error"]
     text = dd("check", "--root", str(root), "--select", "DD204", "-v", "--no-color").stdout
     assert "✓ DD204 tls-unknown-authority\n        10.0.0.5:5000: not probed; the docker journal names it" in text
+
+
+# --------------------------------------------------------------------------- ordinary mistakes: exit 2, one line
+
+
+def test_collect_into_a_file_or_under_a_missing_parent_is_a_usage_error(tmp_path: Path) -> None:
+    f = tmp_path / "index.json"
+    f.write_text("{}")
+    for target in (f, f / "x", tmp_path / "nope" / "x"):
+        r = dd("collect", str(target))
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("dockerdoctor: error: ") and r.stderr.count("\n") == 1
+        assert "internal error" not in r.stderr
+
+
+def test_an_unreadable_state_directory_is_a_usage_error(tmp_path: Path) -> None:
+    r = dd("fix", "--list-backups", "--state-dir", str(tmp_path / ("a" * 300)))  # the OS refuses the name
+    assert r.returncode == 2, r.stderr
+    assert "--state-dir" in r.stderr and "internal error" not in r.stderr
