@@ -685,7 +685,9 @@ def _insecure_from_json(dj: DaemonJson) -> list[ConfigValue]:
         return []
     val = dj.data.get("insecure-registries")
     if isinstance(val, list):
-        return [ConfigValue(str(v), "daemon.json", dj.path, dj.line_of("insecure-registries")) for v in val]
+        # Only strings: a number, null or object is a type error (DD106), not a registry named "None".
+        return [ConfigValue(v, "daemon.json", dj.path, dj.line_of("insecure-registries")) for v in val
+                if isinstance(v, str)]
     return []
 
 
