@@ -226,3 +226,22 @@ def test_an_unreadable_state_directory_is_a_usage_error(tmp_path: Path) -> None:
     r = dd("fix", "--list-backups", "--state-dir", str(tmp_path / ("a" * 300)))  # the OS refuses the name
     assert r.returncode == 2, r.stderr
     assert "--state-dir" in r.stderr and "internal error" not in r.stderr
+
+
+def test_a_finding_reported_under_another_rule_id_goes_home_or_is_dropped() -> None:
+    from dockerdoctor.engine import _rehome
+    from dockerdoctor.model import Finding
+
+    def results(dd406: RuleStatus) -> list[RuleResult]:
+        f = Finding("DD406", Severity.INFO, "127.0.0.1:15000: deletes are disabled", "m")
+        return [RuleResult("DD213", "e2e", "endpoint", RuleStatus.FAILED, [f]),
+                RuleResult("DD406", "registry-delete", "registry", dd406)]
+
+    unselected = results(RuleStatus.NOT_SELECTED)  # --select DD2
+    _rehome(unselected)
+    assert unselected[0].status == RuleStatus.PASSED and not unselected[0].findings
+    assert not unselected[1].findings
+    selected = results(RuleStatus.SKIPPED)
+    _rehome(selected)
+    assert selected[1].status == RuleStatus.FAILED and selected[1].findings[0].rule_id == "DD406"
+    assert selected[1].category == "registry"  # shown under its own heading
