@@ -262,6 +262,7 @@ def check(
     from dockerdoctor.report.host import host_name
 
     start = time.perf_counter()
+    _check_repo_name(e2e_repo)
     docker_host, chosen_by = _resolve_daemon(docker_host, root)
     facts = _build_facts(root, registry, timeout, docker_host, chosen_by)
     facts.options.e2e, facts.options.e2e_repo = e2e, e2e_repo
@@ -452,6 +453,17 @@ def _read_ca(ca: Path) -> str:
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise InputError(f"--ca {ca}: not a PEM certificate (no BEGIN CERTIFICATE line)")
     return text if text.endswith("\n") else text + "\n"
+
+
+# The distribution spec's repository name: lowercase path components joined by "/".
+_REPO_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+
+
+def _check_repo_name(repo: str) -> None:
+    """--e2e-repo must be a valid repository name, or the registry's NAME_INVALID would be blamed on it."""
+    if not _REPO_NAME.fullmatch(repo) or len(repo) > 255:
+        raise InputError(f"--e2e-repo {repo!r} is not a valid repository name: use lowercase letters, digits and "
+                         "separators (. _ -) in path components joined by /, e.g. dockerdoctor-probe")
 
 
 def _echo(line: str) -> None:

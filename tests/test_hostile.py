@@ -245,3 +245,14 @@ def test_a_finding_reported_under_another_rule_id_goes_home_or_is_dropped() -> N
     _rehome(selected)
     assert selected[1].status == RuleStatus.FAILED and selected[1].findings[0].rule_id == "DD406"
     assert selected[1].category == "registry"  # shown under its own heading
+
+
+@pytest.mark.parametrize("repo", ["UPPER/Bad", "a//b", "-x", "x/", "a b"])
+def test_an_invalid_e2e_repo_is_a_usage_error_before_any_probe(repo: str) -> None:
+    r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--e2e-repo", repo)
+    assert r.returncode == 2 and "not a valid repository name" in r.stderr
+
+
+def test_a_valid_e2e_repo_is_accepted() -> None:
+    r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--e2e-repo", "team/probe-1.x__y")
+    assert r.returncode in (0, 1), r.stderr
