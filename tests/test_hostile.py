@@ -256,3 +256,16 @@ def test_an_invalid_e2e_repo_is_a_usage_error_before_any_probe(repo: str) -> Non
 def test_a_valid_e2e_repo_is_accepted() -> None:
     r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--e2e-repo", "team/probe-1.x__y")
     assert r.returncode in (0, 1), r.stderr
+
+
+def test_the_plan_says_which_commands_apply_runs() -> None:
+    from dockerdoctor.fixes.plan import shown_only
+    from dockerdoctor.model import RunCommand
+
+    assert shown_only(RunCommand(("docker", "run", "registry:2"), "or run one, with its data on a named volume"))
+    assert shown_only(RunCommand(("docker", "run", "registry:2"), "on the registry host, if no registry runs"))
+    assert shown_only(RunCommand(("docker", "ps", "-a")))
+    assert not shown_only(RunCommand(("docker", "stop", "registry"), "stop the container"))
+    r = dd("fix", "--root", str(hostile.HOSTS / "docker-ce-registry2-port-not-published"))
+    cmds = [ln for ln in r.stdout.splitlines() if ln.lstrip().startswith("$ docker")]
+    assert cmds and all("# [--apply runs this]" in c or "# [shown only, --apply does not run it]" in c for c in cmds)

@@ -35,6 +35,7 @@ from dockerdoctor.errors import DoctorError
 from dockerdoctor.facts import CheckOptions, Facts
 from dockerdoctor.fixes.backup import BackupError, BackupStore, RunRecord, atomic_write, sha256
 from dockerdoctor.fixes.edits import FILE_OPS, UneditableFile, apply_edit
+from dockerdoctor.fixes.plan import shown_only
 from dockerdoctor.fixes.service import ServiceError, ServiceManager
 from dockerdoctor.model import (
     Finding,
@@ -80,16 +81,6 @@ REPAIR_ORDER = ("DD106", "DD105", "DD104", "DD103", "DD102", "DD109")
 # Findings that a TLS CA in certs.d or an insecure-registries entry repairs (one step per registry).
 TRUST_RULES = ("DD101", "DD203", "DD204")
 # Commands a fix shows for information; running them repairs nothing.
-READ_ONLY_COMMANDS = (
-    "journalctl",
-    "cat",
-    "ls",
-    "docker logs",
-    "docker inspect",
-    "docker info",
-    "docker ps",
-    "systemctl status",
-)
 UNIT_DIR_MARKERS = ("/systemd/system/",)
 ENV_FILE_PATHS = ("/etc/sysconfig/", "/etc/default/")
 ACTION_LEVEL = {None: 0, "reload": 1, "restart": 2, "start": 2}
@@ -432,8 +423,8 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                 if choice.finding.rule_id not in rules_of[path]:
                     rules_of[path].append(choice.finding.rule_id)
             elif isinstance(op, RunCommand):
-                if op.description.startswith("on the registry host") or _read_only(op):
-                    continue  # advice for another machine, or a diagnostic: shown by the plan, never run
+                if shown_only(op):
+                    continue  # advice for another machine, an alternative, or a diagnostic: shown, never run
                 if not facts.live:
                     step.errors.append(f"`{op.shell()}` acts on a live host, not on a snapshot")
                     break
@@ -475,11 +466,6 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                 "(and restart only if their restart policy says so)"
             )
     return Prepared(steps, changes, commands, action, daemon_reload, reasons, warnings, running, offline, other, mapper)
-
-
-def _read_only(op: RunCommand) -> bool:
-    line = " ".join(op.argv)
-    return any(line == c or line.startswith(c + " ") for c in READ_ONLY_COMMANDS)
 
 
 def _read(path: str) -> bytes | None:

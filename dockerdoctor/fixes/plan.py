@@ -9,6 +9,26 @@ from dockerdoctor.fixes.edits import FILE_OPS, UneditableFile, apply_edit
 from dockerdoctor.model import Finding, Fix, Operation, RunCommand, ServiceAction
 from dockerdoctor.sources.base import Source
 
+READ_ONLY_COMMANDS = (
+    "journalctl",
+    "cat",
+    "ls",
+    "docker logs",
+    "docker inspect",
+    "docker info",
+    "docker ps",
+    "systemctl status",
+)
+
+
+def shown_only(op: RunCommand) -> bool:
+    """A command the plan shows but `fix --apply` never runs: advice for the registry host, an
+    alternative ("or run one ..."), or a read-only diagnostic."""
+    if op.description.startswith(("on the registry host", "or ")):
+        return True
+    line = " ".join(op.argv)
+    return any(line == c or line.startswith(c + " ") for c in READ_ONLY_COMMANDS)
+
 
 @dataclass
 class PlanStep:
@@ -63,7 +83,9 @@ def _plan_op(op: Operation, step: PlanStep, source: Source, originals: dict[str,
         text = "".join(line if line.endswith("\n") else line + "\n" for line in diff)
         step.diffs.append(text)
     elif isinstance(op, RunCommand):
-        step.commands.append(op.shell() + (f"    # {op.description}" if op.description else ""))
+        # Say which commands --apply runs: two `docker run` lines with no word on which one runs misled.
+        mark = "shown only, --apply does not run it" if shown_only(op) else "--apply runs this"
+        step.commands.append(op.shell() + f"    # [{mark}]" + (f" {op.description}" if op.description else ""))
     elif isinstance(op, ServiceAction):
         cmd = op.shell()
         step.commands.append(cmd)
