@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -10,11 +11,13 @@ from collections.abc import Iterator
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
+    DEFAULT_INSECURE_CIDRS,
     DaemonJson,
     DockerdProcess,
     DockerInfo,
     EffectiveConfig,
     EnvFileInfo,
+    InsecureEntryCheck,
     check_insecure_entry,
     trusted_as_insecure,
 )
@@ -613,11 +616,20 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
 # ============================================================================ DD107
 
 
+def _canonical(chk: InsecureEntryCheck) -> str:
+    if chk.is_cidr and chk.normalized:
+        try:
+            return str(ipaddress.ip_network(chk.normalized, strict=False))
+        except ValueError:
+            pass
+    return chk.normalized or ""
+
+
 def _norm_set(values: list[str]) -> set[str]:
     out = set()
     for v in values:
         chk = check_insecure_entry(v)
-        if chk.normalized and chk.normalized != "127.0.0.0/8":
+        if chk.normalized and _canonical(chk) not in DEFAULT_INSECURE_CIDRS:
             out.add(chk.normalized.lower())
     return out
 

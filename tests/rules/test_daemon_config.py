@@ -224,3 +224,14 @@ def test_dd106_names_json_types_not_python_reprs(tmp_path: Path) -> None:
                     for r in results.values() for f in r.findings)
     assert "None" not in text and "{'x'" not in text and "not list" not in text
     assert not results["DD105"].findings  # non-strings are DD106's type error, not registries
+
+
+def test_dd107_ignores_the_default_ipv6_loopback_range_of_engine_28(tmp_path: Path) -> None:
+    # docker 28 lists ::1/128 among its insecure ranges by itself (moby/moby#48540)
+    root = docker_ce_host(tmp_path / "h", insecure_running=("10.0.0.5:5000", "::1/128"))
+    info = root / "sos_commands/docker/docker_info"
+    info.write_text(info.read_text().replace("20.10.24", "28.2.2"))
+    assert findings(root, "DD107") == []
+    stale = docker_ce_host(tmp_path / "s", insecure_running=("10.0.0.5:5000", "10.9.0.0/16"))
+    (f,) = findings(stale, "DD107")
+    assert "10.9.0.0/16" in f.message and "::1" not in f.message
