@@ -16,7 +16,7 @@ from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -41,6 +41,16 @@ def _insecure_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
         src = cfg.insecure_running if cfg.insecure_running is not None else cfg.insecure_planned
         values = [v.value for v in src]
     return trusted_as_insecure(addr, values)
+
+
+def _planned_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
+    """Where the files list addr as insecure while the running daemon does not use it, else None."""
+    if cfg is None or cfg.insecure_running is None:
+        return None
+    for v in cfg.insecure_planned:
+        if trusted_as_insecure(addr, [v.value]) == v.value:
+            return f"{v.value!s} in {v.where()}"
+    return None
 
 
 def _probe_ev(rep: EndpointReport, text: str) -> Evidence:
@@ -277,6 +287,21 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             ev = _journal_hits(docker_journal, "DD203", addr)
             if not ev:
                 continue
+        planned = _planned_entry(addr, effective_config)
+        if planned is not None:
+            # The files already trust it; the running daemon started before that (DD107's case). Saying
+            # "it is not in insecure-registries" would contradict the file, and adding it again fixes nothing.
+            yield finding(
+                "DD203", f"{addr} speaks plain HTTP, and the running daemon does not use its entry yet",
+                f"{addr} serves plain HTTP. {planned} lists it as insecure, but the running dockerd started with "
+                "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
+                "until dockerd re-reads its configuration.",
+                evidence=ev,
+                fix=Fix("Reload dockerd so it uses the insecure-registries entry it already has",
+                        (ServiceAction("reload"),)),
+                params={"registry": str(addr), "host": addr.host, "port": addr.port, "pending": True},
+            )
+            continue
         tls = tls_fix(addr, True)
         yield finding(
             "DD203", f"{addr} speaks plain HTTP",

@@ -269,3 +269,16 @@ def test_the_plan_says_which_commands_apply_runs() -> None:
     r = dd("fix", "--root", str(hostile.HOSTS / "docker-ce-registry2-port-not-published"))
     cmds = [ln for ln in r.stdout.splitlines() if ln.lstrip().startswith("$ docker")]
     assert cmds and all("# [--apply runs this]" in c or "# [shown only, --apply does not run it]" in c for c in cmds)
+
+
+def test_recheck_after_fix_apply_on_a_snapshot_agrees_with_the_file_it_wrote(tmp_path: Path) -> None:
+    root = hostile.copy_host("centos7-docker-ce-ignores-sysconfig", tmp_path / "c")
+    r = dd("fix", "--apply", "--yes", "--root", str(root), "--state-dir", str(tmp_path / "st"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "10.0.0.5:5000" in json.loads((root / "etc/docker/daemon.json").read_text())["insecure-registries"]
+    data = json.loads(dd("check", "--root", str(root), "--format", "json").stdout)
+    (f,) = [f for f in data["findings"] if f["id"] == "DD203"]
+    assert "not in insecure-registries" not in f["message"] and "DD107" in f["message"]
+    assert [op["action"] for op in f["fix"]["operations"]] == ["reload"]
+    plan = dd("fix", "--root", str(root), "--state-dir", str(tmp_path / "st")).stdout
+    assert "Add 10.0.0.5:5000 to insecure-registries" not in plan
