@@ -188,7 +188,9 @@ def _daemon_summary(facts) -> tuple[dict[str, object] | None, dict[str, object] 
     from dockerdoctor.errors import FactUnavailable
 
     if not facts.live:
-        return None, None, []
+        from dockerdoctor.sources.snapshot import SnapshotSource
+
+        return None, None, list(facts.source.notes) if isinstance(facts.source, SnapshotSource) else []
     host = facts.get("docker_host")
     proc = facts.optional("dockerd_process")
     daemon = {"host": host.url, "chosen_by": host.chosen_by, "pid": proc.pid if proc is not None else None}

@@ -282,3 +282,75 @@ def test_recheck_after_fix_apply_on_a_snapshot_agrees_with_the_file_it_wrote(tmp
     assert [op["action"] for op in f["fix"]["operations"]] == ["reload"]
     plan = dd("fix", "--root", str(root), "--state-dir", str(tmp_path / "st")).stdout
     assert "Add 10.0.0.5:5000 to insecure-registries" not in plan
+
+
+# --------------------------------------------------------------------------- real tarballs
+
+
+def _tarball(tmp_path: Path, extra: list) -> Path:  # type: ignore[type-arg]
+    import io
+    import tarfile
+
+    src = hostile.copy_host("docker-ce-http-registry-not-trusted", tmp_path / "src")
+    out = tmp_path / "host.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(src, arcname=".")
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def test_a_tarball_with_absolute_links_opens_and_unsafe_members_are_named(tmp_path: Path) -> None:
+    import tarfile
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def sym(name: str, target: str) -> tuple:  # type: ignore[type-arg]
+        i = tarfile.TarInfo(name)
+        i.type, i.linkname = tarfile.SYMTYPE, target
+        return i, None
+
+    def reg(name: str, data: bytes) -> tuple:  # type: ignore[type-arg]
+        i = tarfile.TarInfo(name)
+        i.size = len(data)
+        return i, data
+
+    dev = tarfile.TarInfo("./dev/evil")
+    dev.type = tarfile.CHRTYPE
+    ball = _tarball(tmp_path, [
+        sym("./etc/systemd/system/multi-user.target.wants/docker.service", "/lib/systemd/system/docker.service"),
+        sym("./etc/localtime", "/usr/share/zoneinfo/UTC"),
+        reg("../../evil1", b"x"), reg("/abs/evil2", b"x"), (dev, None),
+        sym("./esc", str(outside)), reg("./esc/evil3", b"x"),
+    ])
+    r = dd("check", "--root", str(ball), "--no-color")
+    assert r.returncode in (0, 1), r.stderr
+    assert "skipped 4 unsafe members" in r.stdout
+    assert not list(outside.iterdir()) and not (tmp_path.parent / "evil1").exists()
+    data = json.loads(dd("check", "--root", str(ball), "--format", "json").stdout)
+    assert any(f["id"] == "DD101" for f in data["findings"])  # the snapshot is read as usual
+
+
+def test_a_tarball_over_the_bounds_is_refused_before_anything_is_written(tmp_path: Path, monkeypatch) -> None:
+    import io
+    import tarfile
+
+    from dockerdoctor.errors import InputError
+    from dockerdoctor.sources import snapshot
+
+    out = tmp_path / "many.tar"
+    with tarfile.open(out, "w") as tar:
+        for n in range(60):
+            tar.addfile(tarfile.TarInfo(f"etc/f{n}"), io.BytesIO(b""))
+        big = tarfile.TarInfo("etc/big")
+        big.size = 2048
+        tar.addfile(big, io.BytesIO(b"x" * 2048))
+    monkeypatch.setattr(snapshot, "MAX_MEMBERS", 50)
+    with pytest.raises(InputError, match="more than 50 members"):
+        snapshot.SnapshotSource(out)
+    monkeypatch.setattr(snapshot, "MAX_MEMBERS", 100)
+    monkeypatch.setattr(snapshot, "MAX_UNPACKED_BYTES", 1024)
+    with pytest.raises(InputError, match="unpacks to more than"):
+        snapshot.SnapshotSource(out)
+    assert snapshot.MAX_MEMBERS <= 100_000 and snapshot.MAX_UNPACKED_BYTES <= 1024**3  # the shipped bounds
