@@ -302,9 +302,13 @@ def check(
 
         text = (prometheus if fmt == Format.prometheus else npd).render(report)
     else:
+        import shutil
+
         from dockerdoctor.report.text import render as render_text
 
-        text = render_text(report, verbose=verbose, color=False if output else color)
+        # On a terminal the report wraps to its width (COLUMNS wins); piped or into a file it does not.
+        width = shutil.get_terminal_size().columns if output is None and sys.stdout.isatty() else None
+        text = render_text(report, verbose=verbose, color=False if output else color, width=width)
     _write(text, output)
     if textfile_dir is not None:
         from dockerdoctor.report.prometheus import write_textfile

@@ -354,3 +354,32 @@ def test_a_tarball_over_the_bounds_is_refused_before_anything_is_written(tmp_pat
     with pytest.raises(InputError, match="unpacks to more than"):
         snapshot.SnapshotSource(out)
     assert snapshot.MAX_MEMBERS <= 100_000 and snapshot.MAX_UNPACKED_BYTES <= 1024**3  # the shipped bounds
+
+
+# --------------------------------------------------------------------------- UX: wrapping
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 12), st.lists(st.text(alphabet="abc /:.", min_size=0, max_size=30), max_size=20),
+       st.integers(20, 120))
+def test_wrap_line_fits_and_keeps_words(lead: int, words: list[str], width: int) -> None:
+    from dockerdoctor.report.text import wrap_line
+
+    line = " " * lead + " ".join(words)
+    parts = wrap_line(line, width)
+    for i, part in enumerate(parts):
+        if len(part) > width:  # only a single word longer than the width may stick out
+            assert " " not in part.strip(), part
+        if i:
+            assert part.startswith(" " * min(lead + 2, width // 2))
+    assert " ".join(p.strip() for p in parts).split() == line.split()
+
+
+def test_report_wraps_to_the_terminal_width_on_a_real_terminal() -> None:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}, "COLUMNS": "72"}
+    out = _read_pty([*DD, "check", "--root", str(hostile.HOSTS / "docker-ce-http-registry-not-trusted")], env)
+    lines = re.sub(rb"\x1b\[[0-9;]*m", b"", out).decode().splitlines()
+    assert all(len(ln) <= 72 or " " not in ln.strip() for ln in lines), [ln for ln in lines if len(ln) > 72]
+    assert any(ln.startswith("        ") and not ln.startswith("         ") for ln in lines)  # continuation indent
+    piped = dd("check", "--root", str(hostile.HOSTS / "docker-ce-http-registry-not-trusted"), env=env).stdout
+    assert max(len(ln) for ln in piped.splitlines()) > 72  # a pipe gets whole lines
