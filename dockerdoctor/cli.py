@@ -766,8 +766,18 @@ def _core_command(argv: list[str]) -> bool:
     return first is not None and first.replace("_", "-") in {n.replace("_", "-") for n in core}
 
 
+def _debug_anywhere(args: list[str]) -> list[str]:
+    """`--debug` is a top-level option; the internal-error hint says "rerun with --debug", and people put it
+    after the subcommand (`dockerdoctor collect --debug X`). Move it to the front (never past a `--`)."""
+    head = args[: args.index("--")] if "--" in args else args
+    if "--debug" not in head[1:]:
+        return args
+    rest = args[len(head):]
+    return ["--debug", *[a for a in head if a != "--debug"], *rest]
+
+
 def run() -> None:
-    sys.argv[1:] = _optional_rollback_value(sys.argv[1:])
+    sys.argv[1:] = _debug_anywhere(_optional_rollback_value(sys.argv[1:]))
     if not _core_command(sys.argv[1:]) or os.environ.get("_DOCKERDOCTOR_COMPLETE"):
         _register_subcommands()
     try:
@@ -782,5 +792,5 @@ def run() -> None:
         if _debug:
             traceback.print_exc()
         sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {printable(str(exc))} "
-                         "(rerun with --debug for the traceback)\n")
+                         "(rerun with --debug, e.g. `dockerdoctor --debug check ...`, for the traceback)\n")
         sys.exit(3)

@@ -383,3 +383,13 @@ def test_report_wraps_to_the_terminal_width_on_a_real_terminal() -> None:
     assert any(ln.startswith("        ") and not ln.startswith("         ") for ln in lines)  # continuation indent
     piped = dd("check", "--root", str(hostile.HOSTS / "docker-ce-http-registry-not-trusted"), env=env).stdout
     assert max(len(ln) for ln in piped.splitlines()) > 72  # a pipe gets whole lines
+
+
+def test_debug_is_accepted_after_the_subcommand_too() -> None:
+    from dockerdoctor.cli import _debug_anywhere
+
+    assert _debug_anywhere(["collect", "--debug", "X"]) == ["--debug", "collect", "X"]
+    assert _debug_anywhere(["--debug", "check"]) == ["--debug", "check"]
+    assert _debug_anywhere(["explain", "--", "--debug"]) == ["explain", "--", "--debug"]
+    r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--select", "DD101", "--debug")
+    assert r.returncode == 0, r.stderr
