@@ -9,7 +9,6 @@ Exit codes (also in `dockerdoctor --help` and README):
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import os
 import re
@@ -17,12 +16,18 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from dockerdoctor import __version__
 from dockerdoctor.errors import DoctorError, InputError
 from dockerdoctor.report import FailOn
 from dockerdoctor.safetext import printable
+
+if TYPE_CHECKING:
+    from dockerdoctor.fixes.apply import Choice, Prepared
+    from dockerdoctor.fixes.backup import RunRecord
+    from dockerdoctor.fixes.plan import Plan
+    from dockerdoctor.model import Finding
 
 # typer < 0.16 imports rich (its help formatter and traceback printer, ~140 ms) whenever rich is installed,
 # and pip installs it with typer. dockerdoctor uses neither (rich_markup_mode=None,
@@ -397,7 +402,7 @@ def fix(
         raise InputError("--apply with --root needs a directory (an unpacked copy), not a tarball")
 
     from dockerdoctor.fixes.apply import choose_fixes, prepare
-    from dockerdoctor.fixes.plan import build_plan
+    from dockerdoctor.fixes.plan import plan_of
 
     facts = _build_facts(root, registry, timeout, docker_host, chosen_by)
     try:
@@ -405,9 +410,8 @@ def fix(
         findings = [f for r in results for f in r.findings]
         unit = facts.optional("docker_unit")
         choices = choose_fixes(findings, ca_pem, insecure, dropins=unit.dropins if unit is not None else [])
-        chosen = [dataclasses.replace(c.finding, fix=c.fix) for c in choices if c.fix is not None]
-        plan = build_plan(chosen, facts.source)
         prepared = prepare(choices, facts)
+        plan = plan_of(prepared)  # the diffs of the very changes --apply writes
         unfinished = store.unfinished() if store.backups.is_dir() else []
         if fmt == ListFormat.json and not apply:
             _plan_json(plan, choices, prepared)
@@ -472,85 +476,21 @@ def _check_repo_name(repo: str) -> None:
                          "separators (. _ -) in path components joined by /, e.g. dockerdoctor-probe")
 
 
-def _echo(line: str) -> None:
-    """One line (or diff block) of the fix plan; file content in it is untrusted."""
-    typer.echo(printable(line, keep_newlines=True))
+
+def _print_plan(plan: Plan, choices: list[Choice], prepared: Prepared | None, findings: list[Finding],
+                unfinished: list[RunRecord], dry_run: bool) -> None:
+    from dockerdoctor.report.plan import plan_lines
+
+    for line in plan_lines(plan, choices, prepared, findings, unfinished, dry_run):
+        typer.echo(printable(line, keep_newlines=True))  # file content in a plan is untrusted
 
 
-def _print_plan(plan, choices, prepared, findings, unfinished, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
-    for rec in unfinished:
-        _echo(f"warning: run {rec.run_id} stopped after its backups ({rec.status}); "
-                   f"`dockerdoctor fix --rollback {rec.run_id}` restores the files it may have changed")
-    manual = [c for c in choices if c.fix is None]
-    if not plan.steps and not manual:
-        _echo("Nothing to fix: no finding has an automatic fix." if not findings else
-                   "No finding has an automatic fix; `dockerdoctor check` shows what to do by hand.")
-        return
-    notes = {id(c.finding): c.notes for c in choices}
-    errors = {id(s.finding): s.errors for s in (prepared.steps if prepared else [])}
-    by_finding = {c.finding.rule_id + c.finding.title: c for c in choices}
-    for n, step in enumerate(plan.steps, 1):
-        choice = by_finding.get(step.finding.rule_id + step.finding.title)
-        _echo(f"Step {n}: [{step.finding.rule_id}] {step.fix.summary}")
-        _echo(f"  because: {step.finding.title}")
-        for note in (notes.get(id(choice.finding), []) if choice else []):
-            _echo(f"  choice: {note}")
-        for w in step.fix.warnings:
-            _echo(f"  WARNING: {w}")
-        for d in step.diffs:
-            _echo("")
-            _echo("  " + d.rstrip("\n").replace("\n", "\n  "))
-        for c in step.commands:
-            _echo(f"  $ {c}")
-        for e in step.errors + (errors.get(id(choice.finding), []) if choice else []):
-            _echo(f"  cannot plan: {e}")
-        for alt in step.fix.alternatives:
-            _echo(f"  alternative: {alt.summary}")
-            for w in alt.warnings:
-                _echo(f"    note: {w}")
-        _echo("")
-    for c in manual:
-        _echo(f"Not automatic: [{c.finding.rule_id}] {c.finding.title}")
-        for note in c.notes:
-            _echo(f"  {note}")
-        _echo("")
-    if prepared is not None:
-        if prepared.action or prepared.daemon_reload:
-            what = ", then ".join(a for a in (("daemon-reload" if prepared.daemon_reload else ""),
-                                              {"reload": "reload dockerd (SIGHUP; containers keep running)",
-                                               "restart": "restart dockerd", "start": "start dockerd"}.get(
-                                                  prepared.action or "", "")) if a)
-            _echo(f"Services: {what}")
-            for r in prepared.reasons:
-                _echo(f"  because {r}")
-        elif prepared.changes:
-            _echo("Services: no reload or restart needed")
-        for w in prepared.warnings:
-            _echo(f"WARNING: {w}")
-    elif plan.services:
-        _echo("Services: " + "; ".join(plan.services))
-    if dry_run:
-        _echo("This is a dry run: nothing was changed. Add --apply to carry it out.")
-
-
-def _plan_json(plan, choices, prepared) -> None:  # type: ignore[no-untyped-def]
+def _plan_json(plan: Plan, choices: list[Choice], prepared: Prepared | None) -> None:
     import json
 
-    out = {
-        "schema_version": 1,
-        "steps": [
-            {"id": s.finding.rule_id, "title": s.finding.title, "fix": s.fix.to_dict(), "diffs": s.diffs,
-             "commands": s.commands, "errors": s.errors}
-            for s in plan.steps
-        ],
-        "manual": [{"id": c.finding.rule_id, "title": c.finding.title, "notes": c.notes}
-                   for c in choices if c.fix is None],
-        "services": plan.services,
-    }
-    from dockerdoctor.report.fixjson import plan_fields
+    from dockerdoctor.report.plan import plan_json
 
-    out.update(plan_fields(prepared))  # changed, files (before/after), service: for the Ansible fix module
-    typer.echo(json.dumps(out, indent=2))
+    typer.echo(json.dumps(plan_json(plan, choices, prepared), indent=2))
 
 
 def _service_manager(docker_host: str | None, restart_command: str | None):  # type: ignore[no-untyped-def]
@@ -714,6 +654,12 @@ def explain(
       dockerdoctor explain DD104
 
       docker push 10.0.0.5:5000/app 2>&1 | dockerdoctor explain -
+
+      journalctl -u docker --no-pager | dockerdoctor explain --format json -
+
+    The answer is a verdict (cause, possible, no known cause), the rules that fit with the lines
+    they rest on, and the fix; stdin is read up to its last 1 MiB. Exit 0 a cause fits, 1 none
+    does, 2 empty input or an unknown rule id.
     """
     from dockerdoctor.engine import discover
 

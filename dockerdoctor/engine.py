@@ -31,6 +31,7 @@ CATEGORIES: dict[str, str] = {
     "endpoint": "Registry endpoints",
     "network": "Registry host: firewall, SELinux, ports",
     "registry": "Registry containers",
+    "runtime": "Other runtimes: containerd CRI, nerdctl, k3s, dockerd's containerd store",
 }
 
 
@@ -45,6 +46,8 @@ class RuleSpec:
     required: list[str] = field(default_factory=list)
     optional: list[str] = field(default_factory=list)
     live_only: bool = False
+    validates_config: bool = False  # the fixer runs it on a candidate configuration before writing it
+    repair_order: int | None = None  # the fixer applies these repairs first, lowest first
 
     @property
     def doc(self) -> str:
@@ -66,7 +69,11 @@ _RULES: dict[str, RuleSpec] = {}
 
 
 def rule(rule_id: str, name: str, *, category: str, severity: Severity, title: str,
-         live_only: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+         live_only: bool = False, validates_config: bool = False,
+         repair_order: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a rule. `validates_config`: the fixer runs it on a candidate configuration (a new
+    error it finds there stops the fix). `repair_order`: a repair of the configuration files
+    themselves, applied before the others (lowest first), so later edits meet a parsable file."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category}")
 
@@ -74,7 +81,8 @@ def rule(rule_id: str, name: str, *, category: str, severity: Severity, title: s
         sig = inspect.signature(fn)
         required = [p.name for p in sig.parameters.values() if p.default is inspect.Parameter.empty]
         optional = [p.name for p in sig.parameters.values() if p.default is not inspect.Parameter.empty]
-        _RULES[rule_id] = RuleSpec(rule_id, name, title, category, severity, fn, required, optional, live_only)
+        _RULES[rule_id] = RuleSpec(rule_id, name, title, category, severity, fn, required, optional, live_only,
+                                   validates_config, repair_order)
         return fn
 
     return deco
@@ -271,3 +279,16 @@ def finding(spec_id: str, title: str, message: str, **kw: Any) -> Finding:
     spec = _RULES[spec_id]
     severity = kw.pop("severity", spec.severity)
     return Finding(spec_id, severity, title, message, **kw)
+
+
+def config_validation_rules() -> set[str]:
+    """The rules that judge a candidate configuration (`validates_config=True`)."""
+    return {rid for rid, spec in discover().items() if spec.validates_config}
+
+
+def repair_rank(rule_id: str) -> int:
+    """Where a rule's repair goes in a fix run: its `repair_order`, else after all of those."""
+    spec = discover().get(rule_id)
+    if spec is not None and spec.repair_order is not None:
+        return spec.repair_order
+    return 1_000

@@ -27,3 +27,7 @@ class Skip(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ApplyError(DoctorError):
+    """The plan cannot be applied as asked (for example a previous run was interrupted)."""

@@ -194,16 +194,20 @@ def render_text(res: dict[str, Any]) -> str:
                      "(best first):")
         for i, m in enumerate(res["matches"], 1):
             name = f" {m['name']}" if m["name"] else ""
-            lines.append(f"\n{i}. {m['rule']}{name}: {m['title']}  [{m['confidence']}, {m['role']}, "
-                         f"score {m['score']:g}]")
+            label = ("cause" if m["confidence"] == "cause" else "possible cause") if m["role"] == "cause" \
+                else "also possible"
+            lines.append(f"\n{i}. {m['rule']}{name}: {m['title']}  [{label}, score {m['score']:g}]")
             if m["reason"]:
                 lines.append(f"   because: {m['reason']}")
             for c in m["context"]:
                 where = f" ({c['file']})" if c.get("file") else ""
                 lines.append(f"   context {_line_ref(c)}{where}: {printable(c['text'][:160])}")
+            shown = {e["pattern"] for mm in res["matches"][: i - 1] for e in mm["evidence"]}
             for ev in m["evidence"]:
                 cut = " (cut short)" if ev.get("truncated") else ""
                 lines.append(f"   matched {_line_ref(ev)}{cut}: {printable(ev['text'][:160])}")
+                if ev["pattern"] in shown:
+                    continue  # its note and source were shown above
                 if ev["note"]:
                     lines.append(f"   means: {ev['note']}")
                 if ev["seen"]:
@@ -211,6 +215,12 @@ def render_text(res: dict[str, Any]) -> str:
             if m["params"]:
                 lines.append("   parameters: " + printable(", ".join(f"{k}={v}" for k, v in m["params"].items())))
             lines.append(f"   fix: {printable(m['fix'])}")
+        if res["not_private"]:
+            lines.append("\nAlso in the text, not a private-registry fault:")
+            for ev in res["not_private"]:
+                lines.append(f"  {_line_ref(ev)}: {printable(ev['text'][:160])}")
+                if ev["note"]:
+                    lines.append(f"  means: {ev['note']}")
         top = res["matches"][0]
         reg = top["params"].get("registry")
         lines.append(f"\nMore: dockerdoctor explain {top['rule']}"

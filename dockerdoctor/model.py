@@ -161,6 +161,18 @@ def operation_to_dict(op: Operation) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Trust:
+    """What a fix makes the daemon trust: one registry, through its CA in certs.d or, as the
+    alternative, insecure-registries. The fixer takes one such step per registry, and picks TLS or
+    insecure by the user's --ca / --insecure; `verify_by_probe` asks it to probe the registry again
+    after applying (the finding was about what the daemon sees there)."""
+
+    registry: str
+    plain_http: bool = False
+    verify_by_probe: bool = False
+
+
+@dataclass(frozen=True)
 class Fix:
     """A least-privilege repair: a summary a person reads, and the operations an engine runs.
 
@@ -172,6 +184,7 @@ class Fix:
     operations: tuple[Operation, ...] = ()
     warnings: tuple[str, ...] = ()
     alternatives: tuple[Fix, ...] = ()
+    trust: Trust | None = None  # a trust step (not part of the JSON report: the operations say it)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -31,6 +31,15 @@ from dockerdoctor.facts.dockerd_cli import (
 )
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.facts.systemd import ExpandedCommand, SystemdUnitState, UnitModel, split_command_line
+from dockerdoctor.fixes.recipes import (
+    CIS_WARNING,
+    DROPIN_DIR,
+    RESTART_WARNING,
+    dropin_text,
+    exec_dropin,
+    exec_dropin_ops,
+    trust_fix,
+)
 from dockerdoctor.model import (
     EnvFileSet,
     Evidence,
@@ -46,7 +55,7 @@ from dockerdoctor.model import (
 )
 from dockerdoctor.net import no_proxy_match
 from dockerdoctor.probe.report import EndpointProbes
-from dockerdoctor.rules_support import CIS_WARNING, json_evidence, origin_evidence, short, trust_fix, value_evidence
+from dockerdoctor.rules_support import json_evidence, origin_evidence, short, value_evidence
 from dockerdoctor.safetext import loads_json
 
 # Variables of the stock env files that carry dockerd options.
@@ -60,16 +69,6 @@ UNKNOWN_CA = re.compile(r"x509: certificate signed by unknown authority")
 
 def _option_words(value: str) -> list[str]:
     return [w for w in split_command_line(value) if w.startswith("-")]
-
-
-def _dropin_exec(unit: UnitModel, extra: list[str], drop: set[int] | None = None) -> str:
-    """A drop-in that resets ExecStart and sets it to the current command plus `extra` words."""
-    current = unit.exec_start[-1].command if unit.exec_start else "/usr/bin/dockerd"
-    words = split_command_line(current)
-    if drop:
-        words = [w for i, w in enumerate(words) if i not in drop]
-    line = " ".join(words + extra)
-    return f"[Service]\nExecStart=\nExecStart={line}\n"
 
 
 # ============================================================================ DD101
@@ -152,7 +151,8 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
 
 
 @rule("DD102", "env-file-not-loaded", category="daemon", severity=Severity.ERROR,
-      title="Options in an environment file are ignored")
+      title="Options in an environment file are ignored",
+      validates_config=True, repair_order=5)
 def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                         daemon_json: DaemonJson | None = None) -> Iterator[Finding]:
     """Options sit in /etc/sysconfig/docker or /etc/default/docker, but docker.service loads no
@@ -211,7 +211,8 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
 
 
 @rule("DD103", "env-var-not-used", category="daemon", severity=Severity.ERROR,
-      title="A loaded variable never reaches dockerd's command line")
+      title="A loaded variable never reaches dockerd's command line",
+      validates_config=True, repair_order=4)
 def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                      planned_command: ExpandedCommand) -> Iterator[Finding]:
     """The unit loads the EnvironmentFile, but ExecStart does not expand the variable that holds
@@ -250,10 +251,10 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
                               Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
                     fix=Fix(f"Expand ${a.name} in ExecStart with a drop-in, then daemon-reload and restart",
-                            (ReplaceFileContent("/etc/systemd/system/docker.service.d/20-expand-vars.conf",
-                                                _dropin_exec(docker_unit, [f"${a.name}"])),
+                            (ReplaceFileContent(f"{DROPIN_DIR}/20-expand-vars.conf",
+                                                exec_dropin(docker_unit, [f"${a.name}"])),
                              ServiceAction("daemon-reload"), ServiceAction("restart")),
-                            warnings=("A restart stops running containers unless live-restore is on.",)),
+                            warnings=(RESTART_WARNING,)),
                     params={"file": a.path, "variable": a.name},
                 )
             elif braced and len(split_command_line(a.value)) > 1:
@@ -265,9 +266,7 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
                               Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
                     fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
-                            (ReplaceFileContent("/etc/systemd/system/docker.service.d/20-expand-vars.conf",
-                                                f"[Service]\nExecStart=\nExecStart={command}\n"),
-                             ServiceAction("daemon-reload"), ServiceAction("restart"))),
+                            exec_dropin_ops("20-expand-vars.conf", command)),
                     params={"file": a.path, "variable": a.name},
                 )
 
@@ -276,7 +275,8 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
 
 
 @rule("DD104", "flag-and-file-conflict", category="daemon", severity=Severity.ERROR,
-      title="The same option is set as a flag and in daemon.json")
+      title="The same option is set as a flag and in daemon.json",
+      validates_config=True, repair_order=3)
 def flag_and_file_conflict(effective_config: EffectiveConfig,
                            docker_journal: Journal | None = None) -> Iterator[Finding]:
     """A directive is given both on dockerd's command line and in daemon.json, so dockerd refuses
@@ -336,16 +336,14 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
             drop = {u.index for u in uses} | {u.index + 1 for u in uses if " " in u.raw}
             exec_words = cfg.expanded.argv if cfg.expanded else []
             line = " ".join(w for i, w in enumerate(exec_words) if i not in drop)
-            ops += [ReplaceFileContent("/etc/systemd/system/docker.service.d/10-no-conflict.conf",
-                                       f"[Service]\nExecStart=\nExecStart={line}\n"),
-                    ServiceAction("daemon-reload"), ServiceAction("restart")]
+            ops += exec_dropin_ops("10-no-conflict.conf", line)
         yield finding(
             "DD104", f"{key} is set as a flag and in {dj.path}",
             f"--{use.name} is on dockerd's command line and \"{key}\" is in {dj.path}; dockerd refuses to "
             f"start when a directive is in both (even with equal values).",
             evidence=ev,
             fix=Fix(f"Keep {key} only in {dj.path}", tuple(ops),
-                    warnings=("A restart stops running containers unless live-restore is on.",)),
+                    warnings=(RESTART_WARNING,)),
             params={"key": key, "flag": use.name},
         )
 
@@ -375,7 +373,8 @@ def _remove_flag_words(cfg: EffectiveConfig, variable: str, flag: str) -> str:
 
 
 @rule("DD105", "insecure-registry-malformed", category="daemon", severity=Severity.ERROR,
-      title="An insecure-registries value is malformed")
+      title="An insecure-registries value is malformed",
+      validates_config=True, repair_order=2)
 def insecure_registry_malformed(effective_config: EffectiveConfig,
                                 target_registries: list[TargetRegistry] | None = None) -> Iterator[Finding]:
     """An insecure-registries value that dockerd rejects or silently ignores.
@@ -485,7 +484,8 @@ def repair_json(text: str) -> str | None:
 
 
 @rule("DD106", "daemon-json-invalid", category="daemon", severity=Severity.ERROR,
-      title="daemon.json is invalid")
+      title="daemon.json is invalid",
+      validates_config=True, repair_order=1)
 def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int, int] | None = None
                         ) -> Iterator[Finding]:
     """daemon.json does not parse, has an unknown or misspelled key, a value of the wrong type, or
@@ -691,7 +691,7 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         evidence=evidence,
         fix=Fix("Reload dockerd (SIGHUP re-reads insecure-registries)" if only_json else "Restart dockerd",
                 (action,), warnings=() if only_json else
-                ("A restart stops running containers unless live-restore is on.",)),
+                (RESTART_WARNING,)),
         params={"missing": added, "extra": removed},
     )
 
@@ -724,7 +724,7 @@ def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitMode
         evidence=[Evidence(systemd_state.source, "NeedDaemonReload=yes")] +
         [Evidence(f, "unit file") for f in files],
         fix=Fix("Reload systemd, then restart docker", (ServiceAction("daemon-reload"), ServiceAction("restart")),
-                warnings=("A restart stops running containers unless live-restore is on.",)),
+                warnings=(RESTART_WARNING,)),
     )
 
 
@@ -732,7 +732,8 @@ def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitMode
 
 
 @rule("DD109", "unit-exec-invalid", category="daemon", severity=Severity.ERROR,
-      title="ExecStart cannot work with this engine")
+      title="ExecStart cannot work with this engine",
+      validates_config=True, repair_order=6)
 def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, docker_socket_unit: bool,
                       engine_version: tuple[int, int, int] | None = None) -> Iterator[Finding]:
     """ExecStart uses `docker daemon` or `docker -d` (removed in 17.12 and 1.13), `-H fd://`
@@ -760,8 +761,7 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
                       f"{'.'.join(map(str, engine_version)) if engine_version else 'of this host'} starts as dockerd.",
                       evidence=[ev],
                       fix=Fix("Start /usr/bin/dockerd instead",
-                              (ReplaceFileContent("/etc/systemd/system/docker.service.d/10-exec.conf",
-                                                  "[Service]\nExecStart=\nExecStart=" + " ".join(new_words) + "\n"),
+                              (ReplaceFileContent(f"{DROPIN_DIR}/10-exec.conf", dropin_text(" ".join(new_words))),
                                *fix_base.operations)))
     if any((f.value or "").startswith("fd://") for f in parsed.values("host")) and not docker_socket_unit:
         yield finding("DD109", "-H fd:// without docker.socket",
@@ -847,7 +847,7 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
         if no_proxy and no_proxy.via == "environment":
             ops.append(EnvFileSet(no_proxy.source, "NO_PROXY", new_no_proxy))
         elif no_proxy is None and proxy.via == "environment":
-            ops.append(ReplaceFileContent("/etc/systemd/system/docker.service.d/20-no-proxy.conf",
+            ops.append(ReplaceFileContent(f"{DROPIN_DIR}/20-no-proxy.conf",
                                           f'[Service]\nEnvironment="NO_PROXY={new_no_proxy}"\n'))
         yield finding(
             "DD110", f"{addr} would go through the proxy {proxy.value}",

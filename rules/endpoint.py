@@ -16,12 +16,13 @@ from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity, Trust
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.e2e import E2EResult
-from dockerdoctor.rules_support import insecure_fix, short, tls_fix
+from dockerdoctor.fixes.recipes import insecure_fix, tls_fix
+from dockerdoctor.rules_support import short
 
 NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
              "daemon in another network namespace without root to enter it: a live report's last line says "
@@ -308,7 +309,8 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             f"{addr} serves plain HTTP, and this daemon only speaks HTTPS to it (it is not in "
             "insecure-registries), so every push and pull fails.",
             evidence=ev,
-            fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),)),
+            fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),),
+                    trust=Trust(str(addr), plain_http=True)),
             params={"registry": str(addr), "host": addr.host, "port": addr.port},
         )
 
@@ -385,7 +387,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
                     (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
                                 "ca.crt: the CA that signed the registry's certificate (from the registry's "
                                 "admin, not fetched blindly from the server)"),),
-                    alternatives=(insecure_fix(addr, effective_config),)),
+                    alternatives=(insecure_fix(addr, effective_config),), trust=Trust(str(addr))),
             params={"registry": str(addr), "host": addr.host, "port": addr.port, "file": ca_path},
         )
 

@@ -9,6 +9,7 @@ from dockerdoctor.errors import Skip
 from dockerdoctor.facts.firewall import VIRTUAL_IFACE, FilterRule, FirewalldState, IfAddr, PacketFilter
 from dockerdoctor.facts.ports import RegistryListener
 from dockerdoctor.facts.selinux import SelinuxStatus
+from dockerdoctor.fixes.recipes import RESTART_WARNING, allow_port_ops, open_port_ops
 from dockerdoctor.model import EnvFileSet, Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
 
 
@@ -30,17 +31,6 @@ def _zones_for(fw: FirewalldState, bind_ip: str, addrs: list[IfAddr] | None) -> 
     if not out and fw.default_zone:
         out[fw.default_zone] = f"the default zone ({fw.default_zone_source or 'firewalld'})"
     return list(out.items())
-
-
-def _open_ops(zone: str, port: int, runtime: bool, permanent: bool) -> tuple[RunCommand, ...]:
-    ops = []
-    if runtime:
-        ops.append(RunCommand(("firewall-cmd", f"--zone={zone}", f"--add-port={port}/tcp"),
-                              "open the one port now (runtime)"))
-    if permanent:
-        ops.append(RunCommand(("firewall-cmd", "--permanent", f"--zone={zone}", f"--add-port={port}/tcp"),
-                              "and keep it open across reloads and reboots"))
-    return tuple(ops)
 
 
 # ============================================================================ DD301
@@ -105,7 +95,8 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                         "rules let it in today, but with FirewallBackend=iptables a `firewall-cmd --reload` or a "
                         "firewalld restart flushes docker's chains until dockerd restarts.",
                         severity=Severity.WARNING, evidence=ev,
-                        fix=Fix(f"Open {lst.port}/tcp in zone {zone} as well", _open_ops(zone, lst.port, True, True)),
+                        fix=Fix(f"Open {lst.port}/tcp in zone {zone} as well",
+                            open_port_ops(zone, lst.port, True, True)),
                         params=params)
                 elif packet_filter is not None and lst.running and (
                         not packet_filter.docker_chains or (packet_filter.docker_dnat_ports is not None
@@ -122,11 +113,11 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                         evidence=ev,
                         fix=Fix("Restart docker, which re-creates its chains and port rules",
                                 (ServiceAction("restart"),),
-                                warnings=("A restart stops running containers unless live-restore is on.",
+                                warnings=(RESTART_WARNING,
                                           "Start firewalld before docker (docker.service After=firewalld.service) "
                                           "so that the next reload does not flush them again."),
                                 alternatives=(Fix(f"Or open {lst.port}/tcp in zone {zone}",
-                                                  _open_ops(zone, lst.port, True, True)),)),
+                                                  open_port_ops(zone, lst.port, True, True)),)),
                         params=params)
                 else:
                     yield finding(
@@ -144,7 +135,7 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                     f"it, at runtime or permanently: other hosts get 'no route to host' (or a timeout).",
                     evidence=ev,
                     fix=Fix(f"Open {lst.port}/tcp in zone {zone} (runtime and permanent)",
-                            _open_ops(zone, lst.port, True, True)),
+                            open_port_ops(zone, lst.port, True, True)),
                     params=params)
             elif rt.open is True and pm.open is False:
                 yield finding(
@@ -152,7 +143,8 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                     f"{lst.owner} is reachable now, but port {lst.port} is not in zone {zone}'s permanent "
                     "configuration: the next `firewall-cmd --reload`, firewalld restart or reboot closes it.",
                     severity=Severity.WARNING, evidence=ev,
-                    fix=Fix(f"Make {lst.port}/tcp permanent in zone {zone}", _open_ops(zone, lst.port, False, True)),
+                    fix=Fix(f"Make {lst.port}/tcp permanent in zone {zone}",
+                            open_port_ops(zone, lst.port, False, True)),
                     params=params)
             elif rt.open is None and pm.open is False:
                 yield finding(
@@ -161,7 +153,7 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                     "does not open it (what firewalld applies at runtime is not known here).",
                     evidence=ev,
                     fix=Fix(f"Open {lst.port}/tcp in zone {zone} (runtime and permanent)",
-                            _open_ops(zone, lst.port, True, True)),
+                            open_port_ops(zone, lst.port, True, True)),
                     params=params)
             elif rt.open is False and pm.open is True:
                 yield finding(
@@ -169,7 +161,8 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
                     f"{lst.owner} listens on port {lst.port}; zone {zone} opens it permanently but not at runtime "
                     "(added with --permanent and never reloaded, or removed at runtime).",
                     evidence=ev,
-                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} at runtime", _open_ops(zone, lst.port, True, False)),
+                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} at runtime",
+                            open_port_ops(zone, lst.port, True, False)),
                     params=params)
 
 
@@ -202,21 +195,6 @@ def _reject_effect(r: FilterRule) -> str:
     if w in ("", "icmp-port-unreachable", "icmpx port-unreachable", "port-unreachable"):
         return "rejected with port-unreachable: clients see 'connection refused'"
     return "rejected with an ICMP prohibited message: clients see 'connect: no route to host'"
-
-
-def _allow_ops(r: FilterRule, port: int) -> tuple[RunCommand, ...]:
-    if r.backend == "nftables":
-        if r.handle is not None and not r.is_policy:
-            return (RunCommand(("nft", "insert", "rule", r.family, r.table, r.chain, "position", str(r.handle),
-                                "tcp", "dport", str(port), "accept"),
-                               f"accept {port}/tcp just before the rule that blocks it"),)
-        return (RunCommand(("nft", "insert", "rule", r.family, r.table, r.chain, "tcp", "dport", str(port), "accept"),
-                           f"accept {port}/tcp at the top of the chain"),)
-    if r.backend == "iptables":
-        pos = str(r.position) if r.position and not r.is_policy else "1"
-        return (RunCommand(("iptables", "-I", r.chain, pos, "-p", "tcp", "--dport", str(port), "-j", "ACCEPT"),
-                           f"accept {port}/tcp before the rule that blocks it"),)
-    return (RunCommand(("ufw", "allow", f"{port}/tcp"), f"allow {port}/tcp"),)
 
 
 @rule("DD302", "packet-filter-blocks-port", category="network", severity=Severity.ERROR,
@@ -265,7 +243,7 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
                 f"{lst.owner} listens on port {lst.port}, but {where} {r.verdict}s new connections to it "
                 f"({'the chain policy' if r.is_policy else 'a rule'}): {effect}.",
                 evidence=[Evidence(r.source, r.text, r.line), Evidence(lst.evidence_source, lst.evidence_text)],
-                fix=Fix(f"Accept {lst.port}/tcp in {where}", _allow_ops(r, lst.port),
+                fix=Fix(f"Accept {lst.port}/tcp in {where}", allow_port_ops(r, lst.port),
                         warnings=("Save the ruleset where it is loaded at boot (/etc/nftables.conf, "
                                   "/etc/sysconfig/iptables or netfilter-persistent), or it is gone after a reboot.",)),
                 params={"port": lst.port, "backend": r.backend, "verdict": r.verdict, "reject_with": r.reject_with,

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts import HostPort
 from dockerdoctor.facts.containers import (
     V0_DATA_DIR,
     V2_DATA_DIR,
@@ -20,6 +19,7 @@ from dockerdoctor.facts.firewall import IfAddr
 from dockerdoctor.facts.host import TargetRegistry
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
 from dockerdoctor.facts.selinux import SelinuxStatus
+from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.rules_support import short
 
@@ -36,70 +36,6 @@ DELETE_BY_TAG = re.compile(r"DELETE\s*\S*?/v2/(?P<repo>[^ \"]+?)/manifests/(?P<r
 DELETE_BY_TAG_URI = re.compile(r"http\.request\.uri=\"?/v2/(?P<repo>[^ \"]+?)/manifests/(?P<ref>[^ \"?]+)")
 GC_LINE = re.compile(r"garbage-collect|blob eligible for deletion|marking (manifest|blob)", re.I)
 NO_SECRET = re.compile(r"No HTTP secret provided")
-
-
-# --------------------------------------------------------------------------- docker run, rebuilt
-
-
-def _is_default(item: str, defaults: list[str] | None) -> bool:
-    return defaults is not None and item in defaults
-
-
-def docker_run_argv(c: ContainerInfo, *, set_env: dict[str, str] | None = None,
-                    relabel: dict[str, str] | None = None, name: str | None = None) -> tuple[str, ...]:
-    """The `docker run` line that recreates `c`: same name, ports, volumes, env, restart policy,
-    labels, network and command, with `set_env` added and `relabel` (destination -> z|Z) applied."""
-    argv: list[str] = ["docker", "run", "-d", "--name", name or c.name]
-    if c.restart_policy and c.restart_policy != "no":
-        rp = c.restart_policy + (f":{c.restart_max}" if c.restart_policy == "on-failure" and c.restart_max else "")
-        argv += ["--restart", rp]
-    if c.network_mode not in ("default", "bridge", ""):
-        argv += ["--network", c.network_mode]
-    for p in c.ports:
-        if p.host_ip == "::" and any(o.host_ip in ("0.0.0.0", "") and o.host_port == p.host_port
-                                     and o.container_port == p.container_port for o in c.ports):
-            continue  # docker lists one -p twice (IPv4 and IPv6)
-        argv += ["-p", p.docker_arg()]
-    for m in c.mounts:
-        if m.type not in ("bind", "volume"):
-            continue
-        mode_parts = [x for x in m.mode.split(",") if x and x not in ("z", "Z", "rw", "rprivate")]
-        if not m.rw and "ro" not in mode_parts:
-            mode_parts.append("ro")
-        label = (relabel or {}).get(m.destination) or m.selinux_label
-        if label:
-            mode_parts.append(label)
-        src = m.source if m.type == "bind" else (m.name or m.source)
-        argv += ["-v", f"{src}:{m.destination}" + (f":{','.join(mode_parts)}" if mode_parts else "")]
-    env = [e for e in c.env_list if not _is_default(e, c.image_env) and not e.startswith("PATH=")]
-    for k, v in (set_env or {}).items():
-        env = [e for e in env if not e.startswith(k + "=")]
-        env.append(f"{k}={v}")
-    for e in env:
-        argv += ["-e", e]
-    for k, v in sorted(c.labels.items()):
-        if c.image_labels is not None and c.image_labels.get(k) == v:
-            continue
-        argv += ["--label", f"{k}={v}"]
-    entry_changed = c.image_entrypoint is not None and c.entrypoint != c.image_entrypoint
-    if entry_changed and c.entrypoint:
-        argv += ["--entrypoint", c.entrypoint[0]]
-    argv.append(c.image)
-    if entry_changed and c.entrypoint:
-        argv += c.entrypoint[1:] + c.cmd
-    elif c.image_cmd is None or c.cmd != c.image_cmd:
-        argv += c.cmd
-    return tuple(argv)
-
-
-def recreate_ops(c: ContainerInfo, run_argv: tuple[str, ...], why: str) -> tuple[RunCommand, ...]:
-    old = f"{c.name}-before-dockerdoctor"
-    return (
-        RunCommand(("docker", "stop", c.name), "stop the container (its volumes stay)"),
-        RunCommand(("docker", "rename", c.name, old), "keep the old container until the new one works"),
-        RunCommand(run_argv, why),
-        RunCommand(("docker", "rm", old), "once the new container works: remove the old one"),
-    )
 
 
 def _last_error(c: ContainerInfo) -> tuple[int, str] | None:
@@ -370,23 +306,9 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
         keep = other or (m if m is not None and m.anonymous else None)
         src = (keep.source if keep is not None and keep.type == "bind" else (keep.name if keep is not None else None))
         vol = src or f"{c.name}-data"
-        run = list(docker_run_argv(c))
-        # rewrite the volume list: drop the wrong/anonymous one, add the right path
-        fixed: list[str] = []
-        skip = False
-        for i, a in enumerate(run):
-            if skip:
-                skip = False
-                continue
-            if a == "-v" and i + 1 < len(run):
-                spec = run[i + 1]
-                dest = spec.split(":")[1] if ":" in spec else spec
-                if (keep is not None and dest == keep.destination) or dest.rstrip("/") == rc.data_dir.rstrip("/"):
-                    skip = True
-                    continue
-            fixed.append(a)
-        image_at = fixed.index(c.image)
-        fixed[image_at:image_at] = ["-v", f"{vol}:{rc.data_dir}"]
+        # the same container without the wrong/anonymous volume, with one at the right path
+        fixed = docker_run_argv(c, without_mounts_at=[rc.data_dir, *([keep.destination] if keep else [])],
+                                add_volumes=[f"{vol}:{rc.data_dir}"])
         ops: list[RunCommand] = []
         if keep is not None and keep.type == "bind" and not keep.anonymous:
             # the images are in the container (or its anonymous volume), not in the host directory
@@ -395,7 +317,7 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
         elif keep is None or keep.anonymous:
             ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}", f"./{c.name}-data-backup"),
                                   "keep a copy of the images before the container is replaced"))
-        ops.extend(recreate_ops(c, tuple(fixed), f"the same container, with its data on {vol} at {rc.data_dir}"))
+        ops.extend(recreate_ops(c, fixed, f"the same container, with its data on {vol} at {rc.data_dir}"))
         yield finding(
             "DD403", f"Registry {c.name} keeps its data inside the container",
             f"{c.name} ({c.image}, {rc.version}) writes images to {rc.data_dir}, but {problem}.",
@@ -455,25 +377,12 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
             title = f"Registry {c.name} does not publish port {rc.port}"
             host_port = others[0].host_port if others and others[0].host_port else rc.port
             severity = Severity.ERROR
-        run = [a for a in docker_run_argv(c)]
-        out: list[str] = []
-        skip = False
-        for i, a in enumerate(run):
-            if skip:
-                skip = False
-                continue
-            if a == "-p" or (a == "--network" and run[i + 1] == "none"):
-                skip = True
-                continue
-            out.append(a)
-        at = out.index(c.image)
         keep_ports = [p.docker_arg() for p in c.ports if p.container_port != rc.port and p.host_ip != "::"]
-        ports = ["-p", f"{host_port}:{rc.port}"] + [x for kp in keep_ports for x in ("-p", kp)]
-        out[at:at] = ports
+        out = docker_run_argv(c, publish=[f"{host_port}:{rc.port}", *keep_ports])
         yield finding(
             "DD404", title, msg, severity=severity, evidence=ev,
             fix=Fix(f"Recreate {c.name} with -p {host_port}:{rc.port}",
-                    recreate_ops(c, tuple(out), f"the same container, publishing {host_port}:{rc.port}")),
+                    recreate_ops(c, out, f"the same container, publishing {host_port}:{rc.port}")),
             params={"container": c.name, "port": rc.port},
         )
 
@@ -705,4 +614,3 @@ def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -
         )
 
 
-__all__ = ["docker_run_argv", "recreate_ops", "HostPort"]

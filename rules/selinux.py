@@ -4,38 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dockerdoctor.rules.registry_container import docker_run_argv, recreate_ops
-
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.containers import Mount, RegistryContainer, mount_covering
 from dockerdoctor.facts.ports import RegistryProcess
 from dockerdoctor.facts.selinux import CONTAINER_FILE_TYPES, AuditLog, AvcDenial, SelinuxLabels, SelinuxStatus
+from dockerdoctor.fixes.recipes import relabel_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.rules_support import short
 
 CONFINED_CONTAINER_TYPES = {"container_t", "svirt_lxc_net_t", "svirt_sandbox_t", "container_init_t"}
 REGISTRY_COMMS = {"registry", "docker-registry", "gunicorn", "zot", "registry_DO_NOT", "harbor_registry"}
-
-
-def relabel_fix(c_rc: RegistryContainer, m: Mount) -> Fix:
-    c = c_rc.container
-    run = docker_run_argv(c, relabel={m.destination: "Z"})
-    semanage = Fix(
-        f"Label {m.source} container_file_t with semanage fcontext and restorecon",
-        (RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
-                    "a permanent labelling rule for the directory"),
-         RunCommand(("restorecon", "-Rv", m.source), "apply it to the files there now")),
-        warnings=("Use this when several containers share the directory, or it must keep its label "
-                  "across relabels and container recreation.",),
-    )
-    return Fix(
-        f"Recreate {c.name} with :Z on {m.source}:{m.destination}",
-        recreate_ops(c, run, f"the same container, with {m.source} relabelled for it (:Z)"),
-        warnings=(":Z gives the directory a label private to this one container; use :z if another container "
-                  "shares it. Never setenforce 0.",),
-        alternatives=(semanage,),
-    )
 
 
 def _data_mounts(rc: RegistryContainer) -> list[Mount]:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+# --root DIR: measure another tree's explain (the peer, e.g. main unpacked with `git archive`)
+_root = sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv else str(REPO)
+sys.path.insert(0, _root)
 
 from corpus import load  # noqa: E402
 
@@ -90,11 +92,15 @@ def timing(runs: int = 7) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "fresh", "all"])
+    ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "fresh", "fresh2", "all"])
     ap.add_argument("--misses", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--root", default=str(REPO), help="the tree whose dockerdoctor is measured")
+    ap.add_argument("--peer", help="a second tree, measured in the same run, alternately (e.g. main)")
     a = ap.parse_args()
+    if a.peer:
+        return side_by_side(a)
     res = score(a.split, a.misses)
     if not a.no_timing:
         res["paste_1mb"] = timing()
@@ -113,6 +119,33 @@ def main() -> int:
               f"over {t['runs']} runs")
     for m in res["misses"]:
         print("MISS", m)
+    return 0
+
+
+def side_by_side(a: argparse.Namespace) -> int:
+    """This tree and the peer, each in its own process, alternately (three rounds): same corpus,
+    same 1 MB paste, same load."""
+    import os
+    import subprocess
+
+    rows: dict[str, list[dict]] = {"this": [], "peer": []}
+    for _ in range(3):
+        for name, root in (("this", a.root), ("peer", a.peer)):
+            out = subprocess.run([sys.executable, __file__, "--split", a.split, "--json", "--root", root],
+                                 capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": root})
+            if out.returncode != 0:
+                print(f"{name} failed: {out.stderr[-2000:]}")
+                return 1
+            rows[name].append(json.loads(out.stdout))
+    print(f"split {a.split}; load average before: {os.getloadavg()[0]:.2f}")
+    print("| tree | top-1 | top-3 | negatives claimed | 1 MB paste median (min) over 3x7 runs |")
+    print("|---|---|---|---|---|")
+    for name, root in (("this", a.root), ("peer", a.peer)):
+        r = rows[name][0]
+        med = statistics.median(x["paste_1mb"]["median_ms"] for x in rows[name])
+        mn = min(x["paste_1mb"]["min_ms"] for x in rows[name])
+        print(f"| {name} ({root}) | {r['top1']}/{r['positives']} | {r['top3']}/{r['positives']} | "
+              f"{r['negatives_claimed']}/{r['negatives']} | {med} ms ({mn} ms) |")
     return 0
 
 

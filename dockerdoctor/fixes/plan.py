@@ -1,14 +1,22 @@
-"""The dry-run plan: every fix rendered as unified diffs and exact commands."""
+"""The dry-run plan: every fix rendered as unified diffs and exact commands.
+
+The plan is a view of `fixes.apply.prepare`'s result, the same new file contents that `--apply`
+writes: the diffs are computed once, while preparing, so what `fix` shows is what `fix --apply` does.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from dockerdoctor.fixes.edits import FILE_OPS, UneditableFile, apply_edit
 from dockerdoctor.model import Finding, Fix, Operation, RunCommand, ServiceAction
-from dockerdoctor.sources.base import Source
 
+if TYPE_CHECKING:
+    from dockerdoctor.fixes.apply import Prepared
+
+# Commands a fix shows for information; running them repairs nothing.
 READ_ONLY_COMMANDS = (
     "journalctl",
     "cat",
@@ -36,7 +44,9 @@ class PlanStep:
     fix: Fix
     diffs: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # edits that cannot be made (the JSON plan's "errors")
+    notes: list[str] = field(default_factory=list)  # why this fix was chosen
+    problems: list[str] = field(default_factory=list)  # every reason the step cannot run here
 
 
 @dataclass
@@ -45,49 +55,39 @@ class Plan:
     services: list[str]  # "systemctl reload docker.service" ...
 
 
-def build_plan(findings: list[Finding], source: Source) -> Plan:
-    originals: dict[str, str | None] = {}
-    current: dict[str, str | None] = {}
-    steps: list[PlanStep] = []
-    services: list[str] = []
-    for f in findings:
-        if f.fix is None or not f.fix.operations:
-            continue
-        step = PlanStep(f, f.fix)
-        for op in f.fix.operations:
-            _plan_op(op, step, source, originals, current, services)
-        steps.append(step)
-    return Plan(steps, services)
+def unified_diff(path: str, before: str | None, after: str) -> str:
+    """The change of one file, as `diff -u` shows it (a new file comes from /dev/null)."""
+    diff = difflib.unified_diff(
+        (before or "").splitlines(keepends=True), after.splitlines(keepends=True),
+        fromfile=f"a{path}" if before is not None else "/dev/null", tofile=f"b{path}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in diff)
 
 
-def _plan_op(op: Operation, step: PlanStep, source: Source, originals: dict[str, str | None],
-             current: dict[str, str | None], services: list[str]) -> None:
-    if isinstance(op, FILE_OPS):
-        path = op.path
-        if path not in originals:
-            originals[path] = source.read_text(path)
-            current[path] = originals[path]
-        before = current[path]
-        try:
-            after = apply_edit(op, before)
-        except UneditableFile as exc:
-            step.errors.append(str(exc))
-            return
-        current[path] = after
-        if before == after:
-            return
-        diff = difflib.unified_diff(
-            (before or "").splitlines(keepends=True), after.splitlines(keepends=True),
-            fromfile=f"a{path}" if before is not None else "/dev/null", tofile=f"b{path}",
-        )
-        text = "".join(line if line.endswith("\n") else line + "\n" for line in diff)
-        step.diffs.append(text)
-    elif isinstance(op, RunCommand):
+def command_line(op: Operation) -> str | None:
+    """How the plan shows a command or service operation (None for a file edit)."""
+    if isinstance(op, RunCommand):
         # Say which commands --apply runs: two `docker run` lines with no word on which one runs misled.
         mark = "shown only, --apply does not run it" if shown_only(op) else "--apply runs this"
-        step.commands.append(op.shell() + f"    # [{mark}]" + (f" {op.description}" if op.description else ""))
-    elif isinstance(op, ServiceAction):
-        cmd = op.shell()
-        step.commands.append(cmd)
-        if cmd not in services:
-            services.append(cmd)
+        return op.shell() + f"    # [{mark}]" + (f" {op.description}" if op.description else "")
+    if isinstance(op, ServiceAction):
+        return op.shell()
+    return None
+
+
+def plan_of(prepared: Prepared) -> Plan:
+    """The plan of every prepared step whose chosen fix has operations."""
+    steps: list[PlanStep] = []
+    services: list[str] = []
+    for ps in prepared.steps:
+        fix = ps.choice.fix
+        if fix is None or not fix.operations:
+            continue
+        finding = dataclasses.replace(ps.finding, fix=fix)
+        commands = [c for c in (command_line(op) for op in fix.operations) if c is not None]
+        for op in fix.operations:
+            if isinstance(op, ServiceAction) and op.shell() not in services:
+                services.append(op.shell())
+        steps.append(PlanStep(finding, fix, list(ps.diffs), commands, list(ps.edit_errors), list(ps.choice.notes),
+                              list(ps.errors)))
+    return Plan(steps, services)

@@ -74,11 +74,17 @@ class KnowledgeBase:
     access: list[AccessRule] = field(default_factory=list)
     # prefilter: a line is only matched against patterns whose literal keywords it contains
     keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)  # pattern id -> keywords (lower case)
-    gate: re.Pattern[str] | None = None  # any keyword at all
+    _gate: re.Pattern[str] | None = None  # any keyword at all (compiled on first use: ~20 ms)
     by_id: dict[str, Pattern] = field(default_factory=dict)
     unkeyed: list[Pattern] = field(default_factory=list)  # patterns without keywords: tried on every line
     all_keywords: tuple[str, ...] = ()
     phrase_heads: tuple[str, ...] = ()  # the first PHRASE_HEAD characters of every phrase
+
+    @property
+    def gate(self) -> re.Pattern[str] | None:
+        if self._gate is None and self.all_keywords:
+            self._gate = re.compile(_trie_regex(sorted(self.all_keywords, key=len, reverse=True)))
+        return self._gate
 
     def candidates(self, line: str, gated: bool | None = None) -> list[Pattern]:
         """The patterns worth trying on the line; `gated` says whether the keyword gate already
@@ -329,7 +335,6 @@ def load_kb() -> KnowledgeBase:
     kb.by_id = {p.id: p for p in pats}
     kb.unkeyed = [p for p in pats if not kb.keywords.get(p.id)]
     allkw = sorted({k for ks in kb.keywords.values() for k in ks}, key=len, reverse=True)
-    kb.gate = re.compile(_trie_regex(allkw)) if allkw else None
     kb.all_keywords = tuple(allkw)
     kb.phrase_heads = tuple(sorted({ph[:PHRASE_HEAD] for p in pats for ph in p.phrases}))
     return kb

@@ -90,7 +90,7 @@ def extract_params(line: str) -> dict[str, Any]:
             if best[2]:
                 out["port"] = int(best[2])
             out["scheme"] = best[3]
-    if "port" not in out:
+    if "port" not in out and "public" not in out:  # a public registry's dial goes to its address or a proxy
         for rx in _ADDR_RES:
             am = rx.search(line)
             if am is None or not am.group("host"):
@@ -451,18 +451,17 @@ def iter_hits(lines: Iterable[str], kb: KnowledgeBase | None = None) -> Iterator
 
 def recent_hits(lines: list[str], per_key: int = 3) -> list[Hit]:
     """Hits in a long log, in file order, keeping only the last `per_key` of each (pattern, host,
-    port): memory stays bounded when a journal repeats one error 50 000 times."""
+    port): memory stays bounded when a journal repeats one error 50 000 times. One pass of the
+    parser over the whole log (its scan skips the lines without a keyword)."""
     kb = load_kb()
     counts: dict[tuple[str, Any, Any], int] = {}
     out: list[Hit] = []
-    for idx in range(len(lines) - 1, -1, -1):
-        for hit in iter_hits((lines[idx],), kb):
-            key = (hit.pattern.id, hit.params.get("host"), hit.params.get("port"))
-            if counts.get(key, 0) >= per_key:
-                continue
-            counts[key] = counts.get(key, 0) + 1
-            hit.line_no = hit.line_end = idx + 1
-            out.append(hit)
+    for hit in reversed(list(iter_hits(lines, kb))):
+        key = (hit.pattern.id, hit.params.get("host"), hit.params.get("port"))
+        if counts.get(key, 0) >= per_key:
+            continue
+        counts[key] = counts.get(key, 0) + 1
+        out.append(hit)
     out.reverse()
     return out
 

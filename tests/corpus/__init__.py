@@ -40,6 +40,6 @@ def load(split: str | None = None) -> list[Entry]:
             continue
         for e in yaml.safe_load(p.read_text(encoding="utf-8"))["entries"]:
             out.append(Entry(e["text"], str(e["expect"]), e["source"], e.get("tool", ""), name, e.get("batch", "")))
-    if split == "fresh":
-        return [e for e in out if e.batch == "fresh"]
+    if split in ("fresh", "fresh2"):
+        return [e for e in out if e.batch == split]
     return [e for e in out if split is None or e.split == split]

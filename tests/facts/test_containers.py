@@ -147,7 +147,7 @@ def test_published_loopback_and_v6_duplicates() -> None:
                                                            {"HostIp": "::", "HostPort": "5000"}]}})
     c: ContainerInfo = container_from_inspect(json.loads(json.dumps(data)), "x")
     assert len(c.ports) == 2
-    from dockerdoctor.rules.registry_container import docker_run_argv
+    from dockerdoctor.fixes.recipes import docker_run_argv
 
     argv = docker_run_argv(c)
     assert argv.count("-p") == 1 and argv[argv.index("-p") + 1] == "5000:5000"

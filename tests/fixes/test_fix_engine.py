@@ -190,7 +190,7 @@ def test_changed_keys_ignores_formatting_and_order() -> None:
 
 
 def _dd101(plain: bool) -> Finding:
-    from dockerdoctor.rules_support import trust_fix
+    from dockerdoctor.fixes.recipes import trust_fix
 
     return Finding(
         "DD101",
@@ -486,7 +486,7 @@ def test_failing_command_rolls_the_files_back(tmp_path: Path) -> None:
 
 
 def test_new_dropin_is_named_to_come_last() -> None:
-    from dockerdoctor.fixes.apply import _last_dropin
+    from dockerdoctor.fixes.choose import _last_dropin
 
     d = "/etc/systemd/system/docker.service.d"
     fix = Fix("x", (ReplaceFileContent(f"{d}/10-exec.conf", "[Service]\n"), ServiceAction("restart")))

@@ -8,7 +8,8 @@ from snap import PS_HEADER, docker_ce_host, make_snapshot, ps_line
 
 from dockerdoctor.engine import run_rules
 from dockerdoctor.facts import CheckOptions, Facts, HostPort
-from dockerdoctor.fixes.plan import build_plan
+from dockerdoctor.fixes.apply import Choice, prepare
+from dockerdoctor.fixes.plan import plan_of
 from dockerdoctor.model import EnvFileSet, JsonListAdd, JsonRenameKey, RuleStatus, ServiceAction, Severity
 from dockerdoctor.sources.snapshot import SnapshotSource
 
@@ -132,8 +133,7 @@ def test_dd106_broken_json_gets_a_repaired_file_in_the_plan(tmp_path: Path) -> N
     root = docker_ce_host(tmp_path / "h", daemon_json='{\n  "debug": true,\n  "insecure-registries": ["a:1"],\n}\n')
     (f,) = findings(root, "DD106")
     assert f.evidence[0].line == 4
-    src = SnapshotSource(root)
-    plan = build_plan([f], src)
+    plan = plan_of(prepare([Choice(f, f.fix)], Facts(SnapshotSource(root), CheckOptions(network=False))))
     assert '-  "insecure-registries": ["a:1"],' in plan.steps[0].diffs[0]
     assert '+    "a:1"' in plan.steps[0].diffs[0]
 

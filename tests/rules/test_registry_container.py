@@ -6,11 +6,11 @@ import shlex
 from pathlib import Path
 
 import pytest
-from dockerdoctor.rules.registry_container import docker_run_argv
 
 from dockerdoctor.engine import run_rules
 from dockerdoctor.facts import CheckOptions, Facts
 from dockerdoctor.facts.containers import container_from_inspect, describe_registry
+from dockerdoctor.fixes.recipes import docker_run_argv
 from dockerdoctor.model import RuleStatus
 from dockerdoctor.sources.snapshot import SnapshotSource
 

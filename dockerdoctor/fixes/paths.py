@@ -1,0 +1,91 @@
+"""Where a fix reads and writes a host path: in a snapshot, through the running daemon's mount
+namespace (/proc/PID/root), or as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+
+from dockerdoctor.facts import Facts
+
+
+class PathMapper:
+    """Where a path of the plan is really written.
+
+    Offline (a snapshot copy) every path lives under the snapshot root. Live, the daemon's own
+    files (/etc/docker/**, and its --config-file) are reached through /proc/PID/root when dockerd
+    runs in a mount namespace of its own, so the file it reads is the file that changes.
+    """
+
+    def __init__(self, root: str | None = None, proc_root: str | None = None, daemon_json_path: str | None = None):
+        self.root = root
+        self.proc_root = proc_root
+        self.daemon_json_path = daemon_json_path
+        # /proc/PID/root/DIR -> /proc/self/fd/N: a directory fd pinned while dockerd still runs keeps
+        # its mount namespace's files reachable after dockerd exits (a failed restart, then rollback).
+        self._pinned: dict[str, str] = {}
+
+    @classmethod
+    def for_facts(cls, facts: Facts) -> PathMapper:
+        root = getattr(facts.source, "root", None) if not facts.live else None
+        proc = facts.optional("dockerd_process") if facts.live else None
+        dj = facts.optional("daemon_json")
+        return cls(
+            str(root) if root else None,
+            proc.root_prefix if proc is not None else None,
+            dj.path if dj is not None else None,
+        )
+
+    def real(self, path: str) -> str:
+        if self.root:
+            return os.path.join(self.root, path.lstrip("/"))
+        if self.proc_root and (path.startswith("/etc/docker/") or path == self.daemon_json_path):
+            base = "/etc/docker" if path.startswith("/etc/docker/") else os.path.dirname(path)
+            mapped = self.proc_root + base
+            if mapped in self._pinned or (os.path.isdir(mapped) and not _same_dir(mapped, base)):
+                self._pin(mapped)
+                return self.proc_root + path
+        return path
+
+    def _pin(self, mapped: str) -> None:
+        if mapped in self._pinned:
+            return
+        try:
+            fd = os.open(mapped, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        self._pinned[mapped] = f"/proc/self/fd/{fd}"
+
+    def to_io(self, real: str) -> str:
+        """The path to open for `real` now (through a pinned directory when there is one)."""
+        for mapped, pinned in self._pinned.items():
+            if real == mapped or real.startswith(mapped + "/"):
+                return pinned + real[len(mapped) :]
+        return real
+
+
+def _same_dir(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+_PROC_ROOT = re.compile(r"^/proc/\d+/root(?=/)")
+
+
+def io_remapper(mapper: PathMapper | None) -> Callable[[str], str] | None:
+    """A run recorded /proc/OLDPID/root/...: when that dockerd is gone, reach the file through the
+    dockerd that runs now (same mount namespace layout)."""
+    if mapper is None:
+        return None
+
+    def to_io(real: str) -> str:
+        m = _PROC_ROOT.match(real)
+        if m and not os.path.exists(m.group(0)):
+            return mapper.to_io(mapper.real(real[m.end() :]))
+        return real
+
+    return to_io
