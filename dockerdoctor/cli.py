@@ -359,8 +359,9 @@ def fix(
                                                "default), then reload/restart as that run did.")] = None,
     list_backups: Annotated[bool, typer.Option("--list-backups", help="List earlier runs and their backups.")
                             ] = False,
-    state_dir: Annotated[Path, typer.Option(
-        "--state-dir", metavar="DIR", help="Where backups and manifests live.")] = Path("/var/lib/dockerdoctor"),
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", metavar="DIR", help="Where backups and manifests live (default /var/lib/dockerdoctor; "
+                                            "with --root, SNAP.dockerdoctor beside the snapshot).")] = None,
     restart_command: Annotated[str | None, typer.Option(
         "--restart-command", metavar="CMD",
         help="How to restart dockerd on a host without systemd (run with sh -c); reload is then SIGHUP "
@@ -389,6 +390,9 @@ def fix(
     """
     from dockerdoctor.fixes.backup import BackupStore
 
+    # A snapshot run keeps its backups beside the snapshot: it never writes the host's /var/lib.
+    if state_dir is None:
+        state_dir = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
     store = BackupStore(state_dir)
     docker_host, chosen_by = _resolve_daemon(docker_host, root)
     if list_backups:
@@ -441,7 +445,8 @@ def fix(
             if not typer.confirm("Apply these changes?", default=False):
                 typer.echo("Nothing was changed.")
                 raise typer.Exit(1)
-        result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json)
+        result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json,
+                        _undo_args(root, state_dir))
     finally:
         facts.source.close()
     if fmt == ListFormat.json:
@@ -506,7 +511,24 @@ def _service_manager(docker_host: str | None, restart_command: str | None):  # t
     return choose_manager(restart_command, pid_of)
 
 
-def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, quiet):  # type: ignore[no-untyped-def]
+LIVE_STATE_DIR = Path("/var/lib/dockerdoctor")
+
+
+def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
+    """The options the Undo hint needs to find this run again: the exact command, copy-pasteable."""
+    import shlex
+
+    out: list[str] = []
+    if root is not None:
+        out += ["--root", shlex.quote(str(root))]
+    default = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
+    if state_dir != default:
+        out += ["--state-dir", shlex.quote(str(state_dir))]
+    return tuple(out)
+
+
+def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, quiet,  # type: ignore[no-untyped-def]
+           undo_args=()):
     from dockerdoctor.fixes.apply import ApplyOptions, apply_prepared
 
     manager = None if root is not None else _service_manager(docker_host, restart_command)
@@ -514,6 +536,7 @@ def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart
         store=store, manager=manager,
         facts_factory=lambda: _build_facts(root, registry, timeout, docker_host),
         echo=lambda s: typer.echo(s, err=quiet),  # with --format json, progress goes to stderr
+        undo_args=undo_args,
     )
     return apply_prepared(prepared, facts, opts)
 
@@ -546,9 +569,14 @@ def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool)
             raise typer.Exit(1)
     from dockerdoctor.fixes.apply import PathMapper
 
-    manager = None if root is not None else _service_manager(docker_host, restart_command)
+    snapshot_run = rec.target.startswith("snapshot")
+    if snapshot_run:
+        # A --root run changed files in a snapshot: its rollback restores them there and touches no daemon,
+        # whatever -H or --restart-command says.
+        typer.echo(f"{rec.run_id} was a {rec.target} run: restoring its files there; no daemon is reloaded.")
+    manager = None if root is not None or snapshot_run else _service_manager(docker_host, restart_command)
     mapper = None
-    if root is None:
+    if root is None and not snapshot_run:
         facts = _build_facts(None, None, 2.0, docker_host)
         mapper = PathMapper.for_facts(facts)
     rollback_run(store, rec.run_id, manager, docker_host, echo=lambda s: typer.echo(s), mapper=mapper)
@@ -567,7 +595,8 @@ def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-de
         return
     for r in runs:
         files = ", ".join(f.path for f in r.files) or "no files"
-        typer.echo(f"{r.run_id}  {r.status:<11} {r.created}  {files}")
+        where = f"  [{r.target}]" if r.target.startswith("snapshot") else ""
+        typer.echo(f"{r.run_id}  {r.status:<11} {r.created}  {files}{where}")
 
 
 # --------------------------------------------------------------------------- collect
