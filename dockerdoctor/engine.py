@@ -183,6 +183,12 @@ def passed_on(text: str) -> None:
         basis.append(text)
 
 
+def basis_count() -> int:
+    """How many facts the running rule has recorded with passed_on (0 outside a rule)."""
+    basis = _BASIS.get()
+    return len(basis) if basis is not None else 0
+
+
 def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | None = None) -> list[RuleResult]:
     rules = discover()
     results: list[RuleResult] = []

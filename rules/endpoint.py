@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from dockerdoctor.engine import finding, passed_on, rule
+from dockerdoctor.engine import basis_count, finding, passed_on, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.containers import RegistryContainer
-from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
+from dockerdoctor.facts.daemon import DEFAULT_INSECURE_CIDRS, EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity, Trust
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
@@ -42,6 +42,23 @@ def _insecure_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
         src = cfg.insecure_running if cfg.insecure_running is not None else cfg.insecure_planned
         values = [v.value for v in src]
     return trusted_as_insecure(addr, values)
+
+
+def _trusted(addr: HostPort, cfg: EffectiveConfig | None) -> bool:
+    """Does dockerd skip TLS verification for addr? When it does, say why (for -v: the fact a pass rests on)."""
+    entry = _insecure_entry(addr, cfg)
+    if entry is None:
+        return False
+    if "always insecure" in entry or entry in DEFAULT_INSECURE_CIDRS:
+        passed_on(f"{addr}: dockerd treats {entry.split(' ', 1)[0]} as insecure")
+        return True
+    where = ""
+    for v in [*(cfg.insecure_planned if cfg else []), *((cfg.insecure_running or []) if cfg else [])]:
+        if v.value == entry:
+            where = f" at {v.where()}"
+            break
+    passed_on(f"{addr} trusted via insecure-registries ({entry}){where}")
+    return True
 
 
 def _planned_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
@@ -122,7 +139,10 @@ def _each(target_registries: list[TargetRegistry], endpoint_probes: dict[str, An
             passed_on(f"{addr}: not probed; the docker journal names it, without this error")
         else:
             unseen.append(str(addr))
+        before = basis_count()
         yield addr, rep
+        if unseen and unseen[-1] == str(addr) and basis_count() > before:
+            unseen.pop()  # the rule judged it from the configuration alone (insecure-registries, loopback)
     if unseen and len(unseen) == len(addrs):
         # Nothing was looked at: no probe, and no journal line or registry log even names the registry.
         # A pass here would claim a registry is fine that nobody saw.
@@ -277,7 +297,7 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
     """
     for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
         ev: list[Evidence] = []
-        if _insecure_entry(addr, effective_config) is not None:
+        if _trusted(addr, effective_config):
             continue
         if rep is not None:
             if rep.scheme != "http":
@@ -323,7 +343,7 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
               registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
     for addr, rep in _each(target_registries, endpoint_probes, docker_journal, registry_containers):
-        if _insecure_entry(addr, effective_config) is not None:
+        if _trusted(addr, effective_config):
             continue  # insecure-registries turns verification off; these certificates are accepted
         ev: list[Evidence] = []
         if rep is not None:

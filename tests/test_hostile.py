@@ -393,3 +393,12 @@ def test_debug_is_accepted_after_the_subcommand_too() -> None:
     assert _debug_anywhere(["explain", "--", "--debug"]) == ["explain", "--", "--debug"]
     r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--select", "DD101", "--debug")
     assert r.returncode == 0, r.stderr
+
+
+def test_v_says_why_a_trusted_registry_passes() -> None:
+    loop = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--registry", "127.0.0.1:5000",
+              "--select", "DD204", "-v", "--no-color").stdout
+    assert "✓ DD204 tls-unknown-authority\n        127.0.0.1:5000: dockerd treats 127.0.0.0/8 as insecure" in loop
+    flag = dd("check", "--root", str(hostile.HOSTS / "docker-ce-insecure-registry-flag-and-daemon-json"),
+              "--select", "DD204", "-v", "--no-color").stdout
+    assert re.search(r"10\.0\.0\.5:5000 trusted via insecure-registries \(10\.0\.0\.5:5000\) at \S+:\d+", flag)
