@@ -652,7 +652,16 @@ def collect(
 
 @app.command("rules")
 def rules_cmd(fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.text) -> None:
-    """List the rule catalog: id, name, default severity and title."""
+    """List the rule catalog: id, name, default severity and title.
+
+    Examples:
+
+      dockerdoctor rules
+
+      dockerdoctor rules --format json | jq -r '.rules[] | select(.category == "endpoint") | .id'
+
+      dockerdoctor explain DD203   (what one rule checks, why it happens, how to fix it)
+    """
     from dockerdoctor.engine import CATEGORIES, discover
 
     rules = discover()

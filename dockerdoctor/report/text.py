@@ -151,9 +151,12 @@ def render(report: Report, verbose: bool = False, color: bool | None = None, wid
         summary += s(f", {crashed_n} rule{'s' if crashed_n != 1 else ''} crashed (report incomplete)", "red")
     summary += f" · {passed} rules passed, {skipped_n} skipped ({report.seconds * 1000:.0f} ms)"
     lines.append(summary)
-    if not verbose and skipped_n:
-        lines.append(s("  Run with -v to see passed and skipped rules; `dockerdoctor fix` shows the repair plan.",
-                       "dim"))
+    fixable = any(f.fix is not None for f in report.findings)
+    if not verbose and (skipped_n or fixable):
+        hint = "Run with -v to see passed and skipped rules" if skipped_n else ""
+        if fixable:  # only when there is something to repair
+            hint += ("; " if hint else "") + "`dockerdoctor fix` shows the repair plan"
+        lines.append(s(f"  {hint}.", "dim"))
     for note in report.notes:
         lines.append(s(f"  {P(note)}", "dim"))
     if width and width >= 20:
