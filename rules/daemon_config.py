@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -10,11 +11,13 @@ from collections.abc import Iterator
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
+    DEFAULT_INSECURE_CIDRS,
     DaemonJson,
     DockerdProcess,
     DockerInfo,
     EffectiveConfig,
     EnvFileInfo,
+    InsecureEntryCheck,
     check_insecure_entry,
     trusted_as_insecure,
 )
@@ -448,6 +451,25 @@ def _type_ok(kind: str, value: object) -> bool:
     return True
 
 
+_KIND_WORDS = {"list": "list of strings", "list-any": "list", "object": "object", "string": "string",
+               "bool": "boolean (true or false)", "int": "number"}
+
+
+def _json_kind(value: object) -> str:
+    """A JSON value's type as a reader says it ("a number"), never a Python type name."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
 def repair_json(text: str) -> str | None:
     """Best-effort repair of the usual hand-edit mistakes: trailing commas and // comments."""
     fixed = re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE)
@@ -546,13 +568,25 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
             continue
         kind = DAEMON_JSON_KEYS[key]
         if not _type_ok(kind, value):
-            new: object | None = [value] if kind == "list" and isinstance(value, str) else None
+            new: object | None = None
+            if kind == "list" and isinstance(value, str):
+                new, how = [value], f'Make "{key}" a list'
+            elif kind == "list" and isinstance(value, list):
+                new, how = [v for v in value if isinstance(v, str)], f'Keep only the strings in "{key}"'
+            else:
+                how = f'Give "{key}" a JSON {_KIND_WORDS.get(kind, kind)}, or remove it'
+            if isinstance(value, list):
+                bad = next((i for i, v in enumerate(value) if not isinstance(v, str)), 0)
+                what = f"element {bad + 1} is {_json_kind(value[bad])}"
+            else:
+                what = f"it is {_json_kind(value)}"
             yield finding(
                 "DD106", f'"{key}" has the wrong type',
-                f'"{key}" must be a JSON {kind.replace("list", "list of strings")}, not {type(value).__name__}; '
+                f'"{key}" must be a JSON {_KIND_WORDS.get(kind, kind)}, but {what}; '
                 f"dockerd refuses to start (json: cannot unmarshal).",
                 evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                fix=Fix(f'Make "{key}" a list', (JsonSetKey(dj.path, key, new),)) if new is not None else None,
+                fix=Fix(how, (JsonSetKey(dj.path, key, new),)) if new is not None
+                else Fix(how, (JsonRemoveKey(dj.path, key),)),
                 params={"key": key},
             )
             continue
@@ -582,11 +616,20 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
 # ============================================================================ DD107
 
 
+def _canonical(chk: InsecureEntryCheck) -> str:
+    if chk.is_cidr and chk.normalized:
+        try:
+            return str(ipaddress.ip_network(chk.normalized, strict=False))
+        except ValueError:
+            pass
+    return chk.normalized or ""
+
+
 def _norm_set(values: list[str]) -> set[str]:
     out = set()
     for v in values:
         chk = check_insecure_entry(v)
-        if chk.normalized and chk.normalized != "127.0.0.0/8":
+        if chk.normalized and _canonical(chk) not in DEFAULT_INSECURE_CIDRS:
             out.add(chk.normalized.lower())
     return out
 

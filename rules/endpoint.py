@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from dockerdoctor.engine import finding, passed_on, rule
+from dockerdoctor.engine import basis_count, finding, passed_on, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.containers import RegistryContainer
-from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
+from dockerdoctor.facts.daemon import DEFAULT_INSECURE_CIDRS, EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity, Trust
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity, Trust
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -42,6 +42,33 @@ def _insecure_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
         src = cfg.insecure_running if cfg.insecure_running is not None else cfg.insecure_planned
         values = [v.value for v in src]
     return trusted_as_insecure(addr, values)
+
+
+def _trusted(addr: HostPort, cfg: EffectiveConfig | None) -> bool:
+    """Does dockerd skip TLS verification for addr? When it does, say why (for -v: the fact a pass rests on)."""
+    entry = _insecure_entry(addr, cfg)
+    if entry is None:
+        return False
+    if "always insecure" in entry or entry in DEFAULT_INSECURE_CIDRS:
+        passed_on(f"{addr}: dockerd treats {entry.split(' ', 1)[0]} as insecure")
+        return True
+    where = ""
+    for v in [*(cfg.insecure_planned if cfg else []), *((cfg.insecure_running or []) if cfg else [])]:
+        if v.value == entry:
+            where = f" at {v.where()}"
+            break
+    passed_on(f"{addr} trusted via insecure-registries ({entry}){where}")
+    return True
+
+
+def _planned_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
+    """Where the files list addr as insecure while the running daemon does not use it, else None."""
+    if cfg is None or cfg.insecure_running is None:
+        return None
+    for v in cfg.insecure_planned:
+        if trusted_as_insecure(addr, [v.value]) == v.value:
+            return f"{v.value!s} in {v.where()}"
+    return None
 
 
 def _probe_ev(rep: EndpointReport, text: str) -> Evidence:
@@ -112,7 +139,10 @@ def _each(target_registries: list[TargetRegistry], endpoint_probes: dict[str, An
             passed_on(f"{addr}: not probed; the docker journal names it, without this error")
         else:
             unseen.append(str(addr))
+        before = basis_count()
         yield addr, rep
+        if unseen and unseen[-1] == str(addr) and basis_count() > before:
+            unseen.pop()  # the rule judged it from the configuration alone (insecure-registries, loopback)
     if unseen and len(unseen) == len(addrs):
         # Nothing was looked at: no probe, and no journal line or registry log even names the registry.
         # A pass here would claim a registry is fine that nobody saw.
@@ -267,7 +297,7 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
     """
     for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
         ev: list[Evidence] = []
-        if _insecure_entry(addr, effective_config) is not None:
+        if _trusted(addr, effective_config):
             continue
         if rep is not None:
             if rep.scheme != "http":
@@ -278,6 +308,21 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             ev = _journal_hits(docker_journal, "DD203", addr)
             if not ev:
                 continue
+        planned = _planned_entry(addr, effective_config)
+        if planned is not None:
+            # The files already trust it; the running daemon started before that (DD107's case). Saying
+            # "it is not in insecure-registries" would contradict the file, and adding it again fixes nothing.
+            yield finding(
+                "DD203", f"{addr} speaks plain HTTP, and the running daemon does not use its entry yet",
+                f"{addr} serves plain HTTP. {planned} lists it as insecure, but the running dockerd started with "
+                "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
+                "until dockerd re-reads its configuration.",
+                evidence=ev,
+                fix=Fix("Reload dockerd so it uses the insecure-registries entry it already has",
+                        (ServiceAction("reload"),)),
+                params={"registry": str(addr), "host": addr.host, "port": addr.port, "pending": True},
+            )
+            continue
         tls = tls_fix(addr, True)
         yield finding(
             "DD203", f"{addr} speaks plain HTTP",
@@ -298,7 +343,7 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
               registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
     for addr, rep in _each(target_registries, endpoint_probes, docker_journal, registry_containers):
-        if _insecure_entry(addr, effective_config) is not None:
+        if _trusted(addr, effective_config):
             continue  # insecure-registries turns verification off; these certificates are accepted
         ev: list[Evidence] = []
         if rep is not None:
