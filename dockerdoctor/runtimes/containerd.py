@@ -106,6 +106,25 @@ def _config_flag(argv: list[str] | tuple[str, ...]) -> str | None:
     return None
 
 
+# Where kubelet's default endpoint and k3s's embedded containerd listen.
+CONTAINERD_SOCKETS = ("/run/containerd/containerd.sock", "/run/k3s/containerd/containerd.sock")
+
+
+def _socket_peer(path: str) -> int | None:
+    """The PID listening on a unix socket (SO_PEERCRED), None when nothing answers there."""
+    import socket
+
+    from dockerdoctor.facts.dockerhost import peer_credentials
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            sock.connect(path)
+            return peer_credentials(sock)[0] or None
+    except OSError:
+        return None
+
+
 def _is_containerd(argv: list[str] | tuple[str, ...]) -> bool:
     return bool(argv) and os.path.basename(argv[0]) == "containerd"
 
@@ -118,22 +137,29 @@ def containerd_process(facts: Facts) -> ContainerdProcess | None:
     if facts.live:
         import psutil
 
-        found: list[ContainerdProcess] = []
+        if not pinned:
+            # The containerd kubelet (or k3s) talks to is the one behind its socket, as seen from here
+            # (SO_PEERCRED), not any containerd in the process table: dockerd's own, a test's or another
+            # namespace's containerd serves no kubelet of this host.
+            for sock_path in CONTAINERD_SOCKETS:
+                pid = _socket_peer(sock_path)
+                if not pid:
+                    continue
+                try:
+                    argv = psutil.Process(pid).cmdline()
+                except (psutil.Error, OSError):
+                    continue
+                if _is_containerd(argv) or "k3s" in os.path.basename(argv[0] if argv else ""):
+                    cfg = _config_flag(argv) or (K3S_CONFIG if "k3s" in sock_path else CONTAINERD_CONFIG)
+                    return ContainerdProcess(pid, tuple(argv), cfg, f"pid {pid} behind {sock_path}",
+                                             K3S_CONTAINERD_DIR in cfg)
+            return None
         for p in psutil.process_iter(["pid", "cmdline"]):
             argv = p.info.get("cmdline") or []
-            if _is_containerd(argv):
-                cfg = _config_flag(argv) or CONTAINERD_CONFIG
-                found.append(ContainerdProcess(p.info["pid"], tuple(argv), cfg, f"pid {p.info['pid']}",
-                                               K3S_CONTAINERD_DIR in cfg))
-        if pinned:
-            for c in found:
-                if c.config == pinned:
-                    return c
-            return ContainerdProcess(None, (), pinned, "--containerd-config")
-        # the system containerd (the default config, which kubelet's default endpoint talks to) before
-        # test or per-user instances; k3s's own last
-        found.sort(key=lambda c: (c.k3s, c.config != CONTAINERD_CONFIG, c.pid or 0))
-        return found[0] if found else None
+            if _is_containerd(argv) and (_config_flag(argv) or CONTAINERD_CONFIG) == pinned:
+                return ContainerdProcess(p.info["pid"], tuple(argv), pinned, f"pid {p.info['pid']}",
+                                         K3S_CONTAINERD_DIR in pinned)
+        return ContainerdProcess(None, (), pinned, "--containerd-config")
     if pinned:
         return ContainerdProcess(None, (), pinned, "--containerd-config")
     text = facts.source.command("ps")
