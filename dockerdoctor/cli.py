@@ -247,6 +247,10 @@ def check(
         "--textfile-dir", metavar="DIR",
         help="Also write the metrics to DIR/dockerdoctor.prom atomically, for node_exporter's textfile "
              "collector (--collector.textfile.directory).")] = None,
+    image: Annotated[list[str] | None, typer.Option(
+        "--image", metavar="REF", help="Run the rules of every runtime on this host (dockerd, podman, buildah, "
+                                       "skopeo, CRI-O, ...) for this image reference; its registry becomes a "
+                                       "target.")] = None,
 ) -> None:
     """Diagnose this host (or a snapshot) and report findings with evidence and fixes.
 
@@ -261,6 +265,8 @@ def check(
       dockerdoctor check --fail-on never --textfile-dir /var/lib/prometheus/node-exporter
 
       dockerdoctor check --format npd   (a node-problem-detector custom plugin)
+
+      dockerdoctor check --image 10.0.0.5:5000/team/app:1.2   (every runtime, for that image)
     """
     from dockerdoctor.model import Severity
     from dockerdoctor.report import Report
@@ -268,8 +274,11 @@ def check(
 
     start = time.perf_counter()
     docker_host, chosen_by = _resolve_daemon(docker_host, root)
-    facts = _build_facts(root, registry, timeout, docker_host, chosen_by)
+    from dockerdoctor.runtimes.cli_support import image_registries
+
+    facts = _build_facts(root, list(registry or []) + image_registries(image or []), timeout, docker_host, chosen_by)
     facts.options.e2e, facts.options.e2e_repo = e2e, e2e_repo
+    facts.options.images = list(image or [])
     try:
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []
@@ -665,6 +674,9 @@ def _register_subcommands() -> None:
     from dockerdoctor.registry import cli as registry_cli
 
     registry_cli.register(app)  # `serve-registry`
+    from dockerdoctor import resolve_cmd
+
+    resolve_cmd.register(app)  # `resolve IMAGE` (issue 15)
 
 
 def _optional_rollback_value(argv: list[str]) -> list[str]:
