@@ -82,6 +82,7 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
         )
         self.in_flight = 0
         self._purge_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()
         self.idle.set()
         self._routes = self._build_routes()
@@ -111,8 +112,11 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
         return web.json_response({"status": "ok"})
 
     async def _on_startup(self, app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        if self.s.sweep_before is not None and not self.s.read_only:
+            self._sweep_task = loop.create_task(self._sweep_temporaries(self.s.sweep_before))
         if self.s.purge and not self.s.read_only:
-            self._purge_task = asyncio.get_running_loop().create_task(self._purge_loop())
+            self._purge_task = loop.create_task(self._purge_loop())
 
     async def _sweep_temporaries(self, before: float) -> None:
         try:
@@ -131,8 +135,6 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
         self.walk_executor.shutdown(wait=True)
 
     async def _purge_loop(self) -> None:
-        if self.s.sweep_before is not None:
-            await self._sweep_temporaries(self.s.sweep_before)
         while True:
             try:
                 removed = await self.walk(self.purge_uploads)

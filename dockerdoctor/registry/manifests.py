@@ -9,6 +9,8 @@ from dockerdoctor.registry.common import INDEX_TYPES, MAX_MANIFEST, RegistryErro
 from dockerdoctor.registry.discovery import DiscoveryMixin, parse_stored
 from dockerdoctor.registry.manifest_doc import ManifestInfo, describe_manifest
 
+PARSE_INLINE = 64 * 1024  # manifests up to this size are parsed on the event loop (a real one is ~1-10 KB)
+
 
 class ManifestsMixin(DiscoveryMixin):
     def _manifest_info(self, digest: str) -> ManifestInfo | None:
@@ -64,7 +66,9 @@ class ManifestsMixin(DiscoveryMixin):
         data = b"".join(parts)
         if len(data) > MAX_MANIFEST:
             raise RegistryError("MANIFEST_INVALID", "manifest too large", {"limit": MAX_MANIFEST}, status=413)
-        info = describe_manifest(data, request.headers.get("Content-Type"))
+        ct = request.headers.get("Content-Type")
+        # a big body (up to 4 MiB, maybe hostile) is parsed in a thread, not on the event loop
+        info = await self.io(describe_manifest, data, ct) if len(data) > PARSE_INLINE else describe_manifest(data, ct)
         tags: list[str] = []
         if dg.looks_like_digest(ref):
             alg, _ = dg.parse_digest(self._digest(ref))

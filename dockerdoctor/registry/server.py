@@ -159,7 +159,9 @@ def _access_logger(target: str | None) -> logging.Logger | None:
 async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
     driver = FilesystemDriver(cfg.root, fsync=cfg.fsync)
     settings = cfg.settings
-    settings.purge = purge and settings.purge
+    if not purge:  # one worker (index 0) purges uploads and sweeps temporaries
+        settings.purge = False
+        settings.sweep_before = None
     registry = Registry(driver, settings)
     app = registry.app()
     access = _access_logger(cfg.access_log)

@@ -317,3 +317,32 @@ def test_manifest_cache_is_bounded_in_bytes(root: str, monkeypatch: pytest.Monke
         reg._cache_manifest(f"sha256:{i:064x}", ManifestInfo(data=b"x" * 300, media_type="m"))
     assert reg.manifest_bytes <= 1000 and len(reg.manifests) == 3
     assert f"sha256:{9:064x}" in reg.manifests and f"sha256:{0:064x}" not in reg.manifests
+
+
+@pytest.mark.parametrize(
+    ("doc", "ok"),
+    [
+        (b"[" * 64 + b"]" * 64, True),
+        (b"[" * 65 + b"]" * 65, False),
+        (b'{"a":' + b"[" * 1000 + b"]" * 1000 + b"}", False),
+        (b'["' + b"[" * 5000 + b'"]', True),  # brackets inside a string do not nest
+        (b'["\\"' + b"[" * 100 + b'"]', True),  # nor after an escaped quote
+        (b"[" + b"[]," * 100_000 + b"[]]", True),  # wide is fine
+    ],
+)
+def test_json_depth_limit(doc: bytes, ok: bool) -> None:
+    from dockerdoctor.registry.common import json_depth_ok, load_json
+
+    assert json_depth_ok(doc) is ok
+    if not ok:
+        with pytest.raises(ValueError, match="nested"):
+            load_json(doc)
+
+
+def test_json_depth_of_a_wide_4_mib_body_and_of_unbalanced_input() -> None:
+    from dockerdoctor.registry.common import json_depth_ok, load_json
+
+    wide = b"[" + b"[]," * (4 * 1024 * 1024 // 3 - 1) + b"[]]"  # 1.4 M brackets: peeled in two passes
+    assert json_depth_ok(wide)
+    with pytest.raises(ValueError, match="nested too deep"):
+        load_json(b"[" * 5000)  # unbalanced and deep: the parser's RecursionError becomes a ValueError
