@@ -286,6 +286,8 @@ def check(
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []
         daemon, probed_from, notes = _daemon_summary(facts)
+        if e2e and not targets:
+            notes.append("--e2e ran no test push: no registry is named (give --registry HOST:PORT)")
         host = host_name(facts.source)  # before close(): a tarball's files go with it
     finally:
         facts.source.close()

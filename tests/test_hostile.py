@@ -410,3 +410,9 @@ def test_an_empty_snapshot_passes_nothing_it_could_not_look_at(tmp_path: Path) -
     passed = {r["id"] for r in data["rules"] if r["status"] == "passed"}
     # DD209 looked (no certs.d to misplace); DD601/DD605 are the containerd family's (issue 14)
     assert passed <= {"DD209", "DD601", "DD605"}, passed
+
+
+def test_e2e_without_a_registry_says_it_pushed_nothing(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    r = dd("check", "--root", str(tmp_path), "--e2e", "--no-color")
+    assert "--e2e ran no test push: no registry is named" in r.stdout
