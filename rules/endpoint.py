@@ -14,98 +14,27 @@ from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.containers import RegistryContainer
-from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
+from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity, Trust
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.e2e import E2EResult
-from dockerdoctor.fixes.recipes import insecure_fix, tls_fix
+from dockerdoctor.rules.endpoint_evidence import (
+    container_hits,
+    each_target,
+    insecure_entry,
+    journal_hits,
+    kb_hits,
+    probe_evidence,
+    probe_or_journal,
+    registry_params,
+    targets,
+)
+
+from dockerdoctor.fixes.recipes import insecure_fix, listen_fix, remote_open_port_fix, resolve_fix, tls_fix
 from dockerdoctor.rules_support import short
-
-NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
-             "daemon in another network namespace without root to enter it: a live report's last line says "
-             "which) and no docker journal to read its errors from")
-
-
-def _targets(target_registries: list[TargetRegistry]) -> list[HostPort]:
-    if not target_registries:
-        raise Skip("no registry to check: name one with --registry HOST:PORT")
-    return [t.address for t in target_registries]
-
-
-def _insecure_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
-    """The entry that makes dockerd skip TLS verification for addr (loopback always), or None."""
-    values: list[str] = []
-    if cfg is not None:
-        src = cfg.insecure_running if cfg.insecure_running is not None else cfg.insecure_planned
-        values = [v.value for v in src]
-    return trusted_as_insecure(addr, values)
-
-
-def _probe_ev(rep: EndpointReport, text: str) -> Evidence:
-    return Evidence(f"probe {rep.address} ({rep.seconds * 1000:.0f} ms)", text)
-
-
-def _journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list[Evidence]:
-    """Lines of the docker journal that the knowledge base ties to rule_id for this registry."""
-    if journal is None:
-        return []
-    from dockerdoctor.explain import filter_hits
-
-    out = []
-    for lineno, line, _m in filter_hits(_hits(journal), rule_id, addr):
-        out.append(Evidence(journal.source, short(line, 300), lineno))
-    return out[-3:]
-
-
-def _hits(journal: Journal) -> list[Any]:
-    """The knowledge base's hits in the journal, computed once per run (every DD2xx rule reads them)."""
-    cached = journal.__dict__.get("_dd_hits")
-    if cached is None:
-        from dockerdoctor.explain import recent_hits
-
-        cached = recent_hits(journal.lines)  # the last few of each kind: bounded memory
-        journal.__dict__["_dd_hits"] = cached
-    return cached
-
-
-def _container_hits(registry_containers: list[Any] | None, rule_id: str, addr: HostPort) -> list[Evidence]:
-    """Lines of the log of the registry container that serves addr's port, tied to rule_id."""
-    if not registry_containers:
-        return []
-    from dockerdoctor.explain import scan_lines
-
-    try:
-        from dockerdoctor.facts.containers import published_endpoints
-    except ImportError:  # pragma: no cover - the registry-host facts are optional
-        return []
-    out = []
-    for rc in registry_containers:
-        try:
-            ports = {hp.port for hp, _ in published_endpoints(rc)}
-            logs = list(rc.container.logs)
-        except Exception:  # noqa: BLE001 - a container we cannot read says nothing
-            continue
-        if addr.port not in ports:
-            continue
-        for lineno, line, _hit in scan_lines(logs, rule_id, None):
-            out.append(Evidence(f"docker logs {rc.name}", short(line, 300), lineno))
-    return out[-3:]
-
-
-def _each(target_registries: list[TargetRegistry], endpoint_probes: dict[str, Any] | None,
-          docker_journal: Journal | None, registry_containers: list[Any] | None = None
-          ) -> Iterator[tuple[HostPort, EndpointReport | None]]:
-    """(address, probe or None) for each target; skip the rule when nothing can be known."""
-    addrs = _targets(target_registries)
-    if endpoint_probes is None and docker_journal is None and not registry_containers:
-        raise Skip(NO_SOURCE)
-    for addr in addrs:
-        rep = (endpoint_probes or {}).get(str(addr))
-        yield addr, rep if isinstance(rep, EndpointReport) else None
-
 
 # ============================================================================ DD201
 
@@ -128,31 +57,16 @@ def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: E
     Example:
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: connection refused
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.tcp != "refused":
-                continue
-            ev.append(_probe_ev(rep, f"TCP connect to {addr}: connection refused"))
-        else:
-            ev = _journal_hits(docker_journal, "DD201", addr)
-            if not ev:
-                continue
-        yield finding(
-            "DD201", f"{addr} refuses connections",
-            f"Nothing accepts TCP connections on {addr}: the registry is down, listens elsewhere, or "
-            "its port is not published.",
-            evidence=ev,
-            fix=Fix(f"On the registry host, make a registry listen on port {addr.port} on an address this host "
-                    "reaches",
-                    (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"),
-                                "on the registry host: what listens on the port (nothing, or only 127.0.0.1)"),
-                     RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry",
-                                 "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry",
-                                 "registry:2"),
-                                "on the registry host, if no registry runs: start one with its port published"))),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
-        )
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD201", addr, rep, docker_journal,
+                              lambda r, a=addr: f"TCP connect to {a}: connection refused"
+                              if r.tcp == "refused" else None)
+        if ev:
+            yield finding(
+                "DD201", f"{addr} refuses connections",
+                f"Nothing accepts TCP connections on {addr}: the registry is down, listens elsewhere, or "
+                "its port is not published.",
+                evidence=ev, fix=listen_fix(addr), params=registry_params(addr))
 
 
 # ============================================================================ DD202
@@ -178,34 +92,18 @@ def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: 
     Example:
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: no route to host
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        kind = "rejected"
-        if rep is not None:
-            if rep.tcp not in ("timeout", "unreachable"):
-                continue
-            kind = "dropped" if rep.tcp == "timeout" else "rejected"
-            ev.append(_probe_ev(rep, f"TCP connect to {addr}: {rep.tcp_error}"))
-        else:
-            ev = _journal_hits(docker_journal, "DD202", addr)
-            if not ev:
-                continue
-        p = addr.port
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD202", addr, rep, docker_journal,
+                              lambda r, a=addr: f"TCP connect to {a}: {r.tcp_error}"
+                              if r.tcp in ("timeout", "unreachable") else None)
+        if not ev:
+            continue
+        kind = "dropped" if rep is not None and rep.tcp == "timeout" else "rejected"
         yield finding(
             "DD202", f"Traffic to {addr} is {kind} on the way",
             f"The TCP connection to {addr} was {kind} ({'no answer' if kind == 'dropped' else 'no route to host'}): "
             "a firewall on the registry host (firewalld, nft, iptables, ufw) or in between filters the port.",
-            evidence=ev,
-            fix=Fix(f"Open {p}/tcp on the registry host's firewall",
-                    (RunCommand(("firewall-cmd", f"--add-port={p}/tcp"), "on the registry host: open it now"),
-                     RunCommand(("firewall-cmd", "--permanent", f"--add-port={p}/tcp"),
-                                "on the registry host: keep it open after a reload or reboot")),
-                    alternatives=(Fix("Without firewalld: accept the port in nftables",
-                                      (RunCommand(("nft", "insert", "rule", "inet", "filter", "input", "tcp",
-                                                   "dport", str(p), "accept"),
-                                                  "on the registry host; adjust table/chain to your ruleset"),)),)),
-            params={"registry": str(addr), "host": addr.host, "port": p, "kind": kind},
-        )
+            evidence=ev, fix=remote_open_port_fix(addr.port), params=registry_params(addr, kind=kind))
 
 
 # ============================================================================ DD203
@@ -232,19 +130,14 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
     Example:
         Get "https://10.0.0.5:5000/v2/": http: server gave HTTP response to HTTPS client
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if _insecure_entry(addr, effective_config) is not None:
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        if insecure_entry(addr, effective_config) is not None:
             continue
-        if rep is not None:
-            if rep.scheme != "http":
-                continue
-            ev.append(_probe_ev(rep, f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> "
-                                     f"{rep.http_status}"))
-        else:
-            ev = _journal_hits(docker_journal, "DD203", addr)
-            if not ev:
-                continue
+        ev = probe_or_journal("DD203", addr, rep, docker_journal,
+                              lambda r: f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> {r.http_status}"
+                              if r.scheme == "http" else None)
+        if not ev:
+            continue
         tls = tls_fix(addr, True)
         yield finding(
             "DD203", f"{addr} speaks plain HTTP",
@@ -253,7 +146,7 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             evidence=ev,
             fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),),
                     trust=Trust(str(addr), plain_http=True)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -264,21 +157,21 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
               docker_journal: Journal | None, effective_config: EffectiveConfig | None,
               registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal, registry_containers):
-        if _insecure_entry(addr, effective_config) is not None:
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal, registry_containers):
+        if insecure_entry(addr, effective_config) is not None:
             continue  # insecure-registries turns verification off; these certificates are accepted
         ev: list[Evidence] = []
         if rep is not None:
             if rep.scheme != "https" or rep.tls_error != kind:
                 continue
-            ev.append(_probe_ev(rep, rep.tls_detail))
+            ev.append(probe_evidence(rep, rep.tls_detail))
             if rep.leaf:
                 lf = rep.leaf
                 sans = ", ".join(lf["dns_names"] + lf["ip_addresses"]) or "none"
-                ev.append(_probe_ev(rep, f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
+                ev.append(probe_evidence(rep, f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
                                          f"{lf['not_before']} to {lf['not_after']}, issuer {lf['issuer']}"))
         else:
-            ev = _journal_hits(docker_journal, rule_id, addr) or _container_hits(registry_containers, rule_id, addr)
+            ev = journal_hits(docker_journal, rule_id, addr) or container_hits(registry_containers, rule_id, addr)
             if not ev:
                 continue
         yield addr, rep, ev
@@ -330,7 +223,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
                                 "ca.crt: the CA that signed the registry's certificate (from the registry's "
                                 "admin, not fetched blindly from the server)"),),
                     alternatives=(insecure_fix(addr, effective_config),), trust=Trust(str(addr))),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port, "file": ca_path},
+            params={**registry_params(addr), "file": ca_path},
         )
 
 
@@ -380,7 +273,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
                                  "-addext", f"subjectAltName={kind}:{addr.host}"),
                                 "on the registry host: a self-signed certificate with the right SAN (or have your "
                                 "CA sign a CSR with it); then restart the registry and install the new ca.crt"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port, "cn_only": cn_only},
+            params={**registry_params(addr), "cn_only": cn_only},
         )
 
 
@@ -442,7 +335,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
     Example:
         GET /v2/ -> 404, GET /v1/_ping -> 200 "true" with X-Docker-Registry-Version: 0.9.1
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
         ev: list[Evidence] = []
         if rep is not None:
             if rep.registry_api != "v1":
@@ -451,11 +344,11 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
             for ans in (rep.v1, rep.v2):
                 if ans is not None and ans.header("x-docker-registry-version"):
                     ver = ans.header("x-docker-registry-version") or ""
-            ev.append(_probe_ev(rep, f"GET /v2/ -> {rep.v2.status if rep.v2 else None}; GET /v1/_ping -> "
+            ev.append(probe_evidence(rep, f"GET /v2/ -> {rep.v2.status if rep.v2 else None}; GET /v1/_ping -> "
                                      f"{rep.v1.status if rep.v1 else None}"
                                      + (f"; X-Docker-Registry-Version: {ver}" if ver else "")))
         else:
-            ev = _journal_hits(docker_journal, "DD207", addr)
+            ev = journal_hits(docker_journal, "DD207", addr)
             if not ev:
                 continue
         yield finding(
@@ -466,7 +359,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
                     (RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry2",
                                  "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry", "registry:2"),
                                 "on the registry host, after stopping the old registry"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -493,7 +386,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
         unauthorized: authentication required
         no basic auth credentials
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
         ev: list[Evidence] = []
         why = "has no credentials for it"
         if rep is not None:
@@ -502,7 +395,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             creds = rep.credentials
             if creds is not None and creds.found and rep.credentials_valid is not False:
                 continue
-            ev.append(_probe_ev(rep, f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
+            ev.append(probe_evidence(rep, f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
                                      + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
             if creds is not None:
                 if not creds.config_exists:
@@ -524,7 +417,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
                         text += f"; {creds.helper} holds none"
                     ev.append(Evidence(creds.config_path, text))
         else:
-            ev = _journal_hits(docker_journal, "DD208", addr)
+            ev = journal_hits(docker_journal, "DD208", addr)
             if not ev:
                 continue
         yield finding(
@@ -533,7 +426,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             evidence=ev,
             fix=Fix(f"Log in as the user who pushes: docker login {addr}",
                     (RunCommand(("docker", "login", str(addr)), "stores the credentials under exactly this key"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -586,7 +479,7 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
         /etc/docker/certs.d/10.0.0.5/ca.crt      (no port: ignored)
         /etc/docker/certs.d/10.0.0.5:5000/ca.pem (wrong extension: ignored)
     """
-    addrs = _targets(target_registries)
+    addrs = targets(target_registries)
     for addr in addrs:
         want = str(addr)
         target_dir = f"/etc/docker/certs.d/{want}"
@@ -616,7 +509,7 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                 f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
                 f"{rep.tls_detail}.",
                 severity=Severity.ERROR,
-                evidence=[_probe_ev(rep, rep.tls_detail)],
+                evidence=[probe_evidence(rep, rep.tls_detail)],
                 fix=Fix(f"Install a client certificate the registry accepts as {target_dir}/client.cert + client.key",
                         (RunCommand(("install", "-D", "-m", "0600", "client.key", f"{target_dir}/client.key"),
                                     "the key first; then client.cert (signed by a CA the registry trusts, "
@@ -682,7 +575,7 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
     Example:
         Get "https://10.0.0.5:5000/v2/": EOF
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
         ev: list[Evidence] = []
         if rep is not None:
             if rep.tcp != "open" or rep.registry_api is not None or rep.certs_dir_error:
@@ -690,18 +583,18 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
             if rep.scheme == "https" and rep.tls_error and rep.tls_error != "handshake":
                 continue  # a TLS server with a bad certificate is DD204-DD206 first
             if rep.scheme is None:
-                ev.append(_probe_ev(rep, f"TLS handshake: {rep.tls_detail}"))
+                ev.append(probe_evidence(rep, f"TLS handshake: {rep.tls_detail}"))
             else:
                 ans = rep.v2
                 got = (f"{ans.status}" + (f" ({ans.header('content-type')})" if ans.header("content-type") else "")
                        if ans and ans.status is not None else (ans.error if ans else "nothing"))
                 v1 = rep.v1.status if rep.v1 and rep.v1.status is not None else (rep.v1.error if rep.v1 else "-")
-                ev.append(_probe_ev(rep, f"{rep.scheme.upper()} GET /v2/ -> {got}; GET /v1/_ping -> {v1}"))
+                ev.append(probe_evidence(rep, f"{rep.scheme.upper()} GET /v2/ -> {got}; GET /v1/_ping -> {v1}"))
                 server = ans.header("server") if ans else None
                 if server:
-                    ev.append(_probe_ev(rep, f"Server: {server}"))
+                    ev.append(probe_evidence(rep, f"Server: {server}"))
         else:
-            ev = _journal_hits(docker_journal, "DD210", addr)
+            ev = journal_hits(docker_journal, "DD210", addr)
             if not ev:
                 continue
         yield finding(
@@ -710,7 +603,7 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
             evidence=ev,
             fix=Fix("Find what owns the port on the registry host, and use the registry's real port",
                     (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"), "on the registry host"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -737,7 +630,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
     Example:
         error parsing HTTP 413 response body: invalid character '<' looking for beginning of value
     """
-    addrs = _targets(target_registries)
+    addrs = targets(target_registries)
     if e2e_results is None and docker_journal is None:
         raise Skip("run with --e2e (a real test push) to check upload limits, or give a docker journal")
     for addr in addrs:
@@ -751,7 +644,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
             if res.server_header:
                 ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
         else:
-            ev = _journal_hits(docker_journal, "DD211", addr)
+            ev = journal_hits(docker_journal, "DD211", addr)
             if not ev:
                 continue
         yield finding(
@@ -763,7 +656,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
                     (RunCommand(("nginx", "-s", "reload"),
                                 "after setting client_max_body_size 0; chunked_transfer_encoding on; "
                                 "proxy_request_buffering off; in the registry's server block"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -785,24 +678,11 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
     Example:
         Get "https://registry.internal:5000/v2/": dial tcp: lookup registry.internal on 127.0.0.53:53: no such host
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.tcp != "dns":
-                continue
-            ev.append(_probe_ev(rep, rep.tcp_error))
-        else:
-            ev = _journal_hits(docker_journal, "DD212", addr)
-            if not ev:
-                continue
-        yield finding(
-            "DD212", f"{addr.host} does not resolve",
-            f"This host cannot resolve {addr.host}.",
-            evidence=ev,
-            fix=Fix(f"Make {addr.host} resolvable on this host (DNS or /etc/hosts)",
-                    (RunCommand(("getent", "hosts", addr.host), "what this host's resolver says"),)),
-            params={"registry": str(addr), "host": addr.host},
-        )
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD212", addr, rep, docker_journal, lambda r: r.tcp_error if r.tcp == "dns" else None)
+        if ev:
+            yield finding("DD212", f"{addr.host} does not resolve", f"This host cannot resolve {addr.host}.",
+                          evidence=ev, fix=resolve_fix(addr.host), params={"registry": str(addr), "host": addr.host})
 
 
 # ============================================================================ DD213 (--e2e)
@@ -832,7 +712,7 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
     Example:
         layer 96 KiB (chunked): PATCH chunk 1 -> 500 Internal Server Error: {"errors":[{"code":"UNKNOWN"...
     """
-    addrs = _targets(target_registries)
+    addrs = targets(target_registries)
     for addr in addrs:
         res = e2e_results.get(str(addr))
         if res is None:
@@ -850,13 +730,13 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
                 )
             rep = (endpoint_probes or {}).get(str(addr))
             client_fault = None
-            if isinstance(rep, EndpointReport) and _insecure_entry(addr, effective_config) is None:
+            if isinstance(rep, EndpointReport) and insecure_entry(addr, effective_config) is None:
                 if rep.scheme == "http":
                     client_fault = "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
                 elif rep.scheme == "https" and rep.tls_error:
                     client_fault = f"the daemon would reject its certificate: {rep.tls_detail}"
             if client_fault is None and docker_journal is not None:
-                for hit in reversed(_hits(docker_journal)):
+                for hit in reversed(kb_hits(docker_journal)):
                     if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
                         client_fault = f"the docker journal shows: {short(hit.line, 160)}"
                         break
