@@ -485,83 +485,99 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
     if not dj.exists:
         raise Skip(f"{dj.path} does not exist")
     if dj.error:
-        repaired = repair_json(dj.text or "")
-        fix = (Fix("Replace it with the repaired file", (ReplaceFileContent(dj.path, repaired),))
-               if repaired else Fix(f"Correct the JSON at line {dj.error_line}, column {dj.error_col}"))
-        snippet = ""
-        if dj.text and dj.error_line:
-            lines = dj.text.splitlines()
-            if 0 < dj.error_line <= len(lines):
-                snippet = lines[dj.error_line - 1]
-        yield finding("DD106", f"{dj.path} does not parse",
-                      f"{dj.path} is not valid JSON: {dj.error}" +
-                      (f" (line {dj.error_line}, column {dj.error_col})" if dj.error_line else "") +
-                      "; dockerd will not start with it.",
-                      evidence=[Evidence(dj.path, short(snippet, 200) or (dj.error or ""), dj.error_line)], fix=fix)
+        yield _json_parse_error(dj)
         return
     data = dj.data or {}
     flags = flag_table()
     for key, value in data.items():
-        line = dj.line_of(key)
+        ev = [Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', dj.line_of(key))]
         if key == "insecure-registry" or (key not in DAEMON_JSON_KEYS and key in flags):
-            target = json_key(key)
-            yield finding(
-                "DD106", f'"{key}" is silently ignored',
-                f'"{key}" is the flag\'s name, not a daemon.json key: dockerd accepts it and ignores it. '
-                f'The key is "{target}".',
-                severity=Severity.WARNING if target not in ("insecure-registries",) else Severity.ERROR,
-                evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                fix=Fix(f'Rename "{key}" to "{target}"',
-                        (JsonRenameKey(dj.path, key, target) if target not in data
-                         else JsonRemoveKey(dj.path, key), ServiceAction("reload"))),
-                params={"key": key},
-            )
-            continue
-        if key not in DAEMON_JSON_KEYS:
-            guess = difflib.get_close_matches(key, list(DAEMON_JSON_KEYS), n=1, cutoff=0.75)
-            yield finding(
-                "DD106", f'unknown key "{key}"',
-                f'"{key}" is not a daemon.json option; dockerd refuses to start: "the following directives '
-                f'don\'t match any configuration option: {key}".' + (f' Did you mean "{guess[0]}"?' if guess else ""),
-                evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                fix=Fix(f'Rename "{key}" to "{guess[0]}"', (JsonRenameKey(dj.path, key, guess[0]),))
-                if guess else Fix(f'Remove "{key}"', (JsonRemoveKey(dj.path, key),)),
-                params={"key": key},
-            )
-            continue
-        kind = DAEMON_JSON_KEYS[key]
-        if not _type_ok(kind, value):
-            new: object | None = [value] if kind == "list" and isinstance(value, str) else None
-            yield finding(
-                "DD106", f'"{key}" has the wrong type',
-                f'"{key}" must be a JSON {kind.replace("list", "list of strings")}, not {type(value).__name__}; '
-                f"dockerd refuses to start (json: cannot unmarshal).",
-                evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                fix=Fix(f'Make "{key}" a list', (JsonSetKey(dj.path, key, new),)) if new is not None else None,
-                params={"key": key},
-            )
-            continue
-        if engine_version is not None:
-            removed = REMOVED_JSON_KEYS.get(key)
-            if removed and engine_version[:2] >= removed[0]:
-                yield finding(
-                    "DD106", f'"{key}" was removed in engine {removed[0][0]}.{removed[0][1]}',
-                    f'"{key}" no longer exists in engine {".".join(map(str, engine_version))}; use {removed[1]}.',
-                    evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                    params={"key": key},
-                )
-            added = ADDED_IN.get(key)
-            if added and engine_version[:2] < added:
-                yield finding(
-                    "DD106", f'"{key}" needs engine {added[0]}.{added[1]} or newer',
-                    f'engine {".".join(map(str, engine_version))} does not know "{key}" and refuses to start.',
-                    evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                    params={"key": key},
-                )
+            yield _flag_named_key(dj, key, data, ev)
+        elif key not in DAEMON_JSON_KEYS:
+            yield _unknown_key(key, ev)
+        elif not _type_ok(DAEMON_JSON_KEYS[key], value):
+            yield _wrong_type(dj, key, value, ev)
+        elif engine_version is not None:
+            yield from _engine_version_keys(key, engine_version, ev)
     for key in dj.duplicate_keys:
         yield finding("DD106", f'"{key}" appears twice', f'"{key}" appears more than once in {dj.path}; only '
                       "the last one counts.", severity=Severity.WARNING,
                       evidence=[Evidence(dj.path, f'"{key}"', dj.line_of(key))], params={"key": key})
+
+
+def _json_parse_error(dj: DaemonJson) -> Finding:
+    repaired = repair_json(dj.text or "")
+    fix = (Fix("Replace it with the repaired file", (ReplaceFileContent(dj.path, repaired),))
+           if repaired else Fix(f"Correct the JSON at line {dj.error_line}, column {dj.error_col}"))
+    snippet = ""
+    if dj.text and dj.error_line:
+        lines = dj.text.splitlines()
+        if 0 < dj.error_line <= len(lines):
+            snippet = lines[dj.error_line - 1]
+    return finding("DD106", f"{dj.path} does not parse",
+                   f"{dj.path} is not valid JSON: {dj.error}" +
+                   (f" (line {dj.error_line}, column {dj.error_col})" if dj.error_line else "") +
+                   "; dockerd will not start with it.",
+                   evidence=[Evidence(dj.path, short(snippet, 200) or (dj.error or ""), dj.error_line)], fix=fix)
+
+
+def _flag_named_key(dj: DaemonJson, key: str, data: dict[str, object], ev: list[Evidence]) -> Finding:
+    target = json_key(key)
+    return finding(
+        "DD106", f'"{key}" is silently ignored',
+        f'"{key}" is the flag\'s name, not a daemon.json key: dockerd accepts it and ignores it. '
+        f'The key is "{target}".',
+        severity=Severity.WARNING if target not in ("insecure-registries",) else Severity.ERROR,
+        evidence=ev,
+        fix=Fix(f'Rename "{key}" to "{target}"',
+                (JsonRenameKey(dj.path, key, target) if target not in data
+                 else JsonRemoveKey(dj.path, key), ServiceAction("reload"))),
+        params={"key": key},
+    )
+
+
+def _unknown_key(key: str, ev: list[Evidence]) -> Finding:
+    path = ev[0].source
+    guess = difflib.get_close_matches(key, list(DAEMON_JSON_KEYS), n=1, cutoff=0.75)
+    return finding(
+        "DD106", f'unknown key "{key}"',
+        f'"{key}" is not a daemon.json option; dockerd refuses to start: "the following directives '
+        f'don\'t match any configuration option: {key}".' + (f' Did you mean "{guess[0]}"?' if guess else ""),
+        evidence=ev,
+        fix=Fix(f'Rename "{key}" to "{guess[0]}"', (JsonRenameKey(path, key, guess[0]),))
+        if guess else Fix(f'Remove "{key}"', (JsonRemoveKey(path, key),)),
+        params={"key": key},
+    )
+
+
+def _wrong_type(dj: DaemonJson, key: str, value: object, ev: list[Evidence]) -> Finding:
+    kind = DAEMON_JSON_KEYS[key]
+    new: object | None = [value] if kind == "list" and isinstance(value, str) else None
+    return finding(
+        "DD106", f'"{key}" has the wrong type',
+        f'"{key}" must be a JSON {kind.replace("list", "list of strings")}, not {type(value).__name__}; '
+        f"dockerd refuses to start (json: cannot unmarshal).",
+        evidence=ev,
+        fix=Fix(f'Make "{key}" a list', (JsonSetKey(dj.path, key, new),)) if new is not None else None,
+        params={"key": key},
+    )
+
+
+def _engine_version_keys(key: str, engine_version: tuple[int, int, int], ev: list[Evidence]) -> Iterator[Finding]:
+    removed = REMOVED_JSON_KEYS.get(key)
+    if removed and engine_version[:2] >= removed[0]:
+        yield finding(
+            "DD106", f'"{key}" was removed in engine {removed[0][0]}.{removed[0][1]}',
+            f'"{key}" no longer exists in engine {".".join(map(str, engine_version))}; use {removed[1]}.',
+            evidence=ev, params={"key": key},
+        )
+    added = ADDED_IN.get(key)
+    if added and engine_version[:2] < added:
+        yield finding(
+            "DD106", f'"{key}" needs engine {added[0]}.{added[1]} or newer',
+            f'engine {".".join(map(str, engine_version))} does not know "{key}" and refuses to start.',
+            evidence=ev, params={"key": key},
+        )
 
 
 # ============================================================================ DD107
