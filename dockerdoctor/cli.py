@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import sys
 import time
 import traceback
@@ -624,6 +625,12 @@ def explain(
       dockerdoctor explain DD104
 
       docker push 10.0.0.5:5000/app 2>&1 | dockerdoctor explain -
+
+      journalctl -u docker --no-pager | dockerdoctor explain --format json -
+
+    The answer is a verdict (cause, possible, no known cause), the rules that fit with the lines
+    they rest on, and the fix; stdin is read up to its last 1 MiB. Exit 0 a cause fits, 1 none
+    does, 2 empty input or an unknown rule id.
     """
     from dockerdoctor.engine import discover
 
@@ -639,10 +646,11 @@ def explain(
         typer.echo(f"{spec.id} {spec.name} ({spec.severity.label}): {spec.title}\n")
         typer.echo(spec.doc)
         return
-    text = sys.stdin.read(1024 * 1024) if key == "-" else what
+    if re.fullmatch(r"(?i)DD\d{3}", key):
+        raise InputError(f"{key.upper()} is no rule id (see `dockerdoctor rules`)")
     from dockerdoctor import explain as kb  # the error-text knowledge base
 
-    code = kb.explain_text(text, fmt.value)
+    code = kb.explain_stdin(fmt.value) if key == "-" else kb.explain_text(what, fmt.value)
     raise typer.Exit(code)
 
 

@@ -1,395 +1,79 @@
-"""`dockerdoctor explain "<error text>"`: what an error message means, from a knowledge base of
-real wordings (dockerdoctor/data/errors.yaml) that docker, dockerd, the CNCF registry, the old
-python registry, firewalld, SELinux's audit log and systemd have printed across versions.
+"""`dockerdoctor explain "<error text>"`: what a pasted error (with its context) means.
 
-The text is matched line by line. Each matching pattern scores its rule (and, lower, the rules it
-names as "also possible"); the answer is the ranked rules with the parameters pulled out of the
-text (registry, host, port, file) and the fix written for them. A text that matches nothing gets
-an honest "no known cause" and the closest guesses, marked as guesses.
+The knowledge lives in `dockerdoctor.knowledge` (patterns with their sources, the parser into
+events, the reasoning over them); this module is the command: it reads the input (the END of a
+long stdin, where the newest journal lines are), asks the knowledge base, and prints the answer
+with the lines it used, or JSON (docs/explain-schema.json). Terminal escapes and control bytes in
+the input never reach the terminal raw.
 
-The offline DD2xx rules use `scan_lines` on the docker journal, so the same knowledge decides.
+The names older code imports from here (load_kb, match_text, scan_lines, filter_hits,
+recent_hits, extract_params, ...) stay available.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import re
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from importlib import resources
-from typing import Any
+import sys
+from typing import IO, Any
 
-from dockerdoctor.facts import HostPort
+from dockerdoctor.knowledge.base import (  # noqa: F401 - re-exported for older imports
+    COMPILED_FILE,
+    NONE,
+    KnowledgeBase,
+    Pattern,
+    _parse_yaml,
+    derive_keywords,
+    kb_digest,
+    load_kb,
+    write_compiled_file,
+)
+from dockerdoctor.knowledge.events import (  # noqa: F401 - re-exported
+    Event,
+    Hit,
+    clean,
+    extract_params,
+    filter_hits,
+    iter_hits,
+    parse,
+    printable,
+    recent_hits,
+    scan_lines,
+)
+from dockerdoctor.knowledge.reason import ALSO_FACTOR, Diagnosis, RuleMatch, diagnose  # noqa: F401
 
-SCHEMA_VERSION = 1
-ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's weight
+SCHEMA_VERSION = 2
 GUESS_MIN = 0.35  # similarity below which a guess is not worth showing
-
-
-@dataclass(frozen=True)
-class Pattern:
-    id: str
-    rule: str
-    also: tuple[str, ...]
-    weight: float
-    source: str  # the regular expression, compiled on first use (most lines never need most patterns)
-    seen: str
-    examples: tuple[str, ...]
-    note: str
-    suppresses: tuple[str, ...] = ()
-    equally: tuple[str, ...] = ()  # rules the text fits just as well (an ambiguous wording)
-
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return _compiled(self.source)
-
-
-@dataclass
-class KnowledgeBase:
-    patterns: list[Pattern]
-    rules: dict[str, dict[str, str]]
-    # prefilter: a line is only matched against patterns whose literal keywords it contains
-    keywords: dict[str, tuple[str, ...]] = field(default_factory=dict)  # pattern id -> keywords (lower case)
-    gate: re.Pattern[str] | None = None  # any keyword at all
-
-    def candidates(self, line: str) -> list[Pattern]:
-        low = line.lower()
-        if self.gate is not None and not self.gate.search(low):
-            return [p for p in self.patterns if not self.keywords.get(p.id)]
-        return [p for p in self.patterns
-                if not self.keywords.get(p.id) or any(k in low for k in self.keywords[p.id])]
-
-
-@functools.cache
-def _compiled(source: str) -> re.Pattern[str]:
-    return re.compile(source, re.I)
-
-
-def _literal_runs(items: Any) -> list[str]:
-    """Runs of literal characters in a parsed regex sequence (lower case)."""
-    from re import _constants as C  # type: ignore[attr-defined]
-
-    runs, cur = [], ""
-    for op, av in items:
-        if op is C.LITERAL:
-            cur += chr(av).lower()
-        else:
-            runs.append(cur)
-            cur = ""
-    runs.append(cur)
-    return [r for r in runs if r]
-
-
-def _keywords(regex: str) -> tuple[str, ...]:
-    """Literal strings of which every match contains at least one; () when none can be derived."""
-    try:
-        from re import _constants as C  # type: ignore[attr-defined]
-        from re import _parser as P  # type: ignore[attr-defined]
-
-        parsed = P.parse(regex, re.I)
-    except Exception:  # noqa: BLE001 - no prefilter for this pattern then
-        return ()
-
-    def branch(av: Any) -> tuple[str, ...] | None:
-        out: list[str] = []
-        for alt in av[1]:
-            got = of(alt)
-            if not got:
-                return None
-            out.extend(got)
-        return tuple(out)
-
-    def of(seq: Any) -> tuple[str, ...] | None:
-        items = list(seq)
-        best = max(_literal_runs(items), key=len, default="")
-        if len(best) >= 4:
-            return (best,)
-        for op, av in items:  # a group every match must pass through, all of whose branches have keywords
-            got = branch(av) if op is C.BRANCH else of(av[-1]) if op is C.SUBPATTERN else None
-            if got:
-                return got
-        return (best,) if len(best) >= 3 else None
-
-    return of(parsed) or ()
-
-
-@dataclass
-class Hit:
-    pattern: Pattern
-    line_no: int
-    line: str
-    params: dict[str, Any]
-
-
-@dataclass
-class RuleMatch:
-    rule_id: str
-    score: float
-    hits: list[Hit] = field(default_factory=list)  # hits where this rule is the primary cause
-    also_hits: list[Hit] = field(default_factory=list)  # hits that name it as also possible
-    params: dict[str, Any] = field(default_factory=dict)
-    guess: bool = False
-
-    @property
-    def primary(self) -> bool:
-        return bool(self.hits)
-
-
-# ------------------------------------------------------------------------------------------ loading
-
-
-@functools.lru_cache(maxsize=1)
-def load_kb() -> KnowledgeBase:
-    text = resources.files("dockerdoctor").joinpath("data/errors.yaml").read_text(encoding="utf-8")
-    data, keywords = _compiled_kb(text)
-    pats = []
-    for p in data["patterns"]:
-        pats.append(Pattern(
-            id=p["id"], rule=p["rule"], also=tuple(p.get("also") or ()), weight=float(p.get("weight", 5)),
-            source=p["regex"], seen=p.get("seen", ""), examples=tuple(p.get("examples") or ()),
-            note=p.get("note", ""), suppresses=tuple(p.get("suppresses") or ()),
-            equally=tuple(p.get("equally") or ()),
-        ))
-    kb = KnowledgeBase(pats, {k: dict(v) for k, v in (data.get("rules") or {}).items()})
-    kb.keywords = keywords if keywords is not None else derive_keywords(pats)
-    allkw = sorted({k for ks in kb.keywords.values() for k in ks}, key=len, reverse=True)
-    kb.gate = re.compile(_trie_regex(allkw)) if allkw else None
-    return kb
-
-
-def _parse_yaml(text: str) -> dict[str, Any]:
-    import yaml  # type: ignore[import-untyped]
-
-    # libyaml's C loader parses the knowledge base in ~15 ms; the pure-Python one takes ~300 ms
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    data: dict[str, Any] = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    return data
-
-
-COMPILED_FILE = "data/errors-compiled.json"
-
-
-def derive_keywords(pats: list[Pattern]) -> dict[str, tuple[str, ...]]:
-    return {p.id: _keywords(p.source) for p in pats}
-
-
-def kb_digest(text: str) -> str:
-    import hashlib
-
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _compiled_kb(text: str) -> tuple[dict[str, Any], dict[str, tuple[str, ...]] | None]:
-    """errors.yaml as data plus the prefilter keywords, from data/errors-compiled.json when that was
-    made from this very errors.yaml: importing PyYAML, parsing and deriving the keywords (every regex
-    parsed) would cost ~80 ms at every start. A test keeps the file current; regenerate it with
-    `python -m dockerdoctor.explain --compile`. A stale or missing file only costs time."""
-    import json
-
-    try:
-        cached = json.loads(resources.files("dockerdoctor").joinpath(COMPILED_FILE).read_text(encoding="utf-8"))
-        if cached.get("sha256") == kb_digest(text):
-            return cached["data"], {k: tuple(v) for k, v in cached["keywords"].items()}
-    except (OSError, ValueError, KeyError, AttributeError):
-        pass
-    return _parse_yaml(text), None
-
-
-def write_compiled_file() -> str:
-    import json
-    from pathlib import Path
-
-    text = resources.files("dockerdoctor").joinpath("data/errors.yaml").read_text(encoding="utf-8")
-    data = _parse_yaml(text)
-    pats = [Pattern(id=p["id"], rule=p["rule"], also=(), weight=0.0, source=p["regex"], seen="", examples=(),
-                    note="") for p in data["patterns"]]
-    body = {"sha256": kb_digest(text), "generated_from": "data/errors.yaml", "data": data,
-            "keywords": {k: list(v) for k, v in derive_keywords(pats).items()}}
-    out = Path(str(resources.files("dockerdoctor").joinpath(COMPILED_FILE)))
-    out.write_text(json.dumps(body, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    return str(out)
-
-
-def _trie_regex(words: list[str]) -> str:
-    """One regex for many literals, shaped as a trie so that the engine dispatches on characters
-    instead of trying every alternative at every position (about 20x faster here)."""
-    trie: dict[str, Any] = {}
-    for w in words:
-        node = trie
-        for ch in w:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict[str, Any]) -> str:
-        if "" in node and len(node) == 1:
-            return ""
-        alts = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
-        body = alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
-        return f"(?:{body})?" if "" in node else body
-
-    return build(trie)
-
-
-# ------------------------------------------------------------------------------------------ parameters
-
-_URL = re.compile(r"(?P<scheme>https?)://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.\-]*)"
-                  r"(?::(?P<port>\d{1,5}))?(?P<path>/[^\s\"\\']*)?")
-_ADDR_RES = [
-    re.compile(r"pinging container registry (?P<host>[\w.\-]+):(?P<port>\d+)"),
-    re.compile(r"The push refers to (?:a )?repository \[(?P<host>[\w.\-]+):(?P<port>\d+)/"),
-    re.compile(r"--insecure-registry[ =](?P<host>[\w.\-]+):(?P<port>\d+)"),
-    re.compile(r"certs\.d/(?P<host>[\w.\-]+):(?P<port>\d+)"),
-    re.compile(r"dial tcp (?P<host>\[[^\]]+\]|[\w.\-]+):(?P<port>\d+)"),
-    re.compile(r"listen tcp4? (?P<host>[\w.\-]*):(?P<port>\d+)"),
-]
-_FILE_RES = [
-    re.compile(r"with file (?P<file>/[^:\s]+):"),
-    re.compile(r"No such file or directory: '(?P<file>[^']+)'"),
-    re.compile(r"open (?P<file>/[^:\s\"]+):"),
-]
-_DOCKER_HUB = {"registry-1.docker.io", "index.docker.io", "auth.docker.io", "docker.io"}
-
-
-def extract_params(line: str) -> dict[str, Any]:
-    """host, port, registry and file named in one line of text."""
-    out: dict[str, Any] = {}
-    best = None
-    for m in _URL.finditer(line):
-        path = m.group("path") or ""
-        host = m.group("host").strip("[]").lower()
-        if host.startswith("%2f"):  # a unix socket in a URL
-            continue
-        score = 2 if re.match(r"/v[12]/", path) else 1
-        if best is None or score > best[0]:
-            best = (score, host, m.group("port"), m.group("scheme"))
-    if best is not None and best[1] not in _DOCKER_HUB:
-        out["host"] = best[1]
-        if best[2]:
-            out["port"] = int(best[2])
-        out["scheme"] = best[3]
-    if "port" not in out:
-        for rx in _ADDR_RES:
-            am = rx.search(line)
-            if am is None:
-                continue
-            m = am
-            if m and m.group("host") and m.group("host").lower() not in _DOCKER_HUB:
-                host = m.group("host").strip("[]").lower()
-                if "host" in out and out["host"] != host and rx.pattern.startswith("dial"):
-                    continue  # the name resolved to an address; keep the name
-                out.setdefault("host", host)
-                out["port"] = int(m.group("port"))
-                break
-    if out.get("host") and out.get("port"):
-        out["registry"] = str(HostPort(out["host"], out["port"]))
-    for rx in _FILE_RES:
-        fm = rx.search(line)
-        if fm:
-            out["file"] = fm.group("file")
-            break
-    return out
-
-
-def _group_params(m: re.Match[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in m.groupdict().items():
-        if v:
-            out.setdefault(re.sub(r"\d+$", "", k), v)
-    return out
-
-
-# ------------------------------------------------------------------------------------------ matching
-
-
-def iter_hits(lines: Iterable[str], kb: KnowledgeBase | None = None) -> Iterator[Hit]:
-    kb = kb or load_kb()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        found = [(p, m) for p in kb.candidates(line) if (m := p.regex.search(line))]
-        if not found:
-            continue
-        suppressed = {s for p, _ in found for s in p.suppresses}
-        params = None
-        for p, m in found:
-            if p.id in suppressed:
-                continue
-            if params is None:
-                params = extract_params(line)
-            gp = _group_params(m)
-            merged = {**params, **{k: v for k, v in gp.items() if k not in ("host", "port") or k not in params}}
-            yield Hit(p, i, line, merged)
-
-
-def recent_hits(lines: list[str], per_key: int = 3) -> list[Hit]:
-    """Hits in a long log, in file order, keeping only the last `per_key` of each (pattern, host,
-    port): memory stays bounded when a journal repeats one error 50 000 times."""
-    kb = load_kb()
-    counts: dict[tuple[str, Any, Any], int] = {}
-    out: list[Hit] = []
-    for idx in range(len(lines) - 1, -1, -1):
-        for hit in iter_hits((lines[idx],), kb):
-            key = (hit.pattern.id, hit.params.get("host"), hit.params.get("port"))
-            if counts.get(key, 0) >= per_key:
-                continue
-            counts[key] = counts.get(key, 0) + 1
-            hit.line_no = idx + 1
-            out.append(hit)
-    out.reverse()
-    return out
+STDIN_LIMIT = 1024 * 1024  # the tail of stdin that is read: the newest lines of a journal
 
 
 def match_text(text: str, kb: KnowledgeBase | None = None) -> list[RuleMatch]:
     """The rules that fit the text, best first."""
-    kb = kb or load_kb()
-    by_rule: dict[str, RuleMatch] = {}
-    contrib: dict[str, list[float]] = {}
-    for hit in iter_hits(text.splitlines(), kb):
-        p = hit.pattern
-        for rid in (p.rule, *p.equally):
-            rm = by_rule.setdefault(rid, RuleMatch(rid, 0.0))
-            rm.hits.append(hit)
-            contrib.setdefault(rid, []).append(p.weight)
-        for other in p.also:
-            ro = by_rule.setdefault(other, RuleMatch(other, 0.0))
-            ro.also_hits.append(hit)
-            contrib.setdefault(other, []).append(p.weight * ALSO_FACTOR)
-    context: dict[str, Any] = {}
-    if by_rule:  # a registry named on another line (e.g. "The push refers to repository [HOST:PORT/x]")
-        for line in text.splitlines():
-            ctx = extract_params(line)
-            if ctx.get("registry"):
-                context = {k: ctx[k] for k in ("registry", "host", "port") if k in ctx}
-                break
-    for rid, rm in by_rule.items():
-        ws = sorted(contrib[rid], reverse=True)
-        rm.score = round(ws[0] + 0.05 * sum(ws[1:]), 2)
-        for h in rm.hits + rm.also_hits:
-            for k, v in h.params.items():
-                rm.params.setdefault(k, v)
-        if "registry" not in rm.params and context and rm.params.get("host") in (None, context["host"]):
-            rm.params.update(context)
-    return sorted(by_rule.values(), key=lambda r: (-r.score, not r.primary, r.rule_id))
+    return diagnose(text, kb).matches
 
 
 def best_rules(text: str) -> set[str]:
-    """The rules with the best score for the text (several when a wording is ambiguous)."""
-    ms = match_text(text)
-    if not ms:
+    """The rules with the best score for the text (several when a wording is ambiguous); empty when
+    the honest answer is "no known cause"."""
+    d = diagnose(text)
+    if not d.known or not d.matches:
         return set()
-    return {m.rule_id for m in ms if m.score == ms[0].score and m.primary}
+    top = d.matches[0].score
+    return {m.rule_id for m in d.matches if m.score == top and m.primary}
 
 
 def guesses(text: str, kb: KnowledgeBase | None = None, limit: int = 3) -> list[tuple[str, float, str]]:
     """(rule, similarity, closest example) for a text nothing matched."""
     kb = kb or load_kb()
+    text = text[-4000:]
     words = _words(text)
     if not words:
         return []
     best: dict[str, tuple[float, str]] = {}
     for p in kb.patterns:
+        if p.not_private:
+            continue
         for ex in p.examples:
             ew = _words(ex)
             if not ew:
@@ -411,35 +95,6 @@ _STOP = {"the", "and", "for", "get", "http", "https", "error", "response", "from
          "level", "msg", "time", "this", "that", "you", "your"}
 
 
-# ------------------------------------------------------------------------------------------ for rules
-
-
-def scan_lines(lines: Iterable[str], rule_id: str, addr: HostPort | None = None
-               ) -> Iterator[tuple[int, str, Hit]]:
-    """(line number, line, hit) for lines whose primary rule is rule_id and that name addr."""
-    yield from filter_hits(iter_hits(lines), rule_id, addr)
-
-
-def filter_hits(hits: Iterable[Hit], rule_id: str, addr: HostPort | None = None
-                ) -> Iterator[tuple[int, str, Hit]]:
-    """The hits (from iter_hits, possibly cached) whose primary rule is rule_id and that name addr."""
-    want_host = addr.host.lower() if addr else None
-    want_port = addr.port if addr else None
-    kb = load_kb()
-    rx_ids = {p.id for p in kb.patterns if p.rule == rule_id or rule_id in p.equally}
-    if not rx_ids:
-        return
-    for hit in hits:
-        if hit.pattern.id not in rx_ids:
-            continue
-        if want_host is not None:
-            if hit.params.get("host") != want_host:
-                continue
-            if want_port is not None and hit.params.get("port") not in (None, want_port):
-                continue
-        yield hit.line_no, hit.line, hit
-
-
 # ------------------------------------------------------------------------------------------ rendering
 
 
@@ -457,6 +112,8 @@ def _rule_meta(rule_id: str, kb: KnowledgeBase) -> dict[str, str]:
 
 
 _PLACEHOLDER = {"registry": "HOST:PORT", "host": "HOST", "port": "PORT", "file": "FILE"}
+_PARAM_KEYS = ("registry", "host", "port", "file", "scheme", "helper", "comm", "tcontext", "perm", "directive",
+               "value", "flag", "socket", "proxy", "method", "path", "status")
 
 
 def render_fix(rule_id: str, params: dict[str, Any], kb: KnowledgeBase | None = None) -> str:
@@ -468,7 +125,12 @@ def render_fix(rule_id: str, params: dict[str, Any], kb: KnowledgeBase | None = 
     return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), " ".join(template.split()))
 
 
-def explain_result(text: str) -> dict[str, Any]:
+def _evidence(h: Hit) -> dict[str, Any]:
+    return {"line": h.line_no, "line_end": h.line_end or h.line_no, "text": h.line.strip()[:300],
+            "pattern": h.pattern.id, "seen": h.pattern.seen, "note": h.pattern.note, "truncated": h.truncated}
+
+
+def explain_result(text: str, *, dropped_bytes: int = 0) -> dict[str, Any]:
     kb = load_kb()
     try:
         from dockerdoctor.engine import discover
@@ -476,21 +138,38 @@ def explain_result(text: str) -> dict[str, Any]:
         discover()
     except Exception:  # noqa: BLE001 - titles then come from the knowledge base
         pass
-    matches = match_text(text, kb)
-    out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "known": bool(matches), "matches": [], "guesses": []}
-    for rm in matches:
-        meta = _rule_meta(rm.rule_id, kb)
-        params = {k: v for k, v in rm.params.items() if k in ("registry", "host", "port", "file", "scheme",
-                                                               "helper", "comm", "tcontext", "perm", "directive",
-                                                               "value", "flag", "socket", "proxy")}
-        out["matches"].append({
-            "rule": rm.rule_id, "name": meta["name"], "title": meta["title"], "score": rm.score,
-            "role": "cause" if rm.primary else "also possible",
-            "params": params, "fix": render_fix(rm.rule_id, params, kb),
-            "evidence": [{"line": h.line_no, "text": h.line.strip()[:300], "pattern": h.pattern.id,
-                          "seen": h.pattern.seen, "note": h.pattern.note} for h in (rm.hits or rm.also_hits)[:3]],
-        })
-    if not matches:
+    d = diagnose(text, kb)
+    out: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "verdict": d.verdict, "known": d.known,
+        "input": {"lines": text.count("\n") + (1 if text and not text.endswith("\n") else 0),
+                  "bytes": len(text.encode("utf-8", "replace")), "dropped_bytes": dropped_bytes},
+        "matches": [], "not_private": [], "events": [], "guesses": [],
+    }
+    used: set[int] = set()
+    if d.known:
+        for i, rm in enumerate(d.matches):
+            meta = _rule_meta(rm.rule_id, kb)
+            params = {k: v for k, v in rm.params.items() if k in _PARAM_KEYS}
+            ev = [_evidence(h) for h in (rm.hits or rm.also_hits)[:3]]
+            ctx = [{"line": e.line_no, "line_end": e.line_end, "kind": e.kind, "text": e.text.strip()[:300],
+                    "file": e.file} for e in rm.context[:3]]
+            out["matches"].append({
+                "rule": rm.rule_id, "name": meta["name"], "title": meta["title"], "score": rm.score,
+                "role": "cause" if rm.primary else "also possible",
+                "confidence": "cause" if (i == 0 and d.verdict == "cause") else "possible",
+                "params": params, "fix": render_fix(rm.rule_id, params, kb),
+                "evidence": ev, "context": ctx, "reason": rm.reason,
+            })
+            if i < 3:
+                used.update(int(x["line"]) for x in ev)
+                used.update(int(str(x["line"])) for x in ctx)
+    for h in d.not_private[:5]:
+        out["not_private"].append(_evidence(h))
+        used.add(h.line_no)
+    for e in d.events:
+        if e.line_no in used or (e.kind in ("access", "config", "command") and len(out["events"]) < 50):
+            out["events"].append({**e.as_dict(), "used": e.line_no in used, "text": e.text.strip()[:200]})
+    if not d.known and not d.not_private:
         for rid, sim, ex in guesses(text, kb):
             meta = _rule_meta(rid, kb)
             out["guesses"].append({"rule": rid, "name": meta["name"], "title": meta["title"], "similarity": sim,
@@ -498,57 +177,118 @@ def explain_result(text: str) -> dict[str, Any]:
     return out
 
 
+def _line_ref(e: dict[str, Any]) -> str:
+    a, b = e["line"], e.get("line_end") or e["line"]
+    return f"line {a}" if a == b else f"lines {a}-{b}"
+
+
 def render_text(res: dict[str, Any]) -> str:
     lines: list[str] = []
+    if res["input"].get("dropped_bytes"):
+        lines.append(f"(input over {STDIN_LIMIT // 1024} KiB: read its last {STDIN_LIMIT // 1024} KiB, dropped the "
+                     f"first {res['input']['dropped_bytes']} bytes)")
     if res["known"]:
         n = len(res["matches"])
-        lines.append(f"{n} known cause{'s' if n != 1 else ''} fit{'s' if n == 1 else ''} this text (best first):")
+        head = "Cause" if res["verdict"] == "cause" else "Possible causes"
+        lines.append(f"{head}: {n} known rule{'s' if n != 1 else ''} fit{'s' if n == 1 else ''} this text "
+                     "(best first):")
         for i, m in enumerate(res["matches"], 1):
             name = f" {m['name']}" if m["name"] else ""
-            lines.append(f"\n{i}. {m['rule']}{name}: {m['title']}  [{m['role']}, score {m['score']:g}]")
+            label = ("cause" if m["confidence"] == "cause" else "possible cause") if m["role"] == "cause" \
+                else "also possible"
+            lines.append(f"\n{i}. {m['rule']}{name}: {m['title']}  [{label}, score {m['score']:g}]")
+            if m["reason"]:
+                lines.append(f"   because: {m['reason']}")
+            for c in m["context"]:
+                where = f" ({c['file']})" if c.get("file") else ""
+                lines.append(f"   context {_line_ref(c)}{where}: {printable(c['text'][:160])}")
+            shown = {e["pattern"] for mm in res["matches"][: i - 1] for e in mm["evidence"]}
             for ev in m["evidence"]:
-                lines.append(f"   matched line {ev['line']}: {ev['text'][:160]}")
+                cut = " (cut short)" if ev.get("truncated") else ""
+                lines.append(f"   matched {_line_ref(ev)}{cut}: {printable(ev['text'][:160])}")
+                if ev["pattern"] in shown:
+                    continue  # its note and source were shown above
                 if ev["note"]:
                     lines.append(f"   means: {ev['note']}")
                 if ev["seen"]:
                     lines.append(f"   seen: {ev['seen']}")
             if m["params"]:
-                lines.append("   parameters: " + ", ".join(f"{k}={v}" for k, v in m["params"].items()))
-            lines.append(f"   fix: {m['fix']}")
+                lines.append("   parameters: " + printable(", ".join(f"{k}={v}" for k, v in m["params"].items())))
+            lines.append(f"   fix: {printable(m['fix'])}")
+        if res["not_private"]:
+            lines.append("\nAlso in the text, not a private-registry fault:")
+            for ev in res["not_private"]:
+                lines.append(f"  {_line_ref(ev)}: {printable(ev['text'][:160])}")
+                if ev["note"]:
+                    lines.append(f"  means: {ev['note']}")
         top = res["matches"][0]
         reg = top["params"].get("registry")
         lines.append(f"\nMore: dockerdoctor explain {top['rule']}"
-                     + (f"; probe it: dockerdoctor check --registry {reg}" if reg else ""))
+                     + (f"; probe it: dockerdoctor check --registry {printable(str(reg))}" if reg else ""))
     else:
-        lines.append("No known cause: this text matches nothing in the knowledge base.")
+        if res["not_private"]:
+            lines.append("No known cause: this is not a private-registry fault.")
+            for ev in res["not_private"]:
+                lines.append(f"  {_line_ref(ev)}: {printable(ev['text'][:160])}")
+                if ev["note"]:
+                    lines.append(f"  means: {ev['note']}")
+        else:
+            lines.append("No known cause: this text matches nothing in the knowledge base.")
         if res["guesses"]:
             lines.append("Closest guesses (NOT matches; similarity of wording only):")
             for g in res["guesses"]:
                 name = f" {g['name']}" if g["name"] else ""
                 lines.append(f"  guess: {g['rule']}{name}: {g['title']}  (similarity {g['similarity']:.2f})")
-                lines.append(f"         closest known text: {g['closest_known_text'][:140]}")
-        lines.append("If this came from a push or pull, `dockerdoctor check --registry HOST:PORT` probes the "
-                     "registry layer by layer.")
+                lines.append(f"         closest known text: {printable(g['closest_known_text'][:140])}")
+        if not res["not_private"]:
+            lines.append("If this came from a push or pull, `dockerdoctor check --registry HOST:PORT` probes the "
+                         "registry layer by layer.")
     return "\n".join(lines) + "\n"
 
 
-def explain_text(text: str, fmt: str = "text") -> int:
-    """CLI entry point. Exit 0 when a known cause fits, 1 when none does, 2 for empty input."""
-    import sys
+def read_tail(stream: IO[bytes], limit: int = STDIN_LIMIT) -> tuple[str, int]:
+    """The last `limit` bytes of a stream (memory stays bounded), decoded, starting at a line
+    boundary when something was dropped; and how many bytes were dropped."""
+    buf = bytearray()
+    dropped = 0
+    while True:
+        chunk = stream.read(256 * 1024)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > limit:
+            cut = len(buf) - limit
+            dropped += cut
+            del buf[:cut]
+    if dropped:
+        nl = buf.find(b"\n")
+        if 0 <= nl < len(buf) - 1:
+            dropped += nl + 1
+            del buf[: nl + 1]
+    return bytes(buf).decode("utf-8", "replace"), dropped
 
-    if not text.strip():
+
+def explain_text(text: str, fmt: str = "text", *, dropped_bytes: int = 0) -> int:
+    """CLI entry point. Exit 0 when a known cause fits, 1 when none does, 2 for empty input."""
+    if not clean(text).strip():
         sys.stderr.write("dockerdoctor: error: no text to explain (pass the message, or - to read stdin)\n")
         return 2
-    res = explain_result(text)
+    res = explain_result(text, dropped_bytes=dropped_bytes)
     if fmt == "json":
-        sys.stdout.write(json.dumps(res, indent=2) + "\n")
+        sys.stdout.write(json.dumps(res, indent=2) + "\n")  # JSON escapes every control byte
     else:
         sys.stdout.write(render_text(res))
     return 0 if res["known"] else 1
 
 
-if __name__ == "__main__":
-    import sys
+def explain_stdin(fmt: str = "text") -> int:
+    text, dropped = read_tail(sys.stdin.buffer)
+    if dropped:
+        sys.stderr.write(f"dockerdoctor: note: input over {STDIN_LIMIT // 1024} KiB; explained its last "
+                         f"{STDIN_LIMIT // 1024} KiB (the newest lines), dropped the first {dropped} bytes\n")
+    return explain_text(text, fmt, dropped_bytes=dropped)
 
+
+if __name__ == "__main__":
     if sys.argv[1:] == ["--compile"]:
         print(write_compiled_file())

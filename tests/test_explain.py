@@ -12,6 +12,7 @@ import pytest
 
 from dockerdoctor.explain import best_rules, explain_result, extract_params, load_kb, match_text, scan_lines
 from dockerdoctor.facts import HostPort
+from dockerdoctor.knowledge import diagnose
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = str(REPO / ".venv" / "bin" / "dockerdoctor")
@@ -106,6 +107,10 @@ def test_every_example_matches_its_pattern_and_names_its_rule() -> None:
         assert p.examples, f"pattern {p.id} has no real wording"
         for ex in p.examples:
             assert p.regex.search(ex), (p.id, ex)
+            if p.not_private:  # "not a private-registry fault": no known cause, and says why
+                d = diagnose(ex)
+                assert d.verdict == "no known cause" and p.id in {h.pattern.id for h in d.not_private}, (p.id, ex)
+                continue
             ranked = [m.rule_id for m in match_text(ex)]
             assert p.rule in ranked, (p.id, ex, ranked)
             if p.id not in wrappers:
@@ -208,7 +213,7 @@ def test_cli_text_json_stdin_and_exit_codes() -> None:
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     data = json.loads(r.stdout)
-    assert data["schema_version"] == 1 and data["matches"][0]["rule"] == "DD208"
+    assert data["schema_version"] == 2 and data["verdict"] == "cause" and data["matches"][0]["rule"] == "DD208"
     r = subprocess.run([EXE, "explain", "the flux capacitor overheated"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "No known cause" in r.stdout
     r = subprocess.run([EXE, "explain", "DD205"], capture_output=True, text=True, timeout=60)

@@ -32,6 +32,7 @@ FACT_MODULES = [
     "dockerdoctor.facts.selinux",
     "dockerdoctor.facts.ports",
     "dockerdoctor.facts.endpoint",
+    "dockerdoctor.knowledge.journal",  # journal_hits: the docker journal through the knowledge base
 ]
 
 
