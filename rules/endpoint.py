@@ -2,7 +2,7 @@
 
 Each rule reads the layered live probe (fact ``endpoint_probes``, see dockerdoctor.probe.endpoint).
 On a snapshot, or when the probe is off, the same rules read the docker journal through the error
-knowledge base (dockerdoctor.explain), so a push error logged by dockerd is found offline too.
+knowledge base (dockerdoctor.knowledge), so a push error logged by dockerd is found offline too.
 """
 
 from __future__ import annotations

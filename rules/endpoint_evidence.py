@@ -66,7 +66,7 @@ def journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list[
     """Lines of the docker journal that the knowledge base ties to rule_id for this registry."""
     if journal is None:
         return []
-    from dockerdoctor.explain import filter_hits
+    from dockerdoctor.knowledge.events import filter_hits
 
     out = []
     for lineno, line, _m in filter_hits(kb_hits(journal), rule_id, addr):
@@ -78,7 +78,7 @@ def kb_hits(journal: Journal) -> list[Any]:
     """The knowledge base's hits in the journal, computed once per run (every DD2xx rule reads them)."""
     cached = journal.__dict__.get("_dd_hits")
     if cached is None:
-        from dockerdoctor.explain import recent_hits
+        from dockerdoctor.knowledge.events import recent_hits
 
         cached = recent_hits(journal.lines)  # the last few of each kind: bounded memory
         journal.__dict__["_dd_hits"] = cached
@@ -89,7 +89,7 @@ def container_hits(registry_containers: list[RegistryContainer] | None, rule_id:
     """Lines of the log of the registry container that serves addr's port, tied to rule_id."""
     if not registry_containers:
         return []
-    from dockerdoctor.explain import scan_lines
+    from dockerdoctor.knowledge.events import scan_lines
 
     out = []
     for rc in registry_containers:
