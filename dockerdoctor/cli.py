@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 from dockerdoctor import __version__
 from dockerdoctor.errors import DoctorError, InputError
 from dockerdoctor.report import FailOn
+from dockerdoctor.safetext import printable
 
 if TYPE_CHECKING:
     from dockerdoctor.fixes.apply import Choice, Prepared
@@ -462,7 +463,7 @@ def _print_plan(plan: Plan, choices: list[Choice], prepared: Prepared | None, fi
     from dockerdoctor.report.plan import plan_lines
 
     for line in plan_lines(plan, choices, prepared, findings, unfinished, dry_run):
-        typer.echo(line)
+        typer.echo(printable(line, keep_newlines=True))  # file content in a plan is untrusted
 
 
 def _plan_json(plan: Plan, choices: list[Choice], prepared: Prepared | None) -> None:
@@ -690,7 +691,7 @@ def run() -> None:
     try:
         app()  # standalone mode: usage errors exit 2 with click's message
     except DoctorError as exc:
-        sys.stderr.write(f"dockerdoctor: error: {' '.join(str(exc).split())}\n")
+        sys.stderr.write(f"dockerdoctor: error: {printable(' '.join(str(exc).split()))}\n")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("dockerdoctor: interrupted\n")
@@ -698,6 +699,6 @@ def run() -> None:
     except Exception as exc:
         if _debug:
             traceback.print_exc()
-        sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {exc} "
+        sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {printable(str(exc))} "
                          "(rerun with --debug for the traceback)\n")
         sys.exit(3)

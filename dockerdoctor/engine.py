@@ -11,6 +11,7 @@ is unavailable, the rule is skipped with the fact's reason, never reported as pa
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import inspect
 import pkgutil
@@ -22,7 +23,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable, InputError, Skip
 from dockerdoctor.facts import Facts
-from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
+from dockerdoctor.model import Evidence, Finding, RuleResult, RuleStatus, Severity
 
 CATEGORIES: dict[str, str] = {
     "engine": "Docker engine",
@@ -30,6 +31,7 @@ CATEGORIES: dict[str, str] = {
     "endpoint": "Registry endpoints",
     "network": "Registry host: firewall, SELinux, ports",
     "registry": "Registry containers",
+    "runtime": "Other runtimes: containerd CRI, nerdctl, k3s, dockerd's containerd store",
 }
 
 
@@ -170,6 +172,17 @@ def resolve_selection(patterns: Iterable[str], known: Iterable[str]) -> set[str]
     return out
 
 
+_BASIS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("dockerdoctor_rule_basis", default=None)
+
+
+def passed_on(text: str) -> None:
+    """Called by a rule while it runs: one fact its verdict rests on ("10.0.0.5:5000 probed live: HTTPS").
+    A passed rule shows these under -v, so a reader sees what was looked at, not only a tick."""
+    basis = _BASIS.get()
+    if basis is not None and text not in basis and len(basis) < 20:
+        basis.append(text)
+
+
 def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | None = None) -> list[RuleResult]:
     rules = discover()
     results: list[RuleResult] = []
@@ -184,6 +197,7 @@ def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | N
 def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
     res = RuleResult(spec.id, spec.name, spec.category, RuleStatus.PASSED)
     start = time.perf_counter()
+    token = _BASIS.set(res.basis)
     try:
         if spec.live_only and not facts.live:
             raise Skip("only checkable on a live host")
@@ -196,6 +210,7 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         findings: list[Finding] = list(produced or [])
         for f in findings:
             f.rule_id = f.rule_id or spec.id
+            _bound(f)
             if spec.id in ignore and f.severity == Severity.ERROR:
                 f.demoted_from = f.severity
                 f.severity = Severity.WARNING
@@ -208,8 +223,33 @@ def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:
         res.reason = f"{exc.__class__.__name__}: {exc}"
         res.findings = []
         res.traceback = traceback.format_exc()
+    finally:
+        _BASIS.reset(token)
     res.seconds = time.perf_counter() - start
     return res
+
+
+MAX_MESSAGE = 4000
+MAX_EVIDENCE = 25
+MAX_EVIDENCE_TEXT = 1000
+MAX_PARAM_ITEMS = 100
+
+
+def _bound(f: Finding) -> None:
+    """Keep one finding readable whatever the input: a daemon.json of 200,000 entries must not make a
+    200,000-line report."""
+    if len(f.message) > MAX_MESSAGE:
+        f.message = f.message[: MAX_MESSAGE - 1] + "…"
+    if len(f.evidence) > MAX_EVIDENCE:
+        more = len(f.evidence) - MAX_EVIDENCE + 1
+        f.evidence = f.evidence[: MAX_EVIDENCE - 1] + [Evidence("…", f"{more} more pieces of evidence not shown")]
+    for key, value in list(f.params.items()):
+        if isinstance(value, list) and len(value) > MAX_PARAM_ITEMS:
+            f.params[key] = value[:MAX_PARAM_ITEMS]
+            f.params[f"{key}_total"] = len(value)  # how many there were
+    if any(len(e.text) > MAX_EVIDENCE_TEXT for e in f.evidence):
+        f.evidence = [Evidence(e.source, e.text[: MAX_EVIDENCE_TEXT - 1] + "…", e.line)
+                      if len(e.text) > MAX_EVIDENCE_TEXT else e for e in f.evidence]
 
 
 def finding(spec_id: str, title: str, message: str, **kw: Any) -> Finding:

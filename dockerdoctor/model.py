@@ -237,5 +237,6 @@ class RuleResult:
     status: RuleStatus
     findings: list[Finding] = field(default_factory=list)
     reason: str = ""  # why skipped / crashed
+    basis: list[str] = field(default_factory=list)  # what a passed rule looked at (engine.passed_on)
     seconds: float = 0.0
     traceback: str = ""  # a crashed rule's traceback (shown with --debug)

@@ -53,7 +53,7 @@ class HostPort:
         if not host:
             raise ValueError(f"no host in {text!r}")
         if port:
-            if not port.isdigit() or not 0 < int(port) < 65536:
+            if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
                 raise ValueError(f"bad port in {text!r}")
             return cls(host.lower(), int(port))
         return cls(host.lower(), None)

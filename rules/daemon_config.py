@@ -53,6 +53,7 @@ from dockerdoctor.model import (
 from dockerdoctor.net import no_proxy_match
 from dockerdoctor.probe.report import EndpointProbes
 from dockerdoctor.rules_support import json_evidence, origin_evidence, short, value_evidence
+from dockerdoctor.safetext import loads_json
 
 # Variables of the stock env files that carry dockerd options.
 OPTION_VARS = ("OPTIONS", "DOCKER_OPTS", "INSECURE_REGISTRY", "ADD_REGISTRY", "BLOCK_REGISTRY",
@@ -452,7 +453,7 @@ def repair_json(text: str) -> str | None:
     fixed = re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE)
     fixed = re.sub(r",(\s*[}\]])", r"\1", fixed)
     try:
-        data = json.loads(fixed)
+        data = loads_json(fixed)
     except ValueError:
         return None
     if not isinstance(data, dict):
@@ -487,6 +488,19 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
     if dj.error:
         yield _json_parse_error(dj)
         return
+    if dj.bom and (engine_version is None or engine_version < (23, 0, 0)):
+        # moby 23.0 strips a UTF-8 byte-order mark (moby/moby#44777); 20.10 stops at the first byte.
+        known = f"engine {'.'.join(map(str, engine_version))}" if engine_version else "the engine version is unknown"
+        yield finding(
+            "DD106", f"{dj.path} starts with an invisible UTF-8 byte-order mark",
+            f"{dj.path} begins with the bytes EF BB BF (a UTF-8 byte-order mark, added by some Windows editors). "
+            "dockerd before 23.0 refuses such a file (invalid character 'ï' looking for beginning of value) and "
+            f"does not start; 23.0 and later ignore the mark ({known}).",
+            severity=Severity.ERROR if engine_version else Severity.WARNING,
+            evidence=[Evidence(dj.path, "bytes 1-3: EF BB BF (byte-order mark)", 1)],
+            fix=Fix("Save the file without the byte-order mark",
+                    (ReplaceFileContent(dj.path, (dj.text or "").removeprefix("\ufeff")),)),
+            params={"key": None, "bom": True})
     data = dj.data or {}
     flags = flag_table()
     for key, value in data.items():
@@ -508,7 +522,8 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
 def _json_parse_error(dj: DaemonJson) -> Finding:
     repaired = repair_json(dj.text or "")
     fix = (Fix("Replace it with the repaired file", (ReplaceFileContent(dj.path, repaired),))
-           if repaired else Fix(f"Correct the JSON at line {dj.error_line}, column {dj.error_col}"))
+           if repaired else Fix("Correct the JSON" + (f" at line {dj.error_line}, column {dj.error_col}"
+                                                      if dj.error_line else "")))
     snippet = ""
     if dj.text and dj.error_line:
         lines = dj.text.splitlines()
@@ -636,8 +651,9 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
             evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
     for v in cfg.insecure_planned:
         evidence.append(value_evidence(v, f"configured: {v.value}"))
+    added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
     only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
-                    if check_insecure_entry(v.value).normalized in added)
+                    if check_insecure_entry(v.value).normalized in added_set)
     action = ServiceAction("reload") if only_json else ServiceAction("restart")
     yield finding(
         "DD107", "dockerd runs with an older configuration",

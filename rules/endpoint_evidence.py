@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from dockerdoctor.engine import passed_on
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.containers import RegistryContainer, published_endpoints
 from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.model import Evidence
 from dockerdoctor.net import HostPort
-from dockerdoctor.probe.report import EndpointReport
+from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 from dockerdoctor.rules_support import short
 
 NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
@@ -105,13 +106,44 @@ def container_hits(registry_containers: list[RegistryContainer] | None, rule_id:
     return out[-3:]
 
 
-def each_target(target_registries: list[TargetRegistry], endpoint_probes: dict[str, Any] | None,
-          docker_journal: Journal | None, registry_containers: list[Any] | None = None
-          ) -> Iterator[tuple[HostPort, EndpointReport | None]]:
+def each_target(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None,
+                docker_journal: Journal | None, registry_containers: list[RegistryContainer] | None = None
+                ) -> Iterator[tuple[HostPort, EndpointReport | None]]:
     """(address, probe or None) for each target; skip the rule when nothing can be known."""
     addrs = targets(target_registries)
     if endpoint_probes is None and docker_journal is None and not registry_containers:
         raise Skip(NO_SOURCE)
+    unseen: list[str] = []
     for addr in addrs:
         rep = (endpoint_probes or {}).get(str(addr))
-        yield addr, rep if isinstance(rep, EndpointReport) else None
+        rep = rep if isinstance(rep, EndpointReport) else None
+        if rep is not None:
+            passed_on(f"{addr}: probed live ({rep.seconds * 1000:.0f} ms)")
+        elif mentioned(docker_journal, registry_containers, addr):
+            passed_on(f"{addr}: not probed; the docker journal names it, without this error")
+        else:
+            unseen.append(str(addr))
+        yield addr, rep
+    if unseen and len(unseen) == len(addrs):
+        # Nothing was looked at: no probe, and no journal line or registry log even names the registry.
+        # A pass here would claim a registry is fine that nobody saw.
+        raise Skip(f"{', '.join(unseen)} was not probed (a snapshot is never probed; network probes "
+                   "off or not possible) and no docker journal line names it")
+
+
+def mentioned(journal: Journal | None, registry_containers: list[RegistryContainer] | None, addr: HostPort) -> bool:
+    """Does the docker journal (or a registry container serving addr's port) say anything about addr?"""
+    if registry_containers:
+        try:
+            if any(addr.port in {hp.port for hp, _ in published_endpoints(rc)} for rc in registry_containers):
+                return True
+        except Exception:  # noqa: BLE001 - a container we cannot read says nothing
+            pass
+    if journal is None:
+        return False
+    cached = journal.__dict__.setdefault("_dd_mentions", {})
+    key = str(addr)
+    if key not in cached:
+        needles = (key, f"{addr.host}:{addr.port}") if addr.port else (key,)
+        cached[key] = any(n in line for line in journal.lines for n in needles)
+    return bool(cached[key])

@@ -22,6 +22,7 @@ APT_PACKAGES=(
   openssl iproute2 ca-certificates util-linux
   tcpdump  # issue 16: tests/real/test_daemon_identity.py captures the uplink while a probe runs
   curl  # issue 9: tests/real/test_explain_lab.py records what curl prints against broken lab endpoints
+  apache2-utils  # issue 11: `htpasswd -B` writes the hashes serve-registry must accept (passwords > 72 bytes too)
   # issue 10 (fleets): sshd for the Ansible lab hosts, node_exporter + promtool, headless chromium for the
   # HTML fleet report, dash for the `collect --script` collector (busybox sh comes from busybox-static)
   openssh-server openssh-client prometheus-node-exporter prometheus chromium dash

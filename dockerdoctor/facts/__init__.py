@@ -33,6 +33,7 @@ FACT_MODULES = [
     "dockerdoctor.facts.ports",
     "dockerdoctor.facts.endpoint",
     "dockerdoctor.knowledge.journal",  # journal_hits: the docker journal through the knowledge base
+    "dockerdoctor.runtimes.containerd",  # containerd CRI, nerdctl, k3s, dockerd image stores (issue 14)
 ]
 
 
@@ -71,6 +72,7 @@ class CheckOptions:
     network: bool = True  # live probes allowed
     e2e: bool = False  # --e2e: a real push/pull/delete round trip (dockerdoctor.probe.e2e)
     e2e_repo: str = "dockerdoctor-probe"
+    containerd_config: str | None = None  # pin the containerd whose config.toml this is (issue 14)
 
 
 class Facts:

@@ -23,6 +23,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.safetext import isdigits, loads_json
 from dockerdoctor.sources.specs import SOS_CONTAINERS_DIR, SOS_IMAGES_DIR
 
 LOG_TAIL_LINES = 300  # lines of each registry container's log that are read
@@ -169,35 +170,56 @@ def _as_list(v: Any) -> list[str]:
         return []
     if isinstance(v, str):
         return [v]
-    return [str(x) for x in v]
+    if not isinstance(v, list):
+        return []
+    return [x if isinstance(x, str) else json.dumps(x) for x in v]
+
+
+# docker inspect output is untrusted text: every value may have the wrong JSON type.
+def _obj(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+def _arr(v: Any) -> list[Any]:
+    return v if isinstance(v, list) else []
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return int(v) if isinstance(v, str) and isdigits(v) else 0
+    return int(v) if abs(v) < 2**63 else 0
+
+
+def _str(v: Any) -> str:
+    return v if isinstance(v, str) else ""
 
 
 def _port_key(key: str) -> tuple[int, str] | None:
     num, _, proto = key.partition("/")
-    if not num.isdigit():
+    if not isdigits(num):
         return None
     return int(num), (proto or "tcp")
 
 
 def container_from_inspect(data: dict[str, Any], source: str) -> ContainerInfo:
     """One element of `docker inspect`'s JSON array (or the Engine API's /containers/ID/json)."""
-    cfg = data.get("Config") or {}
-    host = data.get("HostConfig") or {}
-    state = data.get("State") or {}
-    net = data.get("NetworkSettings") or {}
+    cfg = _obj(data.get("Config"))
+    host = _obj(data.get("HostConfig"))
+    state = _obj(data.get("State"))
+    net = _obj(data.get("NetworkSettings"))
     env_list = _as_list(cfg.get("Env"))
     ports: list[PortBinding] = []
     bindings = net.get("Ports") if isinstance(net.get("Ports"), dict) and net.get("Ports") else None
     if not bindings:
-        bindings = host.get("PortBindings") or {}
-    for key, binds in (bindings or {}).items():
+        bindings = _obj(host.get("PortBindings"))
+    for key, binds in bindings.items():
         pk = _port_key(key)
         if pk is None or not binds:
             continue
-        for b in binds:
-            hp = str((b or {}).get("HostPort") or "")
-            ports.append(PortBinding(pk[0], pk[1], str((b or {}).get("HostIp") or ""),
-                                     int(hp) if hp.isdigit() else None))
+        for b in _arr(binds):
+            hp = _str(_obj(b).get("HostPort"))
+            ports.append(PortBinding(pk[0], pk[1], _str(_obj(b).get("HostIp")),
+                                     int(hp) if isdigits(hp) else None))
     seen_ports: set[tuple[int, str, str, int | None]] = set()
     uniq = []
     for p in ports:
@@ -206,16 +228,17 @@ def container_from_inspect(data: dict[str, Any], source: str) -> ContainerInfo:
         if k not in seen_ports:
             seen_ports.add(k)
             uniq.append(p)
-    exposed = [pk for pk in (_port_key(k) for k in (cfg.get("ExposedPorts") or {})) if pk]
+    exposed = [pk for pk in (_port_key(k) for k in _obj(cfg.get("ExposedPorts"))) if pk]
     mounts: list[Mount] = []
-    for m in data.get("Mounts") or []:
+    for m in _arr(data.get("Mounts")):
+        m = _obj(m)
         mounts.append(Mount(
-            type=str(m.get("Type") or ("volume" if m.get("Name") else "bind")),
-            source=str(m.get("Source") or m.get("Name") or ""),
-            destination=str(m.get("Destination") or ""),
-            mode=str(m.get("Mode") or ""),
-            rw=bool(m.get("RW", True)),
-            name=m.get("Name"),
+            type=_str(m.get("Type")) or ("volume" if m.get("Name") else "bind"),
+            source=_str(m.get("Source")) or _str(m.get("Name")),
+            destination=_str(m.get("Destination")),
+            mode=_str(m.get("Mode")),
+            rw=m.get("RW", True) is not False,
+            name=_str(m.get("Name")) or None,
         ))
     # HostConfig.Binds keeps the mode the user typed (":Z"); Mounts[].Mode usually has it too.
     binds_mode: dict[str, str] = {}
@@ -236,34 +259,36 @@ def container_from_inspect(data: dict[str, Any], source: str) -> ContainerInfo:
                 kind = "bind" if src.startswith("/") else "volume"
                 mounts.append(Mount(kind, src, dst, mode, "ro" not in mode.split(","),
                                     None if kind == "bind" else src))
-    rp = host.get("RestartPolicy") or {}
-    name = str(data.get("Name") or "").lstrip("/")
-    status = str(state.get("Status") or ("running" if state.get("Running") else "exited"))
-    if state.get("Restarting"):
+    rp = _obj(host.get("RestartPolicy"))
+    name = _str(data.get("Name")).lstrip("/")
+    status = _str(state.get("Status")) or ("running" if state.get("Running") is True else "exited")
+    if state.get("Restarting") is True:
         status = "restarting"
+    labels = {k: v if isinstance(v, str) else json.dumps(v) for k, v in _obj(cfg.get("Labels")).items()}
+    exit_code = state.get("ExitCode")
     return ContainerInfo(
-        id=str(data.get("Id") or ""),
-        name=name or str(data.get("Id") or "")[:12],
-        image=str(cfg.get("Image") or data.get("Image") or ""),
+        id=_str(data.get("Id")),
+        name=name or _str(data.get("Id"))[:12],
+        image=_str(cfg.get("Image")) or _str(data.get("Image")),
         entrypoint=_as_list(cfg.get("Entrypoint")),
         cmd=_as_list(cfg.get("Cmd")),
         env=_env_dict(env_list),
         env_list=env_list,
-        labels=dict(cfg.get("Labels") or {}),
+        labels=labels,
         status=status,
-        exit_code=state.get("ExitCode"),
-        error=str(state.get("Error") or ""),
-        restarting=bool(state.get("Restarting")),
-        restart_count=int(data.get("RestartCount") or 0),
-        restart_policy=str(rp.get("Name") or "no") or "no",
-        restart_max=int(rp.get("MaximumRetryCount") or 0),
-        network_mode=str(host.get("NetworkMode") or "default"),
+        exit_code=_int(exit_code) if exit_code is not None else None,
+        error=_str(state.get("Error")),
+        restarting=state.get("Restarting") is True,
+        restart_count=_int(data.get("RestartCount")),
+        restart_policy=_str(rp.get("Name")) or "no",
+        restart_max=_int(rp.get("MaximumRetryCount")),
+        network_mode=_str(host.get("NetworkMode")) or "default",
         ports=uniq,
         exposed=exposed,
         mounts=mounts,
-        started_at=str(state.get("StartedAt") or ""),
-        finished_at=str(state.get("FinishedAt") or ""),
-        oom_killed=bool(state.get("OOMKilled")),
+        started_at=_str(state.get("StartedAt")),
+        finished_at=_str(state.get("FinishedAt")),
+        oom_killed=state.get("OOMKilled") is True,
         source=source,
         raw=data,
     )
@@ -271,7 +296,7 @@ def container_from_inspect(data: dict[str, Any], source: str) -> ContainerInfo:
 
 def parse_inspect_text(text: str, source: str) -> list[ContainerInfo]:
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         return []
     if isinstance(data, dict):
@@ -411,7 +436,7 @@ def _config_addr(cfg: dict[str, Any] | None) -> str | None:
 
 def _port_of_addr(addr: str) -> int | None:
     _, _, port = addr.rpartition(":")
-    return int(port) if port.isdigit() else None
+    return int(port) if isdigits(port) else None
 
 
 def _registry_config_path(c: ContainerInfo) -> str:
@@ -485,7 +510,7 @@ def describe_registry(c: ContainerInfo, kind: str, why: list[str], read_host_fil
     port, pwhy = 5000, "the default port"
     if version == "v0":
         for env in ("REGISTRY_PORT", "PORT"):
-            if c.env.get(env, "").isdigit():
+            if isdigits(c.env.get(env, "")):
                 port, pwhy = int(c.env[env]), env
                 break
     else:
@@ -610,7 +635,7 @@ def _containers_snapshot(facts: Facts) -> list[ContainerInfo]:
         if n.startswith("docker_inspect_"):
             text = src.read_text(f"{SOS_IMAGES_DIR}/{n}")
             try:
-                arr = json.loads(text or "")
+                arr = loads_json(text or "")
             except ValueError:
                 continue
             for img in arr if isinstance(arr, list) else [arr]:

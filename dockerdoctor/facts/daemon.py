@@ -8,6 +8,7 @@ where it came from, so a finding can say "set in X, but ignored because Y".
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import os
@@ -42,6 +43,7 @@ from dockerdoctor.facts.systemd import (
     split_command_line,
 )
 from dockerdoctor.net import split_host_port
+from dockerdoctor.safetext import isdigits, loads_json
 from dockerdoctor.sources.specs import ENV_FILE_KEYS, UNITS, file_path, read_first
 
 WELL_KNOWN_ENV_FILES = tuple(file_path(k) for k in ENV_FILE_KEYS)
@@ -253,7 +255,7 @@ def _main_pid(facts: Facts) -> int | None:
     if state is None:
         return None
     pid = state.get("MainPID") or (state.get("ExecMainPID") if state.active_state == "active" else None)
-    return int(pid) if pid and str(pid).isdigit() and int(pid) > 0 else None
+    return int(pid) if pid and isdigits(str(pid)) and int(pid) > 0 else None
 
 
 @fact()
@@ -298,7 +300,7 @@ def _snapshot_dockerds(facts: Facts, text: str) -> list[DockerdProcess]:
             continue
         argv = split_command_line(cols[10])
         if _is_dockerd(argv):
-            found.append(DockerdProcess(int(cols[1]) if cols[1].isdigit() else None, argv,
+            found.append(DockerdProcess(int(cols[1]) if isdigits(cols[1]) else None, argv,
                                         None, facts.source.command_source("ps")))
     return found
 
@@ -362,6 +364,7 @@ class DaemonJson:
     duplicate_keys: list[str] = field(default_factory=list)
     mtime: float | None = None
     read_path: str = ""  # where it was actually read (may be under /proc/PID/root)
+    bom: bool = False  # starts with a UTF-8 byte-order mark (dockerd >= 23.0 strips it; 20.10 refuses it)
 
     def line_of(self, key: str) -> int | None:
         return self.key_lines.get(key)
@@ -369,6 +372,9 @@ class DaemonJson:
 
 def parse_daemon_json(text: str, path: str) -> DaemonJson:
     dj = DaemonJson(path=path, via="", exists=True, text=text)
+    if text.startswith("\ufeff"):
+        dj.bom = True
+        text = text[1:]
     if text.strip() == "":
         dj.error = "the file is empty (dockerd says: EOF)"
         return dj
@@ -383,12 +389,12 @@ def parse_daemon_json(text: str, path: str) -> DaemonJson:
         return seen
 
     try:
-        data = json.loads(text, object_pairs_hook=hook)
+        data = loads_json(text, object_pairs_hook=hook)
     except json.JSONDecodeError as exc:
         dj.error = exc.msg
         dj.error_line, dj.error_col = exc.lineno, exc.colno
         return dj
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         dj.error = str(exc)[:200]
         return dj
     if not isinstance(data, dict):
@@ -396,11 +402,23 @@ def parse_daemon_json(text: str, path: str) -> DaemonJson:
         return dj
     dj.data = data
     dj.duplicate_keys = dupes
-    for key in data:
-        m = re.search(r'^\s*"' + re.escape(key) + r'"\s*:', text, re.MULTILINE)
-        if m:
-            dj.key_lines[key] = text.count("\n", 0, m.start()) + 1
+    # One pass over the text (a search per key was quadratic on a daemon.json of 100,000 keys).
+    line, pos = 1, 0
+    for m in _KEY_AT_LINE_START.finditer(text):
+        line += text.count("\n", pos, m.start(1))
+        pos = m.start(1)
+        raw = m.group(1)
+        try:
+            key = raw if "\\" not in raw else json.loads(f'"{raw}"')
+        except ValueError:
+            continue
+        if key in data and key not in dj.key_lines:
+            dj.key_lines[key] = line
     return dj
+
+
+_KEY_AT_LINE_START = re.compile(r'^[ \t\r\n]*"((?:[^"\\\n]|\\.)*)"\s*:', re.MULTILINE)
+DAEMON_JSON_LIMIT = 4 * 1024 * 1024
 
 
 @fact()
@@ -423,9 +441,12 @@ def daemon_json(facts: Facts) -> DaemonJson:
     # Live, read it the way the daemon sees it: through /proc/PID/root (its mount namespace). A missing
     # file there is missing for the daemon, whatever this host's own /etc/docker holds.
     read_path = proc.read_path(path) if facts.live and proc is not None else path
-    text = facts.source.read_text(read_path, limit=1024 * 1024)
+    text = facts.source.read_text(read_path, limit=DAEMON_JSON_LIMIT + 1)
     if text is None:
         return DaemonJson(path=path, via=via, exists=False, read_path=read_path)
+    if len(text.encode("utf-8", "surrogateescape")) > DAEMON_JSON_LIMIT:
+        # Only part of it could be read: saying it is invalid (its cut end does not parse) would be false.
+        raise FactUnavailable(f"{path} is larger than {DAEMON_JSON_LIMIT // (1024 * 1024)} MiB, too large to read")
     dj = parse_daemon_json(text, path)
     dj.via = via
     dj.read_path = read_path
@@ -738,8 +759,10 @@ class InsecureEntryCheck:
 _HOST_LABEL = re.compile(r"^([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$")
 
 
+@functools.lru_cache(maxsize=2**18)
 def check_insecure_entry(value: str) -> InsecureEntryCheck:
-    """What dockerd 20.10 does with one insecure-registries value (see shared/lab.md §1)."""
+    """What dockerd 20.10 does with one insecure-registries value (see shared/lab.md §1). Cached: several
+    rules ask about every entry of a list that may hold thousands."""
     v = value
     low = v.lower()
     if low.startswith("http://"):
@@ -748,12 +771,12 @@ def check_insecure_entry(value: str) -> InsecureEntryCheck:
         v = v[8:]
     elif "://" in v:
         return InsecureEntryCheck(value, None, "contains a scheme other than http:// or https://", True)
-    try:
-        ipaddress.ip_network(v, strict=False)
-        if "/" in v:
+    if "/" in v:  # only a CIDR is a network here ("10.0.0.5:5000" fails ip_network, slowly)
+        try:
+            ipaddress.ip_network(v, strict=False)
             return InsecureEntryCheck(value, v, None, False, is_cidr=True)
-    except ValueError:
-        pass
+        except ValueError:
+            pass
     if any(c in v for c in "[],; '\"") or "/" in v or not v:
         what = (
             "a bracket list" if v.startswith("[") else
@@ -763,7 +786,7 @@ def check_insecure_entry(value: str) -> InsecureEntryCheck:
         )
         return InsecureEntryCheck(value, None, f"{what}: dockerd says invalid host and does not start", True)
     host, port = split_host_port(v)
-    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+    if port and (not isdigits(port) or not 0 < int(port) < 65536):
         return InsecureEntryCheck(value, None, f"invalid port {port!r}: dockerd does not start", True)
     try:
         ipaddress.ip_address(host)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable, InputError
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.safetext import loads_json
 
 if TYPE_CHECKING:
     import socket
@@ -103,12 +104,11 @@ def docker_config_dir(env: Mapping[str, str]) -> str:
 def context_host(name: str, config_dir: str) -> tuple[str | None, str]:
     """The docker endpoint of context `name`, and the meta.json it was read from."""
     import hashlib
-    import json
 
     meta = os.path.join(config_dir, "contexts", "meta", hashlib.sha256(name.encode()).hexdigest(), "meta.json")
     try:
         with open(meta, "rb") as fh:
-            data = json.loads(fh.read(1024 * 1024))
+            data = loads_json(fh.read(1024 * 1024))
     except FileNotFoundError:
         raise InputError(f"docker context {name!r} does not exist (no {meta}); "
                          "`docker context ls` lists them, --docker-host overrides") from None
@@ -126,7 +126,6 @@ def resolve_docker_host(explicit: str | None, env: Mapping[str, str] | None = No
         return DockerHost(validate_host(explicit), "--docker-host")
     if env.get("DOCKER_HOST"):
         return DockerHost(validate_host(env["DOCKER_HOST"], "DOCKER_HOST"), "DOCKER_HOST")
-    import json
 
     cfg_dir = docker_config_dir(env)
     name, where = env.get("DOCKER_CONTEXT") or "", "DOCKER_CONTEXT"
@@ -134,7 +133,7 @@ def resolve_docker_host(explicit: str | None, env: Mapping[str, str] | None = No
         cfg = os.path.join(cfg_dir, "config.json")
         try:
             with open(cfg, "rb") as fh:
-                data = json.loads(fh.read(4 * 1024 * 1024))
+                data = loads_json(fh.read(4 * 1024 * 1024))
             name = data.get("currentContext") or "" if isinstance(data, dict) else ""
             where = f"currentContext in {cfg}"
         except (OSError, ValueError):

@@ -8,7 +8,6 @@ fallbacks; a snapshot has the firewall-cmd output sos collects and /etc/firewall
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -17,6 +16,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.safetext import isdigits, loads_json
 from dockerdoctor.sources.specs import dir_paths, read_first
 
 FW_NAME = "org.fedoraproject.FirewallD1"
@@ -572,7 +572,7 @@ def _nft_ports(expr: dict[str, Any]) -> tuple[tuple[int, int], ...] | None:
 def parse_nft_json(text: str, source: str) -> tuple[list[FilterRule], bool, bool]:
     """Rules in input-hook chains (and the chains they jump to) that drop or reject TCP ports."""
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         return [], False, False
     items = data.get("nftables", []) if isinstance(data, dict) else []
@@ -707,7 +707,7 @@ def parse_iptables_save(text: str, source: str) -> tuple[list[FilterRule], bool]
         if dports:
             for part in dports.group(1).split(","):
                 a, _, b = part.partition(":")
-                if a.isdigit():
+                if isdigits(a):
                     ports.append((int(a), int(b or a)))
         pm = re.search(r"-p\s+(\w+)", args)
         rw = re.search(r"--reject-with\s+(\S+)", args)
@@ -805,14 +805,17 @@ def packet_filter(facts: Facts) -> PacketFilter:
 
 _NFT_TABLE = re.compile(r"^\s*table\s+(\w+)\s+(\S+)\s*\{")
 _NFT_CHAIN = re.compile(r"^\s*chain\s+(\S+)\s*\{")
-_NFT_HOOK = re.compile(r"type\s+(\w+)\s+hook\s+(\w+).*?(?:policy\s+(\w+))?;?\s*$")
+# Linear on any line: the policy is searched for on its own (a lazy `.*?` before `\s*$` was quadratic on a
+# hook line followed by 400,000 spaces).
+_NFT_HOOK = re.compile(r"type\s+(\w+)\s+hook\s+(\w+)")
+_NFT_POLICY = re.compile(r"\bpolicy\s+(\w+)\s*;?\s*$")
 
 
 def _ports_from_words(spec: str) -> tuple[tuple[int, int], ...]:
     out = []
     for part in re.split(r"[,\s{}]+", spec):
         a, _, b = part.partition("-")
-        if a.isdigit() and (not b or b.isdigit()):
+        if isdigits(a) and (not b or isdigits(b)):
             out.append((int(a), int(b or a)))
     return tuple(out)
 
@@ -841,10 +844,11 @@ def parse_nft_text(text: str, source: str) -> tuple[list[FilterRule], bool, bool
         line = raw.strip()
         if not line or line == "}" or table is None or chain is None:
             continue
-        h = _NFT_HOOK.search(line)
-        if h and line.startswith("type "):
+        h = _NFT_HOOK.match(line) if line.startswith("type ") else None
+        if h:
             if h.group(1) == "filter" and h.group(2) == "input":
-                hooks[(table[0], table[1], chain)] = h.group(3)
+                pol = _NFT_POLICY.search(line.rstrip())
+                hooks[(table[0], table[1], chain)] = pol.group(1) if pol else None
             continue
         chains[(table[0], table[1], chain)].append((i, line))
     out: list[FilterRule] = []
@@ -922,7 +926,7 @@ def parse_iptables_list(text: str, source: str) -> tuple[list[FilterRule], bool]
                 docker = True
             continue
         cols = line.split()
-        if cur is None or not cols or cols[0] == "pkts" or not cols[0].isdigit():
+        if cur is None or not cols or cols[0] == "pkts" or not isdigits(cols[0]):
             continue
         chains[cur].append((i, cols))
     out: list[FilterRule] = []
@@ -941,7 +945,7 @@ def parse_iptables_list(text: str, source: str) -> tuple[list[FilterRule], bool]
             st = re.search(r"state\s+(\S+)", extra)
             if st and "NEW" not in st.group(1):
                 limited = True
-            extra_wo = re.sub(r"(ct)?state\s+\S+|reject-with\s+\S+|/\*.*?\*/|(tcp|udp)\s+dpts?:\S+|"
+            extra_wo = re.sub(r"(ct)?state\s+\S+|reject-with\s+\S+|/\*.{0,512}?\*/|(tcp|udp)\s+dpts?:\S+|"
                               r"multiport\s+dports\s+\S+", "", extra).strip()
             if extra_wo:
                 limited = True  # other matches (mark, limit, recent...): not every new connection
@@ -953,7 +957,7 @@ def parse_iptables_list(text: str, source: str) -> tuple[list[FilterRule], bool]
             if mp:
                 for part in mp.group(1).split(","):
                     a, _, b = part.partition(":")
-                    if a.isdigit():
+                    if isdigits(a):
                         ports.append((int(a), int(b or a)))
             proto = {"6": "tcp", "17": "udp", "1": "icmp", "all": None, "0": None}.get(prot, prot)
             if target not in ("ACCEPT", "DROP", "REJECT", "RETURN", "LOG"):
@@ -975,14 +979,31 @@ def parse_iptables_list(text: str, source: str) -> tuple[list[FilterRule], bool]
     return out, docker
 
 
-_DNAT_IPT = re.compile(r"^-A DOCKER\b.*--dport (\d+)\b.*-j DNAT", re.M)
-_DNAT_NFT_TEXT = re.compile(r"dport (\d+) .*dnat to", re.M)
+# Applied to one rule line at a time, without a leading `.*`: `^-A DOCKER.*--dport (\d+).*-j DNAT` over a
+# 4 MB line of `--dport 1` backtracked for minutes.
+_DPORT_IPT = re.compile(r"--dport (\d+)\b")
+_DPORT_NFT = re.compile(r"dport (\d+) ")
+
+
+def _dnat_port(line: str, dport: re.Pattern[str], verdict: str, first: bool = False) -> int | None:
+    """The port of one DNAT rule line: the last (iptables) or first (nft) one before the DNAT verdict."""
+    end = line.rfind(verdict)
+    if end < 0:
+        return None
+    if first:
+        m = dport.search(line, 0, end)
+    else:
+        found = list(dport.finditer(line, 0, end))
+        m = found[-1] if found else None
+    return int(m.group(1)) if m else None
 
 
 def docker_dnat_ports(text: str, kind: str) -> set[int]:
     """Host ports with a DNAT rule in docker's DOCKER chain (iptables-save, nft text or nft JSON)."""
     if kind == "iptables-save":
-        return {int(p) for p in _DNAT_IPT.findall(text)}
+        found = (_dnat_port(line, _DPORT_IPT, "-j DNAT") for line in text.splitlines()
+                 if line.startswith("-A DOCKER") and line[9:10] in ("", " ", "\t"))
+        return {p for p in found if p is not None}
     if kind == "nft-text":
         out: set[int] = set()
         in_docker = False
@@ -991,10 +1012,12 @@ def docker_dnat_ports(text: str, kind: str) -> set[int]:
             if s.startswith("chain "):
                 in_docker = s.split()[1] == "DOCKER"
             elif in_docker:
-                out.update(int(p) for p in _DNAT_NFT_TEXT.findall(s))
+                p = _dnat_port(s, _DPORT_NFT, "dnat to", first=True)
+                if p is not None:
+                    out.add(p)
         return out
     try:
-        data = json.loads(text)
+        data = loads_json(text)
     except ValueError:
         return set()
     out = set()

@@ -131,6 +131,9 @@ _JOURNAL_HOST = re.compile(
 )
 
 
+MAX_CONFIG_TARGETS = 32
+
+
 @fact()
 def target_registries(facts: Facts) -> list[TargetRegistry]:
     """The registries this host must be able to use: --registry, else what the host itself names."""
@@ -147,7 +150,9 @@ def target_registries(facts: Facts) -> list[TargetRegistry]:
 
     cfg = facts.optional("effective_config")
     if cfg is not None:
-        for v in cfg.insecure_planned + (cfg.insecure_running or []):
+        # A daemon.json may list thousands of entries: the first MAX_CONFIG_TARGETS are enough to judge
+        # the file, and each target costs every endpoint rule a pass.
+        for v in (cfg.insecure_planned + (cfg.insecure_running or []))[:MAX_CONFIG_TARGETS]:
             chk = check_insecure_entry(v.value)
             if chk.normalized and not chk.is_cidr:
                 try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.facts.systemd import split_command_line
+from dockerdoctor.safetext import isdigits
 
 # Processes that legitimately hold a registry's port.
 REGISTRY_HOLDERS = {"docker-proxy", "registry", "docker-registry", "dockerdoctor", "serve-registry", "gunicorn",
@@ -87,7 +88,7 @@ def sockets_in_netns(pid: int | str) -> list[ListenSocket]:
     owners: dict[int, tuple[int, str, str]] = {}
     if inodes:
         for entry in os.listdir("/proc"):
-            if not entry.isdigit():
+            if not isdigits(entry):
                 continue
             if ns is not None and _netns(entry) != ns:
                 continue
@@ -136,7 +137,7 @@ def parse_ss(text: str, source: str) -> list[ListenSocket]:
             continue
         host, _, port = local.rpartition(":")
         host = host.strip("[]").split("%")[0]
-        if not port.isdigit():
+        if not isdigits(port):
             continue
         m = _SS_USERS.search(line)
         out.append(ListenSocket(host if host != "*" else "0.0.0.0", int(port), int(m.group(2)) if m else None,
@@ -232,7 +233,7 @@ def registry_processes(facts: Facts) -> list[RegistryProcess]:
         argv = split_command_line(cols[10])
         c = classify_registry_argv(argv)
         if c:
-            out.append(RegistryProcess(int(cols[1]) if cols[1].isdigit() else None, tuple(argv), c[0],
+            out.append(RegistryProcess(int(cols[1]) if isdigits(cols[1]) else None, tuple(argv), c[0],
                                        facts.source.command_source("ps"), c[1]))
     return out
 
@@ -324,9 +325,9 @@ def registry_listeners(facts: Facts) -> list[RegistryListener]:
 def _port_from_config(facts: Facts, rp: RegistryProcess) -> int | None:
     argv = list(rp.argv)
     for i, a in enumerate(argv):
-        if a in ("--port", "-p") and i + 1 < len(argv) and argv[i + 1].isdigit():
+        if a in ("--port", "-p") and i + 1 < len(argv) and isdigits(argv[i + 1]):
             return int(argv[i + 1])
-        if a.startswith("--port=") and a[7:].isdigit():
+        if a.startswith("--port=") and isdigits(a[7:]):
             return int(a[7:])
     if rp.config_path:
         text = facts.source.read_text(rp.config_path, limit=256 * 1024)

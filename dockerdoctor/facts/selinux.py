@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.safetext import isdigits
 from dockerdoctor.sources.specs import FILES, file_path, read_first
 
 AUDIT_LOG = file_path("audit_log")
@@ -316,7 +317,7 @@ def parse_avc(text: str) -> list[AvcDenial]:
             comm=kv.get("comm"), name=kv.get("name"), path=kv.get("path"),
             scontext=kv.get("scontext"), tcontext=kv.get("tcontext"), tclass=kv.get("tclass"),
             permissive=(kv.get("permissive") == "1") if "permissive" in kv else None,
-            pid=int(kv["pid"]) if kv.get("pid", "").isdigit() else None,
+            pid=int(kv["pid"]) if isdigits(kv.get("pid", "")) else None,
             timestamp=float(ts.group(1)) if ts else None,
         ))
     return out

@@ -60,6 +60,12 @@ _SELF_SIGNED_OPT = typer.Option(
 
 
 def serve_registry(
+    ctx: typer.Context,
+    config: str | None = typer.Option(
+        None,
+        "--config",
+        help="Read distribution's config.yml (and REGISTRY_* variables); options given here win.",
+    ),
     host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on."),
     port: int = typer.Option(5000, "--port", help="Port to listen on (0 picks a free one)."),
     root: str = typer.Option(
@@ -71,7 +77,9 @@ def serve_registry(
     tls_key: str | None = typer.Option(None, "--tls-key", help="PEM private key for --tls-cert."),
     tls_self_signed: list[str] | None = _SELF_SIGNED_OPT,
     tls_dir: str | None = typer.Option(
-        None, "--tls-dir", help="Where --tls-self-signed keeps its CA and certificate [default: ROOT/tls]."
+        None,
+        "--tls-dir",
+        help="Where --tls-self-signed keeps its CA, keys and certificate, outside ROOT [default: ROOT.tls].",
     ),
     htpasswd: str | None = typer.Option(None, "--htpasswd", help="Require Basic auth from this bcrypt htpasswd file."),
     realm: str = typer.Option("dockerdoctor", "--realm", help="Basic-auth realm."),
@@ -89,18 +97,88 @@ def serve_registry(
     access_log: str = typer.Option("-", "--access-log", help="Access log file, '-' for stderr."),
     no_access_log: bool = typer.Option(False, "--no-access-log", help="Do not write an access log."),
     fsync: bool = typer.Option(False, "--fsync", help="fsync blobs before they become visible (slower)."),
+    max_connections: int = typer.Option(
+        0, "--max-connections", min=0, help="Connections per worker [default: what the open-file limit allows]."
+    ),
+    header_timeout: str = typer.Option("30s", "--header-timeout", help="Close a connection whose request head is "
+                                       "not complete after this long."),
+    body_timeout: str = typer.Option("60s", "--body-timeout", help="Close a request whose body makes no progress "
+                                     "for this long."),
+    idle_timeout: str = typer.Option("90s", "--idle-timeout", help="Close a keep-alive connection idle this long."),
 ) -> None:
-    """Run an OCI distribution-spec registry (Docker media types included) on --root."""
+    """Run an OCI distribution-spec registry (Docker media types included) on --root.
+
+    Examples:
+      dockerdoctor serve-registry --root /var/lib/registry --tls-self-signed registry.lan
+      dockerdoctor serve-registry --config /etc/docker/registry/config.yml   # the CNCF registry's file
+    """
     from dockerdoctor.registry import tls as tlsmod
     from dockerdoctor.registry.app import Settings
     from dockerdoctor.registry.auth import Htpasswd, HtpasswdError
+    from dockerdoctor.registry.guard import Limits
     from dockerdoctor.registry.server import ServeConfig, ServeError, serve
 
+    notes: list[str] = []
+    upload_interval = 3600.0
+    headers: dict[str, str] = {}
+    drain: float | None = None
+    if config:
+        from dockerdoctor.registry.config import ConfigError, load
+
+        try:
+            rc = load(config)
+        except ConfigError as e:
+            _fail(str(e))
+
+        def unset(name: str) -> bool:
+            src = ctx.get_parameter_source(name)
+            return src is None or src.name in ("DEFAULT", "DEFAULT_MAP")
+
+        if rc.root is not None and unset("root"):
+            root = rc.root
+        if rc.host is not None and unset("host"):
+            host = rc.host
+        if rc.port is not None and unset("port"):
+            port = rc.port
+        if rc.tls_cert and unset("tls_cert") and unset("tls_self_signed"):
+            tls_cert, tls_key = rc.tls_cert, rc.tls_key
+        if rc.htpasswd and unset("htpasswd"):
+            htpasswd = rc.htpasswd
+            if unset("realm") and rc.realm:
+                realm = rc.realm
+        if unset("no_delete"):
+            no_delete = not rc.allow_delete
+        if unset("read_only"):
+            read_only = rc.read_only
+        if unset("upload_ttl"):
+            upload_ttl = f"{rc.upload_ttl}s" if rc.purge else "0s"
+        if unset("no_access_log") and not rc.access_log:
+            no_access_log = True
+        upload_interval = rc.purge_interval
+        headers = rc.headers
+        drain = rc.drain_timeout
+        if rc.log_level:
+            import logging
+
+            logging.getLogger("dockerdoctor.registry").setLevel(
+                {"warn": "WARNING", "error": "ERROR", "info": "INFO", "debug": "DEBUG"}[rc.log_level]
+            )
+        if not rc.purge:
+            notes.append("upload purging is off (storage.maintenance.uploadpurging)")
+        notes.extend(f"{config}: {w}" for w in rc.warnings)
+        for key in rc.ignored:
+            notes.append(f"{config}: {key}: not supported by serve-registry, ignored")
     if port < 0 or port > 65535:
         _fail(f"--port {port} is out of range")
     try:
         limit = parse_size(max_upload_size) if max_upload_size else None
         ttl = parse_duration(upload_ttl)
+        limits = Limits(
+            max_connections=max_connections,
+            header_timeout=parse_duration(header_timeout),
+            body_timeout=parse_duration(body_timeout),
+            idle_timeout=parse_duration(idle_timeout),
+        )
     except ValueError as e:
         _fail(str(e))
     if (tls_cert is None) != (tls_key is None):
@@ -112,7 +190,15 @@ def serve_registry(
         os.makedirs(root, exist_ok=True)
     except OSError as e:
         _fail(f"cannot create storage root {root}: {e.strerror}")
-    settings = Settings(read_only=read_only, allow_delete=not no_delete, max_upload=limit, upload_max_age=ttl)
+    settings = Settings(
+        read_only=read_only,
+        allow_delete=not no_delete,
+        max_upload=limit,
+        upload_max_age=ttl if ttl > 0 else float("inf"),
+        purge=ttl > 0,
+        purge_interval=upload_interval,
+        headers=headers,
+    )
     if htpasswd:
         try:
             settings.htpasswd = Htpasswd.load(htpasswd)
@@ -124,7 +210,13 @@ def serve_registry(
     names = tlsmod.split_names(tls_self_signed or [])
     try:
         if names:
-            made = tlsmod.ensure_self_signed(tls_dir or os.path.join(root, "tls"), names)
+            directory = os.path.abspath(tls_dir) if tls_dir else tlsmod.default_dir(root)
+            if tlsmod.inside(directory, root):
+                _fail(f"--tls-dir {directory} is inside the storage root {root}: keep private keys out of it")
+            moved = tlsmod.adopt_legacy(root, directory)
+            if moved:
+                notes.append(moved)
+            made = tlsmod.ensure_self_signed(directory, names)
             ssl_context = tlsmod.server_context(made.cert, made.key)
             self_signed = (made.ca_cert, names)
         elif tls_cert and tls_key:
@@ -143,7 +235,11 @@ def serve_registry(
         access_log=None if no_access_log else access_log,
         fsync=fsync,
         self_signed=self_signed,
+        limits=limits,
+        warnings=notes,
     )
+    if drain is not None:
+        cfg.shutdown_timeout = drain
     try:
         code = serve(cfg)
     except ServeError as e:

@@ -123,6 +123,12 @@ class RegistryClient:
                 self.session.verify = certs_d
         self.scheme = scheme
         self.token: str | None = None
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override session.verify; an explicit
+        # verify= on each request wins over the environment, so --insecure and --ca-cert do too.
+        self.verify = self.session.verify
+
+    def _get(self, url: str, **kw: Any) -> requests.Response:
+        return self.session.get(url, timeout=self.timeout, verify=self.verify, **kw)
 
     # ---- transport
     def _base(self) -> str:
@@ -132,17 +138,17 @@ class RegistryClient:
 
     def _detect_scheme(self) -> str:
         try:
-            self.session.get(f"https://{self.registry}/v2/", timeout=self.timeout)
+            self._get(f"https://{self.registry}/v2/")
             return "https"
         except requests.exceptions.SSLError as e:
             try:
-                self.session.get(f"http://{self.registry}/v2/", timeout=self.timeout)
+                self._get(f"http://{self.registry}/v2/")
                 return "http"
             except requests.RequestException:
                 raise ClientError(f"TLS to {self.registry} failed: {_short(e)}") from None
         except requests.ConnectionError as e:
             try:
-                self.session.get(f"http://{self.registry}/v2/", timeout=self.timeout)
+                self._get(f"http://{self.registry}/v2/")
                 return "http"
             except requests.RequestException:
                 pass
@@ -159,7 +165,7 @@ class RegistryClient:
             elif self.creds and attempt:
                 headers["Authorization"] = "Basic " + base64.b64encode(":".join(self.creds).encode()).decode()
             try:
-                r = self.session.request(method, url, headers=headers, timeout=self.timeout, **kw)
+                r = self.session.request(method, url, headers=headers, timeout=self.timeout, verify=self.verify, **kw)
             except requests.RequestException as e:
                 raise ClientError(f"{method} {url} failed: {_short(e)}") from None
             if r.status_code != 401 or attempt:
@@ -181,7 +187,7 @@ class RegistryClient:
             return False
         auth = self.creds if self.creds else None
         try:
-            t = self.session.get(realm, params=fields, auth=auth, timeout=self.timeout)
+            t = self._get(realm, params=fields, auth=auth)
         except requests.RequestException as e:
             raise ClientError(f"token request to {realm} failed: {_short(e)}") from None
         if t.status_code != 200:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dockerdoctor.registry.app import ManifestInfo, RegistryError, describe_manifest
+from dockerdoctor.registry.common import RegistryError
+from dockerdoctor.registry.manifest_doc import ManifestInfo, describe_manifest
 from dockerdoctor.registry.storage import StorageDriver
 
 

@@ -6,12 +6,18 @@ which stops accepting, finishes the requests in flight (up to `shutdown_timeout`
 A worker that dies unexpectedly is started again.
 
 A writable server holds a shared flock on `<root>/.dockerdoctor-serve.lock`, so that an
-offline `registry gc` can tell it would race with a live server.
+offline `registry gc` can tell it would race with a live server. A server that finds no other
+holder removes the `.tmp-*` files a killed one left behind (others' are left alone unless an
+hour old). Workers get SIGTERM from the kernel when the supervisor dies, even by SIGKILL.
+
+Connections go through guard.ConnectionGuard (cap below the open-file limit; header, body and
+idle timeouts).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import fcntl
 import logging
 import os
@@ -21,6 +27,7 @@ import ssl
 import sys
 import time
 import time as _time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -31,10 +38,13 @@ from aiohttp.web_response import StreamResponse
 
 from dockerdoctor.errors import DoctorError
 from dockerdoctor.registry.app import Registry, Settings
+from dockerdoctor.registry.guard import ConnectionGuard, Limits, connection_cap, raise_nofile
 from dockerdoctor.registry.storage import FilesystemDriver
 from dockerdoctor.registry.tls import certs_d_path
 
 LOCK_NAME = ".dockerdoctor-serve.lock"
+PR_SET_PDEATHSIG = 1
+TMP_GRACE = 3600.0  # seconds: another live server's `.tmp-*` files are younger than this
 
 
 @dataclass
@@ -49,6 +59,11 @@ class ServeConfig:
     shutdown_timeout: float = 10.0
     fsync: bool = False
     self_signed: tuple[str, list[str]] | None = None  # (CA file, names) to tell clients about
+    limits: Limits = field(default_factory=Limits)
+    warnings: list[str] = field(default_factory=list)  # printed at start
+    # asyncio | uvloop | auto (uvloop if installed). Measured on the 2-core VM under load 6-7 (bench/registry/
+    # tls_bench.py): uvloop gave no clear TLS gain and a slower push, so the default stays asyncio.
+    event_loop: str = os.environ.get("DDREG_EVENT_LOOP", "asyncio")
 
 
 class ServeError(DoctorError):
@@ -60,6 +75,17 @@ def take_lock(root: str) -> IO[str]:
     f = open(path, "a+")  # noqa: SIM115 - held for the life of the server
     fcntl.flock(f, fcntl.LOCK_SH)
     return f
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (Linux); exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def storage_in_use(root: str) -> bool:
@@ -137,29 +163,63 @@ async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> No
     registry = Registry(driver, settings)
     app = registry.app()
     access = _access_logger(cfg.access_log)
+    lim = cfg.limits
     runner = web.AppRunner(
         app,
         access_log=access,
         access_log_class=AccessLog,
         handle_signals=False,
         shutdown_timeout=cfg.shutdown_timeout,
+        keepalive_timeout=lim.idle_timeout,
     )
     await runner.setup()
-    site = web.SockSite(runner, sock, ssl_context=cfg.ssl_context)
-    await site.start()
-    stop = asyncio.Event()
+    assert runner.server is not None
+    guard = ConnectionGuard(runner.server, lim, lim.max_connections)
     loop = asyncio.get_running_loop()
+    listener = await loop.create_server(
+        guard,
+        sock=sock,
+        ssl=cfg.ssl_context,
+        backlog=1024,
+        ssl_handshake_timeout=lim.header_timeout if cfg.ssl_context else None,
+    )
+    guard.start()
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     # Graceful stop: no new connections, let requests in flight (an upload, say) finish, then close.
-    await site.stop()
+    listener.close()
+    guard.stop()
     await registry.drain(cfg.shutdown_timeout)
     await runner.cleanup()
 
 
+def _event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop for a worker: None = asyncio's own; uvloop when asked for (or installed, with `auto`)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ServeError("DDREG_EVENT_LOOP=uvloop: uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop  # type: ignore[no-any-return]
+
+
 def _run_worker(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
-    asyncio.run(_serve_async(cfg, sock, purge))
+    factory = _event_loop_factory(cfg.event_loop)
+    if factory is None:
+        asyncio.run(_serve_async(cfg, sock, purge))
+        return
+    loop = factory()
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(_serve_async(cfg, sock, purge))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
@@ -169,7 +229,14 @@ def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
         driver.ensure()
     except OSError as e:
         raise ServeError(f"cannot use storage root {cfg.root}: {e.strerror}") from None
+    sweep_before = None
+    if not cfg.settings.read_only:
+        alone = not storage_in_use(driver.root)
+        sweep_before = time.time() - (0 if alone else TMP_GRACE)
+    cfg.settings.sweep_before = sweep_before
     lock = None if cfg.settings.read_only else take_lock(driver.root)
+    soft = raise_nofile()
+    cfg.limits.max_connections = connection_cap(cfg.limits.max_connections, soft)
     sock = bind(cfg.host, cfg.port)
     port = sock.getsockname()[1]
     scheme = "https" if cfg.ssl_context else "http"
@@ -189,6 +256,22 @@ def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
         file=out,
         flush=True,
     )
+    lim = cfg.limits
+    print(
+        f"serve-registry: at most {lim.max_connections} connections per worker (open-file limit {soft}); "
+        f"timeouts: request head {lim.header_timeout:g}s, stalled body {lim.body_timeout:g}s, "
+        f"idle {lim.idle_timeout:g}s",
+        file=out,
+        flush=True,
+    )
+    warnings = list(cfg.warnings)
+    if cfg.settings.htpasswd and not cfg.ssl_context:
+        warnings.append(
+            "Basic auth over plain HTTP sends every password in clear text on each request; "
+            "serve TLS (--tls-cert/--tls-key or --tls-self-signed) or put a TLS proxy in front"
+        )
+    for w in warnings:
+        print(f"serve-registry: warning: {w}", file=out, flush=True)
     if cfg.self_signed:
         ca, names = cfg.self_signed
         paths = [certs_d_path(n, port) for n in names]
@@ -212,12 +295,14 @@ def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
 def _supervise(cfg: ServeConfig, sock: socket.socket) -> int:
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
+    parent = os.getpid()
 
     def spawn(index: int) -> None:
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
+                _die_with_parent(parent)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 _run_worker(cfg, sock, purge=index == 0)

@@ -80,6 +80,14 @@ class StorageDriver(abc.ABC):
     @abc.abstractmethod
     def iter_blobs(self) -> Iterator[str]: ...
 
+    def ready(self) -> None:  # noqa: B027 - optional for drivers
+        """Raise OSError if the storage cannot be used right now (for /readyz)."""
+        return None
+
+    def sweep_temporaries(self, older_than: float) -> int:
+        """Remove temporary files a killed process left behind; returns how many."""
+        return 0
+
     # -- repositories and links
     @abc.abstractmethod
     def repo_exists(self, name: str) -> bool: ...
@@ -198,6 +206,27 @@ class FilesystemDriver(StorageDriver):
     def ensure(self) -> None:
         os.makedirs(self.repos_dir, exist_ok=True)
         os.makedirs(self.blobs_dir, exist_ok=True)
+
+    def ready(self) -> None:
+        os.stat(self.repos_dir)
+        os.stat(self.blobs_dir)
+
+    def sweep_temporaries(self, older_than: float) -> int:
+        """Delete `.tmp-*` files (atomic writes cut short by kill -9) last changed before `older_than`."""
+        removed = 0
+        for top in (self.blobs_dir, self.repos_dir):
+            for dirpath, _dirs, files in os.walk(top):
+                for f in files:
+                    if not f.startswith(".tmp-"):
+                        continue
+                    path = os.path.join(dirpath, f)
+                    try:
+                        if os.lstat(path).st_mtime < older_than:
+                            os.unlink(path)
+                            removed += 1
+                    except FileNotFoundError:
+                        pass
+        return removed
 
     # ---- paths
     def _blob_dir(self, digest: str) -> str:

@@ -4,6 +4,10 @@
 restarts, so clients trust it once) and issues `server.crt` + `server.key` whose SANs cover
 every NAME (IP addresses as IP SANs, the rest as DNS SANs). Docker wants the CA at
 `/etc/docker/certs.d/HOST:PORT/ca.crt` for each HOST:PORT a client uses.
+
+The tls dir holds private keys, so it must be a real directory (not a symlink) that only its
+owner can write, and files are never opened through a symlink: a planted `server.key.tmp` ->
+`/etc/shadow` is refused, not followed. Temporary files get fresh random names (O_EXCL).
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+import stat
+import tempfile
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -59,11 +65,46 @@ def _is_ip(name: str) -> bool:
 
 
 def _write(path: str, data: bytes, mode: int) -> None:
-    tmp = path + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))  # O_EXCL: never an existing file
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)  # replaces a symlink itself, never its target
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def _exists(path: str) -> bool:
+    """True for a regular file; a symlink or anything else in a tls dir is refused."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        raise TLSSetupError(f"{path} is not a regular file (a symlink?); remove it")
+    return True
+
+
+def check_dir(directory: str) -> None:
+    """The tls dir must be a real directory, not writable by group or others."""
+    st = os.lstat(directory)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise TLSSetupError(f"TLS directory {directory} is not a directory (a symlink?)")
+    if st.st_mode & 0o022:
+        raise TLSSetupError(f"TLS directory {directory} is writable by others (mode {st.st_mode & 0o777:o}); chmod 700")
+    if st.st_uid != os.geteuid():
+        raise TLSSetupError(f"TLS directory {directory} belongs to uid {st.st_uid}, not to us ({os.geteuid()})")
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -87,17 +128,18 @@ def ensure_self_signed(directory: str, names: list[str], days: int = 825) -> Sel
     if not names:
         raise TLSSetupError("--tls-self-signed needs at least one host name or IP")
     os.makedirs(directory, mode=0o700, exist_ok=True)
+    check_dir(directory)
     ca_crt, ca_key = os.path.join(directory, "ca.crt"), os.path.join(directory, "ca.key")
     srv_crt, srv_key = os.path.join(directory, "server.crt"), os.path.join(directory, "server.key")
     now = dt.datetime.now(dt.timezone.utc)
     ca_cert: x509.Certificate | None = None
     ca_private: ec.EllipticCurvePrivateKey | None = None
-    if os.path.exists(ca_crt) and os.path.exists(ca_key):
+    for p in (ca_crt, ca_key, srv_crt, srv_key):
+        _exists(p)
+    if _exists(ca_crt) and _exists(ca_key):
         try:
-            with open(ca_crt, "rb") as f:
-                ca_cert = x509.load_pem_x509_certificate(f.read())
-            with open(ca_key, "rb") as f:
-                loaded = serialization.load_pem_private_key(f.read(), None)
+            ca_cert = x509.load_pem_x509_certificate(_read(ca_crt))
+            loaded = serialization.load_pem_private_key(_read(ca_key), None)
             if not isinstance(loaded, ec.EllipticCurvePrivateKey) or _not_after(ca_cert) < now:
                 ca_cert = None
             else:
@@ -123,12 +165,11 @@ def ensure_self_signed(directory: str, names: list[str], days: int = 825) -> Sel
         _write(ca_key, _key_pem(ca_private), 0o600)
         _write(ca_crt, ca_cert.public_bytes(serialization.Encoding.PEM), 0o644)
         for stale in (srv_crt, srv_key):
-            if os.path.exists(stale):
+            if _exists(stale):
                 os.unlink(stale)
     wanted = {str(ipaddress.ip_address(n.strip("[]"))) if _is_ip(n) else n for n in names}
-    if os.path.exists(srv_crt) and os.path.exists(srv_key):
-        with open(srv_crt, "rb") as f:
-            current = x509.load_pem_x509_certificate(f.read())
+    if _exists(srv_crt) and _exists(srv_key):
+        current = x509.load_pem_x509_certificate(_read(srv_crt))
         fresh = _not_after(current) > now + dt.timedelta(days=30)
         if fresh and _server_sans(current) == wanted and current.issuer == ca_cert.subject:
             return SelfSigned(ca_crt, srv_crt, srv_key)
@@ -170,6 +211,38 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     except OSError as e:
         raise TLSSetupError(f"cannot read certificate {cert} or key {key}: {e.strerror}") from None
     return ctx
+
+
+def default_dir(root: str) -> str:
+    """Where --tls-self-signed keeps its keys by default: next to the storage root, never inside it."""
+    root = os.path.abspath(root).rstrip("/") or "/"
+    if root == "/":
+        return "/var/lib/dockerdoctor-registry.tls"
+    return root + ".tls"
+
+
+def inside(path: str, root: str) -> bool:
+    p, r = os.path.realpath(path), os.path.realpath(root)
+    return p == r or p.startswith(r.rstrip("/") + "/")
+
+
+def adopt_legacy(root: str, directory: str) -> str | None:
+    """Move a CA that older versions kept in ROOT/tls to `directory` (clients already trust it).
+
+    Returns a note for the start-up output, or None if there was nothing to move.
+    """
+    old = os.path.join(root, "tls")
+    old_key = os.path.join(old, "ca.key")
+    if os.path.islink(old) or not os.path.isfile(old_key) or os.path.exists(os.path.join(directory, "ca.key")):
+        return None
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    check_dir(directory)
+    for name in ("ca.crt", "ca.key", "server.crt", "server.key"):
+        src = os.path.join(old, name)
+        if os.path.isfile(src) and not os.path.islink(src):
+            _write(os.path.join(directory, name), _read(src), 0o600 if name.endswith(".key") else 0o644)
+            os.unlink(src)
+    return f"moved the CA and its private key out of the storage root: {old} -> {directory}"
 
 
 def certs_d_path(host: str, port: int) -> str:

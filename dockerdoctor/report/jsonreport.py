@@ -39,6 +39,7 @@ def to_dict(report: Report) -> dict[str, Any]:
                 "category": r.category,
                 "status": r.status.value,
                 "reason": r.reason or None,
+                "basis": r.basis,
                 "findings": len(r.findings),
                 "seconds": round(r.seconds, 4),
             }

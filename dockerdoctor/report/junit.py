@@ -6,10 +6,13 @@ import xml.etree.ElementTree as ET
 
 from dockerdoctor.model import RuleStatus, Severity
 from dockerdoctor.report import Report
+from dockerdoctor.safetext import xml_safe
 
 
 def render(report: Report) -> str:
-    suite = ET.Element("testsuite", name="dockerdoctor", timestamp="", time=f"{report.seconds:.3f}")
+    suite = ET.Element("testsuite", name="dockerdoctor", time=f"{report.seconds:.3f}")
+    if report.generated:  # JUnit's timestamp is ISO 8601 without a zone; ours is UTC
+        suite.set("timestamp", report.generated.removesuffix("Z"))
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for r in report.results:
         if r.status == RuleStatus.NOT_SELECTED:
@@ -41,5 +44,11 @@ def render(report: Report) -> str:
                 out.text = text
     for k, v in counts.items():
         suite.set(k, str(v))
+    # Findings quote snapshot files: a \x01 or a lone surrogate would make the document unparsable.
+    for el in suite.iter():
+        if el.text:
+            el.text = xml_safe(el.text)
+        for name, value in el.attrib.items():
+            el.set(name, xml_safe(value))
     _ = Severity
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

@@ -8,6 +8,7 @@ import sys
 from dockerdoctor.engine import CATEGORIES
 from dockerdoctor.model import Finding, RuleStatus, Severity
 from dockerdoctor.report import Report
+from dockerdoctor.safetext import printable
 
 _COLORS = {"red": "31", "yellow": "33", "green": "32", "dim": "2", "bold": "1", "cyan": "36"}
 
@@ -30,39 +31,42 @@ def color_default(stream: object) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
+P = printable  # every text that came from the inspected host goes through it before the terminal sees it
+
 MARK = {Severity.ERROR: ("✗", "red"), Severity.WARNING: ("!", "yellow"), Severity.INFO: ("i", "cyan")}
 
 
 def _finding_lines(f: Finding, s: Style, verbose: bool) -> list[str]:
     mark, color = MARK[f.severity]
     ign = " (ignored: shown as a warning)" if f.demoted_from else ""
-    out = [f"    {s(mark, color)} {s(f.rule_id, 'bold')} {f.title}{s(ign, 'dim')}", f"      {f.message}"]
+    out = [f"    {s(mark, color)} {s(P(f.rule_id), 'bold')} {P(f.title)}{s(ign, 'dim')}", f"      {P(f.message)}"]
     for e in f.evidence:
-        loc = e.location()
-        out.append(f"      {s('evidence:', 'dim')} {loc}" + (f"  {e.text}" if e.text else ""))
+        loc = P(e.location())
+        out.append(f"      {s('evidence:', 'dim')} {loc}" + (f"  {P(e.text)}" if e.text else ""))
     if f.fix:
-        out.append(f"      {s('fix:', 'green')} {f.fix.summary}")
+        out.append(f"      {s('fix:', 'green')} {P(f.fix.summary)}")
         for w in f.fix.warnings:
-            out.append(f"           {s('note:', 'yellow')} {w}")
+            out.append(f"           {s('note:', 'yellow')} {P(w)}")
         for alt in f.fix.alternatives:
-            out.append(f"      {s('or:', 'green')}  {alt.summary}")
+            out.append(f"      {s('or:', 'green')}  {P(alt.summary)}")
             for w in alt.warnings:
-                out.append(f"           {s('note:', 'yellow')} {w}")
+                out.append(f"           {s('note:', 'yellow')} {P(w)}")
     return out
 
 
 def render(report: Report, verbose: bool = False, color: bool | None = None) -> str:
     s = Style(color_default(sys.stdout) if color is None else color)
     lines = []
-    head = f"dockerdoctor {report.version} · {report.target}"
+    head = f"dockerdoctor {report.version} · {P(report.target)}"
     if report.registries:
-        head += " · registries: " + ", ".join(report.registries)
+        head += " · registries: " + P(", ".join(report.registries))
     lines.append(s(head, "bold"))
     if report.daemon:
         d = report.daemon
-        lines.append(f"daemon: {d.get('host')} ({d.get('chosen_by')})" + (f", pid {d['pid']}" if d.get("pid") else ""))
+        pid = f", pid {d['pid']}" if d.get("pid") else ""
+        lines.append(P(f"daemon: {d.get('host')} ({d.get('chosen_by')}){pid}"))
     if report.probed_from:
-        lines.append(f"probes ran from {report.probed_from.get('description')}")
+        lines.append(P(f"probes ran from {report.probed_from.get('description')}"))
     lines.append("")
     by_cat: dict[str, list] = {c: [] for c in CATEGORIES}
     for r in report.results:
@@ -92,31 +96,37 @@ def render(report: Report, verbose: bool = False, color: bool | None = None) -> 
         if skipped:
             counts.append(f"{len(skipped)} skipped")
         if not ran and not crashed:
-            counts = [f"not checked: {skipped[0].reason}" if len(skipped) == 1 else f"{len(skipped)} skipped"]
+            counts = [f"not checked: {P(skipped[0].reason)}" if len(skipped) == 1 else f"{len(skipped)} skipped"]
         lines.append(f"{mark} {title}" + (s(f" ({', '.join(counts)})", "dim") if counts else ""))
         for f in findings:
             lines.extend(_finding_lines(f, s, verbose))
         for r in crashed:
-            lines.append(f"    {s('✗', 'red')} {r.rule_id} crashed: {r.reason} (internal error; --debug shows more)")
+            lines.append(f"    {s('✗', 'red')} {r.rule_id} crashed: {P(r.reason)} (internal error; --debug shows more)")
         if verbose:
             for r in results:
                 if r.status == RuleStatus.PASSED:
                     lines.append(f"    {s('✓', 'green')} {r.rule_id} {r.name}")
+                    for basis in r.basis:  # what it looked at (engine.passed_on)
+                        lines.append(f"        {s(P(basis), 'dim')}")
                 elif r.status == RuleStatus.SKIPPED:
-                    lines.append(f"    {s('-', 'dim')} {r.rule_id} {r.name}: {s('skipped: ' + r.reason, 'dim')}")
+                    lines.append(f"    {s('-', 'dim')} {r.rule_id} {r.name}: {s('not checked: ' + P(r.reason), 'dim')}")
     lines.append("")
     e, w, i = report.count(Severity.ERROR), report.count(Severity.WARNING), report.count(Severity.INFO)
     passed = report.status_count(RuleStatus.PASSED)
     skipped_n = report.status_count(RuleStatus.SKIPPED)
-    if e or w or i:
+    crashed_n = len(report.crashed)
+    if e or w or i or crashed_n:
         summary = f"• {e} error{'s' if e != 1 else ''}, {w} warning{'s' if w != 1 else ''}, {i} info"
     else:
         summary = "• No issues found!"
+    if crashed_n:
+        # a crashed rule looked at nothing: the report is incomplete, never clean
+        summary += s(f", {crashed_n} rule{'s' if crashed_n != 1 else ''} crashed (report incomplete)", "red")
     summary += f" · {passed} rules passed, {skipped_n} skipped ({report.seconds * 1000:.0f} ms)"
     lines.append(summary)
     if not verbose and skipped_n:
         lines.append(s("  Run with -v to see passed and skipped rules; `dockerdoctor fix` shows the repair plan.",
                        "dim"))
     for note in report.notes:
-        lines.append(s(f"  {note}", "dim"))
+        lines.append(s(f"  {P(note)}", "dim"))
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from dockerdoctor.model import Evidence
+from dockerdoctor.safetext import isdigits
 
 Scheme = Literal["https", "http"]
 Capability = Literal["pull", "resolve", "push"]
@@ -106,7 +107,7 @@ class ImageRef:
             registry, repo, qualified = DOCKER_HUB, t, False
         host, sep, port = registry.rpartition(":") if ":" in registry and not registry.endswith("]") else (
             registry, "", "")
-        if sep and not port.isdigit():
+        if sep and not isdigits(port):
             raise ValueError(f"bad port in {text!r}")
         registry = (host.lower() + sep + port) if sep else registry.lower()
         if registry in _HUB_ALIASES:

@@ -21,21 +21,44 @@ MAX_MEMBERS = 500_000
 _MARKERS = ("etc", "sos_commands", "usr", "var", "proc", "sos_reports")
 
 
+def _exists(p: Path) -> bool:
+    """Path.exists/is_dir/is_file that answer False for any OSError (a 300-character link target raises
+    ENAMETOOLONG, not one of the errors pathlib swallows)."""
+    try:
+        return p.exists()
+    except OSError:
+        return False
+
+
+def _is_dir(p: Path) -> bool:
+    try:
+        return p.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:
+        return False
+
+
 class SnapshotSource(Source):
     live = False
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         given = Path(root)
-        if not given.exists():
+        if not _exists(given):
             raise InputError(f"snapshot not found: {given}")
-        if given.is_file():
+        if _is_file(given):
             given = self._unpack(given)
-        if not given.is_dir():
+        if not _is_dir(given):
             raise InputError(f"not a directory or a tarball: {root}")
         self.root = self._find_root(given.resolve())
         self.description = f"snapshot {root}"
-        self.is_sosreport = (self.root / "sos_commands").is_dir()
+        self.is_sosreport = _is_dir(self.root / "sos_commands")
 
     # ------------------------------------------------------------------ setup
     def _unpack(self, path: Path) -> Path:
@@ -67,11 +90,14 @@ class SnapshotSource(Source):
 
     @staticmethod
     def _find_root(path: Path) -> Path:
-        if any((path / m).exists() for m in _MARKERS):
+        if any(_exists(path / m) for m in _MARKERS):
             return path
-        entries = [p for p in path.iterdir() if not p.name.startswith(".")] if path.is_dir() else []
-        dirs = [p for p in entries if p.is_dir() and not p.is_symlink()]
-        if len(dirs) == 1 and any((dirs[0] / m).exists() for m in _MARKERS):
+        try:
+            entries = [p for p in path.iterdir() if not p.name.startswith(".")] if _is_dir(path) else []
+        except OSError:
+            entries = []
+        dirs = [p for p in entries if _is_dir(p) and not p.is_symlink()]
+        if len(dirs) == 1 and any(_exists(dirs[0] / m) for m in _MARKERS):
             return dirs[0]
         raise InputError(
             f"{path}: does not look like a host root or a sosreport (no etc/, usr/, var/ or sos_commands/)"

@@ -87,12 +87,21 @@ FILES: dict[str, FileSpec] = {
     "firewalld_conf": FileSpec(("/etc/firewalld/firewalld.conf",)),
     "os_release": FileSpec(("/etc/os-release", "/usr/lib/os-release")),
     "hostname": FileSpec(("/etc/hostname",)),  # names the host in fleet reports
+    # containerd family (issue 14, dockerdoctor/runtimes/containerd.py)
+    "containerd_config": FileSpec(("/etc/containerd/config.toml",)),
+    "k3s_containerd_config": FileSpec(("/var/lib/rancher/k3s/agent/etc/containerd/config.toml",)),
+    "nerdctl_toml": FileSpec(("/etc/nerdctl/nerdctl.toml",)),
+    "k3s_registries_yaml": FileSpec(("/etc/rancher/k3s/registries.yaml", "/etc/rancher/rke2/registries.yaml")),
 }
 
 DIRS: dict[str, DirSpec] = {
     "certs_d": DirSpec(("/etc/docker/certs.d",)),
     "firewalld_zones": DirSpec(("/usr/lib/firewalld/zones", "/etc/firewalld/zones")),
     "firewalld_services": DirSpec(("/usr/lib/firewalld/services", "/etc/firewalld/services")),
+    # containerd family (issue 14): hosts.toml trees (/etc/docker/certs.d is certs_d above). sos copies
+    # /etc/containerd/ whole; it has no k3s plugin, so k3s's tree is in a snapshot only through `collect`.
+    "containerd_certs_d": DirSpec(("/etc/containerd/certs.d",)),
+    "k3s_certs_d": DirSpec(("/var/lib/rancher/k3s/agent/etc/containerd/certs.d",)),
 }
 
 UNITS: dict[str, str] = {
@@ -167,6 +176,18 @@ COMMANDS: dict[str, CommandSpec] = {
          "sos_commands/networking/iptables_-vnxL"),
     ),
     "nft_ruleset_firewalld": CommandSpec(("nft", "list", "ruleset"), ("sos_commands/firewalld/nft_list_ruleset",)),
+    # containerd family (issue 14, dockerdoctor/runtimes/containerd.py). sos's containerd plugin runs
+    # `containerd config dump` and keeps the containerd journal (sosreport/sos:sos/report/plugins/containerd.py);
+    # `--version` is dockerdoctor's own.
+    "containerd_version": CommandSpec(("containerd", "--version"), ("sos_commands/containerd/containerd_--version",)),
+    "containerd_config_dump": CommandSpec(("containerd", "config", "dump"),
+                                          ("sos_commands/containerd/containerd_config_dump",)),
+    "journal_containerd": CommandSpec(
+        ("journalctl", "--no-pager", "--unit", "containerd", "-n", "5000"),
+        ("sos_commands/containerd/journalctl_--no-pager_--unit_containerd",
+         "sos_commands/logs/journalctl_--no-pager_--unit_containerd*"),
+        tail=True,
+    ),
 }
 
 SOS_CONTAINERS_DIR = "/sos_commands/docker/containers"

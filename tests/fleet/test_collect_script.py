@@ -111,7 +111,7 @@ BUSYBOX_TOOLS = ("sh", "hostname", "uname", "date", "ls", "mkdir", "dirname", "b
                  "cp", "dd", "touch", "find", "sort", "tail", "rm", "tar", "gzip", "grep", "cat", "pwd", "timeout",
                  "seq", "head", "env")
 DIAGNOSTIC_TOOLS = ("docker", "ps", "systemctl", "journalctl", "ss", "ip", "nft", "iptables", "iptables-save",
-                    "firewall-cmd", "sestatus", "ufw")
+                    "firewall-cmd", "sestatus", "ufw", "containerd")
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,7 @@ class Server:
     log: str = ""
     verify: Any = True
     session: bool = False  # owned by a session fixture (not stopped after each test)
+    preexec: Any = None  # run in the child before exec (say, a lower open-file limit)
 
     @property
     def url(self) -> str:
@@ -90,7 +91,9 @@ class Server:
             "--host", "127.0.0.1", "--port", str(self.port), "--root", self.root, *self.args,
         ]  # fmt: skip
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=self.preexec
+            )
         LIVE.append(self)
         if wait:
             try:

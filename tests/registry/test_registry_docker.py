@@ -150,7 +150,7 @@ def test_docker_trusts_self_signed_ca_at_the_printed_path(ddreg_busybox_rootfs: 
         assert "certificate signed by unknown authority" in untrusted.stderr, untrusted.stderr
         target = fake_etc / os.path.relpath(printed.group(1), "/etc/docker")
         target.parent.mkdir(parents=True)
-        target.write_bytes((tmp_path / "root" / "tls" / "ca.crt").read_bytes())
+        target.write_bytes((tmp_path / "root.tls" / "ca.crt").read_bytes())
         pushed = docker("push", f"{ip}:{port}/tls/bb:1")  # certs.d is read per push: no restart
         assert pushed.returncode == 0, pushed.stderr
         digest = re.search(r"digest: (sha256:[0-9a-f]{64})", pushed.stdout).group(1)  # type: ignore[union-attr]

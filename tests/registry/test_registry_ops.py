@@ -53,7 +53,7 @@ def test_tls_self_signed(work: str) -> None:
     port = free_port()
     srv = Server(root=os.path.join(work, "root"), port=port, scheme="https",
                  args=["--tls-self-signed", "127.0.0.1,localhost", "--no-access-log"])  # fmt: skip
-    ca = os.path.join(work, "root", "tls", "ca.crt")
+    ca = os.path.join(work, "root.tls", "ca.crt")  # next to the storage root, never inside it
     srv.verify = ca
     srv.start()
     try:
@@ -94,7 +94,8 @@ def test_tls_self_signed(work: str) -> None:
     finally:
         srv.stop()
     # the same files work as --tls-cert/--tls-key
-    tls = os.path.join(work, "root", "tls")
+    tls = os.path.join(work, "root.tls")
+    assert not os.path.exists(os.path.join(work, "root", "tls"))
     other = Server(root=os.path.join(work, "root2"), port=free_port(), scheme="https", verify=ca,
                    args=["--tls-cert", f"{tls}/server.crt", "--tls-key", f"{tls}/server.key"])  # fmt: skip
     other.start()

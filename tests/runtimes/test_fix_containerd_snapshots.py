@@ -1,0 +1,73 @@
+"""`fix --root DIR --apply` for DD602-DD607 on copies of the fixtures: the files written (only inside the
+snapshot), the service actions named but not run, and `check --root` clean afterwards for the rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomllib
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hosts"
+DD = [sys.executable, "-m", "dockerdoctor"]
+REG = "10.0.0.5:5000"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*DD, *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name,rule,changed,service", [
+    ("kubeadm-containerd16-http-registry-no-hosts-toml", "DD604",
+     {"etc/containerd/certs.d/10.0.0.5:5000/hosts.toml"}, None),
+    ("kubeadm-containerd16-hosts-toml-no-config-path", "DD602", {"etc/containerd/config.toml"}, "containerd.service"),
+    ("kubeadm-containerd16-config-path-and-mirrors", "DD603",
+     {"etc/containerd/config.toml", "etc/containerd/certs.d/10.0.0.5:5000/hosts.toml"}, "containerd.service"),
+    ("k3s-registries-yaml-configs-under-mirrors", "DD607", {"etc/rancher/k3s/registries.yaml"}, "k3s.service"),
+    ("docker-ce-containerd-store-insecure-registries-only", "DD606",
+     {"etc/docker/certs.d/10.0.0.5:5000/hosts.toml"}, None),
+])
+def test_fix_apply_on_snapshot(name: str, rule: str, changed: set[str], service: str | None, tmp_path: Path) -> None:
+    root = tmp_path / name
+    shutil.copytree(FIXTURES / name, root, symlinks=True)
+    before = files(root)
+    args = ["--root", str(root), "--registry", REG]
+    r = run("fix", *args, "--apply", "--yes", "--state-dir", str(tmp_path / "state"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = files(root)
+    diff = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert diff == changed, (diff, r.stdout)
+    if service:
+        assert f"systemctl restart {service}" in r.stdout, r.stdout  # shown; a snapshot runs no service
+    assert f"[{rule}]" in r.stdout, r.stdout
+    report = json.loads(run("check", *args, "--select", "DD6", "--format", "json").stdout)
+    assert [f["id"] for f in report["findings"]] == [], report["findings"]
+    for rel in changed:
+        text = after[rel].decode()
+        if rel.endswith(".toml"):
+            tomllib.loads(text)  # valid TOML
+        if rel.endswith("config.toml"):
+            # everything but the registry section kept as it was
+            assert 'sandbox_image = "registry.k8s.io/pause:3.6"' in text and "SystemdCgroup = true" in text
+
+
+def test_healthy_check_never_imports_the_editing_libraries() -> None:
+    """tomlkit and ruamel.yaml load only when a fix edits such a file, not on every `check`."""
+    code = ("import sys; from dockerdoctor.__main__ import main\n"
+            "sys.argv = ['dockerdoctor', 'check', '--root', sys.argv[1], '--registry', '10.0.0.5:5000']\n"
+            "try:\n main()\n"
+            "except SystemExit: pass\n"
+            "print('LOADED', sorted(m for m in sys.modules if m.split('.')[0] in ('tomlkit', 'ruamel')))")
+    for name in ("kubeadm-containerd16-http-registry-healthy", "k3s-registries-yaml-http-healthy"):
+        r = subprocess.run([sys.executable, "-c", code, str(FIXTURES / name)], capture_output=True, text=True,
+                           timeout=120)
+        assert "LOADED []" in r.stdout, (name, r.stdout[-300:], r.stderr[-500:])
