@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.firewall import VIRTUAL_IFACE, FilterRule, FirewalldState, IfAddr, PacketFilter, PortVerdict
+from dockerdoctor.facts.firewalld import VIRTUAL_IFACE, FirewalldState, PortVerdict
+from dockerdoctor.facts.interfaces import IfAddr
+from dockerdoctor.facts.netfilter import FilterRule, PacketFilter
 from dockerdoctor.facts.ports import RegistryListener
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import RESTART_WARNING, allow_port_ops, open_port_ops

@@ -15,8 +15,8 @@ from dockerdoctor.facts.containers import (
     RegistryContainer,
     mount_covering,
 )
-from dockerdoctor.facts.firewall import IfAddr
 from dockerdoctor.facts.host import TargetRegistry
+from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops

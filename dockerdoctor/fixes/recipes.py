@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 
 from dockerdoctor.facts.containers import ContainerInfo, Mount, RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig
-from dockerdoctor.facts.firewall import FilterRule
+from dockerdoctor.facts.netfilter import FilterRule
 from dockerdoctor.facts.systemd import UnitModel, split_command_line
 from dockerdoctor.model import EnvFileSet, Fix, JsonListAdd, ReplaceFileContent, RunCommand, ServiceAction, Trust
 from dockerdoctor.net import HostPort
