@@ -318,6 +318,18 @@ def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: Endpoi
 # ============================================================================ DD207
 
 
+def _v1_only(rep: EndpointReport) -> str | None:
+    """What the probe saw of a v1-only registry; None when it speaks v2 (or nothing)."""
+    if rep.registry_api != "v1":
+        return None
+    ver = ""
+    for ans in (rep.v1, rep.v2):
+        if ans is not None and ans.header("x-docker-registry-version"):
+            ver = ans.header("x-docker-registry-version") or ""
+    return (f"GET /v2/ -> {rep.v2.status if rep.v2 else None}; GET /v1/_ping -> {rep.v1.status if rep.v1 else None}"
+            + (f"; X-Docker-Registry-Version: {ver}" if ver else ""))
+
+
 @rule("DD207", "registry-legacy", category="endpoint", severity=Severity.ERROR,
       title="The registry only speaks the removed v1 API")
 def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
@@ -337,21 +349,9 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
         GET /v2/ -> 404, GET /v1/_ping -> 200 "true" with X-Docker-Registry-Version: 0.9.1
     """
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.registry_api != "v1":
-                continue
-            ver = ""
-            for ans in (rep.v1, rep.v2):
-                if ans is not None and ans.header("x-docker-registry-version"):
-                    ver = ans.header("x-docker-registry-version") or ""
-            ev.append(probe_evidence(rep, f"GET /v2/ -> {rep.v2.status if rep.v2 else None}; GET /v1/_ping -> "
-                                     f"{rep.v1.status if rep.v1 else None}"
-                                     + (f"; X-Docker-Registry-Version: {ver}" if ver else "")))
-        else:
-            ev = journal_hits(docker_journal, "DD207", addr)
-            if not ev:
-                continue
+        ev = probe_or_journal("DD207", addr, rep, docker_journal, _v1_only)
+        if not ev:
+            continue
         yield finding(
             "DD207", f"{addr} is a v1-only registry",
             f"{addr} speaks only the v1 registry API, which this docker no longer uses.",
@@ -556,6 +556,23 @@ def _pair_error(files: list[str]) -> str | None:
 # ============================================================================ DD210
 
 
+def _not_a_registry(rep: EndpointReport) -> list[str] | None:
+    """What answers on the port when it is not a registry; None when it is one (or nothing answers)."""
+    if rep.tcp != "open" or rep.registry_api is not None or rep.certs_dir_error:
+        return None
+    if rep.scheme == "https" and rep.tls_error and rep.tls_error != "handshake":
+        return None  # a TLS server with a bad certificate is DD204-DD206 first
+    if rep.scheme is None:
+        return [f"TLS handshake: {rep.tls_detail}"]
+    ans = rep.v2
+    got = (f"{ans.status}" + (f" ({ans.header('content-type')})" if ans.header("content-type") else "")
+           if ans and ans.status is not None else (ans.error if ans else "nothing"))
+    v1 = rep.v1.status if rep.v1 and rep.v1.status is not None else (rep.v1.error if rep.v1 else "-")
+    out = [f"{rep.scheme.upper()} GET /v2/ -> {got}; GET /v1/_ping -> {v1}"]
+    server = ans.header("server") if ans else None
+    return out + [f"Server: {server}"] if server else out
+
+
 @rule("DD210", "not-a-registry", category="endpoint", severity=Severity.ERROR,
       title="Something answers on the port, but not as a registry")
 def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
@@ -577,27 +594,9 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
         Get "https://10.0.0.5:5000/v2/": EOF
     """
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.tcp != "open" or rep.registry_api is not None or rep.certs_dir_error:
-                continue
-            if rep.scheme == "https" and rep.tls_error and rep.tls_error != "handshake":
-                continue  # a TLS server with a bad certificate is DD204-DD206 first
-            if rep.scheme is None:
-                ev.append(probe_evidence(rep, f"TLS handshake: {rep.tls_detail}"))
-            else:
-                ans = rep.v2
-                got = (f"{ans.status}" + (f" ({ans.header('content-type')})" if ans.header("content-type") else "")
-                       if ans and ans.status is not None else (ans.error if ans else "nothing"))
-                v1 = rep.v1.status if rep.v1 and rep.v1.status is not None else (rep.v1.error if rep.v1 else "-")
-                ev.append(probe_evidence(rep, f"{rep.scheme.upper()} GET /v2/ -> {got}; GET /v1/_ping -> {v1}"))
-                server = ans.header("server") if ans else None
-                if server:
-                    ev.append(probe_evidence(rep, f"Server: {server}"))
-        else:
-            ev = journal_hits(docker_journal, "DD210", addr)
-            if not ev:
-                continue
+        ev = probe_or_journal("DD210", addr, rep, docker_journal, _not_a_registry)
+        if not ev:
+            continue
         yield finding(
             "DD210", f"{addr} is not a registry",
             f"Something accepts connections on {addr}, but it does not answer as a docker registry.",
