@@ -193,7 +193,9 @@ def _daemon_summary(facts) -> tuple[dict[str, object] | None, dict[str, object] 
     from dockerdoctor.errors import FactUnavailable
 
     if not facts.live:
-        return None, None, []
+        from dockerdoctor.sources.snapshot import SnapshotSource
+
+        return None, None, list(facts.source.notes) if isinstance(facts.source, SnapshotSource) else []
     host = facts.get("docker_host")
     proc = facts.optional("dockerd_process")
     daemon = {"host": host.url, "chosen_by": host.chosen_by, "pid": proc.pid if proc is not None else None}
@@ -247,6 +249,10 @@ def check(
         "--textfile-dir", metavar="DIR",
         help="Also write the metrics to DIR/dockerdoctor.prom atomically, for node_exporter's textfile "
              "collector (--collector.textfile.directory).")] = None,
+    image: Annotated[list[str] | None, typer.Option(
+        "--image", metavar="REF", help="Run the rules of every runtime on this host (dockerd, podman, buildah, "
+                                       "skopeo, CRI-O, ...) for this image reference; its registry becomes a "
+                                       "target.")] = None,
 ) -> None:
     """Diagnose this host (or a snapshot) and report findings with evidence and fixes.
 
@@ -261,15 +267,21 @@ def check(
       dockerdoctor check --fail-on never --textfile-dir /var/lib/prometheus/node-exporter
 
       dockerdoctor check --format npd   (a node-problem-detector custom plugin)
+
+      dockerdoctor check --image 10.0.0.5:5000/team/app:1.2   (every runtime, for that image)
     """
     from dockerdoctor.model import Severity
     from dockerdoctor.report import Report
     from dockerdoctor.report.host import host_name
 
     start = time.perf_counter()
+    _check_repo_name(e2e_repo)
     docker_host, chosen_by = _resolve_daemon(docker_host, root)
-    facts = _build_facts(root, registry, timeout, docker_host, chosen_by)
+    from dockerdoctor.runtimes.cli_support import image_registries
+
+    facts = _build_facts(root, list(registry or []) + image_registries(image or []), timeout, docker_host, chosen_by)
     facts.options.e2e, facts.options.e2e_repo = e2e, e2e_repo
+    facts.options.images = list(image or [])
     try:
         results = _run_check(facts, select, ignore)
         targets = facts.optional("target_registries") or []
@@ -304,9 +316,13 @@ def check(
 
         text = (prometheus if fmt == Format.prometheus else npd).render(report)
     else:
+        import shutil
+
         from dockerdoctor.report.text import render as render_text
 
-        text = render_text(report, verbose=verbose, color=False if output else color)
+        # On a terminal the report wraps to its width (COLUMNS wins); piped or into a file it does not.
+        width = shutil.get_terminal_size().columns if output is None and sys.stdout.isatty() else None
+        text = render_text(report, verbose=verbose, color=False if output else color, width=width)
     _write(text, output)
     if textfile_dir is not None:
         from dockerdoctor.report.prometheus import write_textfile
@@ -352,8 +368,9 @@ def fix(
                                                "default), then reload/restart as that run did.")] = None,
     list_backups: Annotated[bool, typer.Option("--list-backups", help="List earlier runs and their backups.")
                             ] = False,
-    state_dir: Annotated[Path, typer.Option(
-        "--state-dir", metavar="DIR", help="Where backups and manifests live.")] = Path("/var/lib/dockerdoctor"),
+    state_dir: Annotated[Path | None, typer.Option(
+        "--state-dir", metavar="DIR", help="Where backups and manifests live (default /var/lib/dockerdoctor; "
+                                            "with --root, SNAP.dockerdoctor beside the snapshot).")] = None,
     restart_command: Annotated[str | None, typer.Option(
         "--restart-command", metavar="CMD",
         help="How to restart dockerd on a host without systemd (run with sh -c); reload is then SIGHUP "
@@ -382,6 +399,9 @@ def fix(
     """
     from dockerdoctor.fixes.backup import BackupStore
 
+    # A snapshot run keeps its backups beside the snapshot: it never writes the host's /var/lib.
+    if state_dir is None:
+        state_dir = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
     store = BackupStore(state_dir)
     docker_host, chosen_by = _resolve_daemon(docker_host, root)
     if list_backups:
@@ -434,7 +454,8 @@ def fix(
             if not typer.confirm("Apply these changes?", default=False):
                 typer.echo("Nothing was changed.")
                 raise typer.Exit(1)
-        result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json)
+        result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json,
+                        _undo_args(root, state_dir))
     finally:
         facts.source.close()
     if fmt == ListFormat.json:
@@ -456,6 +477,18 @@ def _read_ca(ca: Path) -> str:
     if "-----BEGIN CERTIFICATE-----" not in text:
         raise InputError(f"--ca {ca}: not a PEM certificate (no BEGIN CERTIFICATE line)")
     return text if text.endswith("\n") else text + "\n"
+
+
+# The distribution spec's repository name: lowercase path components joined by "/".
+_REPO_NAME = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+
+
+def _check_repo_name(repo: str) -> None:
+    """--e2e-repo must be a valid repository name, or the registry's NAME_INVALID would be blamed on it."""
+    if not _REPO_NAME.fullmatch(repo) or len(repo) > 255:
+        raise InputError(f"--e2e-repo {repo!r} is not a valid repository name: use lowercase letters, digits and "
+                         "separators (. _ -) in path components joined by /, e.g. dockerdoctor-probe")
+
 
 
 def _print_plan(plan: Plan, choices: list[Choice], prepared: Prepared | None, findings: list[Finding],
@@ -487,7 +520,24 @@ def _service_manager(docker_host: str | None, restart_command: str | None):  # t
     return choose_manager(restart_command, pid_of)
 
 
-def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, quiet):  # type: ignore[no-untyped-def]
+LIVE_STATE_DIR = Path("/var/lib/dockerdoctor")
+
+
+def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
+    """The options the Undo hint needs to find this run again: the exact command, copy-pasteable."""
+    import shlex
+
+    out: list[str] = []
+    if root is not None:
+        out += ["--root", shlex.quote(str(root))]
+    default = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
+    if state_dir != default:
+        out += ["--state-dir", shlex.quote(str(state_dir))]
+    return tuple(out)
+
+
+def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, quiet,  # type: ignore[no-untyped-def]
+           undo_args=()):
     from dockerdoctor.fixes.apply import ApplyOptions, apply_prepared
 
     manager = None if root is not None else _service_manager(docker_host, restart_command)
@@ -495,6 +545,7 @@ def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart
         store=store, manager=manager,
         facts_factory=lambda: _build_facts(root, registry, timeout, docker_host),
         echo=lambda s: typer.echo(s, err=quiet),  # with --format json, progress goes to stderr
+        undo_args=undo_args,
     )
     return apply_prepared(prepared, facts, opts)
 
@@ -527,9 +578,14 @@ def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool)
             raise typer.Exit(1)
     from dockerdoctor.fixes.apply import PathMapper
 
-    manager = None if root is not None else _service_manager(docker_host, restart_command)
+    snapshot_run = rec.target.startswith("snapshot")
+    if snapshot_run:
+        # A --root run changed files in a snapshot: its rollback restores them there and touches no daemon,
+        # whatever -H or --restart-command says.
+        typer.echo(f"{rec.run_id} was a {rec.target} run: restoring its files there; no daemon is reloaded.")
+    manager = None if root is not None or snapshot_run else _service_manager(docker_host, restart_command)
     mapper = None
-    if root is None:
+    if root is None and not snapshot_run:
         facts = _build_facts(None, None, 2.0, docker_host)
         mapper = PathMapper.for_facts(facts)
     rollback_run(store, rec.run_id, manager, docker_host, echo=lambda s: typer.echo(s), mapper=mapper)
@@ -548,7 +604,8 @@ def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-de
         return
     for r in runs:
         files = ", ".join(f.path for f in r.files) or "no files"
-        typer.echo(f"{r.run_id}  {r.status:<11} {r.created}  {files}")
+        where = f"  [{r.target}]" if r.target.startswith("snapshot") else ""
+        typer.echo(f"{r.run_id}  {r.status:<11} {r.created}  {files}{where}")
 
 
 # --------------------------------------------------------------------------- collect
@@ -584,10 +641,19 @@ def collect(
     from dockerdoctor.collect import collect as do_collect
     from dockerdoctor.collect import pack
 
-    manifest = do_collect(out)
-    typer.echo(f"collected {sum(1 for m in manifest if not m.startswith('error'))} items into {out}")
-    if tar:
-        typer.echo(f"packed {pack(out)}")
+    # Ordinary mistakes are one line and exit 2, not an internal error.
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is not a directory: give a new or empty directory")
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        raise InputError(f"cannot create {out}: its parent {parent} does not exist or is not a directory")
+    try:
+        manifest = do_collect(out)
+        typer.echo(f"collected {sum(1 for m in manifest if not m.startswith('error'))} items into {out}")
+        if tar:
+            typer.echo(f"packed {pack(out)}")
+    except OSError as exc:
+        raise InputError(f"cannot write the snapshot to {out}: {exc.strerror or exc}") from None
 
 
 # --------------------------------------------------------------------------- rules / explain
@@ -595,7 +661,16 @@ def collect(
 
 @app.command("rules")
 def rules_cmd(fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.text) -> None:
-    """List the rule catalog: id, name, default severity and title."""
+    """List the rule catalog: id, name, default severity and title.
+
+    Examples:
+
+      dockerdoctor rules
+
+      dockerdoctor rules --format json | jq -r '.rules[] | select(.category == "endpoint") | .id'
+
+      dockerdoctor explain DD203   (what one rule checks, why it happens, how to fix it)
+    """
     from dockerdoctor.engine import CATEGORIES, discover
 
     rules = discover()
@@ -665,6 +740,9 @@ def _register_subcommands() -> None:
     from dockerdoctor.registry import cli as registry_cli
 
     registry_cli.register(app)  # `serve-registry`
+    from dockerdoctor import resolve_cmd
+
+    resolve_cmd.register(app)  # `resolve IMAGE` (issue 15)
 
 
 def _optional_rollback_value(argv: list[str]) -> list[str]:
@@ -684,8 +762,18 @@ def _core_command(argv: list[str]) -> bool:
     return first is not None and first.replace("_", "-") in {n.replace("_", "-") for n in core}
 
 
+def _debug_anywhere(args: list[str]) -> list[str]:
+    """`--debug` is a top-level option; the internal-error hint says "rerun with --debug", and people put it
+    after the subcommand (`dockerdoctor collect --debug X`). Move it to the front (never past a `--`)."""
+    head = args[: args.index("--")] if "--" in args else args
+    if "--debug" not in head[1:]:
+        return args
+    rest = args[len(head):]
+    return ["--debug", *[a for a in head if a != "--debug"], *rest]
+
+
 def run() -> None:
-    sys.argv[1:] = _optional_rollback_value(sys.argv[1:])
+    sys.argv[1:] = _debug_anywhere(_optional_rollback_value(sys.argv[1:]))
     if not _core_command(sys.argv[1:]) or os.environ.get("_DOCKERDOCTOR_COMPLETE"):
         _register_subcommands()
     try:
@@ -700,5 +788,5 @@ def run() -> None:
         if _debug:
             traceback.print_exc()
         sys.stderr.write(f"dockerdoctor: internal error: {exc.__class__.__name__}: {printable(str(exc))} "
-                         "(rerun with --debug for the traceback)\n")
+                         "(rerun with --debug, e.g. `dockerdoctor --debug check ...`, for the traceback)\n")
         sys.exit(3)

@@ -7,8 +7,10 @@ directories.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -63,27 +65,55 @@ def collect_specs() -> list[CollectSpec]:
     return specs
 
 
+def _parent_in(out: Path, dst: Path) -> None:
+    """Make dst's parent directories under `out`, refusing any component that is a symbolic link: a link
+    the snapshot holds (copied from the host) must never lead a later write out of it."""
+    rel = dst.relative_to(out).parts[:-1]
+    cur = out
+    for part in rel:
+        cur = cur / part
+        try:
+            st = os.lstat(cur)
+        except FileNotFoundError:
+            os.mkdir(cur, 0o755)
+            continue
+        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+            raise OSError(errno.ENOTDIR, "a link or file in the snapshot is in the way", str(cur))
+
+
+def _write_new(dst: Path, data: bytes) -> None:
+    """Write a file the snapshot does not hold yet; never through a link (O_NOFOLLOW)."""
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+
+
 def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
     dst = out / src.lstrip("/")
     try:
         if os.path.islink(src):
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if not dst.exists():
+            _parent_in(out, dst)
+            if not os.path.lexists(dst):
                 os.symlink(os.readlink(src), dst)
             manifest.append(f"link {src}")
+            # Store what the link points to too, or the snapshot holds a dangling link (etc/os-release ->
+            # ../usr/lib/os-release). The snapshot reader resolves the link to it, chroot-style.
+            target = os.path.realpath(src)
+            if target != src and os.path.isfile(target) and not os.path.lexists(out / target.lstrip("/")):
+                _copy(target, out, manifest, tail)
             return
         if not os.path.isfile(src):
             return
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        _parent_in(out, dst)
         if src.endswith(SECRET_SUFFIXES):
-            dst.write_text("# private key not collected by dockerdoctor\n")
+            _write_new(dst, b"# private key not collected by dockerdoctor\n")
             manifest.append(f"redacted {src}")
             return
         with open(src, "rb") as fh:
             if tail and os.fstat(fh.fileno()).st_size > MAX_FILE:
                 fh.seek(-MAX_FILE, os.SEEK_END)
-            dst.write_bytes(fh.read(MAX_FILE))
-        shutil.copystat(src, dst)
+            _write_new(dst, fh.read(MAX_FILE))
+        shutil.copystat(src, dst, follow_symlinks=False)
         manifest.append(f"file {src}")
     except OSError as exc:
         manifest.append(f"error {src}: {exc.strerror}")
@@ -104,8 +134,12 @@ def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Pat
         manifest.append(f"error {' '.join(argv)}: {exc}")
         return
     dst = out / rel
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_bytes(proc.stdout[-MAX_FILE:] if tail else proc.stdout[:MAX_FILE])
+    try:
+        _parent_in(out, dst)
+        _write_new(dst, proc.stdout[-MAX_FILE:] if tail else proc.stdout[:MAX_FILE])
+    except OSError as exc:
+        manifest.append(f"error {' '.join(argv)} -> {rel}: {exc.strerror}")
+        return
     manifest.append(f"command {' '.join(argv)} -> {rel} (rc {proc.returncode})")
 
 

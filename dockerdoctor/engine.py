@@ -183,6 +183,12 @@ def passed_on(text: str) -> None:
         basis.append(text)
 
 
+def basis_count() -> int:
+    """How many facts the running rule has recorded with passed_on (0 outside a rule)."""
+    basis = _BASIS.get()
+    return len(basis) if basis is not None else 0
+
+
 def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | None = None) -> list[RuleResult]:
     rules = discover()
     results: list[RuleResult] = []
@@ -191,7 +197,29 @@ def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | N
             results.append(RuleResult(rid, spec.name, spec.category, RuleStatus.NOT_SELECTED))
             continue
         results.append(_run_one(spec, facts, ignore or set()))
+    _rehome(results)
     return results
+
+
+def _rehome(results: list[RuleResult]) -> None:
+    """A rule may report a finding under another rule's id (DD213 reports deletes-disabled as DD406).
+    It belongs to that rule's result, so it shows under that rule's category, and it is dropped when
+    that rule was not selected (`--select DD2` must not let a DD406 through)."""
+    by_id = {r.rule_id: r for r in results}
+    for r in results:
+        foreign = [f for f in r.findings if f.rule_id != r.rule_id]
+        if not foreign:
+            continue
+        r.findings = [f for f in r.findings if f.rule_id == r.rule_id]
+        if not r.findings and r.status == RuleStatus.FAILED:
+            r.status = RuleStatus.PASSED
+        for f in foreign:
+            home = by_id.get(f.rule_id)
+            if home is None or home.status in (RuleStatus.NOT_SELECTED, RuleStatus.CRASHED):
+                continue
+            home.findings.append(f)
+            if home.status in (RuleStatus.PASSED, RuleStatus.SKIPPED):
+                home.status, home.reason = RuleStatus.FAILED, ""
 
 
 def _run_one(spec: RuleSpec, facts: Facts, ignore: set[str]) -> RuleResult:

@@ -71,6 +71,8 @@ def guesses(text: str, kb: KnowledgeBase | None = None, limit: int = 3) -> list[
     if not words:
         return []
     best: dict[str, tuple[float, str]] = {}
+    head = text.lower()[:400]
+    pending = []
     for p in kb.patterns:
         if p.not_private:
             continue
@@ -79,10 +81,16 @@ def guesses(text: str, kb: KnowledgeBase | None = None, limit: int = 3) -> list[
             if not ew:
                 continue
             jac = len(words & ew) / len(words | ew)
-            seq = difflib.SequenceMatcher(None, text.lower()[:400], ex.lower()[:400]).ratio()
-            sim = round(max(jac, seq * 0.9), 2)
-            if sim > best.get(p.rule, (0.0, ""))[0]:
-                best[p.rule] = (sim, ex)
+            sm = difflib.SequenceMatcher(None, head, ex.lower()[:400])
+            pending.append((max(jac, sm.quick_ratio() * 0.9), jac, sm, p.rule, ex))
+    # quick_ratio bounds ratio from above: the quadratic ratio() only for the few that could win
+    pending.sort(key=lambda t: -t[0])
+    for bound, jac, sm, rule, ex in pending[:6]:
+        if bound < GUESS_MIN:
+            break
+        sim = round(max(jac, sm.ratio() * 0.9), 2)
+        if sim > best.get(rule, (0.0, ""))[0]:
+            best[rule] = (sim, ex)
     ranked = sorted(((r, s, ex) for r, (s, ex) in best.items() if s >= GUESS_MIN), key=lambda t: -t[1])
     return ranked[:limit]
 

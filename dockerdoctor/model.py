@@ -170,6 +170,9 @@ class Trust:
     registry: str
     plain_http: bool = False
     verify_by_probe: bool = False
+    # Where --ca writes the CA. None: dockerd's /etc/docker/certs.d/REGISTRY/ca.crt. Another client's
+    # certs.d (podman's /etc/containers/certs.d/...) is a trust step of its own for the same registry.
+    ca_path: str | None = None
 
 
 @dataclass(frozen=True)

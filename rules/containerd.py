@@ -16,6 +16,7 @@ from dockerdoctor.runtimes.containerd import (
     CONTAINERD_CERTS_D,
     DOCKER_CERTS_D,
     K3S_CERTS_D,
+    K3S_REGISTRIES,
     HostsDirRuntime,
 )
 from dockerdoctor.runtimes.hosts_toml import cri_refusal, near_misses
@@ -135,7 +136,7 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
         where = f"config_path = {':'.join(cri.roots)!r}" if cri.roots else "no config_path"
         ev = [Evidence(path, "hosts.toml for " + host)]
         if cfg is not None:
-            ev.append(Evidence(cfg.path, where, cfg.config_path_line or cfg.registry_line))
+            ev.append(Evidence(cfg.file_of("config_path"), where, cfg.config_path_line or cfg.registry_line))
         fix = None
         if cfg is not None and cfg.exists and not cri.roots and not cfg.mirrors and not cfg.configs_tls:
             text = cfg.text
@@ -177,15 +178,16 @@ def cri_registry_config_conflict(containerd_config, containerd_version=None,
     msg = cri_refusal(cfg, containerd_version)
     if msg is None:
         return
-    ev = [Evidence(cfg.path, f"config_path = {':'.join(cfg.config_path)!r}", cfg.config_path_line)] if cfg.config_path \
-        else []
-    ev += [Evidence(cfg.path, what, line) for what, line in cfg.legacy_conflict]
+    ev = [Evidence(cfg.file_of("config_path"), f"config_path = {':'.join(cfg.config_path)!r}", cfg.config_path_line)] \
+        if cfg.config_path else []
+    ev += [Evidence(path, what, line) for what, path, line in cfg.legacy_conflict]
     if containerd_journal is not None:
         for no, line in reversed(containerd_journal.grep(CRI_NOT_LOADED)):
             ev.append(Evidence(containerd_journal.source, short(line, 300), no))
             break
     text = cfg.text
-    fix = recipes.move_legacy_fix(cfg, text) if text is not None else None
+    own = all(path == cfg.path for _what, path, _line in cfg.legacy_conflict)
+    fix = recipes.move_legacy_fix(cfg, text) if text is not None and own else None
     yield finding("DD603", f"{cfg.path}: the CRI plugin refuses this registry section",
                   f"containerd does not load its CRI plugin: {msg}. kubelet cannot pull or run anything.",
                   evidence=ev, fix=fix, params={"file": cfg.path})
@@ -263,6 +265,9 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
                 root = match.root if match and not match.is_default else roots[0]
                 fix = recipes.trust_http(root, name, current, rt.display) if plain else \
                     recipes.trust_ca(root, name, current, rt.display)
+            elif rt.name == "k3s":
+                reg = rt.registries
+                fix = recipes.k3s_trust(reg.path if reg else K3S_REGISTRIES, reg.text if reg else None, name, plain)
             elif getattr(rt, "legacy", None) is not None and rt.legacy.text and not rt.legacy.mirrors \
                     and not rt.legacy.configs_tls:
                 # no config_path: a hosts.toml alone would be ignored (DD602); set config_path with it

@@ -444,6 +444,25 @@ def _type_ok(kind: str, value: object) -> bool:
     return True
 
 
+_KIND_WORDS = {"list": "list of strings", "list-any": "list", "object": "object", "string": "string",
+               "bool": "boolean (true or false)", "int": "number"}
+
+
+def _json_kind(value: object) -> str:
+    """A JSON value's type as a reader says it ("a number"), never a Python type name."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
 def repair_json(text: str) -> str | None:
     """Best-effort repair of the usual hand-edit mistakes: trailing commas and // comments."""
     fixed = re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE)
@@ -563,13 +582,25 @@ def _unknown_key(key: str, ev: list[Evidence]) -> Finding:
 
 def _wrong_type(dj: DaemonJson, key: str, value: object, ev: list[Evidence]) -> Finding:
     kind = DAEMON_JSON_KEYS[key]
-    new: object | None = [value] if kind == "list" and isinstance(value, str) else None
+    new: object | None = None
+    if kind == "list" and isinstance(value, str):
+        new, how = [value], f'Make "{key}" a list'
+    elif kind == "list" and isinstance(value, list):
+        new, how = [v for v in value if isinstance(v, str)], f'Keep only the strings in "{key}"'
+    else:
+        how = f'Give "{key}" a JSON {_KIND_WORDS.get(kind, kind)}, or remove it'
+    if isinstance(value, list):
+        bad = next((i for i, v in enumerate(value) if not isinstance(v, str)), 0)
+        what = f"element {bad + 1} is {_json_kind(value[bad])}"
+    else:
+        what = f"it is {_json_kind(value)}"
     return finding(
         "DD106", f'"{key}" has the wrong type',
-        f'"{key}" must be a JSON {kind.replace("list", "list of strings")}, not {type(value).__name__}; '
+        f'"{key}" must be a JSON {_KIND_WORDS.get(kind, kind)}, but {what}; '
         f"dockerd refuses to start (json: cannot unmarshal).",
         evidence=ev,
-        fix=Fix(f'Make "{key}" a list', (JsonSetKey(dj.path, key, new),)) if new is not None else None,
+        fix=Fix(how, (JsonSetKey(dj.path, key, new),)) if new is not None
+        else Fix(how, (JsonRemoveKey(dj.path, key),)),
         params={"key": key},
     )
 

@@ -4,16 +4,19 @@ registry's traffic (DD110). DD101-DD106 (what the configuration says) are in dae
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 
 # Variables of the stock env files that carry dockerd options.
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
+    DEFAULT_INSECURE_CIDRS,
     DockerdProcess,
     DockerInfo,
     EffectiveConfig,
     EnvFileInfo,
+    InsecureEntryCheck,
     check_insecure_entry,
     trusted_as_insecure,
 )
@@ -45,11 +48,20 @@ from dockerdoctor.rules_support import value_evidence
 # ============================================================================ DD107
 
 
+def _canonical(chk: InsecureEntryCheck) -> str:
+    if chk.is_cidr and chk.normalized:
+        try:
+            return str(ipaddress.ip_network(chk.normalized, strict=False))
+        except ValueError:
+            pass
+    return chk.normalized or ""
+
+
 def _norm_set(values: list[str]) -> set[str]:
     out = set()
     for v in values:
         chk = check_insecure_entry(v)
-        if chk.normalized and chk.normalized != "127.0.0.0/8":
+        if chk.normalized and _canonical(chk) not in DEFAULT_INSECURE_CIDRS:
             out.add(chk.normalized.lower())
     return out
 

@@ -15,7 +15,7 @@ from dockerdoctor.engine import finding, passed_on, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity, Trust
+from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity, Trust
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -26,10 +26,12 @@ from dockerdoctor.rules.endpoint_evidence import (
     journal_hits,
     kb_hits,
     mentioned,
+    planned_entry,
     probe_evidence,
     probe_or_journal,
     registry_params,
     targets,
+    trusted,
 )
 
 from dockerdoctor.fixes.recipes import insecure_fix, listen_fix, remote_open_port_fix, resolve_fix, tls_fix
@@ -130,12 +132,27 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
         Get "https://10.0.0.5:5000/v2/": http: server gave HTTP response to HTTPS client
     """
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        if insecure_entry(addr, effective_config) is not None:
+        if trusted(addr, effective_config):
             continue
         ev = probe_or_journal("DD203", addr, rep, docker_journal,
                               lambda r: f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> {r.http_status}"
                               if r.scheme == "http" else None)
         if not ev:
+            continue
+        planned = planned_entry(addr, effective_config)
+        if planned is not None:
+            # The files already trust it; the running daemon started before that (DD107's case). Saying
+            # "it is not in insecure-registries" would contradict the file, and adding it again fixes nothing.
+            yield finding(
+                "DD203", f"{addr} speaks plain HTTP, and the running daemon does not use its entry yet",
+                f"{addr} serves plain HTTP. {planned} lists it as insecure, but the running dockerd started with "
+                "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
+                "until dockerd re-reads its configuration.",
+                evidence=ev,
+                fix=Fix("Reload dockerd so it uses the insecure-registries entry it already has",
+                        (ServiceAction("reload"),)),
+                params=registry_params(addr, pending=True),
+            )
             continue
         tls = tls_fix(addr, True)
         yield finding(

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from dockerdoctor.engine import passed_on
+from dockerdoctor.engine import basis_count, passed_on
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.containers import RegistryContainer, published_endpoints
-from dockerdoctor.facts.daemon import EffectiveConfig, trusted_as_insecure
+from dockerdoctor.facts.daemon import DEFAULT_INSECURE_CIDRS, EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.model import Evidence
 from dockerdoctor.net import HostPort
@@ -57,6 +57,33 @@ def insecure_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
         src = cfg.insecure_running if cfg.insecure_running is not None else cfg.insecure_planned
         values = [v.value for v in src]
     return trusted_as_insecure(addr, values)
+
+
+def trusted(addr: HostPort, cfg: EffectiveConfig | None) -> bool:
+    """Does dockerd skip TLS verification for addr? When it does, say why (for -v: the fact a pass rests on)."""
+    entry = insecure_entry(addr, cfg)
+    if entry is None:
+        return False
+    if "always insecure" in entry or entry in DEFAULT_INSECURE_CIDRS:
+        passed_on(f"{addr}: dockerd treats {entry.split(' ', 1)[0]} as insecure")
+        return True
+    where = ""
+    for v in [*(cfg.insecure_planned if cfg else []), *((cfg.insecure_running or []) if cfg else [])]:
+        if v.value == entry:
+            where = f" at {v.where()}"
+            break
+    passed_on(f"{addr} trusted via insecure-registries ({entry}){where}")
+    return True
+
+
+def planned_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
+    """Where the files list addr as insecure while the running daemon does not use it, else None."""
+    if cfg is None or cfg.insecure_running is None:
+        return None
+    for v in cfg.insecure_planned:
+        if trusted_as_insecure(addr, [v.value]) == v.value:
+            return f"{v.value!s} in {v.where()}"
+    return None
 
 
 def probe_evidence(rep: EndpointReport, text: str) -> Evidence:
@@ -123,7 +150,10 @@ def each_target(target_registries: list[TargetRegistry], endpoint_probes: Endpoi
             passed_on(f"{addr}: not probed; the docker journal names it, without this error")
         else:
             unseen.append(str(addr))
+        before = basis_count()
         yield addr, rep
+        if unseen and unseen[-1] == str(addr) and basis_count() > before:
+            unseen.pop()  # the rule judged it from the configuration alone (insecure-registries, loopback)
     if unseen and len(unseen) == len(addrs):
         # Nothing was looked at: no probe, and no journal line or registry log even names the registry.
         # A pass here would claim a registry is fine that nobody saw.

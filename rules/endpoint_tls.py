@@ -19,11 +19,11 @@ if TYPE_CHECKING:
 from dockerdoctor.rules.endpoint_evidence import (
     container_hits,
     each_target,
-    insecure_entry,
     journal_hits,
     probe_evidence,
     registry_params,
     targets,
+    trusted,
 )
 
 from dockerdoctor.fixes.recipes import insecure_fix
@@ -36,7 +36,7 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
               registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal, registry_containers):
-        if insecure_entry(addr, effective_config) is not None:
+        if trusted(addr, effective_config):
             continue  # insecure-registries turns verification off; these certificates are accepted
         ev: list[Evidence] = []
         if rep is not None:

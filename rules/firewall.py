@@ -254,6 +254,15 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
 # ============================================================================ DD306
 
 
+def _loopback(ip: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(ip.strip("[]")).is_loopback
+    except ValueError:
+        return ip == "localhost"
+
+
 @rule("DD306", "protection-disabled", category="network", severity=Severity.INFO,
       title="SELinux or the firewall is turned off")
 def protection_disabled(firewalld: FirewalldState | None = None,
@@ -276,22 +285,28 @@ def protection_disabled(firewalld: FirewalldState | None = None,
     """
     if firewalld is None and selinux_status is None:
         raise Skip("neither firewalld nor SELinux is known here")
-    ports = sorted({lst.port for lst in registry_listeners or [] if lst.how == "host"})
+    # Only ports other hosts can reach: a registry on 127.0.0.1 (or one that is not running) needs nothing
+    # opened in a zone, and advising so would open a port nobody serves.
+    ports = sorted({lst.port for lst in registry_listeners or []
+                    if lst.how == "host" and lst.running and not _loopback(lst.bind_ip)})
     other_filter = packet_filter is not None and any(
         r.verdict in ("drop", "reject") and r.table != "firewalld" for r in packet_filter.rules)
     if firewalld is not None and not firewalld.running and not other_filter:
         zone = firewalld.default_zone or "public"
         ops = tuple(RunCommand(("firewall-offline-cmd", f"--zone={zone}", f"--add-port={p}/tcp"),
                                "open the registry port in the permanent configuration first") for p in ports)
-        where = (f"after opening the registry's port ({', '.join(map(str, ports))}/tcp) in zone {zone}" if ports
-                 else "after opening, in its zone, every port this host must serve (no registry listens here)")
+        plural = "s" if len(ports) > 1 else ""
+        where = (f"after opening the registry's port{plural} ({', '.join(map(str, ports))}/tcp) in zone {zone}"
+                 if ports else "after opening, in its zone, every port this host must serve (no registry listens "
+                 "here on an address other hosts reach)")
         yield finding(
             "DD306", "firewalld is installed but not running",
-            f"firewalld is not running, so every port on this host is open to everyone. Turn it back on {where}.",
+            f"firewalld is not running, so every port on this host is open to everyone. Start it {where}.",
             evidence=[Evidence(firewalld.state_source.split(":", 1)[0], "firewalld is not running")],
             fix=Fix("Open the registry port permanently, then start firewalld",
                     (*ops, ServiceAction("start", "firewalld.service"))) if ports else
-            Fix("Open the ports this host serves with firewall-offline-cmd, then `systemctl enable --now firewalld`"),
+            Fix("Open the ports this host serves with firewall-offline-cmd, then start firewalld (where systemd "
+                "runs: `systemctl enable --now firewalld`)"),
             params={"what": "firewalld"},
         )
     if selinux_status is not None and selinux_status.mode in ("disabled", "permissive"):

@@ -140,6 +140,10 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
     """
     if registry_containers is None and not any(t.explicit for t in target_registries or []):
         raise Skip("no container information, and no --registry on this host to look for")
+    if registry_containers is None and (interface_addresses is None or listening_sockets is None):
+        # Without containers, addresses or sockets nothing was looked at: a pass would be a guess.
+        raise Skip("no container information, and this host's addresses or listening sockets are unknown, so "
+                   "whether a registry runs here cannot be told")
     registry_containers = registry_containers or []
     running_elsewhere = [rc for rc in registry_containers if rc.container.running and rc.container.restart_count < 3]
     for rc in registry_containers:

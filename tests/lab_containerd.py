@@ -75,7 +75,7 @@ def push_oci_image(netns: str, layout: Path, dest: str, tls: bool) -> None:
 
 class Containerd:
     def __init__(self, workdir: Path, *, netns: str, config_path: str | None = None, extra_toml: str = "",
-                 version: int = 2) -> None:
+                 version: int = 2, imports: tuple[str, ...] = ()) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.netns = netns
@@ -86,6 +86,7 @@ class Containerd:
         section = 'plugins."io.containerd.grpc.v1.cri".registry'
         text = [
             f"version = {version}",
+            *([f"imports = {list(imports)!r}".replace("'", '"')] if imports else []),
             f'root = "{self.workdir / "root"}"',
             f'state = "{self.workdir / "state"}"',
             "[grpc]",

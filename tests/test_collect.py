@@ -48,3 +48,34 @@ def test_collect_live_host_is_checkable(tmp_path: Path) -> None:
     assert c.returncode in (0, 1), c.stderr + c.stdout[-2000:]
     data = json.loads(c.stdout)
     assert data["target"]["kind"] == "snapshot"
+
+
+def test_collect_never_writes_through_a_link_and_stores_what_links_point_to(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    from dockerdoctor.sources.base import resolve_in_root
+
+    host = tmp_path / "host"
+    (host / "etc").mkdir(parents=True)
+    (host / "usr/lib").mkdir(parents=True)
+    (host / "usr/lib/os-release").write_text('ID=debian\n')
+    (host / "etc/os-release").symlink_to("../usr/lib/os-release")  # relative, as on Debian
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    (host / "etc/evil").symlink_to(victim)  # absolute, out of the host tree
+    specs = [collect_mod.CollectSpec("file", str(host / "etc/os-release")),
+             collect_mod.CollectSpec("file", str(host / "etc/evil")),
+             # a later step whose output lands where the copied link is
+             collect_mod.CollectSpec("command", str(host / "etc/evil").lstrip("/"), ("echo", "OVERWRITTEN"))]
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: specs)
+    out = tmp_path / "snap"
+    manifest = collect_mod.collect(out)
+    assert victim.read_text() == "untouched\n"
+    assert any(m.startswith("error echo") for m in manifest)
+    assert (out / str(host / "usr/lib/os-release").lstrip("/")).read_text() == "ID=debian\n"
+    with tarfile.open(collect_mod.pack(out)) as t:
+        names = t.getnames()
+    assert any(n.endswith("usr/lib/os-release") for n in names)
+    stack = resolve_in_root(str(out), str(host / "etc/os-release"))  # as the snapshot reader resolves it
+    assert stack is not None and Path(out, *stack).read_text() == "ID=debian\n"

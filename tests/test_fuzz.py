@@ -159,3 +159,69 @@ def test_huge_journal_is_read_in_bounded_memory(tmp_path: Path) -> None:
     assert "10.0.0.5:5000" in data["registries"]  # found from the journal's tail
     # 200 MB on disk; the process stays far below it (the tail read is 8 MiB).
     assert peak_kib < 150 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+# --------------------------------------------------------------------------- whole engine, every format
+
+MUTATIONS = st.sampled_from(["truncate", "garbage", "controls", "deep", "digits", "repeat", "bom"])
+FIXTURE_HOSTS = sorted(p.name for p in HOSTS.iterdir() if p.is_dir())
+
+
+def _mutate(data: bytes, how: str, frac: float, junk: bytes) -> bytes:
+    cut = int(len(data) * frac)
+    if how == "truncate":
+        return data[:cut]
+    if how == "garbage":
+        return data[:cut] + junk + data[cut:]
+    if how == "controls":
+        return data[:cut] + b"\x1b]0;T\x07\x1b[2K\x00\x01\xc2\x9b" + data[cut:]
+    if how == "deep":
+        return data[:cut] + b"[" * 5000 + b"{" * 5000 + data[cut:]
+    if how == "digits":
+        return data.replace(b"5000", "\u00b2\u0663".encode())
+    if how == "repeat":
+        line = data[:cut].rsplit(b"\n", 1)[-1][:200] or b"x"
+        return data + line * (200_000 // len(line))
+    return b"\xef\xbb\xbf" + data
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(st.sampled_from(FIXTURE_HOSTS), st.lists(st.tuples(st.integers(0, 10_000), MUTATIONS,
+                                                          st.floats(0, 1), st.binary(max_size=64)),
+                                                min_size=1, max_size=4))
+def test_mutated_fixture_snapshots_through_every_format(tmp_path_factory, host: str, muts: list) -> None:
+    """The whole engine over a fixture with a few files mutated: no exit 3, no CRASHED rule, no raw
+    control byte in the text report, JSON and JUnit that parse, and a bounded time per snapshot."""
+    import time
+    import xml.dom.minidom
+
+    from dockerdoctor.model import Severity
+    from dockerdoctor.report import Report, jsonreport, junit
+    from dockerdoctor.report import text as textreport
+
+    root = tmp_path_factory.mktemp("mut") / host
+    shutil.copytree(HOSTS / host, root, symlinks=True)
+    (root / "expected.json").unlink(missing_ok=True)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    for pick, how, frac, junk in muts:
+        if files:
+            f = files[pick % len(files)]
+            f.write_bytes(_mutate(f.read_bytes(), how, frac, junk))
+    start = time.perf_counter()
+    src = SnapshotSource(root)
+    try:
+        results = run_rules(Facts(src, CheckOptions(network=False)))
+    finally:
+        src.close()
+    seconds = time.perf_counter() - start
+    crashed = [(r.rule_id, r.reason) for r in results if r.status == RuleStatus.CRASHED]
+    assert not crashed, crashed
+    report = Report("0", "snapshot", str(root), [], results, Severity.ERROR, generated="2026-12-02T00:00:00Z")
+    assert report.exit_code in (0, 1)
+    out = textreport.render(report, verbose=True, color=False)
+    assert not [c for c in out if (ord(c) < 32 and c != "\n") or 0x7f <= ord(c) <= 0x9f], out[:2000]
+    json.loads(jsonreport.render(report))
+    xml.dom.minidom.parseString(junit.render(report).encode())
+    # a hang guard, not a speed target (bench/ holds those): the quadratic parsers took minutes
+    assert seconds < 30, f"{host}: {seconds:.1f} s"

@@ -207,3 +207,206 @@ def test_a_passed_endpoint_rule_says_what_it_passed_on() -> None:
     assert rule["basis"] == ["10.0.0.5:5000: not probed; the docker journal names it, without this error"]
     text = dd("check", "--root", str(root), "--select", "DD204", "-v", "--no-color").stdout
     assert "✓ DD204 tls-unknown-authority\n        10.0.0.5:5000: not probed; the docker journal names it" in text
+
+
+# --------------------------------------------------------------------------- ordinary mistakes: exit 2, one line
+
+
+def test_collect_into_a_file_or_under_a_missing_parent_is_a_usage_error(tmp_path: Path) -> None:
+    f = tmp_path / "index.json"
+    f.write_text("{}")
+    for target in (f, f / "x", tmp_path / "nope" / "x"):
+        r = dd("collect", str(target))
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith("dockerdoctor: error: ") and r.stderr.count("\n") == 1
+        assert "internal error" not in r.stderr
+
+
+def test_an_unreadable_state_directory_is_a_usage_error(tmp_path: Path) -> None:
+    r = dd("fix", "--list-backups", "--state-dir", str(tmp_path / ("a" * 300)))  # the OS refuses the name
+    assert r.returncode == 2, r.stderr
+    assert "--state-dir" in r.stderr and "internal error" not in r.stderr
+
+
+def test_a_finding_reported_under_another_rule_id_goes_home_or_is_dropped() -> None:
+    from dockerdoctor.engine import _rehome
+    from dockerdoctor.model import Finding
+
+    def results(dd406: RuleStatus) -> list[RuleResult]:
+        f = Finding("DD406", Severity.INFO, "127.0.0.1:15000: deletes are disabled", "m")
+        return [RuleResult("DD213", "e2e", "endpoint", RuleStatus.FAILED, [f]),
+                RuleResult("DD406", "registry-delete", "registry", dd406)]
+
+    unselected = results(RuleStatus.NOT_SELECTED)  # --select DD2
+    _rehome(unselected)
+    assert unselected[0].status == RuleStatus.PASSED and not unselected[0].findings
+    assert not unselected[1].findings
+    selected = results(RuleStatus.SKIPPED)
+    _rehome(selected)
+    assert selected[1].status == RuleStatus.FAILED and selected[1].findings[0].rule_id == "DD406"
+    assert selected[1].category == "registry"  # shown under its own heading
+
+
+@pytest.mark.parametrize("repo", ["UPPER/Bad", "a//b", "-x", "x/", "a b"])
+def test_an_invalid_e2e_repo_is_a_usage_error_before_any_probe(repo: str) -> None:
+    r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--e2e-repo", repo)
+    assert r.returncode == 2 and "not a valid repository name" in r.stderr
+
+
+def test_a_valid_e2e_repo_is_accepted() -> None:
+    r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--e2e-repo", "team/probe-1.x__y")
+    assert r.returncode in (0, 1), r.stderr
+
+
+def test_the_plan_says_which_commands_apply_runs() -> None:
+    from dockerdoctor.fixes.plan import shown_only
+    from dockerdoctor.model import RunCommand
+
+    assert shown_only(RunCommand(("docker", "run", "registry:2"), "or run one, with its data on a named volume"))
+    assert shown_only(RunCommand(("docker", "run", "registry:2"), "on the registry host, if no registry runs"))
+    assert shown_only(RunCommand(("docker", "ps", "-a")))
+    assert not shown_only(RunCommand(("docker", "stop", "registry"), "stop the container"))
+    r = dd("fix", "--root", str(hostile.HOSTS / "docker-ce-registry2-port-not-published"))
+    cmds = [ln for ln in r.stdout.splitlines() if ln.lstrip().startswith("$ docker")]
+    assert cmds and all("# [--apply runs this]" in c or "# [shown only, --apply does not run it]" in c for c in cmds)
+
+
+def test_recheck_after_fix_apply_on_a_snapshot_agrees_with_the_file_it_wrote(tmp_path: Path) -> None:
+    root = hostile.copy_host("centos7-docker-ce-ignores-sysconfig", tmp_path / "c")
+    r = dd("fix", "--apply", "--yes", "--root", str(root), "--state-dir", str(tmp_path / "st"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "10.0.0.5:5000" in json.loads((root / "etc/docker/daemon.json").read_text())["insecure-registries"]
+    data = json.loads(dd("check", "--root", str(root), "--format", "json").stdout)
+    (f,) = [f for f in data["findings"] if f["id"] == "DD203"]
+    assert "not in insecure-registries" not in f["message"] and "DD107" in f["message"]
+    assert [op["action"] for op in f["fix"]["operations"]] == ["reload"]
+    plan = dd("fix", "--root", str(root), "--state-dir", str(tmp_path / "st")).stdout
+    assert "Add 10.0.0.5:5000 to insecure-registries" not in plan
+
+
+# --------------------------------------------------------------------------- real tarballs
+
+
+def _tarball(tmp_path: Path, extra: list) -> Path:  # type: ignore[type-arg]
+    import io
+    import tarfile
+
+    src = hostile.copy_host("docker-ce-http-registry-not-trusted", tmp_path / "src")
+    out = tmp_path / "host.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(src, arcname=".")
+        for info, data in extra:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return out
+
+
+def test_a_tarball_with_absolute_links_opens_and_unsafe_members_are_named(tmp_path: Path) -> None:
+    import tarfile
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def sym(name: str, target: str) -> tuple:  # type: ignore[type-arg]
+        i = tarfile.TarInfo(name)
+        i.type, i.linkname = tarfile.SYMTYPE, target
+        return i, None
+
+    def reg(name: str, data: bytes) -> tuple:  # type: ignore[type-arg]
+        i = tarfile.TarInfo(name)
+        i.size = len(data)
+        return i, data
+
+    dev = tarfile.TarInfo("./dev/evil")
+    dev.type = tarfile.CHRTYPE
+    ball = _tarball(tmp_path, [
+        sym("./etc/systemd/system/multi-user.target.wants/docker.service", "/lib/systemd/system/docker.service"),
+        sym("./etc/localtime", "/usr/share/zoneinfo/UTC"),
+        reg("../../evil1", b"x"), reg("/abs/evil2", b"x"), (dev, None),
+        sym("./esc", str(outside)), reg("./esc/evil3", b"x"),
+    ])
+    r = dd("check", "--root", str(ball), "--no-color")
+    assert r.returncode in (0, 1), r.stderr
+    assert "skipped 4 unsafe members" in r.stdout
+    assert not list(outside.iterdir()) and not (tmp_path.parent / "evil1").exists()
+    data = json.loads(dd("check", "--root", str(ball), "--format", "json").stdout)
+    assert any(f["id"] == "DD101" for f in data["findings"])  # the snapshot is read as usual
+
+
+def test_a_tarball_over_the_bounds_is_refused_before_anything_is_written(tmp_path: Path, monkeypatch) -> None:
+    import io
+    import tarfile
+
+    from dockerdoctor.errors import InputError
+    from dockerdoctor.sources import snapshot
+
+    out = tmp_path / "many.tar"
+    with tarfile.open(out, "w") as tar:
+        for n in range(60):
+            tar.addfile(tarfile.TarInfo(f"etc/f{n}"), io.BytesIO(b""))
+        big = tarfile.TarInfo("etc/big")
+        big.size = 2048
+        tar.addfile(big, io.BytesIO(b"x" * 2048))
+    monkeypatch.setattr(snapshot, "MAX_MEMBERS", 50)
+    with pytest.raises(InputError, match="more than 50 members"):
+        snapshot.SnapshotSource(out)
+    monkeypatch.setattr(snapshot, "MAX_MEMBERS", 100)
+    monkeypatch.setattr(snapshot, "MAX_UNPACKED_BYTES", 1024)
+    with pytest.raises(InputError, match="unpacks to more than"):
+        snapshot.SnapshotSource(out)
+    assert snapshot.MAX_MEMBERS <= 100_000 and snapshot.MAX_UNPACKED_BYTES <= 1024**3  # the shipped bounds
+
+
+# --------------------------------------------------------------------------- UX: wrapping
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 12), st.lists(st.text(alphabet="abc /:.", min_size=0, max_size=30), max_size=20),
+       st.integers(20, 120))
+def test_wrap_line_fits_and_keeps_words(lead: int, words: list[str], width: int) -> None:
+    from dockerdoctor.report.text import wrap_line
+
+    line = " " * lead + " ".join(words)
+    parts = wrap_line(line, width)
+    for i, part in enumerate(parts):
+        if len(part) > width:  # only a single word longer than the width may stick out
+            assert " " not in part.strip(), part
+        if i:
+            assert part.startswith(" " * min(lead + 2, width // 2))
+    assert " ".join(p.strip() for p in parts).split() == line.split()
+
+
+def test_report_wraps_to_the_terminal_width_on_a_real_terminal() -> None:
+    env = {**{k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}, "COLUMNS": "72"}
+    out = _read_pty([*DD, "check", "--root", str(hostile.HOSTS / "docker-ce-http-registry-not-trusted")], env)
+    lines = re.sub(rb"\x1b\[[0-9;]*m", b"", out).decode().splitlines()
+    assert all(len(ln) <= 72 or " " not in ln.strip() for ln in lines), [ln for ln in lines if len(ln) > 72]
+    assert any(ln.startswith("        ") and not ln.startswith("         ") for ln in lines)  # continuation indent
+    piped = dd("check", "--root", str(hostile.HOSTS / "docker-ce-http-registry-not-trusted"), env=env).stdout
+    assert max(len(ln) for ln in piped.splitlines()) > 72  # a pipe gets whole lines
+
+
+def test_debug_is_accepted_after_the_subcommand_too() -> None:
+    from dockerdoctor.cli import _debug_anywhere
+
+    assert _debug_anywhere(["collect", "--debug", "X"]) == ["--debug", "collect", "X"]
+    assert _debug_anywhere(["--debug", "check"]) == ["--debug", "check"]
+    assert _debug_anywhere(["explain", "--", "--debug"]) == ["explain", "--", "--debug"]
+    r = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--select", "DD101", "--debug")
+    assert r.returncode == 0, r.stderr
+
+
+def test_v_says_why_a_trusted_registry_passes() -> None:
+    loop = dd("check", "--root", str(hostile.HOSTS / "centos7-yum-docker-healthy"), "--registry", "127.0.0.1:5000",
+              "--select", "DD204", "-v", "--no-color").stdout
+    assert "✓ DD204 tls-unknown-authority\n        127.0.0.1:5000: dockerd treats 127.0.0.0/8 as insecure" in loop
+    flag = dd("check", "--root", str(hostile.HOSTS / "docker-ce-insecure-registry-flag-and-daemon-json"),
+              "--select", "DD204", "-v", "--no-color").stdout
+    assert re.search(r"10\.0\.0\.5:5000 trusted via insecure-registries \(10\.0\.0\.5:5000\) at \S+:\d+", flag)
+
+
+def test_an_empty_snapshot_passes_nothing_it_could_not_look_at(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    data = json.loads(dd("check", "--root", str(tmp_path), "--registry", "10.0.0.5:5000", "--format", "json").stdout)
+    passed = {r["id"] for r in data["rules"] if r["status"] == "passed"}
+    # DD209 looked (no certs.d to misplace); DD601/DD605 are the containerd family's (issue 14)
+    assert passed <= {"DD209", "DD601", "DD605"}, passed

@@ -380,3 +380,28 @@ def test_parser_never_crashes_and_output_stays_printable() -> None:
         assert not any((ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in out)
 
     check()
+
+
+def test_long_lines_keep_their_ends_and_hostile_input_is_answered() -> None:
+    """A line over 4 KiB is read as its first and last 2 KiB (the cause of a Go error chain is at
+    its end); the inputs that once backtracked for minutes (bench/explain --hostile) are answered."""
+    long_line = "Error response from daemon: " + "x" * 10000 + ' Get "https://10.0.0.5:5000/v2/": x509: certificate ' \
+        "signed by unknown authority"
+    assert explain_result(long_line)["matches"][0]["rule"] == "DD204"
+    avc = 'type=AVC msg=audit(1:2): avc:  denied  { read } for  pid=1 comm="registry" ' * 3000
+    assert explain_result(avc)["verdict"] == "no known cause"
+    repeated = 'Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority\n' * 3000
+    res = explain_result(repeated)
+    assert res["matches"][0]["rule"] == "DD204" and len(res["matches"][0]["evidence"]) == 3
+
+
+def test_a_proxy_without_the_registry_in_no_proxy_is_dd110() -> None:
+    err = ("Error response from daemon: Get https://10.0.0.5:5000/v2/: net/http: request canceled while waiting for "
+           "connection (Client.Timeout exceeded while awaiting headers)")
+    assert diagnose(err).matches[0].rule_id == "DD202"
+    unit = "# /etc/systemd/system/docker.service.d/http-proxy.conf\n[Service]\n"
+    d = diagnose(unit + 'Environment="HTTPS_PROXY=http://proxy.corp:3128"\n' + err)
+    assert d.matches[0].rule_id == "DD110" and "10.0.0.5" in d.matches[0].reason
+    assert d.matches[0].params.get("file") == "/etc/systemd/system/docker.service.d/http-proxy.conf"
+    exempt = unit + 'Environment="HTTPS_PROXY=http://proxy.corp:3128" "NO_PROXY=localhost,10.0.0.5"\n' + err
+    assert diagnose(exempt).matches[0].rule_id == "DD202"

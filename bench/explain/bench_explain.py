@@ -36,10 +36,14 @@ def score(split: str, misses: bool) -> dict:
     neg = [e for e in entries if e.expect == "NONE"]
     top1 = top3 = 0
     out_misses = []
+    calib: dict[str, list[int]] = {"cause": [0, 0], "possible": [0, 0]}  # verdict -> [right first, total]
     for e in pos:
         res = explain_result(e.text)
         ranked = [m["rule"] for m in res["matches"]] if res["known"] else []
         first = {m["rule"] for m in res["matches"] if res["known"] and m["score"] == res["matches"][0]["score"]}
+        if res.get("verdict") in calib:
+            calib[res["verdict"]][1] += 1
+            calib[res["verdict"]][0] += e.expect in first
         if e.expect in first:
             top1 += 1
         if e.expect in first or e.expect in ranked[:3]:
@@ -57,7 +61,7 @@ def score(split: str, misses: bool) -> dict:
                 out_misses.append(("NONE", [m["rule"] for m in res["matches"]][:3], res["verdict"], e.source,
                                    e.text[:200]))
     return {"split": split, "positives": len(pos), "top1": top1, "top3": top3, "negatives": len(neg),
-            "negatives_claimed": claimed, "misses": out_misses}
+            "negatives_claimed": claimed, "calibration": calib, "misses": out_misses}
 
 
 def timing(runs: int = 7) -> dict:
@@ -90,17 +94,50 @@ def timing(runs: int = 7) -> dict:
             "min_ms": round(min(times), 1), "max_ms": round(max(times), 1)}
 
 
+HOSTILE = {
+    "one 900 KB line of repeated AVC records":
+        'type=AVC msg=audit(1:2): avc:  denied  { read } for  pid=1 comm="registry" ' * 12000,
+    "1 MB of double quotes": '"' * 1_000_000,
+    "one 1 MB line": "a" * 1_000_000,
+    "12 000 identical x509 errors": 'Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority\n'
+                                    * 12000,
+    "one 820 KB line of docker ps rows": 'a1b2c3d4e5f6   registry:2   "/entrypoint.sh"   Up 2 minutes   5000/tcp   '
+                                         "registry " * 10000,
+    "a docker run with 140 000 arguments": "$ docker run -d " + "-e A=b " * 140000 + "registry:2",
+    "12 500 lines of 79 x": ("x" * 79 + "\n") * 12500,
+    "'dial tcp ' 100 000 times": "dial tcp " * 100000,
+}
+
+
+def hostile() -> dict:
+    """Bad input must cost bounded time: the worst of three runs for each."""
+    out = {}
+    for name, text in HOSTILE.items():
+        worst = 0.0
+        for _ in range(3):
+            t = time.perf_counter()
+            explain_result(text)
+            worst = max(worst, (time.perf_counter() - t) * 1000)
+        out[name] = round(worst, 1)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--split", default="heldout", choices=["heldout", "tune", "fresh", "fresh2", "all"])
     ap.add_argument("--misses", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--hostile", action="store_true", help="time hostile inputs instead")
     ap.add_argument("--root", default=str(REPO), help="the tree whose dockerdoctor is measured")
     ap.add_argument("--peer", help="a second tree, measured in the same run, alternately (e.g. main)")
     a = ap.parse_args()
     if a.peer:
         return side_by_side(a)
+    if a.hostile:
+        for name, ms in hostile().items():
+            print(f"  {name}: worst {ms} ms")
+        return 0
     res = score(a.split, a.misses)
     if not a.no_timing:
         res["paste_1mb"] = timing()
@@ -113,6 +150,8 @@ def main() -> int:
     print(f"  top-1 {res['top1']}/{p} ({100 * res['top1'] / max(p, 1):.0f}%), top-3 {res['top3']}/{p} "
           f"({100 * res['top3'] / max(p, 1):.0f}%)")
     print(f"  negatives claimed {res['negatives_claimed']}/{n} ({100 * res['negatives_claimed'] / max(n, 1):.0f}%)")
+    for v, (right, total) in res["calibration"].items():
+        print(f"  verdict {v!r}: its first rule right {right}/{total}")
     if "paste_1mb" in res:
         t = res["paste_1mb"]
         print(f"  1 MB paste ({t['lines']} lines): median {t['median_ms']} ms, min {t['min_ms']} ms "

@@ -34,6 +34,8 @@ FACT_MODULES = [
     "dockerdoctor.facts.selinux",
     "dockerdoctor.facts.ports",
     "dockerdoctor.facts.endpoint",
+    # runtime adapters (podman, buildah, skopeo, CRI-O; the `runtimes` fact): dockerdoctor/runtimes/__init__.py
+    "dockerdoctor.runtimes",
     "dockerdoctor.knowledge.journal",  # journal_hits: the docker journal through the knowledge base
     "dockerdoctor.runtimes.containerd",  # containerd CRI, nerdctl, k3s, dockerd image stores (issue 14)
 ]
@@ -75,6 +77,7 @@ class CheckOptions:
     e2e: bool = False  # --e2e: a real push/pull/delete round trip (dockerdoctor.probe.e2e)
     e2e_repo: str = "dockerdoctor-probe"
     containerd_config: str | None = None  # pin the containerd whose config.toml this is (issue 14)
+    images: list[str] = field(default_factory=list)  # check --image REF: rules of every runtime for these
 
 
 class Facts:

@@ -371,7 +371,9 @@ def _insecure_from_json(dj: DaemonJson) -> list[ConfigValue]:
         return []
     val = dj.data.get("insecure-registries")
     if isinstance(val, list):
-        return [ConfigValue(str(v), "daemon.json", dj.path, dj.line_of("insecure-registries")) for v in val]
+        # Only strings: a number, null or object is a type error (DD106), not a registry named "None".
+        return [ConfigValue(v, "daemon.json", dj.path, dj.line_of("insecure-registries")) for v in val
+                if isinstance(v, str)]
     return []
 
 
@@ -509,6 +511,11 @@ def trusted_as_insecure(target: HostPort, entries: list[str]) -> str | None:
     return None
 
 
+# Ranges dockerd adds to InsecureRegistryCIDRs by itself: 127.0.0.0/8 always, ::1/128 since engine 28
+# (moby/moby#48540). They are never a configured entry, stale or not.
+DEFAULT_INSECURE_CIDRS = frozenset({"127.0.0.0/8", "::1/128"})
+
+
 def predict_registry_config(values: list[str]) -> tuple[set[str], set[str]]:
     """What dockerd will report in /info for these insecure-registries values:
     (InsecureRegistryCIDRs, names of IndexConfigs with Secure=false). 127.0.0.0/8 is left out."""
@@ -522,6 +529,6 @@ def predict_registry_config(values: list[str]) -> tuple[set[str], set[str]]:
             cidrs.add(str(ipaddress.ip_network(chk.normalized, strict=False)))
         else:
             names.add(chk.normalized)
-    cidrs.discard("127.0.0.0/8")
+    cidrs -= DEFAULT_INSECURE_CIDRS
     return cidrs, names
 

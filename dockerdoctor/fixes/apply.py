@@ -81,6 +81,7 @@ class ApplyOptions:
     ready_timeout: float = 60.0
     probe_registries: bool = True
     echo: Callable[[str], None] = lambda s: None
+    undo_args: tuple[str, ...] = ()  # what the Undo hint adds after the run id (--root SNAP --state-dir DIR)
 
 
 class Transaction:
@@ -171,7 +172,8 @@ class Transaction:
         rec.status = "applied"
         rec.save()
         self.result.status = "applied"
-        self.say(f"Done: verified. Undo with `dockerdoctor fix --rollback {rec.run_id}`")
+        undo = " ".join(["dockerdoctor", "fix", "--rollback", rec.run_id, *self.options.undo_args])
+        self.say(f"Done: verified. Undo with `{undo}`")
         return self.result
 
     def _write_files(self) -> None:

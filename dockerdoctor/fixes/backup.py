@@ -184,7 +184,8 @@ class BackupStore:
             self.backups.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(self.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise BackupError(f"cannot use the state directory {self.state_dir}: {exc.strerror}") from None
+            raise BackupError(f"cannot use the state directory {self.state_dir}: {exc.strerror} "
+                              "(name another with --state-dir)") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -268,11 +269,16 @@ class BackupStore:
 
     def list_runs(self) -> list[RunRecord]:
         out: list[RunRecord] = []
-        if not self.backups.is_dir():
-            return out
-        for d in sorted(self.backups.iterdir()):
+        try:
+            if not self.backups.is_dir():
+                return out
+            entries = sorted(self.backups.iterdir())
+        except OSError as exc:  # e.g. a non-root user and root's 0700 state directory
+            raise BackupError(f"cannot read the backups in {self.backups}: {exc.strerror}; "
+                              "run as the user who made them, or name another directory with --state-dir") from None
+        for d in entries:
             if (d / "manifest.json").is_file():
-                with contextlib.suppress(BackupError, KeyError, TypeError):
+                with contextlib.suppress(BackupError, KeyError, TypeError, OSError):
                     out.append(self._read(d))
         return out
 

@@ -41,7 +41,7 @@ def choose_fixes(
     cannot be fixed without the CA, so the step says so.
     """
     out: list[Choice] = []
-    trusted: dict[str, str] = {}  # registry -> the rule whose step makes the daemon trust it
+    trusted: dict[tuple[str, str | None], str] = {}  # (registry, CA path) -> the rule whose step trusts it
     for f in sorted(findings, key=_order_key):
         fix = f.fix
         if fix is None:
@@ -53,10 +53,11 @@ def choose_fixes(
             continue
         if fix.trust is not None:
             reg = fix.trust.registry
-            if reg in trusted:
-                out.append(Choice(f, None, [f"the [{trusted[reg]}] step for {reg} repairs this too"]))
+            key = (reg, fix.trust.ca_path)  # one step per registry and per certs.d that trusts it
+            if key in trusted:
+                out.append(Choice(f, None, [f"the [{trusted[key]}] step for {reg} repairs this too"]))
                 continue
-            trusted[reg] = f.rule_id
+            trusted[key] = f.rule_id
             out.append(_choose_trust(f, fix, ca_pem, insecure))
             continue
         if not fix.operations:
@@ -109,7 +110,7 @@ def _choose_trust(f: Finding, fix: Fix, ca_pem: str | None, insecure: bool) -> C
                     "or use --insecure"
                 ],
             )
-        path = f"/etc/docker/certs.d/{name}/ca.crt"
+        path = fix.trust.ca_path or f"/etc/docker/certs.d/{name}/ca.crt"
         return Choice(
             f,
             Fix(
@@ -117,7 +118,7 @@ def _choose_trust(f: Finding, fix: Fix, ca_pem: str | None, insecure: bool) -> C
                 (ReplaceFileContent(path, ca_pem, 0o644),),
             ),
         )
-    if alt is not None and (insecure or plain):
+    if alt is not None and alt.operations and (insecure or plain):
         notes = (
             []
             if insecure

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from dockerdoctor.errors import DoctorError
@@ -50,7 +51,131 @@ def _load_json(current: str | None, path: str) -> tuple[dict[str, Any], int | st
 
 
 def _dump_json(data: dict[str, Any], indent: int | str) -> str:
-    return json.dumps(data, indent=indent) + "\n"
+    return json.dumps(data, indent=indent, ensure_ascii=False) + "\n"  # "café" stays café, not caf\u00e9
+
+
+# --------------------------------------------------------------------------- daemon.json edited in place
+
+_WS = re.compile(r"[ \t\r\n]*")
+
+
+@dataclass(frozen=True)
+class _Member:
+    key: str
+    key_start: int
+    key_end: int
+    value_start: int
+    value_end: int
+
+
+def _members(text: str) -> tuple[list[_Member], int, int] | None:
+    """The top-level members of a JSON object with their text spans, the '{' and '}' offsets; None when
+    the text is not a plain object (duplicate keys included)."""
+    from json.decoder import scanstring  # type: ignore[attr-defined]
+
+    dec = json.JSONDecoder()
+    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if text[pos:pos + 1] != "{":
+        return None
+    open_at, pos = pos, pos + 1
+    out: list[_Member] = []
+    try:
+        while True:
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text[pos:pos + 1] == "}" and not out:
+                return out, open_at, pos
+            if text[pos:pos + 1] != '"':
+                return None
+            key, key_end = scanstring(text, pos + 1)
+            colon = _WS.match(text, key_end).end()  # type: ignore[union-attr]
+            if text[colon:colon + 1] != ":":
+                return None
+            vstart = _WS.match(text, colon + 1).end()  # type: ignore[union-attr]
+            _value, vend = dec.raw_decode(text, vstart)
+            out.append(_Member(key, pos, key_end, vstart, vend))
+            pos = _WS.match(text, vend).end()  # type: ignore[union-attr]
+            if text[pos:pos + 1] == ",":
+                pos += 1
+                continue
+            if text[pos:pos + 1] == "}":
+                break
+            return None
+    except (ValueError, IndexError):
+        return None
+    if len({m.key for m in out}) != len(out):
+        return None
+    return out, open_at, pos
+
+
+def _line_indent(text: str, at: int) -> str:
+    start = text.rfind("\n", 0, at) + 1
+    return text[start:at] if not text[start:at].strip() else ""
+
+
+def _render(value: Any, multiline: bool, base: str, indent: int | str, compact: bool) -> str:
+    if multiline and isinstance(value, (list, dict)) and value:
+        return json.dumps(value, indent=indent, ensure_ascii=False).replace("\n", "\n" + base)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":") if compact else (", ", ": "))
+
+
+def _edit_in_place(text: str, before: dict[str, Any], after: dict[str, Any], op: Operation) -> str | None:
+    """`text` changed only where `after` differs from `before`: a compact file stays compact, other keys,
+    their order, spacing and non-ASCII text stay as they were. None when the change is not one this
+    can make in place (then the caller writes the whole object)."""
+    parsed = _members(text)
+    if parsed is None:
+        return None
+    members, open_at, close_at = parsed
+    indent = _detect_indent(text)
+    compact = ": " not in text and ", " not in text and "\n" not in text[open_at:close_at]
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement)
+    renamed: set[str] = set()
+    if isinstance(op, JsonRenameKey) and op.old in before and op.new not in before:
+        m = next(m for m in members if m.key == op.old)
+        edits.append((m.key_start, m.key_end, json.dumps(op.new, ensure_ascii=False)))
+        renamed = {op.old, op.new}
+    removed = [k for k in before if k not in after and k not in renamed]
+    added = [k for k in after if k not in before and k not in renamed]
+    changed = [k for k in before if k in after and before[k] != after[k] and k not in renamed]
+    if (removed and added) or len(removed) > 1:
+        return None
+    for m in members:
+        if m.key in changed:
+            multiline = "\n" in text[m.value_start:m.value_end]
+            edits.append((m.value_start, m.value_end,
+                          _render(after[m.key], multiline, _line_indent(text, m.key_start), indent, compact)))
+    if removed:
+        i = next(i for i, m in enumerate(members) if m.key == removed[0])
+        if i + 1 < len(members):
+            edits.append((members[i].key_start, members[i + 1].key_start, ""))
+        elif i > 0:
+            edits.append((members[i - 1].value_end, members[i].value_end, ""))
+        else:  # the only member: an empty object, on as many lines as before
+            edits.append((open_at + 1, close_at, "\n" if "\n" in text[open_at:close_at] else ""))
+    if added:
+        multiline = "\n" in text[open_at:close_at]
+        step = indent if isinstance(indent, str) else " " * indent
+        base = _line_indent(text, members[-1].key_start) if members else step
+        sep = ":" if compact else ": "
+        parts = [json.dumps(k, ensure_ascii=False) + sep + _render(after[k], multiline, base, indent, compact)
+                 for k in added]
+        if multiline:
+            joined = "".join(f",\n{base}{p}" for p in parts)
+            edits.append((members[-1].value_end, members[-1].value_end, joined) if members
+                         else (open_at + 1, open_at + 1, joined[1:]))
+        else:
+            joined = ("," if compact else ", ").join(parts)
+            edits.append((members[-1].value_end, members[-1].value_end, ("," if compact else ", ") + joined)
+                         if members else (open_at + 1, open_at + 1, joined))
+    out = text
+    for start, end, new in sorted(edits, key=lambda e: e[0], reverse=True):
+        out = out[:start] + new + out[end:]
+    try:
+        if json.loads(out) != after:
+            return None  # the in-place edit would not say what the fix means: write the object instead
+    except ValueError:
+        return None
+    return out
 
 
 def apply_edit(op: Operation, current: str | None) -> str:
@@ -83,8 +208,13 @@ def apply_edit(op: Operation, current: str | None) -> str:
                             data[op.new].append(v)
                 else:
                     data[op.new] = value
-        if current is not None and _load_json(current, op.path)[0] == data:
-            return current  # nothing to change: keep the bytes as they are
+        if current is not None:
+            before = _load_json(current, op.path)[0]
+            if before == data:
+                return current  # nothing to change: keep the bytes as they are
+            edited = _edit_in_place(current, before, data, op)
+            if edited is not None:
+                return edited
         return _dump_json(data, indent)
     if isinstance(op, EnvFileSet):
         if _is_unit_file(op.path):

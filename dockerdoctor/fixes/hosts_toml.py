@@ -14,12 +14,15 @@ when it starts: a restart of k3s.
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from dockerdoctor.model import Fix, ReplaceFileContent, RunCommand, ServiceAction
 from dockerdoctor.runtimes.hosts_toml import (
     ContainerdConfig,
+    UneditableToml,
     add_config_path,
     edit_hosts_toml,
     hosts_toml_text,
@@ -35,6 +38,21 @@ CONTAINERD_UNIT = "containerd.service"
 K3S_UNIT = "k3s.service"
 
 
+def _repair_first(build: Callable[..., Fix]) -> Callable[..., Fix]:
+    """A fix that edits a TOML file tomlkit cannot take (truncated, binary, odd shape) becomes advice:
+    repair the file first. A rule that builds it never crashes on the file."""
+
+    @functools.wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> Fix:
+        try:
+            return build(*args, **kwargs)
+        except UneditableToml as exc:
+            return Fix(f"Repair the TOML file first ({exc}; DD601 names the file and line), then run "
+                       "dockerdoctor fix again")
+
+    return wrapper
+
+
 def _hosts_op(path: str, current: str | None, host: str, *, scheme: str, ca: str | None = None,
               skip_verify: bool = False, note: str = "") -> ReplaceFileContent:
     if current is None or not current.strip():
@@ -48,6 +66,7 @@ def hosts_path(root: str, host: str) -> str:
     return os.path.join(root, host, "hosts.toml")
 
 
+@_repair_first
 def trust_http(root: str, host: str, current: str | None, runtime: str) -> Fix:
     """A plain-HTTP registry: the http:// host entry, with the TLS fix as the alternative."""
     path = hosts_path(root, host)
@@ -57,6 +76,7 @@ def trust_http(root: str, host: str, current: str | None, runtime: str) -> Fix:
                alternatives=(tls,))
 
 
+@_repair_first
 def trust_ca(root: str, host: str, current: str | None, runtime: str, *, plain: bool = False) -> Fix:
     """TLS with the registry's CA next to the hosts.toml; skip_verify for this one host as the alternative."""
     path = hosts_path(root, host)
@@ -76,6 +96,7 @@ def trust_ca(root: str, host: str, current: str | None, runtime: str, *, plain: 
     return Fix(f"Use TLS: the registry's CA in {ca}, named by {path} ({NO_RESTART})", tuple(ops), alternatives=alts)
 
 
+@_repair_first
 def add_config_path_fix(cfg: ContainerdConfig, current: str, directory: str = "/etc/containerd/certs.d") -> Fix:
     new = add_config_path(current, cfg, directory)
     return Fix(f"Set config_path = \"{directory}\" in {cfg.path}, then restart containerd",
@@ -85,6 +106,7 @@ def add_config_path_fix(cfg: ContainerdConfig, current: str, directory: str = "/
                          "hosts.toml changes need none.",))
 
 
+@_repair_first
 def move_legacy_fix(cfg: ContainerdConfig, current: str, directory: str | None = None) -> Fix:
     """Legacy mirrors/configs.tls -> one hosts.toml per host in the config_path directory."""
     root = directory or (cfg.config_path[0] if cfg.config_path else "/etc/containerd/certs.d")
@@ -160,6 +182,7 @@ def registries_yaml_fix(path: str, current: str) -> Fix | None:
                          "(k3s-agent on agents) on every node that has the file.",))
 
 
+@_repair_first
 def with_config_path(cfg: ContainerdConfig, root: str, host: str, plain: bool, current: str | None = None) -> Fix:
     """The CRI reads no hosts.toml yet: the trust fix for `host` (editing the hosts.toml already there, if
     any) plus config_path, then a containerd restart."""
@@ -173,3 +196,45 @@ def with_config_path(cfg: ContainerdConfig, root: str, host: str, plain: bool, c
                    tuple(combined(a) for a in f.alternatives))
 
     return combined(trust)
+
+
+def k3s_trust(path: str, current: str | None, host: str, plain: bool) -> Fix:
+    """k3s: the registry's own entry in registries.yaml (an http:// endpoint for a plain-HTTP registry; for an
+    unknown CA, configs.<host>.tls.ca_file with insecure_skip_verify as the alternative), then restart k3s."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    y = YAML()
+    y.preserve_quotes = True
+    doc = (y.load(current) if current and current.strip() else None) or {}
+
+    def dump(d) -> str:
+        buf = io.StringIO()
+        y.dump(d, buf)
+        return buf.getvalue()
+
+    warn = ("k3s renders registries.yaml into containerd's hosts.toml when it starts: restart k3s (k3s-agent on "
+            "agents) on every node that pulls from the registry.",)
+    if plain:
+        mirrors = doc.setdefault("mirrors", {})
+        entry = mirrors.setdefault(host, {})
+        eps = entry.setdefault("endpoint", [])
+        url = f"http://{host}"
+        if url not in eps:
+            eps.insert(0, url)
+        return Fix(f"Add endpoint {url} for {host} to {path}, then restart k3s",
+                   (ReplaceFileContent(path, dump(doc), 0o600), ServiceAction("restart", K3S_UNIT)),
+                   warnings=(HTTP_COST,) + warn)
+    ca = f"/etc/rancher/k3s/certs/{host.replace(':', '_')}-ca.crt"
+    tls = doc.setdefault("configs", {}).setdefault(host, {}).setdefault("tls", {})
+    tls["ca_file"] = ca
+    main = Fix(f"Trust the registry's CA for {host}: configs.{host}.tls.ca_file = {ca} in {path}, then restart k3s",
+               (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca), "on this host: install the registry's CA"),
+                ReplaceFileContent(path, dump(doc), 0o600), ServiceAction("restart", K3S_UNIT)), warnings=warn)
+    del tls["ca_file"]
+    tls["insecure_skip_verify"] = True
+    alt = Fix(f"configs.{host}.tls.insecure_skip_verify = true in {path} for {host} only, then restart k3s",
+              (ReplaceFileContent(path, dump(doc), 0o600), ServiceAction("restart", K3S_UNIT)),
+              warnings=(SKIP_VERIFY_COST,) + warn)
+    return Fix(main.summary, main.operations, main.warnings, (alt,))

@@ -40,7 +40,16 @@ class PathMapper:
 
     def real(self, path: str) -> str:
         if self.root:
-            return os.path.join(self.root, path.lstrip("/"))
+            # Chroot-style, as the snapshot reader resolves it: a link inside the snapshot (etc/docker ->
+            # /elsewhere, or ../../..) leads to a path under the root, never out of it. The last
+            # component is not followed, so a symlinked daemon.json is still refused as one.
+            from dockerdoctor.errors import ApplyError
+            from dockerdoctor.sources.base import resolve_in_root
+
+            stack = resolve_in_root(self.root, path, follow_last=False)
+            if stack is None:
+                raise ApplyError(f"{path}: too many symbolic links in the snapshot")
+            return os.path.join(self.root, *stack)
         if self.proc_root and (path.startswith("/etc/docker/") or path == self.daemon_json_path):
             base = "/etc/docker" if path.startswith("/etc/docker/") else os.path.dirname(path)
             mapped = self.proc_root + base

@@ -16,6 +16,27 @@ from dockerdoctor.model import Finding, Fix, Operation, RunCommand, ServiceActio
 if TYPE_CHECKING:
     from dockerdoctor.fixes.apply import Prepared
 
+# Commands a fix shows for information; running them repairs nothing.
+READ_ONLY_COMMANDS = (
+    "journalctl",
+    "cat",
+    "ls",
+    "docker logs",
+    "docker inspect",
+    "docker info",
+    "docker ps",
+    "systemctl status",
+)
+
+
+def shown_only(op: RunCommand) -> bool:
+    """A command the plan shows but `fix --apply` never runs: advice for the registry host, an
+    alternative ("or run one ..."), or a read-only diagnostic."""
+    if op.description.startswith(("on the registry host", "or ")):
+        return True
+    line = " ".join(op.argv)
+    return any(line == c or line.startswith(c + " ") for c in READ_ONLY_COMMANDS)
+
 
 @dataclass
 class PlanStep:
@@ -46,7 +67,9 @@ def unified_diff(path: str, before: str | None, after: str) -> str:
 def command_line(op: Operation) -> str | None:
     """How the plan shows a command or service operation (None for a file edit)."""
     if isinstance(op, RunCommand):
-        return op.shell() + (f"    # {op.description}" if op.description else "")
+        # Say which commands --apply runs: two `docker run` lines with no word on which one runs misled.
+        mark = "shown only, --apply does not run it" if shown_only(op) else "--apply runs this"
+        return op.shell() + f"    # [{mark}]" + (f" {op.description}" if op.description else "")
     if isinstance(op, ServiceAction):
         return op.shell()
     return None

@@ -13,7 +13,7 @@ from dockerdoctor.facts import Facts
 from dockerdoctor.fixes.choose import Choice
 from dockerdoctor.fixes.edits import FILE_OPS, UneditableFile, apply_edit
 from dockerdoctor.fixes.paths import PathMapper
-from dockerdoctor.fixes.plan import unified_diff
+from dockerdoctor.fixes.plan import shown_only, unified_diff
 from dockerdoctor.model import (
     Finding,
     ReplaceFileContent,
@@ -47,17 +47,6 @@ RELOADABLE_KEYS = frozenset(
 # Flag names written as daemon.json keys: dockerd 20.10 accepts and ignores them, so removing or
 # renaming one needs no more than what the key it becomes needs.
 IGNORED_BY_DOCKERD = frozenset({"insecure-registry", "registry-mirror", "label"})
-# Commands a fix shows for information; running them repairs nothing.
-READ_ONLY_COMMANDS = (
-    "journalctl",
-    "cat",
-    "ls",
-    "docker logs",
-    "docker inspect",
-    "docker info",
-    "docker ps",
-    "systemctl status",
-)
 UNIT_DIR_MARKERS = ("/systemd/system/",)
 ENV_FILE_PATHS = ("/etc/sysconfig/", "/etc/default/")
 ACTION_LEVEL = {None: 0, "reload": 1, "restart": 2, "start": 2}
@@ -170,7 +159,7 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                 if choice.finding.rule_id not in rules_of[path]:
                     rules_of[path].append(choice.finding.rule_id)
             elif isinstance(op, RunCommand):
-                if op.description.startswith("on the registry host") or _read_only(op):
+                if shown_only(op):
                     continue  # advice for another machine, or a diagnostic: shown by the plan, never run
                 if not facts.live:
                     step.errors.append(f"`{op.shell()}` acts on a live host, not on a snapshot")
@@ -213,11 +202,6 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
                 "(and restart only if their restart policy says so)"
             )
     return Prepared(steps, changes, commands, action, daemon_reload, reasons, warnings, running, offline, other, mapper)
-
-
-def _read_only(op: RunCommand) -> bool:
-    line = " ".join(op.argv)
-    return any(line == c or line.startswith(c + " ") for c in READ_ONLY_COMMANDS)
 
 
 def _read(path: str) -> bytes | None:

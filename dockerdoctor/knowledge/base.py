@@ -102,8 +102,6 @@ class KnowledgeBase:
         """(lines holding a pattern keyword, lines holding a context marker: an access-log 4xx/5xx,
         a config key, a command, a file name, or the start of a long phrase that a cut line may end
         in), found in one pass over the whole text."""
-        import bisect
-
         text = "\n".join(lines).lower()
         starts, pos = [], 0
         for line in lines:
@@ -112,8 +110,10 @@ class KnowledgeBase:
         hot: set[int] = set()
         marked: set[int] = set()
         scanner = _scanner(self.all_keywords, self.phrase_heads)
-        for end, is_kw in scanner.iter(text) if scanner is not None else ():
-            li = bisect.bisect_right(starts, end) - 1
+        li, n = 0, len(starts)
+        for end, is_kw in scanner.iter(text) if scanner is not None else ():  # ends come in order
+            while li + 1 < n and starts[li + 1] <= end:
+                li += 1
             (hot if is_kw else marked).add(li)
         if scanner is None:  # no pyahocorasick: the (slower) regex gate per line
             for i, line in enumerate(lines):
@@ -133,8 +133,8 @@ MARKERS = (
     "environment=", "insecure =", "insecure=", "location =", "location=", "registry-mirrors", '"hosts"',
     "proxies", "data-root", "other_args", "add_registry", "dockerd_opts", "docker ", "podman ", "skopeo ",
     "buildah ", "nerdctl ", "ctr ", "crictl ", "kubectl ", "k3s ", "curl ", "wget ", "systemctl ", "journalctl ",
-    "helm ", "service ", "dockerd ", "docker-compose ", "cat /", "==> /", "# /", "less /", "vi /", "nano /",
-    "/etc/", "/lib/",
+    "helm ", "service ", "dockerd ", "docker-compose ", "_proxy=", "_proxy =", "cat /", "==> /", "# /", "less /",
+    "vi /", "nano /", "/etc/", "/lib/",
 )
 
 

@@ -17,7 +17,9 @@ from typing import Any
 
 from dockerdoctor.knowledge.base import PHRASE_HEAD, AccessRule, KnowledgeBase, Pattern, load_kb
 from dockerdoctor.net import HostPort
+from dockerdoctor.safetext import printable as _printable
 
+MAX_LINE = 4096  # a longer line is read as its first and last 2048 characters: regex time stays bounded
 FULL_MEND_LINES = 5000  # up to this many lines every line is read and mended; beyond, only those with keywords
 TRUNCATED_SCORE = 0.8  # a hit recognised from the start of a phrase counts this share of its weight
 
@@ -38,8 +40,9 @@ def clean(text: str) -> str:
 
 
 def printable(text: str) -> str:
-    """One line safe for a terminal: any control byte left is shown as an escape, never sent raw."""
-    return _CTRL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.replace("\x1b", "\\x1b"))
+    """One line safe for a terminal: a tab becomes a space, any other control byte is shown as an escape,
+    never sent raw (the one rule for all output: dockerdoctor/safetext.py)."""
+    return _printable(text, keep_newlines=True)
 
 
 # ------------------------------------------------------------------------------------------ parameters
@@ -185,7 +188,8 @@ _FILE_MARK = re.compile(
     r"^\s*(?:[$#]\s*(?:sudo\s+)?(?:cat|less|more|vi|vim|nano|tail|head)\s+(?P<f1>/\S+)|#\s+(?P<f2>/\S+)\s*$|"
     r"==> (?P<f3>/\S+) <==|(?P<f4>/(?:etc|usr/lib|lib)/\S+?):\s*$)")
 _ENV_OPT = re.compile(r"^\s*(?:export\s+)?(?P<var>DOCKER_OPTS|OPTIONS|INSECURE_REGISTRY|ADD_REGISTRY|DOCKER_OPTIONS|"
-                      r"other_args|DOCKERD_OPTS)\s*=\s*(?P<val>.*)$")
+                      r"other_args|DOCKERD_OPTS|(?i:https?_proxy|no_proxy))\s*=\s*(?P<val>.*)$")
+_PROXY_SET = re.compile(r"(?i)\b(?P<kind>https?|no)_proxy\s*=\s*[\"']?(?P<val>[^\s\"']*)")
 _UNIT_KEY = re.compile(r"^\s*(?P<key>ExecStart|EnvironmentFile|Environment)\s*=\s*(?P<val>.*)$")
 _JSON_KEY = re.compile(r"\"(?P<key>insecure-registries|registry-mirrors|hosts|proxies|http-proxy|https-proxy|"
                        r"no-proxy|data-root)\"\s*:\s*(?P<val>.*)$")
@@ -332,6 +336,11 @@ def _config(ev: Event, line: str, current_file: str | None) -> bool:
             regs = re.findall(r"\"([^\"]+)\"", val)
         if regs:
             ev.setting["insecure"] = regs
+        for pm in _PROXY_SET.finditer(s):
+            if pm.group("kind").lower() == "no":
+                ev.setting["no_proxy"] = [x for x in pm.group("val").split(",") if x]
+            elif pm.group("val"):
+                ev.setting["proxy"] = pm.group("val")
         ev.file = current_file
         return True
     return False
@@ -380,12 +389,21 @@ def _joinable(a: str, b: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _bounded(line: str) -> str:
+    return line if len(line) <= MAX_LINE else line[: MAX_LINE // 2] + " … " + line[-MAX_LINE // 2:]
+
+
+_VOLATILE = re.compile(r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ][\d:.,]+\S*) \S+ [^:]{1,80}: |"
+                       r"time=\"[^\"]*\"|\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[.\d]*(?:Z|[+-]\d\d:?\d\d)?")
+
+
 def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: bool = True,
                 start: int = 1) -> Iterator[Event]:
     """Events for the lines (already cleaned), in order. With mend, broken-up lines are joined where
-    only the joined text matches, and a last or "…"-cut line is recognised from a phrase's start."""
+    only the joined text matches, and a last or "…"-cut line is recognised from a phrase's start.
+    A line that repeats (the same message with another timestamp) is matched once."""
     kb = kb or load_kb()
-    buf = list(lines)
+    buf = [_bounded(x) for x in lines]
     n = len(buf)
     hot, marked = kb.scan(buf)
     if n <= FULL_MEND_LINES:
@@ -394,6 +412,7 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
         near = hot | marked | {n - 1}
         todo = sorted({j for i in near for j in (i - 1, i, i + 1) if 0 <= j < n})
     current_file: str | None = None
+    memo: dict[str, tuple[list[Hit], Event | None]] = {}
     k = 0
     skip_to = -1
     while k < len(todo):
@@ -406,7 +425,22 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
         fm = _FILE_MARK.match(line)
         if fm:
             current_file = next(g for g in fm.groups() if g)
-        hits = match_line(line, no, kb, gated=i in hot)
+        key = None
+        seen = memo.get(line) if i in hot else None  # an exact repeat, else the same message at another time
+        if i in hot and seen is None:
+            key = _VOLATILE.sub("", line)
+            seen = memo.get(key)
+        proto = seen[1] if seen is not None else None
+        if seen is not None and proto is not None:  # the same message again: the same event
+            hits0 = seen[0]
+            ev = Event(proto.kind, no, no, line, [Hit(h.pattern, no, line, h.params, no, h.truncated) for h in hits0],
+                       proto.layer, proto.host, proto.port, unit=proto.unit)
+            yield ev
+            continue
+        if seen is not None:
+            hits = [Hit(h.pattern, no, line, h.params, no, h.truncated) for h in seen[0]]
+        else:
+            hits = match_line(line, no, kb, gated=i in hot)
         end = no
         step = 1
         if mend and not hits and i + 1 < n:
@@ -431,6 +465,9 @@ def iter_events(lines: Iterable[str], kb: KnowledgeBase | None = None, *, mend: 
         elif ev.kind in ("command", "config"):
             p = extract_params(line)
             ev.host, ev.port = p.get("host"), p.get("port")
+        if key is not None and seen is None and step == 1 and len(memo) < 10000:
+            memo[key] = memo[line] = (ev.hits, ev if ev.kind in ("error", "journal") and ev.hits and not ev.setting
+                                      else None)
         yield ev
         if step == 2:
             skip_to = i + 1

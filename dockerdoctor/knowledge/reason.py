@@ -24,6 +24,7 @@ from dockerdoctor.knowledge.events import PUBLIC_REGISTRIES, Event, Hit, extract
 ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's weight
 CAUSE_MIN = 8.0  # the weight of evidence specific enough to call a rule the cause
 MARGIN = 1.0  # ... when it leads the next primary rule by at least this much
+MAX_HITS = 20  # hits kept per rule (the score needs the best four; the answer shows three)
 CONTEXT_WEIGHT = 11.0  # a context conclusion outranks the plain error it explains
 # a symptom never outranks the cause the same paste shows: dockerd down (DD501) because its
 # configuration is refused at start (a unit's "Main process exited" next to the reason)
@@ -126,7 +127,17 @@ def _apply_context(events: list[Event], by_rule: dict[str, RuleMatch], kb: Knowl
         if lost and not re.search(r"(?:^|\s)(?:-v|--volume|--mount)(?:\s|=)", args):
             _add_context(by_rule, "DD403", e, "the registry container was started without a volume: its data goes "
                          "when the container is recreated")
-    # 4. a 404 on /v2/ from a registry whose own lines show the old python registry: v1 only (DD207)
+    # 4. the daemon has a proxy, NO_PROXY does not name the registry, and the registry times out,
+    #    refuses or answers 5xx: the proxy carries its traffic (DD110)
+    proxies = [e for e in configs if e.setting.get("proxy")]
+    if proxies and primary & {"DD201", "DD202", "DD210", "DD405"} and "DD110" not in primary:
+        hosts = {str(h.params["host"]) for m in by_rule.values() for h in m.hits if h.params.get("host")}
+        exempt = {x.strip().lstrip(".").lower() for e in configs for x in e.setting.get("no_proxy", [])}
+        named = {h for h in hosts if any(h == x or h.endswith("." + x) for x in exempt)}
+        if hosts and not hosts <= named:
+            _add_context(by_rule, "DD110", proxies[0], f"a proxy is set ({proxies[0].setting['proxy']}) and NO_PROXY "
+                         f"does not name {', '.join(sorted(hosts - named))}: the registry's traffic goes to the proxy")
+    # 5. a 404 on /v2/ from a registry whose own lines show the old python registry: v1 only (DD207)
     if "DD210" in by_rule and any(re.search(r"docker[_-]registry|gunicorn", e.text) for e in events):
         a404 = [e for e in events if e.kind == "access" and e.status == 404 and (e.path or "").startswith("/v2")]
         if a404:
@@ -157,7 +168,7 @@ _HOSTPORT_HINT = re.compile(r"[\w\]]:\d{2,5}\b")
 
 def _context_lines(text: str, events: list[Event]) -> list[str]:
     """Lines that may name the registry: the events first, then any line with a HOST:PORT in it."""
-    out = [ev.text for ev in events]
+    out = [ev.text for ev in events[:2000]]
     if len(text) <= 200_000:
         out.extend(x for x in text.splitlines() if _HOSTPORT_HINT.search(x))
     return out
@@ -174,15 +185,18 @@ def diagnose(text: str, kb: KnowledgeBase | None = None, events: list[Event] | N
         for hit in ev.hits:
             p = hit.pattern
             if p.not_private or _public(hit):
-                not_private.append(hit)
+                if len(not_private) < MAX_HITS:
+                    not_private.append(hit)
                 continue
             for rid in (p.rule, *p.equally):
                 rm = by_rule.setdefault(rid, RuleMatch(rid, 0.0))
-                rm.hits.append(hit)
+                if len(rm.hits) < MAX_HITS:  # a journal may repeat one error 10 000 times
+                    rm.hits.append(hit)
                 contrib.setdefault(rid, []).append(hit.weight)
             for other in p.also:
                 ro = by_rule.setdefault(other, RuleMatch(other, 0.0))
-                ro.also_hits.append(hit)
+                if len(ro.also_hits) < MAX_HITS:
+                    ro.also_hits.append(hit)
                 contrib.setdefault(other, []).append(hit.weight * ALSO_FACTOR)
     _apply_context(events, by_rule, kb, not_private)
     context: dict[str, Any] = {}

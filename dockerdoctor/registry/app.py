@@ -50,6 +50,18 @@ _PATTERNS = [
 ]
 
 
+@web.middleware
+async def _track(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every request (404s and health checks too) tells the connection guard it is in a request."""
+    request_started(request)
+    try:
+        return await handler(request)
+    finally:
+        request_done(request)
+
+
 class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
     """Request handling on top of a StorageDriver."""
 
@@ -76,7 +88,7 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
 
     # ------------------------------------------------------------------ plumbing
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_MANIFEST)
+        app = web.Application(client_max_size=MAX_MANIFEST, middlewares=[_track])
         app.router.add_route("*", "/v2", self.handle)
         app.router.add_route("*", "/v2/{tail:.*}", self.handle)
         app.router.add_get("/livez", self.livez)
@@ -148,7 +160,6 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
         self.idle.clear()
-        request_started(request)
         try:
             try:
                 await self._check_auth(request)
@@ -167,7 +178,6 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
                 resp.force_close()  # the body was read past aiohttp's parser: no keep-alive
             return resp
         finally:
-            request_done(request)
             self.in_flight -= 1
             if self.in_flight == 0:
                 self.idle.set()

@@ -26,6 +26,7 @@ class RegistryBase:
     manifest_cache_limit: int
     hashers: dict[str, tuple[int, Any]]  # upload id -> (offset, sha256 state)
     upload_locks: dict[str, tuple[asyncio.Lock, int]]  # upload id -> (lock, requests holding or waiting)
+    deep_streams: int = 0  # blob streams with a deep write buffer now (blobs.DEEP_STREAMS at most)
 
     async def io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)

@@ -92,7 +92,7 @@ def serve_registry(
         None, "--max-upload-size", help="Largest blob accepted, e.g. 5G (larger gets 413)."
     ),
     upload_ttl: str = typer.Option(
-        "24h", "--upload-ttl", help="Purge upload sessions older than this (e.g. 30m, 24h, 7d)."
+        "24h", "--upload-ttl", help="Purge upload sessions older than this (e.g. 30m, 24h, 7d; 0 turns purging off)."
     ),
     access_log: str = typer.Option("-", "--access-log", help="Access log file, '-' for stderr."),
     no_access_log: bool = typer.Option(False, "--no-access-log", help="Do not write an access log."),
@@ -102,15 +102,26 @@ def serve_registry(
     ),
     header_timeout: str = typer.Option("30s", "--header-timeout", help="Close a connection whose request head is "
                                        "not complete after this long."),
-    body_timeout: str = typer.Option("60s", "--body-timeout", help="Close a request whose body makes no progress "
-                                     "for this long."),
+    body_timeout: str = typer.Option("60s", "--body-timeout", help="Close a request whose body, or a response "
+                                     "the client reads, makes no progress for this long."),
     idle_timeout: str = typer.Option("90s", "--idle-timeout", help="Close a keep-alive connection idle this long."),
+    http_secret: str | None = typer.Option(
+        None,
+        "--http-secret",
+        envvar="REGISTRY_HTTP_SECRET",
+        show_envvar=True,
+        help="Sign upload URLs; replicas behind one load balancer need the same (openssl rand -hex 32).",
+    ),
 ) -> None:
     """Run an OCI distribution-spec registry (Docker media types included) on --root.
 
     Examples:
+
+    \b
       dockerdoctor serve-registry --root /var/lib/registry --tls-self-signed registry.lan
       dockerdoctor serve-registry --config /etc/docker/registry/config.yml   # the CNCF registry's file
+
+    More: docs/serve-registry.md (config.yml keys, replicas behind nginx, limits and timeouts).
     """
     from dockerdoctor.registry import tls as tlsmod
     from dockerdoctor.registry.app import Settings
@@ -157,6 +168,8 @@ def serve_registry(
         upload_interval = rc.purge_interval
         headers = rc.headers
         drain = rc.drain_timeout
+        if rc.http_secret and unset("http_secret"):
+            http_secret = rc.http_secret
         if rc.log_level:
             import logging
 
@@ -198,6 +211,7 @@ def serve_registry(
         purge=ttl > 0,
         purge_interval=upload_interval,
         headers=headers,
+        http_secret=http_secret.encode() if http_secret else None,
     )
     if htpasswd:
         try:

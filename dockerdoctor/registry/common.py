@@ -90,6 +90,7 @@ class Settings:
     auth_window: float = 60.0  # ... within this many seconds
     sweep_before: float | None = None  # at start, remove `.tmp-*` files older than this (unix time)
     headers: dict[str, str] = field(default_factory=dict)  # added to every response (config.yml http.headers)
+    http_secret: bytes | None = None  # signs upload state; replicas behind one load balancer share it
 
 
 _DIGITS = re.compile(r"[0-9]{1,12}")

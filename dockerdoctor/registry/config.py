@@ -45,7 +45,7 @@ SUPPORTED = {
     "storage.cache.blobdescriptor",  # serve-registry always caches manifests in memory: nothing to choose
     "storage.redirect.disable",  # the filesystem driver never redirects
     "http.addr",
-    "http.secret",  # upload state lives in storage, so any replica continues an upload without it
+    "http.secret",  # --http-secret: signs upload URLs
     "http.tls.certificate",
     "http.tls.key",
     "http.headers",
@@ -89,6 +89,7 @@ class RegistryConfig:
     log_level: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     drain_timeout: float | None = None
+    http_secret: str | None = None
     ignored: list[str] = field(default_factory=list)  # named at start
     warnings: list[str] = field(default_factory=list)  # printed at start
     sources: dict[str, str] = field(default_factory=dict)  # dotted key -> "file" or the env var
@@ -243,6 +244,8 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> RegistryConfig:
         for name, values in headers.items():
             vals = values if isinstance(values, list) else [values]
             cfg.headers[str(name)] = ", ".join(str(v) for v in vals)
+    if g("http.secret"):
+        cfg.http_secret = str(g("http.secret"))
     if g("http.draintimeout") is not None:
         cfg.drain_timeout = go_duration(g("http.draintimeout"), "http.draintimeout")
     return cfg

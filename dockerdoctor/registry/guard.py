@@ -8,19 +8,24 @@ when the pool is saturated, new unverified logins get 429 at once instead of que
 
 Connections (`ConnectionGuard`): every connection is watched by one sweeper task. A connection
 that has not sent a whole request head within `header_timeout`, a request body that makes no
-progress for `body_timeout`, and a keep-alive connection idle for `idle_timeout` are closed. At
+progress for `body_timeout`, a client that stops reading its response for as long (the kernel's
+send queue of the socket, SIOCOUTQ, stays full and unchanged: works for sendfile and TLS alike),
+and a keep-alive connection idle for `idle_timeout` are closed. At
 `max_connections` (kept below the open-file limit) the idlest connection that is not in a
 request makes room; if every one is busy, the newcomer gets 503 with `Retry-After` and is closed.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
 import collections
+import fcntl
 import hashlib
 import math
 import resource
+import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -165,6 +170,8 @@ class GuardedHandler(RequestHandler):
     dd_partial = False  # bytes of a request head have arrived, no handler runs yet
     dd_rx = 0.0  # last byte received
     dd_request: web.BaseRequest | None = None
+    dd_outq = 0  # bytes in the socket's send queue at the last sweep
+    dd_outq_since = 0.0  # since when that number has not moved
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         now = time.monotonic()
@@ -178,6 +185,26 @@ class GuardedHandler(RequestHandler):
             self.dd_partial = True
             self.dd_since = now
         super().data_received(data)
+
+
+def _waiting(h: GuardedHandler) -> bool:
+    """aiohttp's own notion of an idle connection: its handler waits for the next request."""
+    waiter = getattr(h, "_waiter", None)
+    return waiter is not None and not waiter.done()
+
+
+def _send_queue(h: GuardedHandler) -> int:
+    """Bytes the kernel still holds for this connection's peer (0 if unknown)."""
+    transport = h.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return 0
+    buf = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)  # == SIOCOUTQ on Linux
+    except (OSError, ValueError):
+        return 0
+    return buf[0]
 
 
 def note_progress(request: web.BaseRequest) -> None:
@@ -243,7 +270,7 @@ class ConnectionGuard:
         return GuardedHandler(self.server, loop=self.server._loop, **self.server._kwargs)
 
     def _evict_one(self) -> bool:
-        idle = [h for h in self.connections() if not h.dd_busy and h.transport is not None]
+        idle = [h for h in self.connections() if not h.dd_busy and _waiting(h) and h.transport is not None]
         if not idle:
             return False
         victim = min(idle, key=lambda h: h.dd_rx)
@@ -273,10 +300,19 @@ class ConnectionGuard:
         for h in self.connections():
             if h.transport is None:
                 continue
-            if h.dd_busy:
+            if h.dd_busy or not _waiting(h):  # handling a request, or still sending its response
+                h.dd_since = now  # the idle and header clocks start when the response is out
                 req = h.dd_request
                 stalled = now - h.dd_rx > lim.body_timeout
-                if stalled and req is not None and not req.content.is_eof():
+                if h.dd_busy and stalled and req is not None and not req.content.is_eof():
+                    h.force_close()
+                    closed += 1
+                    continue
+                # a response the client does not read: the send queue is full and does not move
+                outq = _send_queue(h)
+                if outq == 0 or outq != h.dd_outq:
+                    h.dd_outq, h.dd_outq_since = outq, now
+                elif now - h.dd_outq_since > lim.body_timeout:
                     h.force_close()
                     closed += 1
             elif h.dd_partial:

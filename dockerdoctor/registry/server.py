@@ -200,7 +200,7 @@ def _event_loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] 
     if choice == "asyncio":
         return None
     try:
-        import uvloop
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         if choice == "uvloop":
             raise ServeError("DDREG_EVENT_LOOP=uvloop: uvloop is not installed") from None

@@ -10,9 +10,11 @@ for them: a flood of requests to unknown upload ids leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import os
 import re
 import socket
@@ -71,14 +73,40 @@ def _hash_file(path: str, alg: str, limit: int | None = None) -> Any:
     return h
 
 
+def sign_state(secret: bytes, name: str, upload_id: str) -> str:
+    """The upload-state token: an HMAC-SHA256 of repository and upload id under the HTTP secret."""
+    mac = hmac.new(secret, f"{name}\n{upload_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode()
+
+
 class UploadsMixin(RegistryBase):
     # ------------------------------------------------------------------ uploads
     def _upload_headers(self, name: str, upload_id: str, size: int) -> dict[str, str]:
+        location = f"/v2/{name}/blobs/uploads/{upload_id}"
+        if self.s.http_secret:
+            location += f"?_state={sign_state(self.s.http_secret, name, upload_id)}"
         return {
-            "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+            "Location": location,
             "Range": f"0-{max(size - 1, 0)}",
             "Docker-Upload-UUID": upload_id,
         }
+
+    def _check_state(self, request: web.Request, name: str, upload_id: str) -> None:
+        """With --http-secret, the Location's `_state` must carry our signature for this upload."""
+        secret = self.s.http_secret
+        if not secret:
+            return
+        token = request.query.get("_state")
+        if not token:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "blob upload invalid: the upload URL lost its _state",
+                                {"uuid": upload_id[:64]})  # fmt: skip
+        if not hmac.compare_digest(token, sign_state(secret, name, upload_id)):
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                "blob upload invalid: its state was signed with another HTTP secret; replicas behind one "
+                "load balancer need the same --http-secret (REGISTRY_HTTP_SECRET, http.secret)",
+                {"uuid": upload_id[:64]},
+            )
 
     def _session(self, name: str, upload_id: str) -> int:
         if not dg.valid_upload_id(upload_id):
@@ -135,6 +163,7 @@ class UploadsMixin(RegistryBase):
         return web.Response(status=202, headers=self._upload_headers(name, upload_id, 0))
 
     async def upload_status(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
+        self._check_state(request, name, uuid)
         size = self._session(name, uuid)
         return web.Response(status=204, headers=self._upload_headers(name, uuid, size))
 
@@ -321,6 +350,7 @@ class UploadsMixin(RegistryBase):
         return short
 
     async def patch_upload(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
+        self._check_state(request, name, uuid)
         async with self._locked(uuid):
             size = self._session(name, uuid)
             rng = self._content_range(request.headers.get("Content-Range"))
@@ -371,6 +401,7 @@ class UploadsMixin(RegistryBase):
         )
 
     async def finish_upload(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
+        self._check_state(request, name, uuid)
         digest = request.query.get("digest")
         async with self._locked(uuid):
             size = self._session(name, uuid)
@@ -389,6 +420,7 @@ class UploadsMixin(RegistryBase):
             return await self._complete(request, name, uuid, digest, size)
 
     async def cancel_upload(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
+        self._check_state(request, name, uuid)
         async with self._locked(uuid):
             self._session(name, uuid)
             await self.io(self.driver.delete_upload, name, uuid)

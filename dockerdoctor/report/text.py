@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from dockerdoctor.engine import CATEGORIES
@@ -54,7 +55,33 @@ def _finding_lines(f: Finding, s: Style, verbose: bool) -> list[str]:
     return out
 
 
-def render(report: Report, verbose: bool = False, color: bool | None = None) -> str:
+_SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def wrap_line(line: str, width: int) -> list[str]:
+    """`line` broken at spaces to fit `width` visible columns (colour codes take none); continuation
+    lines keep the line's indentation plus two. A word longer than the width (a path) is never cut."""
+    visible = _SGR.sub("", line)
+    if len(visible) <= width:
+        return [line]
+    lead = len(visible) - len(visible.lstrip(" "))
+    sub = " " * min(lead + 2, max(width // 2, 0))
+    out: list[str] = []
+    cur, cur_len, has_word = " " * lead, lead, False
+    for word in line.lstrip(" ").split(" "):
+        n = len(_SGR.sub("", word))
+        if has_word and n and cur_len + 1 + n > width:
+            out.append(cur.rstrip(" "))
+            cur, cur_len, has_word = sub + word, len(sub) + n, True
+            continue
+        if has_word:
+            cur, cur_len = cur + " ", cur_len + 1
+        cur, cur_len, has_word = cur + word, cur_len + n, has_word or bool(n)
+    out.append(cur.rstrip(" "))
+    return out
+
+
+def render(report: Report, verbose: bool = False, color: bool | None = None, width: int | None = None) -> str:
     s = Style(color_default(sys.stdout) if color is None else color)
     lines = []
     head = f"dockerdoctor {report.version} · {P(report.target)}"
@@ -124,9 +151,14 @@ def render(report: Report, verbose: bool = False, color: bool | None = None) -> 
         summary += s(f", {crashed_n} rule{'s' if crashed_n != 1 else ''} crashed (report incomplete)", "red")
     summary += f" · {passed} rules passed, {skipped_n} skipped ({report.seconds * 1000:.0f} ms)"
     lines.append(summary)
-    if not verbose and skipped_n:
-        lines.append(s("  Run with -v to see passed and skipped rules; `dockerdoctor fix` shows the repair plan.",
-                       "dim"))
+    fixable = any(f.fix is not None for f in report.findings)
+    if not verbose and (skipped_n or fixable):
+        hint = "Run with -v to see passed and skipped rules" if skipped_n else ""
+        if fixable:  # only when there is something to repair
+            hint += ("; " if hint else "") + "`dockerdoctor fix` shows the repair plan"
+        lines.append(s(f"  {hint}.", "dim"))
     for note in report.notes:
         lines.append(s(f"  {P(note)}", "dim"))
+    if width and width >= 20:
+        lines = [part for line in lines for part in wrap_line(line, width)]
     return "\n".join(lines) + "\n"

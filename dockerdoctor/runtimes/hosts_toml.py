@@ -67,7 +67,6 @@ CRI_REGISTRY_TABLES: dict[int, tuple[str, ...]] = {
 
 # --------------------------------------------------------------------------------------------- line scan
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*(.+?)\s*(\]\]?)\s*(?:#.*)?$")
 _KEY1 = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
 _KEYVAL = re.compile(rf"^\s*({_KEY1}(?:\s*\.\s*{_KEY1})*)\s*=")
 
@@ -117,9 +116,9 @@ def toml_lines(text: str) -> dict[tuple[str, ...], int]:
         if depth > 0:
             depth += _bracket_delta(line)
             continue
-        m = _HEADER.match(line)
-        if m and not _KEYVAL.match(line):
-            table = split_key(m.group(2))
+        header = _header(line)
+        if header is not None:
+            table = split_key(header)
             out.setdefault(table, no)
             continue
         m = _KEYVAL.match(line)
@@ -132,6 +131,31 @@ def toml_lines(text: str) -> dict[tuple[str, ...], int]:
                     in_ml = q
             depth = max(0, _bracket_delta(rest))
     return out
+
+
+def _header(line: str) -> str | None:
+    """The key of a `[table]` or `[[array]]` header line, else None. A linear scan (a regex with a lazy
+    group and optional brackets backtracks quadratically on a long line that is not closed)."""
+    t = line.strip()
+    if not t.startswith("["):
+        return None
+    quote = ""
+    end = len(t)
+    for i, c in enumerate(t):  # cut a trailing comment, outside quotes
+        if quote:
+            if c == quote:
+                quote = ""
+        elif c in "\"'":
+            quote = c
+        elif c == "#":
+            end = i
+            break
+    body = t[:end].rstrip()
+    if body.startswith("[[") and body.endswith("]]") and len(body) > 4:
+        return body[2:-2].strip()
+    if body.endswith("]") and len(body) > 2:
+        return body[1:-1].strip()
+    return None
 
 
 def _bracket_delta(s: str) -> int:
@@ -191,22 +215,36 @@ class ContainerdConfig:
     imports: tuple[str, ...] = ()
     problems: list[Problem] = field(default_factory=list)
     text: str | None = None
+    imported: list[str] = field(default_factory=list)  # files merged in through `imports`
+    origins: dict[str, str] = field(default_factory=dict)  # key -> the imported file that set it
+    has_cri_plugin: bool = False  # this file has a [plugins."<CRI plugin>"] table (imports replace it whole)
+    # disabled_plugins names the CRI plugin: this containerd serves no kubelet (docker-ce's containerd.io
+    # package ships `disabled_plugins = ["cri"]`; dockerd's own managed containerd disables it too)
+    cri_disabled: bool = False
 
     def where(self, line: int | None) -> Origin:
         return Origin(self.path, line)
 
+    def file_of(self, key: str) -> str:
+        """The file that set `key` ("config_path", "mirrors.HOST", "configs.HOST"): an import, or this file."""
+        return self.origins.get(key, self.path)
+
     @property
-    def legacy_conflict(self) -> list[tuple[str, int | None]]:
-        """What the CRI plugin refuses next to config_path: non-empty `mirrors`, `configs.*.tls`."""
-        out: list[tuple[str, int | None]] = []
+    def legacy_conflict(self) -> list[tuple[str, str, int | None]]:
+        """What the CRI plugin refuses next to config_path: non-empty `mirrors`, `configs.*.tls` (what, file, line)."""
+        out: list[tuple[str, str, int | None]] = []
         for host in self.mirrors:
-            out.append((f"mirrors.\"{host}\"", self.mirror_lines.get(host)))
+            out.append((f"mirrors.\"{host}\"", self.file_of(f"mirrors.{host}"), self.mirror_lines.get(host)))
         for host in self.configs_tls:
-            out.append((f"configs.\"{host}\".tls", self.config_lines.get(host)))
+            out.append((f"configs.\"{host}\".tls", self.file_of(f"configs.{host}"), self.config_lines.get(host)))
         return out
 
 
-def parse_containerd_config(text: str, path: str) -> ContainerdConfig:
+# Plugin ids under which disabled_plugins turns the CRI (and with it kubelet's image pulls) off.
+CRI_PLUGIN_IDS = frozenset({"cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images"})
+
+
+def parse_containerd_config(text: str, path: str, default_version: int = 1) -> ContainerdConfig:
     cfg = ContainerdConfig(path=path, text=text)
     try:
         data = tomllib.loads(text)
@@ -216,15 +254,19 @@ def parse_containerd_config(text: str, path: str) -> ContainerdConfig:
         cfg.problems.append(Problem(path, cfg.error_line, f"does not parse: {exc}"))
         return cfg
     lines = toml_lines(text)
-    version = data.get("version", 1)
-    cfg.version = version if isinstance(version, int) else 1
+    version = data.get("version", default_version)
+    cfg.version = version if isinstance(version, int) else default_version
     cfg.version_line = lines.get(("version",))
+    disabled = data.get("disabled_plugins")
+    if isinstance(disabled, list):
+        cfg.cri_disabled = any(str(p) in CRI_PLUGIN_IDS for p in disabled)
     imports = data.get("imports")
     if isinstance(imports, list):
         cfg.imports = tuple(str(i) for i in imports)
     table = CRI_REGISTRY_TABLES.get(cfg.version, CRI_REGISTRY_TABLES[2])
     cfg.registry_table = table
     reg = _dig(data, table)
+    cfg.has_cri_plugin = isinstance(_dig(data, table[:2]), dict)
     cfg.registry_line = lines.get(table)
     # a registry section under another version's name is silently ignored
     for v, other in CRI_REGISTRY_TABLES.items():
@@ -633,8 +675,21 @@ def hosts_toml_text(host: str, *, scheme: str, server: str | None = None, ca: st
     return "\n".join(out) + "\n"
 
 
-def edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
-                    capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
+class UneditableToml(ValueError):
+    """A TOML file the style-preserving editor cannot take (it does not parse, or has an odd shape)."""
+
+
+def _tomlkit_edit(edit: Callable[[], str]) -> str:
+    import tomlkit.exceptions
+
+    try:
+        return edit()
+    except (tomlkit.exceptions.TOMLKitError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise UneditableToml(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+
+
+def _edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
+                     capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
     """Add or update the ``[host."scheme://host"]`` table of an existing hosts.toml, keeping its comments,
     order and formatting (tomlkit, imported only here)."""
     import tomlkit
@@ -657,7 +712,7 @@ def edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = No
     return tomlkit.dumps(doc)
 
 
-def add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
+def _add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
     """config.toml with config_path set in the CRI registry section (tomlkit keeps the rest as it was)."""
     import tomlkit
 
@@ -676,7 +731,7 @@ def add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
     return tomlkit.dumps(doc)
 
 
-def remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
+def _remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
     """config.toml without the legacy `mirrors` and `configs.*.tls` tables (auth stays)."""
     import tomlkit
 
@@ -698,3 +753,18 @@ def remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
         if not configs:
             del cur["configs"]
     return tomlkit.dumps(doc)
+
+
+# The editors as fixes call them: a file tomlkit cannot take raises UneditableToml, never tomlkit's own errors.
+def edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
+                    capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
+    return _tomlkit_edit(lambda: _edit_hosts_toml(current, host, scheme=scheme, ca=ca, skip_verify=skip_verify,
+                                                  capabilities=capabilities))
+
+
+def add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
+    return _tomlkit_edit(lambda: _add_config_path(current, cfg, directory))
+
+
+def remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
+    return _tomlkit_edit(lambda: _remove_legacy_registry(current, cfg))

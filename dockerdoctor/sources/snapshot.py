@@ -15,9 +15,9 @@ from pathlib import Path
 from dockerdoctor.errors import InputError
 from dockerdoctor.sources.base import COMMANDS, DEFAULT_READ_LIMIT, FileStat, Source, resolve_in_root
 
-# Bounds for unpacking a tarball: a sosreport is a few hundred MB at most.
-MAX_UNPACKED_BYTES = 4 * 1024**3
-MAX_MEMBERS = 500_000
+# Bounds for unpacking a tarball: a sosreport is a few hundred MB and some ten thousand files at most.
+MAX_UNPACKED_BYTES = 1024**3
+MAX_MEMBERS = 100_000
 _MARKERS = ("etc", "sos_commands", "usr", "var", "proc", "sos_reports")
 
 
@@ -49,6 +49,7 @@ class SnapshotSource(Source):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.notes: list[str] = []  # what the reader must know about this snapshot (skipped members)
         given = Path(root)
         if not _exists(given):
             raise InputError(f"snapshot not found: {given}")
@@ -69,23 +70,52 @@ class SnapshotSource(Source):
 
         self._tmp = tempfile.TemporaryDirectory(prefix="dockerdoctor-snap-")
         dest = Path(self._tmp.name)
+        skipped: dict[str, int] = {}
+
+        def skip(why: str) -> None:
+            skipped[why] = skipped.get(why, 0) + 1
+
+        def keep_absolute_links(member: tarfile.TarInfo, where: str) -> tarfile.TarInfo | None:
+            # A link to an absolute path (etc/localtime -> /usr/share/zoneinfo/UTC, systemd's enablement
+            # links) is valid inside a snapshot: every read resolves it chroot-style. The data filter still
+            # judges its name, and refuses any member that would land outside through an earlier link.
+            if member.issym() and member.linkname.startswith("/"):
+                checked = tarfile.data_filter(member.replace(linkname=".", deep=False), where)
+                return checked.replace(linkname=member.linkname, deep=False)
+            return tarfile.data_filter(member, where)
+
         try:
             with tarfile.open(path) as tar:
-                total = 0
-                members = []
+                # The headers first: a tarball over the bounds is refused before anything is written.
+                members, total = [], 0
                 for i, m in enumerate(tar):
                     if i >= MAX_MEMBERS:
-                        raise InputError(f"{path}: too many members in the tarball")
-                    if m.isdev() or m.name.startswith("/") or ".." in Path(m.name).parts:
-                        continue
-                    total += max(m.size, 0)
+                        raise InputError(f"{path}: more than {MAX_MEMBERS:,} members; a sosreport has far fewer")
+                    total += max(m.size, 0) if m.isfile() else 0
                     if total > MAX_UNPACKED_BYTES:
-                        raise InputError(f"{path}: tarball unpacks to more than 4 GiB")
+                        raise InputError(f"{path}: unpacks to more than {MAX_UNPACKED_BYTES // 1024**3} GiB; "
+                                         "a sosreport is far smaller")
                     members.append(m)
-                tar.extractall(dest, members=members, filter="data")
+                for m in members:
+                    if m.isdev() or m.isfifo():
+                        skip("device or fifo")
+                        continue
+                    if m.name.startswith("/") or ".." in Path(m.name).parts:
+                        skip("name outside the snapshot (absolute or ..)")
+                        continue
+                    try:
+                        tar.extract(m, dest, filter=keep_absolute_links)
+                    except tarfile.FilterError:
+                        skip("would land outside the snapshot through a link")
+                    except OSError:
+                        skip("could not be written")
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            raise InputError(f"{path}: unreadable tarball ({first})") from None
+            first = str(exc).splitlines()[0].rstrip(": ") if str(exc) else exc.__class__.__name__
+            raise InputError(f"{path}: unreadable tarball ({first or exc.__class__.__name__})") from None
+        if skipped:
+            n = sum(skipped.values())
+            self.notes.append(f"{path.name}: skipped {n} unsafe member{'s' if n != 1 else ''} "
+                              f"({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})")
         return dest
 
     @staticmethod

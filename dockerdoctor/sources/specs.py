@@ -92,15 +92,28 @@ FILES: dict[str, FileSpec] = {
     "k3s_containerd_config": FileSpec(("/var/lib/rancher/k3s/agent/etc/containerd/config.toml",)),
     "nerdctl_toml": FileSpec(("/etc/nerdctl/nerdctl.toml",)),
     "k3s_registries_yaml": FileSpec(("/etc/rancher/k3s/registries.yaml", "/etc/rancher/rke2/registries.yaml")),
+    # issue 15: containers/image clients (podman, buildah, skopeo) and CRI-O. registries_conf above is the
+    # system file; root's ~/.config/containers/registries.conf replaces it when it exists. auth files are read
+    # live only (never collected: they hold credentials; only their registry names are ever used).
+    "containers_user_registries_conf": FileSpec(("/root/.config/containers/registries.conf",)),
+    "containers_auth": FileSpec(("/run/containers/0/auth.json", "/root/.config/containers/auth.json",
+                                 "/root/.docker/config.json", "/root/.dockercfg"), live_only=True),
+    "crio_conf": FileSpec(("/etc/crio/crio.conf",)),
 }
 
 DIRS: dict[str, DirSpec] = {
     "certs_d": DirSpec(("/etc/docker/certs.d",)),
+    # issue 15 (see FILES): drop-ins in name order; certs.d in containers/image's lookup order, then certs_d
+    "containers_registries_d": DirSpec(("/etc/containers/registries.conf.d",)),
+    "containers_user_registries_d": DirSpec(("/root/.config/containers/registries.conf.d",)),
+    "containers_certs_d": DirSpec(("/root/.config/containers/certs.d", "/etc/containers/certs.d")),
+    "crio_conf_d": DirSpec(("/etc/crio/crio.conf.d",)),
     "firewalld_zones": DirSpec(("/usr/lib/firewalld/zones", "/etc/firewalld/zones")),
     "firewalld_services": DirSpec(("/usr/lib/firewalld/services", "/etc/firewalld/services")),
     # containerd family (issue 14): hosts.toml trees (/etc/docker/certs.d is certs_d above). sos copies
     # /etc/containerd/ whole; it has no k3s plugin, so k3s's tree is in a snapshot only through `collect`.
     "containerd_certs_d": DirSpec(("/etc/containerd/certs.d",)),
+    "containerd_conf_d": DirSpec(("/etc/containerd/conf.d",)),  # the usual target of config.toml's `imports`
     "k3s_certs_d": DirSpec(("/var/lib/rancher/k3s/agent/etc/containerd/certs.d",)),
 }
 
@@ -188,6 +201,11 @@ COMMANDS: dict[str, CommandSpec] = {
          "sos_commands/logs/journalctl_--no-pager_--unit_containerd*"),
         tail=True,
     ),
+    # issue 15: which containers/image clients and CRI-O are installed (sos's podman and crio plugins)
+    "podman_version": CommandSpec(("podman", "version"), ("sos_commands/podman/podman_version",)),
+    "buildah_version": CommandSpec(("buildah", "version"), ("sos_commands/buildah/buildah_version",)),
+    "skopeo_version": CommandSpec(("skopeo", "--version"), ("sos_commands/skopeo/skopeo_--version",)),
+    "crio_config": CommandSpec(("crio", "config"), ("sos_commands/crio/crio_config",)),
 }
 
 SOS_CONTAINERS_DIR = "/sos_commands/docker/containers"

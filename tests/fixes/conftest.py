@@ -67,6 +67,9 @@ def fixlab() -> Iterator[FixLab]:
         lab.rmtree(root)
 
 
+# Folders of the machine a simulated host sees as its own private copies.
+PRIVATE_ETC = ("/etc/firewalld", "/etc/containers", "/etc/containerd")
+
 UNIT = """\
 [Unit]
 Description=Docker Application Container Engine (dockerdoctor fix lab)
@@ -142,16 +145,18 @@ class LabHost:
         inner = shlex.join(["nsenter", f"--net=/run/netns/{self.lab.net.cli_ns}", *argv])
         if not mount_ns:
             return ["sh", "-c", f"exec {inner}"]
-        # /etc/firewalld gets a private copy too: no fix may ever touch the machine's own.
-        fw = self.dir / "etc-firewalld"
-        if not fw.exists() and Path("/etc/firewalld").is_dir():
-            shutil.copytree("/etc/firewalld", fw, symlinks=True)
-        shell = (
-            f"mount -n --bind {shlex.quote(str(self.etc_docker))} /etc/docker"
-            f" && mount -n --bind {shlex.quote(str(self.unit_dir))} /etc/systemd/system"
-            + (f" && mount -n --bind {shlex.quote(str(fw))} /etc/firewalld" if fw.exists() else "")
-            + f" && exec {inner}"
-        )
+        # The other clients' configuration gets a private copy too (firewalld, podman/skopeo/buildah,
+        # containerd): `fix --apply` edits every client that does not trust the registry, and no fix may
+        # ever touch the machine's own files.
+        binds = [f"mount -n --bind {shlex.quote(str(self.etc_docker))} /etc/docker",
+                 f"mount -n --bind {shlex.quote(str(self.unit_dir))} /etc/systemd/system"]
+        for etc in PRIVATE_ETC:
+            copy = self.dir / ("etc-" + etc.rsplit("/", 1)[1])
+            if not copy.exists() and Path(etc).is_dir():
+                shutil.copytree(etc, copy, symlinks=True)
+            if copy.exists():
+                binds.append(f"mount -n --bind {shlex.quote(str(copy))} {etc}")
+        shell = " && ".join(binds) + f" && exec {inner}"
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", shell]
 
     def dockerdoctor(

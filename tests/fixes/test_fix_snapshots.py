@@ -65,15 +65,16 @@ CASES = {
         "etc/docker/daemon.json",
         '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n',
     ),
+    # edited in place: only the changed value (or key) differs, the one-line value stays on one line
     "docker-ce-daemon-json-insecure-registries-string": (
         "DD106",
         "etc/docker/daemon.json",
-        '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n',
+        '{\n  "insecure-registries": ["10.0.0.5:5000"]\n}\n',
     ),
     "docker-ce-daemon-json-singular-insecure-registry-key": (
         "DD106",
         "etc/docker/daemon.json",
-        '{\n  "insecure-registries": [\n    "10.0.0.5:5000"\n  ]\n}\n',
+        '{\n  "insecure-registries": ["10.0.0.5:5000"]\n}\n',
     ),
     "centos7-dropin-execstart-drops-insecure-registry": (
         "DD103",

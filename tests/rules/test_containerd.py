@@ -7,7 +7,7 @@ from dockerdoctor.facts import Facts
 from dockerdoctor.facts.daemon import ConfigValue
 from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.net import HostPort
-from dockerdoctor.runtimes.base import Origin
+from dockerdoctor.runtimes.base import ImageRef, Origin
 from dockerdoctor.runtimes.containerd import K3S_CERTS_D, DockerdStore, HostsDirRuntime, parse_registries_yaml
 from dockerdoctor.runtimes.hosts_toml import parse_hosts_toml
 
@@ -114,3 +114,31 @@ def test_dd604_without_config_path_sets_it_with_the_hosts_toml() -> None:
     assert any(isinstance(op, ServiceAction) and op.unit == "containerd.service" for op in f.fix.operations)
     new_cfg = parse_containerd_config(f.fix.operations[1].content, "c")
     assert new_cfg.config_path == ("/etc/containerd/certs.d",) and "pause:3.9" in f.fix.operations[1].content
+
+
+def test_dd604_on_k3s_edits_registries_yaml() -> None:
+    from dockerdoctor.model import ReplaceFileContent, ServiceAction
+    from dockerdoctor.runtimes.containerd import K3sRuntime
+
+    text = '# ours\nmirrors:\n  "docker.io":\n    endpoint: ["https://mirror.example"]\n'
+    reg = parse_registries_yaml(text, "/etc/rancher/k3s/registries.yaml")
+    j = Journal("journal", [f'Head "https://{REG}/v2/a/manifests/1": http: server gave HTTP response to HTTPS client'])
+    targets = [TargetRegistry(HostPort.parse(REG), "--registry", True)]
+    (f,) = run("DD604", target_registries=targets, containerd_runtimes=[K3sRuntime(reg, None)],
+               containerd_journal=j).findings
+    (w,) = [op for op in f.fix.operations if isinstance(op, ReplaceFileContent)]
+    assert w.content.startswith("# ours") and "mirror.example" in w.content
+    new = parse_registries_yaml(w.content, w.path)
+    assert not new.problems and new.mirrors[REG].endpoints == [f"http://{REG}"]
+    assert K3sRuntime(new, None).resolve(ImageRef.parse(f"{REG}/a:1")).endpoints[0].scheme == "http"
+    assert any(isinstance(op, ServiceAction) and op.unit == "k3s.service" for op in f.fix.operations)
+
+
+def test_k3s_unknown_ca_fix_scopes_skip_verify_to_the_host() -> None:
+    from dockerdoctor.fixes.hosts_toml import k3s_trust
+
+    fix = k3s_trust("/etc/rancher/k3s/registries.yaml", None, REG, plain=False)
+    main = parse_registries_yaml(fix.operations[1].content, "r", exists=lambda p: True)
+    assert main.configs[REG].tls == {"ca_file": "/etc/rancher/k3s/certs/10.0.0.5_5000-ca.crt"}
+    alt = parse_registries_yaml(fix.alternatives[0].operations[0].content, "r")
+    assert alt.configs[REG].tls == {"insecure_skip_verify": True} and "*" not in alt.configs

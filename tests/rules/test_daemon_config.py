@@ -210,3 +210,28 @@ def test_dd110_quotes_the_live_proxy_probe(tmp_path: Path) -> None:
     (r,) = [r for r in run_rules(facts, select={"DD110"}) if r.rule_id == "DD110"]
     (f,) = r.findings
     assert any(e.text == "the proxy cannot reach it: HTTP/1.1 403 Forbidden" for e in f.evidence)
+
+
+def test_dd106_names_json_types_not_python_reprs(tmp_path: Path) -> None:
+    root = docker_ce_host(tmp_path / "h", daemon_json='{"insecure-registries": [1, null, {"x": []}, "10.0.0.5:5000"],'
+                          ' "registry-mirrors": "http://x", "proxies": 7}')
+    results, _ = check(root, {"DD105", "DD106", "DD107"})
+    got = {f.params["key"]: f for f in results["DD106"].findings}
+    assert "element 1 is a number" in got["insecure-registries"].message
+    assert got["insecure-registries"].fix.operations[0].value == ["10.0.0.5:5000"]
+    assert "but it is a number" in got["proxies"].message and got["proxies"].fix is not None
+    text = " ".join(f.title + f.message + " ".join(e.text for e in f.evidence)
+                    for r in results.values() for f in r.findings)
+    assert "None" not in text and "{'x'" not in text and "not list" not in text
+    assert not results["DD105"].findings  # non-strings are DD106's type error, not registries
+
+
+def test_dd107_ignores_the_default_ipv6_loopback_range_of_engine_28(tmp_path: Path) -> None:
+    # docker 28 lists ::1/128 among its insecure ranges by itself (moby/moby#48540)
+    root = docker_ce_host(tmp_path / "h", insecure_running=("10.0.0.5:5000", "::1/128"))
+    info = root / "sos_commands/docker/docker_info"
+    info.write_text(info.read_text().replace("20.10.24", "28.2.2"))
+    assert findings(root, "DD107") == []
+    stale = docker_ce_host(tmp_path / "s", insecure_running=("10.0.0.5:5000", "10.9.0.0/16"))
+    (f,) = findings(stale, "DD107")
+    assert "10.9.0.0/16" in f.message and "::1" not in f.message

@@ -116,3 +116,19 @@ def test_dd301_runtime_unknown_permanent_closed() -> None:
     (f,) = check("centos7-registry-host-healthy", firewalld=fw, registry_listeners=[host],
                  interface_addresses=[])["DD301"]
     assert f.severity.label == "error" and "permanent configuration" in f.title
+
+
+def test_dd306_names_only_ports_other_hosts_reach() -> None:
+    off = FirewalldState(False, "firewall-cmd --state: not running", default_zone="public")
+    listeners = [RegistryListener(15000, "127.0.0.1", "host", "process registry (pid 1)", "x", "listens", None, 1),
+                 RegistryListener(5218, "", "host", "process registry (pid 2)", "x", "listens", None, 2,
+                                  running=False),
+                 RegistryListener(5000, "", "host", "process registry (pid 3)", "x", "listens", None, 3),
+                 RegistryListener(5001, "10.0.0.5", "host", "process registry (pid 4)", "x", "listens", None, 4)]
+    facts = Facts.from_values({"firewalld": off, "registry_listeners": listeners})
+    (f,) = [f for r in run_rules(facts, {"DD306"}) for f in r.findings]
+    assert "registry's ports (5000, 5001/tcp) in zone public" in f.message
+    assert "15000" not in f.message and "5218" not in f.message and "back on" not in f.message
+    only_loopback = Facts.from_values({"firewalld": off, "registry_listeners": listeners[:1]})
+    (g,) = [f for r in run_rules(only_loopback, {"DD306"}) for f in r.findings]
+    assert "15000" not in g.message + g.fix.summary and not g.fix.operations

@@ -71,3 +71,24 @@ def test_healthy_check_never_imports_the_editing_libraries() -> None:
         r = subprocess.run([sys.executable, "-c", code, str(FIXTURES / name)], capture_output=True, text=True,
                            timeout=120)
         assert "LOADED []" in r.stdout, (name, r.stdout[-300:], r.stderr[-500:])
+
+
+def test_the_same_findings_from_a_sosreport_tarball(tmp_path: Path) -> None:
+    """A sosreport of the node (sos's top directory, version.txt, .tar.xz) gives what the directory gives."""
+    import tarfile
+
+    name = "kubeadm-containerd16-http-registry-no-hosts-toml"
+    top = tmp_path / "sosreport-node1-2024-03-04-abcdefg"
+    shutil.copytree(FIXTURES / name, top, symlinks=True)
+    (top / "expected.json").unlink()
+    (top / "version.txt").write_text("sosreport: 4.5.6\n")
+    tar = tmp_path / f"{top.name}.tar.xz"
+    with tarfile.open(tar, "w:xz") as t:
+        t.add(top, arcname=top.name)
+
+    def ids(path: Path) -> list[tuple[str, str]]:
+        out = run("check", "--root", str(path), "--registry", REG, "--select", "DD6", "--format", "json")
+        return sorted((f["id"], f["title"]) for f in json.loads(out.stdout)["findings"])
+
+    got = ids(tar)
+    assert [i for i, _ in got] == ["DD604", "DD605"] and got == ids(FIXTURES / name)

@@ -272,3 +272,79 @@ def test_hypothesis_parsers_never_raise() -> None:
         toml_lines(text)
 
     check()
+
+
+def test_dockerd_classic_store_resolution() -> None:
+    from dockerdoctor.runtimes.containerd import DockerdClassic
+
+    d = DockerdClassic(("10.0.0.5:5000",), {"10.0.0.6:5000": ["ca.crt", "client.cert", "client.key", "hosts.toml"]},
+                       mirrors=("https://mirror.example",))
+    (ep,) = d.resolve(ImageRef.parse("10.0.0.5:5000/a:1")).endpoints
+    assert ep.http_fallback and ep.tls.skip_verify
+    (ep,) = d.resolve(ImageRef.parse("10.0.0.6:5000/a:1")).endpoints
+    assert ep.tls.ca_files == ("/etc/docker/certs.d/10.0.0.6:5000/ca.crt",) and not ep.http_fallback
+    assert any("never read" in n for n in ep.notes)
+    hub = d.resolve(ImageRef.parse("alpine")).endpoints
+    assert [e.role for e in hub] == ["mirror", "registry"] and hub[1].host == "registry-1.docker.io"
+    assert [e.role for e in d.resolve(ImageRef.parse("alpine"), push=True).endpoints] == ["registry"]
+
+
+def test_k3s_wildcard_mirror_and_default_endpoint_last() -> None:
+    reg = parse_registries_yaml('mirrors:\n  "*":\n    endpoint: ["https://cache.example:5000"]\n', "r")
+    res = K3sRuntime(reg, None).resolve(ImageRef.parse("10.0.0.5:5000/a:1"))
+    assert [e.url for e in res.endpoints] == ["https://cache.example:5000/v2", "https://10.0.0.5:5000/v2"]
+
+
+def test_imports_replace_the_cri_plugin_table_whole() -> None:
+    """As containerd 1.6.20 does (tests/runtimes/test_lab_containerd.py): a plugin's table in an imported file
+    replaces config.toml's table of that plugin, so config_path from config.toml is gone."""
+    from dockerdoctor.runtimes.containerd import merge_imports
+
+    main = ('version = 2\nimports = ["/etc/containerd/conf.d/*.toml"]\n'
+            '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n')
+    files = {
+        "/etc/containerd/conf.d/20-mirror.toml":
+            '[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n  endpoint = ["https://m.example"]\n',
+        "/etc/containerd/conf.d/README": "not toml",
+    }
+    fs = FakeFs(files)
+    cfg = merge_imports(parse_containerd_config(main, "/etc/containerd/config.toml"), fs.listdir, fs.read)
+    assert cfg.imported == ["/etc/containerd/conf.d/20-mirror.toml"]
+    assert cfg.config_path == () and cfg.mirrors == {"docker.io": ["https://m.example"]}
+    assert cfg.legacy_conflict == [('mirrors."docker.io"', "/etc/containerd/conf.d/20-mirror.toml", 1)]
+    assert cri_refusal(cfg, (1, 6)) is None  # no config_path left, so no conflict: the CRI loads, with mirrors
+    (p,) = [p for p in cfg.problems if "dropped" in p.text]
+    assert p.path == "/etc/containerd/conf.d/20-mirror.toml"
+    # an import that sets config_path itself keeps it, with its own file and line
+    fs2 = FakeFs({"/etc/containerd/conf.d/10-registry.toml":
+                  '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/srv/certs.d"\n'})
+    cfg2 = merge_imports(parse_containerd_config(main, "/etc/containerd/config.toml"), fs2.listdir, fs2.read)
+    assert cfg2.config_path == ("/srv/certs.d",) and cfg2.config_path_line == 2
+    assert cfg2.file_of("config_path") == "/etc/containerd/conf.d/10-registry.toml"
+
+
+@pytest.mark.parametrize("broken", ["version = 2\n[plugins.\x00", "[host.\"http://a:5000\"\ncapabilities = ["])
+def test_a_toml_file_the_editor_cannot_take_gives_advice_not_a_crash(broken: str) -> None:
+    # found by tests/test_fuzz.py: DD602 crashed on a truncated config.toml (tomlkit's UnexpectedCharError)
+    cfg = parse_containerd_config(broken, "/etc/containerd/config.toml")
+    for fix in (recipes.add_config_path_fix(cfg, broken),
+                recipes.trust_http("/etc/containerd/certs.d", "a:5000", broken, "containerd CRI"),
+                recipes.with_config_path(cfg, "/etc/containerd/certs.d", "a:5000", True, broken)):
+        assert fix.operations == ()
+        assert fix.summary.startswith("Repair the TOML file first (")
+
+
+def test_a_hosts_toml_of_an_odd_shape_gives_advice_not_a_crash() -> None:
+    fix = recipes.trust_http("/etc/containerd/certs.d", "a:5000", "host = 3\n", "containerd CRI")
+    assert fix.operations == () and fix.summary.startswith("Repair the TOML file first (")
+
+
+@pytest.mark.parametrize("text, disabled", [
+    ('disabled_plugins = ["cri"]\n', True),  # docker-ce's containerd.io package
+    ('version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n', True),  # dockerd's managed containerd
+    ('version = 3\ndisabled_plugins = ["io.containerd.cri.v1.images"]\n', True),
+    ('version = 2\ndisabled_plugins = ["io.containerd.internal.v1.opt"]\n', False),
+    ('version = 2\n', False),
+])
+def test_a_containerd_without_its_cri_plugin_is_no_kubelet_puller(text: str, disabled: bool) -> None:
+    assert parse_containerd_config(text, "/etc/containerd/config.toml").cri_disabled is disabled

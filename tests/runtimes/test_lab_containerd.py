@@ -270,3 +270,45 @@ def test_dd604_unknown_ca_then_the_ca_in_hosts_toml(ctd_lab: CtdLab) -> None:
     assert [x for r in run_rules(Facts(LiveSource(), opts), {"DD604"}) for x in r.findings] == []
     out = ctd_lab.ctd.pull(f"{T}/lab/hello:v1", certs_d)
     assert out.returncode == 0, out.stderr[-500:]
+
+
+def test_config_toml_that_does_not_parse_same_line_as_containerd(tmp_path: Path) -> None:
+    """containerd refuses a config.toml that does not parse, naming the file and line; DD601's parser names
+    the same line. (containerd exits before it opens any socket.)"""
+    import subprocess
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('version = 2\n[plugins."io.containerd.grpc.v1.cri".registry\n  config_path = "/x"\n')
+    r = subprocess.run(["containerd", "--config", str(cfg)], capture_output=True, text=True, timeout=20,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    m = re.search(r"failed to load TOML: (\S+): \((\d+), (\d+)\)", r.stderr)
+    assert m and m.group(1) == str(cfg), r.stderr
+    parsed = parse_containerd_config(cfg.read_text(), str(cfg))
+    assert parsed.error and parsed.error_line == int(m.group(2))
+
+
+def test_an_imported_cri_table_replaces_config_path(lab_root: Path, labnet: lab.LabNet) -> None:
+    """containerd 1.6.20 merges `imports` per plugin: a conf.d file with a CRI table (here only legacy mirrors)
+    replaces config.toml's CRI table whole, so config_path is gone and the CRI loads with the mirrors, as
+    merge_imports predicts (DD601 warns about the dropped config_path, naming the imported file)."""
+    from dockerdoctor.runtimes.containerd import merge_imports
+
+    d = lab_root / "cri-imports"
+    conf_d = d / "conf.d"
+    conf_d.mkdir(parents=True)
+    (conf_d / "20-mirror.toml").write_text(
+        'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]\n'
+        '  endpoint = ["https://m.example"]\n')
+    c = Containerd(d, netns=labnet.cli_ns, config_path=str(d / "certs.d"), imports=(str(conf_d / "*.toml"),))
+    c.start()
+    try:
+        cfg = merge_imports(parse_containerd_config(c.config.read_text(), str(c.config)), _fs_lister, _fs_reader)
+        assert cri_refusal(cfg, VERSION) is None and cfg.config_path == ()
+        assert any("dropped" in p.text and p.path == str(conf_d / "20-mirror.toml") for p in cfg.problems)
+        assert c.wait_log("Start cri plugin", 10), c.log_text()[-1500:]
+        log = c.log_text()
+        assert "failed to load plugin io.containerd.grpc.v1.cri" not in log
+        assert "Registry:{ConfigPath: Mirrors:map[docker.io:{Endpoints:[https://m.example]}]" in log
+    finally:
+        c.stop()
