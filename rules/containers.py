@@ -101,7 +101,7 @@ def _protocol(addr: str, endpoint_probes: dict | None, docker_journal: Journal |
             return "unknown-ca", [Evidence(ms, rep.tls_detail or "x509: certificate signed by unknown authority")]
         return None, []
     if docker_journal is not None:
-        from dockerdoctor.rules.endpoint import _journal_hits
+        from dockerdoctor.rules.endpoint_evidence import journal_hits as _journal_hits
 
         try:
             hp = HostPort.parse(addr)

@@ -1,9 +1,9 @@
-"""Daemon configuration: does the daemon trust the registry, and does each setting take effect?"""
+"""Daemon configuration: does the daemon trust the registry, and what do its files say (DD101-DD105)?
+daemon.json's own validity (DD106) is in daemon_json.py, whether the configuration takes effect
+(DD107-DD110) in daemon_unit.py."""
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 import json
 import re
 from collections.abc import Iterator
@@ -11,31 +11,23 @@ from collections.abc import Iterator
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
-    DEFAULT_INSECURE_CIDRS,
     DaemonJson,
-    DockerdProcess,
-    DockerInfo,
     EffectiveConfig,
     EnvFileInfo,
-    InsecureEntryCheck,
     check_insecure_entry,
     trusted_as_insecure,
 )
-from dockerdoctor.facts.daemon_json_schema import ADDED_IN, DAEMON_JSON_KEYS, REMOVED_JSON_KEYS
 from dockerdoctor.facts.dockerd_cli import (
-    REMOVED_FLAGS,
     RHEL_FORK_FLAGS,
-    flag_table,
     json_key,
     parse_dockerd_argv,
 )
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.facts.systemd import ExpandedCommand, SystemdUnitState, UnitModel, split_command_line
+from dockerdoctor.facts.systemd import ExpandedCommand, UnitModel, split_command_line
 from dockerdoctor.fixes.recipes import (
     CIS_WARNING,
     DROPIN_DIR,
     RESTART_WARNING,
-    dropin_text,
     exec_dropin,
     exec_dropin_ops,
     trust_fix,
@@ -46,17 +38,13 @@ from dockerdoctor.model import (
     Finding,
     Fix,
     JsonListAdd,
-    JsonRemoveKey,
-    JsonRenameKey,
     JsonSetKey,
     ReplaceFileContent,
     ServiceAction,
     Severity,
 )
-from dockerdoctor.net import no_proxy_match
 from dockerdoctor.probe.report import EndpointProbes
 from dockerdoctor.rules_support import json_evidence, origin_evidence, short, value_evidence
-from dockerdoctor.safetext import loads_json
 
 # Variables of the stock env files that carry dockerd options.
 OPTION_VARS = ("OPTIONS", "DOCKER_OPTS", "INSECURE_REGISTRY", "ADD_REGISTRY", "BLOCK_REGISTRY",
@@ -430,431 +418,3 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
                 f"{v.value!r} ({v.where()}) {chk.problem}; write {chk.normalized}.",
                 severity=Severity.INFO, evidence=[value_evidence(v)], params={"value": v.value},
             )
-
-
-# ============================================================================ DD106
-
-
-def _type_ok(kind: str, value: object) -> bool:
-    if kind == "list":
-        return isinstance(value, list) and all(isinstance(x, str) for x in value)
-    if kind == "list-any":
-        return isinstance(value, list)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "object":
-        return isinstance(value, dict)
-    return True
-
-
-_KIND_WORDS = {"list": "list of strings", "list-any": "list", "object": "object", "string": "string",
-               "bool": "boolean (true or false)", "int": "number"}
-
-
-def _json_kind(value: object) -> str:
-    """A JSON value's type as a reader says it ("a number"), never a Python type name."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
-def repair_json(text: str) -> str | None:
-    """Best-effort repair of the usual hand-edit mistakes: trailing commas and // comments."""
-    fixed = re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE)
-    fixed = re.sub(r",(\s*[}\]])", r"\1", fixed)
-    try:
-        data = loads_json(fixed)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    return json.dumps(data, indent=2) + "\n"
-
-
-@rule("DD106", "daemon-json-invalid", category="daemon", severity=Severity.ERROR,
-      title="daemon.json is invalid",
-      validates_config=True, repair_order=1)
-def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int, int] | None = None
-                        ) -> Iterator[Finding]:
-    """daemon.json does not parse, has an unknown or misspelled key, a value of the wrong type, or
-    an option the engine removed. dockerd refuses to start (or, on SIGHUP, keeps its old config).
-
-    Why it happens: hand edits. A trailing comma gives `invalid character '}' looking for
-    beginning of object key string`; a string where a list belongs gives `cannot unmarshal string
-    into Go struct field Config.insecure-registries of type []string`; a typo gives `the following
-    directives don't match any configuration option`. The singular key "insecure-registry" (the
-    flag's name) is worse: dockerd accepts it and silently ignores it.
-
-    How to fix: the plan shows the corrected file as a diff; unknown keys are renamed to the key
-    they were meant to be, strings become one-element lists.
-
-    Example:
-        unable to configure the Docker daemon with file /etc/docker/daemon.json: invalid character '}'
-        looking for beginning of object key string
-    """
-    dj = daemon_json
-    if not dj.exists:
-        raise Skip(f"{dj.path} does not exist")
-    if dj.error:
-        repaired = repair_json(dj.text or "")
-        fix = (Fix("Replace it with the repaired file", (ReplaceFileContent(dj.path, repaired),))
-               if repaired else Fix("Correct the JSON" + (f" at line {dj.error_line}, column {dj.error_col}"
-                                                          if dj.error_line else "")))
-        snippet = ""
-        if dj.text and dj.error_line:
-            lines = dj.text.splitlines()
-            if 0 < dj.error_line <= len(lines):
-                snippet = lines[dj.error_line - 1]
-        yield finding("DD106", f"{dj.path} does not parse",
-                      f"{dj.path} is not valid JSON: {dj.error}" +
-                      (f" (line {dj.error_line}, column {dj.error_col})" if dj.error_line else "") +
-                      "; dockerd will not start with it.",
-                      evidence=[Evidence(dj.path, short(snippet, 200) or (dj.error or ""), dj.error_line)], fix=fix)
-        return
-    if dj.bom and (engine_version is None or engine_version < (23, 0, 0)):
-        # moby 23.0 strips a UTF-8 byte-order mark (moby/moby#44777); 20.10 stops at the first byte.
-        known = f"engine {'.'.join(map(str, engine_version))}" if engine_version else "the engine version is unknown"
-        yield finding(
-            "DD106", f"{dj.path} starts with an invisible UTF-8 byte-order mark",
-            f"{dj.path} begins with the bytes EF BB BF (a UTF-8 byte-order mark, added by some Windows editors). "
-            "dockerd before 23.0 refuses such a file (invalid character 'ï' looking for beginning of value) and "
-            f"does not start; 23.0 and later ignore the mark ({known}).",
-            severity=Severity.ERROR if engine_version else Severity.WARNING,
-            evidence=[Evidence(dj.path, "bytes 1-3: EF BB BF (byte-order mark)", 1)],
-            fix=Fix("Save the file without the byte-order mark",
-                    (ReplaceFileContent(dj.path, (dj.text or "").removeprefix("\ufeff")),)),
-            params={"key": None, "bom": True})
-    data = dj.data or {}
-    flags = flag_table()
-    for key, value in data.items():
-        line = dj.line_of(key)
-        if key == "insecure-registry" or (key not in DAEMON_JSON_KEYS and key in flags):
-            target = json_key(key)
-            yield finding(
-                "DD106", f'"{key}" is silently ignored',
-                f'"{key}" is the flag\'s name, not a daemon.json key: dockerd accepts it and ignores it. '
-                f'The key is "{target}".',
-                severity=Severity.WARNING if target not in ("insecure-registries",) else Severity.ERROR,
-                evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                fix=Fix(f'Rename "{key}" to "{target}"',
-                        (JsonRenameKey(dj.path, key, target) if target not in data
-                         else JsonRemoveKey(dj.path, key), ServiceAction("reload"))),
-                params={"key": key},
-            )
-            continue
-        if key not in DAEMON_JSON_KEYS:
-            guess = difflib.get_close_matches(key, list(DAEMON_JSON_KEYS), n=1, cutoff=0.75)
-            yield finding(
-                "DD106", f'unknown key "{key}"',
-                f'"{key}" is not a daemon.json option; dockerd refuses to start: "the following directives '
-                f'don\'t match any configuration option: {key}".' + (f' Did you mean "{guess[0]}"?' if guess else ""),
-                evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                fix=Fix(f'Rename "{key}" to "{guess[0]}"', (JsonRenameKey(dj.path, key, guess[0]),))
-                if guess else Fix(f'Remove "{key}"', (JsonRemoveKey(dj.path, key),)),
-                params={"key": key},
-            )
-            continue
-        kind = DAEMON_JSON_KEYS[key]
-        if not _type_ok(kind, value):
-            new: object | None = None
-            if kind == "list" and isinstance(value, str):
-                new, how = [value], f'Make "{key}" a list'
-            elif kind == "list" and isinstance(value, list):
-                new, how = [v for v in value if isinstance(v, str)], f'Keep only the strings in "{key}"'
-            else:
-                how = f'Give "{key}" a JSON {_KIND_WORDS.get(kind, kind)}, or remove it'
-            if isinstance(value, list):
-                bad = next((i for i, v in enumerate(value) if not isinstance(v, str)), 0)
-                what = f"element {bad + 1} is {_json_kind(value[bad])}"
-            else:
-                what = f"it is {_json_kind(value)}"
-            yield finding(
-                "DD106", f'"{key}" has the wrong type',
-                f'"{key}" must be a JSON {_KIND_WORDS.get(kind, kind)}, but {what}; '
-                f"dockerd refuses to start (json: cannot unmarshal).",
-                evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                fix=Fix(how, (JsonSetKey(dj.path, key, new),)) if new is not None
-                else Fix(how, (JsonRemoveKey(dj.path, key),)),
-                params={"key": key},
-            )
-            continue
-        if engine_version is not None:
-            removed = REMOVED_JSON_KEYS.get(key)
-            if removed and engine_version[:2] >= removed[0]:
-                yield finding(
-                    "DD106", f'"{key}" was removed in engine {removed[0][0]}.{removed[0][1]}',
-                    f'"{key}" no longer exists in engine {".".join(map(str, engine_version))}; use {removed[1]}.',
-                    evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                    params={"key": key},
-                )
-            added = ADDED_IN.get(key)
-            if added and engine_version[:2] < added:
-                yield finding(
-                    "DD106", f'"{key}" needs engine {added[0]}.{added[1]} or newer',
-                    f'engine {".".join(map(str, engine_version))} does not know "{key}" and refuses to start.',
-                    evidence=[Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', line)],
-                    params={"key": key},
-                )
-    for key in dj.duplicate_keys:
-        yield finding("DD106", f'"{key}" appears twice', f'"{key}" appears more than once in {dj.path}; only '
-                      "the last one counts.", severity=Severity.WARNING,
-                      evidence=[Evidence(dj.path, f'"{key}"', dj.line_of(key))], params={"key": key})
-
-
-# ============================================================================ DD107
-
-
-def _canonical(chk: InsecureEntryCheck) -> str:
-    if chk.is_cidr and chk.normalized:
-        try:
-            return str(ipaddress.ip_network(chk.normalized, strict=False))
-        except ValueError:
-            pass
-    return chk.normalized or ""
-
-
-def _norm_set(values: list[str]) -> set[str]:
-    out = set()
-    for v in values:
-        chk = check_insecure_entry(v)
-        if chk.normalized and _canonical(chk) not in DEFAULT_INSECURE_CIDRS:
-            out.add(chk.normalized.lower())
-    return out
-
-
-@rule("DD107", "restart-pending", category="daemon", severity=Severity.WARNING,
-      title="The configuration changed after dockerd started")
-def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdProcess | None,
-                    env_files: dict[str, EnvFileInfo] | None = None,
-                    systemd_state: SystemdUnitState | None = None) -> Iterator[Finding]:
-    """The config files changed after the running dockerd started, and what it runs with differs
-    from them. Nobody restarted (or reloaded) the daemon.
-
-    Why it happens: daemon.json and the env files are read at start; only a few daemon.json
-    keys (insecure-registries, registry-mirrors, labels, debug, ...) are re-read on SIGHUP.
-
-    How to fix: for insecure-registries in daemon.json, `systemctl reload docker` (SIGHUP, no
-    container stops); for flags in an env file, `systemctl restart docker`.
-
-    Example:
-        /etc/docker/daemon.json changed at 10:02, dockerd started at 09:15;
-        docker info lists no 10.0.0.5:5000
-    """
-    cfg = effective_config
-    if dockerd_process is None:
-        raise Skip("dockerd is not running")
-    if cfg.insecure_running is None:
-        raise Skip("what the running daemon uses is unknown (no docker info)")
-    if cfg.daemon_json.error:
-        raise Skip("daemon.json does not parse, so what it configures is unknown (see DD106)")
-    if systemd_state is not None and systemd_state.need_daemon_reload:
-        raise Skip("systemd has not reloaded the unit yet (DD108); compare after a daemon-reload")
-    planned = _norm_set([v.value for v in cfg.insecure_planned])
-    running = _norm_set([v.value for v in cfg.insecure_running])
-    if planned == running:
-        return
-    added, removed = sorted(planned - running), sorted(running - planned)
-    start = dockerd_process.start_time
-    evidence = [Evidence(cfg.insecure_running[0].source if cfg.insecure_running else "docker info",
-                         "running with insecure registries: " + (", ".join(sorted(running)) or "none"))]
-    changed: list[str] = []
-    files = [(cfg.daemon_json.path, cfg.daemon_json.mtime)] + [
-        (p, i.mtime) for p, i in (env_files or {}).items() if i.loaded]
-    for path, mtime in files:
-        if mtime and start and mtime > start:
-            changed.append(path)
-            evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
-    for v in cfg.insecure_planned:
-        evidence.append(value_evidence(v, f"configured: {v.value}"))
-    added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
-    only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
-                    if check_insecure_entry(v.value).normalized in added_set)
-    action = ServiceAction("reload") if only_json else ServiceAction("restart")
-    yield finding(
-        "DD107", "dockerd runs with an older configuration",
-        "The files configure insecure registries that the running daemon does not use"
-        + (f" (missing: {', '.join(added)})" if added else "")
-        + (f" (still using: {', '.join(removed)})" if removed else "")
-        + (f"; {', '.join(changed)} changed after it started." if changed else "."),
-        evidence=evidence,
-        fix=Fix("Reload dockerd (SIGHUP re-reads insecure-registries)" if only_json else "Restart dockerd",
-                (action,), warnings=() if only_json else
-                (RESTART_WARNING,)),
-        params={"missing": added, "extra": removed},
-    )
-
-
-# ============================================================================ DD108
-
-
-@rule("DD108", "daemon-reload-pending", category="daemon", severity=Severity.WARNING,
-      title="systemd has not reloaded the changed unit")
-def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitModel | None = None
-                          ) -> Iterator[Finding]:
-    """docker.service or one of its drop-ins changed on disk, and systemd still runs the old
-    definition (NeedDaemonReload=yes). A restart alone would start dockerd the old way.
-
-    How to fix: `systemctl daemon-reload`, then `systemctl restart docker`.
-
-    Example:
-        Warning: The unit file, source configuration file or drop-ins of docker.service changed on disk.
-        Run 'systemctl daemon-reload' to reload units.
-    """
-    if systemd_state.need_daemon_reload is None:
-        raise Skip("systemd does not say whether docker.service needs a daemon-reload")
-    if not systemd_state.need_daemon_reload:
-        return
-    files = docker_unit.files if docker_unit else []
-    yield finding(
-        "DD108", "docker.service changed on disk; systemd has not reloaded it",
-        "systemd reports NeedDaemonReload=yes for docker.service: the unit or a drop-in changed since the "
-        "last daemon-reload, so systemd still uses the old ExecStart/EnvironmentFile.",
-        evidence=[Evidence(systemd_state.source, "NeedDaemonReload=yes")] +
-        [Evidence(f, "unit file") for f in files],
-        fix=Fix("Reload systemd, then restart docker", (ServiceAction("daemon-reload"), ServiceAction("restart")),
-                warnings=(RESTART_WARNING,)),
-    )
-
-
-# ============================================================================ DD109
-
-
-@rule("DD109", "unit-exec-invalid", category="daemon", severity=Severity.ERROR,
-      title="ExecStart cannot work with this engine",
-      validates_config=True, repair_order=6)
-def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, docker_socket_unit: bool,
-                      engine_version: tuple[int, int, int] | None = None) -> Iterator[Finding]:
-    """ExecStart uses `docker daemon` or `docker -d` (removed in 17.12 and 1.13), `-H fd://`
-    without a docker.socket unit (dockerd: "no sockets found via socket activation"), or a flag
-    the engine does not have (removed, or only in Red Hat's docker 1.13 fork such as
-    `--add-registry`), so dockerd does not start.
-
-    How to fix: a drop-in that resets ExecStart (`ExecStart=` then `ExecStart=/usr/bin/dockerd ...`)
-    with current flags; daemon-reload and restart.
-
-    Example:
-        ExecStart=/usr/bin/docker daemon -H fd://   on docker-ce 20.10
-        -> dockerd: unknown command "daemon"
-    """
-    line = docker_unit.exec_start[-1]
-    parsed = parse_dockerd_argv(planned_command.argv)
-    ev = Evidence(line.path, f"ExecStart={line.command}", line.line)
-    fix_base = Fix("Reset ExecStart in a drop-in with a valid dockerd command line, then daemon-reload and restart",
-                   (ServiceAction("daemon-reload"), ServiceAction("restart")))
-    if parsed.mode in ("docker daemon", "docker -d") and (engine_version is None or engine_version >= (17, 12, 0)):
-        new_words = ["/usr/bin/dockerd", *planned_command.argv[2 if parsed.mode == "docker daemon" else 1:]]
-        new_words = [w for w in new_words if w != "-d"]
-        yield finding("DD109", f"ExecStart runs `{parsed.mode}`",
-                      f"`{parsed.mode}` was removed; engine "
-                      f"{'.'.join(map(str, engine_version)) if engine_version else 'of this host'} starts as dockerd.",
-                      evidence=[ev],
-                      fix=Fix("Start /usr/bin/dockerd instead",
-                              (ReplaceFileContent(f"{DROPIN_DIR}/10-exec.conf", dropin_text(" ".join(new_words))),
-                               *fix_base.operations)))
-    if any((f.value or "").startswith("fd://") for f in parsed.values("host")) and not docker_socket_unit:
-        yield finding("DD109", "-H fd:// without docker.socket",
-                      "ExecStart passes -H fd://, which needs socket activation, but there is no docker.socket "
-                      "unit; dockerd fails with 'no sockets found via socket activation'.",
-                      evidence=[ev], fix=Fix("Install/enable docker.socket, or replace -H fd:// with "
-                                             "-H unix:///var/run/docker.sock in a drop-in"))
-    for use in parsed.flags + parsed.unknown:
-        name = use.name
-        if " " in name or "=" in name:
-            continue  # a ${VAR} glued several words: DD103 reports it
-        removed = REMOVED_FLAGS.get(name)
-        if removed and (engine_version is None or engine_version[:2] >= removed.removed_in):
-            yield finding("DD109", f"--{name} was removed",
-                          f"--{name} was removed in engine {removed.removed_in[0]}.{removed.removed_in[1]}; use "
-                          f"{removed.replacement}.", evidence=[ev], fix=fix_base, params={"flag": name})
-        elif name in RHEL_FORK_FLAGS or (not use.known and name not in REMOVED_FLAGS):
-            if name in RHEL_FORK_FLAGS and (engine_version is None or engine_version < (17, 0, 0)):
-                continue  # Red Hat's docker 1.13 has these (and an unknown engine may be it)
-            if not use.known and engine_version is not None and engine_version < (20, 0, 0) \
-                    and name not in RHEL_FORK_FLAGS:
-                continue  # our flag table is 20.10's; older engines had others
-            yield finding("DD109", f"unknown flag --{name}",
-                          f"dockerd has no --{name}" + (" (it exists only in Red Hat's docker 1.13 fork)"
-                                                        if name in RHEL_FORK_FLAGS else "") +
-                          "; dockerd exits with 'unknown flag'.", evidence=[ev], fix=fix_base,
-                          params={"flag": name})
-
-
-# ============================================================================ DD110
-
-
-@rule("DD110", "proxy-catches-registry", category="daemon", severity=Severity.ERROR,
-      title="The daemon's proxy would carry the registry's traffic")
-def proxy_catches_registry(effective_config: EffectiveConfig, target_registries: list[TargetRegistry],
-                           docker_info: DockerInfo | None = None,
-                           endpoint_probes: EndpointProbes | None = None) -> Iterator[Finding]:
-    """dockerd has HTTP_PROXY/HTTPS_PROXY (from the unit's Environment=, an EnvironmentFile or
-    daemon.json "proxies"), and NO_PROXY does not exempt the registry, so pushes go to the proxy,
-    which cannot reach an internal registry (or rejects large uploads).
-
-    Matching is Go's: NO_PROXY entries are domains (matching subdomains too), `.suffix`, IPs,
-    CIDRs, optionally with a port; `*` matches all; loopback is never proxied.
-
-    How to fix: add the registry's host to NO_PROXY where HTTP(S)_PROXY is set, then
-    daemon-reload and restart.
-
-    Example:
-        /etc/systemd/system/docker.service.d/http-proxy.conf:2 Environment="HTTPS_PROXY=http://proxy:3128"
-        NO_PROXY=localhost,127.0.0.1   (no 10.0.0.5)
-    """
-    proxies = dict(effective_config.proxies)
-    if docker_info is not None:
-        for key, val in (("HTTP_PROXY", docker_info.http_proxy), ("HTTPS_PROXY", docker_info.https_proxy),
-                         ("NO_PROXY", docker_info.no_proxy)):
-            if val and key not in proxies:
-                from dockerdoctor.facts.daemon import ConfigValue
-
-                proxies[key] = ConfigValue(val, "docker info", docker_info.source, None)
-    if "HTTP_PROXY" not in proxies and "HTTPS_PROXY" not in proxies:
-        return
-    if not target_registries:
-        raise Skip("no registry to check: name one with --registry HOST:PORT")
-    no_proxy = proxies.get("NO_PROXY")
-    for t in target_registries:
-        addr = t.address
-        if no_proxy and no_proxy_match(no_proxy.value, addr.host, addr.port or 443):
-            continue
-        if trusted_as_insecure(addr, []) is not None:
-            continue  # loopback: never proxied
-        proxy = proxies.get("HTTPS_PROXY") or proxies.get("HTTP_PROXY")
-        assert proxy is not None
-        ev = [value_evidence(proxy, f"proxy {proxy.value}")]
-        if no_proxy:
-            ev.append(value_evidence(no_proxy, f"NO_PROXY={no_proxy.value}"))
-        probe = (endpoint_probes or {}).get(str(addr))
-        if probe is not None and probe.proxy_result:
-            # live: the probe asked the proxy for a tunnel to the registry, as dockerd would
-            verdict = "the proxy carries it" if probe.proxy_ok else "the proxy cannot reach it"
-            ev.append(Evidence(f"probe {addr} via proxy", f"{verdict}: {probe.proxy_result}"))
-        new_no_proxy = ",".join(x for x in [no_proxy.value if no_proxy else "", addr.host] if x)
-        ops: list = []
-        if no_proxy and no_proxy.via == "environment":
-            ops.append(EnvFileSet(no_proxy.source, "NO_PROXY", new_no_proxy))
-        elif no_proxy is None and proxy.via == "environment":
-            ops.append(ReplaceFileContent(f"{DROPIN_DIR}/20-no-proxy.conf",
-                                          f'[Service]\nEnvironment="NO_PROXY={new_no_proxy}"\n'))
-        yield finding(
-            "DD110", f"{addr} would go through the proxy {proxy.value}",
-            f"dockerd uses {proxy.value} ({proxy.where()}) and NO_PROXY "
-            f"{'(' + no_proxy.value + ')' if no_proxy else '(unset)'} does not exempt {addr.host}.",
-            evidence=ev,
-            fix=Fix(f"Add {addr.host} to NO_PROXY, then daemon-reload and restart",
-                    (*ops, ServiceAction("daemon-reload"), ServiceAction("restart"))),
-            params={"registry": str(addr), "proxy": proxy.value},
-        )

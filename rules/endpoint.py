@@ -1,174 +1,41 @@
 """Registry endpoint: what HOST:PORT actually answers (DD201-DD212).
 
-Each rule reads the layered live probe (fact ``endpoint_probes``, see dockerdoctor.probe.endpoint).
+DD204-DD206 and DD209 (TLS and certs.d) are in endpoint_tls.py. Each rule reads the layered live
+probe (fact ``endpoint_probes``, see dockerdoctor.probe.endpoint).
 On a snapshot, or when the probe is off, the same rules read the docker journal through the error
-knowledge base (dockerdoctor.explain), so a push error logged by dockerd is found offline too.
+knowledge base (dockerdoctor.knowledge), so a push error logged by dockerd is found offline too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from dockerdoctor.engine import basis_count, finding, passed_on, rule
+from dockerdoctor.engine import finding, passed_on, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts import HostPort, is_ip
-from dockerdoctor.facts.containers import RegistryContainer
-from dockerdoctor.facts.daemon import DEFAULT_INSECURE_CIDRS, EffectiveConfig, trusted_as_insecure
-from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
+from dockerdoctor.facts.daemon import EffectiveConfig
+from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity, Trust
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.e2e import E2EResult
-from dockerdoctor.fixes.recipes import insecure_fix, tls_fix
+from dockerdoctor.rules.endpoint_evidence import (
+    each_target,
+    insecure_entry,
+    journal_hits,
+    kb_hits,
+    mentioned,
+    planned_entry,
+    probe_evidence,
+    probe_or_journal,
+    registry_params,
+    targets,
+    trusted,
+)
+
+from dockerdoctor.fixes.recipes import insecure_fix, listen_fix, remote_open_port_fix, resolve_fix, tls_fix
 from dockerdoctor.rules_support import short
-
-NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
-             "daemon in another network namespace without root to enter it: a live report's last line says "
-             "which) and no docker journal to read its errors from")
-
-
-def _targets(target_registries: list[TargetRegistry]) -> list[HostPort]:
-    if not target_registries:
-        raise Skip("no registry to check: name one with --registry HOST:PORT")
-    return [t.address for t in target_registries]
-
-
-def _insecure_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
-    """The entry that makes dockerd skip TLS verification for addr (loopback always), or None."""
-    values: list[str] = []
-    if cfg is not None:
-        src = cfg.insecure_running if cfg.insecure_running is not None else cfg.insecure_planned
-        values = [v.value for v in src]
-    return trusted_as_insecure(addr, values)
-
-
-def _trusted(addr: HostPort, cfg: EffectiveConfig | None) -> bool:
-    """Does dockerd skip TLS verification for addr? When it does, say why (for -v: the fact a pass rests on)."""
-    entry = _insecure_entry(addr, cfg)
-    if entry is None:
-        return False
-    if "always insecure" in entry or entry in DEFAULT_INSECURE_CIDRS:
-        passed_on(f"{addr}: dockerd treats {entry.split(' ', 1)[0]} as insecure")
-        return True
-    where = ""
-    for v in [*(cfg.insecure_planned if cfg else []), *((cfg.insecure_running or []) if cfg else [])]:
-        if v.value == entry:
-            where = f" at {v.where()}"
-            break
-    passed_on(f"{addr} trusted via insecure-registries ({entry}){where}")
-    return True
-
-
-def _planned_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
-    """Where the files list addr as insecure while the running daemon does not use it, else None."""
-    if cfg is None or cfg.insecure_running is None:
-        return None
-    for v in cfg.insecure_planned:
-        if trusted_as_insecure(addr, [v.value]) == v.value:
-            return f"{v.value!s} in {v.where()}"
-    return None
-
-
-def _probe_ev(rep: EndpointReport, text: str) -> Evidence:
-    return Evidence(f"probe {rep.address} ({rep.seconds * 1000:.0f} ms)", text)
-
-
-def _journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list[Evidence]:
-    """Lines of the docker journal that the knowledge base ties to rule_id for this registry."""
-    if journal is None:
-        return []
-    from dockerdoctor.explain import filter_hits
-
-    out = []
-    for lineno, line, _m in filter_hits(_hits(journal), rule_id, addr):
-        out.append(Evidence(journal.source, short(line, 300), lineno))
-    return out[-3:]
-
-
-def _hits(journal: Journal) -> list[Any]:
-    """The knowledge base's hits in the journal, computed once per run (every DD2xx rule reads them)."""
-    cached = journal.__dict__.get("_dd_hits")
-    if cached is None:
-        from dockerdoctor.explain import recent_hits
-
-        cached = recent_hits(journal.lines)  # the last few of each kind: bounded memory
-        journal.__dict__["_dd_hits"] = cached
-    return cached
-
-
-def _container_hits(registry_containers: list[Any] | None, rule_id: str, addr: HostPort) -> list[Evidence]:
-    """Lines of the log of the registry container that serves addr's port, tied to rule_id."""
-    if not registry_containers:
-        return []
-    from dockerdoctor.explain import scan_lines
-
-    try:
-        from dockerdoctor.facts.containers import published_endpoints
-    except ImportError:  # pragma: no cover - the registry-host facts are optional
-        return []
-    out = []
-    for rc in registry_containers:
-        try:
-            ports = {hp.port for hp, _ in published_endpoints(rc)}
-            logs = list(rc.container.logs)
-        except Exception:  # noqa: BLE001 - a container we cannot read says nothing
-            continue
-        if addr.port not in ports:
-            continue
-        for lineno, line, _hit in scan_lines(logs, rule_id, None):
-            out.append(Evidence(f"docker logs {rc.name}", short(line, 300), lineno))
-    return out[-3:]
-
-
-def _each(target_registries: list[TargetRegistry], endpoint_probes: dict[str, Any] | None,
-          docker_journal: Journal | None, registry_containers: list[Any] | None = None
-          ) -> Iterator[tuple[HostPort, EndpointReport | None]]:
-    """(address, probe or None) for each target; skip the rule when nothing can be known."""
-    addrs = _targets(target_registries)
-    if endpoint_probes is None and docker_journal is None and not registry_containers:
-        raise Skip(NO_SOURCE)
-    unseen: list[str] = []
-    for addr in addrs:
-        rep = (endpoint_probes or {}).get(str(addr))
-        rep = rep if isinstance(rep, EndpointReport) else None
-        if rep is not None:
-            passed_on(f"{addr}: probed live ({rep.seconds * 1000:.0f} ms)")
-        elif _mentioned(docker_journal, registry_containers, addr):
-            passed_on(f"{addr}: not probed; the docker journal names it, without this error")
-        else:
-            unseen.append(str(addr))
-        before = basis_count()
-        yield addr, rep
-        if unseen and unseen[-1] == str(addr) and basis_count() > before:
-            unseen.pop()  # the rule judged it from the configuration alone (insecure-registries, loopback)
-    if unseen and len(unseen) == len(addrs):
-        # Nothing was looked at: no probe, and no journal line or registry log even names the registry.
-        # A pass here would claim a registry is fine that nobody saw.
-        raise Skip(f"{', '.join(unseen)} was not probed (a snapshot is never probed; network probes "
-                   "off or not possible) and no docker journal line names it")
-
-
-def _mentioned(journal: Journal | None, registry_containers: list[Any] | None, addr: HostPort) -> bool:
-    """Does the docker journal (or a registry container serving addr's port) say anything about addr?"""
-    if registry_containers:
-        try:
-            from dockerdoctor.facts.containers import published_endpoints
-
-            if any(addr.port in {hp.port for hp, _ in published_endpoints(rc)} for rc in registry_containers):
-                return True
-        except Exception:  # noqa: BLE001 - a container we cannot read says nothing
-            pass
-    if journal is None:
-        return False
-    cached = journal.__dict__.setdefault("_dd_mentions", {})
-    key = str(addr)
-    if key not in cached:
-        needles = (key, f"{addr.host}:{addr.port}") if addr.port else (key,)
-        cached[key] = any(n in line for line in journal.lines for n in needles)
-    return bool(cached[key])
-
 
 # ============================================================================ DD201
 
@@ -191,31 +58,16 @@ def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: E
     Example:
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: connection refused
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.tcp != "refused":
-                continue
-            ev.append(_probe_ev(rep, f"TCP connect to {addr}: connection refused"))
-        else:
-            ev = _journal_hits(docker_journal, "DD201", addr)
-            if not ev:
-                continue
-        yield finding(
-            "DD201", f"{addr} refuses connections",
-            f"Nothing accepts TCP connections on {addr}: the registry is down, listens elsewhere, or "
-            "its port is not published.",
-            evidence=ev,
-            fix=Fix(f"On the registry host, make a registry listen on port {addr.port} on an address this host "
-                    "reaches",
-                    (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"),
-                                "on the registry host: what listens on the port (nothing, or only 127.0.0.1)"),
-                     RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry",
-                                 "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry",
-                                 "registry:2"),
-                                "on the registry host, if no registry runs: start one with its port published"))),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
-        )
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD201", addr, rep, docker_journal,
+                              lambda r, a=addr: f"TCP connect to {a}: connection refused"
+                              if r.tcp == "refused" else None)
+        if ev:
+            yield finding(
+                "DD201", f"{addr} refuses connections",
+                f"Nothing accepts TCP connections on {addr}: the registry is down, listens elsewhere, or "
+                "its port is not published.",
+                evidence=ev, fix=listen_fix(addr), params=registry_params(addr))
 
 
 # ============================================================================ DD202
@@ -241,34 +93,18 @@ def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: 
     Example:
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: no route to host
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        kind = "rejected"
-        if rep is not None:
-            if rep.tcp not in ("timeout", "unreachable"):
-                continue
-            kind = "dropped" if rep.tcp == "timeout" else "rejected"
-            ev.append(_probe_ev(rep, f"TCP connect to {addr}: {rep.tcp_error}"))
-        else:
-            ev = _journal_hits(docker_journal, "DD202", addr)
-            if not ev:
-                continue
-        p = addr.port
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD202", addr, rep, docker_journal,
+                              lambda r, a=addr: f"TCP connect to {a}: {r.tcp_error}"
+                              if r.tcp in ("timeout", "unreachable") else None)
+        if not ev:
+            continue
+        kind = "dropped" if rep is not None and rep.tcp == "timeout" else "rejected"
         yield finding(
             "DD202", f"Traffic to {addr} is {kind} on the way",
             f"The TCP connection to {addr} was {kind} ({'no answer' if kind == 'dropped' else 'no route to host'}): "
             "a firewall on the registry host (firewalld, nft, iptables, ufw) or in between filters the port.",
-            evidence=ev,
-            fix=Fix(f"Open {p}/tcp on the registry host's firewall",
-                    (RunCommand(("firewall-cmd", f"--add-port={p}/tcp"), "on the registry host: open it now"),
-                     RunCommand(("firewall-cmd", "--permanent", f"--add-port={p}/tcp"),
-                                "on the registry host: keep it open after a reload or reboot")),
-                    alternatives=(Fix("Without firewalld: accept the port in nftables",
-                                      (RunCommand(("nft", "insert", "rule", "inet", "filter", "input", "tcp",
-                                                   "dport", str(p), "accept"),
-                                                  "on the registry host; adjust table/chain to your ruleset"),)),)),
-            params={"registry": str(addr), "host": addr.host, "port": p, "kind": kind},
-        )
+            evidence=ev, fix=remote_open_port_fix(addr.port), params=registry_params(addr, kind=kind))
 
 
 # ============================================================================ DD203
@@ -295,20 +131,15 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
     Example:
         Get "https://10.0.0.5:5000/v2/": http: server gave HTTP response to HTTPS client
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if _trusted(addr, effective_config):
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        if trusted(addr, effective_config):
             continue
-        if rep is not None:
-            if rep.scheme != "http":
-                continue
-            ev.append(_probe_ev(rep, f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> "
-                                     f"{rep.http_status}"))
-        else:
-            ev = _journal_hits(docker_journal, "DD203", addr)
-            if not ev:
-                continue
-        planned = _planned_entry(addr, effective_config)
+        ev = probe_or_journal("DD203", addr, rep, docker_journal,
+                              lambda r: f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> {r.http_status}"
+                              if r.scheme == "http" else None)
+        if not ev:
+            continue
+        planned = planned_entry(addr, effective_config)
         if planned is not None:
             # The files already trust it; the running daemon started before that (DD107's case). Saying
             # "it is not in insecure-registries" would contradict the file, and adding it again fixes nothing.
@@ -320,7 +151,7 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
                 evidence=ev,
                 fix=Fix("Reload dockerd so it uses the insecure-registries entry it already has",
                         (ServiceAction("reload"),)),
-                params={"registry": str(addr), "host": addr.host, "port": addr.port, "pending": True},
+                params=registry_params(addr, pending=True),
             )
             continue
         tls = tls_fix(addr, True)
@@ -331,175 +162,23 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             evidence=ev,
             fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),),
                     trust=Trust(str(addr), plain_http=True)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
-        )
-
-
-# ============================================================================ DD204-DD206
-
-
-def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None,
-              docker_journal: Journal | None, effective_config: EffectiveConfig | None,
-              registry_containers: list[Any] | None = None
-              ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal, registry_containers):
-        if _trusted(addr, effective_config):
-            continue  # insecure-registries turns verification off; these certificates are accepted
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.scheme != "https" or rep.tls_error != kind:
-                continue
-            ev.append(_probe_ev(rep, rep.tls_detail))
-            if rep.leaf:
-                lf = rep.leaf
-                sans = ", ".join(lf["dns_names"] + lf["ip_addresses"]) or "none"
-                ev.append(_probe_ev(rep, f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
-                                         f"{lf['not_before']} to {lf['not_after']}, issuer {lf['issuer']}"))
-        else:
-            ev = _journal_hits(docker_journal, rule_id, addr) or _container_hits(registry_containers, rule_id, addr)
-            if not ev:
-                continue
-        yield addr, rep, ev
-
-
-@rule("DD204", "tls-unknown-authority", category="endpoint", severity=Severity.ERROR,
-      title="The registry's certificate is not signed by a CA the daemon trusts")
-def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                          docker_journal: Journal | None = None,
-                          effective_config: EffectiveConfig | None = None,
-                          registry_containers: list[RegistryContainer] | None = None) -> Iterator[Finding]:
-    """The registry's certificate chain does not end in a CA that dockerd trusts: neither the
-    system store nor /etc/docker/certs.d/HOST:PORT/*.crt holds it.
-
-    Why it happens: a self-signed certificate or a private CA, whose certificate was not copied to
-    this host; or it was copied under a name dockerd ignores (ca.pem, a folder without the port:
-    DD209); or the file holds the wrong CA. dockerd reads certs.d on every push: no restart needed.
-
-    Offline, the registry container's own log shows the other side of it: `http: TLS handshake
-    error from CLIENT: remote error: tls: bad certificate` (reported as a warning: an unknown CA,
-    a name or an expiry read the same from there).
-
-    How to fix: copy the CA certificate (not the server's key!) to
-    /etc/docker/certs.d/HOST:PORT/ca.crt. For a self-signed server certificate, that certificate
-    itself is the CA. Check what you copy: `openssl x509 -noout -subject -fingerprint -in ca.crt`.
-
-    Example:
-        Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority
-    """
-    for addr, rep, ev in _tls_rule("DD204", "unknown-authority", target_registries, endpoint_probes,
-                                   docker_journal, effective_config, registry_containers):
-        ca_path = f"/etc/docker/certs.d/{addr}/ca.crt"
-        have = rep.ca_files if rep is not None else []
-        server_side = rep is None and all(e.source.startswith("docker logs ") for e in ev)
-        msg = (f"{addr} presents a certificate that no CA trusted by this daemon signed"
-               + (f"; certs.d/{addr} has {', '.join(have)}, which is not its CA" if have else
-                  f"; there is no {ca_path}") + ".")
-        if server_side:
-            msg = (f"The log of the registry behind {addr} shows clients rejecting its certificate (an unknown CA "
-                   "is the usual cause; a name not in the SANs or an expired certificate read the same from this "
-                   f"side). Run `dockerdoctor check --registry {addr}` on a client to tell which.")
-        yield finding(
-            "DD204", f"{addr}: certificate signed by an unknown authority" if not server_side
-            else f"{addr}: clients reject the registry's certificate", msg,
-            severity=Severity.WARNING if server_side else Severity.ERROR,
-            evidence=ev,
-            fix=Fix(f"Install the registry's CA certificate as {ca_path} (read on every push; no restart)",
-                    (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
-                                "ca.crt: the CA that signed the registry's certificate (from the registry's "
-                                "admin, not fetched blindly from the server)"),),
-                    alternatives=(insecure_fix(addr, effective_config),), trust=Trust(str(addr))),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port, "file": ca_path},
-        )
-
-
-@rule("DD205", "tls-name-mismatch", category="endpoint", severity=Severity.ERROR,
-      title="The registry's certificate does not cover the name or IP used")
-def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                      docker_journal: Journal | None = None,
-                      effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
-    """The certificate's subjectAltName list does not contain the host name or IP address that
-    images are tagged with, or the certificate has no SANs at all (CN only).
-
-    Why it happens: Go (dockerd 20.10 is built with Go 1.15+) ignores the Common Name; a
-    certificate made with `openssl req -subj /CN=10.0.0.5` and no `subjectAltName` fails with
-    `x509: certificate relies on legacy Common Name field, use SANs instead`, even when its CA is
-    trusted. An IP must be an IP SAN (`IP:10.0.0.5`), not a DNS SAN. Pushing by IP to a
-    certificate made for a name (or the reverse) fails with `x509: certificate is valid for A, not B`
-    or `x509: cannot validate certificate for 10.0.0.5 because it doesn't contain any IP SANs`.
-
-    How to fix: reissue the certificate with every name and IP clients use, e.g.
-    `openssl req ... -addext "subjectAltName=DNS:registry.example,IP:10.0.0.5"`, or
-    `dockerdoctor serve-registry --tls-self-signed NAME`; or tag images with a name the
-    certificate already covers.
-
-    Example:
-        Get "https://10.0.0.5:5000/v2/": x509: certificate relies on legacy Common Name field, use SANs instead
-    """
-    for addr, rep, ev in _tls_rule("DD205", "name-mismatch", target_registries, endpoint_probes,
-                                   docker_journal, effective_config):
-        covered = ""
-        cn_only = False
-        if rep is not None and rep.leaf:
-            names = rep.leaf["dns_names"] + rep.leaf["ip_addresses"]
-            cn_only = not names
-            covered = ", ".join(names)
-        elif any("legacy Common Name" in e.text for e in ev):
-            cn_only = True
-        kind = "IP" if is_ip(addr.host) else "DNS"
-        what = ("has no subjectAltName (CN only), which Go no longer accepts" if cn_only
-                else f"covers {covered or 'other names'}, not {addr.host}")
-        yield finding(
-            "DD205", f"{addr}: the certificate does not cover {addr.host}",
-            f"The certificate of {addr} {what}.",
-            evidence=ev,
-            fix=Fix(f"Reissue the certificate with subjectAltName {kind}:{addr.host}",
-                    (RunCommand(("openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "365",
-                                 "-keyout", "domain.key", "-out", "domain.crt", "-subj", f"/CN={addr.host}",
-                                 "-addext", f"subjectAltName={kind}:{addr.host}"),
-                                "on the registry host: a self-signed certificate with the right SAN (or have your "
-                                "CA sign a CSR with it); then restart the registry and install the new ca.crt"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port, "cn_only": cn_only},
-        )
-
-
-@rule("DD206", "tls-expired", category="endpoint", severity=Severity.ERROR,
-      title="The registry's certificate is expired or not yet valid")
-def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                docker_journal: Journal | None = None,
-                effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
-    """The registry's certificate (or a CA in its chain) is outside its validity period as seen by
-    this host's clock.
-
-    Why it happens: the certificate expired (self-signed ones made with `-days 365` a year ago), or
-    one of the two clocks is wrong: "is before" means this host's clock is behind the certificate's
-    notBefore, typical of a VM restored from a snapshot or a host without NTP.
-
-    How to fix: renew the certificate on the registry and restart it; when the text says
-    "current time ... is before ...", fix this host's clock first (`timedatectl`, chrony/NTP).
-
-    Example:
-        x509: certificate has expired or is not yet valid:
-            current time 2026-11-27T22:23:43Z is after 2026-11-26T22:23:38Z
-    """
-    for addr, _rep, ev in _tls_rule("DD206", "expired", target_registries, endpoint_probes,
-                                   docker_journal, effective_config):
-        before = any(" is before " in e.text for e in ev)
-        yield finding(
-            "DD206", f"{addr}: certificate {'not yet valid' if before else 'expired'}",
-            (f"The certificate of {addr} is not valid yet by this host's clock: check the clock first."
-             if before else f"The certificate of {addr} has expired."),
-            evidence=ev,
-            fix=Fix("Check this host's clock, then renew the registry's certificate" if before
-                    else "Renew the registry's certificate and restart the registry",
-                    (RunCommand(("timedatectl",), "is the clock right and synchronised?"),
-                     RunCommand(("openssl", "x509", "-noout", "-dates", "-in", "domain.crt"),
-                                "on the registry host: the certificate's validity"))),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port,
-                    "not_yet_valid": before},
+            params=registry_params(addr),
         )
 
 
 # ============================================================================ DD207
+
+
+def _v1_only(rep: EndpointReport) -> str | None:
+    """What the probe saw of a v1-only registry; None when it speaks v2 (or nothing)."""
+    if rep.registry_api != "v1":
+        return None
+    ver = ""
+    for ans in (rep.v1, rep.v2):
+        if ans is not None and ans.header("x-docker-registry-version"):
+            ver = ans.header("x-docker-registry-version") or ""
+    return (f"GET /v2/ -> {rep.v2.status if rep.v2 else None}; GET /v1/_ping -> {rep.v1.status if rep.v1 else None}"
+            + (f"; X-Docker-Registry-Version: {ver}" if ver else ""))
 
 
 @rule("DD207", "registry-legacy", category="endpoint", severity=Severity.ERROR,
@@ -520,22 +199,10 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
     Example:
         GET /v2/ -> 404, GET /v1/_ping -> 200 "true" with X-Docker-Registry-Version: 0.9.1
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.registry_api != "v1":
-                continue
-            ver = ""
-            for ans in (rep.v1, rep.v2):
-                if ans is not None and ans.header("x-docker-registry-version"):
-                    ver = ans.header("x-docker-registry-version") or ""
-            ev.append(_probe_ev(rep, f"GET /v2/ -> {rep.v2.status if rep.v2 else None}; GET /v1/_ping -> "
-                                     f"{rep.v1.status if rep.v1 else None}"
-                                     + (f"; X-Docker-Registry-Version: {ver}" if ver else "")))
-        else:
-            ev = _journal_hits(docker_journal, "DD207", addr)
-            if not ev:
-                continue
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD207", addr, rep, docker_journal, _v1_only)
+        if not ev:
+            continue
         yield finding(
             "DD207", f"{addr} is a v1-only registry",
             f"{addr} speaks only the v1 registry API, which this docker no longer uses.",
@@ -544,7 +211,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
                     (RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry2",
                                  "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry", "registry:2"),
                                 "on the registry host, after stopping the old registry"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -571,7 +238,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
         unauthorized: authentication required
         no basic auth credentials
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
         ev: list[Evidence] = []
         why = "has no credentials for it"
         if rep is not None:
@@ -580,7 +247,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             creds = rep.credentials
             if creds is not None and creds.found and rep.credentials_valid is not False:
                 continue
-            ev.append(_probe_ev(rep, f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
+            ev.append(probe_evidence(rep, f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
                                      + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
             if creds is not None:
                 if not creds.config_exists:
@@ -602,7 +269,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
                         text += f"; {creds.helper} holds none"
                     ev.append(Evidence(creds.config_path, text))
         else:
-            ev = _journal_hits(docker_journal, "DD208", addr)
+            ev = journal_hits(docker_journal, "DD208", addr)
             if not ev:
                 continue
         yield finding(
@@ -611,133 +278,28 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             evidence=ev,
             fix=Fix(f"Log in as the user who pushes: docker login {addr}",
                     (RunCommand(("docker", "login", str(addr)), "stores the credentials under exactly this key"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
-# ============================================================================ DD209
-
-
-def _near_miss(name: str, addr: HostPort) -> str | None:
-    """Why a certs.d entry looks meant for addr but is not read for it, or None."""
-    n = name.strip().lower()
-    want = str(addr).lower()
-    if n == want:
-        return None
-    for scheme in ("https:", "http:"):
-        if n.startswith(scheme):
-            return f"has a scheme ({name}): the folder must be named {want}"
-    try:
-        hp = HostPort.parse(n)
-    except ValueError:
-        return None
-    if hp.host != addr.host:
-        return None
-    if hp.port is None:
-        return f"has no port: dockerd looks only in certs.d/{want}"
-    if hp.port != addr.port:
-        return f"names port {hp.port}, not {addr.port}"
-    return None
-
-
-@rule("DD209", "certs-dir-misplaced", category="endpoint", severity=Severity.WARNING,
-      title="A certs.d folder or file has a name dockerd does not read")
-def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[str, CertsDir],
-                        endpoint_probes: EndpointProbes | None = None) -> Iterator[Finding]:
-    """/etc/docker/certs.d holds a folder or file meant for the registry under a name dockerd never
-    reads, so the CA or client certificate in it has no effect.
-
-    Why it happens: dockerd looks only in /etc/docker/certs.d/HOST:PORT/ (exactly as images are
-    tagged), and in it reads only `*.crt` (CAs) and `NAME.cert` + `NAME.key` (client pairs).
-    A folder without the port, with a scheme (`https:/HOST:PORT` from `mkdir -p
-    certs.d/https://...`), or with another port is ignored; so is `ca.pem` or `ca.cer`. A
-    `client.cert` without `client.key` (or the reverse) is worse: every push fails with
-    `missing key client.key for client certificate client.cert. Note that CA certificates should
-    use the extension .crt`. A registry that requires client certificates (mutual TLS) and gets
-    none it accepts refuses the handshake: `remote error: tls: bad certificate`.
-
-    How to fix: rename to /etc/docker/certs.d/HOST:PORT/ca.crt (and NAME.cert + NAME.key pairs;
-    a client certificate needs the clientAuth usage and a CA the registry trusts).
-    No restart: certs.d is read on every push.
-
-    Example:
-        /etc/docker/certs.d/10.0.0.5/ca.crt      (no port: ignored)
-        /etc/docker/certs.d/10.0.0.5:5000/ca.pem (wrong extension: ignored)
-    """
-    addrs = _targets(target_registries)
-    for addr in addrs:
-        want = str(addr)
-        target_dir = f"/etc/docker/certs.d/{want}"
-        for name, cd in sorted(certs_d.items()):
-            why = _near_miss(name, addr)
-            if why is None:
-                continue
-            has_certs = [f for f in cd.files if f.endswith((".crt", ".pem", ".cer", ".cert", ".key"))]
-            if name.lower().startswith(("https:", "http:")):
-                has_certs = has_certs or ["(nested folder)"]
-            if not has_certs and not cd.files:
-                continue
-            src = f"/etc/docker/certs.d/{name}"
-            yield finding(
-                "DD209", f"certs.d/{name} is not read for {want}",
-                f"/etc/docker/certs.d/{name} {why}; dockerd ignores it for {want}.",
-                evidence=[Evidence(src, f"files: {', '.join(cd.files) or '(none)'}")],
-                fix=Fix(f"Move it to {target_dir}",
-                        (RunCommand(("mv", "-T", src, target_dir), "no restart needed"),)),
-                params={"registry": want, "folder": src, "file": src},
-            )
-        own = certs_d.get(want)
-        rep = (endpoint_probes or {}).get(want)
-        if isinstance(rep, EndpointReport) and rep.tls_error == "client-certificate" and not rep.certs_dir_error:
-            yield finding(
-                "DD209", f"{want} requires a client certificate that certs.d does not provide",
-                f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
-                f"{rep.tls_detail}.",
-                severity=Severity.ERROR,
-                evidence=[_probe_ev(rep, rep.tls_detail)],
-                fix=Fix(f"Install a client certificate the registry accepts as {target_dir}/client.cert + client.key",
-                        (RunCommand(("install", "-D", "-m", "0600", "client.key", f"{target_dir}/client.key"),
-                                    "the key first; then client.cert (signed by a CA the registry trusts, "
-                                    "with the clientAuth extended key usage)"),)),
-                params={"registry": want, "file": target_dir},
-            )
-        if own is None:
-            continue
-        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else _pair_error(own.files)
-        if error:
-            yield finding(
-                "DD209", f"certs.d/{want}: {error.split('.')[0]}",
-                f"dockerd fails every push and pull to {want} with: {error}",
-                severity=Severity.ERROR,
-                evidence=[Evidence(target_dir, f"files: {', '.join(own.files)}")],
-                fix=Fix("Give each NAME.cert its NAME.key (client certificates), and name CA files *.crt",
-                        (RunCommand(("ls", "-l", target_dir), "a CA certificate must end in .crt, not .cert"),)),
-                params={"registry": want, "file": target_dir},
-            )
-        for f in own.files:
-            if f.endswith((".pem", ".cer", ".ca", ".crt.txt", ".der")) and not f.endswith(".crt"):
-                yield finding(
-                    "DD209", f"certs.d/{want}/{f} is never read",
-                    f"dockerd reads only *.crt files as CAs; {target_dir}/{f} is ignored.",
-                    evidence=[Evidence(f"{target_dir}/{f}", "ignored file name")],
-                    fix=Fix(f"Rename it to {target_dir}/ca.crt (PEM format)",
-                            (RunCommand(("mv", f"{target_dir}/{f}", f"{target_dir}/ca.crt"),
-                                        "for a DER file: openssl x509 -inform der -in F -out ca.crt"),)),
-                    params={"registry": want, "file": f"{target_dir}/{f}"},
-                )
-
-
-def _pair_error(files: list[str]) -> str | None:
-    for f in files:
-        if f.endswith(".cert") and f[:-5] + ".key" not in files:
-            return (f"missing key {f[:-5]}.key for client certificate {f}. "
-                    "Note that CA certificates should use the extension .crt")
-        if f.endswith(".key") and f[:-4] + ".cert" not in files:
-            return f"Missing client certificate {f[:-4]}.cert for key {f}"
-    return None
-
-
 # ============================================================================ DD210
+
+
+def _not_a_registry(rep: EndpointReport) -> list[str] | None:
+    """What answers on the port when it is not a registry; None when it is one (or nothing answers)."""
+    if rep.tcp != "open" or rep.registry_api is not None or rep.certs_dir_error:
+        return None
+    if rep.scheme == "https" and rep.tls_error and rep.tls_error != "handshake":
+        return None  # a TLS server with a bad certificate is DD204-DD206 first
+    if rep.scheme is None:
+        return [f"TLS handshake: {rep.tls_detail}"]
+    ans = rep.v2
+    got = (f"{ans.status}" + (f" ({ans.header('content-type')})" if ans.header("content-type") else "")
+           if ans and ans.status is not None else (ans.error if ans else "nothing"))
+    v1 = rep.v1.status if rep.v1 and rep.v1.status is not None else (rep.v1.error if rep.v1 else "-")
+    out = [f"{rep.scheme.upper()} GET /v2/ -> {got}; GET /v1/_ping -> {v1}"]
+    server = ans.header("server") if ans else None
+    return out + [f"Server: {server}"] if server else out
 
 
 @rule("DD210", "not-a-registry", category="endpoint", severity=Severity.ERROR,
@@ -760,35 +322,17 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
     Example:
         Get "https://10.0.0.5:5000/v2/": EOF
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.tcp != "open" or rep.registry_api is not None or rep.certs_dir_error:
-                continue
-            if rep.scheme == "https" and rep.tls_error and rep.tls_error != "handshake":
-                continue  # a TLS server with a bad certificate is DD204-DD206 first
-            if rep.scheme is None:
-                ev.append(_probe_ev(rep, f"TLS handshake: {rep.tls_detail}"))
-            else:
-                ans = rep.v2
-                got = (f"{ans.status}" + (f" ({ans.header('content-type')})" if ans.header("content-type") else "")
-                       if ans and ans.status is not None else (ans.error if ans else "nothing"))
-                v1 = rep.v1.status if rep.v1 and rep.v1.status is not None else (rep.v1.error if rep.v1 else "-")
-                ev.append(_probe_ev(rep, f"{rep.scheme.upper()} GET /v2/ -> {got}; GET /v1/_ping -> {v1}"))
-                server = ans.header("server") if ans else None
-                if server:
-                    ev.append(_probe_ev(rep, f"Server: {server}"))
-        else:
-            ev = _journal_hits(docker_journal, "DD210", addr)
-            if not ev:
-                continue
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD210", addr, rep, docker_journal, _not_a_registry)
+        if not ev:
+            continue
         yield finding(
             "DD210", f"{addr} is not a registry",
             f"Something accepts connections on {addr}, but it does not answer as a docker registry.",
             evidence=ev,
             fix=Fix("Find what owns the port on the registry host, and use the registry's real port",
                     (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"), "on the registry host"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -815,15 +359,15 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
     Example:
         error parsing HTTP 413 response body: invalid character '<' looking for beginning of value
     """
-    addrs = _targets(target_registries)
+    addrs = targets(target_registries)
     if e2e_results is None and docker_journal is None:
         raise Skip("run with --e2e (a real test push) to check upload limits, or give a docker journal")
-    if e2e_results is None and not any(_mentioned(docker_journal, None, a) for a in addrs):
+    if e2e_results is None and not any(mentioned(docker_journal, None, a) for a in addrs):
         raise Skip(f"no test push ran (--e2e) and no docker journal line names {', '.join(map(str, addrs))}")
     for addr in addrs:
         if (e2e_results or {}).get(str(addr)) is not None:
             passed_on(f"{addr}: a real test push (--e2e) got no 413")
-        elif _mentioned(docker_journal, None, addr):
+        elif mentioned(docker_journal, None, addr):
             passed_on(f"{addr}: the docker journal names it, with no 413 from a proxy")
         ev: list[Evidence] = []
         res = (e2e_results or {}).get(str(addr))
@@ -835,7 +379,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
             if res.server_header:
                 ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
         else:
-            ev = _journal_hits(docker_journal, "DD211", addr)
+            ev = journal_hits(docker_journal, "DD211", addr)
             if not ev:
                 continue
         yield finding(
@@ -847,7 +391,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
                     (RunCommand(("nginx", "-s", "reload"),
                                 "after setting client_max_body_size 0; chunked_transfer_encoding on; "
                                 "proxy_request_buffering off; in the registry's server block"),)),
-            params={"registry": str(addr), "host": addr.host, "port": addr.port},
+            params=registry_params(addr),
         )
 
 
@@ -869,24 +413,11 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
     Example:
         Get "https://registry.internal:5000/v2/": dial tcp: lookup registry.internal on 127.0.0.53:53: no such host
     """
-    for addr, rep in _each(target_registries, endpoint_probes, docker_journal):
-        ev: list[Evidence] = []
-        if rep is not None:
-            if rep.tcp != "dns":
-                continue
-            ev.append(_probe_ev(rep, rep.tcp_error))
-        else:
-            ev = _journal_hits(docker_journal, "DD212", addr)
-            if not ev:
-                continue
-        yield finding(
-            "DD212", f"{addr.host} does not resolve",
-            f"This host cannot resolve {addr.host}.",
-            evidence=ev,
-            fix=Fix(f"Make {addr.host} resolvable on this host (DNS or /etc/hosts)",
-                    (RunCommand(("getent", "hosts", addr.host), "what this host's resolver says"),)),
-            params={"registry": str(addr), "host": addr.host},
-        )
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal("DD212", addr, rep, docker_journal, lambda r: r.tcp_error if r.tcp == "dns" else None)
+        if ev:
+            yield finding("DD212", f"{addr.host} does not resolve", f"This host cannot resolve {addr.host}.",
+                          evidence=ev, fix=resolve_fix(addr.host), params={"registry": str(addr), "host": addr.host})
 
 
 # ============================================================================ DD213 (--e2e)
@@ -916,7 +447,7 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
     Example:
         layer 96 KiB (chunked): PATCH chunk 1 -> 500 Internal Server Error: {"errors":[{"code":"UNKNOWN"...
     """
-    addrs = _targets(target_registries)
+    addrs = targets(target_registries)
     for addr in addrs:
         res = e2e_results.get(str(addr))
         if res is None:
@@ -934,13 +465,13 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
                 )
             rep = (endpoint_probes or {}).get(str(addr))
             client_fault = None
-            if isinstance(rep, EndpointReport) and _insecure_entry(addr, effective_config) is None:
+            if isinstance(rep, EndpointReport) and insecure_entry(addr, effective_config) is None:
                 if rep.scheme == "http":
                     client_fault = "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
                 elif rep.scheme == "https" and rep.tls_error:
                     client_fault = f"the daemon would reject its certificate: {rep.tls_detail}"
             if client_fault is None and docker_journal is not None:
-                for hit in reversed(_hits(docker_journal)):
+                for hit in reversed(kb_hits(docker_journal)):
                     if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
                         client_fault = f"the docker journal shows: {short(hit.line, 160)}"
                         break

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.firewall import VIRTUAL_IFACE, FilterRule, FirewalldState, IfAddr, PacketFilter
+from dockerdoctor.facts.firewalld import VIRTUAL_IFACE, FirewalldState, PortVerdict
+from dockerdoctor.facts.interfaces import IfAddr
+from dockerdoctor.facts.netfilter import FilterRule, PacketFilter
 from dockerdoctor.facts.ports import RegistryListener
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import RESTART_WARNING, allow_port_ops, open_port_ops
@@ -85,85 +87,83 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
             params = {"zone": zone, "port": lst.port, "how": lst.how, "owner": lst.owner,
                       "runtime_open": rt.open, "permanent_open": pm.open}
             if lst.how == "published":
-                if rt.open is not False:
-                    continue
-                if fw.backend == "iptables":
-                    ev.append(Evidence(fw.backend_source, f"FirewallBackend={fw.backend}", fw.backend_line))
-                    yield finding(
-                        "DD301", f"firewalld's iptables backend can drop docker's rule for port {lst.port}",
-                        f"{lst.owner} publishes port {lst.port}, which zone {zone} does not open. Docker's own "
-                        "rules let it in today, but with FirewallBackend=iptables a `firewall-cmd --reload` or a "
-                        "firewalld restart flushes docker's chains until dockerd restarts.",
-                        severity=Severity.WARNING, evidence=ev,
-                        fix=Fix(f"Open {lst.port}/tcp in zone {zone} as well",
-                            open_port_ops(zone, lst.port, True, True)),
-                        params=params)
-                elif packet_filter is not None and lst.running and (
-                        not packet_filter.docker_chains or (packet_filter.docker_dnat_ports is not None
-                                                            and lst.port not in packet_filter.docker_dnat_ports)):
-                    what = ("no DOCKER chain" if not packet_filter.docker_chains
-                            else f"no DNAT rule for port {lst.port} in docker's DOCKER chain")
-                    ev.append(Evidence(", ".join(packet_filter.sources), what))
-                    yield finding(
-                        "DD301", f"Docker's rules are gone, so zone {zone} blocks published port {lst.port}",
-                        f"{lst.owner} publishes port {lst.port}, but the ruleset has {what}: firewalld flushed "
-                        "docker's rules when it started or reloaded, and dockerd did not put them back (it does so "
-                        f"only when it is connected to firewalld over D-Bus). Zone {zone} does not open the port, "
-                        "so clients are rejected.",
-                        evidence=ev,
-                        fix=Fix("Restart docker, which re-creates its chains and port rules",
-                                (ServiceAction("restart"),),
-                                warnings=(RESTART_WARNING,
-                                          "Start firewalld before docker (docker.service After=firewalld.service) "
-                                          "so that the next reload does not flush them again."),
-                                alternatives=(Fix(f"Or open {lst.port}/tcp in zone {zone}",
-                                                  open_port_ops(zone, lst.port, True, True)),)),
-                        params=params)
-                else:
-                    yield finding(
-                        "DD301", f"Zone {zone} does not open {lst.port}, but docker publishes it anyway",
-                        f"{lst.owner} publishes port {lst.port}. The zone is not the cause of a failure here: "
-                        f"docker's DNAT and FORWARD rules admit the packet before zone {zone} sees it. Note that "
-                        "the registry is therefore reachable on every interface, whatever the zone says; bind it "
-                        "to one address (-p ADDR:PORT:5000) or filter in the DOCKER-USER chain to limit it.",
-                        severity=Severity.INFO, evidence=ev, params=params)
+                yield from _published(fw, lst, zone, rt, ev, params, packet_filter)
                 continue
-            if rt.open is False and pm.open is not True:
-                yield finding(
-                    "DD301", f"firewalld zone {zone} blocks registry port {lst.port}",
-                    f"{lst.owner} listens on port {lst.port} on the host, and zone {zone} ({why}) does not open "
-                    f"it, at runtime or permanently: other hosts get 'no route to host' (or a timeout).",
-                    evidence=ev,
-                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} (runtime and permanent)",
-                            open_port_ops(zone, lst.port, True, True)),
-                    params=params)
-            elif rt.open is True and pm.open is False:
-                yield finding(
-                    "DD301", f"Port {lst.port} is open in zone {zone} at runtime only",
-                    f"{lst.owner} is reachable now, but port {lst.port} is not in zone {zone}'s permanent "
-                    "configuration: the next `firewall-cmd --reload`, firewalld restart or reboot closes it.",
-                    severity=Severity.WARNING, evidence=ev,
-                    fix=Fix(f"Make {lst.port}/tcp permanent in zone {zone}",
-                            open_port_ops(zone, lst.port, False, True)),
-                    params=params)
-            elif rt.open is None and pm.open is False:
-                yield finding(
-                    "DD301", f"Zone {zone}'s permanent configuration does not open registry port {lst.port}",
-                    f"{lst.owner} listens on port {lst.port} on the host; zone {zone}'s permanent configuration "
-                    "does not open it (what firewalld applies at runtime is not known here).",
-                    evidence=ev,
-                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} (runtime and permanent)",
-                            open_port_ops(zone, lst.port, True, True)),
-                    params=params)
-            elif rt.open is False and pm.open is True:
-                yield finding(
-                    "DD301", f"Port {lst.port} is in zone {zone}'s permanent config but not applied",
-                    f"{lst.owner} listens on port {lst.port}; zone {zone} opens it permanently but not at runtime "
-                    "(added with --permanent and never reloaded, or removed at runtime).",
-                    evidence=ev,
-                    fix=Fix(f"Open {lst.port}/tcp in zone {zone} at runtime",
-                            open_port_ops(zone, lst.port, True, False)),
-                    params=params)
+            case = ZONE_CASES.get((rt.open, pm.open))
+            if case is not None:
+                title, message, severity, runtime, permanent, summary = case
+                fields = {"owner": lst.owner, "port": lst.port, "zone": zone, "why": why}
+                yield finding("DD301", title.format(**fields), message.format(**fields), severity=severity,
+                              evidence=ev, params=params,
+                              fix=Fix(summary.format(**fields), open_port_ops(zone, lst.port, runtime, permanent)))
+
+
+# (runtime open, permanent open) -> title, message, severity, open at runtime, open permanently, fix summary
+ZONE_CASES: dict[tuple[bool | None, bool | None], tuple[str, str, Severity, bool, bool, str]] = {
+    **{(False, pm): ("firewalld zone {zone} blocks registry port {port}",
+                     "{owner} listens on port {port} on the host, and zone {zone} ({why}) does not open it, at "
+                     "runtime or permanently: other hosts get 'no route to host' (or a timeout).",
+                     Severity.ERROR, True, True, "Open {port}/tcp in zone {zone} (runtime and permanent)")
+       for pm in (False, None)},
+    (True, False): ("Port {port} is open in zone {zone} at runtime only",
+                    "{owner} is reachable now, but port {port} is not in zone {zone}'s permanent configuration: the "
+                    "next `firewall-cmd --reload`, firewalld restart or reboot closes it.",
+                    Severity.WARNING, False, True, "Make {port}/tcp permanent in zone {zone}"),
+    (None, False): ("Zone {zone}'s permanent configuration does not open registry port {port}",
+                    "{owner} listens on port {port} on the host; zone {zone}'s permanent configuration does not "
+                    "open it (what firewalld applies at runtime is not known here).",
+                    Severity.ERROR, True, True, "Open {port}/tcp in zone {zone} (runtime and permanent)"),
+    (False, True): ("Port {port} is in zone {zone}'s permanent config but not applied",
+                    "{owner} listens on port {port}; zone {zone} opens it permanently but not at runtime (added "
+                    "with --permanent and never reloaded, or removed at runtime).",
+                    Severity.ERROR, True, False, "Open {port}/tcp in zone {zone} at runtime"),
+}
+
+
+def _published(fw: FirewalldState, lst: RegistryListener, zone: str, rt: PortVerdict, ev: list[Evidence],
+               params: dict[str, object], packet_filter: PacketFilter | None) -> Iterator[Finding]:
+    """A port docker publishes: docker's own rules admit it before the zone does, unless they are gone."""
+    if rt.open is not False:
+        return
+    if fw.backend == "iptables":
+        ev.append(Evidence(fw.backend_source, f"FirewallBackend={fw.backend}", fw.backend_line))
+        yield finding(
+            "DD301", f"firewalld's iptables backend can drop docker's rule for port {lst.port}",
+            f"{lst.owner} publishes port {lst.port}, which zone {zone} does not open. Docker's own "
+            "rules let it in today, but with FirewallBackend=iptables a `firewall-cmd --reload` or a "
+            "firewalld restart flushes docker's chains until dockerd restarts.",
+            severity=Severity.WARNING, evidence=ev,
+            fix=Fix(f"Open {lst.port}/tcp in zone {zone} as well", open_port_ops(zone, lst.port, True, True)),
+            params=params)
+    elif packet_filter is not None and lst.running and (
+            not packet_filter.docker_chains or (packet_filter.docker_dnat_ports is not None
+                                                and lst.port not in packet_filter.docker_dnat_ports)):
+        what = ("no DOCKER chain" if not packet_filter.docker_chains
+                else f"no DNAT rule for port {lst.port} in docker's DOCKER chain")
+        ev.append(Evidence(", ".join(packet_filter.sources), what))
+        yield finding(
+            "DD301", f"Docker's rules are gone, so zone {zone} blocks published port {lst.port}",
+            f"{lst.owner} publishes port {lst.port}, but the ruleset has {what}: firewalld flushed "
+            "docker's rules when it started or reloaded, and dockerd did not put them back (it does so "
+            f"only when it is connected to firewalld over D-Bus). Zone {zone} does not open the port, "
+            "so clients are rejected.",
+            evidence=ev,
+            fix=Fix("Restart docker, which re-creates its chains and port rules",
+                    (ServiceAction("restart"),),
+                    warnings=(RESTART_WARNING,
+                              "Start firewalld before docker (docker.service After=firewalld.service) "
+                              "so that the next reload does not flush them again."),
+                    alternatives=(Fix(f"Or open {lst.port}/tcp in zone {zone}",
+                                      open_port_ops(zone, lst.port, True, True)),)),
+            params=params)
+    else:
+        yield finding(
+            "DD301", f"Zone {zone} does not open {lst.port}, but docker publishes it anyway",
+            f"{lst.owner} publishes port {lst.port}. The zone is not the cause of a failure here: "
+            f"docker's DNAT and FORWARD rules admit the packet before zone {zone} sees it. Note that "
+            "the registry is therefore reachable on every interface, whatever the zone says; bind it "
+            "to one address (-p ADDR:PORT:5000) or filter in the DOCKER-USER chain to limit it.",
+            severity=Severity.INFO, evidence=ev, params=params)
 
 
 # ============================================================================ DD302

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dockerdoctor.rules.daemon_config import repair_json
+from dockerdoctor.rules.daemon_json import repair_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

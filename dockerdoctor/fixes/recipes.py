@@ -13,7 +13,7 @@ from collections.abc import Collection, Sequence
 
 from dockerdoctor.facts.containers import ContainerInfo, Mount, RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig
-from dockerdoctor.facts.firewall import FilterRule
+from dockerdoctor.facts.netfilter import FilterRule
 from dockerdoctor.facts.systemd import UnitModel, split_command_line
 from dockerdoctor.model import EnvFileSet, Fix, JsonListAdd, ReplaceFileContent, RunCommand, ServiceAction, Trust
 from dockerdoctor.net import HostPort
@@ -77,6 +77,38 @@ def trust_fix(target: HostPort, cfg: EffectiveConfig | None, plain_http: bool, v
     tls = tls_fix(target, plain_http)
     return Fix(tls.summary, tls.operations, tls.warnings, alternatives=(insecure_fix(target, cfg),),
                trust=Trust(str(target), plain_http, verify_by_probe))
+
+
+# --------------------------------------------------------------------------- on the registry host
+
+
+def listen_fix(addr: HostPort) -> Fix:
+    """Nothing listens on addr's port: find out on the registry host, or start a registry there."""
+    return Fix(f"On the registry host, make a registry listen on port {addr.port} on an address this host "
+               "reaches",
+               (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"),
+                           "on the registry host: what listens on the port (nothing, or only 127.0.0.1)"),
+                RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry",
+                            "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry",
+                            "registry:2"),
+                           "on the registry host, if no registry runs: start one with its port published")))
+
+
+def remote_open_port_fix(port: int | None) -> Fix:
+    """A firewall on the way filters the port: open it on the registry host (firewalld, else nftables)."""
+    return Fix(f"Open {port}/tcp on the registry host's firewall",
+               (RunCommand(("firewall-cmd", f"--add-port={port}/tcp"), "on the registry host: open it now"),
+                RunCommand(("firewall-cmd", "--permanent", f"--add-port={port}/tcp"),
+                           "on the registry host: keep it open after a reload or reboot")),
+               alternatives=(Fix("Without firewalld: accept the port in nftables",
+                                 (RunCommand(("nft", "insert", "rule", "inet", "filter", "input", "tcp",
+                                              "dport", str(port), "accept"),
+                                             "on the registry host; adjust table/chain to your ruleset"),)),))
+
+
+def resolve_fix(host: str) -> Fix:
+    return Fix(f"Make {host} resolvable on this host (DNS or /etc/hosts)",
+               (RunCommand(("getent", "hosts", host), "what this host's resolver says"),))
 
 
 # --------------------------------------------------------------------------- systemd drop-ins

@@ -1,0 +1,26 @@
+"""What the DD4xx rules share: a registry container's log line as evidence, and the skips for "no registry
+container here" and "its log is not known" (a rule that reads logs never passes without them)."""
+
+from __future__ import annotations
+
+from dockerdoctor.errors import Skip
+from dockerdoctor.facts.containers import ContainerInfo, RegistryContainer
+from dockerdoctor.model import Evidence
+from dockerdoctor.rules_support import short
+
+
+def log_evidence(c: ContainerInfo, lineno: int, line: str) -> Evidence:
+    return Evidence(c.log_source or f"docker logs {c.name}", short(line, 300), lineno)
+
+
+def need_containers(registry_containers: list[RegistryContainer]) -> None:
+    if not registry_containers:
+        raise Skip("no registry container on this host")
+
+
+def need_logs(registry_containers: list[RegistryContainer]) -> None:
+    """A rule that reads logs says so when no registry container's log is known (never "passed")."""
+    need_containers(registry_containers)
+    if not any(rc.container.log_source for rc in registry_containers):
+        raise Skip("the registry containers' logs are not known (a sosreport has them only with "
+                   "`-k docker.logs=on`)")
