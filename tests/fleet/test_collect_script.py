@@ -24,6 +24,7 @@ import pytest
 from fleetkit import REPO, dd, need
 
 from dockerdoctor.collect_script import MAX_BYTES, CollectSpec, collect_specs, render_script
+from dockerdoctor.sources import specs
 
 SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"]}
 
@@ -110,8 +111,10 @@ def test_generated_script_semantics_under_a_real_shell(shell: str, tmp_path: Pat
 BUSYBOX_TOOLS = ("sh", "hostname", "uname", "date", "ls", "mkdir", "dirname", "basename", "readlink", "ln", "wc",
                  "cp", "dd", "touch", "find", "sort", "tail", "rm", "tar", "gzip", "grep", "cat", "pwd", "timeout",
                  "seq", "head", "env")
-DIAGNOSTIC_TOOLS = ("docker", "ps", "systemctl", "journalctl", "ss", "ip", "nft", "iptables", "iptables-save",
-                    "firewall-cmd", "sestatus", "ufw", "containerd")
+# Every program a spec-table command runs (sources/specs.py), so busybox's PATH offers what dash's does.
+DIAGNOSTIC_TOOLS = tuple(sorted({spec.live[0] for spec in specs.COMMANDS.values()}
+                                | {spec.argv[0] for spec in specs.CONTAINER_COMMANDS.values()}
+                                | {specs.CONTAINER_LIST[0]}))
 
 
 @pytest.fixture(scope="module")
