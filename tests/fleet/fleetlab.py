@@ -60,6 +60,12 @@ def _ip(*args: str) -> None:
         raise RuntimeError(f"ip {' '.join(args)}: {r.stderr.strip()}")
 
 
+# The other registry clients' configuration folders a lab host gets private copies of, and the machine's
+# containers/image clients a lab docker host does not have.
+PRIVATE_ETC = ("/etc/containers", "/etc/containerd")
+HIDDEN_CLIENTS = ("/usr/bin/podman", "/usr/bin/buildah", "/usr/bin/skopeo")
+
+
 @dataclass
 class ManagedHost:
     name: str
@@ -102,9 +108,13 @@ class ManagedHost:
         return f"{shlex.quote(self.python)} {shlex.quote(str(LABSVC))} restart {shlex.quote(str(self.spec))}"
 
     def binds(self) -> list[tuple[Path, str]]:
+        # Docker hosts: the machine's podman, buildah and skopeo are hidden (a non-executable /dev/null over
+        # each), and the other clients' configuration is a private copy, so no fix can reach the machine's.
         return [(self.etc_docker, "/etc/docker"), (self.unit_dir, "/etc/systemd/system"),
                 (self.etc_default, "/etc/default"), (self.opt, "/opt"),
-                *([(self.dir / "hostname", "/etc/hostname")] if Path("/etc/hostname").is_file() else [])]
+                *([(self.dir / "hostname", "/etc/hostname")] if Path("/etc/hostname").is_file() else []),
+                *[(self.dir / ("etc-" + etc.rsplit("/", 1)[1]), etc) for etc in PRIVATE_ETC if Path(etc).is_dir()],
+                *[(Path("/dev/null"), exe) for exe in HIDDEN_CLIENTS if Path(exe).exists()]]
 
     def path(self, inside: str) -> Path:
         """Where a path of this host (/opt/..., /etc/docker/...) is on the machine."""
@@ -190,6 +200,9 @@ class Fleet:
         for d in (h.etc_docker, h.unit_dir, h.opt):
             d.mkdir(parents=True, exist_ok=True)
         shutil.copytree("/etc/default", h.etc_default, symlinks=True)  # the distribution's own defaults
+        for etc in PRIVATE_ETC:
+            if Path(etc).is_dir():
+                shutil.copytree(etc, h.dir / ("etc-" + etc.rsplit("/", 1)[1]), symlinks=True)
         (h.dir / "hostname").write_text(h.name + "\n")
         if h.env_file_text is not None:
             (h.etc_default / "docker").write_text(h.env_file_text)
