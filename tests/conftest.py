@@ -124,6 +124,38 @@ def _no_stray_packets() -> Iterator[None]:
                     "Run it inside a lab namespace.", pytrace=False)
 
 
+# The machine's own configuration of every registry client a fix may edit: no test may change it (the
+# simulated hosts edit private copies). Checked around every test, like the network guard.
+MACHINE_CONFIG = ("/etc/docker", "/etc/containers", "/etc/containerd", "/etc/firewalld", "/etc/default/docker",
+                  "/etc/sysconfig/docker", "/etc/systemd/system/docker.service.d", "/etc/crio", "/etc/rancher")
+
+
+def _machine_config() -> dict[str, tuple[int, int]]:
+    seen: dict[str, tuple[int, int]] = {}
+    for top in MACHINE_CONFIG:
+        for root, _dirs, files in os.walk(top) if os.path.isdir(top) else [(os.path.dirname(top), [], [top])]:
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                seen[path] = (st.st_size, st.st_mtime_ns)
+    return seen
+
+
+@pytest.fixture(autouse=True)
+def _machine_config_untouched() -> Iterator[None]:
+    """Fail the test that changed the machine's own docker/containers/containerd/firewalld configuration."""
+    before = _machine_config()
+    yield
+    after = _machine_config()
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    if changed:
+        pytest.fail(f"this test changed the machine's own configuration: {', '.join(changed[:5])}"
+                    " (a simulated host must edit private copies)", pytrace=False)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     GUARD = netguard.ACTIVE
