@@ -20,7 +20,7 @@ import pytest
 import requests
 from ddreg_helpers import Client, Server, free_port, make_oci_layout, sha256, tmpdir
 
-pytestmark = pytest.mark.real
+pytestmark = pytest.mark.real("nginx")  # conftest: skip off CI, fail on CI when missing
 
 NGINX = """\
 worker_processes 1;
@@ -106,8 +106,6 @@ class Nginx:
 
 @pytest.fixture(scope="module")
 def lb() -> Iterator[tuple[Nginx, list[Server], str]]:
-    if shutil.which("nginx") is None:
-        pytest.skip("nginx is not installed (apt-get install nginx-light; CI installs it)")
     work = tmpdir("replicas")
     root = os.path.join(work, "root")
     replicas = [Server(root=root, port=free_port(), session=True) for _ in range(2)]  # this module stops them
@@ -153,12 +151,10 @@ def test_chunked_upload_across_replicas(lb: tuple[Nginx, list[Server], str]) -> 
     assert requests.get(f"http://{nginx.hostport}/readyz", timeout=10).status_code == 200
 
 
+@pytest.mark.real("nginx", "skopeo", "podman")
 def test_skopeo_and_podman_through_nginx(lb: tuple[Nginx, list[Server], str],
                                          ddreg_busybox_rootfs: str) -> None:  # fmt: skip
     nginx, replicas, work = lb
-    for tool in ("skopeo", "podman"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed")
     layout = os.path.join(work, "layout")
     digest = make_oci_layout(layout, ddreg_busybox_rootfs)
     dest = f"docker://{nginx.hostport}/rep/sk:1"
