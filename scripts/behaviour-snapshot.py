@@ -113,7 +113,7 @@ def main() -> int:
     ap.add_argument("--python", default=sys.executable,
                     help="the interpreter whose dockerdoctor runs (default: this one)")
     ns = ap.parse_args()
-    snapshot(ns.out, ns.python)
+    snapshot(ns.out, os.path.abspath(ns.python) if os.sep in ns.python else ns.python)
     return diff(ns.out, ns.diff) if ns.diff else 0
 
 
