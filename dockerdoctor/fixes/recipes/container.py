@@ -1,0 +1,104 @@
+"""Recipes for a registry container: the `docker run` line that recreates it with one thing changed, the
+stop/rename/run/rm steps around it, and the SELinux relabel of a bind mount.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from dockerdoctor.facts.containers import ContainerInfo, Mount, RegistryContainer
+from dockerdoctor.model import Fix, RunCommand
+
+
+def _is_default(item: str, defaults: list[str] | None) -> bool:
+    return defaults is not None and item in defaults
+
+
+def docker_run_argv(c: ContainerInfo, *, set_env: dict[str, str] | None = None,
+                    relabel: dict[str, str] | None = None, name: str | None = None,
+                    publish: Sequence[str] | None = None, without_mounts_at: Collection[str] = (),
+                    add_volumes: Sequence[str] = ()) -> tuple[str, ...]:
+    """The `docker run` line that recreates `c`: same name, ports, volumes, env, restart policy,
+    labels, network and command, with `set_env` added and `relabel` (destination -> z|Z) applied.
+
+    `publish` replaces every `-p` (and drops `--network none`); `without_mounts_at` leaves out the
+    mounts at those destinations; `add_volumes` are `-v` values. The new ones go just before the image."""
+    drop_at = {d.rstrip("/") for d in without_mounts_at}
+    argv: list[str] = ["docker", "run", "-d", "--name", name or c.name]
+    if c.restart_policy and c.restart_policy != "no":
+        rp = c.restart_policy + (f":{c.restart_max}" if c.restart_policy == "on-failure" and c.restart_max else "")
+        argv += ["--restart", rp]
+    if c.network_mode not in ("default", "bridge", "") and not (publish is not None and c.network_mode == "none"):
+        argv += ["--network", c.network_mode]
+    for p in c.ports if publish is None else []:
+        if p.host_ip == "::" and any(o.host_ip in ("0.0.0.0", "") and o.host_port == p.host_port
+                                     and o.container_port == p.container_port for o in c.ports):
+            continue  # docker lists one -p twice (IPv4 and IPv6)
+        argv += ["-p", p.docker_arg()]
+    for m in c.mounts:
+        if m.type not in ("bind", "volume") or m.destination.rstrip("/") in drop_at:
+            continue
+        mode_parts = [x for x in m.mode.split(",") if x and x not in ("z", "Z", "rw", "rprivate")]
+        if not m.rw and "ro" not in mode_parts:
+            mode_parts.append("ro")
+        label = (relabel or {}).get(m.destination) or m.selinux_label
+        if label:
+            mode_parts.append(label)
+        src = m.source if m.type == "bind" else (m.name or m.source)
+        argv += ["-v", f"{src}:{m.destination}" + (f":{','.join(mode_parts)}" if mode_parts else "")]
+    env = [e for e in c.env_list if not _is_default(e, c.image_env) and not e.startswith("PATH=")]
+    for k, v in (set_env or {}).items():
+        env = [e for e in env if not e.startswith(k + "=")]
+        env.append(f"{k}={v}")
+    for e in env:
+        argv += ["-e", e]
+    for k, v in sorted(c.labels.items()):
+        if c.image_labels is not None and c.image_labels.get(k) == v:
+            continue
+        argv += ["--label", f"{k}={v}"]
+    entry_changed = c.image_entrypoint is not None and c.entrypoint != c.image_entrypoint
+    if entry_changed and c.entrypoint:
+        argv += ["--entrypoint", c.entrypoint[0]]
+    for vol in add_volumes:
+        argv += ["-v", vol]
+    for port in publish or []:
+        argv += ["-p", port]
+    argv.append(c.image)
+    if entry_changed and c.entrypoint:
+        argv += c.entrypoint[1:] + c.cmd
+    elif c.image_cmd is None or c.cmd != c.image_cmd:
+        argv += c.cmd
+    return tuple(argv)
+
+
+def recreate_ops(c: ContainerInfo, run_argv: tuple[str, ...], why: str) -> tuple[RunCommand, ...]:
+    old = f"{c.name}-before-dockerdoctor"
+    return (
+        RunCommand(("docker", "stop", c.name), "stop the container (its volumes stay)"),
+        RunCommand(("docker", "rename", c.name, old), "keep the old container until the new one works"),
+        RunCommand(run_argv, why),
+        RunCommand(("docker", "rm", old), "once the new container works: remove the old one"),
+    )
+
+
+# --------------------------------------------------------------------------- SELinux
+
+
+def relabel_fix(c_rc: RegistryContainer, m: Mount) -> Fix:
+    c = c_rc.container
+    run = docker_run_argv(c, relabel={m.destination: "Z"})
+    semanage = Fix(
+        f"Label {m.source} container_file_t with semanage fcontext and restorecon",
+        (RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
+                    "a permanent labelling rule for the directory"),
+         RunCommand(("restorecon", "-Rv", m.source), "apply it to the files there now")),
+        warnings=("Use this when several containers share the directory, or it must keep its label "
+                  "across relabels and container recreation.",),
+    )
+    return Fix(
+        f"Recreate {c.name} with :Z on {m.source}:{m.destination}",
+        recreate_ops(c, run, f"the same container, with {m.source} relabelled for it (:Z)"),
+        warnings=(":Z gives the directory a label private to this one container; use :z if another container "
+                  "shares it. Never setenforce 0.",),
+        alternatives=(semanage,),
+    )

@@ -1,0 +1,93 @@
+"""Recipes for dockerd itself: trust a registry (TLS with its CA, or insecure-registries where the daemon
+reads it), and systemd drop-ins that replace docker.service's ExecStart.
+"""
+
+from __future__ import annotations
+
+from dockerdoctor.facts.daemon import EffectiveConfig
+from dockerdoctor.facts.systemd import UnitModel, split_command_line
+from dockerdoctor.model import EnvFileSet, Fix, JsonListAdd, ReplaceFileContent, RunCommand, ServiceAction, Trust
+from dockerdoctor.net import HostPort
+
+RESTART_WARNING = "A restart stops running containers unless live-restore is on."
+DROPIN_DIR = "/etc/systemd/system/docker.service.d"
+CIS_WARNING = (
+    "insecure-registries turns off TLS for this registry on this host: anyone on the path can read "
+    "and alter images (CIS Docker Benchmark 2.4). Prefer TLS with the CA in certs.d."
+)
+
+
+# --------------------------------------------------------------------------- trust a registry
+
+
+def tls_fix(target: HostPort, plain_http: bool) -> Fix:
+    ca_path = f"/etc/docker/certs.d/{target}/ca.crt"
+    ops: list = []
+    if plain_http:
+        ops.append(RunCommand(
+            ("dockerdoctor", "serve-registry", "--port", str(target.port or 443), "--tls-self-signed", target.host),
+            "on the registry host: serve TLS (or put TLS on the existing registry); it prints the CA to copy",
+        ))
+    ops.append(RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
+                          "on this host: trust the registry's CA; dockerd reads certs.d on every push, no restart"))
+    return Fix(f"Use TLS: trust the registry's CA in {ca_path}", tuple(ops))
+
+
+def insecure_fix(target: HostPort, cfg: EffectiveConfig | None) -> Fix:
+    """Add the registry to insecure-registries in the one place the daemon reads it.
+
+    If the daemon already gets insecure registries as flags, the entry goes next to them (a new
+    daemon.json key would make dockerd refuse to start, DD104); otherwise into daemon.json.
+    """
+    flag_values = [v for v in (cfg.insecure_planned if cfg else []) if v.via == "flag"]
+    if cfg is not None and flag_values and cfg.expanded is not None:
+        var_origin = next(
+            (o for o in cfg.expanded.origins if o.variable and o.var_path
+             and any(v.source == o.var_path and v.line == o.var_line for v in flag_values)),
+            None,
+        )
+        if var_origin is not None and var_origin.variable and var_origin.var_path:
+            return Fix(
+                f"Add {target} to insecure-registries in {var_origin.var_path} (where the others are), then restart",
+                (
+                    EnvFileSet(var_origin.var_path, var_origin.variable, f"--insecure-registry={target}", append=True),
+                    ServiceAction("restart"),
+                ),
+                warnings=(CIS_WARNING, RESTART_WARNING),
+            )
+    path = cfg.daemon_json.path if cfg else "/etc/docker/daemon.json"
+    return Fix(
+        f"Add {target} to insecure-registries in {path}, then reload dockerd (SIGHUP, no restart)",
+        (JsonListAdd(path, "insecure-registries", str(target)), ServiceAction("reload")),
+        warnings=(CIS_WARNING,),
+    )
+
+
+def trust_fix(target: HostPort, cfg: EffectiveConfig | None, plain_http: bool, verify_by_probe: bool = True) -> Fix:
+    """TLS with the registry's CA, insecure-registries as the alternative: one trust step."""
+    tls = tls_fix(target, plain_http)
+    return Fix(tls.summary, tls.operations, tls.warnings, alternatives=(insecure_fix(target, cfg),),
+               trust=Trust(str(target), plain_http, verify_by_probe))
+
+
+# --------------------------------------------------------------------------- systemd drop-ins
+
+
+def dropin_text(command: str) -> str:
+    """A docker.service drop-in that resets ExecStart and runs `command` instead."""
+    return f"[Service]\nExecStart=\nExecStart={command}\n"
+
+
+def exec_dropin_ops(name: str, command: str) -> tuple[ReplaceFileContent, ServiceAction, ServiceAction]:
+    """Write drop-in `name` (in docker.service.d) that runs `command`, then daemon-reload and restart."""
+    return (ReplaceFileContent(f"{DROPIN_DIR}/{name}", dropin_text(command)),
+            ServiceAction("daemon-reload"), ServiceAction("restart"))
+
+
+def exec_dropin(unit: UnitModel, extra: list[str], drop: set[int] | None = None) -> str:
+    """A drop-in that resets ExecStart and sets it to the current command plus `extra` words."""
+    current = unit.exec_start[-1].command if unit.exec_start else "/usr/bin/dockerd"
+    words = split_command_line(current)
+    if drop:
+        words = [w for i, w in enumerate(words) if i not in drop]
+    return dropin_text(" ".join(words + extra))
