@@ -44,7 +44,7 @@ from dockerdoctor.model import (
     Severity,
 )
 from dockerdoctor.probe.report import EndpointProbes
-from dockerdoctor.rules_support import json_evidence, origin_evidence, short, value_evidence
+from dockerdoctor.safetext import short
 
 # Variables of the stock env files that carry dockerd options.
 OPTION_VARS = ("OPTIONS", "DOCKER_OPTS", "INSECURE_REGISTRY", "ADD_REGISTRY", "BLOCK_REGISTRY",
@@ -107,13 +107,13 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
             for lineno, line in reversed(docker_journal.grep(PLAIN_HTTP)):
                 if name in line:
                     plain = True
-                    evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
+                    evidence.append(docker_journal.evidence(short(line, 300), lineno))
                     break
             else:
                 for lineno, line in reversed(docker_journal.grep(UNKNOWN_CA)):
                     if name in line:
                         plain = False
-                        evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
+                        evidence.append(docker_journal.evidence(short(line, 300), lineno))
                         break
         if plain is None:
             continue
@@ -236,8 +236,8 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     "DD103", f"${a.name} is loaded but never used",
                     f"{a.name} is set in {a.path}:{a.line}, but ExecStart in {exec_line.path}:{exec_line.line} "
                     f"never expands ${a.name}, so dockerd never gets {short(' '.join(words), 80)}.",
-                    evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
-                              Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
+                    evidence=[a.evidence(),
+                              exec_line.evidence()],
                     fix=Fix(f"Expand ${a.name} in ExecStart with a drop-in, then daemon-reload and restart",
                             (ReplaceFileContent(f"{DROPIN_DIR}/20-expand-vars.conf",
                                                 exec_dropin(docker_unit, [f"${a.name}"])),
@@ -251,8 +251,8 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     "DD103", f"${{{a.name}}} reaches dockerd as one word",
                     f"ExecStart in {exec_line.path}:{exec_line.line} uses ${{{a.name}}}, which systemd passes as a "
                     f"single argument \"{short(a.value, 60)}\"; dockerd fails with 'unknown flag'. Use ${a.name}.",
-                    evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
-                              Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
+                    evidence=[a.evidence(),
+                              exec_line.evidence()],
                     fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
                             exec_dropin_ops("20-expand-vars.conf", command)),
                     params={"file": a.path, "variable": a.name},
@@ -304,9 +304,9 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
         uses = argv.values(use.name)
         origin = cfg.expanded.origins[use.index] if cfg.expanded and use.index < len(cfg.expanded.origins) else None
         flag_vals = [u.value for u in uses]
-        ev = [json_evidence(dj, key, f'"{key}": {json.dumps(dj.data[key])}')]
+        ev = [dj.evidence(f'"{key}": {json.dumps(dj.data[key])}', dj.line_of(key))]
         if origin is not None:
-            ev.insert(0, origin_evidence(origin, f"flag {use.raw} ({origin.describe()})"))
+            ev.insert(0, origin.evidence(f"flag {use.raw} ({origin.describe()})"))
         if journal_line:
             ev.append(Evidence(docker_journal.source if docker_journal else "journal", short(journal_line[1], 300),
                                journal_line[0]))
@@ -395,7 +395,7 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
                 fix = Fix("Give one host:port per flag: " + " ".join(f"--insecure-registry={p}" for p in parts))
             yield finding(
                 "DD105", f"insecure registry {v.value!r} is not valid",
-                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[value_evidence(v)], fix=fix,
+                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[v.evidence()], fix=fix,
                 params={"value": v.value},
             )
         elif chk.normalized and not chk.is_cidr and ":" not in chk.normalized.strip("[]").split("]")[-1]:
@@ -407,7 +407,7 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
                 + (f"pushes to {', '.join(map(str, needed))} still fail." if needed else
                    "a registry on another port is still treated as secure."),
                 severity=Severity.ERROR if needed else Severity.WARNING,
-                evidence=[value_evidence(v)],
+                evidence=[v.evidence()],
                 fix=Fix("Add the port: " + ", ".join(str(t) for t in needed) if needed else
                         f"Write {host}:PORT with the registry's port"),
                 params={"value": v.value},
@@ -416,5 +416,5 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
             yield finding(
                 "DD105", f"insecure registry {v.value!r} has a scheme",
                 f"{v.value!r} ({v.where()}) {chk.problem}; write {chk.normalized}.",
-                severity=Severity.INFO, evidence=[value_evidence(v)], params={"value": v.value},
+                severity=Severity.INFO, evidence=[v.evidence()], params={"value": v.value},
             )

@@ -27,7 +27,6 @@ from dockerdoctor.rules.endpoint_evidence import (
     kb_hits,
     mentioned,
     planned_entry,
-    probe_evidence,
     probe_or_journal,
     registry_params,
     targets,
@@ -35,7 +34,7 @@ from dockerdoctor.rules.endpoint_evidence import (
 )
 
 from dockerdoctor.fixes.recipes import insecure_fix, listen_fix, remote_open_port_fix, resolve_fix, tls_fix
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 # ============================================================================ DD201
 
@@ -247,7 +246,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             creds = rep.credentials
             if creds is not None and creds.found and rep.credentials_valid is not False:
                 continue
-            ev.append(probe_evidence(rep, f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
+            ev.append(rep.evidence(f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
                                      + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
             if creds is not None:
                 if not creds.config_exists:

@@ -19,7 +19,7 @@ from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.model import Evidence
 from dockerdoctor.net import HostPort
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
              "daemon in another network namespace without root to enter it: a live report's last line says "
@@ -40,7 +40,7 @@ def probe_or_journal(rule_id: str, addr: HostPort, rep: EndpointReport | None, j
         said = says(rep)
         if said is None:
             return []
-        return [probe_evidence(rep, t) for t in ([said] if isinstance(said, str) else said)]
+        return [rep.evidence(t) for t in ([said] if isinstance(said, str) else said)]
     return journal_hits(journal, rule_id, addr)
 
 
@@ -86,10 +86,6 @@ def planned_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
     return None
 
 
-def probe_evidence(rep: EndpointReport, text: str) -> Evidence:
-    return Evidence(f"probe {rep.address} ({rep.seconds * 1000:.0f} ms)", text)
-
-
 def journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list[Evidence]:
     """Lines of the docker journal that the knowledge base ties to rule_id for this registry."""
     if journal is None:
@@ -98,7 +94,7 @@ def journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list[
 
     out = []
     for lineno, line, _m in filter_hits(kb_hits(journal), rule_id, addr):
-        out.append(Evidence(journal.source, short(line, 300), lineno))
+        out.append(journal.evidence(short(line, 300), lineno))
     return out[-3:]
 
 

@@ -20,7 +20,6 @@ from dockerdoctor.rules.endpoint_evidence import (
     container_hits,
     each_target,
     journal_hits,
-    probe_evidence,
     registry_params,
     targets,
     trusted,
@@ -42,11 +41,11 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
         if rep is not None:
             if rep.scheme != "https" or rep.tls_error != kind:
                 continue
-            ev.append(probe_evidence(rep, rep.tls_detail))
+            ev.append(rep.evidence(rep.tls_detail))
             if rep.leaf:
                 lf = rep.leaf
                 sans = ", ".join(lf["dns_names"] + lf["ip_addresses"]) or "none"
-                ev.append(probe_evidence(rep, f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
+                ev.append(rep.evidence(f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
                                          f"{lf['not_before']} to {lf['not_after']}, issuer {lf['issuer']}"))
         else:
             ev = journal_hits(docker_journal, rule_id, addr) or container_hits(registry_containers, rule_id, addr)
@@ -271,7 +270,7 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                 f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
                 f"{rep.tls_detail}.",
                 severity=Severity.ERROR,
-                evidence=[probe_evidence(rep, rep.tls_detail)],
+                evidence=[rep.evidence(rep.tls_detail)],
                 fix=Fix(f"Install a client certificate the registry accepts as {target_dir}/client.cert + client.key",
                         (RunCommand(("install", "-D", "-m", "0600", "client.key", f"{target_dir}/client.key"),
                                     "the key first; then client.cert (signed by a CA the registry trusts, "
@@ -280,7 +279,7 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
             )
         if own is None:
             continue
-        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else _pair_error(own.files)
+        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else own.pair_error()
         if error:
             yield finding(
                 "DD209", f"certs.d/{want}: {error.split('.')[0]}",
@@ -302,13 +301,3 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                                         "for a DER file: openssl x509 -inform der -in F -out ca.crt"),)),
                     params={"registry": want, "file": f"{target_dir}/{f}"},
                 )
-
-
-def _pair_error(files: list[str]) -> str | None:
-    for f in files:
-        if f.endswith(".cert") and f[:-5] + ".key" not in files:
-            return (f"missing key {f[:-5]}.key for client certificate {f}. "
-                    "Note that CA certificates should use the extension .crt")
-        if f.endswith(".key") and f[:-4] + ".cert" not in files:
-            return f"Missing client certificate {f[:-4]}.cert for key {f}"
-    return None

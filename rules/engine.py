@@ -12,7 +12,7 @@ from dockerdoctor.facts.dockerhost import DockerHost, EngineAnswer, OtherDockerd
 from dockerdoctor.facts.host import DockerSocket, Journal
 from dockerdoctor.facts.systemd import SystemdUnitState, UnitModel
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 FAILURE = re.compile(
     r"failed to start daemon|unable to configure the Docker daemon|Error starting daemon|unknown flag|"
@@ -64,7 +64,7 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
                 "DD501", f"No Docker Engine answers at {host.url}",
                 f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
                 "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
-                evidence=[Evidence(engine_answer.source, engine_answer.detail or engine_answer.why)],
+                evidence=[engine_answer.evidence()],
                 fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
                         "another daemon with --docker-host"),
                 params={"socket": host.url, "why": engine_answer.why, "reason": ""},
@@ -85,14 +85,13 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         raise Skip("docker does not seem to be installed here (no unit, no daemon.json, no socket, no dockerd)")
     evidence: list[Evidence] = [Evidence(engine_answer.source if engine_answer else "process table", seen)]
     if unit_matters and systemd_state is not None and state:
-        evidence.append(Evidence(systemd_state.source,
-                                 f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
+        evidence.append(systemd_state.evidence(f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
     reason = ""
     if unit_matters and docker_journal is not None:
         reason = _journal_reason(docker_journal, evidence)
     for o in others:
         hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
-        evidence.append(Evidence(o.source or "process table", f"info: {o.describe()}, not {host.url}{hint}"))
+        evidence.append(o.evidence(f"info: {o.describe()}, not {host.url}{hint}"))
     message = f"Nothing answers on {host.url} ({host.chosen_by}): {seen}."
     if unit_matters and systemd_state is not None:
         message += " docker.service is " + (state or "not running") + (f": {reason}" if reason else ".")
@@ -114,7 +113,7 @@ def _journal_reason(journal: Journal, evidence: list[Evidence]) -> str:
         distinct.pop(line.split("]: ", 1)[-1], None)
         distinct[line.split("]: ", 1)[-1]] = (lineno, line)
     for lineno, line in list(distinct.values())[-3:]:
-        evidence.append(Evidence(journal.source, short(line, 300), lineno))
+        evidence.append(journal.evidence(short(line, 300), lineno))
     return short(specific[-1][1].split("]: ", 1)[-1], 200) if specific else ""
 
 
@@ -170,7 +169,7 @@ def docker_socket_denied(docker_socket: DockerSocket) -> Iterator[Finding]:
     yield finding(
         "DD502", f"{user} cannot use {s.path}",
         f"{s.path} is mode {oct(s.mode or 0)} group {group}, and {reason}.",
-        evidence=[Evidence(s.path, f"mode {oct(s.mode or 0)}, group {group}; uid {s.uid}")],
+        evidence=[s.evidence(f"mode {oct(s.mode or 0)}, group {group}; uid {s.uid}")],
         fix=Fix("Use sudo for docker commands", alternatives=alternatives),
         params={"user": user, "group": group},
     )

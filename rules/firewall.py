@@ -80,10 +80,10 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
         for zone, why in _zones_for(fw, lst.bind_ip, interface_addresses):
             rt = fw.port(zone, lst.port)
             pm = fw.port(zone, lst.port, permanent=True)
-            ev = [Evidence(lst.evidence_source, f"{lst.owner}: {lst.evidence_text}"),
+            ev = [lst.evidence(f"{lst.owner}: {lst.evidence_text}"),
                   Evidence(fw.runtime_source or fw.state_source, f"runtime: {rt.how}"),
                   Evidence(fw.permanent_source or "permanent configuration", f"permanent: {pm.how}"),
-                  Evidence(fw.state_source, why)]
+                  fw.evidence(why)]
             params = {"zone": zone, "port": lst.port, "how": lst.how, "owner": lst.owner,
                       "runtime_open": rt.open, "permanent_open": pm.open}
             if lst.how == "published":
@@ -126,7 +126,7 @@ def _published(fw: FirewalldState, lst: RegistryListener, zone: str, rt: PortVer
     if rt.open is not False:
         return
     if fw.backend == "iptables":
-        ev.append(Evidence(fw.backend_source, f"FirewallBackend={fw.backend}", fw.backend_line))
+        ev.append(fw.backend_evidence())
         yield finding(
             "DD301", f"firewalld's iptables backend can drop docker's rule for port {lst.port}",
             f"{lst.owner} publishes port {lst.port}, which zone {zone} does not open. Docker's own "
@@ -140,7 +140,7 @@ def _published(fw: FirewalldState, lst: RegistryListener, zone: str, rt: PortVer
                                                 and lst.port not in packet_filter.docker_dnat_ports)):
         what = ("no DOCKER chain" if not packet_filter.docker_chains
                 else f"no DNAT rule for port {lst.port} in docker's DOCKER chain")
-        ev.append(Evidence(", ".join(packet_filter.sources), what))
+        ev.append(packet_filter.evidence(what))
         yield finding(
             "DD301", f"Docker's rules are gone, so zone {zone} blocks published port {lst.port}",
             f"{lst.owner} publishes port {lst.port}, but the ruleset has {what}: firewalld flushed "
@@ -242,7 +242,7 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
                 "DD302", f"{r.backend} {r.verdict}s registry port {lst.port}",
                 f"{lst.owner} listens on port {lst.port}, but {where} {r.verdict}s new connections to it "
                 f"({'the chain policy' if r.is_policy else 'a rule'}): {effect}.",
-                evidence=[Evidence(r.source, r.text, r.line), Evidence(lst.evidence_source, lst.evidence_text)],
+                evidence=[r.evidence(), lst.evidence(lst.evidence_text)],
                 fix=Fix(f"Accept {lst.port}/tcp in {where}", allow_port_ops(r, lst.port),
                         warnings=("Save the ruleset where it is loaded at boot (/etc/nftables.conf, "
                                   "/etc/sysconfig/iptables or netfilter-persistent), or it is gone after a reboot.",)),
@@ -313,9 +313,9 @@ def protection_disabled(firewalld: FirewalldState | None = None,
         s = selinux_status
         if s.mode == "disabled" and s.config_mode is None:
             return  # no /etc/selinux/config: a distribution without SELinux (Debian, Ubuntu); nothing was turned off
-        ev = [Evidence(s.source or "SELinux", f"mode: {s.mode}")]
+        ev = [s.evidence()]
         if s.config_mode:
-            ev.append(Evidence(s.config_path, f"SELINUX={s.config_mode}", s.config_line))
+            ev.append(s.config_evidence())
         steps = ("label the registry's data directory for containers first (container_file_t, or :Z)",
                  "set SELINUX=permissive, reboot" + (" after `touch /.autorelabel`" if s.mode == "disabled" else ""),
                  "check the audit log for registry denials (DD305), then set SELINUX=enforcing")

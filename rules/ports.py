@@ -9,8 +9,8 @@ from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.ports import REGISTRY_HOLDERS, ListenSocket, RegistryProcess
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.model import Finding, Fix, RunCommand, Severity
+from dockerdoctor.safetext import short
 
 IN_USE = re.compile(r"address already in use|port is already allocated|bind: address already in use", re.I)
 
@@ -76,13 +76,13 @@ def port_in_use(registry_containers: list[RegistryContainer], listening_sockets:
             if not bad:
                 continue
             s = bad[0]
-            ev = [Evidence(s.source, f"{s.display} LISTEN held by {_holder_name(s)}"
-                                     + (f": {short(s.cmdline, 120)}" if s.cmdline else ""), s.line),
-                  Evidence(c.source, f"{c.name} needs {port} ({how}); Status={c.status}"
-                                     + (f" Error={c.error}" if c.error else ""))]
+            ev = [s.evidence(f"{s.display} LISTEN held by {_holder_name(s)}"
+                             + (f": {short(s.cmdline, 120)}" if s.cmdline else "")),
+                  c.evidence(f"{c.name} needs {port} ({how}); Status={c.status}"
+                             + (f" Error={c.error}" if c.error else ""))]
             hits = c.log_grep(IN_USE)
             if hits:
-                ev.append(Evidence(c.log_source or f"docker logs {c.name}", short(hits[-1][1], 300), hits[-1][0]))
+                ev.append(c.log_evidence(hits[-1][0], hits[-1][1]))
             state_hint = ""
             if c.status != "running":
                 state_hint = f" {c.name} is {c.status}" + (f" ({short(c.error, 120)})" if c.error else "") + "."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from dockerdoctor.rules.registry_evidence import log_evidence, need_containers, need_logs
+from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
@@ -23,7 +23,7 @@ from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryPro
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 LOCK_CRASH = re.compile(r"_setup_database\.lock")
 FATAL = re.compile(r"level=(fatal|panic)|^\S*\s*panic:|Traceback|[A-Z][A-Za-z]+Error: |exited with code", re.I)
@@ -92,11 +92,11 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
             continue
         if "--preload" in c.env.get("GUNICORN_OPTS", "") and c.running and c.restart_count == 0:
             continue  # fixed already; the lines are old
-        ev = [log_evidence(c, *hits[-1])]
+        ev = [c.log_evidence(*hits[-1])]
         last = _last_error(c)
         if last and last[0] != hits[-1][0]:
-            ev.append(log_evidence(c, *last))
-        ev.append(Evidence(c.source, _state_text(c)))
+            ev.append(c.log_evidence(*last))
+        ev.append(c.evidence(_state_text(c)))
         run = docker_run_argv(c, set_env={"GUNICORN_OPTS": "[--preload]"})
         yield finding(
             "DD401", f"Registry container {c.name} crashes on _setup_database.lock",
@@ -161,11 +161,11 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
         else:
             what = f"has exited (code {c.exit_code})" + (
                 f" after {c.restart_count} restarts" if c.restart_count else "")
-        ev = [Evidence(c.source, _state_text(c))]
+        ev = [c.evidence(_state_text(c))]
         last = _last_error(c)
         reason = ""
         if last:
-            ev.append(log_evidence(c, *last))
+            ev.append(c.log_evidence(*last))
             reason = f" Last error: {short(last[1], 200)}"
         elif c.error:
             reason = f" State.Error: {c.error}"
@@ -263,8 +263,8 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
         if rc.data_dir is None:
             continue  # object storage, or the version is unknown and nothing says where
         m = mount_covering(c, rc.data_dir)
-        ev = [Evidence(c.source, f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
-              Evidence(c.source, "mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
+        ev = [c.evidence(f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
+              c.evidence("mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
                                                or "none"))]
         problem = None
         if m is not None and _is_persistent(m) and m.destination != "/":
@@ -338,7 +338,7 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
         if c.host_network:
             continue
         mine = [p for p in c.ports if p.container_port == rc.port and p.proto == "tcp" and p.host_port]
-        ev = [Evidence(c.source, f"registry port {rc.port} ({rc.port_why}); published: "
+        ev = [c.evidence(f"registry port {rc.port} ({rc.port_why}); published: "
                                  + (", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
                                               for p in c.ports) or "none")
                                  + f"; network {c.network_mode}")]
@@ -401,9 +401,9 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
         if not hits:
             continue
         m = mount_covering(c, rc.data_dir) if rc.data_dir else None
-        ev = [log_evidence(c, *hits[-1])]
+        ev = [c.log_evidence(*hits[-1])]
         if m is not None:
-            ev.append(Evidence(c.source, f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
+            ev.append(c.evidence(f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
         ops: list[RunCommand] = []
         enforcing = selinux_status is not None and selinux_status.enforcing
         if m is not None and not m.rw:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from dockerdoctor.rules.registry_evidence import log_evidence, need_containers, need_logs
+from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.facts.containers import (
@@ -14,7 +14,7 @@ from dockerdoctor.facts.containers import (
     mount_covering,
 )
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.model import Finding, Fix, RunCommand, Severity
 
 DELETE_UNSUPPORTED = re.compile(r"UNSUPPORTED|The operation is unsupported|405 Method Not Allowed", re.I)
 DELETE_REQUEST = re.compile(r'(?:http\.request\.method=DELETE|"DELETE |method=DELETE|DELETE /v2/)')
@@ -64,8 +64,8 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
             yield finding(
                 "DD406", f"Deletes are disabled on registry {c.name}",
                 f"{c.name} answered a DELETE with UNSUPPORTED (405): storage.delete.enabled is not set.",
-                evidence=[log_evidence(c, *disabled[-1]),
-                          Evidence(c.source, "REGISTRY_STORAGE_DELETE_ENABLED is not set")],
+                evidence=[c.log_evidence(*disabled[-1]),
+                          c.evidence("REGISTRY_STORAGE_DELETE_ENABLED is not set")],
                 fix=Fix(f"Recreate {c.name} with REGISTRY_STORAGE_DELETE_ENABLED=true",
                         recreate_ops(c, run, "the same container, with deletes enabled")),
                 params={"container": c.name, "problem": "delete-disabled"},
@@ -81,7 +81,7 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
                 "DD406", f"A manifest is deleted by tag on registry {c.name}",
                 f"A client sent DELETE /v2/{repo}/manifests/{ref}: the API deletes manifests by digest only. "
                 "Read the digest from the Docker-Content-Digest header of a HEAD request, then delete that.",
-                evidence=[log_evidence(c, lineno, line)],
+                evidence=[c.log_evidence(lineno, line)],
                 fix=Fix("Delete by digest", (RunCommand(
                     ("curl", "-sI", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
                      f"https://REGISTRY/v2/{repo}/manifests/{ref}"),
@@ -96,7 +96,7 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
                 "DD406", f"Garbage collection ran while registry {c.name} was live",
                 f"{c.name}'s log shows garbage collection while the registry accepts writes; blobs of uploads in "
                 "flight can be deleted. Stop the registry (or make it read-only) for garbage-collect.",
-                evidence=[log_evidence(c, *gc[-1])],
+                evidence=[c.log_evidence(*gc[-1])],
                 fix=Fix("Run garbage-collect with the registry stopped", (
                     RunCommand(("docker", "stop", c.name)),
                     RunCommand(("docker", "run", "--rm", "--volumes-from", c.name, c.image, "garbage-collect",
@@ -160,11 +160,10 @@ def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -
         ev = []
         for rc in members:
             s = _secret(rc)
-            ev.append(Evidence(rc.container.source,
-                               f"{rc.name}: REGISTRY_HTTP_SECRET {'set' if s else 'not set'}"))
+            ev.append(rc.evidence(f"{rc.name}: REGISTRY_HTTP_SECRET {'set' if s else 'not set'}"))
             hits = rc.container.log_grep(NO_SECRET)
             if hits:
-                ev.append(log_evidence(rc.container, *hits[-1]))
+                ev.append(rc.container.log_evidence(*hits[-1]))
         ops: list[RunCommand] = []
         for rc in members:
             run = docker_run_argv(rc.container, set_env={"REGISTRY_HTTP_SECRET": "<the same secret>"})

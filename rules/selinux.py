@@ -11,7 +11,7 @@ from dockerdoctor.facts.ports import RegistryProcess
 from dockerdoctor.facts.selinux import CONTAINER_FILE_TYPES, AuditLog, AvcDenial, SelinuxLabels, SelinuxStatus
 from dockerdoctor.fixes.recipes import relabel_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 CONFINED_CONTAINER_TYPES = {"container_t", "svirt_lxc_net_t", "svirt_sandbox_t", "container_init_t"}
 REGISTRY_COMMS = {"registry", "docker-registry", "gunicorn", "zot", "registry_DO_NOT", "harbor_registry"}
@@ -77,14 +77,14 @@ def selinux_volume_label(selinux_status: SelinuxStatus, registry_containers: lis
                       and (d.path and d.path.startswith(m.source) or d.name == m.source.rstrip("/").rsplit("/", 1)[-1])]
             if label is None and not denied:
                 continue  # the label is unknown and nothing was denied: no evidence either way
-            ev = [Evidence(c.source, f"{c.name}: -v {m.source}:{m.destination}" + (f":{m.mode}" if m.mode else "")
+            ev = [c.evidence(f"{c.name}: -v {m.source}:{m.destination}" + (f":{m.mode}" if m.mode else "")
                            + " (no :z or :Z)"),
                   Evidence(s.source, f"SELinux {s.mode}; docker labels containers: "
                                      f"{'yes' if s.docker_selinux else 'unknown'}")]
             if label is not None:
-                ev.append(Evidence(label.source, f"{label.context} {label.path}"))
+                ev.append(label.evidence())
             if rule_ is not None and rule_.type in CONTAINER_FILE_TYPES:
-                ev.append(Evidence(rule_.source, f"{rule_.pattern} {rule_.context} (never applied: run restorecon)"))
+                ev.append(rule_.evidence(f"{rule_.pattern} {rule_.context} (never applied: run restorecon)"))
             if denied:
                 ev.append(Evidence(avc_denials.source if avc_denials else "audit.log", short(denied[-1].text, 300),
                                    denied[-1].line))
@@ -182,7 +182,7 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
             f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
             + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
             severity=severity,
-            evidence=[Evidence(avc_denials.source, short(d.text, 400), d.line) for d in ds[-3:]],
+            evidence=[avc_denials.evidence(short(d.text, 400), d.line) for d in ds[-3:]],
             fix=fix,
             params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
                     "count": len(ds), "path": what},

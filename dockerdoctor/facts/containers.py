@@ -23,7 +23,8 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
-from dockerdoctor.safetext import isdigits, loads_json
+from dockerdoctor.model import Provenance
+from dockerdoctor.safetext import isdigits, loads_json, short
 from dockerdoctor.sources.specs import SOS_CONTAINERS_DIR, SOS_IMAGES_DIR
 
 LOG_TAIL_LINES = 300  # lines of each registry container's log that are read
@@ -108,6 +109,14 @@ class ContainerInfo:
     image_entrypoint: list[str] | None = None
     image_labels: dict[str, str] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def log_evidence(self, lineno: int | None, line: str) -> Provenance:
+        """One line of the container's log (shortened to 300 characters)."""
+        return Provenance(self.log_source or f"docker logs {self.name}", short(line, 300), lineno)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """The inspect data's source; a log line's is ``log_evidence()``."""
+        return Provenance(self.source, text, line)
 
     @property
     def argv(self) -> list[str]:
@@ -345,6 +354,9 @@ class RegistryContainer:
     port_why: str
     config_path: str | None = None  # a config.yml on the host, bind-mounted
     config: dict[str, Any] | None = None
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return self.container.evidence(text, line)
 
     @property
     def name(self) -> str:

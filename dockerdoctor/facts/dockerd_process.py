@@ -22,6 +22,7 @@ from dockerdoctor.facts.systemd import (
     SystemdUnitState,
     split_command_line,
 )
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits
 
 # --------------------------------------------------------------------------- running dockerd
@@ -34,6 +35,9 @@ class DockerdProcess:
     start_time: float | None  # epoch seconds
     source: str
     root_prefix: str | None = None  # /proc/PID/root, to read files as the daemon sees them
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     @property
     def parsed(self) -> ParsedCommandLine:

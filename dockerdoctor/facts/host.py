@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.sources.specs import dir_paths
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ class Journal:
     source: str
     lines: list[str]
     truncated: bool = False
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     def grep(self, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
         return [(i + 1, line) for i, line in enumerate(self.lines) if pattern.search(line)]
@@ -52,6 +56,15 @@ class CertsDir:
     name: str
     path: str
     files: list[str]
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text or f"files: {', '.join(self.files) or '(none)'}", line)
+
+    def pair_error(self) -> str | None:
+        """What dockerd fails every push to this registry with: a NAME.cert without NAME.key, or the reverse."""
+        from dockerdoctor.probe.tls import pair_error
+
+        return pair_error(self.files)
 
 
 @fact()
@@ -93,6 +106,9 @@ class DockerSocket:
     uid: int
     groups: list[int] = field(default_factory=list)
     gid: int | None = None
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text, line)
 
 
 @fact()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.facts.systemd import split_command_line
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits
 
 # Processes that legitimately hold a registry's port.
@@ -33,6 +34,9 @@ class ListenSocket:
     cmdline: str = ""
     source: str = ""
     line: int | None = None
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line if line is not None else self.line)
 
     @property
     def display(self) -> str:
@@ -177,6 +181,9 @@ class RegistryProcess:
     source: str
     config_path: str | None = None
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
+
     @property
     def name(self) -> str:
         return self.argv[0].rsplit("/", 1)[-1] if self.argv else "?"
@@ -252,6 +259,9 @@ class RegistryListener:
     container: str | None = None
     pid: int | None = None
     running: bool = True
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.evidence_source, text or self.evidence_text, line)
 
 
 def _pid_in_container(pid: int | None, facts: Facts) -> bool:

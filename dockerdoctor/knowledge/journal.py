@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.knowledge.events import Hit, filter_hits, recent_hits
+from dockerdoctor.model import Provenance
 from dockerdoctor.net import HostPort
 
 
@@ -18,6 +19,9 @@ class JournalHits:
     source: str
     hits: list[Hit] = field(default_factory=list)  # the last few of each (pattern, host, port), in order
     truncated: bool = False  # the journal was longer than what was read
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     def for_rule(self, rule_id: str, addr: HostPort | None = None) -> list[Hit]:
         return [h for _n, _l, h in filter_hits(self.hits, rule_id, addr)]
