@@ -25,13 +25,11 @@ from dockerdoctor.facts.dockerd_cli import (
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.facts.systemd import ExpandedCommand, UnitModel, split_command_line
 from dockerdoctor.fixes.recipes import (
-    CIS_WARNING,
-    DROPIN_DIR,
     RESTART_WARNING,
-    exec_dropin,
     exec_dropin_ops,
     trust_fix,
 )
+from dockerdoctor.fixes.recipes.daemon import expand_var_fix, move_insecure_fix
 from dockerdoctor.model import (
     EnvFileSet,
     Evidence,
@@ -39,7 +37,6 @@ from dockerdoctor.model import (
     Fix,
     JsonListAdd,
     JsonSetKey,
-    ReplaceFileContent,
     ServiceAction,
     Severity,
 )
@@ -176,10 +173,7 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
                        f"EnvironmentFile={path}, so dockerd never gets {short(' '.join(words), 80)}.")
             if insecure and not others:
                 # Move: the registries into daemon.json, the variable emptied so nothing is set twice.
-                fix = Fix(f"Move the insecure registries from {path} into {dj_path} and reload dockerd",
-                          (*[JsonListAdd(dj_path, "insecure-registries", v) for v in insecure],
-                           EnvFileSet(path, a.name, ""), ServiceAction("reload")),
-                          warnings=(CIS_WARNING,))
+                fix = move_insecure_fix(path, a.name, dj_path, insecure)
             else:
                 # Loading a distribution's old options into another engine can stop it from starting
                 # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
@@ -236,13 +230,8 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     "DD103", f"${a.name} is loaded but never used",
                     f"{a.name} is set in {a.path}:{a.line}, but ExecStart in {exec_line.path}:{exec_line.line} "
                     f"never expands ${a.name}, so dockerd never gets {short(' '.join(words), 80)}.",
-                    evidence=[a.evidence(),
-                              exec_line.evidence()],
-                    fix=Fix(f"Expand ${a.name} in ExecStart with a drop-in, then daemon-reload and restart",
-                            (ReplaceFileContent(f"{DROPIN_DIR}/20-expand-vars.conf",
-                                                exec_dropin(docker_unit, [f"${a.name}"])),
-                             ServiceAction("daemon-reload"), ServiceAction("restart")),
-                            warnings=(RESTART_WARNING,)),
+                    evidence=[a.evidence(), exec_line.evidence()],
+                    fix=expand_var_fix(docker_unit, a.name),
                     params={"file": a.path, "variable": a.name},
                 )
             elif braced and len(split_command_line(a.value)) > 1:
@@ -251,8 +240,7 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     "DD103", f"${{{a.name}}} reaches dockerd as one word",
                     f"ExecStart in {exec_line.path}:{exec_line.line} uses ${{{a.name}}}, which systemd passes as a "
                     f"single argument \"{short(a.value, 60)}\"; dockerd fails with 'unknown flag'. Use ${a.name}.",
-                    evidence=[a.evidence(),
-                              exec_line.evidence()],
+                    evidence=[a.evidence(), exec_line.evidence()],
                     fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
                             exec_dropin_ops("20-expand-vars.conf", command)),
                     params={"file": a.path, "variable": a.name},

@@ -32,6 +32,7 @@ from dockerdoctor.fixes.recipes import (
     RESTART_WARNING,
     dropin_text,
 )
+from dockerdoctor.fixes.recipes.daemon import rereads_config_fix
 from dockerdoctor.model import (
     EnvFileSet,
     Evidence,
@@ -112,7 +113,6 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
     added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
     only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
                     if check_insecure_entry(v.value).normalized in added_set)
-    action = ServiceAction("reload") if only_json else ServiceAction("restart")
     yield finding(
         "DD107", "dockerd runs with an older configuration",
         "The files configure insecure registries that the running daemon does not use"
@@ -120,9 +120,7 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         + (f" (still using: {', '.join(removed)})" if removed else "")
         + (f"; {', '.join(changed)} changed after it started." if changed else "."),
         evidence=evidence,
-        fix=Fix("Reload dockerd (SIGHUP re-reads insecure-registries)" if only_json else "Restart dockerd",
-                (action,), warnings=() if only_json else
-                (RESTART_WARNING,)),
+        fix=rereads_config_fix(only_json),
         params={"missing": added, "extra": removed},
     )
 

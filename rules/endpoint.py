@@ -15,7 +15,7 @@ from dockerdoctor.engine import finding, passed_on, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity, Trust
+from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -33,7 +33,14 @@ from dockerdoctor.rules.endpoint_evidence import (
     trusted,
 )
 
-from dockerdoctor.fixes.recipes import insecure_fix, listen_fix, remote_open_port_fix, resolve_fix, tls_fix
+from dockerdoctor.fixes.recipes import (
+    listen_fix,
+    remote_open_port_fix,
+    resolve_fix,
+    trust_fix,
+)
+from dockerdoctor.fixes.recipes.daemon import reload_fix
+from dockerdoctor.fixes.recipes.registry import login_fix, port_owner_fix, upload_limit_fix, v2_registry_fix
 from dockerdoctor.safetext import short
 
 # ============================================================================ DD201
@@ -148,19 +155,16 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
                 "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
                 "until dockerd re-reads its configuration.",
                 evidence=ev,
-                fix=Fix("Reload dockerd so it uses the insecure-registries entry it already has",
-                        (ServiceAction("reload"),)),
+                fix=reload_fix("Reload dockerd so it uses the insecure-registries entry it already has"),
                 params=registry_params(addr, pending=True),
             )
             continue
-        tls = tls_fix(addr, True)
         yield finding(
             "DD203", f"{addr} speaks plain HTTP",
             f"{addr} serves plain HTTP, and this daemon only speaks HTTPS to it (it is not in "
             "insecure-registries), so every push and pull fails.",
             evidence=ev,
-            fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),),
-                    trust=Trust(str(addr), plain_http=True)),
+            fix=trust_fix(addr, effective_config, True, verify_by_probe=False),
             params=registry_params(addr),
         )
 
@@ -206,10 +210,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
             "DD207", f"{addr} is a v1-only registry",
             f"{addr} speaks only the v1 registry API, which this docker no longer uses.",
             evidence=ev,
-            fix=Fix("Replace it with a v2 registry (registry:2) and move the images over",
-                    (RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry2",
-                                 "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry", "registry:2"),
-                                "on the registry host, after stopping the old registry"),)),
+            fix=v2_registry_fix(addr),
             params=registry_params(addr),
         )
 
@@ -275,8 +276,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             "DD208", f"{addr} requires login",
             f"{addr} answers 401 (authentication required), and the docker client configuration {why}.",
             evidence=ev,
-            fix=Fix(f"Log in as the user who pushes: docker login {addr}",
-                    (RunCommand(("docker", "login", str(addr)), "stores the credentials under exactly this key"),)),
+            fix=login_fix(addr),
             params=registry_params(addr),
         )
 
@@ -329,8 +329,7 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
             "DD210", f"{addr} is not a registry",
             f"Something accepts connections on {addr}, but it does not answer as a docker registry.",
             evidence=ev,
-            fix=Fix("Find what owns the port on the registry host, and use the registry's real port",
-                    (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"), "on the registry host"),)),
+            fix=port_owner_fix(addr),
             params=registry_params(addr),
         )
 
@@ -386,10 +385,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
             f"Uploads to {addr} above a size limit get 413 Request Entity Too Large from a proxy in front of "
             "the registry, so layers larger than the limit never push.",
             evidence=ev,
-            fix=Fix("Lift the proxy's body size limit for the registry (nginx: client_max_body_size 0;)",
-                    (RunCommand(("nginx", "-s", "reload"),
-                                "after setting client_max_body_size 0; chunked_transfer_encoding on; "
-                                "proxy_request_buffering off; in the registry's server block"),)),
+            fix=upload_limit_fix(),
             params=registry_params(addr),
         )
 

@@ -11,7 +11,7 @@ from dockerdoctor.facts import HostPort, is_ip
 from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity, Trust
+from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -26,6 +26,15 @@ from dockerdoctor.rules.endpoint_evidence import (
 )
 
 from dockerdoctor.fixes.recipes import insecure_fix
+from dockerdoctor.fixes.recipes.certs import (
+    cert_pairs_fix,
+    client_cert_fix,
+    install_ca_fix,
+    move_certs_dir_fix,
+    reissue_cert_fix,
+    rename_ca_fix,
+    renew_cert_fix,
+)
 
 # ============================================================================ DD204-DD206
 
@@ -95,11 +104,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
             else f"{addr}: clients reject the registry's certificate", msg,
             severity=Severity.WARNING if server_side else Severity.ERROR,
             evidence=ev,
-            fix=Fix(f"Install the registry's CA certificate as {ca_path} (read on every push; no restart)",
-                    (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
-                                "ca.crt: the CA that signed the registry's certificate (from the registry's "
-                                "admin, not fetched blindly from the server)"),),
-                    alternatives=(insecure_fix(addr, effective_config),), trust=Trust(str(addr))),
+            fix=install_ca_fix(addr, ca_path, insecure_fix(addr, effective_config)),
             params={**registry_params(addr), "file": ca_path},
         )
 
@@ -144,12 +149,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
             "DD205", f"{addr}: the certificate does not cover {addr.host}",
             f"The certificate of {addr} {what}.",
             evidence=ev,
-            fix=Fix(f"Reissue the certificate with subjectAltName {kind}:{addr.host}",
-                    (RunCommand(("openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "365",
-                                 "-keyout", "domain.key", "-out", "domain.crt", "-subj", f"/CN={addr.host}",
-                                 "-addext", f"subjectAltName={kind}:{addr.host}"),
-                                "on the registry host: a self-signed certificate with the right SAN (or have your "
-                                "CA sign a CSR with it); then restart the registry and install the new ca.crt"),)),
+            fix=reissue_cert_fix(addr.host, kind),
             params={**registry_params(addr), "cn_only": cn_only},
         )
 
@@ -181,11 +181,7 @@ def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: Endpoi
             (f"The certificate of {addr} is not valid yet by this host's clock: check the clock first."
              if before else f"The certificate of {addr} has expired."),
             evidence=ev,
-            fix=Fix("Check this host's clock, then renew the registry's certificate" if before
-                    else "Renew the registry's certificate and restart the registry",
-                    (RunCommand(("timedatectl",), "is the clock right and synchronised?"),
-                     RunCommand(("openssl", "x509", "-noout", "-dates", "-in", "domain.crt"),
-                                "on the registry host: the certificate's validity"))),
+            fix=renew_cert_fix(before),
             params={"registry": str(addr), "host": addr.host, "port": addr.port,
                     "not_yet_valid": before},
         )
@@ -258,8 +254,7 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                 "DD209", f"certs.d/{name} is not read for {want}",
                 f"/etc/docker/certs.d/{name} {why}; dockerd ignores it for {want}.",
                 evidence=[Evidence(src, f"files: {', '.join(cd.files) or '(none)'}")],
-                fix=Fix(f"Move it to {target_dir}",
-                        (RunCommand(("mv", "-T", src, target_dir), "no restart needed"),)),
+                fix=move_certs_dir_fix(src, target_dir),
                 params={"registry": want, "folder": src, "file": src},
             )
         own = certs_d.get(want)
@@ -271,10 +266,7 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                 f"{rep.tls_detail}.",
                 severity=Severity.ERROR,
                 evidence=[rep.evidence(rep.tls_detail)],
-                fix=Fix(f"Install a client certificate the registry accepts as {target_dir}/client.cert + client.key",
-                        (RunCommand(("install", "-D", "-m", "0600", "client.key", f"{target_dir}/client.key"),
-                                    "the key first; then client.cert (signed by a CA the registry trusts, "
-                                    "with the clientAuth extended key usage)"),)),
+                fix=client_cert_fix(target_dir),
                 params={"registry": want, "file": target_dir},
             )
         if own is None:
@@ -286,8 +278,7 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                 f"dockerd fails every push and pull to {want} with: {error}",
                 severity=Severity.ERROR,
                 evidence=[Evidence(target_dir, f"files: {', '.join(own.files)}")],
-                fix=Fix("Give each NAME.cert its NAME.key (client certificates), and name CA files *.crt",
-                        (RunCommand(("ls", "-l", target_dir), "a CA certificate must end in .crt, not .cert"),)),
+                fix=cert_pairs_fix(target_dir),
                 params={"registry": want, "file": target_dir},
             )
         for f in own.files:
@@ -296,8 +287,6 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
                     "DD209", f"certs.d/{want}/{f} is never read",
                     f"dockerd reads only *.crt files as CAs; {target_dir}/{f} is ignored.",
                     evidence=[Evidence(f"{target_dir}/{f}", "ignored file name")],
-                    fix=Fix(f"Rename it to {target_dir}/ca.crt (PEM format)",
-                            (RunCommand(("mv", f"{target_dir}/{f}", f"{target_dir}/ca.crt"),
-                                        "for a DER file: openssl x509 -inform der -in F -out ca.crt"),)),
+                    fix=rename_ca_fix(target_dir, f),
                     params={"registry": want, "file": f"{target_dir}/{f}"},
                 )

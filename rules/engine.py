@@ -11,6 +11,7 @@ from dockerdoctor.facts.daemon import DaemonJson, DockerdProcess
 from dockerdoctor.facts.dockerhost import DockerHost, EngineAnswer, OtherDockerd
 from dockerdoctor.facts.host import DockerSocket, Journal
 from dockerdoctor.facts.systemd import SystemdUnitState, UnitModel
+from dockerdoctor.fixes.recipes.daemon import docker_group_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
 from dockerdoctor.safetext import short
 
@@ -160,10 +161,7 @@ def docker_socket_denied(docker_socket: DockerSocket) -> Iterator[Finding]:
         group = str(s.gid)
     alternatives: tuple[Fix, ...] = ()
     if s.gid not in (None, 0):
-        alternatives = (Fix(f"Add {user} to the {group} group (root-equivalent)",
-                            (RunCommand(("usermod", "-aG", group, user)),),
-                            warnings=(f"Members of the {group} group can become root on this host; "
-                                      "add only trusted users, then log in again.",)),)
+        alternatives = (docker_group_fix(user, group),)
     reason = (f"{user} is not in that group" if s.gid not in (None, 0)
               else "only root can use it (dockerd's `group` setting, default docker, decides the socket's group)")
     yield finding(

@@ -11,7 +11,8 @@ from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.netfilter import FilterRule, PacketFilter
 from dockerdoctor.facts.ports import RegistryListener
 from dockerdoctor.facts.selinux import SelinuxStatus
-from dockerdoctor.fixes.recipes import RESTART_WARNING, allow_port_ops, open_port_ops
+from dockerdoctor.fixes.recipes import allow_port_ops, open_port_ops
+from dockerdoctor.fixes.recipes.firewall import docker_chains_fix
 from dockerdoctor.model import EnvFileSet, Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
 
 
@@ -148,13 +149,7 @@ def _published(fw: FirewalldState, lst: RegistryListener, zone: str, rt: PortVer
             f"only when it is connected to firewalld over D-Bus). Zone {zone} does not open the port, "
             "so clients are rejected.",
             evidence=ev,
-            fix=Fix("Restart docker, which re-creates its chains and port rules",
-                    (ServiceAction("restart"),),
-                    warnings=(RESTART_WARNING,
-                              "Start firewalld before docker (docker.service After=firewalld.service) "
-                              "so that the next reload does not flush them again."),
-                    alternatives=(Fix(f"Or open {lst.port}/tcp in zone {zone}",
-                                      open_port_ops(zone, lst.port, True, True)),)),
+            fix=docker_chains_fix(zone, lst.port),
             params=params)
     else:
         yield finding(

@@ -9,7 +9,8 @@ from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.ports import REGISTRY_HOLDERS, ListenSocket, RegistryProcess
-from dockerdoctor.model import Finding, Fix, RunCommand, Severity
+from dockerdoctor.fixes.recipes.container import free_port_fix
+from dockerdoctor.model import Finding, Severity
 from dockerdoctor.safetext import short
 
 IN_USE = re.compile(r"address already in use|port is already allocated|bind: address already in use", re.I)
@@ -91,9 +92,6 @@ def port_in_use(registry_containers: list[RegistryContainer], listening_sockets:
                 f"Registry {c.name} needs port {port} ({how}), but {_holder_name(s)} listens on {s.display}."
                 + state_hint,
                 evidence=ev,
-                fix=Fix(f"Stop or move {s.process or 'the other process'}, or publish {c.name} on a free port",
-                        (RunCommand(("ss", "-ltnp", f"sport = :{port}"), "confirm who holds the port"),),
-                        warnings=(f"Find the unit that runs pid {s.pid}: systemctl status {s.pid}" if s.pid else
-                                  "Find the service that owns the port before stopping it.",)),
+                fix=free_port_fix(port, s.process, s.pid, c.name),
                 params={"port": port, "container": c.name, "holder": s.process, "holder_pid": s.pid},
             )

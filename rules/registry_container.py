@@ -22,6 +22,8 @@ from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
+from dockerdoctor.fixes.recipes.container import recreate_fix, start_container_fix
+from dockerdoctor.fixes.recipes.registry import start_registry_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.safetext import short
 
@@ -105,10 +107,10 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
             f"{c.status} after {c.restart_count} restart{'s' if c.restart_count != 1 else ''}. "
             "GUNICORN_OPTS=[--preload] sets the database up once, before gunicorn forks its workers.",
             evidence=ev,
-            fix=Fix(f"Recreate {c.name} with GUNICORN_OPTS=[--preload], keeping everything else",
-                    recreate_ops(c, run, "the same container, plus GUNICORN_OPTS=[--preload]"),
-                    warnings=("Data outside a volume is lost with the old container (see DD403).",
-                              "registry:2 replaces this python registry; plan the move.")),
+            fix=recreate_fix(c, run, f"Recreate {c.name} with GUNICORN_OPTS=[--preload], keeping everything else",
+                             "the same container, plus GUNICORN_OPTS=[--preload]",
+                             warnings=("Data outside a volume is lost with the old container (see DD403).",
+                                       "registry:2 replaces this python registry; plan the move.")),
             params={"container": c.name, "image": c.image, "docker_run": " ".join(run)},
         )
 
@@ -177,9 +179,7 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
             f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
             severity=severity,
             evidence=ev,
-            fix=Fix(f"Fix the error in the log, then start {c.name}",
-                    (RunCommand(("docker", "logs", "--tail", "50", c.name), "read the whole error"),
-                     RunCommand(("docker", "start", c.name), "after fixing the cause"))),
+            fix=start_container_fix(c.name),
             params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
                     "restart_count": c.restart_count, "error": c.error},
         )
@@ -221,11 +221,7 @@ def _absent(registry_containers: list[RegistryContainer], target_registries: lis
             f"{t.address} is an address of this host, but no registry container, registry process or listener has "
             f"port {port}: the registry is absent (removed, never started, or its service is stopped).",
             evidence=ev,
-            fix=Fix("Start the registry", (
-                RunCommand(("docker", "ps", "-a", "--filter", f"publish={port}"), "a stopped registry container?"),
-                RunCommand(("docker", "run", "-d", "--name", "registry", "--restart", "always", "-p", f"{port}:5000",
-                            "-v", "registry-data:/var/lib/registry", "registry:2"),
-                           "or run one, with its data on a named volume"))),
+            fix=start_registry_fix(port),
             params={"registry": str(t.address), "status": "absent"},
         )
 
@@ -364,8 +360,8 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
         out = docker_run_argv(c, publish=[f"{host_port}:{rc.port}", *keep_ports])
         yield finding(
             "DD404", title, msg, severity=severity, evidence=ev,
-            fix=Fix(f"Recreate {c.name} with -p {host_port}:{rc.port}",
-                    recreate_ops(c, out, f"the same container, publishing {host_port}:{rc.port}")),
+            fix=recreate_fix(c, out, f"Recreate {c.name} with -p {host_port}:{rc.port}",
+                             f"the same container, publishing {host_port}:{rc.port}"),
             params={"container": c.name, "port": rc.port},
         )
 

@@ -14,6 +14,7 @@ from dockerdoctor.facts.containers import (
     mount_covering,
 )
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
+from dockerdoctor.fixes.recipes.container import delete_by_digest_fix, offline_gc_fix, recreate_fix
 from dockerdoctor.model import Finding, Fix, RunCommand, Severity
 
 DELETE_UNSUPPORTED = re.compile(r"UNSUPPORTED|The operation is unsupported|405 Method Not Allowed", re.I)
@@ -66,8 +67,8 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
                 f"{c.name} answered a DELETE with UNSUPPORTED (405): storage.delete.enabled is not set.",
                 evidence=[c.log_evidence(*disabled[-1]),
                           c.evidence("REGISTRY_STORAGE_DELETE_ENABLED is not set")],
-                fix=Fix(f"Recreate {c.name} with REGISTRY_STORAGE_DELETE_ENABLED=true",
-                        recreate_ops(c, run, "the same container, with deletes enabled")),
+                fix=recreate_fix(c, run, f"Recreate {c.name} with REGISTRY_STORAGE_DELETE_ENABLED=true",
+                                 "the same container, with deletes enabled"),
                 params={"container": c.name, "problem": "delete-disabled"},
             )
         by_tag = []
@@ -82,10 +83,7 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
                 f"A client sent DELETE /v2/{repo}/manifests/{ref}: the API deletes manifests by digest only. "
                 "Read the digest from the Docker-Content-Digest header of a HEAD request, then delete that.",
                 evidence=[c.log_evidence(lineno, line)],
-                fix=Fix("Delete by digest", (RunCommand(
-                    ("curl", "-sI", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
-                     f"https://REGISTRY/v2/{repo}/manifests/{ref}"),
-                    "the Docker-Content-Digest header names the digest; then DELETE /v2/NAME/manifests/<digest>"),)),
+                fix=delete_by_digest_fix(repo, ref),
                 params={"container": c.name, "problem": "delete-by-tag", "repository": repo, "tag": ref},
             )
         gc = c.log_grep(GC_LINE)
@@ -97,11 +95,7 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
                 f"{c.name}'s log shows garbage collection while the registry accepts writes; blobs of uploads in "
                 "flight can be deleted. Stop the registry (or make it read-only) for garbage-collect.",
                 evidence=[c.log_evidence(*gc[-1])],
-                fix=Fix("Run garbage-collect with the registry stopped", (
-                    RunCommand(("docker", "stop", c.name)),
-                    RunCommand(("docker", "run", "--rm", "--volumes-from", c.name, c.image, "garbage-collect",
-                                "/etc/docker/registry/config.yml"), "collect with nothing else writing"),
-                    RunCommand(("docker", "start", c.name)))),
+                fix=offline_gc_fix(c),
                 params={"container": c.name, "problem": "gc-while-live"},
             )
 

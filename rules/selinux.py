@@ -10,7 +10,8 @@ from dockerdoctor.facts.containers import Mount, RegistryContainer, mount_coveri
 from dockerdoctor.facts.ports import RegistryProcess
 from dockerdoctor.facts.selinux import CONTAINER_FILE_TYPES, AuditLog, AvcDenial, SelinuxLabels, SelinuxStatus
 from dockerdoctor.fixes.recipes import relabel_fix
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.fixes.recipes.container import avc_fix
+from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.safetext import short
 
 CONFINED_CONTAINER_TYPES = {"container_t", "svirt_lxc_net_t", "svirt_sandbox_t", "container_init_t"}
@@ -171,11 +172,7 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
         if target is not None:
             fix = relabel_fix(*target)
         else:
-            fix = Fix("Find the file the denial names and label it for the registry",
-                      (RunCommand(("ausearch", "-m", "avc", "-c", comm or "registry", "-ts", "recent"),
-                                  "the full denials"),
-                       RunCommand(("audit2why", "-a"), "why each was denied")),
-                      warnings=("Never setenforce 0.",))
+            fix = avc_fix(comm)
         yield finding(
             "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
             f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "

@@ -102,3 +102,50 @@ def relabel_fix(c_rc: RegistryContainer, m: Mount) -> Fix:
                   "shares it. Never setenforce 0.",),
         alternatives=(semanage,),
     )
+
+
+# --------------------------------------------------------------------------- a registry container's state
+
+
+def recreate_fix(c: ContainerInfo, run_argv: tuple[str, ...], summary: str, why: str,
+                 warnings: tuple[str, ...] = ()) -> Fix:
+    """Recreate `c` as `run_argv` (stop, rename, run, remove the old one)."""
+    return Fix(summary, recreate_ops(c, run_argv, why), warnings=warnings)
+
+
+def start_container_fix(name: str) -> Fix:
+    return Fix(f"Fix the error in the log, then start {name}",
+               (RunCommand(("docker", "logs", "--tail", "50", name), "read the whole error"),
+                RunCommand(("docker", "start", name), "after fixing the cause")))
+
+
+def delete_by_digest_fix(repo: str, ref: str) -> Fix:
+    return Fix("Delete by digest", (RunCommand(
+        ("curl", "-sI", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
+         f"https://REGISTRY/v2/{repo}/manifests/{ref}"),
+        "the Docker-Content-Digest header names the digest; then DELETE /v2/NAME/manifests/<digest>"),))
+
+
+def offline_gc_fix(c: ContainerInfo) -> Fix:
+    return Fix("Run garbage-collect with the registry stopped", (
+        RunCommand(("docker", "stop", c.name)),
+        RunCommand(("docker", "run", "--rm", "--volumes-from", c.name, c.image, "garbage-collect",
+                    "/etc/docker/registry/config.yml"), "collect with nothing else writing"),
+        RunCommand(("docker", "start", c.name))))
+
+
+def free_port_fix(port: int, holder: str | None, holder_pid: int | None, name: str) -> Fix:
+    """Another process holds the registry's port."""
+    return Fix(f"Stop or move {holder or 'the other process'}, or publish {name} on a free port",
+               (RunCommand(("ss", "-ltnp", f"sport = :{port}"), "confirm who holds the port"),),
+               warnings=(f"Find the unit that runs pid {holder_pid}: systemctl status {holder_pid}" if holder_pid else
+                         "Find the service that owns the port before stopping it.",))
+
+
+def avc_fix(comm: str | None) -> Fix:
+    """SELinux denied something, and no bind mount of a registry container is the target: look first."""
+    return Fix("Find the file the denial names and label it for the registry",
+               (RunCommand(("ausearch", "-m", "avc", "-c", comm or "registry", "-ts", "recent"),
+                           "the full denials"),
+                RunCommand(("audit2why", "-a"), "why each was denied")),
+               warnings=("Never setenforce 0.",))

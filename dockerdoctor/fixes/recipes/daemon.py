@@ -91,3 +91,37 @@ def exec_dropin(unit: UnitModel, extra: list[str], drop: set[int] | None = None)
     if drop:
         words = [w for i, w in enumerate(words) if i not in drop]
     return dropin_text(" ".join(words + extra))
+
+
+def reload_fix(summary: str) -> Fix:
+    """Only a reload (SIGHUP) is missing: the files already say what is wanted."""
+    return Fix(summary, (ServiceAction("reload"),))
+
+
+def move_insecure_fix(env_path: str, variable: str, daemon_json: str, registries: list[str]) -> Fix:
+    """Insecure registries from an env file dockerd never reads into daemon.json; the variable emptied."""
+    return Fix(f"Move the insecure registries from {env_path} into {daemon_json} and reload dockerd",
+               (*[JsonListAdd(daemon_json, "insecure-registries", v) for v in registries],
+                EnvFileSet(env_path, variable, ""), ServiceAction("reload")),
+               warnings=(CIS_WARNING,))
+
+
+def expand_var_fix(unit: UnitModel, variable: str) -> Fix:
+    """A drop-in whose ExecStart is the current one plus $VARIABLE."""
+    return Fix(f"Expand ${variable} in ExecStart with a drop-in, then daemon-reload and restart",
+               (ReplaceFileContent(f"{DROPIN_DIR}/20-expand-vars.conf", exec_dropin(unit, [f"${variable}"])),
+                ServiceAction("daemon-reload"), ServiceAction("restart")),
+               warnings=(RESTART_WARNING,))
+
+
+def rereads_config_fix(reload_enough: bool) -> Fix:
+    """dockerd runs with older settings than its files: SIGHUP when that re-reads them, else a restart."""
+    if reload_enough:
+        return Fix("Reload dockerd (SIGHUP re-reads insecure-registries)", (ServiceAction("reload"),))
+    return Fix("Restart dockerd", (ServiceAction("restart"),), warnings=(RESTART_WARNING,))
+
+
+def docker_group_fix(user: str, group: str) -> Fix:
+    return Fix(f"Add {user} to the {group} group (root-equivalent)", (RunCommand(("usermod", "-aG", group, user)),),
+               warnings=(f"Members of the {group} group can become root on this host; "
+                         "add only trusted users, then log in again.",))

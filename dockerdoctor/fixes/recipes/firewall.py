@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from dockerdoctor.facts.netfilter import FilterRule
-from dockerdoctor.model import RunCommand
+from dockerdoctor.fixes.recipes.daemon import RESTART_WARNING
+from dockerdoctor.model import Fix, RunCommand, ServiceAction
 
 
 def open_port_ops(zone: str, port: int, runtime: bool, permanent: bool) -> tuple[RunCommand, ...]:
@@ -31,3 +32,13 @@ def allow_port_ops(r: FilterRule, port: int) -> tuple[RunCommand, ...]:
         return (RunCommand(("iptables", "-I", r.chain, pos, "-p", "tcp", "--dport", str(port), "-j", "ACCEPT"),
                            f"accept {port}/tcp before the rule that blocks it"),)
     return (RunCommand(("ufw", "allow", f"{port}/tcp"), f"allow {port}/tcp"),)
+
+
+def docker_chains_fix(zone: str, port: int) -> Fix:
+    """firewalld flushed docker's chains: a docker restart puts them back; opening the port is the alternative."""
+    return Fix("Restart docker, which re-creates its chains and port rules",
+               (ServiceAction("restart"),),
+               warnings=(RESTART_WARNING,
+                         "Start firewalld before docker (docker.service After=firewalld.service) "
+                         "so that the next reload does not flush them again."),
+               alternatives=(Fix(f"Or open {port}/tcp in zone {zone}", open_port_ops(zone, port, True, True)),))
