@@ -15,20 +15,22 @@ from dockerdoctor.engine import finding, passed_on, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import Journal, TargetRegistry
+from dockerdoctor.knowledge.journal import JournalHits
 from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
     from dockerdoctor.probe.e2e import E2EResult
 from dockerdoctor.rules.endpoint_evidence import (
+    Seen,
     each_target,
     insecure_entry,
-    journal_hits,
-    kb_hits,
+    journal_evidence,
     mentioned,
     planned_entry,
     probe_or_journal,
     registry_params,
+    seen,
     targets,
     trusted,
 )
@@ -43,13 +45,36 @@ from dockerdoctor.fixes.recipes.daemon import reload_fix
 from dockerdoctor.fixes.recipes.registry import login_fix, port_owner_fix, upload_limit_fix, v2_registry_fix
 from dockerdoctor.safetext import short
 
+# The rules that are only "the probe shows it, else the docker journal does" (see endpoint_evidence.seen).
+SEEN: dict[str, Seen] = {
+    "DD201": Seen(lambda r, a: f"TCP connect to {a}: connection refused" if r.tcp == "refused" else None,
+                  lambda a: f"{a} refuses connections",
+                  lambda a: f"Nothing accepts TCP connections on {a}: the registry is down, listens elsewhere, or "
+                  "its port is not published.",
+                  listen_fix),
+    "DD207": Seen(lambda r, a: _v1_only(r),
+                  lambda a: f"{a} is a v1-only registry",
+                  lambda a: f"{a} speaks only the v1 registry API, which this docker no longer uses.",
+                  v2_registry_fix),
+    "DD210": Seen(lambda r, a: _not_a_registry(r),
+                  lambda a: f"{a} is not a registry",
+                  lambda a: f"Something accepts connections on {a}, but it does not answer as a docker registry.",
+                  port_owner_fix),
+    "DD212": Seen(lambda r, a: r.tcp_error if r.tcp == "dns" else None,
+                  lambda a: f"{a.host} does not resolve",
+                  lambda a: f"This host cannot resolve {a.host}.",
+                  lambda a: resolve_fix(a.host),
+                  lambda a: {"registry": str(a), "host": a.host}),
+}
+
 # ============================================================================ DD201
 
 
 @rule("DD201", "registry-refused", category="endpoint", severity=Severity.ERROR,
       title="Nothing accepts connections on the registry's port")
 def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                     docker_journal: Journal | None = None) -> Iterator[Finding]:
+                     docker_journal: Journal | None = None,
+                     journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The registry's host answered the TCP connection with a reset: nothing listens on that port
     (or a firewall rule rejects with a TCP reset).
 
@@ -64,16 +89,7 @@ def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: E
     Example:
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: connection refused
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD201", addr, rep, docker_journal,
-                              lambda r, a=addr: f"TCP connect to {a}: connection refused"
-                              if r.tcp == "refused" else None)
-        if ev:
-            yield finding(
-                "DD201", f"{addr} refuses connections",
-                f"Nothing accepts TCP connections on {addr}: the registry is down, listens elsewhere, or "
-                "its port is not published.",
-                evidence=ev, fix=listen_fix(addr), params=registry_params(addr))
+    yield from seen("DD201", SEEN["DD201"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD202
@@ -82,7 +98,8 @@ def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: E
 @rule("DD202", "registry-filtered", category="endpoint", severity=Severity.ERROR,
       title="A firewall drops or rejects the registry's traffic")
 def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                      docker_journal: Journal | None = None) -> Iterator[Finding]:
+                      docker_journal: Journal | None = None,
+                      journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The TCP connection to the registry timed out, or came back "no route to host" / "network
     is unreachable": a packet filter on the way drops or rejects it.
 
@@ -100,7 +117,7 @@ def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: 
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: no route to host
     """
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD202", addr, rep, docker_journal,
+        ev = probe_or_journal("DD202", addr, rep, journal_hits,
                               lambda r, a=addr: f"TCP connect to {a}: {r.tcp_error}"
                               if r.tcp in ("timeout", "unreachable") else None)
         if not ev:
@@ -119,7 +136,7 @@ def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: 
 @rule("DD203", "registry-plain-http", category="endpoint", severity=Severity.ERROR,
       title="The registry speaks plain HTTP where the daemon expects HTTPS")
 def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                        docker_journal: Journal | None = None,
+                        docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                         effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The registry answered a TLS ClientHello with an HTTP response: it serves plain HTTP, and
     this daemon does not list it in insecure-registries, so it only speaks HTTPS to it.
@@ -140,7 +157,7 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
         if trusted(addr, effective_config):
             continue
-        ev = probe_or_journal("DD203", addr, rep, docker_journal,
+        ev = probe_or_journal("DD203", addr, rep, journal_hits,
                               lambda r: f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> {r.http_status}"
                               if r.scheme == "http" else None)
         if not ev:
@@ -187,7 +204,8 @@ def _v1_only(rep: EndpointReport) -> str | None:
 @rule("DD207", "registry-legacy", category="endpoint", severity=Severity.ERROR,
       title="The registry only speaks the removed v1 API")
 def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                    docker_journal: Journal | None = None) -> Iterator[Finding]:
+                    docker_journal: Journal | None = None,
+                    journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The endpoint answers `/v1/_ping` like the old python docker-registry (0.x), but not the
     v2 API (`/v2/`), or it serves only schema1 manifests.
 
@@ -202,17 +220,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
     Example:
         GET /v2/ -> 404, GET /v1/_ping -> 200 "true" with X-Docker-Registry-Version: 0.9.1
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD207", addr, rep, docker_journal, _v1_only)
-        if not ev:
-            continue
-        yield finding(
-            "DD207", f"{addr} is a v1-only registry",
-            f"{addr} speaks only the v1 registry API, which this docker no longer uses.",
-            evidence=ev,
-            fix=v2_registry_fix(addr),
-            params=registry_params(addr),
-        )
+    yield from seen("DD207", SEEN["DD207"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD208
@@ -221,7 +229,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
 @rule("DD208", "auth-required", category="endpoint", severity=Severity.ERROR,
       title="The registry requires login, and there are no usable credentials for it")
 def auth_required(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                  docker_journal: Journal | None = None) -> Iterator[Finding]:
+                  docker_journal: Journal | None = None, journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The registry answers /v2/ with 401, and the docker client configuration has no
     credentials for exactly that HOST:PORT (or the registry rejects them).
 
@@ -269,7 +277,7 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
                         text += f"; {creds.helper} holds none"
                     ev.append(Evidence(creds.config_path, text))
         else:
-            ev = journal_hits(docker_journal, "DD208", addr)
+            ev = journal_evidence(journal_hits, "DD208", addr)
             if not ev:
                 continue
         yield finding(
@@ -304,7 +312,7 @@ def _not_a_registry(rep: EndpointReport) -> list[str] | None:
 @rule("DD210", "not-a-registry", category="endpoint", severity=Severity.ERROR,
       title="Something answers on the port, but not as a registry")
 def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                   docker_journal: Journal | None = None) -> Iterator[Finding]:
+                   docker_journal: Journal | None = None, journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """A server accepts the connection, but speaks neither TLS nor HTTP, or answers HTTP without
     the registry API (`/v2/` is neither 200 nor 401, and `/v1/_ping` does not answer either).
 
@@ -321,17 +329,7 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
     Example:
         Get "https://10.0.0.5:5000/v2/": EOF
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD210", addr, rep, docker_journal, _not_a_registry)
-        if not ev:
-            continue
-        yield finding(
-            "DD210", f"{addr} is not a registry",
-            f"Something accepts connections on {addr}, but it does not answer as a docker registry.",
-            evidence=ev,
-            fix=port_owner_fix(addr),
-            params=registry_params(addr),
-        )
+    yield from seen("DD210", SEEN["DD210"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD211
@@ -340,7 +338,8 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
 @rule("DD211", "upload-too-large", category="endpoint", severity=Severity.ERROR,
       title="A proxy in front of the registry rejects large uploads (413)")
 def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[str, E2EResult] | None = None,
-                     docker_journal: Journal | None = None) -> Iterator[Finding]:
+                     docker_journal: Journal | None = None,
+                     journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """A reverse proxy in front of the registry answers `413 Request Entity Too Large` to a layer
     upload: small blobs and manifests go through, big layers do not.
 
@@ -377,7 +376,7 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
             if res.server_header:
                 ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
         else:
-            ev = journal_hits(docker_journal, "DD211", addr)
+            ev = journal_evidence(journal_hits, "DD211", addr)
             if not ev:
                 continue
         yield finding(
@@ -396,7 +395,8 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
 @rule("DD212", "registry-name-unresolved", category="endpoint", severity=Severity.ERROR,
       title="The registry's host name does not resolve")
 def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                             docker_journal: Journal | None = None) -> Iterator[Finding]:
+                             docker_journal: Journal | None = None,
+                             journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The registry's name has no address in this host's resolver (DNS, /etc/hosts).
 
     Why it happens: an internal name that only some hosts know, a typo in the image tag, or a
@@ -408,11 +408,7 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
     Example:
         Get "https://registry.internal:5000/v2/": dial tcp: lookup registry.internal on 127.0.0.53:53: no such host
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD212", addr, rep, docker_journal, lambda r: r.tcp_error if r.tcp == "dns" else None)
-        if ev:
-            yield finding("DD212", f"{addr.host} does not resolve", f"This host cannot resolve {addr.host}.",
-                          evidence=ev, fix=resolve_fix(addr.host), params={"registry": str(addr), "host": addr.host})
+    yield from seen("DD212", SEEN["DD212"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD213 (--e2e)
@@ -422,6 +418,7 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
       title="A real push / pull round trip to the registry fails")
 def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: dict,
                          endpoint_probes: EndpointProbes | None = None, docker_journal: Journal | None = None,
+                         journal_hits: JournalHits | None = None,
                          effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """`check --e2e` pushed a tiny generated image (a blob monolithically, one in chunks, a 2 MiB
     one in a single PATCH, a manifest), pulled it back and verified every digest, then deleted it.
@@ -465,8 +462,8 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
                     client_fault = "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
                 elif rep.scheme == "https" and rep.tls_error:
                     client_fault = f"the daemon would reject its certificate: {rep.tls_detail}"
-            if client_fault is None and docker_journal is not None:
-                for hit in reversed(kb_hits(docker_journal)):
+            if client_fault is None and journal_hits is not None:
+                for hit in reversed(journal_hits.hits):
                     if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
                         client_fault = f"the docker journal shows: {short(hit.line, 160)}"
                         break

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.facts import HostPort, is_ip
-from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
+from dockerdoctor.facts.registry_containers import RegistryContainer
+from dockerdoctor.knowledge.journal import JournalHits
 from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 from dockerdoctor.rules.endpoint_evidence import (
     container_hits,
     each_target,
-    journal_hits,
+    journal_evidence,
     registry_params,
     targets,
     trusted,
@@ -40,8 +41,8 @@ from dockerdoctor.fixes.recipes.certs import (
 
 
 def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None,
-              docker_journal: Journal | None, effective_config: EffectiveConfig | None,
-              registry_containers: list[Any] | None = None
+              docker_journal: Journal | None, journal_hits: JournalHits | None,
+              effective_config: EffectiveConfig | None, registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal, registry_containers):
         if trusted(addr, effective_config):
@@ -57,7 +58,7 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
                 ev.append(rep.evidence(f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
                                          f"{lf['not_before']} to {lf['not_after']}, issuer {lf['issuer']}"))
         else:
-            ev = journal_hits(docker_journal, rule_id, addr) or container_hits(registry_containers, rule_id, addr)
+            ev = journal_evidence(journal_hits, rule_id, addr) or container_hits(registry_containers, rule_id, addr)
             if not ev:
                 continue
         yield addr, rep, ev
@@ -66,7 +67,7 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
 @rule("DD204", "tls-unknown-authority", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate is not signed by a CA the daemon trusts")
 def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                          docker_journal: Journal | None = None,
+                          docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                           effective_config: EffectiveConfig | None = None,
                           registry_containers: list[RegistryContainer] | None = None) -> Iterator[Finding]:
     """The registry's certificate chain does not end in a CA that dockerd trusts: neither the
@@ -88,7 +89,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
         Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority
     """
     for addr, rep, ev in _tls_rule("DD204", "unknown-authority", target_registries, endpoint_probes,
-                                   docker_journal, effective_config, registry_containers):
+                                   docker_journal, journal_hits, effective_config, registry_containers):
         ca_path = f"/etc/docker/certs.d/{addr}/ca.crt"
         have = rep.ca_files if rep is not None else []
         server_side = rep is None and all(e.source.startswith("docker logs ") for e in ev)
@@ -112,7 +113,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
 @rule("DD205", "tls-name-mismatch", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate does not cover the name or IP used")
 def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                      docker_journal: Journal | None = None,
+                      docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                       effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The certificate's subjectAltName list does not contain the host name or IP address that
     images are tagged with, or the certificate has no SANs at all (CN only).
@@ -133,7 +134,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
         Get "https://10.0.0.5:5000/v2/": x509: certificate relies on legacy Common Name field, use SANs instead
     """
     for addr, rep, ev in _tls_rule("DD205", "name-mismatch", target_registries, endpoint_probes,
-                                   docker_journal, effective_config):
+                                   docker_journal, journal_hits, effective_config):
         covered = ""
         cn_only = False
         if rep is not None and rep.leaf:
@@ -157,7 +158,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
 @rule("DD206", "tls-expired", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate is expired or not yet valid")
 def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                docker_journal: Journal | None = None,
+                docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                 effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The registry's certificate (or a CA in its chain) is outside its validity period as seen by
     this host's clock.
@@ -174,7 +175,7 @@ def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: Endpoi
             current time 2026-11-27T22:23:43Z is after 2026-11-26T22:23:38Z
     """
     for addr, _rep, ev in _tls_rule("DD206", "expired", target_registries, endpoint_probes,
-                                   docker_journal, effective_config):
+                                   docker_journal, journal_hits, effective_config):
         before = any(" is before " in e.text for e in ev)
         yield finding(
             "DD206", f"{addr}: certificate {'not yet valid' if before else 'expired'}",

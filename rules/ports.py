@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.ports import REGISTRY_HOLDERS, ListenSocket, RegistryProcess
+from dockerdoctor.facts.registry_containers import RegistryContainer
 from dockerdoctor.fixes.recipes.container import free_port_fix
 from dockerdoctor.model import Finding, Severity
 from dockerdoctor.safetext import short

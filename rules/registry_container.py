@@ -9,17 +9,11 @@ from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import (
-    V0_DATA_DIR,
-    V2_DATA_DIR,
-    ContainerInfo,
-    Mount,
-    RegistryContainer,
-    mount_covering,
-)
+from dockerdoctor.facts.containers import ContainerInfo, Mount
 from dockerdoctor.facts.host import TargetRegistry
 from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
+from dockerdoctor.facts.registry_containers import V0_DATA_DIR, V2_DATA_DIR, RegistryContainer, mount_covering
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
 from dockerdoctor.fixes.recipes.container import recreate_fix, start_container_fix

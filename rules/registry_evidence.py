@@ -4,7 +4,7 @@ container here" and "its log is not known" (a rule that reads logs never passes 
 from __future__ import annotations
 
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import RegistryContainer
+from dockerdoctor.facts.registry_containers import RegistryContainer
 
 
 def need_containers(registry_containers: list[RegistryContainer]) -> None:

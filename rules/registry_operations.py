@@ -9,10 +9,7 @@ from collections.abc import Iterator
 from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
-from dockerdoctor.facts.containers import (
-    RegistryContainer,
-    mount_covering,
-)
+from dockerdoctor.facts.registry_containers import RegistryContainer, mount_covering
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
 from dockerdoctor.fixes.recipes.container import delete_by_digest_fix, offline_gc_fix, recreate_fix
 from dockerdoctor.model import Finding, Fix, RunCommand, Severity

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import Mount, RegistryContainer, mount_covering
+from dockerdoctor.facts.containers import Mount
 from dockerdoctor.facts.ports import RegistryProcess
+from dockerdoctor.facts.registry_containers import RegistryContainer, mount_covering
 from dockerdoctor.facts.selinux import CONTAINER_FILE_TYPES, AuditLog, AvcDenial, SelinuxLabels, SelinuxStatus
 from dockerdoctor.fixes.recipes import relabel_fix
 from dockerdoctor.fixes.recipes.container import avc_fix

@@ -25,9 +25,18 @@ class Journal:
     source: str
     lines: list[str]
     truncated: bool = False
+    _names: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
 
     def evidence(self, text: str = "", line: int | None = None) -> Provenance:
         return Provenance(self.source, text, line)
+
+    def names(self, addr: HostPort) -> bool:
+        """Does any line name addr (HOST:PORT, or the host alone when addr has no port)? Answered once per addr."""
+        key = str(addr)
+        if key not in self._names:
+            needles = (key, f"{addr.host}:{addr.port}") if addr.port else (key,)
+            self._names[key] = any(n in line for line in self.lines for n in needles)
+        return self._names[key]
 
     def grep(self, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
         return [(i + 1, line) for i, line in enumerate(self.lines) if pattern.search(line)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.knowledge.events import Hit, filter_hits, recent_hits
 from dockerdoctor.model import Provenance
@@ -33,7 +34,6 @@ class JournalHits:
 @fact()
 def journal_hits(facts: Facts) -> JournalHits:
     journal = facts.get("docker_journal")  # raises FactUnavailable with its reason
-    cached = journal.__dict__.get("_dd_hits")
-    hits = cached if cached is not None else recent_hits(journal.lines)
-    journal.__dict__["_dd_hits"] = hits  # rules/endpoint.py caches the same list under this name
-    return JournalHits(journal.source, hits, journal.truncated)
+    if journal is None:  # a store seeded with "no journal" (Facts.from_values)
+        raise FactUnavailable("the docker journal is not available")
+    return JournalHits(journal.source, recent_hits(journal.lines), journal.truncated)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from dockerdoctor.facts.containers import ContainerInfo, Mount, RegistryContainer
+from dockerdoctor.facts.containers import ContainerInfo, Mount
+from dockerdoctor.facts.registry_containers import RegistryContainer
 from dockerdoctor.model import Fix, RunCommand
 
 
