@@ -17,6 +17,7 @@ from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.knowledge.journal import JournalHits
 from dockerdoctor.model import Evidence, Finding, Severity
+from dockerdoctor.net import HostPort
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -439,54 +440,65 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
     Example:
         layer 96 KiB (chunked): PATCH chunk 1 -> 500 Internal Server Error: {"errors":[{"code":"UNKNOWN"...
     """
-    addrs = targets(target_registries)
-    for addr in addrs:
+    for addr in targets(target_registries):
         res = e2e_results.get(str(addr))
         if res is None:
             continue
         where = f"e2e round trip to {addr} (repository {res.repo}, {res.seconds:.2f} s)"
-        if res.ok:
-            if res.delete == "unsupported":
-                yield Finding(
-                    "DD406", Severity.INFO, f"{addr}: deletes are disabled",
-                    f"The registry refused to delete the probe image (405 UNSUPPORTED); it stays under "
-                    f"{res.repo}:{res.tag}. Enable deletes (REGISTRY_STORAGE_DELETE_ENABLED=true) to clean up, "
-                    "and delete by digest.",
-                    evidence=[Evidence(where, next((s.detail for s in res.steps if "DELETE" in s.name), ""))],
-                    params={"registry": str(addr), "repository": res.repo, "tag": res.tag},
-                )
-            rep = (endpoint_probes or {}).get(str(addr))
-            client_fault = None
-            if isinstance(rep, EndpointReport) and insecure_entry(addr, effective_config) is None:
-                if rep.scheme == "http":
-                    client_fault = "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
-                elif rep.scheme == "https" and rep.tls_error:
-                    client_fault = f"the daemon would reject its certificate: {rep.tls_detail}"
-            if client_fault is None and journal_hits is not None:
-                for hit in reversed(journal_hits.hits):
-                    if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
-                        client_fault = f"the docker journal shows: {short(hit.line, 160)}"
-                        break
-            if client_fault:
-                yield finding(
-                    "DD213", f"{addr} accepts pushes; the daemon's configuration is at fault",
-                    f"A real push and pull from this host to {addr} work, so the registry is healthy; the daemon "
-                    f"fails because {client_fault}.",
-                    severity=Severity.INFO,
-                    evidence=[Evidence(where, "push, pull back and digest checks passed")],
-                    params={"registry": str(addr), "fault": "client"},
-                )
+        if not res.ok:
+            yield from _server_fault(addr, res, where)
             continue
-        step = res.failed_step
-        if step is not None and step.status in (401, 413):
-            continue  # DD208 (no usable credentials) and DD211 (body limit) report these
-        detail = f"{step.name} -> {step.detail}" if step else (res.error or "failed")
-        yield finding(
-            "DD213", f"A real push to {addr} fails at: {step.name if step else 'connecting'}",
-            f"The end-to-end round trip to {addr} failed: {detail}. The fault is on the registry's side "
-            "(or between), not in this daemon's configuration.",
-            evidence=[Evidence(where, short(detail, 300))]
-            + ([Evidence(where, f"Server: {res.server_header}")] if res.server_header else []),
-            params={"registry": str(addr), "step": step.name if step else None,
-                    "status": step.status if step else None, "fault": "server"},
-        )
+        if res.delete == "unsupported":
+            yield _deletes_disabled(addr, res, where)
+        client_fault = _client_fault(addr, (endpoint_probes or {}).get(str(addr)), effective_config, journal_hits)
+        if client_fault:
+            yield finding(
+                "DD213", f"{addr} accepts pushes; the daemon's configuration is at fault",
+                f"A real push and pull from this host to {addr} work, so the registry is healthy; the daemon "
+                f"fails because {client_fault}.",
+                severity=Severity.INFO,
+                evidence=[Evidence(where, "push, pull back and digest checks passed")],
+                params={"registry": str(addr), "fault": "client"},
+            )
+
+
+def _deletes_disabled(addr: HostPort, res: E2EResult, where: str) -> Finding:
+    """DD406 as the round trip sees it (its own rule reads the registry's log)."""
+    return Finding(
+        "DD406", Severity.INFO, f"{addr}: deletes are disabled",
+        f"The registry refused to delete the probe image (405 UNSUPPORTED); it stays under "
+        f"{res.repo}:{res.tag}. Enable deletes (REGISTRY_STORAGE_DELETE_ENABLED=true) to clean up, "
+        "and delete by digest.",
+        evidence=[Evidence(where, next((s.detail for s in res.steps if "DELETE" in s.name), ""))],
+        params={"registry": str(addr), "repository": res.repo, "tag": res.tag},
+    )
+
+
+def _client_fault(addr: HostPort, rep: EndpointReport | None, cfg: EffectiveConfig | None,
+                  hits: JournalHits | None) -> str | None:
+    """Why this daemon fails against a registry that a real round trip shows healthy, or None."""
+    if isinstance(rep, EndpointReport) and insecure_entry(addr, cfg) is None:
+        if rep.scheme == "http":
+            return "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
+        if rep.scheme == "https" and rep.tls_error:
+            return f"the daemon would reject its certificate: {rep.tls_detail}"
+    for hit in reversed(hits.hits if hits is not None else []):
+        if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
+            return f"the docker journal shows: {short(hit.line, 160)}"
+    return None
+
+
+def _server_fault(addr: HostPort, res: E2EResult, where: str) -> Iterator[Finding]:
+    step = res.failed_step
+    if step is not None and step.status in (401, 413):
+        return  # DD208 (no usable credentials) and DD211 (body limit) report these
+    detail = f"{step.name} -> {step.detail}" if step else (res.error or "failed")
+    yield finding(
+        "DD213", f"A real push to {addr} fails at: {step.name if step else 'connecting'}",
+        f"The end-to-end round trip to {addr} failed: {detail}. The fault is on the registry's side "
+        "(or between), not in this daemon's configuration.",
+        evidence=[Evidence(where, short(detail, 300))]
+        + ([Evidence(where, f"Server: {res.server_header}")] if res.server_header else []),
+        params={"registry": str(addr), "step": step.name if step else None,
+                "status": step.status if step else None, "fault": "server"},
+    )

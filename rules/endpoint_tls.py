@@ -237,57 +237,71 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
         /etc/docker/certs.d/10.0.0.5/ca.crt      (no port: ignored)
         /etc/docker/certs.d/10.0.0.5:5000/ca.pem (wrong extension: ignored)
     """
-    addrs = targets(target_registries)
-    for addr in addrs:
-        want = str(addr)
-        target_dir = f"/etc/docker/certs.d/{want}"
-        for name, cd in sorted(certs_d.items()):
-            why = _near_miss(name, addr)
-            if why is None:
-                continue
-            has_certs = [f for f in cd.files if f.endswith((".crt", ".pem", ".cer", ".cert", ".key"))]
-            if name.lower().startswith(("https:", "http:")):
-                has_certs = has_certs or ["(nested folder)"]
-            if not has_certs and not cd.files:
-                continue
-            src = f"/etc/docker/certs.d/{name}"
-            yield finding(
-                "DD209", f"certs.d/{name} is not read for {want}",
-                f"/etc/docker/certs.d/{name} {why}; dockerd ignores it for {want}.",
-                evidence=[Evidence(src, f"files: {', '.join(cd.files) or '(none)'}")],
-                fix=move_certs_dir_fix(src, target_dir),
-                params={"registry": want, "folder": src, "file": src},
-            )
-        own = certs_d.get(want)
-        rep = (endpoint_probes or {}).get(want)
-        if isinstance(rep, EndpointReport) and rep.tls_error == "client-certificate" and not rep.certs_dir_error:
-            yield finding(
-                "DD209", f"{want} requires a client certificate that certs.d does not provide",
-                f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
-                f"{rep.tls_detail}.",
-                severity=Severity.ERROR,
-                evidence=[rep.evidence(rep.tls_detail)],
-                fix=client_cert_fix(target_dir),
-                params={"registry": want, "file": target_dir},
-            )
-        if own is None:
+    for addr in targets(target_registries):
+        rep = (endpoint_probes or {}).get(str(addr))
+        rep = rep if isinstance(rep, EndpointReport) else None
+        yield from _misplaced_dirs(addr, certs_d)
+        if rep is not None and rep.tls_error == "client-certificate" and not rep.certs_dir_error:
+            yield _client_cert_missing(addr, rep)
+        own = certs_d.get(str(addr))
+        if own is not None:
+            yield from _own_dir_problems(addr, own, rep)
+
+
+def _misplaced_dirs(addr: HostPort, certs_d: dict[str, CertsDir]) -> Iterator[Finding]:
+    """certs.d folders meant for addr under a name dockerd does not read for it."""
+    want = str(addr)
+    for name, cd in sorted(certs_d.items()):
+        why = _near_miss(name, addr)
+        if why is None:
             continue
-        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else own.pair_error()
-        if error:
+        has_certs = [f for f in cd.files if f.endswith((".crt", ".pem", ".cer", ".cert", ".key"))]
+        if name.lower().startswith(("https:", "http:")):
+            has_certs = has_certs or ["(nested folder)"]
+        if not has_certs and not cd.files:
+            continue
+        src = f"/etc/docker/certs.d/{name}"
+        yield finding(
+            "DD209", f"certs.d/{name} is not read for {want}",
+            f"/etc/docker/certs.d/{name} {why}; dockerd ignores it for {want}.",
+            evidence=[Evidence(src, f"files: {', '.join(cd.files) or '(none)'}")],
+            fix=move_certs_dir_fix(src, f"/etc/docker/certs.d/{want}"),
+            params={"registry": want, "folder": src, "file": src},
+        )
+
+
+def _client_cert_missing(addr: HostPort, rep: EndpointReport) -> Finding:
+    want, target_dir = str(addr), f"/etc/docker/certs.d/{addr}"
+    return finding(
+        "DD209", f"{want} requires a client certificate that certs.d does not provide",
+        f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
+        f"{rep.tls_detail}.",
+        severity=Severity.ERROR,
+        evidence=[rep.evidence(rep.tls_detail)],
+        fix=client_cert_fix(target_dir),
+        params={"registry": want, "file": target_dir},
+    )
+
+
+def _own_dir_problems(addr: HostPort, own: CertsDir, rep: EndpointReport | None) -> Iterator[Finding]:
+    """certs.d/HOST:PORT itself: a client pair dockerd refuses, and CA files under names it never reads."""
+    want, target_dir = str(addr), f"/etc/docker/certs.d/{addr}"
+    error = rep.certs_dir_error if rep is not None else own.pair_error()
+    if error:
+        yield finding(
+            "DD209", f"certs.d/{want}: {error.split('.')[0]}",
+            f"dockerd fails every push and pull to {want} with: {error}",
+            severity=Severity.ERROR,
+            evidence=[Evidence(target_dir, f"files: {', '.join(own.files)}")],
+            fix=cert_pairs_fix(target_dir),
+            params={"registry": want, "file": target_dir},
+        )
+    for f in own.files:
+        if f.endswith((".pem", ".cer", ".ca", ".crt.txt", ".der")) and not f.endswith(".crt"):
             yield finding(
-                "DD209", f"certs.d/{want}: {error.split('.')[0]}",
-                f"dockerd fails every push and pull to {want} with: {error}",
-                severity=Severity.ERROR,
-                evidence=[Evidence(target_dir, f"files: {', '.join(own.files)}")],
-                fix=cert_pairs_fix(target_dir),
-                params={"registry": want, "file": target_dir},
+                "DD209", f"certs.d/{want}/{f} is never read",
+                f"dockerd reads only *.crt files as CAs; {target_dir}/{f} is ignored.",
+                evidence=[Evidence(f"{target_dir}/{f}", "ignored file name")],
+                fix=rename_ca_fix(target_dir, f),
+                params={"registry": want, "file": f"{target_dir}/{f}"},
             )
-        for f in own.files:
-            if f.endswith((".pem", ".cer", ".ca", ".crt.txt", ".der")) and not f.endswith(".crt"):
-                yield finding(
-                    "DD209", f"certs.d/{want}/{f} is never read",
-                    f"dockerd reads only *.crt files as CAs; {target_dir}/{f} is ignored.",
-                    evidence=[Evidence(f"{target_dir}/{f}", "ignored file name")],
-                    fix=rename_ca_fix(target_dir, f),
-                    params={"registry": want, "file": f"{target_dir}/{f}"},
-                )

@@ -61,15 +61,7 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         if engine_answer.why == "permission denied":
             raise Skip(f"{host.url}: permission denied, so whether a daemon answers is unknown (see DD502)")
         if host.remote:
-            yield finding(
-                "DD501", f"No Docker Engine answers at {host.url}",
-                f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
-                "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
-                evidence=[engine_answer.evidence()],
-                fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
-                        "another daemon with --docker-host"),
-                params={"socket": host.url, "why": engine_answer.why, "reason": ""},
-            )
+            yield _remote_down(host, engine_answer)
             return
         seen = _NO_ANSWER.get(engine_answer.why, "{path}: " + (engine_answer.detail or engine_answer.why))
         seen = seen.format(path=host.path)
@@ -87,12 +79,8 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
     evidence: list[Evidence] = [Evidence(engine_answer.source if engine_answer else "process table", seen)]
     if unit_matters and systemd_state is not None and state:
         evidence.append(systemd_state.evidence(f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
-    reason = ""
-    if unit_matters and docker_journal is not None:
-        reason = _journal_reason(docker_journal, evidence)
-    for o in others:
-        hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
-        evidence.append(o.evidence(f"info: {o.describe()}, not {host.url}{hint}"))
+    reason = _journal_reason(docker_journal, evidence) if unit_matters and docker_journal is not None else ""
+    evidence += _others_evidence(host, others)
     message = f"Nothing answers on {host.url} ({host.chosen_by}): {seen}."
     if unit_matters and systemd_state is not None:
         message += " docker.service is " + (state or "not running") + (f": {reason}" if reason else ".")
@@ -101,6 +89,27 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         evidence=evidence, fix=_start_fix(host, unit_matters, systemd_state is not None, reason),
         params={"reason": reason, "socket": host.url, "why": engine_answer.why if engine_answer else "not running"},
     )
+
+
+def _remote_down(host: DockerHost, engine_answer: EngineAnswer) -> Finding:
+    return finding(
+        "DD501", f"No Docker Engine answers at {host.url}",
+        f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
+        "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
+        evidence=[engine_answer.evidence()],
+        fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
+                "another daemon with --docker-host"),
+        params={"socket": host.url, "why": engine_answer.why, "reason": ""},
+    )
+
+
+def _others_evidence(host: DockerHost, others: list[OtherDockerd]) -> list[Evidence]:
+    """Other dockerds on this host, for information (with the --docker-host that inspects each)."""
+    out = []
+    for o in others:
+        hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
+        out.append(o.evidence(f"info: {o.describe()}, not {host.url}{hint}"))
+    return out
 
 
 def _journal_reason(journal: Journal, evidence: list[Evidence]) -> str:

@@ -12,8 +12,9 @@ from dockerdoctor.facts.netfilter import FilterRule, PacketFilter
 from dockerdoctor.facts.ports import RegistryListener
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import allow_port_ops, open_port_ops
-from dockerdoctor.fixes.recipes.firewall import docker_chains_fix
-from dockerdoctor.model import EnvFileSet, Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
+from dockerdoctor.fixes.recipes.firewall import docker_chains_fix, start_firewalld_fix
+from dockerdoctor.fixes.recipes.selinux import selinux_permissive_fix
+from dockerdoctor.model import Evidence, Finding, Fix, Severity
 
 
 def _zones_for(fw: FirewalldState, bind_ip: str, addrs: list[IfAddr] | None) -> list[tuple[str, str]]:
@@ -288,8 +289,6 @@ def protection_disabled(firewalld: FirewalldState | None = None,
         r.verdict in ("drop", "reject") and r.table != "firewalld" for r in packet_filter.rules)
     if firewalld is not None and not firewalld.running and not other_filter:
         zone = firewalld.default_zone or "public"
-        ops = tuple(RunCommand(("firewall-offline-cmd", f"--zone={zone}", f"--add-port={p}/tcp"),
-                               "open the registry port in the permanent configuration first") for p in ports)
         plural = "s" if len(ports) > 1 else ""
         where = (f"after opening the registry's port{plural} ({', '.join(map(str, ports))}/tcp) in zone {zone}"
                  if ports else "after opening, in its zone, every port this host must serve (no registry listens "
@@ -298,31 +297,27 @@ def protection_disabled(firewalld: FirewalldState | None = None,
             "DD306", "firewalld is installed but not running",
             f"firewalld is not running, so every port on this host is open to everyone. Start it {where}.",
             evidence=[Evidence(firewalld.state_source.split(":", 1)[0], "firewalld is not running")],
-            fix=Fix("Open the registry port permanently, then start firewalld",
-                    (*ops, ServiceAction("start", "firewalld.service"))) if ports else
-            Fix("Open the ports this host serves with firewall-offline-cmd, then start firewalld (where systemd "
-                "runs: `systemctl enable --now firewalld`)"),
+            fix=start_firewalld_fix(zone, ports),
             params={"what": "firewalld"},
         )
     if selinux_status is not None and selinux_status.mode in ("disabled", "permissive"):
-        s = selinux_status
-        if s.mode == "disabled" and s.config_mode is None:
-            return  # no /etc/selinux/config: a distribution without SELinux (Debian, Ubuntu); nothing was turned off
-        ev = [s.evidence()]
-        if s.config_mode:
-            ev.append(s.config_evidence())
-        steps = ("label the registry's data directory for containers first (container_file_t, or :Z)",
-                 "set SELINUX=permissive, reboot" + (" after `touch /.autorelabel`" if s.mode == "disabled" else ""),
-                 "check the audit log for registry denials (DD305), then set SELINUX=enforcing")
-        conf = None
-        if s.config_mode and s.config_line:
-            conf = EnvFileSet(s.config_path, "SELINUX", "permissive")
-        yield finding(
-            "DD306", f"SELinux is {s.mode}",
-            f"SELinux is {s.mode}; containers are not confined. To turn it back on without breaking the "
-            "registry: " + "; ".join(steps) + ".",
-            evidence=ev,
-            fix=Fix("Turn SELinux back on in steps (permissive first)", (conf,) if conf else (),
-                    warnings=("Never jump from disabled to enforcing without a relabel.",)),
-            params={"what": "selinux", "mode": s.mode},
-        )
+        yield from _selinux_off(selinux_status)
+
+
+def _selinux_off(s: SelinuxStatus) -> Iterator[Finding]:
+    if s.mode == "disabled" and s.config_mode is None:
+        return  # no /etc/selinux/config: a distribution without SELinux (Debian, Ubuntu); nothing was turned off
+    ev = [s.evidence()]
+    if s.config_mode:
+        ev.append(s.config_evidence())
+    steps = ("label the registry's data directory for containers first (container_file_t, or :Z)",
+             "set SELINUX=permissive, reboot" + (" after `touch /.autorelabel`" if s.mode == "disabled" else ""),
+             "check the audit log for registry denials (DD305), then set SELINUX=enforcing")
+    yield finding(
+        "DD306", f"SELinux is {s.mode}",
+        f"SELinux is {s.mode}; containers are not confined. To turn it back on without breaking the "
+        "registry: " + "; ".join(steps) + ".",
+        evidence=ev,
+        fix=selinux_permissive_fix(s.config_path if s.config_mode and s.config_line else None),
+        params={"what": "selinux", "mode": s.mode},
+    )

@@ -16,7 +16,7 @@ from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryPro
 from dockerdoctor.facts.registry_containers import V0_DATA_DIR, V2_DATA_DIR, RegistryContainer, mount_covering
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
-from dockerdoctor.fixes.recipes.container import recreate_fix, start_container_fix
+from dockerdoctor.fixes.recipes.container import persistent_data_fix, recreate_fix, start_container_fix
 from dockerdoctor.fixes.recipes.registry import start_registry_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
 from dockerdoctor.safetext import short
@@ -148,15 +148,7 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
                                    and any(FATAL.search(ln) for ln in c.logs[-10:]))
         if c.running and not looping:
             continue
-        if c.status == "created":
-            what = "was created but never started"
-        elif c.status in ("restarting",) or looping:
-            what = f"is restarting in a loop ({c.restart_count} restarts)"
-        elif c.status == "paused":
-            what = "is paused"
-        else:
-            what = f"has exited (code {c.exit_code})" + (
-                f" after {c.restart_count} restarts" if c.restart_count else "")
+        what = _down_state(c, looping)
         ev = [c.evidence(_state_text(c))]
         last = _last_error(c)
         reason = ""
@@ -181,6 +173,17 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
 
     yield from _absent(registry_containers, target_registries, interface_addresses, registry_listeners,
                        listening_sockets, registry_processes)
+
+
+def _down_state(c: ContainerInfo, looping: bool) -> str:
+    """How a registry container that serves nothing is down, as the finding says it."""
+    if c.status == "created":
+        return "was created but never started"
+    if c.status in ("restarting",) or looping:
+        return f"is restarting in a loop ({c.restart_count} restarts)"
+    if c.status == "paused":
+        return "is paused"
+    return f"has exited (code {c.exit_code})" + (f" after {c.restart_count} restarts" if c.restart_count else "")
 
 
 def _absent(registry_containers: list[RegistryContainer], target_registries: list[TargetRegistry] | None,
@@ -277,26 +280,11 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
                         f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
             severity = Severity.ERROR
         keep = other or (m if m is not None and m.anonymous else None)
-        src = (keep.source if keep is not None and keep.type == "bind" else (keep.name if keep is not None else None))
-        vol = src or f"{c.name}-data"
-        # the same container without the wrong/anonymous volume, with one at the right path
-        fixed = docker_run_argv(c, without_mounts_at=[rc.data_dir, *([keep.destination] if keep else [])],
-                                add_volumes=[f"{vol}:{rc.data_dir}"])
-        ops: list[RunCommand] = []
-        if keep is not None and keep.type == "bind" and not keep.anonymous:
-            # the images are in the container (or its anonymous volume), not in the host directory
-            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}/.", keep.source),
-                                  f"copy the images into {keep.source}, which the new container uses"))
-        elif keep is None or keep.anonymous:
-            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}", f"./{c.name}-data-backup"),
-                                  "keep a copy of the images before the container is replaced"))
-        ops.extend(recreate_ops(c, fixed, f"the same container, with its data on {vol} at {rc.data_dir}"))
         yield finding(
             "DD403", f"Registry {c.name} keeps its data inside the container",
             f"{c.name} ({c.image}, {rc.version}) writes images to {rc.data_dir}, but {problem}.",
             severity=severity, evidence=ev,
-            fix=Fix(f"Recreate {c.name} with {vol} mounted at {rc.data_dir}", tuple(ops),
-                    warnings=("Copy the data out before removing the old container.",)),
+            fix=persistent_data_fix(c, rc.data_dir, keep),
             params={"container": c.name, "version": rc.version, "data_dir": rc.data_dir,
                     "wrong_mount": other.destination if other else None},
         )

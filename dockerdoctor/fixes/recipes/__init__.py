@@ -7,7 +7,7 @@ systemd drop-in that replaces ExecStart, recreate a container with one thing cha
 (firewalld, nftables, iptables, ufw), relabel a volume for SELinux.
 """
 
-from dockerdoctor.fixes.recipes.container import docker_run_argv, recreate_ops, relabel_fix
+from dockerdoctor.fixes.recipes.container import docker_run_argv, recreate_ops
 from dockerdoctor.fixes.recipes.daemon import (
     CIS_WARNING,
     DROPIN_DIR,
@@ -21,6 +21,7 @@ from dockerdoctor.fixes.recipes.daemon import (
 )
 from dockerdoctor.fixes.recipes.firewall import allow_port_ops, open_port_ops
 from dockerdoctor.fixes.recipes.registry import listen_fix, remote_open_port_fix, resolve_fix
+from dockerdoctor.fixes.recipes.selinux import relabel_fix
 
 __all__ = [
     "CIS_WARNING", "DROPIN_DIR", "RESTART_WARNING", "allow_port_ops", "docker_run_argv", "dropin_text", "exec_dropin",

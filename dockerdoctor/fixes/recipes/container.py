@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from dockerdoctor.facts.containers import ContainerInfo, Mount
-from dockerdoctor.facts.registry_containers import RegistryContainer
 from dockerdoctor.model import Fix, RunCommand
 
 
@@ -82,29 +81,6 @@ def recreate_ops(c: ContainerInfo, run_argv: tuple[str, ...], why: str) -> tuple
     )
 
 
-# --------------------------------------------------------------------------- SELinux
-
-
-def relabel_fix(c_rc: RegistryContainer, m: Mount) -> Fix:
-    c = c_rc.container
-    run = docker_run_argv(c, relabel={m.destination: "Z"})
-    semanage = Fix(
-        f"Label {m.source} container_file_t with semanage fcontext and restorecon",
-        (RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
-                    "a permanent labelling rule for the directory"),
-         RunCommand(("restorecon", "-Rv", m.source), "apply it to the files there now")),
-        warnings=("Use this when several containers share the directory, or it must keep its label "
-                  "across relabels and container recreation.",),
-    )
-    return Fix(
-        f"Recreate {c.name} with :Z on {m.source}:{m.destination}",
-        recreate_ops(c, run, f"the same container, with {m.source} relabelled for it (:Z)"),
-        warnings=(":Z gives the directory a label private to this one container; use :z if another container "
-                  "shares it. Never setenforce 0.",),
-        alternatives=(semanage,),
-    )
-
-
 # --------------------------------------------------------------------------- a registry container's state
 
 
@@ -143,10 +119,22 @@ def free_port_fix(port: int, holder: str | None, holder_pid: int | None, name: s
                          "Find the service that owns the port before stopping it.",))
 
 
-def avc_fix(comm: str | None) -> Fix:
-    """SELinux denied something, and no bind mount of a registry container is the target: look first."""
-    return Fix("Find the file the denial names and label it for the registry",
-               (RunCommand(("ausearch", "-m", "avc", "-c", comm or "registry", "-ts", "recent"),
-                           "the full denials"),
-                RunCommand(("audit2why", "-a"), "why each was denied")),
-               warnings=("Never setenforce 0.",))
+def persistent_data_fix(c: ContainerInfo, data_dir: str, keep: Mount | None) -> Fix:
+    """Recreate `c` with a volume at the registry's data directory: `keep` (the volume mounted at the wrong
+    path, or the anonymous one) becomes it, else a named volume NAME-data; the images are copied out first."""
+    src = (keep.source if keep is not None and keep.type == "bind" else (keep.name if keep is not None else None))
+    vol = src or f"{c.name}-data"
+    # the same container without the wrong/anonymous volume, with one at the right path
+    fixed = docker_run_argv(c, without_mounts_at=[data_dir, *([keep.destination] if keep else [])],
+                            add_volumes=[f"{vol}:{data_dir}"])
+    ops: list[RunCommand] = []
+    if keep is not None and keep.type == "bind" and not keep.anonymous:
+        # the images are in the container (or its anonymous volume), not in the host directory
+        ops.append(RunCommand(("docker", "cp", f"{c.name}:{data_dir}/.", keep.source),
+                              f"copy the images into {keep.source}, which the new container uses"))
+    elif keep is None or keep.anonymous:
+        ops.append(RunCommand(("docker", "cp", f"{c.name}:{data_dir}", f"./{c.name}-data-backup"),
+                              "keep a copy of the images before the container is replaced"))
+    ops.extend(recreate_ops(c, fixed, f"the same container, with its data on {vol} at {data_dir}"))
+    return Fix(f"Recreate {c.name} with {vol} mounted at {data_dir}", tuple(ops),
+               warnings=("Copy the data out before removing the old container.",))

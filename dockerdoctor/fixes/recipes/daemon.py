@@ -5,8 +5,18 @@ reads it), and systemd drop-ins that replace docker.service's ExecStart.
 from __future__ import annotations
 
 from dockerdoctor.facts.daemon import EffectiveConfig
-from dockerdoctor.facts.systemd import UnitModel, split_command_line
-from dockerdoctor.model import EnvFileSet, Fix, JsonListAdd, ReplaceFileContent, RunCommand, ServiceAction, Trust
+from dockerdoctor.facts.dockerd_cli import FlagUse
+from dockerdoctor.facts.systemd import ArgOrigin, UnitModel, split_command_line
+from dockerdoctor.model import (
+    EnvFileSet,
+    Fix,
+    JsonListAdd,
+    Operation,
+    ReplaceFileContent,
+    RunCommand,
+    ServiceAction,
+    Trust,
+)
 from dockerdoctor.net import HostPort
 
 RESTART_WARNING = "A restart stops running containers unless live-restore is on."
@@ -125,3 +135,45 @@ def docker_group_fix(user: str, group: str) -> Fix:
     return Fix(f"Add {user} to the {group} group (root-equivalent)", (RunCommand(("usermod", "-aG", group, user)),),
                warnings=(f"Members of the {group} group can become root on this host; "
                          "add only trusted users, then log in again.",))
+
+
+def flag_to_file_fix(cfg: EffectiveConfig, key: str, flag: str, uses: list[FlagUse], origin: ArgOrigin | None) -> Fix:
+    """A directive both a flag and a daemon.json key: the flag's values merged into daemon.json, the flag
+    removed from the variable that holds it (or from ExecStart, with a drop-in), then a restart."""
+    dj = cfg.daemon_json
+    ops: list[Operation] = []
+    file_val = (dj.data or {})[key]
+    if isinstance(file_val, list):
+        for v in [u.value for u in uses]:
+            if v is not None and v not in file_val:
+                ops.append(JsonListAdd(dj.path, key, v))
+    if origin is not None and origin.variable and origin.var_path:
+        ops.append(EnvFileSet(origin.var_path, origin.variable, _remove_flag_words(cfg, origin.variable, flag)))
+        ops += [ServiceAction("restart")]
+    else:
+        drop = {u.index for u in uses} | {u.index + 1 for u in uses if " " in u.raw}
+        exec_words = cfg.expanded.argv if cfg.expanded else []
+        line = " ".join(w for i, w in enumerate(exec_words) if i not in drop)
+        ops += exec_dropin_ops("10-no-conflict.conf", line)
+    return Fix(f"Keep {key} only in {dj.path}", tuple(ops), warnings=(RESTART_WARNING,))
+
+
+def _remove_flag_words(cfg: EffectiveConfig, variable: str, flag: str) -> str:
+    """The variable's value with every use of --flag removed."""
+    origin_values = [o for o in (cfg.expanded.origins if cfg.expanded else []) if o.variable == variable]
+    if not origin_values or cfg.expanded is None:
+        return ""
+    words = [w for w, o in zip(cfg.expanded.argv, cfg.expanded.origins, strict=False) if o.variable == variable]
+    out: list[str] = []
+    skip = False
+    for w in words:
+        if skip:
+            skip = False
+            continue
+        if w == f"--{flag}" or (flag == "host" and w == "-H"):
+            skip = True
+            continue
+        if w.startswith(f"--{flag}="):
+            continue
+        out.append(w)
+    return " ".join(out)

@@ -42,3 +42,14 @@ def docker_chains_fix(zone: str, port: int) -> Fix:
                          "Start firewalld before docker (docker.service After=firewalld.service) "
                          "so that the next reload does not flush them again."),
                alternatives=(Fix(f"Or open {port}/tcp in zone {zone}", open_port_ops(zone, port, True, True)),))
+
+
+def start_firewalld_fix(zone: str, ports: list[int]) -> Fix:
+    """firewalld is installed and stopped: open the registry's ports offline (permanent), then start it."""
+    if not ports:
+        return Fix("Open the ports this host serves with firewall-offline-cmd, then start firewalld (where systemd "
+                   "runs: `systemctl enable --now firewalld`)")
+    ops = tuple(RunCommand(("firewall-offline-cmd", f"--zone={zone}", f"--add-port={p}/tcp"),
+                           "open the registry port in the permanent configuration first") for p in ports)
+    return Fix("Open the registry port permanently, then start firewalld",
+               (*ops, ServiceAction("start", "firewalld.service")))
