@@ -15,10 +15,15 @@ from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
 from dockerdoctor.facts.registry_containers import V0_DATA_DIR, V2_DATA_DIR, RegistryContainer, mount_covering
 from dockerdoctor.facts.selinux import SelinuxStatus
-from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
-from dockerdoctor.fixes.recipes.container import persistent_data_fix, recreate_fix, start_container_fix
+from dockerdoctor.fixes.recipes import docker_run_argv
+from dockerdoctor.fixes.recipes.container import (
+    persistent_data_fix,
+    recreate_fix,
+    start_container_fix,
+    writable_storage_fix,
+)
 from dockerdoctor.fixes.recipes.registry import start_registry_fix
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.safetext import short
 
 LOCK_CRASH = re.compile(r"_setup_database\.lock")
@@ -351,6 +356,13 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
 # ============================================================================ DD405
 
 
+def _denied_detail(line: str) -> str:
+    """The registry's own words in a permission-denied log line (the whole line when they are not found)."""
+    m = re.search(r'(?:err\.detail|err\.message|error|msg)="([^"]*(?:permission denied|read-only)[^"]*)"', line,
+                  re.I) or re.search(r"(\S*(?:Error|error)\S*:? .*(?:denied|read-only).*)$", line)
+    return m.group(1) if m else line
+
+
 @rule("DD405", "registry-storage-denied", category="registry", severity=Severity.ERROR,
       title="The registry may not write its storage")
 def registry_storage_denied(registry_containers: list[RegistryContainer],
@@ -382,37 +394,11 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
         ev = [c.log_evidence(*hits[-1])]
         if m is not None:
             ev.append(c.evidence(f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
-        ops: list[RunCommand] = []
-        enforcing = selinux_status is not None and selinux_status.enforcing
-        if m is not None and not m.rw:
-            summary = f"Mount {m.source} read-write"
-
-            c2 = ContainerInfo(**{**c.__dict__, "mounts": [
-                Mount(x.type, x.source, x.destination, ",".join(p for p in x.mode.split(",") if p != "ro"), True,
-                      x.name)
-                if x is m else x for x in c.mounts]})
-            ops.extend(recreate_ops(c, docker_run_argv(c2), "the same container, with the volume read-write"))
-        elif m is not None and m.type == "bind" and enforcing:
-            summary = f"Label {m.source} for containers (container_file_t)"
-            ops.append(RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
-                                  "label the directory for containers, permanently"))
-            ops.append(RunCommand(("restorecon", "-Rv", m.source), "apply the label"))
-        elif m is not None and m.type == "bind":
-            summary = f"Give the registry's user the directory {m.source}"
-            user = str((c.raw.get("Config") or {}).get("User") or "") or "0"
-            ops.append(RunCommand(("chown", "-R", user.split(":")[0], m.source),
-                                  "the container's user (Config.User; root when empty) must own its storage"))
-        else:
-            summary = "Give the registry a writable volume for its data"
-        m_detail = re.search(r'(?:err\.detail|err\.message|error|msg)="([^"]*(?:permission denied|read-only)[^"]*)"',
-                             hits[-1][1], re.I) or re.search(r"(\S*(?:Error|error)\S*:? .*(?:denied|read-only).*)$",
-                                                            hits[-1][1])
-        detail = m_detail.group(1) if m_detail else hits[-1][1]
+        detail = _denied_detail(hits[-1][1])
         yield finding(
             "DD405", f"Registry {c.name} gets permission denied on its storage",
             f"{c.name} logs \"{short(detail, 160)}\" ({len(hits)} time{'s' if len(hits) != 1 else ''}); pushes "
             "to it fail with 500 errors.",
-            evidence=ev, fix=Fix(summary, tuple(ops),
-                                 warnings=("Never chmod 777 the directory, never setenforce 0.",)),
+            evidence=ev, fix=writable_storage_fix(c, m, selinux_status is not None and selinux_status.enforcing),
             params={"container": c.name},
         )
