@@ -28,13 +28,11 @@ from dockerdoctor.fixes.recipes import (
     exec_dropin_ops,
     trust_fix,
 )
-from dockerdoctor.fixes.recipes.daemon import expand_var_fix, flag_to_file_fix, move_insecure_fix
+from dockerdoctor.fixes.recipes.daemon import expand_var_fix, flag_to_file_fix, move_insecure_fix, split_insecure_fix
 from dockerdoctor.model import (
     Evidence,
     Finding,
     Fix,
-    JsonSetKey,
-    ServiceAction,
     Severity,
 )
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
@@ -328,17 +326,11 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
         chk = check_insecure_entry(v.value)
         if chk.fatal:
             parts = [p for p in re.split(r"[\[\],; '\"]+", v.value) if p]
-            if v.via == "daemon.json":
-                dj = effective_config.daemon_json
-                current = dj.data.get("insecure-registries", []) if dj.data else []
-                new = [x for x in current if x != v.value] + [p for p in parts if p not in current]
-                fix = Fix("List each registry as its own element",
-                          (JsonSetKey(dj.path, "insecure-registries", new), ServiceAction("restart")))
-            else:
-                fix = Fix("Give one host:port per flag: " + " ".join(f"--insecure-registry={p}" for p in parts))
             yield finding(
                 "DD105", f"insecure registry {v.value!r} is not valid",
-                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[v.evidence()], fix=fix,
+                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[v.evidence()],
+                fix=split_insecure_fix(effective_config.daemon_json if v.via == "daemon.json" else None,
+                                       v.value, parts),
                 params={"value": v.value},
             )
         elif chk.normalized and not chk.is_cidr and ":" not in chk.normalized.strip("[]").split("]")[-1]:

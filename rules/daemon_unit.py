@@ -96,16 +96,9 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
     if planned == running:
         return
     added, removed = sorted(planned - running), sorted(running - planned)
-    start = dockerd_process.start_time
     evidence = [Evidence(cfg.insecure_running[0].source if cfg.insecure_running else "docker info",
                          "running with insecure registries: " + (", ".join(sorted(running)) or "none"))]
-    changed: list[str] = []
-    files = [(cfg.daemon_json.path, cfg.daemon_json.mtime)] + [
-        (p, i.mtime) for p, i in (env_files or {}).items() if i.loaded]
-    for path, mtime in files:
-        if mtime and start and mtime > start:
-            changed.append(path)
-            evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
+    changed = _changed_since(cfg, env_files, dockerd_process.start_time, evidence)
     for v in cfg.insecure_planned:
         evidence.append(v.evidence(f"configured: {v.value}"))
     added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
@@ -121,6 +114,19 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         fix=rereads_config_fix(only_json),
         params={"missing": added, "extra": removed},
     )
+
+
+def _changed_since(cfg: EffectiveConfig, env_files: dict[str, EnvFileInfo] | None, start: float | None,
+                   evidence: list[Evidence]) -> list[str]:
+    """The configuration files modified after dockerd started (each added to `evidence`)."""
+    changed: list[str] = []
+    files = [(cfg.daemon_json.path, cfg.daemon_json.mtime)] + [
+        (p, i.mtime) for p, i in (env_files or {}).items() if i.loaded]
+    for path, mtime in files:
+        if mtime and start and mtime > start:
+            changed.append(path)
+            evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
+    return changed
 
 
 # ============================================================================ DD108

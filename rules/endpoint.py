@@ -21,6 +21,7 @@ from dockerdoctor.net import HostPort
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
+    from dockerdoctor.probe.auth import CredentialInfo
     from dockerdoctor.probe.e2e import E2EResult
 from dockerdoctor.rules.endpoint_evidence import (
     Seen,
@@ -257,26 +258,10 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             if creds is not None and creds.found and rep.credentials_valid is not False:
                 continue
             ev.append(rep.evidence(f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
-                                     + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
+                                   + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
             if creds is not None:
-                if not creds.config_exists:
-                    ev.append(Evidence(creds.config_path, "does not exist (never logged in as this user)"))
-                elif creds.found:
-                    why = "has credentials the registry rejects"
-                    ev.append(Evidence(creds.config_path, f"credentials for {addr} from {creds.source}"
-                                       + (f" ({creds.helper})" if creds.helper else "")
-                                       + (f", user {creds.username}" if creds.username else "")
-                                       + ": rejected with 401"))
-                elif creds.helper_missing:
-                    why = f"uses {creds.helper}, which is not installed"
-                    ev.append(Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
-                else:
-                    text = f"no entry for exactly {addr}"
-                    if creds.near_misses:
-                        text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
-                    if creds.helper:
-                        text += f"; {creds.helper} holds none"
-                    ev.append(Evidence(creds.config_path, text))
+                why, said = _credentials_say(addr, creds)
+                ev.append(said)
         else:
             ev = journal_evidence(journal_hits, "DD208", addr)
             if not ev:
@@ -288,6 +273,26 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             fix=login_fix(addr),
             params=registry_params(addr),
         )
+
+
+def _credentials_say(addr: HostPort, creds: CredentialInfo) -> tuple[str, Evidence]:
+    """(what the client configuration lacks, its evidence) for a registry that answers 401."""
+    if not creds.config_exists:
+        return "has no credentials for it", Evidence(creds.config_path, "does not exist (never logged in as this user)")
+    if creds.found:
+        return "has credentials the registry rejects", Evidence(
+            creds.config_path, f"credentials for {addr} from {creds.source}"
+            + (f" ({creds.helper})" if creds.helper else "") + (f", user {creds.username}" if creds.username else "")
+            + ": rejected with 401")
+    if creds.helper_missing:
+        return (f"uses {creds.helper}, which is not installed",
+                Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
+    text = f"no entry for exactly {addr}"
+    if creds.near_misses:
+        text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
+    if creds.helper:
+        text += f"; {creds.helper} holds none"
+    return "has no credentials for it", Evidence(creds.config_path, text)
 
 
 # ============================================================================ DD210

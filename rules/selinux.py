@@ -143,6 +143,16 @@ def _concerns_registry(d: AvcDenial, dirs: list[str], pids: set[int]) -> bool:
     return False
 
 
+def _denied_mount(d: AvcDenial, dirs: dict[str, tuple[RegistryContainer, Mount]]
+                  ) -> tuple[RegistryContainer, Mount] | None:
+    """The registry container and bind mount whose host directory the denial names, if any."""
+    for p, (rc, m) in dirs.items():
+        base = p.rstrip("/").rsplit("/", 1)[-1]
+        if (d.path and d.path.startswith(p)) or d.name == base:
+            return rc, m
+    return None
+
+
 @rule("DD305", "selinux-denials", category="network", severity=Severity.ERROR,
       title="SELinux denies the registry")
 def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryContainer] | None = None,
@@ -180,19 +190,10 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
     enforcing = selinux_status.enforcing if selinux_status is not None else None
     for (comm, ttype, tclass, perms), ds in groups.items():
         last = ds[-1]
-        target = None
-        for p, (rc, m) in dirs.items():
-            base = p.rstrip("/").rsplit("/", 1)[-1]
-            if (last.path and last.path.startswith(p)) or last.name == base:
-                target = (rc, m)
-                break
+        target = _denied_mount(last, dirs)
         only_permissive = all(d.permissive for d in ds)
         severity = Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR
         what = last.path or last.name or "?"
-        if target is not None:
-            fix = relabel_fix(*target)
-        else:
-            fix = avc_fix(comm)
         yield finding(
             "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
             f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
@@ -200,7 +201,7 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
             + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
             severity=severity,
             evidence=[avc_denials.evidence(short(d.text, 400), d.line) for d in ds[-3:]],
-            fix=fix,
+            fix=relabel_fix(*target) if target is not None else avc_fix(comm),
             params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
                     "count": len(ds), "path": what},
         )

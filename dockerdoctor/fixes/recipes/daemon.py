@@ -4,13 +4,14 @@ reads it), and systemd drop-ins that replace docker.service's ExecStart.
 
 from __future__ import annotations
 
-from dockerdoctor.facts.daemon import ConfigValue, EffectiveConfig
+from dockerdoctor.facts.daemon import ConfigValue, DaemonJson, EffectiveConfig
 from dockerdoctor.facts.dockerd_cli import FlagUse
 from dockerdoctor.facts.systemd import ArgOrigin, UnitModel, split_command_line
 from dockerdoctor.model import (
     EnvFileSet,
     Fix,
     JsonListAdd,
+    JsonSetKey,
     Operation,
     ReplaceFileContent,
     RunCommand,
@@ -196,3 +197,14 @@ def reset_exec_fix() -> Fix:
     """Advice with the service steps: ExecStart needs a valid dockerd command line (the user writes it)."""
     return Fix("Reset ExecStart in a drop-in with a valid dockerd command line, then daemon-reload and restart",
                (ServiceAction("daemon-reload"), ServiceAction("restart")))
+
+
+def split_insecure_fix(dj: DaemonJson | None, value: str, parts: list[str]) -> Fix:
+    """One insecure-registries value that holds several registries: each its own element in daemon.json
+    (`dj`), or, where flags carry it (dj None), one --insecure-registry per registry."""
+    if dj is None:
+        return Fix("Give one host:port per flag: " + " ".join(f"--insecure-registry={p}" for p in parts))
+    current = dj.data.get("insecure-registries", []) if dj.data else []
+    new = [x for x in current if x != value] + [p for p in parts if p not in current]
+    return Fix("List each registry as its own element",
+               (JsonSetKey(dj.path, "insecure-registries", new), ServiceAction("restart")))
