@@ -157,28 +157,11 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
         kind, ev = _protocol(addr, endpoint_probes, journal_hits)
         if kind is None:
             continue
-        untrusting = []
-        for client, cfg in sorted(containers_configs.items()):
-            if not cfg.valid:
-                continue  # DD701 says why
-            table = cfg.table_for(addr)
-            if table is not None and (table.insecure or table.blocked):
-                continue
-            if client == "cri-o" and crio_conf is not None and crio_conf.entry_for(addr) is not None:
-                continue  # CRI-O's own insecure_registries covers it (DD704 judges that setting)
-            certs = certs_for(addr, cfg.dirs, cfg.home)
-            if kind == "unknown-ca" and any(f.endswith(".crt") for f in certs.files):
-                continue
-            untrusting.append((client, cfg, table, certs))
+        untrusting = _untrusting(addr, kind, containers_configs, crio_conf)
         if not untrusting:
             continue
         client, cfg, table, certs = untrusting[0]
         names = ", ".join(c for c, *_ in untrusting)
-        more = [_ev(table.origin, f"{table.origin.detail}: no insecure = true")] if table is not None else [
-            Evidence(cfg.main, f"no [[registry]] table matches {addr} ({cfg.chosen_by})")]
-        if certs.directory:
-            more.append(Evidence(certs.directory, f"used for {addr}: {', '.join(certs.files) or 'empty'}"
-                                 + (f"; hides {', '.join(certs.hidden)}" if certs.hidden else "")))
         from dockerdoctor.fixes.registries_conf import trust_fix
 
         fix = trust_fix([c for _, c, *_ in untrusting], addr, kind == "http", containers_texts or {})
@@ -187,10 +170,39 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
             f"{addr} {'speaks plain HTTP' if kind == 'http' else 'shows a certificate from an unknown CA'}, and "
             f"the registries.conf that {names} read{'s' if len(untrusting) == 1 else ''} gives it no insecure = "
             f"true and no CA, so every pull fails.",
-            evidence=ev + more, fix=fix,
+            evidence=ev + _config_evidence(addr, cfg, table, certs), fix=fix,
             params={"registry": addr, "clients": [c for c, *_ in untrusting], "plain_http": kind == "http",
                     "file": table.origin.source if table is not None else cfg.main},
         )
+
+
+def _untrusting(addr: str, kind: str, containers_configs: dict[str, ContainersConfig], crio_conf: CrioConf | None
+                ) -> list[tuple[str, ContainersConfig, Any, Any]]:
+    """(client, its configuration, the table that decides, its certs.d) for each client that trusts addr neither
+    by insecure = true (or CRI-O's own insecure_registries) nor, for an unknown CA, by a CA in certs.d."""
+    out = []
+    for client, cfg in sorted(containers_configs.items()):
+        if not cfg.valid:
+            continue  # DD701 says why
+        table = cfg.table_for(addr)
+        if table is not None and (table.insecure or table.blocked):
+            continue
+        if client == "cri-o" and crio_conf is not None and crio_conf.entry_for(addr) is not None:
+            continue  # CRI-O's own insecure_registries covers it (DD704 judges that setting)
+        certs = certs_for(addr, cfg.dirs, cfg.home)
+        if kind == "unknown-ca" and any(f.endswith(".crt") for f in certs.files):
+            continue
+        out.append((client, cfg, table, certs))
+    return out
+
+
+def _config_evidence(addr: str, cfg: ContainersConfig, table: Any, certs: Any) -> list[Evidence]:
+    more = [_ev(table.origin, f"{table.origin.detail}: no insecure = true")] if table is not None else [
+        Evidence(cfg.main, f"no [[registry]] table matches {addr} ({cfg.chosen_by})")]
+    if certs.directory:
+        more.append(Evidence(certs.directory, f"used for {addr}: {', '.join(certs.files) or 'empty'}"
+                             + (f"; hides {', '.join(certs.hidden)}" if certs.hidden else "")))
+    return more
 
 
 # ============================================================================ DD703

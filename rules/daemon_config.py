@@ -19,11 +19,12 @@ from dockerdoctor.facts.daemon import (
 )
 from dockerdoctor.facts.dockerd_cli import (
     RHEL_FORK_FLAGS,
+    ParsedCommandLine,
     json_key,
     parse_dockerd_argv,
 )
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.facts.systemd import ExpandedCommand, UnitModel, split_command_line
+from dockerdoctor.facts.systemd import EnvAssignment, ExecLine, ExpandedCommand, UnitModel, split_command_line
 from dockerdoctor.fixes.recipes import (
     exec_dropin_ops,
     trust_fix,
@@ -154,30 +155,32 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
                 continue
             parsed = parse_dockerd_argv(["dockerd", *split_command_line(a.value)])
             insecure = [f.value for f in parsed.values("insecure-registry") if f.value]
-            others = [f.raw for f in parsed.flags + parsed.unknown if f.name != "insecure-registry"]
-            dj_path = daemon_json.path if daemon_json else "/etc/docker/daemon.json"
             evidence = [Evidence(path, f"{a.name}={a.value}", a.line),
                         Evidence(docker_unit.fragment or "docker.service",
                                  "EnvironmentFile: " + (", ".join(r.path for r in docker_unit.environment_files)
                                                         or "none"))]
             message = (f"{a.name} is set in {path}:{a.line}, but docker.service ({docker_unit.fragment}) loads no "
                        f"EnvironmentFile={path}, so dockerd never gets {short(' '.join(words), 80)}.")
-            if insecure and not others:
-                # Move: the registries into daemon.json, the variable emptied so nothing is set twice.
-                fix = move_insecure_fix(path, a.name, dj_path, insecure)
-            else:
-                # Loading a distribution's old options into another engine can stop it from starting
-                # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
-                fork_only = sorted({f.name for f in parsed.flags + parsed.unknown if f.name in RHEL_FORK_FLAGS})
-                drop = (f"; {', '.join('--' + n for n in fork_only)} existed only in Red Hat's docker: drop "
-                        f"{'it' if len(fork_only) == 1 else 'them'}") if fork_only else ""
-                fix = Fix(f"Move the options you still want from {path} into {dj_path} (daemon.json keys), then "
-                          f"empty {a.name}; they were never in effect{drop}")
+            fix = _move_options_fix(path, a.name, parsed, insecure,
+                                    daemon_json.path if daemon_json else "/etc/docker/daemon.json")
             yield finding(
                 "DD102", f"{a.name} in {path} is never read", message,
                 severity=Severity.ERROR if insecure else Severity.WARNING,
                 evidence=evidence, fix=fix, params={"file": path, "variable": a.name},
             )
+
+
+def _move_options_fix(path: str, variable: str, parsed: ParsedCommandLine, insecure: list[str], dj_path: str) -> Fix:
+    if insecure and not [f for f in parsed.flags + parsed.unknown if f.name != "insecure-registry"]:
+        # Move: the registries into daemon.json, the variable emptied so nothing is set twice.
+        return move_insecure_fix(path, variable, dj_path, insecure)
+    # Loading a distribution's old options into another engine can stop it from starting
+    # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
+    fork_only = sorted({f.name for f in parsed.flags + parsed.unknown if f.name in RHEL_FORK_FLAGS})
+    drop = (f"; {', '.join('--' + n for n in fork_only)} existed only in Red Hat's docker: drop "
+            f"{'it' if len(fork_only) == 1 else 'them'}") if fork_only else ""
+    return Fix(f"Move the options you still want from {path} into {dj_path} (daemon.json keys), then "
+               f"empty {variable}; they were never in effect{drop}")
 
 
 # ============================================================================ DD103
@@ -215,27 +218,35 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                 continue
             braced = planned_command.referenced.get(a.name)
             if braced is None:
-                if a.name not in OPTION_VARS and not a.name.endswith(("_OPTS", "_OPTIONS", "_REGISTRY")):
-                    continue
-                yield finding(
-                    "DD103", f"${a.name} is loaded but never used",
-                    f"{a.name} is set in {a.path}:{a.line}, but ExecStart in {exec_line.path}:{exec_line.line} "
-                    f"never expands ${a.name}, so dockerd never gets {short(' '.join(words), 80)}.",
-                    evidence=[a.evidence(), exec_line.evidence()],
-                    fix=expand_var_fix(docker_unit, a.name),
-                    params={"file": a.path, "variable": a.name},
-                )
+                if a.name in OPTION_VARS or a.name.endswith(("_OPTS", "_OPTIONS", "_REGISTRY")):
+                    yield _never_expanded(a, exec_line, words, docker_unit)
             elif braced and len(split_command_line(a.value)) > 1:
-                command = exec_line.command.replace(f"${{{a.name}}}", f"${a.name}")
-                yield finding(
-                    "DD103", f"${{{a.name}}} reaches dockerd as one word",
-                    f"ExecStart in {exec_line.path}:{exec_line.line} uses ${{{a.name}}}, which systemd passes as a "
-                    f"single argument \"{short(a.value, 60)}\"; dockerd fails with 'unknown flag'. Use ${a.name}.",
-                    evidence=[a.evidence(), exec_line.evidence()],
-                    fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
-                            exec_dropin_ops("20-expand-vars.conf", command)),
-                    params={"file": a.path, "variable": a.name},
-                )
+                yield _braced(a, exec_line)
+
+
+def _never_expanded(a: EnvAssignment, exec_line: ExecLine, words: list[str], unit: UnitModel) -> Finding:
+    return finding(
+        "DD103", f"${a.name} is loaded but never used",
+        f"{a.name} is set in {a.path}:{a.line}, but ExecStart in {exec_line.path}:{exec_line.line} "
+        f"never expands ${a.name}, so dockerd never gets {short(' '.join(words), 80)}.",
+        evidence=[a.evidence(), exec_line.evidence()],
+        fix=expand_var_fix(unit, a.name),
+        params={"file": a.path, "variable": a.name},
+    )
+
+
+def _braced(a: EnvAssignment, exec_line: ExecLine) -> Finding:
+    """${VAR} in ExecStart: systemd passes the whole value as one argument."""
+    command = exec_line.command.replace(f"${{{a.name}}}", f"${a.name}")
+    return finding(
+        "DD103", f"${{{a.name}}} reaches dockerd as one word",
+        f"ExecStart in {exec_line.path}:{exec_line.line} uses ${{{a.name}}}, which systemd passes as a "
+        f"single argument \"{short(a.value, 60)}\"; dockerd fails with 'unknown flag'. Use ${a.name}.",
+        evidence=[a.evidence(), exec_line.evidence()],
+        fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
+                exec_dropin_ops("20-expand-vars.conf", command)),
+        params={"file": a.path, "variable": a.name},
+    )
 
 
 # ============================================================================ DD104

@@ -9,7 +9,7 @@ from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import ContainerInfo, Mount
+from dockerdoctor.facts.containers import ContainerInfo, Mount, PortBinding
 from dockerdoctor.facts.host import TargetRegistry
 from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
@@ -327,22 +327,7 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
                                  + f"; network {c.network_mode}")]
         if mine and any(p.host_ip not in ("127.0.0.1", "::1", "localhost") for p in mine):
             continue
-        if mine:
-            msg = (f"{c.name} publishes its port {rc.port} on {mine[0].host_ip} only, so no other host can reach "
-                   "it.")
-            title = f"Registry {c.name} is published on loopback only"
-            host_port = mine[0].host_port or rc.port
-            severity = Severity.WARNING
-        else:
-            others = [p for p in c.ports if p.host_port]
-            msg = f"{c.name} listens on port {rc.port} ({rc.port_why}), but docker publishes no host port for it"
-            msg += (f" (it publishes {', '.join(f'{p.host_port}->{p.container_port}' for p in others)} instead)."
-                    if others else ".")
-            if c.network_mode == "none":
-                msg += " It runs with --network none."
-            title = f"Registry {c.name} does not publish port {rc.port}"
-            host_port = others[0].host_port if others and others[0].host_port else rc.port
-            severity = Severity.ERROR
+        title, msg, host_port, severity = _unpublished(rc, mine)
         keep_ports = [p.docker_arg() for p in c.ports if p.container_port != rc.port and p.host_ip != "::"]
         out = docker_run_argv(c, publish=[f"{host_port}:{rc.port}", *keep_ports])
         yield finding(
@@ -351,6 +336,23 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
                              f"the same container, publishing {host_port}:{rc.port}"),
             params={"container": c.name, "port": rc.port},
         )
+
+
+def _unpublished(rc: RegistryContainer, mine: list[PortBinding]) -> tuple[str, str, int, Severity]:
+    """(title, message, the host port to publish, severity): published on loopback only, or not at all."""
+    c = rc.container
+    if mine:
+        msg = f"{c.name} publishes its port {rc.port} on {mine[0].host_ip} only, so no other host can reach it."
+        return (f"Registry {c.name} is published on loopback only", msg, mine[0].host_port or rc.port,
+                Severity.WARNING)
+    others = [p for p in c.ports if p.host_port]
+    msg = f"{c.name} listens on port {rc.port} ({rc.port_why}), but docker publishes no host port for it"
+    msg += (f" (it publishes {', '.join(f'{p.host_port}->{p.container_port}' for p in others)} instead)."
+            if others else ".")
+    if c.network_mode == "none":
+        msg += " It runs with --network none."
+    host_port = others[0].host_port if others and others[0].host_port else rc.port
+    return f"Registry {c.name} does not publish port {rc.port}", msg, host_port, Severity.ERROR
 
 
 # ============================================================================ DD405
