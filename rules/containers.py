@@ -237,41 +237,54 @@ def registries_conf_shadowed(containers_configs: dict[str, ContainersConfig],
     """
     seen: set[tuple[str, int | None, str]] = set()
     for client, cfg in sorted(containers_configs.items()):
-        for sh in cfg.shadows:
-            if sh.what == "drop-in" and "prefix" in sh.message:
-                old = next((r for f in cfg.files for r in f.registries if r.origin == sh.hidden), None)
-                new = next((r for r in cfg.registries if r.origin == sh.by), None)
-                if old is not None and new is not None and not _differs(old, new):
-                    continue
-            key = (sh.hidden.source, sh.hidden.line, sh.message)
-            if key in seen:
-                continue
-            seen.add(key)
-            yield finding(
-                "DD703", f"{client}: {sh.message}", f"{sh.message}.",
-                evidence=[_ev(sh.hidden, "not in effect: " + (sh.hidden.detail or "")),
-                          _ev(sh.by, "in effect: " + (sh.by.detail or ""))],
-                fix=Fix(f"Make the change in {sh.by.source} (what {client} reads), or remove what shadows it"),
-                params={"client": client, "kind": sh.what, "file": sh.hidden.source, "by": sh.by.source},
-            )
+        yield from _shadowed(client, cfg, seen)
         for addr in _targets(target_registries, checked_images):
-            host_table = next((r for r in cfg.registries if r.prefix == addr), None)
-            longer = [r for r in cfg.registries if r.prefix.startswith(addr + "/") and r is not host_table]
-            for r in longer:
-                if host_table is not None and host_table.insecure != r.insecure:
-                    key = (r.origin.source, r.origin.line, addr)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    yield finding(
-                        "DD703", f"{client}: images under {r.prefix} use the longer prefix, not {addr}'s table",
-                        f"{host_table.origin.where()} sets insecure = {str(host_table.insecure).lower()} for {addr}, "
-                        f"but the table for {r.prefix} ({r.origin.where()}) has the longer prefix and wins for every "
-                        f"image under it, with insecure = {str(r.insecure).lower()}.",
-                        evidence=[_ev(host_table.origin), _ev(r.origin)],
-                        fix=Fix(f"Set insecure in the {r.prefix} table too, or remove it"),
-                        params={"client": client, "kind": "longer-prefix", "file": r.origin.source},
-                    )
+            yield from _longer_prefix(client, cfg, addr, seen)
+
+
+def _shadowed(client: str, cfg: ContainersConfig, seen: set[tuple[str, int | None, str]]) -> Iterator[Finding]:
+    """Settings another file replaces or a drop-in overrides (identical drop-in tables aside), each once."""
+    for sh in cfg.shadows:
+        if sh.what == "drop-in" and "prefix" in sh.message:
+            old = next((r for f in cfg.files for r in f.registries if r.origin == sh.hidden), None)
+            new = next((r for r in cfg.registries if r.origin == sh.by), None)
+            if old is not None and new is not None and not _differs(old, new):
+                continue
+        key = (sh.hidden.source, sh.hidden.line, sh.message)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield finding(
+            "DD703", f"{client}: {sh.message}", f"{sh.message}.",
+            evidence=[_ev(sh.hidden, "not in effect: " + (sh.hidden.detail or "")),
+                      _ev(sh.by, "in effect: " + (sh.by.detail or ""))],
+            fix=Fix(f"Make the change in {sh.by.source} (what {client} reads), or remove what shadows it"),
+            params={"client": client, "kind": sh.what, "file": sh.hidden.source, "by": sh.by.source},
+        )
+
+
+def _longer_prefix(client: str, cfg: ContainersConfig, addr: str,
+                   seen: set[tuple[str, int | None, str]]) -> Iterator[Finding]:
+    """A [[registry]] table with a longer prefix under addr that disagrees with addr's own on insecure."""
+    host_table = next((r for r in cfg.registries if r.prefix == addr), None)
+    if host_table is None:
+        return
+    for r in [r for r in cfg.registries if r.prefix.startswith(addr + "/") and r is not host_table]:
+        if host_table.insecure == r.insecure:
+            continue
+        key = (r.origin.source, r.origin.line, addr)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield finding(
+            "DD703", f"{client}: images under {r.prefix} use the longer prefix, not {addr}'s table",
+            f"{host_table.origin.where()} sets insecure = {str(host_table.insecure).lower()} for {addr}, "
+            f"but the table for {r.prefix} ({r.origin.where()}) has the longer prefix and wins for every "
+            f"image under it, with insecure = {str(r.insecure).lower()}.",
+            evidence=[_ev(host_table.origin), _ev(r.origin)],
+            fix=Fix(f"Set insecure in the {r.prefix} table too, or remove it"),
+            params={"client": client, "kind": "longer-prefix", "file": r.origin.source},
+        )
 
 
 # ============================================================================ DD704

@@ -153,31 +153,33 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
                                    and any(FATAL.search(ln) for ln in c.logs[-10:]))
         if c.running and not looping:
             continue
-        what = _down_state(c, looping)
-        ev = [c.evidence(_state_text(c))]
-        last = _last_error(c)
-        reason = ""
-        if last:
-            ev.append(c.log_evidence(*last))
-            reason = f" Last error: {short(last[1], 200)}"
-        elif c.error:
-            reason = f" State.Error: {c.error}"
-        severity = Severity.ERROR
-        if running_elsewhere and rc not in running_elsewhere and c.status == "exited" and c.restart_policy == "no":
-            severity = Severity.WARNING  # an old, stopped copy next to a running registry
-        yield finding(
-            "DD402", f"Registry container {c.name} {what}",
-            f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
-            severity=severity,
-            evidence=ev,
-            fix=start_container_fix(c.name),
-            params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
-                    "restart_count": c.restart_count, "error": c.error},
-        )
-
-
+        # an old, stopped copy next to a running registry is a warning
+        old_copy = bool(running_elsewhere) and rc not in running_elsewhere and c.status == "exited" \
+            and c.restart_policy == "no"
+        yield _down(c, looping, Severity.WARNING if old_copy else Severity.ERROR)
     yield from _absent(registry_containers, target_registries, interface_addresses, registry_listeners,
                        listening_sockets, registry_processes)
+
+
+def _down(c: ContainerInfo, looping: bool, severity: Severity) -> Finding:
+    what = _down_state(c, looping)
+    ev = [c.evidence(_state_text(c))]
+    last = _last_error(c)
+    reason = ""
+    if last:
+        ev.append(c.log_evidence(*last))
+        reason = f" Last error: {short(last[1], 200)}"
+    elif c.error:
+        reason = f" State.Error: {c.error}"
+    return finding(
+        "DD402", f"Registry container {c.name} {what}",
+        f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
+        severity=severity,
+        evidence=ev,
+        fix=start_container_fix(c.name),
+        params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
+                "restart_count": c.restart_count, "error": c.error},
+    )
 
 
 def _down_state(c: ContainerInfo, looping: bool) -> str:
@@ -264,26 +266,10 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
         ev = [c.evidence(f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
               c.evidence("mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
                                                or "none"))]
-        problem = None
         if m is not None and _is_persistent(m) and m.destination != "/":
             continue
-        other = None
-        wrong = V0_DATA_DIR if rc.version == "v2" else V2_DATA_DIR if rc.version == "v0" else None
-        for x in c.mounts:
-            if _is_persistent(x) and wrong and (x.destination.rstrip("/") == wrong):
-                other = x
-        if m is not None and m.anonymous:
-            problem = (f"its data directory {rc.data_dir} ({rc.data_dir_why}) is an anonymous volume, which "
-                       "`docker rm -v`, `docker compose down -v` or a recreate without it loses")
-            severity = Severity.WARNING
-        else:
-            problem = f"nothing is mounted at its data directory {rc.data_dir} ({rc.data_dir_why})"
-            severity = Severity.ERROR
-        if other is not None:
-            gen = "registry 2" if rc.version == "v2" else "the python v0.x registry"
-            problem += (f"; the volume {other.source or other.name} is mounted at {other.destination}, the path of the "
-                        f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
-            severity = Severity.ERROR
+        other = _mount_at_other_generation(rc)
+        problem, severity = _data_problem(rc, m, other)
         keep = other or (m if m is not None and m.anonymous else None)
         yield finding(
             "DD403", f"Registry {c.name} keeps its data inside the container",
@@ -293,6 +279,32 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
             params={"container": c.name, "version": rc.version, "data_dir": rc.data_dir,
                     "wrong_mount": other.destination if other else None},
         )
+
+
+def _mount_at_other_generation(rc: RegistryContainer) -> Mount | None:
+    """The (last) volume mounted at the other generation's data path (/tmp/registry for a v2 registry)."""
+    wrong = V0_DATA_DIR if rc.version == "v2" else V2_DATA_DIR if rc.version == "v0" else None
+    other = None
+    for x in rc.container.mounts:
+        if _is_persistent(x) and wrong and (x.destination.rstrip("/") == wrong):
+            other = x
+    return other
+
+
+def _data_problem(rc: RegistryContainer, m: Mount | None, other: Mount | None) -> tuple[str, Severity]:
+    if m is not None and m.anonymous:
+        problem = (f"its data directory {rc.data_dir} ({rc.data_dir_why}) is an anonymous volume, which "
+                   "`docker rm -v`, `docker compose down -v` or a recreate without it loses")
+        severity = Severity.WARNING
+    else:
+        problem = f"nothing is mounted at its data directory {rc.data_dir} ({rc.data_dir_why})"
+        severity = Severity.ERROR
+    if other is not None:
+        gen = "registry 2" if rc.version == "v2" else "the python v0.x registry"
+        problem += (f"; the volume {other.source or other.name} is mounted at {other.destination}, the path of the "
+                    f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
+        severity = Severity.ERROR
+    return problem, severity
 
 
 # ============================================================================ DD404
