@@ -322,26 +322,35 @@ def crio_insecure_mismatch(crio_conf: CrioConf, containers_configs: dict[str, Co
                           params={"entry": e.value, "kind": "ignored", "file": e.origin.source})
             continue
         if "/" not in e.value and ":" not in e.value:
-            hits = [t for t in targets + locations if t.split(":")[0] == e.value and ":" in t]
-            if hits:
-                yield finding(
-                    "DD704", f"insecure_registries {e.value!r} does not cover {hits[0]}",
-                    f"{e.origin.where()} lists {e.value!r} without a port; CRI-O compares it with {hits[0]} as "
-                    f"written and does not match (cri-o#2193), so pulls from {hits[0]} still verify TLS.",
-                    severity=Severity.ERROR, evidence=[_ev(e.origin)],
-                    fix=Fix(f"Write {hits[0]!r} (or a CIDR) — better, registries.conf [[registry]] location = "
-                            f"\"{hits[0]}\" insecure = true; restart CRI-O"),
-                    params={"entry": e.value, "kind": "no-port", "registry": hits[0], "file": e.origin.source})
+            yield from _no_port(e, targets + locations)
         if cfg is not None:
-            for r in cfg.registries:
-                if e.covers(r.location.split("/")[0]) and r.insecure_origin is not None and not r.insecure:
-                    yield finding(
-                        "DD704", f"crio.conf and registries.conf disagree about {r.location}",
-                        f"{e.origin.where()} marks {r.location} insecure, {r.insecure_origin.where()} says "
-                        "insecure = false.",
-                        evidence=[_ev(e.origin), _ev(r.insecure_origin)],
-                        fix=Fix("Keep one setting, in registries.conf; remove insecure_registries"),
-                        params={"entry": e.value, "kind": "disagree", "file": e.origin.source})
+            yield from _disagree(e, cfg)
+
+
+def _no_port(e: Any, names: list[str]) -> Iterator[Finding]:
+    """An insecure_registries entry without a port, which CRI-O compares as written (cri-o#2193)."""
+    hits = [t for t in names if t.split(":")[0] == e.value and ":" in t]
+    if hits:
+        yield finding(
+            "DD704", f"insecure_registries {e.value!r} does not cover {hits[0]}",
+            f"{e.origin.where()} lists {e.value!r} without a port; CRI-O compares it with {hits[0]} as "
+            f"written and does not match (cri-o#2193), so pulls from {hits[0]} still verify TLS.",
+            severity=Severity.ERROR, evidence=[_ev(e.origin)],
+            fix=Fix(f"Write {hits[0]!r} (or a CIDR) — better, registries.conf [[registry]] location = "
+                    f"\"{hits[0]}\" insecure = true; restart CRI-O"),
+            params={"entry": e.value, "kind": "no-port", "registry": hits[0], "file": e.origin.source})
+
+
+def _disagree(e: Any, cfg: ContainersConfig) -> Iterator[Finding]:
+    for r in cfg.registries:
+        if e.covers(r.location.split("/")[0]) and r.insecure_origin is not None and not r.insecure:
+            yield finding(
+                "DD704", f"crio.conf and registries.conf disagree about {r.location}",
+                f"{e.origin.where()} marks {r.location} insecure, {r.insecure_origin.where()} says "
+                "insecure = false.",
+                evidence=[_ev(e.origin), _ev(r.insecure_origin)],
+                fix=Fix("Keep one setting, in registries.conf; remove insecure_registries"),
+                params={"entry": e.value, "kind": "disagree", "file": e.origin.source})
 
 
 # ============================================================================ DD705

@@ -280,11 +280,7 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
     argv = cfg.planned
     if argv is None:
         raise Skip("dockerd's command line is unknown")
-    journal_line = None
-    if docker_journal is not None:
-        hits = docker_journal.grep(re.compile(r"specified both as a flag and in the configuration file"))
-        if hits:
-            journal_line = hits[-1]
+    refused = _refused_line(docker_journal)
     seen: set[str] = set()
     for use in argv.flags:
         key = json_key(use.name)
@@ -293,12 +289,8 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
         seen.add(key)
         uses = argv.values(use.name)
         origin = cfg.expanded.origins[use.index] if cfg.expanded and use.index < len(cfg.expanded.origins) else None
-        ev = [dj.evidence(f'"{key}": {json.dumps(dj.data[key])}', dj.line_of(key))]
-        if origin is not None:
-            ev.insert(0, origin.evidence(f"flag {use.raw} ({origin.describe()})"))
-        if journal_line:
-            ev.append(Evidence(docker_journal.source if docker_journal else "journal", short(journal_line[1], 300),
-                               journal_line[0]))
+        ev = ([origin.evidence(f"flag {use.raw} ({origin.describe()})")] if origin is not None else []) \
+            + [dj.evidence(f'"{key}": {json.dumps(dj.data[key])}', dj.line_of(key))] + refused
         yield finding(
             "DD104", f"{key} is set as a flag and in {dj.path}",
             f"--{use.name} is on dockerd's command line and \"{key}\" is in {dj.path}; dockerd refuses to "
@@ -307,6 +299,12 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
             fix=flag_to_file_fix(cfg, key, use.name, uses, origin),
             params={"key": key, "flag": use.name},
         )
+
+
+def _refused_line(journal: Journal | None) -> list[Evidence]:
+    """dockerd's last "specified both as a flag and in the configuration file" line in the journal."""
+    hits = journal.grep(re.compile(r"specified both as a flag and in the configuration file")) if journal else []
+    return [journal.evidence(short(hits[-1][1], 300), hits[-1][0])] if journal and hits else []
 
 
 # ============================================================================ DD105

@@ -76,17 +76,26 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
     if not unit_matters and host.chosen_by == "default" and not others and docker_journal is None and not (
             daemon_json and daemon_json.exists) and seen.endswith("does not exist"):
         raise Skip("docker does not seem to be installed here (no unit, no daemon.json, no socket, no dockerd)")
+    yield _local_down(host, seen, engine_answer, systemd_state if unit_matters else None,
+                      docker_journal if unit_matters else None, others, unit_matters)
+
+
+def _local_down(host: DockerHost, seen: str, engine_answer: EngineAnswer | None, unit_state: SystemdUnitState | None,
+                journal: Journal | None, others: list[OtherDockerd], unit_matters: bool) -> Finding:
+    """Nothing serves this host's socket: what was seen, docker.service's state and the journal's reason
+    (`unit_state` and `journal` only when the unit is this socket's), and the other dockerds."""
+    state = unit_state.active_state if unit_state else None
     evidence: list[Evidence] = [Evidence(engine_answer.source if engine_answer else "process table", seen)]
-    if unit_matters and systemd_state is not None and state:
-        evidence.append(systemd_state.evidence(f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
-    reason = _journal_reason(docker_journal, evidence) if unit_matters and docker_journal is not None else ""
+    if unit_state is not None and state:
+        evidence.append(unit_state.evidence(f"ActiveState={state} SubState={unit_state.get('SubState') or '?'}"))
+    reason = _journal_reason(journal, evidence) if journal is not None else ""
     evidence += _others_evidence(host, others)
     message = f"Nothing answers on {host.url} ({host.chosen_by}): {seen}."
-    if unit_matters and systemd_state is not None:
+    if unit_state is not None:
         message += " docker.service is " + (state or "not running") + (f": {reason}" if reason else ".")
-    yield finding(
+    return finding(
         "DD501", f"No Docker daemon answers on {host.url}", message,
-        evidence=evidence, fix=_start_fix(host, unit_matters, systemd_state is not None, reason),
+        evidence=evidence, fix=_start_fix(host, unit_matters, unit_state is not None, reason),
         params={"reason": reason, "socket": host.url, "why": engine_answer.why if engine_answer else "not running"},
     )
 

@@ -86,22 +86,27 @@ def selinux_volume_label(selinux_status: SelinuxStatus, registry_containers: lis
                 continue  # the label is unknown and nothing was denied: no evidence either way
             ev = _label_evidence(s, c, m, label, selinux_labels.rule_for(m.source) if selinux_labels else None,
                                  avc_denials, denied)
-            if label is not None:
-                what = f"labelled {label.type}"
-            elif denied and denied[-1].ttype:
-                what = f"labelled {denied[-1].ttype} (as the AVC denial shows)"
-            else:
-                what = "of unknown label"
-            yield finding(
-                "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
-                f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "
-                f"directory is {what}, which a confined container (container_t) may not write"
-                + (f" ({len(denied)} AVC denial{'s' if len(denied) != 1 else ''} in the audit log)." if denied
-                   else "."),
-                evidence=ev, fix=relabel_fix(rc, m),
-                params={"container": c.name, "source": m.source, "destination": m.destination,
-                        "label": label.context if label else None},
-            )
+            yield _unlabelled(rc, m, label, denied, ev)
+
+
+def _unlabelled(rc: RegistryContainer, m: Mount, label: FileLabel | None, denied: list[AvcDenial],
+                ev: list[Evidence]) -> Finding:
+    c = rc.container
+    if label is not None:
+        what = f"labelled {label.type}"
+    elif denied and denied[-1].ttype:
+        what = f"labelled {denied[-1].ttype} (as the AVC denial shows)"
+    else:
+        what = "of unknown label"
+    return finding(
+        "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
+        f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "
+        f"directory is {what}, which a confined container (container_t) may not write"
+        + (f" ({len(denied)} AVC denial{'s' if len(denied) != 1 else ''} in the audit log)." if denied else "."),
+        evidence=ev, fix=relabel_fix(rc, m),
+        params={"container": c.name, "source": m.source, "destination": m.destination,
+                "label": label.context if label else None},
+    )
 
 
 def _denials_on(avc_denials: AuditLog | None, m: Mount, label: FileLabel | None) -> list[AvcDenial]:

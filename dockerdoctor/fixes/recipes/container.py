@@ -162,3 +162,12 @@ def writable_storage_fix(c: ContainerInfo, m: Mount | None, selinux_enforcing: b
     else:
         summary = "Give the registry a writable volume for its data"
     return Fix(summary, tuple(ops), warnings=("Never chmod 777 the directory, never setenforce 0.",))
+
+
+def shared_secret_fix(replicas: list[ContainerInfo]) -> Fix:
+    """Recreate every replica with one REGISTRY_HTTP_SECRET."""
+    ops: list[RunCommand] = []
+    for c in replicas:
+        run = docker_run_argv(c, set_env={"REGISTRY_HTTP_SECRET": "<the same secret>"})
+        ops.extend(recreate_ops(c, run, "the same container with the shared secret"))
+    return Fix("Give every replica one REGISTRY_HTTP_SECRET (openssl rand -hex 32)", tuple(ops))
