@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
+    ConfigValue,
     DaemonJson,
     EffectiveConfig,
     EnvFileInfo,
@@ -36,6 +37,7 @@ from dockerdoctor.model import (
     Fix,
     Severity,
 )
+from dockerdoctor.net import HostPort
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 from dockerdoctor.safetext import short
 
@@ -301,6 +303,22 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
         )
 
 
+def _no_port(v: ConfigValue, host: str, targets: list[HostPort]) -> Finding:
+    """An insecure-registries entry without a port covers HOST:443 only."""
+    needed = [t for t in targets if t.host == host.lower() and t.port not in (None, 443)]
+    return finding(
+        "DD105", f"insecure registry {v.value!r} has no port",
+        f"{v.value!r} ({v.where()}) covers only {host}:443; "
+        + (f"pushes to {', '.join(map(str, needed))} still fail." if needed else
+           "a registry on another port is still treated as secure."),
+        severity=Severity.ERROR if needed else Severity.WARNING,
+        evidence=[v.evidence()],
+        fix=Fix("Add the port: " + ", ".join(str(t) for t in needed) if needed else
+                f"Write {host}:PORT with the registry's port"),
+        params={"value": v.value},
+    )
+
+
 def _refused_line(journal: Journal | None) -> list[Evidence]:
     """dockerd's last "specified both as a flag and in the configuration file" line in the journal."""
     hits = journal.grep(re.compile(r"specified both as a flag and in the configuration file")) if journal else []
@@ -343,19 +361,7 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
                 params={"value": v.value},
             )
         elif chk.normalized and not chk.is_cidr and ":" not in chk.normalized.strip("[]").split("]")[-1]:
-            host = chk.normalized
-            needed = [t for t in targets if t.host == host.lower() and t.port not in (None, 443)]
-            yield finding(
-                "DD105", f"insecure registry {v.value!r} has no port",
-                f"{v.value!r} ({v.where()}) covers only {host}:443; "
-                + (f"pushes to {', '.join(map(str, needed))} still fail." if needed else
-                   "a registry on another port is still treated as secure."),
-                severity=Severity.ERROR if needed else Severity.WARNING,
-                evidence=[v.evidence()],
-                fix=Fix("Add the port: " + ", ".join(str(t) for t in needed) if needed else
-                        f"Write {host}:PORT with the registry's port"),
-                params={"value": v.value},
-            )
+            yield _no_port(v, chk.normalized, targets)
         elif chk.problem:
             yield finding(
                 "DD105", f"insecure registry {v.value!r} has a scheme",

@@ -193,20 +193,25 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
     for d in hits:
         groups.setdefault((d.comm, d.ttype, d.tclass, d.perms), []).append(d)
     enforcing = selinux_status.enforcing if selinux_status is not None else None
-    for (comm, ttype, tclass, perms), ds in groups.items():
-        last = ds[-1]
-        target = _denied_mount(last, dirs)
-        only_permissive = all(d.permissive for d in ds)
-        severity = Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR
-        what = last.path or last.name or "?"
-        yield finding(
-            "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
-            f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
-            f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
-            + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
-            severity=severity,
-            evidence=[avc_denials.evidence(short(d.text, 400), d.line) for d in ds[-3:]],
-            fix=relabel_fix(*target) if target is not None else avc_fix(comm),
-            params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
-                    "count": len(ds), "path": what},
-        )
+    for ds in groups.values():
+        yield _denied(avc_denials, ds, _denied_mount(ds[-1], dirs), enforcing)
+
+
+def _denied(avc_denials: AuditLog, ds: list[AvcDenial], target: tuple[RegistryContainer, Mount] | None,
+            enforcing: bool | None) -> Finding:
+    """One kind of denial (same command, target type, class and permissions), with its last three lines."""
+    comm, ttype, tclass, perms = ds[0].comm, ds[0].ttype, ds[0].tclass, ds[0].perms
+    last = ds[-1]
+    only_permissive = all(d.permissive for d in ds)
+    what = last.path or last.name or "?"
+    return finding(
+        "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
+        f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
+        f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
+        + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
+        severity=Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR,
+        evidence=[avc_denials.evidence(short(d.text, 400), d.line) for d in ds[-3:]],
+        fix=relabel_fix(*target) if target is not None else avc_fix(comm),
+        params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
+                "count": len(ds), "path": what},
+    )
