@@ -23,10 +23,9 @@ from dockerdoctor.cli.common import (
     build_facts,
     resolve_daemon,
     run_check,
-    write,
 )
 from dockerdoctor.errors import InputError
-from dockerdoctor.report import FailOn
+from dockerdoctor.report import FailOn, write_output
 
 if TYPE_CHECKING:
     from dockerdoctor.facts import Facts
@@ -133,27 +132,15 @@ def check(
         host=host,
         generated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    if fmt == Format.json:
-        from dockerdoctor.report.jsonreport import render as render_json
+    from dockerdoctor.report.render import render
 
-        text = render_json(report)
-    elif fmt == Format.junit:
-        from dockerdoctor.report.junit import render as render_junit
-
-        text = render_junit(report)
-    elif fmt in (Format.prometheus, Format.npd):
-        from dockerdoctor.report import npd, prometheus
-
-        text = (prometheus if fmt == Format.prometheus else npd).render(report)
-    else:
+    width = None
+    if fmt == Format.text and output is None and sys.stdout.isatty():
         import shutil
 
-        from dockerdoctor.report.text import render as render_text
-
-        # On a terminal the report wraps to its width (COLUMNS wins); piped or into a file it does not.
-        width = shutil.get_terminal_size().columns if output is None and sys.stdout.isatty() else None
-        text = render_text(report, verbose=verbose, color=False if output else color, width=width)
-    write(text, output)
+        width = shutil.get_terminal_size().columns  # a terminal wraps the report to its width (COLUMNS wins)
+    text = render(report, fmt.value, verbose=verbose, color=False if output else color, width=width)
+    write_output(text, output)
     if textfile_dir is not None:
         from dockerdoctor.report.prometheus import write_textfile
 

@@ -4,7 +4,6 @@ error boundary (DoctorError exit 2, any other exception exit 3)."""
 from __future__ import annotations
 
 import enum
-import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -147,19 +146,6 @@ def run_check(facts: Facts, select: list[str] | None, ignore: list[str] | None) 
             sys.stderr.write("\033[K")
             sys.stderr.flush()
     return run_rules(facts, sel, ign)
-
-
-def write(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, output)
-    except OSError as exc:
-        raise InputError(f"cannot write {output}: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------- the error boundary

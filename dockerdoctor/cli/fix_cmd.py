@@ -130,13 +130,9 @@ def fix(
         if prepared.empty:
             typer.echo("Nothing to apply.", err=as_json)
             if as_json:
-                import json
+                from dockerdoctor.report.fixjson import apply_json
 
-                from dockerdoctor.report.fixjson import backup_fields, plan_fields
-
-                typer.echo(json.dumps({"schema_version": 1, "status": "nothing", "run_id": None, "log": [],
-                                       "problems": [], **plan_fields(prepared), **backup_fields(store, None)},
-                                      indent=2))
+                typer.echo(apply_json("nothing", None, [], [], prepared, store))
             raise typer.Exit(0)
         if not yes:
             if not sys.stdin.isatty():
@@ -149,13 +145,9 @@ def fix(
     finally:
         facts.source.close()
     if fmt == ListFormat.json:
-        import json
+        from dockerdoctor.report.fixjson import apply_json
 
-        from dockerdoctor.report.fixjson import backup_fields, plan_fields
-
-        typer.echo(json.dumps({"schema_version": 1, "status": result.status, "run_id": result.run_id,
-                               "log": result.log, "problems": result.problems, **plan_fields(prepared),
-                               **backup_fields(store, result.run_id)}, indent=2))
+        typer.echo(apply_json(result.status, result.run_id, result.log, result.problems, prepared, store))
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -14,7 +14,10 @@ Added to schema_version 1 of the fix JSON (fields are only ever added):
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from dockerdoctor.report import SCHEMA_VERSION
 
 MAX_TEXT = 256 * 1024
 
@@ -50,3 +53,10 @@ def backup_fields(store: Any, run_id: str | None) -> dict[str, Any]:
         "backups": [{"path": f.path, "backup": str(rec.dir / "files" / f.backup) if f.backup else None}
                     for f in rec.files],
     }
+
+
+def apply_json(status: str, run_id: str | None, log: list[str], problems: list[str], prepared: Any,
+               store: Any) -> str:
+    """`fix --apply --format json`: the run's outcome, the plan's files and service, the backups."""
+    return json.dumps({"schema_version": SCHEMA_VERSION, "status": status, "run_id": run_id, "log": log,
+                       "problems": problems, **plan_fields(prepared), **backup_fields(store, run_id)}, indent=2)
