@@ -22,9 +22,11 @@ from dockerdoctor.errors import InputError
 from dockerdoctor.safetext import printable
 
 if TYPE_CHECKING:
-    from dockerdoctor.fixes.apply import Choice, Prepared
-    from dockerdoctor.fixes.backup import RunRecord
+    from dockerdoctor.facts import Facts
+    from dockerdoctor.fixes.apply import ApplyResult, Choice, Prepared
+    from dockerdoctor.fixes.backup import BackupStore, RunRecord
     from dockerdoctor.fixes.plan import Plan
+    from dockerdoctor.fixes.service import ServiceManager
     from dockerdoctor.model import Finding
 
 
@@ -177,7 +179,7 @@ def _plan_json(plan: Plan, choices: list[Choice], prepared: Prepared | None) -> 
     typer.echo(json.dumps(plan_json(plan, choices, prepared), indent=2))
 
 
-def _service_manager(docker_host: str | None, restart_command: str | None):  # type: ignore[no-untyped-def]
+def _service_manager(docker_host: str | None, restart_command: str | None) -> ServiceManager:
     from dockerdoctor.facts import CheckOptions, Facts
     from dockerdoctor.fixes.service import choose_manager
     from dockerdoctor.sources.live import LiveSource
@@ -206,8 +208,9 @@ def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, quiet,  # type: ignore[no-untyped-def]
-           undo_args=()):
+def _apply(prepared: Prepared, facts: Facts, store: BackupStore, root: Path | None, registry: list[str] | None,
+           timeout: float, docker_host: str | None, restart_command: str | None, quiet: bool,
+           undo_args: tuple[str, ...] = ()) -> ApplyResult:
     from dockerdoctor.fixes.apply import ApplyOptions, apply_prepared
 
     manager = None if root is not None else _service_manager(docker_host, restart_command)
@@ -220,7 +223,8 @@ def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart
     return apply_prepared(prepared, facts, opts)
 
 
-def _offer_unfinished(store, unfinished, yes, root, docker_host, restart_command, facts) -> None:  # type: ignore[no-untyped-def]
+def _offer_unfinished(store: BackupStore, unfinished: list[RunRecord], yes: bool, root: Path | None,
+                      docker_host: str | None, restart_command: str | None, facts: Facts) -> None:
     from dockerdoctor.fixes.apply import InterruptedRun
 
     last = unfinished[-1]
@@ -236,7 +240,8 @@ def _offer_unfinished(store, unfinished, yes, root, docker_host, restart_command
     raise typer.Exit(0)
 
 
-def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool) -> None:  # type: ignore[no-untyped-def]
+def _rollback(store: BackupStore, run_id: str, root: Path | None, docker_host: str | None,
+              restart_command: str | None, yes: bool) -> None:
     from dockerdoctor.fixes.apply import rollback_run
 
     rec = store.load(run_id)
@@ -262,7 +267,7 @@ def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool)
     typer.echo(f"Rolled back {rec.run_id}.")
 
 
-def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-def]
+def _list_backups(store: BackupStore, fmt: ListFormat) -> None:
     runs = store.list_runs()
     if fmt == ListFormat.json:
         import json
