@@ -19,6 +19,7 @@ from dockerdoctor.cli.common import (
     run_check,
 )
 from dockerdoctor.errors import InputError
+from dockerdoctor.report import SCHEMA_VERSION
 from dockerdoctor.safetext import printable
 
 if TYPE_CHECKING:
@@ -91,9 +92,8 @@ def fix(
     """
     from dockerdoctor.fixes.backup import BackupStore
 
-    # A snapshot run keeps its backups beside the snapshot: it never writes the host's /var/lib.
     if state_dir is None:
-        state_dir = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
+        state_dir = _default_state_dir(root)
     store = BackupStore(state_dir)
     docker_host, chosen_by = resolve_daemon(docker_host, root)
     if list_backups:
@@ -137,11 +137,7 @@ def fix(
                 typer.echo(apply_json("nothing", None, [], [], prepared, store))
             raise typer.Exit(0)
         if not yes:
-            if not sys.stdin.isatty():
-                raise InputError("refusing to change this host without confirmation: add --yes")
-            if not typer.confirm("Apply these changes?", default=False):
-                typer.echo("Nothing was changed.")
-                raise typer.Exit(1)
+            _confirm_apply()
         result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json,
                         _undo_args(root, state_dir))
     finally:
@@ -151,6 +147,15 @@ def fix(
 
         typer.echo(apply_json(result.status, result.run_id, result.log, result.problems, prepared, store))
     raise typer.Exit(0 if result.ok else 1)
+
+
+def _confirm_apply() -> None:
+    """A person at a terminal says yes, or nothing is changed (exit 1); without a terminal --yes is needed."""
+    if not sys.stdin.isatty():
+        raise InputError("refusing to change this host without confirmation: add --yes")
+    if not typer.confirm("Apply these changes?", default=False):
+        typer.echo("Nothing was changed.")
+        raise typer.Exit(1)
 
 
 def _read_ca(ca: Path) -> str:
@@ -195,6 +200,12 @@ def _service_manager(docker_host: str | None, restart_command: str | None) -> Se
 LIVE_STATE_DIR = Path("/var/lib/dockerdoctor")
 
 
+def _default_state_dir(root: Path | None) -> Path:
+    """A snapshot run keeps its backups beside the snapshot (SNAP.dockerdoctor): it never writes the host's
+    /var/lib."""
+    return Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
+
+
 def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
     """The options the Undo hint needs to find this run again: the exact command, copy-pasteable."""
     import shlex
@@ -202,8 +213,7 @@ def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
     out: list[str] = []
     if root is not None:
         out += ["--root", shlex.quote(str(root))]
-    default = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
-    if state_dir != default:
+    if state_dir != _default_state_dir(root):
         out += ["--state-dir", shlex.quote(str(state_dir))]
     return tuple(out)
 
@@ -272,7 +282,7 @@ def _list_backups(store: BackupStore, fmt: ListFormat) -> None:
     if fmt == ListFormat.json:
         import json
 
-        typer.echo(json.dumps({"schema_version": 1, "runs": [r.to_dict() for r in runs]}, indent=2))
+        typer.echo(json.dumps({"schema_version": SCHEMA_VERSION, "runs": [r.to_dict() for r in runs]}, indent=2))
         return
     if not runs:
         typer.echo(f"No backups in {store.backups}.")
