@@ -12,14 +12,9 @@ from dockerdoctor.fixes import hosts_toml as recipes
 from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.rules_support import short
 from dockerdoctor.runtimes.base import ImageRef
-from dockerdoctor.runtimes.containerd import (
-    CONTAINERD_CERTS_D,
-    DOCKER_CERTS_D,
-    K3S_CERTS_D,
-    K3S_REGISTRIES,
-    HostsDirRuntime,
-)
-from dockerdoctor.runtimes.hosts_toml import cri_refusal, near_misses
+from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, DOCKER_CERTS_D, K3S_CERTS_D, K3S_REGISTRIES
+from dockerdoctor.runtimes.containerd_config import cri_refusal
+from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime, near_misses
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
 CRI_NOT_LOADED = re.compile(r"failed to load plugin io\.containerd\.grpc\.v1\.cri")
@@ -66,7 +61,7 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
             root = [k for k, v in (("server", hf.server_set and not hf.hosts), ("ca", s.ca),
                                    ("skip_verify", s.skip_verify), ("client", s.client)) if v]
             if root:
-                from dockerdoctor.runtimes.hosts_toml import Problem
+                from dockerdoctor.runtimes.toml_scan import Problem
 
                 probs.append(Problem(path, hf.server.line, f"root-level {', '.join(root)}: containerd "
                                      f"{containerd_version[0]}.{containerd_version[1]} ignores them (measured on "

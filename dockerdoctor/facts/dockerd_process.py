@@ -18,9 +18,9 @@ from dockerdoctor.facts.dockerhost import (
     reachable_sockets,
     same_socket,
 )
+from dockerdoctor.facts.process_table import snapshot_processes
 from dockerdoctor.facts.systemd import (
     SystemdUnitState,
-    split_command_line,
 )
 from dockerdoctor.safetext import isdigits
 
@@ -132,23 +132,12 @@ def dockerd_process(facts: Facts) -> DockerdProcess | None:
             raise FactUnavailable(f"{host.url} is answered, but its listener (pid {ans.peer_pid}) is not a "
                                   "dockerd and no docker.service main process serves it")
         return proc
-    text = facts.source.command("ps")
-    if text is None:
-        raise FactUnavailable("no process list in the snapshot (sos_commands/process/ps_auxwww)")
-    return _select_process(_snapshot_dockerds(facts, text), host.url, _main_pid(facts))
+    return _select_process(_snapshot_dockerds(facts), host.url, _main_pid(facts))
 
 
-def _snapshot_dockerds(facts: Facts, text: str) -> list[DockerdProcess]:
-    found = []
-    for line in text.splitlines()[1:]:
-        cols = line.split(None, 10)
-        if len(cols) < 11:
-            continue
-        argv = split_command_line(cols[10])
-        if _is_dockerd(argv):
-            found.append(DockerdProcess(int(cols[1]) if isdigits(cols[1]) else None, argv,
-                                        None, facts.source.command_source("ps")))
-    return found
+def _snapshot_dockerds(facts: Facts) -> list[DockerdProcess]:
+    return [DockerdProcess(pid, argv, None, facts.source.command_source("ps"))
+            for pid, argv in snapshot_processes(facts) if _is_dockerd(argv)]
 
 
 def _live_default_socket(pid: int) -> str:
@@ -180,10 +169,7 @@ def other_dockerds(facts: Facts) -> list[OtherDockerd]:
             if _is_dockerd(argv):
                 found.append(DockerdProcess(p.info["pid"], list(argv), None, "process table"))
     else:
-        text = facts.source.command("ps")
-        if text is None:
-            raise FactUnavailable("no process list in the snapshot")
-        found = _snapshot_dockerds(facts, text)
+        found = _snapshot_dockerds(facts)
     out = []
     for p in found:
         if chosen is None or p.pid != chosen.pid:

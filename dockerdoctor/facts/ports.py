@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
-from dockerdoctor.facts.systemd import split_command_line
+from dockerdoctor.facts.process_table import snapshot_processes
 from dockerdoctor.safetext import isdigits
 
 # Processes that legitimately hold a registry's port.
@@ -223,18 +223,10 @@ def registry_processes(facts: Facts) -> list[RegistryProcess]:
             if c:
                 out.append(RegistryProcess(p.info["pid"], tuple(argv), c[0], "process table (psutil)", c[1]))
         return out
-    text = facts.source.command("ps")
-    if text is None:
-        raise FactUnavailable("no process list in the snapshot (sos_commands/process/ps_auxwww)")
-    for line in text.splitlines()[1:]:
-        cols = line.split(None, 10)
-        if len(cols) < 11:
-            continue
-        argv = split_command_line(cols[10])
+    for pid, argv in snapshot_processes(facts):
         c = classify_registry_argv(argv)
         if c:
-            out.append(RegistryProcess(int(cols[1]) if isdigits(cols[1]) else None, tuple(argv), c[0],
-                                       facts.source.command_source("ps"), c[1]))
+            out.append(RegistryProcess(pid, tuple(argv), c[0], facts.source.command_source("ps"), c[1]))
     return out
 
 
