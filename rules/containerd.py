@@ -364,7 +364,7 @@ def docker_containerd_store_insecure_ignored(dockerd_containerd_store, effective
                       f"insecure-registries ({v.where()}) but {DOCKER_CERTS_D}/{value}/hosts.toml does not exist, "
                       "so pushes and pulls may still use HTTPS with verification.",
                       evidence=[Evidence(v.source, f"insecure-registries: {value}", v.line),
-                                rt.origin.evidence("containerd image store")],
+                                rt.origin.evidence(rt.origin.detail or "containerd image store")],
                       fix=fix, params={"registry": value})
 
 

@@ -138,7 +138,8 @@ def dockerd_containerd_store(facts: Facts) -> HostsDirRuntime | None:
         return None
     st, insecure = got
     return HostsDirRuntime("dockerd-containerd-store", "dockerd (containerd image store)", (DOCKER_CERTS_D,),
-                           source_lister(facts), source_reader(facts), None, None, st.origin, insecure=insecure)
+                           source_lister(facts), source_reader(facts), None, None,
+                           Origin(st.origin.source, st.origin.line, st.why), insecure=insecure)
 
 
 @fact()
