@@ -15,6 +15,7 @@ from dockerdoctor.runtimes.base import ImageRef
 from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, DOCKER_CERTS_D, K3S_CERTS_D, K3S_REGISTRIES
 from dockerdoctor.runtimes.containerd_config import cri_refusal
 from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime, near_misses
+from dockerdoctor.runtimes.rootless import rootless_roots
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
 CRI_NOT_LOADED = re.compile(r"failed to load plugin io\.containerd\.grpc\.v1\.cri")
@@ -31,9 +32,11 @@ def _ev(p) -> Evidence:
 @rule("DD601", "hosts-toml-invalid", category="runtime", severity=Severity.ERROR,
       title="A hosts.toml or config.toml that containerd rejects or ignores")
 def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
-                       containerd_version=None) -> Iterator[Finding]:
+                       containerd_version=None, containerd_rootless=None) -> Iterator[Finding]:
     """A hosts.toml or containerd config.toml does not parse, or has a shape this containerd rejects or
-    silently ignores (an unknown key, a `[host]` without scheme, root fields on 1.6).
+    silently ignores (an unknown key, a `[host]` without scheme, root fields on 1.6). Rootless containerd's
+    ~/.config/containerd/config.toml and the per-user hosts.toml directories of rootless containerd and
+    nerdctl are read too; with no config.toml and no hosts.toml at all the rule is skipped.
 
     Why it happens: containerd logs `failed to decode hosts.toml` without saying which file
     (containerd/containerd#10144) and then pulls with its defaults, as if the file were not there
@@ -47,8 +50,10 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
         $ ctr image pull --hosts-dir /etc/containerd/certs.d 10.0.0.5:5000/app:1
         level=error msg="failed to decode hosts.toml" error="failed to parse TOML: (1, 2): ..."
     """
-    cfg = containerd_config
-    if cfg is not None:
+    configs = [c for c in [containerd_config, *(rt.config for rt in containerd_rootless or [])] if c is not None]
+    if not configs and not containerd_hosts_files:
+        raise Skip("no containerd config.toml and no hosts.toml on this host")
+    for cfg in configs:
         for p in cfg.problems:
             sev = Severity.ERROR if p.severity == "error" else Severity.WARNING
             yield finding("DD601", f"{cfg.path}: {short(p.text, 90)}", f"{p.where()}: {p.text}", evidence=[_ev(p)],
@@ -80,14 +85,16 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
 @rule("DD602", "hosts-dir-unused", category="runtime", severity=Severity.WARNING,
       title="hosts.toml or certificates that the runtime which pulls never reads")
 def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_image_store=None,
-                     containerd_config=None, k3s_registries=None, nerdctl_runtime=None) -> Iterator[Finding]:
+                     containerd_config=None, k3s_registries=None, nerdctl_runtime=None, containerd_rootless=None,
+                     nerdctl_rootless=None) -> Iterator[Finding]:
     """A hosts.toml exists for a registry, but the runtime that pulls does not read that directory: the CRI
     has no `config_path` (or another one), dockerd on its classic store (which reads certs.d `*.crt`, never
     hosts.toml), or a hand-made file in k3s's generated directory (k3s rewrites it from registries.yaml).
 
     How to fix: point the CRI at the directory (`config_path`, then restart containerd: config.toml is
     read at start; hosts.toml itself never needs a restart), or put the setting where that runtime reads
-    it (registries.yaml for k3s, then restart k3s).
+    it (registries.yaml for k3s, then restart k3s). The per-user directories of rootless containerd and
+    nerdctl (~/.config/containerd/certs.d) are theirs, not the rootful CRI's: not judged here.
 
     Example:
         /etc/containerd/certs.d/10.0.0.5:5000/hosts.toml exists, config.toml has no config_path:
@@ -97,9 +104,12 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
     if not containerd_hosts_files:
         raise Skip("no hosts.toml on this host")
     cri = containerd_cri
+    per_user = rootless_roots([*(containerd_rootless or []), *(nerdctl_rootless or [])])
     for path, hf in sorted(containerd_hosts_files.items()):
         root = os.path.dirname(os.path.dirname(path))
         host = os.path.basename(os.path.dirname(path))
+        if root in per_user:
+            continue  # read by a rootless client, not by the rootful CRI
         if root == K3S_CERTS_D:
             mirrors = k3s_registries.mirrors if k3s_registries is not None else {}
             if host not in mirrors and host.replace("_", ":").rstrip(":") not in mirrors and hf.generated_by != "k3s":

@@ -40,6 +40,7 @@ FACT_MODULES = [
     "dockerdoctor.runtimes.containerd",  # containerd CRI and the hosts.toml files (issue 14)
     "dockerdoctor.runtimes.dockerd_store",  # dockerd's image stores (issue 14)
     "dockerdoctor.runtimes.nerdctl",
+    "dockerdoctor.runtimes.rootless",  # rootless containerd and nerdctl, per user
     "dockerdoctor.runtimes.k3s",  # k3s / rke2 registries.yaml
 ]
 

@@ -75,7 +75,9 @@ def _other_reasons(prepared: Prepared) -> list[str]:
     asked: dict[tuple[str, str, str], list[str]] = {}
     for s in prepared.applicable:
         fix = s.choice.fix
-        for op in fix.operations if fix is not None else ():
+        if fix is None:
+            continue
+        for op in fix.operations:
             if isinstance(op, ServiceAction) and (op.action, op.unit) in prepared.other_services:
                 ids = asked.setdefault((op.action, op.unit, fix.warnings[0] if fix.warnings else ""), [])
                 if s.finding.rule_id not in ids:

@@ -28,8 +28,9 @@ class NerdctlConfig:
     line: int | None = None
 
 
-def parse_nerdctl_toml(text: str, path: str) -> NerdctlConfig:
-    nc = NerdctlConfig(path)
+def parse_nerdctl_toml(text: str, path: str, defaults: tuple[str, ...] = (CONTAINERD_CERTS_D, DOCKER_CERTS_D),
+                       ) -> NerdctlConfig:
+    nc = NerdctlConfig(path, defaults)
     data, bad = load_toml(text, path)
     if data is None:
         assert bad is not None
@@ -43,8 +44,24 @@ def parse_nerdctl_toml(text: str, path: str) -> NerdctlConfig:
     return nc
 
 
+def nerdctl_adapter(facts: Facts, name: str, display: str, path: str, text: str | None,
+                    defaults: tuple[str, ...], why: str = "") -> HostsDirRuntime:
+    """nerdctl with this nerdctl.toml (None: none, the defaults apply) and these default hosts directories."""
+    nc = parse_nerdctl_toml(text, path, defaults) if text is not None else NerdctlConfig(path, defaults)
+    notes: tuple[str, ...] = ()
+    if nc.insecure_registry:
+        notes += ("nerdctl.toml insecure_registry = true: HTTPS first, then plain HTTP, for every registry",)
+    if nc.error:
+        notes += (f"{path}:{nc.line or '?'} does not parse: nerdctl refuses to run ({nc.error})",)
+    origin = Origin(path, nc.line, why) if text is not None else Origin("default", None, why)
+    return HostsDirRuntime(name, display, nc.hosts_dir, source_lister(facts), source_reader(facts),
+                           facts.optional("containerd_version"), None, origin, insecure_all=nc.insecure_registry,
+                           notes=notes)
+
+
 @fact()
 def nerdctl_runtime(facts: Facts) -> HostsDirRuntime | None:
+    """nerdctl run as root: /etc/nerdctl/nerdctl.toml (rootless nerdctl: rootless.py)."""
     found = read_first(facts.source, "nerdctl_toml")
     text = found[1] if found else None
     if text is None:
@@ -52,10 +69,4 @@ def nerdctl_runtime(facts: Facts) -> HostsDirRuntime | None:
 
         if not (facts.live and shutil.which("nerdctl")):
             return None
-    nc = parse_nerdctl_toml(text, NERDCTL_TOML) if text is not None else NerdctlConfig(NERDCTL_TOML)
-    notes = ("nerdctl.toml insecure_registry = true: HTTPS first, then plain HTTP, for every registry",) \
-        if nc.insecure_registry else ()
-    return HostsDirRuntime("nerdctl", "nerdctl", nc.hosts_dir, source_lister(facts), source_reader(facts),
-                           facts.optional("containerd_version"), None,
-                           Origin(NERDCTL_TOML if text is not None else "default", nc.line),
-                           insecure_all=nc.insecure_registry, notes=notes)
+    return nerdctl_adapter(facts, "nerdctl", "nerdctl", NERDCTL_TOML, text, (CONTAINERD_CERTS_D, DOCKER_CERTS_D))
