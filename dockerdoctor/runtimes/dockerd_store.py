@@ -10,16 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockerdoctor.facts import Facts, fact
-from dockerdoctor.runtimes.base import (
-    ALL_CAPABILITIES,
-    DEFAULT,
-    DOCKER_HUB,
-    Endpoint,
-    ImageRef,
-    Origin,
-    Resolution,
-    TlsMaterial,
-)
+from dockerdoctor.runtimes.base import DEFAULT, DOCKER_HUB, Endpoint, ImageRef, Origin, Resolution, TlsMaterial
 from dockerdoctor.runtimes.containerd import DOCKER_CERTS_D, source_lister, source_reader
 from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime
 
@@ -56,8 +47,8 @@ class DockerdClassic:
         except ValueError:
             insecure = False
         notes = ("hosts.toml in certs.d is never read by the classic store",) if "hosts.toml" in files else ()
-        eps.append(Endpoint(f"https://{host}/v2", "https", host, "registry", ALL_CAPABILITIES,
-                            TlsMaterial(cas, pairs, insecure, True, Origin(d) if files else DEFAULT),
+        eps.append(Endpoint(f"https://{host}/v2", "https", host, "registry",
+                            tls=TlsMaterial(cas, pairs, insecure, True, Origin(d) if files else DEFAULT),
                             http_fallback=insecure, notes=notes))
         return Resolution(self.name, ref, tuple(eps))
 
@@ -134,9 +125,10 @@ def _store_setup(facts: Facts, store: str) -> tuple[DockerdStore, tuple[str, ...
 def dockerd_containerd_store(facts: Facts) -> HostsDirRuntime | None:
     """dockerd on the containerd image store: /etc/docker/certs.d/HOST/hosts.toml in containerd's format."""
     got = _store_setup(facts, "containerd")
-    if got is None:
-        return None
-    st, insecure = got
+    return _containerd_store(facts, *got) if got else None
+
+
+def _containerd_store(facts: Facts, st: DockerdStore, insecure: tuple[str, ...]) -> HostsDirRuntime:
     return HostsDirRuntime("dockerd-containerd-store", "dockerd (containerd image store)", (DOCKER_CERTS_D,),
                            source_lister(facts), source_reader(facts), None, None,
                            Origin(st.origin.source, st.origin.line, st.why), insecure=insecure)
@@ -144,9 +136,7 @@ def dockerd_containerd_store(facts: Facts) -> HostsDirRuntime | None:
 
 @fact()
 def dockerd_classic(facts: Facts) -> DockerdClassic | None:
+    """dockerd on its classic image store (for `resolve`: certs.d *.crt and insecure-registries)."""
     got = _store_setup(facts, "classic")
-    if got is None:
-        return None
-    st, insecure = got
-    certs = facts.optional("certs_d") or {}
-    return DockerdClassic(insecure, {k: list(v.files) for k, v in certs.items()}, origin=st.origin)
+    certs = facts.optional("certs_d") or {} if got else {}
+    return DockerdClassic(got[1], {k: list(v.files) for k, v in certs.items()}, origin=got[0].origin) if got else None

@@ -7,15 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockerdoctor.facts import Facts, fact
-from dockerdoctor.runtimes.base import (
-    ALL_CAPABILITIES,
-    DEFAULT,
-    Endpoint,
-    ImageRef,
-    Origin,
-    Resolution,
-    TlsMaterial,
-)
+from dockerdoctor.runtimes.base import DEFAULT, Endpoint, ImageRef, Origin, Resolution, TlsMaterial
 from dockerdoctor.runtimes.containerd import K3S_CERTS_D, K3S_CONTAINERD_DIR, source_lister, source_reader
 from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime
 from dockerdoctor.runtimes.toml_scan import Problem
@@ -191,7 +183,7 @@ class K3sRuntime:
             tls = TlsMaterial((ca,) if ca else (), (pair,) if all(pair) else (),  # type: ignore[arg-type]
                               bool(c.tls.get("insecure_skip_verify")), True, Origin(reg.path, c.line))  # type: ignore[union-attr]
         scheme = "http" if url.startswith("http://") else "https"
-        return Endpoint(url.rstrip("/") + "/v2", scheme, hp, role, ALL_CAPABILITIES, tls, origin=origin)  # type: ignore[arg-type]
+        return Endpoint(url.rstrip("/") + "/v2", scheme, hp, role, tls=tls, origin=origin)  # type: ignore[arg-type]
 
 
 @fact()
