@@ -221,9 +221,14 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
         raise Skip("no registry to check: name one with --registry HOST:PORT")
     if not containerd_runtimes:
         raise Skip("no containerd-family runtime on this host")
-    for t in target_registries:
-        name = str(t.address)
-        plain, evidence = _registry_speaks(name, (containerd_probes or {}).get(name), containerd_journal)
+    if all(rt.name == "dockerd" for rt in containerd_runtimes):
+        raise Skip("only dockerd's classic image store here (DD101 judges it)")
+    names = [str(t.address) for t in target_registries]
+    speaks = {n: _registry_speaks(n, (containerd_probes or {}).get(n), containerd_journal) for n in names}
+    if all(plain is None for plain, _ev in speaks.values()):
+        raise Skip(f"{', '.join(names)}: not probed and no containerd journal line names it, so whether it "
+                   "speaks plain HTTP or TLS is unknown")
+    for name, (plain, evidence) in speaks.items():
         if plain is None:
             continue
         for rt in containerd_runtimes:
@@ -289,6 +294,8 @@ def hosts_dir_name_mismatch(target_registries: list, containerd_runtimes: list) 
     """
     if not target_registries:
         raise Skip("no registry to check: name one with --registry HOST:PORT")
+    if not any(rt.listdir(r) for rt in containerd_runtimes for r in getattr(rt, "roots", ())):
+        raise Skip("no hosts directory (certs.d) with anything in it on this host")
     seen: set[str] = set()
     for rt in containerd_runtimes:
         roots = getattr(rt, "roots", ())
