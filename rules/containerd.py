@@ -11,11 +11,11 @@ from dockerdoctor.errors import Skip
 from dockerdoctor.fixes import containerd_recipes as trust_recipes
 from dockerdoctor.fixes import hosts_toml as recipes
 from dockerdoctor.model import Evidence, Finding, Severity
-from dockerdoctor.rules_support import short
 from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, DOCKER_CERTS_D, K3S_CERTS_D
 from dockerdoctor.runtimes.containerd_config import cri_refusal
 from dockerdoctor.runtimes.hosts_toml import near_misses
 from dockerdoctor.runtimes.rootless import rootless_roots
+from dockerdoctor.safetext import short
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
 CRI_NOT_LOADED = re.compile(r"failed to load plugin io\.containerd\.grpc\.v1\.cri")

@@ -13,6 +13,7 @@ from dockerdoctor.facts.dockerd_cli import parse_version
 from dockerdoctor.facts.dockerhost import (
     EngineAnswer,
 )
+from dockerdoctor.model import Provenance
 
 # --------------------------------------------------------------------------- docker info
 
@@ -36,6 +37,9 @@ class DockerInfo:
     storage_driver: str | None = None
     driver_status: dict[str, str] = field(default_factory=dict)
     storage_driver_line: int | None = None  # 1-based line of "Storage Driver" in the text output
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     @property
     def insecure_names(self) -> list[str]:

@@ -18,10 +18,11 @@ from dockerdoctor.facts.dockerhost import (
     reachable_sockets,
     same_socket,
 )
-from dockerdoctor.facts.process_table import snapshot_processes
+from dockerdoctor.facts.processes import PsProcess
 from dockerdoctor.facts.systemd import (
     SystemdUnitState,
 )
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits
 
 # --------------------------------------------------------------------------- running dockerd
@@ -34,6 +35,9 @@ class DockerdProcess:
     start_time: float | None  # epoch seconds
     source: str
     root_prefix: str | None = None  # /proc/PID/root, to read files as the daemon sees them
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     @property
     def parsed(self) -> ParsedCommandLine:
@@ -132,12 +136,11 @@ def dockerd_process(facts: Facts) -> DockerdProcess | None:
             raise FactUnavailable(f"{host.url} is answered, but its listener (pid {ans.peer_pid}) is not a "
                                   "dockerd and no docker.service main process serves it")
         return proc
-    return _select_process(_snapshot_dockerds(facts), host.url, _main_pid(facts))
+    return _select_process(_snapshot_dockerds(facts.get("ps_processes")), host.url, _main_pid(facts))
 
 
-def _snapshot_dockerds(facts: Facts) -> list[DockerdProcess]:
-    return [DockerdProcess(pid, argv, None, facts.source.command_source("ps"))
-            for pid, argv in snapshot_processes(facts) if _is_dockerd(argv)]
+def _snapshot_dockerds(processes: list[PsProcess]) -> list[DockerdProcess]:
+    return [DockerdProcess(p.pid, p.argv, None, p.source) for p in processes if _is_dockerd(p.argv)]
 
 
 def _live_default_socket(pid: int) -> str:
@@ -169,7 +172,10 @@ def other_dockerds(facts: Facts) -> list[OtherDockerd]:
             if _is_dockerd(argv):
                 found.append(DockerdProcess(p.info["pid"], list(argv), None, "process table"))
     else:
-        found = _snapshot_dockerds(facts)
+        try:
+            found = _snapshot_dockerds(facts.get("ps_processes"))
+        except FactUnavailable:
+            raise FactUnavailable("no process list in the snapshot") from None
     out = []
     for p in found:
         if chosen is None or p.pid != chosen.pid:

@@ -152,13 +152,10 @@ def containerd_process(facts: Facts) -> ContainerdProcess | None:
         return ContainerdProcess(None, (), pinned, "--containerd-config")
     if pinned:
         return ContainerdProcess(None, (), pinned, "--containerd-config")
-    from dockerdoctor.facts.process_table import snapshot_processes
-
-    for pid, argv in snapshot_processes(facts):
-        if _is_containerd(argv):
-            cfg = _config_flag(argv) or CONTAINERD_CONFIG
-            return ContainerdProcess(pid, tuple(argv), cfg, facts.source.command_source("ps"),
-                                     K3S_CONTAINERD_DIR in cfg)
+    for p in facts.get("ps_processes"):
+        if _is_containerd(p.argv):
+            cfg = _config_flag(p.argv) or CONTAINERD_CONFIG
+            return ContainerdProcess(p.pid, tuple(p.argv), cfg, p.source, K3S_CONTAINERD_DIR in cfg)
     return None
 
 
