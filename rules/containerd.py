@@ -31,12 +31,13 @@ def _ev(p) -> Evidence:
 
 @rule("DD601", "hosts-toml-invalid", category="runtime", severity=Severity.ERROR,
       title="A hosts.toml or config.toml that containerd rejects or ignores")
-def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
-                       containerd_version=None, containerd_rootless=None) -> Iterator[Finding]:
+def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None, containerd_version=None,
+                       containerd_rootless=None, nerdctl_runtime=None, nerdctl_rootless=None) -> Iterator[Finding]:
     """A hosts.toml or containerd config.toml does not parse, or has a shape this containerd rejects or
     silently ignores (an unknown key, a `[host]` without scheme, root fields on 1.6). Rootless containerd's
     ~/.config/containerd/config.toml and the per-user hosts.toml directories of rootless containerd and
-    nerdctl are read too; with no config.toml and no hosts.toml at all the rule is skipped.
+    nerdctl are read too, and nerdctl.toml (rootful and per user) for a file that does not parse; with no
+    config.toml and no hosts.toml at all the rule is skipped.
 
     Why it happens: containerd logs `failed to decode hosts.toml` without saying which file
     (containerd/containerd#10144) and then pulls with its defaults, as if the file were not there
@@ -50,7 +51,8 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
         $ ctr image pull --hosts-dir /etc/containerd/certs.d 10.0.0.5:5000/app:1
         level=error msg="failed to decode hosts.toml" error="failed to parse TOML: (1, 2): ..."
     """
-    configs = [c for c in [containerd_config, *(rt.config for rt in containerd_rootless or [])] if c is not None]
+    clients = [*(containerd_rootless or []), *([nerdctl_runtime] if nerdctl_runtime else []), *(nerdctl_rootless or [])]
+    configs = [c for c in [containerd_config, *(rt.config for rt in clients)] if c is not None]
     if not configs and not containerd_hosts_files:
         raise Skip("no containerd config.toml and no hosts.toml on this host")
     for cfg in configs:

@@ -399,7 +399,7 @@ class HostsDirRuntime:
     insecure: tuple[str, ...] = ()  # dockerd insecure-registries (the containerd store: see DD606)
     notes: tuple[str, ...] = ()
     insecure_all: bool = False  # nerdctl's insecure_registry: HTTPS, then plain HTTP, for the registry itself
-    config: ContainerdConfig | None = None  # the config.toml it was read from (rootless containerd)
+    config: Any = None  # the file it was read from, with .path and .problems (rootless config.toml, nerdctl.toml)
 
     def resolve(self, ref: ImageRef, *, push: bool = False) -> Resolution:
         if self.legacy is not None and not self.roots:

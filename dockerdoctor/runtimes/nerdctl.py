@@ -3,7 +3,7 @@ hosts.toml directories it reads."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.runtimes.base import Origin
@@ -15,7 +15,7 @@ from dockerdoctor.runtimes.containerd import (
     source_reader,
 )
 from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime
-from dockerdoctor.runtimes.toml_scan import load_toml, toml_lines
+from dockerdoctor.runtimes.toml_scan import Problem, load_toml, toml_lines
 from dockerdoctor.sources.specs import read_first
 
 
@@ -26,6 +26,7 @@ class NerdctlConfig:
     insecure_registry: bool = False
     error: str | None = None
     line: int | None = None
+    problems: list[Problem] = field(default_factory=list)  # DD601 names them
 
 
 def parse_nerdctl_toml(text: str, path: str, defaults: tuple[str, ...] = (CONTAINERD_CERTS_D, DOCKER_CERTS_D),
@@ -35,6 +36,7 @@ def parse_nerdctl_toml(text: str, path: str, defaults: tuple[str, ...] = (CONTAI
     if data is None:
         assert bad is not None
         nc.error, nc.line = bad.text.removeprefix("does not parse: "), bad.line
+        nc.problems.append(Problem(path, bad.line, f"{bad.text}: nerdctl cannot load it"))
         return nc
     hd = data.get("hosts_dir")
     if isinstance(hd, list):
@@ -56,7 +58,7 @@ def nerdctl_adapter(facts: Facts, name: str, display: str, path: str, text: str 
     origin = Origin(path, nc.line, why) if text is not None else Origin("default", None, why)
     return HostsDirRuntime(name, display, nc.hosts_dir, source_lister(facts), source_reader(facts),
                            facts.optional("containerd_version"), None, origin, insecure_all=nc.insecure_registry,
-                           notes=notes)
+                           notes=notes, config=nc)
 
 
 @fact()

@@ -138,3 +138,22 @@ def test_root_is_not_rootless(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     facts = Facts(LiveSource(), CheckOptions(network=False))
     assert all(h.config_home != str(tmp_path / "xdg") for h in facts.get("rootless_homes"))
+
+
+def test_a_nerdctl_toml_that_does_not_parse_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # rootful, in a snapshot
+    root = tmp_path / "host"
+    write(root, "etc/nerdctl/nerdctl.toml", 'namespace = "k8s.io"\nhosts_dir = ["/etc/containerd/certs.d"] x\n')
+    src = SnapshotSource(root)
+    try:
+        (r,) = [r for r in run_rules(Facts(src, CheckOptions(network=False)), {"DD601"}) if r.rule_id == "DD601"]
+    finally:
+        src.close()
+    (f,) = r.findings
+    assert f.params["file"] == "/etc/nerdctl/nerdctl.toml" and f.evidence[0].line == 2, f
+    assert "nerdctl cannot load it" in f.message
+    # rootless, live: the user's own file
+    base = homes(tmp_path, monkeypatch)
+    (base / "bob/.config/nerdctl/nerdctl.toml").write_text("hosts_dir = [\n")
+    found = [x for r in run_rules(live(), {"DD601"}) if r.rule_id == "DD601" for x in r.findings]
+    assert f"{base}/bob/.config/nerdctl/nerdctl.toml" in {x.params["file"] for x in found}
