@@ -8,10 +8,11 @@ unless the one already there would do), or a hosts.toml that does not parse (no 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dockerdoctor.fixes import hosts_toml as recipes
-from dockerdoctor.model import Fix
+from dockerdoctor.model import Fix, RunCommand
 from dockerdoctor.runtimes.base import ImageRef
 from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, K3S_REGISTRIES
 
@@ -38,8 +39,10 @@ def trust_fix(rt: Any, name: str, plain: bool) -> Fix | None:
             return None
         current = match.hosts_toml.text if match and match.hosts_toml and not match.is_default else None
         root = match.root if match and not match.is_default else roots[0]
-        return recipes.trust_http(root, name, current, rt.display) if plain else \
+        fix = recipes.trust_http(root, name, current, rt.display) if plain else \
             recipes.trust_ca(root, name, current, rt.display)
+        owner = getattr(rt, "owner", None)
+        return _given_to(fix, owner, _first_missing(os.path.join(root, name), rt.listdir)) if owner else fix
     if rt.name == "k3s":
         reg = rt.registries
         return recipes.k3s_trust(reg.path if reg else K3S_REGISTRIES, reg.text if reg else None, name, plain)
@@ -47,6 +50,23 @@ def trust_fix(rt: Any, name: str, plain: bool) -> Fix | None:
     if legacy is not None and legacy.text and not legacy.mirrors and not legacy.configs_tls:
         return _with_config_path(rt, name, plain)  # no config_path: a hosts.toml alone would be ignored (DD602)
     return None
+
+
+def _first_missing(path: str, listdir: Any) -> str:
+    """The highest directory of `path` that does not exist yet (the fix creates it), else `path` itself."""
+    top = path
+    d = path
+    while d not in ("", "/") and listdir(d) is None:
+        top, d = d, os.path.dirname(d)
+    return top
+
+
+def _given_to(fix: Fix, owner: str, top: str) -> Fix:
+    """A fix that writes into a user's home (rootless containerd, nerdctl): the files and the directories it
+    creates are given to that user afterwards, so they stay theirs to edit (dockerdoctor writes as root)."""
+    give = RunCommand(("chown", "-R", f"{owner}:", top), f"give {top} back to {owner}")
+    return Fix(fix.summary, (*fix.operations, give), fix.warnings, tuple(_given_to(a, owner, top)
+                                                                        for a in fix.alternatives), fix.trust)
 
 
 def _with_config_path(rt: Any, name: str, plain: bool) -> Fix:

@@ -131,7 +131,7 @@ def containerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
         out.append(HostsDirRuntime(
             "containerd-rootless", f"rootless containerd CRI ({home.user})", roots, source_lister(facts), read,
             facts.optional("containerd_version"), None, Origin(path, cfg.config_path_line, home.why),
-            legacy=cfg if not roots else None, notes=notes, config=cfg))
+            legacy=cfg if not roots else None, notes=notes, config=cfg, owner=home.user))
     return out
 
 
@@ -158,8 +158,10 @@ def nerdctl_rootless(facts: Facts) -> list[HostsDirRuntime]:
         if text is None and not (installed and facts.source.stat(certs) is not None):
             continue
         defaults = (certs, home.path("docker", "certs.d"))
-        out.append(nerdctl_adapter(facts, "nerdctl-rootless", f"nerdctl rootless ({home.user})", path, text,
-                                   defaults, home.why))
+        rt = nerdctl_adapter(facts, "nerdctl-rootless", f"nerdctl rootless ({home.user})", path, text, defaults,
+                             home.why)
+        rt.owner = home.user
+        out.append(rt)
     return out
 
 

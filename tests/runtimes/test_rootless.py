@@ -157,3 +157,22 @@ def test_a_nerdctl_toml_that_does_not_parse_is_named(tmp_path: Path, monkeypatch
     (base / "bob/.config/nerdctl/nerdctl.toml").write_text("hosts_dir = [\n")
     found = [x for r in run_rules(live(), {"DD601"}) if r.rule_id == "DD601" for x in r.findings]
     assert f"{base}/bob/.config/nerdctl/nerdctl.toml" in {x.params["file"] for x in found}
+
+
+def test_a_fix_in_a_users_home_gives_the_files_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.fixes.containerd_recipes import trust_fix
+    from dockerdoctor.model import ReplaceFileContent, RunCommand
+
+    base = homes(tmp_path, monkeypatch)
+    write(base, "carol/.config/nerdctl/nerdctl.toml", "")  # carol has no containerd/ directory yet
+    nerd = {rt.owner: rt for rt in live().get("nerdctl_rootless")}
+    fix = trust_fix(nerd["alice"], "10.0.0.7:5000", plain=True)
+    assert fix is not None
+    write_op, give = fix.operations[0], fix.operations[-1]
+    assert isinstance(write_op, ReplaceFileContent)
+    assert write_op.path == f"{base}/alice/.config/containerd/certs.d/10.0.0.7:5000/hosts.toml"
+    assert isinstance(give, RunCommand)
+    assert give.argv == ("chown", "-R", "alice:", f"{base}/alice/.config/containerd/certs.d/10.0.0.7:5000")
+    assert all(a.operations[-1] == give for a in fix.alternatives)  # the TLS alternative too
+    carol = trust_fix(nerd["carol"], "10.0.0.7:5000", plain=True)
+    assert carol is not None and carol.operations[-1].argv[-1] == f"{base}/carol/.config/containerd"  # type: ignore[union-attr]
