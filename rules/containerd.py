@@ -314,7 +314,8 @@ def hosts_dir_name_mismatch(target_registries: list, containerd_runtimes: list) 
                 seen.add(path)
                 text = rt.read(os.path.join(path, "hosts.toml"))
                 dst = os.path.join(os.path.dirname(path), name, "hosts.toml")
-                fix = recipes.copy_to_right_name(os.path.join(path, "hosts.toml"), text, dst) if text else None
+                fix = trust_recipes.for_owner(recipes.copy_to_right_name(os.path.join(path, "hosts.toml"), text, dst),
+                                              rt, os.path.dirname(dst)) if text else None
                 yield finding("DD605", f"{path} is never looked up for {name}",
                               f"{rt.display} looks for {name} in {os.path.dirname(path)}/{name} (or "
                               f"{name.replace(':', '_')}_, then _default); {path}: {why}.",

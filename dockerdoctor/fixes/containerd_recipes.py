@@ -41,8 +41,7 @@ def trust_fix(rt: Any, name: str, plain: bool) -> Fix | None:
         root = match.root if match and not match.is_default else roots[0]
         fix = recipes.trust_http(root, name, current, rt.display) if plain else \
             recipes.trust_ca(root, name, current, rt.display)
-        owner = getattr(rt, "owner", None)
-        return _given_to(fix, owner, _first_missing(os.path.join(root, name), rt.listdir)) if owner else fix
+        return for_owner(fix, rt, os.path.join(root, name))
     if rt.name == "k3s":
         reg = rt.registries
         return recipes.k3s_trust(reg.path if reg else K3S_REGISTRIES, reg.text if reg else None, name, plain)
@@ -50,6 +49,13 @@ def trust_fix(rt: Any, name: str, plain: bool) -> Fix | None:
     if legacy is not None and legacy.text and not legacy.mirrors and not legacy.configs_tls:
         return _with_config_path(rt, name, plain)  # no config_path: a hosts.toml alone would be ignored (DD602)
     return None
+
+
+def for_owner(fix: Fix, rt: Any, directory: str) -> Fix:
+    """`fix` as it must be for runtime `rt`: when rt's directories are in a user's home, the files it writes
+    under `directory` (and the directories it creates) are given to that user afterwards."""
+    owner = getattr(rt, "owner", None)
+    return _given_to(fix, owner, _first_missing(directory, rt.listdir)) if owner else fix
 
 
 def _first_missing(path: str, listdir: Any) -> str:

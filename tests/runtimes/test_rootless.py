@@ -176,3 +176,14 @@ def test_a_fix_in_a_users_home_gives_the_files_back(tmp_path: Path, monkeypatch:
     assert all(a.operations[-1] == give for a in fix.alternatives)  # the TLS alternative too
     carol = trust_fix(nerd["carol"], "10.0.0.7:5000", plain=True)
     assert carol is not None and carol.operations[-1].argv[-1] == f"{base}/carol/.config/containerd"  # type: ignore[union-attr]
+
+
+def test_dd605_in_a_users_home_gives_the_copy_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    write(base, "alice/.config/containerd/certs.d/10.0.0.8/hosts.toml", HTTP_HOSTS.replace(REG, "10.0.0.8:5000"))
+    found = [f for r in run_rules(live(registries=[HostPort.parse("10.0.0.8:5000")]), {"DD605"})
+             if r.rule_id == "DD605" for f in r.findings]
+    mine = [f for f in found if f.params["file"].startswith(f"{base}/alice/")]
+    assert mine and mine[0].fix is not None
+    assert mine[0].fix.operations[-1].argv == (  # type: ignore[union-attr]
+        "chown", "-R", "alice:", f"{base}/alice/.config/containerd/certs.d/10.0.0.8:5000")
