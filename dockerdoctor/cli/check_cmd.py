@@ -13,6 +13,7 @@ import typer
 from dockerdoctor import __version__
 from dockerdoctor.cli.common import (
     DEBUG,
+    ContainerdConfigOpt,
     DockerHostOpt,
     Format,
     IgnoreOpt,
@@ -67,6 +68,7 @@ def check(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list passed and skipped rules.")] = False,
     timeout: TimeoutOpt = 2.0,
     docker_host: DockerHostOpt = None,
+    containerd_config: ContainerdConfigOpt = None,
     color: Annotated[bool | None, typer.Option("--color/--no-color", help="Colour the text report.")] = None,
     e2e: Annotated[bool, typer.Option("--e2e", help="Also push, pull back and delete a tiny probe image "
                                       "(live; writes only under --e2e-repo).")] = False,
@@ -106,7 +108,8 @@ def check(
     docker_host, chosen_by = resolve_daemon(docker_host, root)
     from dockerdoctor.runtimes.cli_support import image_registries
 
-    facts = build_facts(root, list(registry or []) + image_registries(image or []), timeout, docker_host, chosen_by)
+    facts = build_facts(root, list(registry or []) + image_registries(image or []), timeout, docker_host, chosen_by,
+                        containerd_config)
     facts.options.e2e, facts.options.e2e_repo = e2e, e2e_repo
     facts.options.images = list(image or [])
     try:

@@ -82,6 +82,11 @@ DockerHostOpt = Annotated[str | None, typer.Option(
     help="The daemon to inspect on a live host. Default, as the docker CLI: DOCKER_HOST, else the current "
          "docker context, else unix:///var/run/docker.sock. With --root: the socket whose dockerd the "
          "snapshot's process list names.")]
+ContainerdConfigOpt = Annotated[str | None, typer.Option(
+    "--containerd-config", metavar="FILE",
+    help="The containerd the DD6xx rules judge, by its config.toml (when several run, or to name one that is "
+         "not running). Default: the containerd behind kubelet's socket (or k3s's), else "
+         "/etc/containerd/config.toml. With --root: a path inside the snapshot.")]
 
 
 # --------------------------------------------------------------------------- facts and rules
@@ -98,7 +103,7 @@ def resolve_daemon(docker_host: str | None, root: Path | None) -> tuple[str | No
 
 
 def build_facts(root: Path | None, registry: list[str] | None, timeout: float, docker_host: str | None,
-                chosen_by: str | None = None) -> Facts:
+                chosen_by: str | None = None, containerd_config: str | None = None) -> Facts:
     from dockerdoctor.facts import CheckOptions, Facts, HostPort
     from dockerdoctor.sources.base import Source
 
@@ -121,7 +126,7 @@ def build_facts(root: Path | None, registry: list[str] | None, timeout: float, d
 
         source = LiveSource()
     options = CheckOptions(registries=regs, docker_host=docker_host, docker_host_chosen_by=chosen_by,
-                           timeout=timeout, network=root is None)
+                           timeout=timeout, network=root is None, containerd_config=containerd_config)
     return Facts(source, options)
 
 

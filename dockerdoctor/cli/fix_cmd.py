@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dockerdoctor.cli.common import (
+    ContainerdConfigOpt,
     DockerHostOpt,
     ListFormat,
     RegistryOpt,
@@ -44,6 +45,7 @@ def fix(
                                                    help="Limit the plan to these rules (ids or prefixes).")] = None,
     timeout: TimeoutOpt = 2.0,
     docker_host: DockerHostOpt = None,
+    containerd_config: ContainerdConfigOpt = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Plan format.")] = ListFormat.text,
     apply: Annotated[bool, typer.Option(
         "--apply", help="Carry the plan out: back up, write atomically, validate, reload or restart the fewest "
@@ -109,7 +111,7 @@ def fix(
     from dockerdoctor.fixes.apply import choose_fixes, prepare
     from dockerdoctor.fixes.plan import plan_of
 
-    facts = build_facts(root, registry, timeout, docker_host, chosen_by)
+    facts = build_facts(root, registry, timeout, docker_host, chosen_by, containerd_config)
     try:
         results = run_check(facts, only, None)
         findings = [f for r in results for f in r.findings]
@@ -226,7 +228,8 @@ def _apply(prepared: Prepared, facts: Facts, store: BackupStore, root: Path | No
     manager = None if root is not None else _service_manager(docker_host, restart_command)
     opts = ApplyOptions(
         store=store, manager=manager,
-        facts_factory=lambda: build_facts(root, registry, timeout, docker_host),
+        facts_factory=lambda: build_facts(root, registry, timeout, docker_host,
+                                          containerd_config=facts.options.containerd_config),
         echo=lambda s: typer.echo(s, err=quiet),  # with --format json, progress goes to stderr
         undo_args=undo_args,
     )

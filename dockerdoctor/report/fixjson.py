@@ -7,7 +7,9 @@ Added to schema_version 1 of the fix JSON (fields are only ever added):
 * `files`: one entry per file the plan changes: `path` (as the fix names it), `real` (where it is
   written, e.g. under /proc/PID/root or a snapshot copy), `existed`, `before` and `after` (UTF-8 text,
   cut at 256 KiB), `rules` (the rule ids that change it);
-* `service`: the reload/restart the plan needs (`action`, `daemon_reload`);
+* `service`: the reload/restart of dockerd the plan needs (`action`, `daemon_reload`);
+* `other_services`: the service actions it needs besides dockerd (`action`, `unit`: containerd after a
+  config.toml edit, k3s after a registries.yaml edit);
 * after `--apply`: `backup_dir` (the run's directory, with manifest.json) and `backups` (per file:
   `path`, `backup`, the copy of the original, or null for a file that did not exist).
 """
@@ -40,6 +42,7 @@ def plan_fields(prepared: Any) -> dict[str, Any]:
             for ch in prepared.changes.values()
         ],
         "service": {"action": prepared.action, "daemon_reload": prepared.daemon_reload},
+        "other_services": [{"action": a, "unit": u} for a, u in prepared.other_services],
     }
 
 
