@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 
 from aiohttp import web
 
@@ -20,11 +21,26 @@ WRITE_HIGH = int(os.environ.get("DDREG_WRITE_HIGH", str(4 << 20)))  # transport 
 DEEP_STREAMS = 32  # streams at a time that get the deep buffer (at most 128 MiB buffered in all)
 
 
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """One `bytes=A-B`, `bytes=A-` or `bytes=-N` range within `size`, or None if unsatisfiable."""
+    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", value)
+    if m is None or (not m.group(1) and not m.group(2)) or size == 0:
+        return None
+    if not m.group(1):
+        n = int(m.group(2))
+        return (max(size - n, 0), size - 1) if n > 0 else None
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else size - 1
+    if first >= size or last < first:
+        return None
+    return first, min(last, size - 1)
+
+
 class BlobsMixin(RegistryBase):
     async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         self._digest(digest)
-        linked = self.driver.has_layer(name, digest) or self.driver.has_revision(name, digest)
-        size = self.driver.blob_size(digest) if linked else None
+        linked = await self.st("has_layer", name, digest) or await self.st("has_revision", name, digest)
+        size = await self.st("blob_size", digest) if linked else None
         if size is None:
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
         headers = {
@@ -37,6 +53,8 @@ class BlobsMixin(RegistryBase):
             headers["Content-Length"] = str(size)
             headers["Accept-Ranges"] = "bytes"
             return web.Response(headers=headers)
+        if not self.driver.local:
+            return await self._remote_blob(request, digest, size, headers)
         path = self.driver.blob_path(digest)
         tls = request.transport is not None and request.transport.get_extra_info("sslcontext") is not None
         if path is not None and (not tls or "Range" in request.headers):
@@ -79,10 +97,52 @@ class BlobsMixin(RegistryBase):
             if deep:
                 self.deep_streams -= 1
 
+    async def _remote_blob(
+        self, request: web.Request, digest: str, size: int, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """A blob on an object store: a redirect to a pre-signed URL, or streamed (Range included)."""
+        if getattr(getattr(self.driver, "o", None), "redirect", False):
+            url = await self.st("presign", digest)
+            return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
+        first: int | None = None
+        last: int | None = None
+        status = 200
+        rng = request.headers.get("Range")
+        if rng is not None:
+            parsed = parse_range(rng, size)
+            if parsed is None:
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+            first, last = parsed
+            status = 206
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        body = await self.st("open_range", digest, first, last)
+        if body is None:
+            raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
+        deep = request.transport is not None and WRITE_HIGH > 0 and self.deep_streams < DEEP_STREAMS
+        if deep:
+            assert request.transport is not None
+            request.transport.set_write_buffer_limits(high=WRITE_HIGH)
+            self.deep_streams += 1
+        try:
+            async with body:
+                resp = web.StreamResponse(status=status, headers=headers)
+                resp.content_length = size if first is None or last is None else last - first + 1
+                await resp.prepare(request)
+                while True:
+                    chunk = await body.read(BUFFER)
+                    if not chunk:
+                        break
+                    await resp.write(chunk)
+                await resp.write_eof()
+                return resp
+        finally:
+            if deep:
+                self.deep_streams -= 1
+
     async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         if not self.s.allow_delete:
             raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry (--no-delete)")
         self._digest(digest)
-        if not await self.io(self.driver.unlink_layer, name, digest):
+        if not await self.sto("unlink_layer", name, digest):
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})
