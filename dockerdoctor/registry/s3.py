@@ -332,13 +332,13 @@ class S3Driver(StorageDriver):
     async def a_repo_exists(self, name: str) -> bool:
         return await self._any(f"{self._repo(name)}_layers/") or await self._any(f"{self._repo(name)}_manifests/")
 
-    async def a_list_repos(self) -> list[str]:
+    async def a_list_repos(self, marks: tuple[str, ...] = ("_layers", "_manifests")) -> list[str]:
         """Walk like distribution's catalog: a "directory" holding `_layers` or `_manifests` is a repository."""
         found: list[str] = []
 
         async def walk(prefix: str, rel: str) -> None:
             names = await self._dirs(prefix)
-            if rel and ("_layers" in names or "_manifests" in names):
+            if rel and any(m in names for m in marks):
                 found.append(rel)
             for n in names:
                 if not n.startswith("_"):
@@ -619,7 +619,7 @@ class S3Driver(StorageDriver):
 
     async def a_list_uploads(self) -> list[UploadInfo]:
         found = []
-        for repo in await self.a_list_repos():
+        for repo in await self.a_list_repos(("_uploads",)):  # S3 has no empty `_layers` to mark a new repository
             base = f"{self._repo(repo)}_uploads/"
             for uid in await self._dirs(base):
                 raw = await self._get(f"{base}{uid}/startedat")

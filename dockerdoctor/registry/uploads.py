@@ -21,6 +21,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from dockerdoctor.registry import digests as dg
@@ -427,10 +428,23 @@ class UploadsMixin(RegistryBase):
         # its bytes are read back and hashed when it completes.
         hasher = cached[1] if cached is not None and cached[0] == size else (hashlib.sha256() if size == 0 else None)
         why: list[str] = []
+        gone: list[BaseException] = []
 
         async def body() -> AsyncIterator[bytes]:
             received = 0
-            async for chunk in request.content.iter_any():
+            stream = request.content.iter_any().__aiter__()
+            while True:
+                try:
+                    chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except (OSError, aiohttp.ClientError, asyncio.IncompleteReadError) as e:
+                    # the client went away: keep what arrived (as on disk), unless a Content-Range promised more
+                    if expect is not None:
+                        why.append("too short")
+                        raise _BodyRefused from e
+                    gone.append(e)
+                    return
                 received += len(chunk)
                 if limit is not None and size + received > limit:
                     why.append("too big")
@@ -462,6 +476,8 @@ class UploadsMixin(RegistryBase):
             ) from None
         if hasher is not None:
             self.hashers[upload_id] = (int(new["size"]), hasher)
+        if gone:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "the client closed the connection before the whole body arrived")
         return int(new["size"]), new
 
     async def _complete_remote(
