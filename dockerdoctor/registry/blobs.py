@@ -8,6 +8,7 @@ blobs are read in 1 MiB pieces by a thread and written as large TLS records inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 
@@ -17,6 +18,7 @@ from dockerdoctor.registry.base import RegistryBase
 from dockerdoctor.registry.common import RegistryError
 
 BUFFER = 1 << 20  # bytes read from storage per step when streaming
+S3_BUFFER = int(os.environ.get("DDREG_S3_BUFFER", str(4 << 20)))  # bytes per read of an S3 GET body
 WRITE_HIGH = int(os.environ.get("DDREG_WRITE_HIGH", str(4 << 20)))  # transport write-buffer high mark
 DEEP_STREAMS = 32  # streams at a time that get the deep buffer (at most 128 MiB buffered in all)
 
@@ -128,11 +130,20 @@ class BlobsMixin(RegistryBase):
                 resp = web.StreamResponse(status=status, headers=headers)
                 resp.content_length = size if first is None or last is None else last - first + 1
                 await resp.prepare(request)
-                while True:
-                    chunk = await body.read(BUFFER)
-                    if not chunk:
-                        break
-                    await resp.write(chunk)
+                # the next read from S3 overlaps the write to the client
+                nxt: asyncio.Future[bytes] = asyncio.ensure_future(body.read(S3_BUFFER))
+                try:
+                    while True:
+                        chunk = await nxt
+                        if not chunk:
+                            break
+                        nxt = asyncio.ensure_future(body.read(S3_BUFFER))
+                        await resp.write(chunk)
+                finally:
+                    if not nxt.done():
+                        nxt.cancel()
+                        with contextlib.suppress(BaseException):
+                            await nxt
                 await resp.write_eof()
                 return resp
         finally:

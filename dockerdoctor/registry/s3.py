@@ -48,8 +48,10 @@ T = TypeVar("T")
 MIB = 1 << 20
 MIN_CHUNK = 5 * MIB  # S3's smallest part but the last
 DEFAULT_CHUNK = 10 * MIB  # distribution's default chunksize
-MAX_COPY = 5 * 1024 * MIB  # largest CopyObject; bigger blobs are copied part by part
-COPY_PART = 1024 * MIB
+COPY_THRESHOLD = 32 * MIB  # bigger blobs are copied part by part (distribution's multipartcopythresholdsize)
+COPY_PART = 32 * MIB  # (multipartcopychunksize)
+COPY_CONCURRENCY = 8
+PARTS_IN_FLIGHT = 2  # part uploads at a time per request (memory: this many parts plus the one filling)
 READ_CHUNK = 1 * MIB
 STATE = "ddstate"
 TAIL = "ddtail-"
@@ -458,16 +460,12 @@ class S3Driver(StorageDriver):
             buf += old
         unhashed = len(buf)  # bytes of buf not yet given to the hasher: those past the old tail
         unhashed = 0 if hasher is None else unhashed
-        pending: asyncio.Task[None] | None = None
+        pending: list[asyncio.Task[None]] = []
+        number = len(parts)
 
-        async def send(part: bytearray, skip: int, number: int) -> None:
-            nonlocal mpu
-            if hasher is not None:
-                await asyncio.to_thread(hasher.update, memoryview(part)[skip:])
-            if mpu is None:
-                mpu = (await c.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
-            resp = await c.upload_part(Bucket=self.bucket, Key=key, UploadId=mpu, PartNumber=number, Body=bytes(part))
-            parts.append([number, resp["ETag"], len(part)])
+        async def send(part: bytes, n: int) -> None:
+            resp = await c.upload_part(Bucket=self.bucket, Key=key, UploadId=mpu, PartNumber=n, Body=part)
+            parts.append([n, resp["ETag"], len(part)])
 
         chunk_size = self.o.chunksize
         try:
@@ -475,23 +473,28 @@ class S3Driver(StorageDriver):
                 buf += chunk
                 size += len(chunk)
                 while len(buf) >= chunk_size:
-                    part = buf[:chunk_size]
+                    part = bytes(memoryview(buf)[:chunk_size])
                     del buf[:chunk_size]
                     skip = min(unhashed, len(part))
                     unhashed -= skip
-                    if pending is not None:
-                        await pending
-                    number = len(parts) + 1
-                    pending = asyncio.ensure_future(send(part, skip, number))
-            if pending is not None:
-                await pending
-                pending = None
+                    if hasher is not None:  # in stream order, while earlier parts upload
+                        await asyncio.to_thread(hasher.update, memoryview(part)[skip:])
+                    if mpu is None:
+                        mpu = (await c.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+                    while len(pending) >= PARTS_IN_FLIGHT:
+                        await pending.pop(0)
+                    number += 1
+                    pending.append(asyncio.ensure_future(send(part, number)))
+            while pending:
+                await pending.pop(0)
         except BaseException:
-            if pending is not None:
-                pending.cancel()
+            for task in pending:
+                task.cancel()
+            for task in pending:
                 with contextlib.suppress(BaseException):
-                    await pending
+                    await task
             raise
+        parts.sort()
         if hasher is not None and len(buf) > unhashed:
             await asyncio.to_thread(hasher.update, memoryview(buf)[unhashed:])
         old_tail = state.get("tail")
@@ -542,23 +545,28 @@ class S3Driver(StorageDriver):
         return f"{alg}:{h.hexdigest()}"
 
     async def _copy(self, src: str, dst: str, size: int) -> None:
+        """Server-side copy; above COPY_THRESHOLD in COPY_PART pieces, COPY_CONCURRENCY at a time (as distribution)."""
         c = await self._c()
         source = {"Bucket": self.bucket, "Key": src}
-        if size <= MAX_COPY:
+        if size <= COPY_THRESHOLD:
             await c.copy_object(Bucket=self.bucket, Key=dst, CopySource=source)
             return
         mpu = (await c.create_multipart_upload(Bucket=self.bucket, Key=dst))["UploadId"]
-        try:
-            parts = []
-            for i, first in enumerate(range(0, size, COPY_PART), start=1):
-                last = min(first + COPY_PART, size) - 1
+        gate = asyncio.Semaphore(COPY_CONCURRENCY)
+
+        async def part(number: int, first: int) -> dict[str, Any]:
+            last = min(first + COPY_PART, size) - 1
+            async with gate:
                 resp = await c.upload_part_copy(
-                    Bucket=self.bucket, Key=dst, UploadId=mpu, PartNumber=i,
+                    Bucket=self.bucket, Key=dst, UploadId=mpu, PartNumber=number,
                     CopySource=source, CopySourceRange=f"bytes={first}-{last}",
                 )  # fmt: skip
-                parts.append({"PartNumber": i, "ETag": resp["CopyPartResult"]["ETag"]})
+            return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+
+        try:
+            parts = await asyncio.gather(*(part(i, first) for i, first in enumerate(range(0, size, COPY_PART), 1)))
             await c.complete_multipart_upload(
-                Bucket=self.bucket, Key=dst, UploadId=mpu, MultipartUpload={"Parts": parts}
+                Bucket=self.bucket, Key=dst, UploadId=mpu, MultipartUpload={"Parts": list(parts)}
             )
         except BaseException:
             with contextlib.suppress(Exception):
