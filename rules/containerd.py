@@ -10,7 +10,6 @@ from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.fixes import hosts_toml as recipes
 from dockerdoctor.model import Evidence, Finding, Severity
-from dockerdoctor.rules_support import short
 from dockerdoctor.runtimes.base import ImageRef
 from dockerdoctor.runtimes.containerd import (
     CONTAINERD_CERTS_D,
@@ -20,6 +19,7 @@ from dockerdoctor.runtimes.containerd import (
     HostsDirRuntime,
 )
 from dockerdoctor.runtimes.hosts_toml import cri_refusal, near_misses
+from dockerdoctor.safetext import short
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
 CRI_NOT_LOADED = re.compile(r"failed to load plugin io\.containerd\.grpc\.v1\.cri")

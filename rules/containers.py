@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from dockerdoctor.rules.endpoint_evidence import journal_evidence
+
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.host import Journal, TargetRegistry
+from dockerdoctor.knowledge.journal import JournalHits
 from dockerdoctor.model import Evidence, Finding, Fix, Severity
 from dockerdoctor.net import HostPort
 from dockerdoctor.runtimes.containers_image import ContainersConfig, certs_for
@@ -88,7 +91,7 @@ def _targets(target_registries: list[TargetRegistry] | None, checked_images: lis
     return out
 
 
-def _protocol(addr: str, endpoint_probes: dict | None, docker_journal: Journal | None
+def _protocol(addr: str, endpoint_probes: dict | None, journal_hits: JournalHits | None
               ) -> tuple[str | None, list[Evidence]]:
     """("http" | "unknown-ca" | None, evidence) for what the registry speaks."""
     rep = (endpoint_probes or {}).get(addr)
@@ -100,17 +103,15 @@ def _protocol(addr: str, endpoint_probes: dict | None, docker_journal: Journal |
         if rep.tls_error == "unknown-authority":
             return "unknown-ca", [Evidence(ms, rep.tls_detail or "x509: certificate signed by unknown authority")]
         return None, []
-    if docker_journal is not None:
-        from dockerdoctor.rules.endpoint_evidence import journal_hits as _journal_hits
-
+    if journal_hits is not None:
         try:
             hp = HostPort.parse(addr)
         except ValueError:
             return None, []
-        ev = _journal_hits(docker_journal, "DD203", hp)
+        ev = journal_evidence(journal_hits, "DD203", hp)
         if ev:
             return "http", ev
-        ev = _journal_hits(docker_journal, "DD204", hp)
+        ev = journal_evidence(journal_hits, "DD204", hp)
         if ev:
             return "unknown-ca", ev
     return None, []
@@ -123,6 +124,7 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
                                     checked_images: list[Any] | None = None,
                                     endpoint_probes: dict | None = None,
                                     docker_journal: Journal | None = None,
+                                    journal_hits: JournalHits | None = None,
                                     containers_texts: dict | None = None,
                                     crio_conf: CrioConf | None = None) -> Iterator[Finding]:
     """DD101's twin for containers/image clients: the `[[registry]]` table that matches the
@@ -152,7 +154,7 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
     if endpoint_probes is None and docker_journal is None:
         raise Skip("no live probe of the registry and no journal to read its errors from")
     for addr in targets:
-        kind, ev = _protocol(addr, endpoint_probes, docker_journal)
+        kind, ev = _protocol(addr, endpoint_probes, journal_hits)
         if kind is None:
             continue
         untrusting = []

@@ -25,26 +25,20 @@ from dockerdoctor.facts.dockerd_cli import (
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
 from dockerdoctor.facts.systemd import ExpandedCommand, UnitModel, split_command_line
 from dockerdoctor.fixes.recipes import (
-    CIS_WARNING,
-    DROPIN_DIR,
-    RESTART_WARNING,
-    exec_dropin,
     exec_dropin_ops,
     trust_fix,
 )
+from dockerdoctor.fixes.recipes.daemon import expand_var_fix, flag_to_file_fix, move_insecure_fix
 from dockerdoctor.model import (
-    EnvFileSet,
     Evidence,
     Finding,
     Fix,
-    JsonListAdd,
     JsonSetKey,
-    ReplaceFileContent,
     ServiceAction,
     Severity,
 )
-from dockerdoctor.probe.report import EndpointProbes
-from dockerdoctor.rules_support import json_evidence, origin_evidence, short, value_evidence
+from dockerdoctor.probe.report import EndpointProbes, EndpointReport
+from dockerdoctor.safetext import short
 
 # Variables of the stock env files that carry dockerd options.
 OPTION_VARS = ("OPTIONS", "DOCKER_OPTS", "INSECURE_REGISTRY", "ADD_REGISTRY", "BLOCK_REGISTRY",
@@ -93,28 +87,7 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
     for t in target_registries:
         addr = t.address
         name = str(addr)
-        evidence: list[Evidence] = []
-        plain: bool | None = None
-        probe = (endpoint_probes or {}).get(name)
-        if probe is not None:
-            if probe.scheme == "http":
-                plain = True
-                evidence.append(Evidence(f"probe {name}", "answers plain HTTP to a TLS ClientHello"))
-            elif probe.scheme == "https" and probe.tls_error == "unknown-authority":
-                plain = False
-                evidence.append(Evidence(f"probe {name}", f"TLS: {probe.tls_detail}"))
-        if plain is None and docker_journal is not None:
-            for lineno, line in reversed(docker_journal.grep(PLAIN_HTTP)):
-                if name in line:
-                    plain = True
-                    evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
-                    break
-            else:
-                for lineno, line in reversed(docker_journal.grep(UNKNOWN_CA)):
-                    if name in line:
-                        plain = False
-                        evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
-                        break
+        plain, evidence = _untrusted_scheme(name, (endpoint_probes or {}).get(name), docker_journal)
         if plain is None:
             continue
         if trusted_as_insecure(addr, values):
@@ -133,6 +106,23 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
             evidence=evidence, fix=trust_fix(addr, cfg, bool(plain)),
             params={"registry": name, "host": addr.host, "port": addr.port, "plain_http": bool(plain)},
         )
+
+
+def _untrusted_scheme(name: str, probe: EndpointReport | None, docker_journal: Journal | None
+                      ) -> tuple[bool | None, list[Evidence]]:
+    """(plain HTTP?, evidence): True for plain HTTP, False for a certificate from an unknown CA, None when
+    neither the probe nor the docker journal shows either."""
+    if probe is not None:
+        if probe.scheme == "http":
+            return True, [Evidence(f"probe {name}", "answers plain HTTP to a TLS ClientHello")]
+        if probe.scheme == "https" and probe.tls_error == "unknown-authority":
+            return False, [Evidence(f"probe {name}", f"TLS: {probe.tls_detail}")]
+    if docker_journal is not None:
+        for plain, pattern in ((True, PLAIN_HTTP), (False, UNKNOWN_CA)):
+            for lineno, line in reversed(docker_journal.grep(pattern)):
+                if name in line:
+                    return plain, [docker_journal.evidence(short(line, 300), lineno)]
+    return None, []
 
 
 # ============================================================================ DD102
@@ -176,10 +166,7 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
                        f"EnvironmentFile={path}, so dockerd never gets {short(' '.join(words), 80)}.")
             if insecure and not others:
                 # Move: the registries into daemon.json, the variable emptied so nothing is set twice.
-                fix = Fix(f"Move the insecure registries from {path} into {dj_path} and reload dockerd",
-                          (*[JsonListAdd(dj_path, "insecure-registries", v) for v in insecure],
-                           EnvFileSet(path, a.name, ""), ServiceAction("reload")),
-                          warnings=(CIS_WARNING,))
+                fix = move_insecure_fix(path, a.name, dj_path, insecure)
             else:
                 # Loading a distribution's old options into another engine can stop it from starting
                 # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
@@ -236,13 +223,8 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     "DD103", f"${a.name} is loaded but never used",
                     f"{a.name} is set in {a.path}:{a.line}, but ExecStart in {exec_line.path}:{exec_line.line} "
                     f"never expands ${a.name}, so dockerd never gets {short(' '.join(words), 80)}.",
-                    evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
-                              Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
-                    fix=Fix(f"Expand ${a.name} in ExecStart with a drop-in, then daemon-reload and restart",
-                            (ReplaceFileContent(f"{DROPIN_DIR}/20-expand-vars.conf",
-                                                exec_dropin(docker_unit, [f"${a.name}"])),
-                             ServiceAction("daemon-reload"), ServiceAction("restart")),
-                            warnings=(RESTART_WARNING,)),
+                    evidence=[a.evidence(), exec_line.evidence()],
+                    fix=expand_var_fix(docker_unit, a.name),
                     params={"file": a.path, "variable": a.name},
                 )
             elif braced and len(split_command_line(a.value)) > 1:
@@ -251,8 +233,7 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                     "DD103", f"${{{a.name}}} reaches dockerd as one word",
                     f"ExecStart in {exec_line.path}:{exec_line.line} uses ${{{a.name}}}, which systemd passes as a "
                     f"single argument \"{short(a.value, 60)}\"; dockerd fails with 'unknown flag'. Use ${a.name}.",
-                    evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
-                              Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
+                    evidence=[a.evidence(), exec_line.evidence()],
                     fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
                             exec_dropin_ops("20-expand-vars.conf", command)),
                     params={"file": a.path, "variable": a.name},
@@ -303,58 +284,20 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
         seen.add(key)
         uses = argv.values(use.name)
         origin = cfg.expanded.origins[use.index] if cfg.expanded and use.index < len(cfg.expanded.origins) else None
-        flag_vals = [u.value for u in uses]
-        ev = [json_evidence(dj, key, f'"{key}": {json.dumps(dj.data[key])}')]
+        ev = [dj.evidence(f'"{key}": {json.dumps(dj.data[key])}', dj.line_of(key))]
         if origin is not None:
-            ev.insert(0, origin_evidence(origin, f"flag {use.raw} ({origin.describe()})"))
+            ev.insert(0, origin.evidence(f"flag {use.raw} ({origin.describe()})"))
         if journal_line:
             ev.append(Evidence(docker_journal.source if docker_journal else "journal", short(journal_line[1], 300),
                                journal_line[0]))
-        ops: list = []
-        file_val = dj.data[key]
-        if isinstance(file_val, list):
-            for v in flag_vals:
-                if v is not None and v not in file_val:
-                    ops.append(JsonListAdd(dj.path, key, v))
-        if origin is not None and origin.variable and origin.var_path:
-            ops.append(EnvFileSet(origin.var_path, origin.variable,
-                                  _remove_flag_words(cfg, origin.variable, use.name)))
-            ops += [ServiceAction("restart")]
-        else:
-            drop = {u.index for u in uses} | {u.index + 1 for u in uses if " " in u.raw}
-            exec_words = cfg.expanded.argv if cfg.expanded else []
-            line = " ".join(w for i, w in enumerate(exec_words) if i not in drop)
-            ops += exec_dropin_ops("10-no-conflict.conf", line)
         yield finding(
             "DD104", f"{key} is set as a flag and in {dj.path}",
             f"--{use.name} is on dockerd's command line and \"{key}\" is in {dj.path}; dockerd refuses to "
             f"start when a directive is in both (even with equal values).",
             evidence=ev,
-            fix=Fix(f"Keep {key} only in {dj.path}", tuple(ops),
-                    warnings=(RESTART_WARNING,)),
+            fix=flag_to_file_fix(cfg, key, use.name, uses, origin),
             params={"key": key, "flag": use.name},
         )
-
-
-def _remove_flag_words(cfg: EffectiveConfig, variable: str, flag: str) -> str:
-    """The variable's value with every use of --flag removed."""
-    origin_values = [o for o in (cfg.expanded.origins if cfg.expanded else []) if o.variable == variable]
-    if not origin_values or cfg.expanded is None:
-        return ""
-    words = [w for w, o in zip(cfg.expanded.argv, cfg.expanded.origins, strict=False) if o.variable == variable]
-    out: list[str] = []
-    skip = False
-    for w in words:
-        if skip:
-            skip = False
-            continue
-        if w == f"--{flag}" or (flag == "host" and w == "-H"):
-            skip = True
-            continue
-        if w.startswith(f"--{flag}="):
-            continue
-        out.append(w)
-    return " ".join(out)
 
 
 # ============================================================================ DD105
@@ -395,7 +338,7 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
                 fix = Fix("Give one host:port per flag: " + " ".join(f"--insecure-registry={p}" for p in parts))
             yield finding(
                 "DD105", f"insecure registry {v.value!r} is not valid",
-                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[value_evidence(v)], fix=fix,
+                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[v.evidence()], fix=fix,
                 params={"value": v.value},
             )
         elif chk.normalized and not chk.is_cidr and ":" not in chk.normalized.strip("[]").split("]")[-1]:
@@ -407,7 +350,7 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
                 + (f"pushes to {', '.join(map(str, needed))} still fail." if needed else
                    "a registry on another port is still treated as secure."),
                 severity=Severity.ERROR if needed else Severity.WARNING,
-                evidence=[value_evidence(v)],
+                evidence=[v.evidence()],
                 fix=Fix("Add the port: " + ", ".join(str(t) for t in needed) if needed else
                         f"Write {host}:PORT with the registry's port"),
                 params={"value": v.value},
@@ -416,5 +359,5 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
             yield finding(
                 "DD105", f"insecure registry {v.value!r} has a scheme",
                 f"{v.value!r} ({v.where()}) {chk.problem}; write {chk.normalized}.",
-                severity=Severity.INFO, evidence=[value_evidence(v)], params={"value": v.value},
+                severity=Severity.INFO, evidence=[v.evidence()], params={"value": v.value},
             )

@@ -32,6 +32,7 @@ from dockerdoctor.fixes.recipes import (
     RESTART_WARNING,
     dropin_text,
 )
+from dockerdoctor.fixes.recipes.daemon import rereads_config_fix
 from dockerdoctor.model import (
     EnvFileSet,
     Evidence,
@@ -43,7 +44,6 @@ from dockerdoctor.model import (
 )
 from dockerdoctor.net import no_proxy_match
 from dockerdoctor.probe.report import EndpointProbes
-from dockerdoctor.rules_support import value_evidence
 
 # ============================================================================ DD107
 
@@ -109,11 +109,10 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
             changed.append(path)
             evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
     for v in cfg.insecure_planned:
-        evidence.append(value_evidence(v, f"configured: {v.value}"))
+        evidence.append(v.evidence(f"configured: {v.value}"))
     added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
     only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
                     if check_insecure_entry(v.value).normalized in added_set)
-    action = ServiceAction("reload") if only_json else ServiceAction("restart")
     yield finding(
         "DD107", "dockerd runs with an older configuration",
         "The files configure insecure registries that the running daemon does not use"
@@ -121,9 +120,7 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         + (f" (still using: {', '.join(removed)})" if removed else "")
         + (f"; {', '.join(changed)} changed after it started." if changed else "."),
         evidence=evidence,
-        fix=Fix("Reload dockerd (SIGHUP re-reads insecure-registries)" if only_json else "Restart dockerd",
-                (action,), warnings=() if only_json else
-                (RESTART_WARNING,)),
+        fix=rereads_config_fix(only_json),
         params={"missing": added, "extra": removed},
     )
 
@@ -153,7 +150,7 @@ def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitMode
         "DD108", "docker.service changed on disk; systemd has not reloaded it",
         "systemd reports NeedDaemonReload=yes for docker.service: the unit or a drop-in changed since the "
         "last daemon-reload, so systemd still uses the old ExecStart/EnvironmentFile.",
-        evidence=[Evidence(systemd_state.source, "NeedDaemonReload=yes")] +
+        evidence=[systemd_state.evidence("NeedDaemonReload=yes")] +
         [Evidence(f, "unit file") for f in files],
         fix=Fix("Reload systemd, then restart docker", (ServiceAction("daemon-reload"), ServiceAction("restart")),
                 warnings=(RESTART_WARNING,)),
@@ -182,7 +179,7 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
     """
     line = docker_unit.exec_start[-1]
     parsed = parse_dockerd_argv(planned_command.argv)
-    ev = Evidence(line.path, f"ExecStart={line.command}", line.line)
+    ev = line.evidence()
     fix_base = Fix("Reset ExecStart in a drop-in with a valid dockerd command line, then daemon-reload and restart",
                    (ServiceAction("daemon-reload"), ServiceAction("restart")))
     if parsed.mode in ("docker daemon", "docker -d") and (engine_version is None or engine_version >= (17, 12, 0)):
@@ -266,9 +263,9 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
             continue  # loopback: never proxied
         proxy = proxies.get("HTTPS_PROXY") or proxies.get("HTTP_PROXY")
         assert proxy is not None
-        ev = [value_evidence(proxy, f"proxy {proxy.value}")]
+        ev = [proxy.evidence(f"proxy {proxy.value}")]
         if no_proxy:
-            ev.append(value_evidence(no_proxy, f"NO_PROXY={no_proxy.value}"))
+            ev.append(no_proxy.evidence(f"NO_PROXY={no_proxy.value}"))
         probe = (endpoint_probes or {}).get(str(addr))
         if probe is not None and probe.proxy_result:
             # live: the probe asked the proxy for a tunnel to the registry, as dockerd would

@@ -11,8 +11,9 @@ from dockerdoctor.facts.daemon import DaemonJson, DockerdProcess
 from dockerdoctor.facts.dockerhost import DockerHost, EngineAnswer, OtherDockerd
 from dockerdoctor.facts.host import DockerSocket, Journal
 from dockerdoctor.facts.systemd import SystemdUnitState, UnitModel
+from dockerdoctor.fixes.recipes.daemon import docker_group_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 FAILURE = re.compile(
     r"failed to start daemon|unable to configure the Docker daemon|Error starting daemon|unknown flag|"
@@ -60,15 +61,7 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         if engine_answer.why == "permission denied":
             raise Skip(f"{host.url}: permission denied, so whether a daemon answers is unknown (see DD502)")
         if host.remote:
-            yield finding(
-                "DD501", f"No Docker Engine answers at {host.url}",
-                f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
-                "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
-                evidence=[Evidence(engine_answer.source, engine_answer.detail or engine_answer.why)],
-                fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
-                        "another daemon with --docker-host"),
-                params={"socket": host.url, "why": engine_answer.why, "reason": ""},
-            )
+            yield _remote_down(host, engine_answer)
             return
         seen = _NO_ANSWER.get(engine_answer.why, "{path}: " + (engine_answer.detail or engine_answer.why))
         seen = seen.format(path=host.path)
@@ -85,14 +78,9 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         raise Skip("docker does not seem to be installed here (no unit, no daemon.json, no socket, no dockerd)")
     evidence: list[Evidence] = [Evidence(engine_answer.source if engine_answer else "process table", seen)]
     if unit_matters and systemd_state is not None and state:
-        evidence.append(Evidence(systemd_state.source,
-                                 f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
-    reason = ""
-    if unit_matters and docker_journal is not None:
-        reason = _journal_reason(docker_journal, evidence)
-    for o in others:
-        hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
-        evidence.append(Evidence(o.source or "process table", f"info: {o.describe()}, not {host.url}{hint}"))
+        evidence.append(systemd_state.evidence(f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
+    reason = _journal_reason(docker_journal, evidence) if unit_matters and docker_journal is not None else ""
+    evidence += _others_evidence(host, others)
     message = f"Nothing answers on {host.url} ({host.chosen_by}): {seen}."
     if unit_matters and systemd_state is not None:
         message += " docker.service is " + (state or "not running") + (f": {reason}" if reason else ".")
@@ -101,6 +89,27 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         evidence=evidence, fix=_start_fix(host, unit_matters, systemd_state is not None, reason),
         params={"reason": reason, "socket": host.url, "why": engine_answer.why if engine_answer else "not running"},
     )
+
+
+def _remote_down(host: DockerHost, engine_answer: EngineAnswer) -> Finding:
+    return finding(
+        "DD501", f"No Docker Engine answers at {host.url}",
+        f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
+        "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
+        evidence=[engine_answer.evidence()],
+        fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
+                "another daemon with --docker-host"),
+        params={"socket": host.url, "why": engine_answer.why, "reason": ""},
+    )
+
+
+def _others_evidence(host: DockerHost, others: list[OtherDockerd]) -> list[Evidence]:
+    """Other dockerds on this host, for information (with the --docker-host that inspects each)."""
+    out = []
+    for o in others:
+        hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
+        out.append(o.evidence(f"info: {o.describe()}, not {host.url}{hint}"))
+    return out
 
 
 def _journal_reason(journal: Journal, evidence: list[Evidence]) -> str:
@@ -114,7 +123,7 @@ def _journal_reason(journal: Journal, evidence: list[Evidence]) -> str:
         distinct.pop(line.split("]: ", 1)[-1], None)
         distinct[line.split("]: ", 1)[-1]] = (lineno, line)
     for lineno, line in list(distinct.values())[-3:]:
-        evidence.append(Evidence(journal.source, short(line, 300), lineno))
+        evidence.append(journal.evidence(short(line, 300), lineno))
     return short(specific[-1][1].split("]: ", 1)[-1], 200) if specific else ""
 
 
@@ -161,16 +170,13 @@ def docker_socket_denied(docker_socket: DockerSocket) -> Iterator[Finding]:
         group = str(s.gid)
     alternatives: tuple[Fix, ...] = ()
     if s.gid not in (None, 0):
-        alternatives = (Fix(f"Add {user} to the {group} group (root-equivalent)",
-                            (RunCommand(("usermod", "-aG", group, user)),),
-                            warnings=(f"Members of the {group} group can become root on this host; "
-                                      "add only trusted users, then log in again.",)),)
+        alternatives = (docker_group_fix(user, group),)
     reason = (f"{user} is not in that group" if s.gid not in (None, 0)
               else "only root can use it (dockerd's `group` setting, default docker, decides the socket's group)")
     yield finding(
         "DD502", f"{user} cannot use {s.path}",
         f"{s.path} is mode {oct(s.mode or 0)} group {group}, and {reason}.",
-        evidence=[Evidence(s.path, f"mode {oct(s.mode or 0)}, group {group}; uid {s.uid}")],
+        evidence=[s.evidence(f"mode {oct(s.mode or 0)}, group {group}; uid {s.uid}")],
         fix=Fix("Use sudo for docker commands", alternatives=alternatives),
         params={"user": user, "group": group},
     )

@@ -5,25 +5,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from dockerdoctor.rules.registry_evidence import log_evidence, need_containers, need_logs
+from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import (
-    V0_DATA_DIR,
-    V2_DATA_DIR,
-    ContainerInfo,
-    Mount,
-    RegistryContainer,
-    mount_covering,
-)
+from dockerdoctor.facts.containers import ContainerInfo, Mount
 from dockerdoctor.facts.host import TargetRegistry
 from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
+from dockerdoctor.facts.registry_containers import V0_DATA_DIR, V2_DATA_DIR, RegistryContainer, mount_covering
 from dockerdoctor.facts.selinux import SelinuxStatus
 from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
+from dockerdoctor.fixes.recipes.container import persistent_data_fix, recreate_fix, start_container_fix
+from dockerdoctor.fixes.recipes.registry import start_registry_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 LOCK_CRASH = re.compile(r"_setup_database\.lock")
 FATAL = re.compile(r"level=(fatal|panic)|^\S*\s*panic:|Traceback|[A-Z][A-Za-z]+Error: |exited with code", re.I)
@@ -92,11 +88,11 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
             continue
         if "--preload" in c.env.get("GUNICORN_OPTS", "") and c.running and c.restart_count == 0:
             continue  # fixed already; the lines are old
-        ev = [log_evidence(c, *hits[-1])]
+        ev = [c.log_evidence(*hits[-1])]
         last = _last_error(c)
         if last and last[0] != hits[-1][0]:
-            ev.append(log_evidence(c, *last))
-        ev.append(Evidence(c.source, _state_text(c)))
+            ev.append(c.log_evidence(*last))
+        ev.append(c.evidence(_state_text(c)))
         run = docker_run_argv(c, set_env={"GUNICORN_OPTS": "[--preload]"})
         yield finding(
             "DD401", f"Registry container {c.name} crashes on _setup_database.lock",
@@ -105,10 +101,10 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
             f"{c.status} after {c.restart_count} restart{'s' if c.restart_count != 1 else ''}. "
             "GUNICORN_OPTS=[--preload] sets the database up once, before gunicorn forks its workers.",
             evidence=ev,
-            fix=Fix(f"Recreate {c.name} with GUNICORN_OPTS=[--preload], keeping everything else",
-                    recreate_ops(c, run, "the same container, plus GUNICORN_OPTS=[--preload]"),
-                    warnings=("Data outside a volume is lost with the old container (see DD403).",
-                              "registry:2 replaces this python registry; plan the move.")),
+            fix=recreate_fix(c, run, f"Recreate {c.name} with GUNICORN_OPTS=[--preload], keeping everything else",
+                             "the same container, plus GUNICORN_OPTS=[--preload]",
+                             warnings=("Data outside a volume is lost with the old container (see DD403).",
+                                       "registry:2 replaces this python registry; plan the move.")),
             params={"container": c.name, "image": c.image, "docker_run": " ".join(run)},
         )
 
@@ -152,20 +148,12 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
                                    and any(FATAL.search(ln) for ln in c.logs[-10:]))
         if c.running and not looping:
             continue
-        if c.status == "created":
-            what = "was created but never started"
-        elif c.status in ("restarting",) or looping:
-            what = f"is restarting in a loop ({c.restart_count} restarts)"
-        elif c.status == "paused":
-            what = "is paused"
-        else:
-            what = f"has exited (code {c.exit_code})" + (
-                f" after {c.restart_count} restarts" if c.restart_count else "")
-        ev = [Evidence(c.source, _state_text(c))]
+        what = _down_state(c, looping)
+        ev = [c.evidence(_state_text(c))]
         last = _last_error(c)
         reason = ""
         if last:
-            ev.append(log_evidence(c, *last))
+            ev.append(c.log_evidence(*last))
             reason = f" Last error: {short(last[1], 200)}"
         elif c.error:
             reason = f" State.Error: {c.error}"
@@ -177,9 +165,7 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
             f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
             severity=severity,
             evidence=ev,
-            fix=Fix(f"Fix the error in the log, then start {c.name}",
-                    (RunCommand(("docker", "logs", "--tail", "50", c.name), "read the whole error"),
-                     RunCommand(("docker", "start", c.name), "after fixing the cause"))),
+            fix=start_container_fix(c.name),
             params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
                     "restart_count": c.restart_count, "error": c.error},
         )
@@ -187,6 +173,17 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
 
     yield from _absent(registry_containers, target_registries, interface_addresses, registry_listeners,
                        listening_sockets, registry_processes)
+
+
+def _down_state(c: ContainerInfo, looping: bool) -> str:
+    """How a registry container that serves nothing is down, as the finding says it."""
+    if c.status == "created":
+        return "was created but never started"
+    if c.status in ("restarting",) or looping:
+        return f"is restarting in a loop ({c.restart_count} restarts)"
+    if c.status == "paused":
+        return "is paused"
+    return f"has exited (code {c.exit_code})" + (f" after {c.restart_count} restarts" if c.restart_count else "")
 
 
 def _absent(registry_containers: list[RegistryContainer], target_registries: list[TargetRegistry] | None,
@@ -221,11 +218,7 @@ def _absent(registry_containers: list[RegistryContainer], target_registries: lis
             f"{t.address} is an address of this host, but no registry container, registry process or listener has "
             f"port {port}: the registry is absent (removed, never started, or its service is stopped).",
             evidence=ev,
-            fix=Fix("Start the registry", (
-                RunCommand(("docker", "ps", "-a", "--filter", f"publish={port}"), "a stopped registry container?"),
-                RunCommand(("docker", "run", "-d", "--name", "registry", "--restart", "always", "-p", f"{port}:5000",
-                            "-v", "registry-data:/var/lib/registry", "registry:2"),
-                           "or run one, with its data on a named volume"))),
+            fix=start_registry_fix(port),
             params={"registry": str(t.address), "status": "absent"},
         )
 
@@ -263,8 +256,8 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
         if rc.data_dir is None:
             continue  # object storage, or the version is unknown and nothing says where
         m = mount_covering(c, rc.data_dir)
-        ev = [Evidence(c.source, f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
-              Evidence(c.source, "mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
+        ev = [c.evidence(f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
+              c.evidence("mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
                                                or "none"))]
         problem = None
         if m is not None and _is_persistent(m) and m.destination != "/":
@@ -287,26 +280,11 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
                         f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
             severity = Severity.ERROR
         keep = other or (m if m is not None and m.anonymous else None)
-        src = (keep.source if keep is not None and keep.type == "bind" else (keep.name if keep is not None else None))
-        vol = src or f"{c.name}-data"
-        # the same container without the wrong/anonymous volume, with one at the right path
-        fixed = docker_run_argv(c, without_mounts_at=[rc.data_dir, *([keep.destination] if keep else [])],
-                                add_volumes=[f"{vol}:{rc.data_dir}"])
-        ops: list[RunCommand] = []
-        if keep is not None and keep.type == "bind" and not keep.anonymous:
-            # the images are in the container (or its anonymous volume), not in the host directory
-            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}/.", keep.source),
-                                  f"copy the images into {keep.source}, which the new container uses"))
-        elif keep is None or keep.anonymous:
-            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}", f"./{c.name}-data-backup"),
-                                  "keep a copy of the images before the container is replaced"))
-        ops.extend(recreate_ops(c, fixed, f"the same container, with its data on {vol} at {rc.data_dir}"))
         yield finding(
             "DD403", f"Registry {c.name} keeps its data inside the container",
             f"{c.name} ({c.image}, {rc.version}) writes images to {rc.data_dir}, but {problem}.",
             severity=severity, evidence=ev,
-            fix=Fix(f"Recreate {c.name} with {vol} mounted at {rc.data_dir}", tuple(ops),
-                    warnings=("Copy the data out before removing the old container.",)),
+            fix=persistent_data_fix(c, rc.data_dir, keep),
             params={"container": c.name, "version": rc.version, "data_dir": rc.data_dir,
                     "wrong_mount": other.destination if other else None},
         )
@@ -338,7 +316,7 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
         if c.host_network:
             continue
         mine = [p for p in c.ports if p.container_port == rc.port and p.proto == "tcp" and p.host_port]
-        ev = [Evidence(c.source, f"registry port {rc.port} ({rc.port_why}); published: "
+        ev = [c.evidence(f"registry port {rc.port} ({rc.port_why}); published: "
                                  + (", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
                                               for p in c.ports) or "none")
                                  + f"; network {c.network_mode}")]
@@ -364,8 +342,8 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
         out = docker_run_argv(c, publish=[f"{host_port}:{rc.port}", *keep_ports])
         yield finding(
             "DD404", title, msg, severity=severity, evidence=ev,
-            fix=Fix(f"Recreate {c.name} with -p {host_port}:{rc.port}",
-                    recreate_ops(c, out, f"the same container, publishing {host_port}:{rc.port}")),
+            fix=recreate_fix(c, out, f"Recreate {c.name} with -p {host_port}:{rc.port}",
+                             f"the same container, publishing {host_port}:{rc.port}"),
             params={"container": c.name, "port": rc.port},
         )
 
@@ -401,9 +379,9 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
         if not hits:
             continue
         m = mount_covering(c, rc.data_dir) if rc.data_dir else None
-        ev = [log_evidence(c, *hits[-1])]
+        ev = [c.log_evidence(*hits[-1])]
         if m is not None:
-            ev.append(Evidence(c.source, f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
+            ev.append(c.evidence(f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
         ops: list[RunCommand] = []
         enforcing = selinux_status is not None and selinux_status.enforcing
         if m is not None and not m.rw:

@@ -13,6 +13,7 @@ from dockerdoctor.facts.dockerd_cli import parse_version
 from dockerdoctor.facts.dockerhost import (
     EngineAnswer,
 )
+from dockerdoctor.model import Provenance
 
 # --------------------------------------------------------------------------- docker info
 
@@ -30,6 +31,9 @@ class DockerInfo:
     live_restore: bool | None = None
     registry_mirrors: list[str] = field(default_factory=list)
     security_options: list[str] | None = None  # None: not in the output
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     @property
     def insecure_names(self) -> list[str]:

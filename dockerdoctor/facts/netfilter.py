@@ -9,6 +9,7 @@ from typing import Any
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits, loads_json
 
 # --------------------------------------------------------------------------- packet filters
@@ -32,6 +33,9 @@ class FilterRule:
     handle: int | None = None  # nft rule handle
     position: int | None = None  # 1-based position in its iptables chain
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or self.text, line if line is not None else self.line)
+
     def matches(self, port: int, proto: str = "tcp") -> bool:
         if self.proto and self.proto != proto:
             return False
@@ -48,6 +52,9 @@ class PacketFilter:
     docker_chains: bool = False  # docker's DOCKER / DOCKER-USER chains are present
     firewalld_table: bool = False
     docker_dnat_ports: set[int] | None = None  # host ports docker DNATs to containers (None: not known)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(", ".join(self.sources), text, line)
 
 
 def _nft_ports(expr: dict[str, Any]) -> tuple[tuple[int, int], ...] | None:

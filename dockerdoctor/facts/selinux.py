@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits
 from dockerdoctor.sources.specs import FILES, file_path, read_first
 
@@ -32,6 +33,13 @@ class SelinuxStatus:
     source: str = ""
     docker_selinux: bool | None = None  # dockerd runs with --selinux-enabled (labels containers)
     docker_selinux_source: str = ""
+
+    def config_evidence(self) -> Provenance:
+        return Provenance(self.config_path, f"SELINUX={self.config_mode}", self.config_line)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """The mode's source; the config file's is ``config_evidence()``."""
+        return Provenance(self.source or "SELinux", text or f"mode: {self.mode}", line)
 
     @property
     def enforcing(self) -> bool:
@@ -123,6 +131,9 @@ class FileLabel:
     context: str
     source: str
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or f"{self.context} {self.path}", line)
+
     @property
     def type(self) -> str:
         parts = self.context.split(":")
@@ -185,6 +196,9 @@ class FcontextRule:
     pattern: str
     context: str
     source: str
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or f"{self.pattern} {self.context}", line)
 
     @property
     def type(self) -> str:
@@ -328,6 +342,9 @@ class AuditLog:
     source: str
     denials: list[AvcDenial]
     truncated: bool = False
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
 
 @fact()
