@@ -41,8 +41,14 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
 class BlobsMixin(RegistryBase):
     async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         self._digest(digest)
-        linked = await self.st("has_layer", name, digest) or await self.st("has_revision", name, digest)
-        size = await self.st("blob_size", digest) if linked else None
+        if self.driver.local:
+            linked = self.driver.has_layer(name, digest) or self.driver.has_revision(name, digest)
+            size = self.driver.blob_size(digest) if linked else None
+        else:  # one round trip to the object store instead of two
+            both = await asyncio.gather(self.st("has_layer", name, digest), self.st("blob_size", digest))
+            layer, size = bool(both[0]), both[1]
+            if size is not None and not layer and not await self.st("has_revision", name, digest):
+                size = None
         if size is None:
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
         headers = {
