@@ -47,6 +47,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--size-mib", type=int, default=128)
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--copy-threshold-mib", type=int, default=32,
+                    help="both registries' multipartcopythresholdsize (distribution's default: 32)")  # fmt: skip
     args = ap.parse_args()
     import boto3  # moto[server] brings it
 
@@ -75,8 +77,14 @@ def main() -> int:
         for b in ("bench-ours", "bench-dist"):
             s3.create_bucket(Bucket=b)
         ours_cmd = [sys.executable, "-m", "dockerdoctor", "serve-registry", "--host", "127.0.0.1", "--port",
-                    str(ours_port), "--no-access-log", "--s3-bucket", "bench-ours", "--s3-endpoint", endpoint,
-                    "--s3-path-style"]  # fmt: skip
+                    str(ours_port), "--no-access-log"]  # fmt: skip
+        copy = f"    multipartcopythresholdsize: {args.copy_threshold_mib << 20}\n"
+        ocfg = os.path.join(work, "ours.yml")
+        with open(ocfg, "w") as f:
+            f.write(f"version: 0.1\nstorage:\n  s3:\n    bucket: bench-ours\n    region: us-east-1\n"
+                    f"    regionendpoint: {endpoint}\n    forcepathstyle: true\n{copy}  redirect:\n    disable: true\n"
+                    f"  delete:\n    enabled: true\n")  # fmt: skip
+        ours_cmd += ["--config", ocfg]
         log = open(os.path.join(work, "ours.log"), "ab")  # noqa: SIM115
         procs.append(subprocess.Popen(ours_cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env))
         wait_up(f"http://127.0.0.1:{ours_port}", None, procs[-1])
@@ -85,7 +93,7 @@ def main() -> int:
             f.write(f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n"
                     f"  s3:\n    bucket: bench-dist\n    region: us-east-1\n    regionendpoint: {endpoint}\n"
                     f"    forcepathstyle: true\n    accesskey: {KEY}\n    secretkey: {SECRET}\n    secure: false\n"
-                    f"  redirect:\n    disable: true\n  delete:\n    enabled: true\n"
+                    f"{copy}  redirect:\n    disable: true\n  delete:\n    enabled: true\n"
                     f"http:\n  addr: 127.0.0.1:{dist_port}\n")  # fmt: skip
         dlog = open(os.path.join(work, "dist.log"), "ab")  # noqa: SIM115
         procs.append(subprocess.Popen(["docker-registry", "serve", cfg], stdout=dlog, stderr=dlog,
@@ -109,6 +117,7 @@ def main() -> int:
         med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}
         summary = {
             "mode": "S3 (moto server on loopback, 10 MiB parts, no redirects)",
+            "copy_threshold_mib": args.copy_threshold_mib,
             "size_mib": args.size_mib,
             "rounds": args.rounds,
             "load_before": round(load, 2),

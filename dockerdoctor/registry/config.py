@@ -56,6 +56,9 @@ SUPPORTED = {
     "storage.s3.secure",
     "storage.s3.v4auth",  # always signature v4
     "storage.s3.encrypt",  # false only (true is refused below)
+    "storage.s3.multipartcopythresholdsize",
+    "storage.s3.multipartcopychunksize",
+    "storage.s3.multipartcopymaxconcurrency",
     "http.addr",
     "http.secret",  # --http-secret: signs upload URLs
     "http.tls.certificate",
@@ -187,11 +190,13 @@ def _s3(flat: Mapping[str, Any], path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: storage.s3.encrypt: true is not supported (server-side encryption)")
     if g("storage.s3.v4auth") is not None and not _bool(g("storage.s3.v4auth"), "storage.s3.v4auth"):
         raise ConfigError(f"{path}: storage.s3.v4auth: false is not supported (signature v2)")
-    chunk = g("storage.s3.chunksize")
-    if chunk is not None:
-        if isinstance(chunk, bool) or not re.fullmatch(r"[0-9]+", str(chunk).strip()):
-            raise ConfigError(f"{path}: storage.s3.chunksize must be a number of bytes, got {chunk!r}")
-        out["chunksize"] = int(str(chunk).strip())
+    for key in ("chunksize", "multipartcopythresholdsize", "multipartcopychunksize", "multipartcopymaxconcurrency"):
+        value = g(f"storage.s3.{key}")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", str(value).strip()):
+            raise ConfigError(f"{path}: storage.s3.{key} must be a whole number, got {value!r}")
+        out[key] = int(str(value).strip())
     disable = g("storage.redirect.disable")
     out["redirect"] = not (disable is not None and _bool(disable, "storage.redirect.disable"))
     return out

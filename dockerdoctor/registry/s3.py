@@ -48,9 +48,7 @@ T = TypeVar("T")
 MIB = 1 << 20
 MIN_CHUNK = 5 * MIB  # S3's smallest part but the last
 DEFAULT_CHUNK = 10 * MIB  # distribution's default chunksize
-COPY_THRESHOLD = 32 * MIB  # bigger blobs are copied part by part (distribution's multipartcopythresholdsize)
-COPY_PART = 32 * MIB  # (multipartcopychunksize)
-COPY_CONCURRENCY = 8
+MAX_COPY = 5 * 1024 * MIB  # the largest CopyObject and copy part S3 allows
 PARTS_IN_FLIGHT = 2  # part uploads at a time per request (memory: this many parts plus the one filling)
 READ_CHUNK = 1 * MIB
 STATE = "ddstate"
@@ -72,6 +70,10 @@ class S3Options:
     accesskey: str | None = None
     secretkey: str | None = None
     secure: bool = True
+    # server-side copies of finished uploads, as distribution's multipartcopy* options
+    multipartcopythresholdsize: int = 32 * MIB  # bigger blobs are copied part by part
+    multipartcopychunksize: int = 32 * MIB
+    multipartcopymaxconcurrency: int = 8
     redirect: bool = False  # answer blob GETs with 307 to a pre-signed URL
     redirect_ttl: int = 1200  # seconds a pre-signed URL is valid (distribution: 20 minutes)
 
@@ -80,6 +82,12 @@ class S3Options:
             raise ValueError("storage.s3.bucket is required")
         if self.chunksize < MIN_CHUNK:
             raise ValueError(f"storage.s3.chunksize must be at least {MIN_CHUNK} (5 MiB), got {self.chunksize}")
+        if not MIN_CHUNK <= self.multipartcopychunksize <= MAX_COPY:
+            raise ValueError("storage.s3.multipartcopychunksize must be between 5 MiB and 5 GiB")
+        if not 0 <= self.multipartcopythresholdsize <= MAX_COPY:
+            raise ValueError("storage.s3.multipartcopythresholdsize must be at most 5 GiB")
+        if self.multipartcopymaxconcurrency < 1:
+            raise ValueError("storage.s3.multipartcopymaxconcurrency must be at least 1")
         if bool(self.accesskey) != bool(self.secretkey):
             raise ValueError("storage.s3.accesskey and secretkey go together")
 
@@ -545,17 +553,18 @@ class S3Driver(StorageDriver):
         return f"{alg}:{h.hexdigest()}"
 
     async def _copy(self, src: str, dst: str, size: int) -> None:
-        """Server-side copy; above COPY_THRESHOLD in COPY_PART pieces, COPY_CONCURRENCY at a time (as distribution)."""
+        """Server-side copy; above the threshold part by part, several at a time (as distribution)."""
         c = await self._c()
         source = {"Bucket": self.bucket, "Key": src}
-        if size <= COPY_THRESHOLD:
+        piece = self.o.multipartcopychunksize
+        if size <= self.o.multipartcopythresholdsize:
             await c.copy_object(Bucket=self.bucket, Key=dst, CopySource=source)
             return
         mpu = (await c.create_multipart_upload(Bucket=self.bucket, Key=dst))["UploadId"]
-        gate = asyncio.Semaphore(COPY_CONCURRENCY)
+        gate = asyncio.Semaphore(self.o.multipartcopymaxconcurrency)
 
         async def part(number: int, first: int) -> dict[str, Any]:
-            last = min(first + COPY_PART, size) - 1
+            last = min(first + piece, size) - 1
             async with gate:
                 resp = await c.upload_part_copy(
                     Bucket=self.bucket, Key=dst, UploadId=mpu, PartNumber=number,
@@ -564,7 +573,7 @@ class S3Driver(StorageDriver):
             return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
 
         try:
-            parts = await asyncio.gather(*(part(i, first) for i, first in enumerate(range(0, size, COPY_PART), 1)))
+            parts = await asyncio.gather(*(part(i, first) for i, first in enumerate(range(0, size, piece), 1)))
             await c.complete_multipart_upload(
                 Bucket=self.bucket, Key=dst, UploadId=mpu, MultipartUpload={"Parts": list(parts)}
             )
