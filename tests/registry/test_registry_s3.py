@@ -305,4 +305,13 @@ def test_config_units_for_s3(work: str) -> None:
     assert rc.s3 is None and rc.root == "/x" and rc.allow_delete
     with pytest.raises(ConfigError, match="encrypt"):
         load(path, {"REGISTRY_STORAGE_S3_ENCRYPT": "true"})
+    rc = load(path, {"REGISTRY_STORAGE_S3_MULTIPARTCOPYTHRESHOLDSIZE": "5368709120"})
+    assert rc.s3 is not None and rc.s3["multipartcopythresholdsize"] == 5 << 30
+    with pytest.raises(ConfigError, match="whole number"):
+        load(path, {"REGISTRY_STORAGE_S3_CHUNKSIZE": "10MB"})
+    from dockerdoctor.registry.s3 import S3Options
+
+    for bad in ({"chunksize": 1 << 20}, {"multipartcopychunksize": 1 << 20}, {"accesskey": "a"}, {"bucket": ""}):
+        with pytest.raises(ValueError):
+            S3Options(**{"bucket": "b", **bad}).check()  # type: ignore[arg-type]
     assert CHUNK == 5 * MIB
