@@ -181,6 +181,9 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
                 log.error("storage error on %s %s: %s", request.method, request.path, e)
                 reason = e.strerror or str(e)
                 resp = error_response(RegistryError("UNKNOWN", f"storage error: {reason}", status=500))
+            except self.driver.storage_errors as e:  # an object store's own errors (S3: botocore's)
+                log.error("storage error on %s %s: %s", request.method, request.path, e)
+                resp = error_response(RegistryError("UNKNOWN", f"storage error: {e}", status=500))
             resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
             for name, value in self.s.headers.items():
                 resp.headers.setdefault(name, value)

@@ -117,6 +117,9 @@ class S3Driver(StorageDriver):
                 "the S3 storage driver needs the s3 extra: pip install 'dockerdoctor[s3]' (aiobotocore)"
             ) from None
         options.check()
+        import botocore.exceptions  # type: ignore[import-untyped,unused-ignore]
+
+        self.storage_errors = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
         self.o = options
         self.bucket = options.bucket
         root = options.rootdirectory.strip("/")

@@ -71,6 +71,7 @@ class StorageDriver(abc.ABC):
     """
 
     local = True
+    storage_errors: tuple[type[BaseException], ...] = ()  # exceptions of the driver's client that mean "storage failed"
 
     # -- blobs (global, content addressed)
     @abc.abstractmethod

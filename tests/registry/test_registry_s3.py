@@ -315,3 +315,17 @@ def test_config_units_for_s3(work: str) -> None:
         with pytest.raises(ValueError):
             S3Options(**{"bucket": "b", **bad}).check()  # type: ignore[arg-type]
     assert CHUNK == 5 * MIB
+
+
+def test_a_bucket_that_goes_away_is_a_storage_error_and_not_ready(ddreg_moto: Moto, work: str) -> None:
+    bucket = ddreg_moto.bucket("gone")
+    srv = _server(ddreg_moto, work, bucket)
+    c = Client(srv.url)
+    ddreg_moto.client().delete_bucket(Bucket=bucket)
+    r = c.req("GET", "/v2/gone/x/manifests/1", headers={"Accept": OCI_MANIFEST})
+    assert r.status_code == 500 and r.json()["errors"][0]["code"] == "UNKNOWN", r.text
+    assert "storage error" in r.json()["errors"][0]["message"]
+    ready = requests.get(srv.url + "/readyz", timeout=30)
+    assert ready.status_code == 503 and "storage error" in ready.text
+    assert requests.get(srv.url + "/livez", timeout=10).status_code == 200
+    srv.stop()
