@@ -21,6 +21,7 @@ from dockerdoctor.net import HostPort
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
+    from dockerdoctor.probe.auth import CredentialInfo
     from dockerdoctor.probe.e2e import E2EResult
 from dockerdoctor.rules.endpoint_evidence import (
     Seen,
@@ -165,17 +166,7 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             continue
         planned = planned_entry(addr, effective_config)
         if planned is not None:
-            # The files already trust it; the running daemon started before that (DD107's case). Saying
-            # "it is not in insecure-registries" would contradict the file, and adding it again fixes nothing.
-            yield finding(
-                "DD203", f"{addr} speaks plain HTTP, and the running daemon does not use its entry yet",
-                f"{addr} serves plain HTTP. {planned} lists it as insecure, but the running dockerd started with "
-                "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
-                "until dockerd re-reads its configuration.",
-                evidence=ev,
-                fix=reload_fix("Reload dockerd so it uses the insecure-registries entry it already has"),
-                params=registry_params(addr, pending=True),
-            )
+            yield _entry_pending(addr, planned, ev)
             continue
         yield finding(
             "DD203", f"{addr} speaks plain HTTP",
@@ -185,6 +176,20 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
             fix=trust_fix(addr, effective_config, True, verify_by_probe=False),
             params=registry_params(addr),
         )
+
+
+def _entry_pending(addr: HostPort, planned: str, ev: list[Evidence]) -> Finding:
+    """The files already trust addr; the running daemon started before that (DD107's case). Saying "it is not
+    in insecure-registries" would contradict the file, and adding it again fixes nothing."""
+    return finding(
+        "DD203", f"{addr} speaks plain HTTP, and the running daemon does not use its entry yet",
+        f"{addr} serves plain HTTP. {planned} lists it as insecure, but the running dockerd started with "
+        "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
+        "until dockerd re-reads its configuration.",
+        evidence=ev,
+        fix=reload_fix("Reload dockerd so it uses the insecure-registries entry it already has"),
+        params=registry_params(addr, pending=True),
+    )
 
 
 # ============================================================================ DD207
@@ -257,26 +262,10 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             if creds is not None and creds.found and rep.credentials_valid is not False:
                 continue
             ev.append(rep.evidence(f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
-                                     + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
+                                   + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
             if creds is not None:
-                if not creds.config_exists:
-                    ev.append(Evidence(creds.config_path, "does not exist (never logged in as this user)"))
-                elif creds.found:
-                    why = "has credentials the registry rejects"
-                    ev.append(Evidence(creds.config_path, f"credentials for {addr} from {creds.source}"
-                                       + (f" ({creds.helper})" if creds.helper else "")
-                                       + (f", user {creds.username}" if creds.username else "")
-                                       + ": rejected with 401"))
-                elif creds.helper_missing:
-                    why = f"uses {creds.helper}, which is not installed"
-                    ev.append(Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
-                else:
-                    text = f"no entry for exactly {addr}"
-                    if creds.near_misses:
-                        text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
-                    if creds.helper:
-                        text += f"; {creds.helper} holds none"
-                    ev.append(Evidence(creds.config_path, text))
+                why, said = _credentials_say(addr, creds)
+                ev.append(said)
         else:
             ev = journal_evidence(journal_hits, "DD208", addr)
             if not ev:
@@ -288,6 +277,26 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             fix=login_fix(addr),
             params=registry_params(addr),
         )
+
+
+def _credentials_say(addr: HostPort, creds: CredentialInfo) -> tuple[str, Evidence]:
+    """(what the client configuration lacks, its evidence) for a registry that answers 401."""
+    if not creds.config_exists:
+        return "has no credentials for it", Evidence(creds.config_path, "does not exist (never logged in as this user)")
+    if creds.found:
+        return "has credentials the registry rejects", Evidence(
+            creds.config_path, f"credentials for {addr} from {creds.source}"
+            + (f" ({creds.helper})" if creds.helper else "") + (f", user {creds.username}" if creds.username else "")
+            + ": rejected with 401")
+    if creds.helper_missing:
+        return (f"uses {creds.helper}, which is not installed",
+                Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
+    text = f"no entry for exactly {addr}"
+    if creds.near_misses:
+        text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
+    if creds.helper:
+        text += f"; {creds.helper} holds none"
+    return "has no credentials for it", Evidence(creds.config_path, text)
 
 
 # ============================================================================ DD210
@@ -367,19 +376,10 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
             passed_on(f"{addr}: a real test push (--e2e) got no 413")
         elif mentioned(docker_journal, None, addr):
             passed_on(f"{addr}: the docker journal names it, with no 413 from a proxy")
-        ev: list[Evidence] = []
         res = (e2e_results or {}).get(str(addr))
-        if res is not None:
-            step = next((s for s in res.steps if s.status == 413), None)
-            if step is None:
-                continue
-            ev.append(Evidence(f"e2e push to {addr}", f"{step.name}: {step.detail}"))
-            if res.server_header:
-                ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
-        else:
-            ev = journal_evidence(journal_hits, "DD211", addr)
-            if not ev:
-                continue
+        ev = _got_413(addr, res) if res is not None else journal_evidence(journal_hits, "DD211", addr)
+        if not ev:
+            continue
         yield finding(
             "DD211", f"A proxy in front of {addr} rejects large uploads",
             f"Uploads to {addr} above a size limit get 413 Request Entity Too Large from a proxy in front of "
@@ -388,6 +388,17 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
             fix=upload_limit_fix(),
             params=registry_params(addr),
         )
+
+
+def _got_413(addr: HostPort, res: E2EResult) -> list[Evidence]:
+    """The test push's step that got 413 (and the server that answered), or []."""
+    step = next((s for s in res.steps if s.status == 413), None)
+    if step is None:
+        return []
+    ev = [Evidence(f"e2e push to {addr}", f"{step.name}: {step.detail}")]
+    if res.server_header:
+        ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
+    return ev
 
 
 # ============================================================================ DD212

@@ -11,8 +11,8 @@ from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.netfilter import FilterRule, PacketFilter
 from dockerdoctor.facts.ports import RegistryListener
 from dockerdoctor.facts.selinux import SelinuxStatus
-from dockerdoctor.fixes.recipes import allow_port_ops, open_port_ops
-from dockerdoctor.fixes.recipes.firewall import docker_chains_fix, start_firewalld_fix
+from dockerdoctor.fixes.recipes import open_port_ops
+from dockerdoctor.fixes.recipes.firewall import allow_port_fix, docker_chains_fix, start_firewalld_fix
 from dockerdoctor.fixes.recipes.selinux import selinux_permissive_fix
 from dockerdoctor.model import Evidence, Finding, Fix, Severity
 
@@ -193,6 +193,19 @@ def _reject_effect(r: FilterRule) -> str:
     return "rejected with an ICMP prohibited message: clients see 'connect: no route to host'"
 
 
+def _rulesets(packet_filter: PacketFilter, fw_running: bool) -> dict[tuple[str, str, str], list[FilterRule]]:
+    """The input rules by ruleset (nftables table, or iptables / ufw as a whole), firewalld's own left out while
+    it runs (DD301 reads those)."""
+    groups: dict[tuple[str, str, str], list[FilterRule]] = {}
+    for r in packet_filter.rules:
+        if fw_running and (r.table == "firewalld" or r.chain.startswith(("IN_", "INPUT_direct", "INPUT_ZONES",
+                                                                         "filter_IN", "filter_INPUT"))):
+            continue  # firewalld's own rules: DD301
+        key = (r.backend, r.family, r.table) if r.backend == "nftables" else (r.backend, "", "")
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
 @rule("DD302", "packet-filter-blocks-port", category="network", severity=Severity.ERROR,
       title="A packet filter rule blocks the registry port")
 def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: list[RegistryListener],
@@ -216,14 +229,7 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
     """
     if not registry_listeners:
         raise Skip("no registry listens on this host")
-    fw_running = firewalld is not None and firewalld.running
-    groups: dict[tuple[str, str, str], list[FilterRule]] = {}
-    for r in packet_filter.rules:
-        if fw_running and (r.table == "firewalld" or r.chain.startswith(("IN_", "INPUT_direct", "INPUT_ZONES",
-                                                                         "filter_IN", "filter_INPUT"))):
-            continue  # firewalld's own rules: DD301
-        key = (r.backend, r.family, r.table) if r.backend == "nftables" else (r.backend, "", "")
-        groups.setdefault(key, []).append(r)
+    groups = _rulesets(packet_filter, firewalld is not None and firewalld.running)
     for lst in registry_listeners:
         if lst.how != "host":
             continue  # published ports take docker's FORWARD path, not INPUT
@@ -239,9 +245,7 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
                 f"{lst.owner} listens on port {lst.port}, but {where} {r.verdict}s new connections to it "
                 f"({'the chain policy' if r.is_policy else 'a rule'}): {effect}.",
                 evidence=[r.evidence(), lst.evidence(lst.evidence_text)],
-                fix=Fix(f"Accept {lst.port}/tcp in {where}", allow_port_ops(r, lst.port),
-                        warnings=("Save the ruleset where it is loaded at boot (/etc/nftables.conf, "
-                                  "/etc/sysconfig/iptables or netfilter-persistent), or it is gone after a reboot.",)),
+                fix=allow_port_fix(r, lst.port, where),
                 params={"port": lst.port, "backend": r.backend, "verdict": r.verdict, "reject_with": r.reject_with,
                         "chain": r.chain, "table": r.table},
             )

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
+from dockerdoctor.facts.containers import ContainerInfo
 from dockerdoctor.facts.ports import REGISTRY_HOLDERS, ListenSocket, RegistryProcess
 from dockerdoctor.facts.registry_containers import RegistryContainer
 from dockerdoctor.fixes.recipes.container import free_port_fix
@@ -76,22 +77,24 @@ def port_in_use(registry_containers: list[RegistryContainer], listening_sockets:
                 s for s in holders if not _is_registry_holder(s, registry_processes)]
             if not bad:
                 continue
-            s = bad[0]
-            ev = [s.evidence(f"{s.display} LISTEN held by {_holder_name(s)}"
-                             + (f": {short(s.cmdline, 120)}" if s.cmdline else "")),
-                  c.evidence(f"{c.name} needs {port} ({how}); Status={c.status}"
-                             + (f" Error={c.error}" if c.error else ""))]
-            hits = c.log_grep(IN_USE)
-            if hits:
-                ev.append(c.log_evidence(hits[-1][0], hits[-1][1]))
-            state_hint = ""
-            if c.status != "running":
-                state_hint = f" {c.name} is {c.status}" + (f" ({short(c.error, 120)})" if c.error else "") + "."
-            yield finding(
-                "DD303", f"Port {port} is held by {_holder_name(s)}, not by registry {c.name}",
-                f"Registry {c.name} needs port {port} ({how}), but {_holder_name(s)} listens on {s.display}."
-                + state_hint,
-                evidence=ev,
-                fix=free_port_fix(port, s.process, s.pid, c.name),
-                params={"port": port, "container": c.name, "holder": s.process, "holder_pid": s.pid},
-            )
+            yield _held(c, port, how, bad[0])
+
+
+def _held(c: ContainerInfo, port: int, how: str, s: ListenSocket) -> Finding:
+    """Registry container `c` needs `port`, and socket `s` of another process holds it."""
+    ev = [s.evidence(f"{s.display} LISTEN held by {_holder_name(s)}"
+                     + (f": {short(s.cmdline, 120)}" if s.cmdline else "")),
+          c.evidence(f"{c.name} needs {port} ({how}); Status={c.status}" + (f" Error={c.error}" if c.error else ""))]
+    hits = c.log_grep(IN_USE)
+    if hits:
+        ev.append(c.log_evidence(hits[-1][0], hits[-1][1]))
+    state_hint = ""
+    if c.status != "running":
+        state_hint = f" {c.name} is {c.status}" + (f" ({short(c.error, 120)})" if c.error else "") + "."
+    return finding(
+        "DD303", f"Port {port} is held by {_holder_name(s)}, not by registry {c.name}",
+        f"Registry {c.name} needs port {port} ({how}), but {_holder_name(s)} listens on {s.display}." + state_hint,
+        evidence=ev,
+        fix=free_port_fix(port, s.process, s.pid, c.name),
+        params={"port": port, "container": c.name, "holder": s.process, "holder_pid": s.pid},
+    )

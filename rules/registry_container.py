@@ -9,16 +9,21 @@ from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import ContainerInfo, Mount
+from dockerdoctor.facts.containers import ContainerInfo, Mount, PortBinding
 from dockerdoctor.facts.host import TargetRegistry
 from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
 from dockerdoctor.facts.registry_containers import V0_DATA_DIR, V2_DATA_DIR, RegistryContainer, mount_covering
 from dockerdoctor.facts.selinux import SelinuxStatus
-from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
-from dockerdoctor.fixes.recipes.container import persistent_data_fix, recreate_fix, start_container_fix
+from dockerdoctor.fixes.recipes import docker_run_argv
+from dockerdoctor.fixes.recipes.container import (
+    persistent_data_fix,
+    recreate_fix,
+    start_container_fix,
+    writable_storage_fix,
+)
 from dockerdoctor.fixes.recipes.registry import start_registry_fix
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.safetext import short
 
 LOCK_CRASH = re.compile(r"_setup_database\.lock")
@@ -148,31 +153,33 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
                                    and any(FATAL.search(ln) for ln in c.logs[-10:]))
         if c.running and not looping:
             continue
-        what = _down_state(c, looping)
-        ev = [c.evidence(_state_text(c))]
-        last = _last_error(c)
-        reason = ""
-        if last:
-            ev.append(c.log_evidence(*last))
-            reason = f" Last error: {short(last[1], 200)}"
-        elif c.error:
-            reason = f" State.Error: {c.error}"
-        severity = Severity.ERROR
-        if running_elsewhere and rc not in running_elsewhere and c.status == "exited" and c.restart_policy == "no":
-            severity = Severity.WARNING  # an old, stopped copy next to a running registry
-        yield finding(
-            "DD402", f"Registry container {c.name} {what}",
-            f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
-            severity=severity,
-            evidence=ev,
-            fix=start_container_fix(c.name),
-            params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
-                    "restart_count": c.restart_count, "error": c.error},
-        )
-
-
+        # an old, stopped copy next to a running registry is a warning
+        old_copy = bool(running_elsewhere) and rc not in running_elsewhere and c.status == "exited" \
+            and c.restart_policy == "no"
+        yield _down(c, looping, Severity.WARNING if old_copy else Severity.ERROR)
     yield from _absent(registry_containers, target_registries, interface_addresses, registry_listeners,
                        listening_sockets, registry_processes)
+
+
+def _down(c: ContainerInfo, looping: bool, severity: Severity) -> Finding:
+    what = _down_state(c, looping)
+    ev = [c.evidence(_state_text(c))]
+    last = _last_error(c)
+    reason = ""
+    if last:
+        ev.append(c.log_evidence(*last))
+        reason = f" Last error: {short(last[1], 200)}"
+    elif c.error:
+        reason = f" State.Error: {c.error}"
+    return finding(
+        "DD402", f"Registry container {c.name} {what}",
+        f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
+        severity=severity,
+        evidence=ev,
+        fix=start_container_fix(c.name),
+        params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
+                "restart_count": c.restart_count, "error": c.error},
+    )
 
 
 def _down_state(c: ContainerInfo, looping: bool) -> str:
@@ -259,26 +266,10 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
         ev = [c.evidence(f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
               c.evidence("mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
                                                or "none"))]
-        problem = None
         if m is not None and _is_persistent(m) and m.destination != "/":
             continue
-        other = None
-        wrong = V0_DATA_DIR if rc.version == "v2" else V2_DATA_DIR if rc.version == "v0" else None
-        for x in c.mounts:
-            if _is_persistent(x) and wrong and (x.destination.rstrip("/") == wrong):
-                other = x
-        if m is not None and m.anonymous:
-            problem = (f"its data directory {rc.data_dir} ({rc.data_dir_why}) is an anonymous volume, which "
-                       "`docker rm -v`, `docker compose down -v` or a recreate without it loses")
-            severity = Severity.WARNING
-        else:
-            problem = f"nothing is mounted at its data directory {rc.data_dir} ({rc.data_dir_why})"
-            severity = Severity.ERROR
-        if other is not None:
-            gen = "registry 2" if rc.version == "v2" else "the python v0.x registry"
-            problem += (f"; the volume {other.source or other.name} is mounted at {other.destination}, the path of the "
-                        f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
-            severity = Severity.ERROR
+        other = _mount_at_other_generation(rc)
+        problem, severity = _data_problem(rc, m, other)
         keep = other or (m if m is not None and m.anonymous else None)
         yield finding(
             "DD403", f"Registry {c.name} keeps its data inside the container",
@@ -288,6 +279,32 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
             params={"container": c.name, "version": rc.version, "data_dir": rc.data_dir,
                     "wrong_mount": other.destination if other else None},
         )
+
+
+def _mount_at_other_generation(rc: RegistryContainer) -> Mount | None:
+    """The (last) volume mounted at the other generation's data path (/tmp/registry for a v2 registry)."""
+    wrong = V0_DATA_DIR if rc.version == "v2" else V2_DATA_DIR if rc.version == "v0" else None
+    other = None
+    for x in rc.container.mounts:
+        if _is_persistent(x) and wrong and (x.destination.rstrip("/") == wrong):
+            other = x
+    return other
+
+
+def _data_problem(rc: RegistryContainer, m: Mount | None, other: Mount | None) -> tuple[str, Severity]:
+    if m is not None and m.anonymous:
+        problem = (f"its data directory {rc.data_dir} ({rc.data_dir_why}) is an anonymous volume, which "
+                   "`docker rm -v`, `docker compose down -v` or a recreate without it loses")
+        severity = Severity.WARNING
+    else:
+        problem = f"nothing is mounted at its data directory {rc.data_dir} ({rc.data_dir_why})"
+        severity = Severity.ERROR
+    if other is not None:
+        gen = "registry 2" if rc.version == "v2" else "the python v0.x registry"
+        problem += (f"; the volume {other.source or other.name} is mounted at {other.destination}, the path of the "
+                    f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
+        severity = Severity.ERROR
+    return problem, severity
 
 
 # ============================================================================ DD404
@@ -322,22 +339,7 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
                                  + f"; network {c.network_mode}")]
         if mine and any(p.host_ip not in ("127.0.0.1", "::1", "localhost") for p in mine):
             continue
-        if mine:
-            msg = (f"{c.name} publishes its port {rc.port} on {mine[0].host_ip} only, so no other host can reach "
-                   "it.")
-            title = f"Registry {c.name} is published on loopback only"
-            host_port = mine[0].host_port or rc.port
-            severity = Severity.WARNING
-        else:
-            others = [p for p in c.ports if p.host_port]
-            msg = f"{c.name} listens on port {rc.port} ({rc.port_why}), but docker publishes no host port for it"
-            msg += (f" (it publishes {', '.join(f'{p.host_port}->{p.container_port}' for p in others)} instead)."
-                    if others else ".")
-            if c.network_mode == "none":
-                msg += " It runs with --network none."
-            title = f"Registry {c.name} does not publish port {rc.port}"
-            host_port = others[0].host_port if others and others[0].host_port else rc.port
-            severity = Severity.ERROR
+        title, msg, host_port, severity = _unpublished(rc, mine)
         keep_ports = [p.docker_arg() for p in c.ports if p.container_port != rc.port and p.host_ip != "::"]
         out = docker_run_argv(c, publish=[f"{host_port}:{rc.port}", *keep_ports])
         yield finding(
@@ -348,7 +350,31 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
         )
 
 
+def _unpublished(rc: RegistryContainer, mine: list[PortBinding]) -> tuple[str, str, int, Severity]:
+    """(title, message, the host port to publish, severity): published on loopback only, or not at all."""
+    c = rc.container
+    if mine:
+        msg = f"{c.name} publishes its port {rc.port} on {mine[0].host_ip} only, so no other host can reach it."
+        return (f"Registry {c.name} is published on loopback only", msg, mine[0].host_port or rc.port,
+                Severity.WARNING)
+    others = [p for p in c.ports if p.host_port]
+    msg = f"{c.name} listens on port {rc.port} ({rc.port_why}), but docker publishes no host port for it"
+    msg += (f" (it publishes {', '.join(f'{p.host_port}->{p.container_port}' for p in others)} instead)."
+            if others else ".")
+    if c.network_mode == "none":
+        msg += " It runs with --network none."
+    host_port = others[0].host_port if others and others[0].host_port else rc.port
+    return f"Registry {c.name} does not publish port {rc.port}", msg, host_port, Severity.ERROR
+
+
 # ============================================================================ DD405
+
+
+def _denied_detail(line: str) -> str:
+    """The registry's own words in a permission-denied log line (the whole line when they are not found)."""
+    m = re.search(r'(?:err\.detail|err\.message|error|msg)="([^"]*(?:permission denied|read-only)[^"]*)"', line,
+                  re.I) or re.search(r"(\S*(?:Error|error)\S*:? .*(?:denied|read-only).*)$", line)
+    return m.group(1) if m else line
 
 
 @rule("DD405", "registry-storage-denied", category="registry", severity=Severity.ERROR,
@@ -382,37 +408,11 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
         ev = [c.log_evidence(*hits[-1])]
         if m is not None:
             ev.append(c.evidence(f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
-        ops: list[RunCommand] = []
-        enforcing = selinux_status is not None and selinux_status.enforcing
-        if m is not None and not m.rw:
-            summary = f"Mount {m.source} read-write"
-
-            c2 = ContainerInfo(**{**c.__dict__, "mounts": [
-                Mount(x.type, x.source, x.destination, ",".join(p for p in x.mode.split(",") if p != "ro"), True,
-                      x.name)
-                if x is m else x for x in c.mounts]})
-            ops.extend(recreate_ops(c, docker_run_argv(c2), "the same container, with the volume read-write"))
-        elif m is not None and m.type == "bind" and enforcing:
-            summary = f"Label {m.source} for containers (container_file_t)"
-            ops.append(RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
-                                  "label the directory for containers, permanently"))
-            ops.append(RunCommand(("restorecon", "-Rv", m.source), "apply the label"))
-        elif m is not None and m.type == "bind":
-            summary = f"Give the registry's user the directory {m.source}"
-            user = str((c.raw.get("Config") or {}).get("User") or "") or "0"
-            ops.append(RunCommand(("chown", "-R", user.split(":")[0], m.source),
-                                  "the container's user (Config.User; root when empty) must own its storage"))
-        else:
-            summary = "Give the registry a writable volume for its data"
-        m_detail = re.search(r'(?:err\.detail|err\.message|error|msg)="([^"]*(?:permission denied|read-only)[^"]*)"',
-                             hits[-1][1], re.I) or re.search(r"(\S*(?:Error|error)\S*:? .*(?:denied|read-only).*)$",
-                                                            hits[-1][1])
-        detail = m_detail.group(1) if m_detail else hits[-1][1]
+        detail = _denied_detail(hits[-1][1])
         yield finding(
             "DD405", f"Registry {c.name} gets permission denied on its storage",
             f"{c.name} logs \"{short(detail, 160)}\" ({len(hits)} time{'s' if len(hits) != 1 else ''}); pushes "
             "to it fail with 500 errors.",
-            evidence=ev, fix=Fix(summary, tuple(ops),
-                                 warnings=("Never chmod 777 the directory, never setenforce 0.",)),
+            evidence=ev, fix=writable_storage_fix(c, m, selinux_status is not None and selinux_status.enforcing),
             params={"container": c.name},
         )

@@ -11,9 +11,9 @@ from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.facts.containers import ContainerInfo
 from dockerdoctor.facts.registry_containers import RegistryContainer, mount_covering
-from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
-from dockerdoctor.fixes.recipes.container import delete_by_digest_fix, offline_gc_fix, recreate_fix
-from dockerdoctor.model import Finding, Fix, RunCommand, Severity
+from dockerdoctor.fixes.recipes import docker_run_argv
+from dockerdoctor.fixes.recipes.container import delete_by_digest_fix, offline_gc_fix, recreate_fix, shared_secret_fix
+from dockerdoctor.model import Finding, Severity
 
 DELETE_UNSUPPORTED = re.compile(r"UNSUPPORTED|The operation is unsupported|405 Method Not Allowed", re.I)
 DELETE_REQUEST = re.compile(r'(?:http\.request\.method=DELETE|"DELETE |method=DELETE|DELETE /v2/)')
@@ -171,10 +171,6 @@ def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -
             hits = rc.container.log_grep(NO_SECRET)
             if hits:
                 ev.append(rc.container.log_evidence(*hits[-1]))
-        ops: list[RunCommand] = []
-        for rc in members:
-            run = docker_run_argv(rc.container, set_env={"REGISTRY_HTTP_SECRET": "<the same secret>"})
-            ops.extend(recreate_ops(rc.container, run, "the same container with the shared secret"))
         names = ", ".join(rc.name for rc in members)
         yield finding(
             "DD407", f"Registry replicas {names} do not share an HTTP secret",
@@ -182,7 +178,7 @@ def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -
             + ("none sets REGISTRY_HTTP_SECRET" if secrets == {None} else "their REGISTRY_HTTP_SECRET differs")
             + ", so uploads spread over them fail.",
             evidence=ev,
-            fix=Fix("Give every replica one REGISTRY_HTTP_SECRET (openssl rand -hex 32)", tuple(ops)),
+            fix=shared_secret_fix([rc.container for rc in members]),
             params={"containers": [rc.name for rc in members]},
         )
 

@@ -86,22 +86,27 @@ def selinux_volume_label(selinux_status: SelinuxStatus, registry_containers: lis
                 continue  # the label is unknown and nothing was denied: no evidence either way
             ev = _label_evidence(s, c, m, label, selinux_labels.rule_for(m.source) if selinux_labels else None,
                                  avc_denials, denied)
-            if label is not None:
-                what = f"labelled {label.type}"
-            elif denied and denied[-1].ttype:
-                what = f"labelled {denied[-1].ttype} (as the AVC denial shows)"
-            else:
-                what = "of unknown label"
-            yield finding(
-                "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
-                f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "
-                f"directory is {what}, which a confined container (container_t) may not write"
-                + (f" ({len(denied)} AVC denial{'s' if len(denied) != 1 else ''} in the audit log)." if denied
-                   else "."),
-                evidence=ev, fix=relabel_fix(rc, m),
-                params={"container": c.name, "source": m.source, "destination": m.destination,
-                        "label": label.context if label else None},
-            )
+            yield _unlabelled(rc, m, label, denied, ev)
+
+
+def _unlabelled(rc: RegistryContainer, m: Mount, label: FileLabel | None, denied: list[AvcDenial],
+                ev: list[Evidence]) -> Finding:
+    c = rc.container
+    if label is not None:
+        what = f"labelled {label.type}"
+    elif denied and denied[-1].ttype:
+        what = f"labelled {denied[-1].ttype} (as the AVC denial shows)"
+    else:
+        what = "of unknown label"
+    return finding(
+        "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
+        f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "
+        f"directory is {what}, which a confined container (container_t) may not write"
+        + (f" ({len(denied)} AVC denial{'s' if len(denied) != 1 else ''} in the audit log)." if denied else "."),
+        evidence=ev, fix=relabel_fix(rc, m),
+        params={"container": c.name, "source": m.source, "destination": m.destination,
+                "label": label.context if label else None},
+    )
 
 
 def _denials_on(avc_denials: AuditLog | None, m: Mount, label: FileLabel | None) -> list[AvcDenial]:
@@ -143,6 +148,16 @@ def _concerns_registry(d: AvcDenial, dirs: list[str], pids: set[int]) -> bool:
     return False
 
 
+def _denied_mount(d: AvcDenial, dirs: dict[str, tuple[RegistryContainer, Mount]]
+                  ) -> tuple[RegistryContainer, Mount] | None:
+    """The registry container and bind mount whose host directory the denial names, if any."""
+    for p, (rc, m) in dirs.items():
+        base = p.rstrip("/").rsplit("/", 1)[-1]
+        if (d.path and d.path.startswith(p)) or d.name == base:
+            return rc, m
+    return None
+
+
 @rule("DD305", "selinux-denials", category="network", severity=Severity.ERROR,
       title="SELinux denies the registry")
 def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryContainer] | None = None,
@@ -178,29 +193,25 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
     for d in hits:
         groups.setdefault((d.comm, d.ttype, d.tclass, d.perms), []).append(d)
     enforcing = selinux_status.enforcing if selinux_status is not None else None
-    for (comm, ttype, tclass, perms), ds in groups.items():
-        last = ds[-1]
-        target = None
-        for p, (rc, m) in dirs.items():
-            base = p.rstrip("/").rsplit("/", 1)[-1]
-            if (last.path and last.path.startswith(p)) or last.name == base:
-                target = (rc, m)
-                break
-        only_permissive = all(d.permissive for d in ds)
-        severity = Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR
-        what = last.path or last.name or "?"
-        if target is not None:
-            fix = relabel_fix(*target)
-        else:
-            fix = avc_fix(comm)
-        yield finding(
-            "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
-            f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
-            f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
-            + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
-            severity=severity,
-            evidence=[avc_denials.evidence(short(d.text, 400), d.line) for d in ds[-3:]],
-            fix=fix,
-            params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
-                    "count": len(ds), "path": what},
-        )
+    for ds in groups.values():
+        yield _denied(avc_denials, ds, _denied_mount(ds[-1], dirs), enforcing)
+
+
+def _denied(avc_denials: AuditLog, ds: list[AvcDenial], target: tuple[RegistryContainer, Mount] | None,
+            enforcing: bool | None) -> Finding:
+    """One kind of denial (same command, target type, class and permissions), with its last three lines."""
+    comm, ttype, tclass, perms = ds[0].comm, ds[0].ttype, ds[0].tclass, ds[0].perms
+    last = ds[-1]
+    only_permissive = all(d.permissive for d in ds)
+    what = last.path or last.name or "?"
+    return finding(
+        "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
+        f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
+        f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
+        + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
+        severity=Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR,
+        evidence=[avc_denials.evidence(short(d.text, 400), d.line) for d in ds[-3:]],
+        fix=relabel_fix(*target) if target is not None else avc_fix(comm),
+        params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
+                "count": len(ds), "path": what},
+    )

@@ -39,7 +39,11 @@ FACT_MODULES = [
     # runtime adapters (podman, buildah, skopeo, CRI-O; the `runtimes` fact): dockerdoctor/runtimes/__init__.py
     "dockerdoctor.runtimes",
     "dockerdoctor.knowledge.journal",  # journal_hits: the docker journal through the knowledge base
-    "dockerdoctor.runtimes.containerd",  # containerd CRI, nerdctl, k3s, dockerd image stores (issue 14)
+    "dockerdoctor.runtimes.containerd",  # containerd CRI and the hosts.toml files (issue 14)
+    "dockerdoctor.runtimes.dockerd_store",  # dockerd's image stores (issue 14)
+    "dockerdoctor.runtimes.nerdctl",
+    "dockerdoctor.runtimes.rootless",  # rootless containerd and nerdctl, per user
+    "dockerdoctor.runtimes.k3s",  # k3s / rke2 registries.yaml
 ]
 
 

@@ -17,6 +17,7 @@ from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.facts.processes import PsProcess
 from dockerdoctor.model import Provenance
+from dockerdoctor.net import ip_of
 from dockerdoctor.safetext import isdigits
 
 # Processes that legitimately hold a registry's port.
@@ -282,7 +283,7 @@ def registry_listeners(facts: Facts) -> list[RegistryListener]:
         c = rc.container
         if c.host_network:
             addr = c.env.get("REGISTRY_HTTP_ADDR") or ""
-            ip = addr.rpartition(":")[0].strip("[]") if ":" in addr else ""
+            ip = ip_of(addr)
             key = (rc.port, "host")
             if key not in seen:
                 seen.add(key)

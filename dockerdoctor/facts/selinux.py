@@ -125,6 +125,13 @@ def selinux_status(facts: Facts) -> SelinuxStatus:
 # --------------------------------------------------------------------------- file labels
 
 
+def context_type(context: str) -> str:
+    """The type of an SELinux context (`system_u:object_r:container_file_t:s0` -> container_file_t); a text
+    that is no context, whole."""
+    parts = context.split(":")
+    return parts[2] if len(parts) >= 3 else context
+
+
 @dataclass(frozen=True)
 class FileLabel:
     path: str
@@ -136,8 +143,7 @@ class FileLabel:
 
     @property
     def type(self) -> str:
-        parts = self.context.split(":")
-        return parts[2] if len(parts) >= 3 else self.context
+        return context_type(self.context)
 
 
 _CTX = re.compile(r"\b([a-z_]+_u):([a-z_]+_r):([a-z0-9_]+_t)(?::(s\d+(?:-s\d+)?(?::c[\d.,c]+)?))?")
@@ -202,8 +208,7 @@ class FcontextRule:
 
     @property
     def type(self) -> str:
-        parts = self.context.split(":")
-        return parts[2] if len(parts) >= 3 else self.context
+        return context_type(self.context)
 
     def matches(self, path: str) -> bool:
         try:

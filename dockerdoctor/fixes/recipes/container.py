@@ -138,3 +138,36 @@ def persistent_data_fix(c: ContainerInfo, data_dir: str, keep: Mount | None) -> 
     ops.extend(recreate_ops(c, fixed, f"the same container, with its data on {vol} at {data_dir}"))
     return Fix(f"Recreate {c.name} with {vol} mounted at {data_dir}", tuple(ops),
                warnings=("Copy the data out before removing the old container.",))
+
+
+def writable_storage_fix(c: ContainerInfo, m: Mount | None, selinux_enforcing: bool) -> Fix:
+    """The registry cannot write its storage mount `m`: read-write, an SELinux label, or the owner, as the case is."""
+    ops: list[RunCommand] = []
+    if m is not None and not m.rw:
+        summary = f"Mount {m.source} read-write"
+        c2 = ContainerInfo(**{**c.__dict__, "mounts": [
+            Mount(x.type, x.source, x.destination, ",".join(p for p in x.mode.split(",") if p != "ro"), True, x.name)
+            if x is m else x for x in c.mounts]})
+        ops.extend(recreate_ops(c, docker_run_argv(c2), "the same container, with the volume read-write"))
+    elif m is not None and m.type == "bind" and selinux_enforcing:
+        summary = f"Label {m.source} for containers (container_file_t)"
+        ops.append(RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
+                              "label the directory for containers, permanently"))
+        ops.append(RunCommand(("restorecon", "-Rv", m.source), "apply the label"))
+    elif m is not None and m.type == "bind":
+        summary = f"Give the registry's user the directory {m.source}"
+        user = str((c.raw.get("Config") or {}).get("User") or "") or "0"
+        ops.append(RunCommand(("chown", "-R", user.split(":")[0], m.source),
+                              "the container's user (Config.User; root when empty) must own its storage"))
+    else:
+        summary = "Give the registry a writable volume for its data"
+    return Fix(summary, tuple(ops), warnings=("Never chmod 777 the directory, never setenforce 0.",))
+
+
+def shared_secret_fix(replicas: list[ContainerInfo]) -> Fix:
+    """Recreate every replica with one REGISTRY_HTTP_SECRET."""
+    ops: list[RunCommand] = []
+    for c in replicas:
+        run = docker_run_argv(c, set_env={"REGISTRY_HTTP_SECRET": "<the same secret>"})
+        ops.extend(recreate_ops(c, run, "the same container with the shared secret"))
+    return Fix("Give every replica one REGISTRY_HTTP_SECRET (openssl rand -hex 32)", tuple(ops))

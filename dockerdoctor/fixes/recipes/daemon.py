@@ -4,13 +4,14 @@ reads it), and systemd drop-ins that replace docker.service's ExecStart.
 
 from __future__ import annotations
 
-from dockerdoctor.facts.daemon import EffectiveConfig
+from dockerdoctor.facts.daemon import ConfigValue, DaemonJson, EffectiveConfig
 from dockerdoctor.facts.dockerd_cli import FlagUse
 from dockerdoctor.facts.systemd import ArgOrigin, UnitModel, split_command_line
 from dockerdoctor.model import (
     EnvFileSet,
     Fix,
     JsonListAdd,
+    JsonSetKey,
     Operation,
     ReplaceFileContent,
     RunCommand,
@@ -177,3 +178,33 @@ def _remove_flag_words(cfg: EffectiveConfig, variable: str, flag: str) -> str:
             continue
         out.append(w)
     return " ".join(out)
+
+
+def no_proxy_fix(host: str, proxy: ConfigValue, no_proxy: ConfigValue | None) -> Fix:
+    """`host` added to NO_PROXY where the proxy settings are (an env file, or a new drop-in)."""
+    new_no_proxy = ",".join(x for x in [no_proxy.value if no_proxy else "", host] if x)
+    ops: list[Operation] = []
+    if no_proxy and no_proxy.via == "environment":
+        ops.append(EnvFileSet(no_proxy.source, "NO_PROXY", new_no_proxy))
+    elif no_proxy is None and proxy.via == "environment":
+        ops.append(ReplaceFileContent(f"{DROPIN_DIR}/20-no-proxy.conf",
+                                      f'[Service]\nEnvironment="NO_PROXY={new_no_proxy}"\n'))
+    return Fix(f"Add {host} to NO_PROXY, then daemon-reload and restart",
+               (*ops, ServiceAction("daemon-reload"), ServiceAction("restart")))
+
+
+def reset_exec_fix() -> Fix:
+    """Advice with the service steps: ExecStart needs a valid dockerd command line (the user writes it)."""
+    return Fix("Reset ExecStart in a drop-in with a valid dockerd command line, then daemon-reload and restart",
+               (ServiceAction("daemon-reload"), ServiceAction("restart")))
+
+
+def split_insecure_fix(dj: DaemonJson | None, value: str, parts: list[str]) -> Fix:
+    """One insecure-registries value that holds several registries: each its own element in daemon.json
+    (`dj`), or, where flags carry it (dj None), one --insecure-registry per registry."""
+    if dj is None:
+        return Fix("Give one host:port per flag: " + " ".join(f"--insecure-registry={p}" for p in parts))
+    current = dj.data.get("insecure-registries", []) if dj.data else []
+    new = [x for x in current if x != value] + [p for p in parts if p not in current]
+    return Fix("List each registry as its own element",
+               (JsonSetKey(dj.path, "insecure-registries", new), ServiceAction("restart")))

@@ -53,3 +53,10 @@ def start_firewalld_fix(zone: str, ports: list[int]) -> Fix:
                            "open the registry port in the permanent configuration first") for p in ports)
     return Fix("Open the registry port permanently, then start firewalld",
                (*ops, ServiceAction("start", "firewalld.service")))
+
+
+def allow_port_fix(r: FilterRule, port: int, where: str) -> Fix:
+    """Accept the port before the rule (or policy) `r` that blocks it; saving the ruleset is the user's step."""
+    return Fix(f"Accept {port}/tcp in {where}", allow_port_ops(r, port),
+               warnings=("Save the ruleset where it is loaded at boot (/etc/nftables.conf, "
+                         "/etc/sysconfig/iptables or netfilter-persistent), or it is gone after a reboot.",))
