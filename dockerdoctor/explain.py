@@ -108,14 +108,11 @@ _STOP = {"the", "and", "for", "get", "http", "https", "error", "response", "from
 
 def _rule_meta(rule_id: str, kb: KnowledgeBase) -> dict[str, str]:
     meta = {"name": "", "title": kb.rules.get(rule_id, {}).get("title", ""), "known_rule": "no"}
-    try:
-        from dockerdoctor.engine import _RULES
+    from dockerdoctor.engine import discover  # here: the knowledge base itself stands without the rules
 
-        spec = _RULES.get(rule_id)
-        if spec is not None:
-            meta.update(name=spec.name, title=spec.title, known_rule="yes")
-    except ImportError:  # pragma: no cover
-        pass
+    spec = discover().get(rule_id)
+    if spec is not None:
+        meta.update(name=spec.name, title=spec.title, known_rule="yes")
     return meta
 
 
