@@ -53,6 +53,8 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
         level=error msg="failed to decode hosts.toml" error="failed to parse TOML: (1, 2): ..."
     """
     cfg = containerd_config
+    if cfg is None and not containerd_hosts_files:
+        raise Skip("no hosts.toml and no containerd config.toml on this host")
     if cfg is not None:
         for p in cfg.problems:
             sev = Severity.ERROR if p.severity == "error" else Severity.WARNING
@@ -216,6 +218,9 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
         raise Skip("no registry to check: name one with --registry HOST:PORT")
     if not containerd_runtimes:
         raise Skip("no containerd-family runtime on this host")
+    if all(rt.name == "dockerd" for rt in containerd_runtimes):
+        raise Skip("only dockerd's classic image store here (DD101 judges it)")
+    unknown: list[str] = []
     for t in target_registries:
         name = str(t.address)
         plain: bool | None = None
@@ -235,6 +240,7 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
                     evidence.append(Evidence(containerd_journal.source, short(hit[1], 300), hit[0]))
                     break
         if plain is None:
+            unknown.append(name)
             continue
         ref = ImageRef.parse(f"{name}/dockerdoctor/probe:latest")
         for rt in containerd_runtimes:
@@ -278,6 +284,9 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
                           f"{', '.join(e.url for e in mine) or 'https://' + name}"
                           f"{'' if plain else ' without its CA'}: every pull fails.",
                           evidence=ev, fix=fix, params={"registry": name, "runtime": rt.name, "plain_http": plain})
+    if unknown and len(unknown) == len(target_registries):
+        raise Skip(f"{', '.join(unknown)}: not probed and no containerd journal line names it, so whether it "
+                   "speaks plain HTTP or TLS is unknown")
 
 
 def _legacy_fix(rt, name: str, plain: bool):
@@ -313,6 +322,8 @@ def hosts_dir_name_mismatch(target_registries: list, containerd_runtimes: list) 
     """
     if not target_registries:
         raise Skip("no registry to check: name one with --registry HOST:PORT")
+    if not any(rt.listdir(r) for rt in containerd_runtimes for r in getattr(rt, "roots", ())):
+        raise Skip("no hosts directory (certs.d) with anything in it on this host")
     seen: set[str] = set()
     for rt in containerd_runtimes:
         roots = getattr(rt, "roots", ())
