@@ -1,4 +1,4 @@
-"""`dockerdoctor report`: the command line of the fleet report (attached to the main app by cli.py)."""
+"""`dockerdoctor report`: the command line of the fleet report (attached to the main app by dockerdoctor.cli)."""
 
 from __future__ import annotations
 

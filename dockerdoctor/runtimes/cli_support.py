@@ -1,4 +1,4 @@
-"""Small helpers the command line uses for image references (kept out of cli.py)."""
+"""Small helpers the command line uses for image references (kept out of the cli package)."""
 
 from __future__ import annotations
 
