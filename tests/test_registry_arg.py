@@ -75,3 +75,22 @@ def test_any_text_is_a_registry_or_one_printable_line(text: str) -> None:
         return
     assert hp.port is not None and 0 < hp.port < 65536
     assert parse_registry_arg(str(hp)) == hp  # what it prints, it reads back
+
+
+CLI_BAD = ["http://10.0.0.5:5000", "10.0.0.5:5000/app", "a b:5000", "", "x:0", "x:99999", "x\x01:5000",
+           "x:5000\x1b[2K", "::1", "10.0.0.5"]
+
+
+@pytest.mark.parametrize("cmd", ["check", "fix"])
+@pytest.mark.parametrize("value", CLI_BAD)
+def test_the_cli_says_one_line_and_exits_2(tmp_path, cmd: str, value: str) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    (tmp_path / "etc").mkdir()
+    r = subprocess.run([sys.executable, "-m", "dockerdoctor", cmd, "--root", str(tmp_path), "--registry", value],
+                       capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, (r.returncode, r.stderr)
+    assert lines[0].startswith("dockerdoctor: error: --registry '") and lines[0].isprintable(), lines[0]
+    assert r.stdout == ""
