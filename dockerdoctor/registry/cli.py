@@ -458,7 +458,8 @@ def registry_gc(
     """Offline mark-and-sweep over a local storage root: delete blobs that no manifest references.
 
     It reads the storage directory itself (serve-registry's, or registry:2's filesystem driver), not a
-    registry over the network. Stop the server first, or run serve-registry with --read-only.
+    registry over the network. Stop the server first, or run serve-registry with --read-only (a CNCF registry:
+    storage.maintenance.readonly.enabled). It refuses while a writable serve-registry or registry serves ROOT.
 
     Examples:
 
@@ -466,7 +467,7 @@ def registry_gc(
 
       dockerdoctor registry gc --root /var/lib/registry --delete-untagged
     """
-    from dockerdoctor.registry.gc import collect
+    from dockerdoctor.registry.gc import collect, distribution_using
     from dockerdoctor.registry.server import storage_in_use
     from dockerdoctor.registry.storage import FilesystemDriver
 
@@ -478,6 +479,10 @@ def registry_gc(
             f"a writable serve-registry is using {root}; stop it (or restart it with --read-only) "
             "before gc, or pushes in flight lose blobs"
         )
+    other = None if dry_run or force else distribution_using(driver.root)
+    if other:
+        _fail(f"{other}, the same storage as {root}; stop it (or set storage.maintenance.readonly.enabled) before "
+              "gc, or pushes in flight lose blobs (--force runs anyway)")
     try:
         result = collect(driver, dry_run=dry_run, delete_untagged=delete_untagged)
     except OSError as e:
