@@ -119,11 +119,10 @@ def distribution_using(root: str) -> str | None:
         rest = argv[argv.index("serve") + 1:]
         cfg = _distribution_config(pid, rest[0] if rest else "/etc/docker/registry/config.yml")
         env = _environ(pid)
-        storage = cfg.get("storage") if isinstance(cfg.get("storage"), dict) else {}
-        fs = storage.get("filesystem") if isinstance(storage.get("filesystem"), dict) else {}
+        storage = _section(cfg, "storage")
+        fs = _section(storage, "filesystem")
         path = env.get("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY") or fs.get("rootdirectory") or "/var/lib/registry"
-        maint = storage.get("maintenance") if isinstance(storage.get("maintenance"), dict) else {}
-        ro = maint.get("readonly") if isinstance(maint.get("readonly"), dict) else {}
+        ro = _section(_section(storage, "maintenance"), "readonly")
         if str(env.get("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", ro.get("enabled", ""))).lower() == "true":
             continue
         if not isinstance(path, str):
@@ -135,6 +134,11 @@ def distribution_using(root: str) -> str | None:
         if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
             return f"{os.path.basename(argv[0])} (pid {pid}) serves {path}"
     return None
+
+
+def _section(d: dict, key: str) -> dict:  # type: ignore[type-arg]
+    v = d.get(key)
+    return v if isinstance(v, dict) else {}
 
 
 def _distribution_config(pid: int, path: str) -> dict:  # type: ignore[type-arg]
