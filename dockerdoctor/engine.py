@@ -201,6 +201,11 @@ def run_rules(facts: Facts, select: set[str] | None = None, ignore: set[str] | N
     return results
 
 
+def run_rule(rule_id: str, facts: Facts, ignore: set[str] | None = None) -> RuleResult:
+    """One rule's result, as run_rules gets it, before findings under another rule's id move to that rule."""
+    return _run_one(discover()[rule_id], facts, ignore or set())
+
+
 def _rehome(results: list[RuleResult]) -> None:
     """A rule may report a finding under another rule's id (DD213 reports deletes-disabled as DD406).
     It belongs to that rule's result, so it shows under that rule's category, and it is dropped when

@@ -108,14 +108,11 @@ _STOP = {"the", "and", "for", "get", "http", "https", "error", "response", "from
 
 def _rule_meta(rule_id: str, kb: KnowledgeBase) -> dict[str, str]:
     meta = {"name": "", "title": kb.rules.get(rule_id, {}).get("title", ""), "known_rule": "no"}
-    try:
-        from dockerdoctor.engine import _RULES
+    from dockerdoctor.engine import discover  # here: the knowledge base itself stands without the rules
 
-        spec = _RULES.get(rule_id)
-        if spec is not None:
-            meta.update(name=spec.name, title=spec.title, known_rule="yes")
-    except ImportError:  # pragma: no cover
-        pass
+    spec = discover().get(rule_id)
+    if spec is not None:
+        meta.update(name=spec.name, title=spec.title, known_rule="yes")
     return meta
 
 
@@ -185,6 +182,16 @@ def explain_result(text: str, *, dropped_bytes: int = 0) -> dict[str, Any]:
     return out
 
 
+def _not_private_lines(events: list[dict[str, Any]]) -> list[str]:
+    """The pasted lines that name a fault outside private registries, and what each means."""
+    out = []
+    for ev in events:
+        out.append(f"  {_line_ref(ev)}: {printable(ev['text'][:160])}")
+        if ev["note"]:
+            out.append(f"  means: {ev['note']}")
+    return out
+
+
 def _line_ref(e: dict[str, Any]) -> str:
     a, b = e["line"], e.get("line_end") or e["line"]
     return f"line {a}" if a == b else f"lines {a}-{b}"
@@ -225,10 +232,7 @@ def render_text(res: dict[str, Any]) -> str:
             lines.append(f"   fix: {printable(m['fix'])}")
         if res["not_private"]:
             lines.append("\nAlso in the text, not a private-registry fault:")
-            for ev in res["not_private"]:
-                lines.append(f"  {_line_ref(ev)}: {printable(ev['text'][:160])}")
-                if ev["note"]:
-                    lines.append(f"  means: {ev['note']}")
+            lines += _not_private_lines(res["not_private"])
         top = res["matches"][0]
         reg = top["params"].get("registry")
         lines.append(f"\nMore: dockerdoctor explain {top['rule']}"
@@ -236,10 +240,7 @@ def render_text(res: dict[str, Any]) -> str:
     else:
         if res["not_private"]:
             lines.append("No known cause: this is not a private-registry fault.")
-            for ev in res["not_private"]:
-                lines.append(f"  {_line_ref(ev)}: {printable(ev['text'][:160])}")
-                if ev["note"]:
-                    lines.append(f"  means: {ev['note']}")
+            lines += _not_private_lines(res["not_private"])
         else:
             lines.append("No known cause: this text matches nothing in the knowledge base.")
         if res["guesses"]:

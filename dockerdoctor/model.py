@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 class Severity(enum.IntEnum):
@@ -47,6 +47,19 @@ class Evidence:
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "line": self.line, "text": self.text}
+
+
+# What a fact value says of where it came from is evidence as a finding shows it: a file or command, what was
+# seen there, and the line. Every fact value type that knows its origin answers `value.evidence(text, line)`
+# (the `Located` protocol), so a rule never rebuilds it from the type's own field names.
+Provenance = Evidence
+
+
+class Located(Protocol):
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """Where this value came from, with `text` (default: the value as its source shows it) and `line`
+        (default: the value's own line, when it has one)."""
+        ...
 
 
 # --------------------------------------------------------------------------- fix operations

@@ -1,8 +1,9 @@
 """Ground-floor value types for network addresses, shared by sources, probes, facts and rules.
 
 `HostPort` is the one HOST:PORT value; `split_host_port` the one splitter (IPv6 brackets included)
-that every parser uses; `is_ip` tells an address from a name; `no_proxy_match` is proxy selection as
-Go's net/http (golang.org/x/net/http/httpproxy) does it for dockerd. Nothing here imports the package.
+that every parser uses; `ip_of` the address a listener binds; `is_ip` tells an address from a name;
+`no_proxy_match` is proxy selection as Go's net/http (golang.org/x/net/http/httpproxy) does it for
+dockerd. Nothing here imports the package.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ def split_host_port(text: str) -> tuple[str, str]:
         host, _, port = text.partition(":")
         return host, port
     return text, ""
+
+
+def ip_of(addr: str) -> str:
+    """The address part of a listen address (`0.0.0.0:5000`, `[::1]:5000`, `:5000`), without brackets;
+    "" when it names none (`:5000`, a bare port, nothing)."""
+    return addr.rpartition(":")[0].strip("[]") if ":" in addr else ""
 
 
 def is_ip(host: str) -> bool:

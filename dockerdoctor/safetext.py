@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import re
 
+_WS = re.compile(r"\s+")
+
+
+def short(text: str, limit: int = 200) -> str:
+    """`text` on one line (runs of whitespace become one space), cut to `limit` characters with an ellipsis."""
+    text = _WS.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def isdigits(text: str) -> bool:
     """Only ASCII 0-9, at least one. str.isdigit() also accepts '²' and other digits int() refuses."""

@@ -8,18 +8,14 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
+from dockerdoctor.fixes import containerd_recipes as trust_recipes
 from dockerdoctor.fixes import hosts_toml as recipes
 from dockerdoctor.model import Evidence, Finding, Severity
-from dockerdoctor.rules_support import short
-from dockerdoctor.runtimes.base import ImageRef
-from dockerdoctor.runtimes.containerd import (
-    CONTAINERD_CERTS_D,
-    DOCKER_CERTS_D,
-    K3S_CERTS_D,
-    K3S_REGISTRIES,
-    HostsDirRuntime,
-)
-from dockerdoctor.runtimes.hosts_toml import cri_refusal, near_misses
+from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, DOCKER_CERTS_D, K3S_CERTS_D
+from dockerdoctor.runtimes.containerd_config import cri_refusal
+from dockerdoctor.runtimes.hosts_toml import near_misses
+from dockerdoctor.runtimes.rootless import rootless_roots
+from dockerdoctor.safetext import short
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
 CRI_NOT_LOADED = re.compile(r"failed to load plugin io\.containerd\.grpc\.v1\.cri")
@@ -35,10 +31,13 @@ def _ev(p) -> Evidence:
 
 @rule("DD601", "hosts-toml-invalid", category="runtime", severity=Severity.ERROR,
       title="A hosts.toml or config.toml that containerd rejects or ignores")
-def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
-                       containerd_version=None) -> Iterator[Finding]:
+def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None, containerd_version=None,
+                       containerd_rootless=None, nerdctl_runtime=None, nerdctl_rootless=None) -> Iterator[Finding]:
     """A hosts.toml or containerd config.toml does not parse, or has a shape this containerd rejects or
-    silently ignores (an unknown key, a `[host]` without scheme, root fields on 1.6).
+    silently ignores (an unknown key, a `[host]` without scheme, root fields on 1.6). Rootless containerd's
+    ~/.config/containerd/config.toml and the per-user hosts.toml directories of rootless containerd and
+    nerdctl are read too, and nerdctl.toml (rootful and per user) for a file that does not parse; with no
+    config.toml and no hosts.toml at all the rule is skipped.
 
     Why it happens: containerd logs `failed to decode hosts.toml` without saying which file
     (containerd/containerd#10144) and then pulls with its defaults, as if the file were not there
@@ -52,10 +51,11 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
         $ ctr image pull --hosts-dir /etc/containerd/certs.d 10.0.0.5:5000/app:1
         level=error msg="failed to decode hosts.toml" error="failed to parse TOML: (1, 2): ..."
     """
-    cfg = containerd_config
-    if cfg is None and not containerd_hosts_files:
-        raise Skip("no hosts.toml and no containerd config.toml on this host")
-    if cfg is not None:
+    clients = [*(containerd_rootless or []), *([nerdctl_runtime] if nerdctl_runtime else []), *(nerdctl_rootless or [])]
+    configs = [c for c in [containerd_config, *(rt.config for rt in clients)] if c is not None]
+    if not configs and not containerd_hosts_files:
+        raise Skip("no containerd config.toml and no hosts.toml on this host")
+    for cfg in configs:
         for p in cfg.problems:
             sev = Severity.ERROR if p.severity == "error" else Severity.WARNING
             yield finding("DD601", f"{cfg.path}: {short(p.text, 90)}", f"{p.where()}: {p.text}", evidence=[_ev(p)],
@@ -68,7 +68,7 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
             root = [k for k, v in (("server", hf.server_set and not hf.hosts), ("ca", s.ca),
                                    ("skip_verify", s.skip_verify), ("client", s.client)) if v]
             if root:
-                from dockerdoctor.runtimes.hosts_toml import Problem
+                from dockerdoctor.runtimes.toml_scan import Problem
 
                 probs.append(Problem(path, hf.server.line, f"root-level {', '.join(root)}: containerd "
                                      f"{containerd_version[0]}.{containerd_version[1]} ignores them (measured on "
@@ -87,14 +87,16 @@ def hosts_toml_invalid(containerd_hosts_files: dict, containerd_config=None,
 @rule("DD602", "hosts-dir-unused", category="runtime", severity=Severity.WARNING,
       title="hosts.toml or certificates that the runtime which pulls never reads")
 def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_image_store=None,
-                     containerd_config=None, k3s_registries=None, nerdctl_runtime=None) -> Iterator[Finding]:
+                     containerd_config=None, k3s_registries=None, nerdctl_runtime=None, containerd_rootless=None,
+                     nerdctl_rootless=None) -> Iterator[Finding]:
     """A hosts.toml exists for a registry, but the runtime that pulls does not read that directory: the CRI
     has no `config_path` (or another one), dockerd on its classic store (which reads certs.d `*.crt`, never
     hosts.toml), or a hand-made file in k3s's generated directory (k3s rewrites it from registries.yaml).
 
     How to fix: point the CRI at the directory (`config_path`, then restart containerd: config.toml is
     read at start; hosts.toml itself never needs a restart), or put the setting where that runtime reads
-    it (registries.yaml for k3s, then restart k3s).
+    it (registries.yaml for k3s, then restart k3s). The per-user directories of rootless containerd and
+    nerdctl (~/.config/containerd/certs.d) are theirs, not the rootful CRI's: not judged here.
 
     Example:
         /etc/containerd/certs.d/10.0.0.5:5000/hosts.toml exists, config.toml has no config_path:
@@ -103,52 +105,55 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
     """
     if not containerd_hosts_files:
         raise Skip("no hosts.toml on this host")
-    cri = containerd_cri
+    per_user = rootless_roots([*(containerd_rootless or []), *(nerdctl_rootless or [])])
     for path, hf in sorted(containerd_hosts_files.items()):
         root = os.path.dirname(os.path.dirname(path))
-        host = os.path.basename(os.path.dirname(path))
+        if root in per_user:
+            continue  # read by a rootless client, not by the rootful CRI
         if root == K3S_CERTS_D:
-            mirrors = k3s_registries.mirrors if k3s_registries is not None else {}
-            if host not in mirrors and host.replace("_", ":").rstrip(":") not in mirrors and hf.generated_by != "k3s":
-                yield finding("DD602", f"{path} is in k3s's generated directory",
-                              f"k3s renders {K3S_CERTS_D} from registries.yaml each time it starts; {path} is not "
-                              "from registries.yaml and is replaced or removed at the next restart.",
-                              evidence=[Evidence(path, "not generated from registries.yaml")],
-                              params={"file": path})
-            continue
-        if root == DOCKER_CERTS_D:
-            if dockerd_image_store is not None and dockerd_image_store.store == "classic" and (
-                    cri is None or root not in cri.roots) and nerdctl_runtime is None:
-                yield finding("DD602", f"{path}: dockerd's classic store never reads hosts.toml",
-                              f"dockerd on its classic image store reads only *.crt, *.cert and *.key in "
-                              f"{os.path.dirname(path)}; the hosts.toml is ignored "
-                              f"({dockerd_image_store.why}).",
-                              evidence=[Evidence(path, "hosts.toml"),
-                                        dockerd_image_store.origin.evidence(dockerd_image_store.why)],
-                              params={"file": path})
-            continue
-        if cri is None:
-            continue
-        if root in cri.roots:
-            continue
-        cfg = containerd_config
-        if root == CONTAINERD_CERTS_D and nerdctl_runtime is not None and root in nerdctl_runtime.roots and \
-                not cri.roots and cfg is None:
-            continue
-        where = f"config_path = {':'.join(cri.roots)!r}" if cri.roots else "no config_path"
-        ev = [Evidence(path, "hosts.toml for " + host)]
-        if cfg is not None:
-            ev.append(Evidence(cfg.file_of("config_path"), where, cfg.config_path_line or cfg.registry_line))
-        fix = None
-        if cfg is not None and cfg.exists and not cri.roots and not cfg.mirrors and not cfg.configs_tls:
-            text = cfg.text
-            if text is not None:
-                fix = recipes.add_config_path_fix(cfg, text, root)
-        yield finding("DD602", f"{path} is not read by the CRI ({where})",
-                      "containerd's CRI plugin reads hosts.toml only under config_path; "
-                      f"{cfg.path if cfg else 'config.toml'} "
-                      f"has {where}, so kubelet's pulls ignore {path}.", evidence=ev, fix=fix,
-                      params={"file": path})
+            f = _k3s_hand_made(path, hf, k3s_registries)
+        elif root == DOCKER_CERTS_D:
+            f = _classic_store_hosts_toml(path, dockerd_image_store, containerd_cri, nerdctl_runtime)
+        else:
+            f = _not_under_config_path(path, root, containerd_cri, containerd_config, nerdctl_runtime)
+        if f is not None:
+            yield f
+
+
+def _k3s_hand_made(path: str, hf, k3s_registries) -> Finding | None:
+    host = os.path.basename(os.path.dirname(path))
+    mirrors = k3s_registries.mirrors if k3s_registries is not None else {}
+    if host in mirrors or host.replace("_", ":").rstrip(":") in mirrors or hf.generated_by == "k3s":
+        return None
+    return finding("DD602", f"{path} is in k3s's generated directory",
+                   f"k3s renders {K3S_CERTS_D} from registries.yaml each time it starts; {path} is not "
+                   "from registries.yaml and is replaced or removed at the next restart.",
+                   evidence=[Evidence(path, "not generated from registries.yaml")], params={"file": path})
+
+
+def _classic_store_hosts_toml(path: str, store, cri, nerdctl) -> Finding | None:
+    if store is None or store.store != "classic" or (cri is not None and DOCKER_CERTS_D in cri.roots) or \
+            nerdctl is not None:
+        return None
+    return finding("DD602", f"{path}: dockerd's classic store never reads hosts.toml",
+                   f"dockerd on its classic image store reads only *.crt, *.cert and *.key in "
+                   f"{os.path.dirname(path)}; the hosts.toml is ignored ({store.why}).",
+                   evidence=[Evidence(path, "hosts.toml"), store.origin.evidence(store.why)], params={"file": path})
+
+
+def _not_under_config_path(path: str, root: str, cri, cfg, nerdctl) -> Finding | None:
+    if cri is None or root in cri.roots:
+        return None
+    if root == CONTAINERD_CERTS_D and nerdctl is not None and root in nerdctl.roots and not cri.roots and cfg is None:
+        return None  # nerdctl's own directory, and no CRI config to compare it with
+    where = f"config_path = {':'.join(cri.roots)!r}" if cri.roots else "no config_path"
+    ev = [Evidence(path, "hosts.toml for " + os.path.basename(os.path.dirname(path)))]
+    if cfg is not None:
+        ev.append(Evidence(cfg.file_of("config_path"), where, cfg.config_path_line or cfg.registry_line))
+    return finding("DD602", f"{path} is not read by the CRI ({where})",
+                   "containerd's CRI plugin reads hosts.toml only under config_path; "
+                   f"{cfg.path if cfg else 'config.toml'} has {where}, so kubelet's pulls ignore {path}.",
+                   evidence=ev, fix=trust_recipes.config_path_fix(cfg, root, cri.roots), params={"file": path})
 
 
 # ============================================================================ DD603
@@ -220,88 +225,57 @@ def runtime_registry_not_trusted(target_registries: list, containerd_runtimes: l
         raise Skip("no containerd-family runtime on this host")
     if all(rt.name == "dockerd" for rt in containerd_runtimes):
         raise Skip("only dockerd's classic image store here (DD101 judges it)")
-    unknown: list[str] = []
-    for t in target_registries:
-        name = str(t.address)
-        plain: bool | None = None
-        evidence: list[Evidence] = []
-        probe = (containerd_probes or {}).get(name)
-        if probe is not None and probe.scheme == "http":
-            plain = True
-            evidence.append(Evidence(f"probe {name}", "answers plain HTTP to a TLS ClientHello"))
-        elif probe is not None and probe.scheme == "https" and probe.tls_error == "unknown-authority":
-            plain = False
-            evidence.append(Evidence(f"probe {name}", f"TLS: {probe.tls_detail}"))
-        if plain is None and containerd_journal is not None:
-            for rx, val in ((PLAIN, True), (UNKNOWN_CA, False)):
-                hit = next(((n, ln) for n, ln in reversed(containerd_journal.grep(rx)) if name in ln), None)
-                if hit:
-                    plain = val
-                    evidence.append(Evidence(containerd_journal.source, short(hit[1], 300), hit[0]))
-                    break
+    names = [str(t.address) for t in target_registries]
+    speaks = {n: _registry_speaks(n, (containerd_probes or {}).get(n), containerd_journal) for n in names}
+    if all(plain is None for plain, _ev in speaks.values()):
+        raise Skip(f"{', '.join(names)}: not probed and no containerd journal line names it, so whether it "
+                   "speaks plain HTTP or TLS is unknown")
+    for name, (plain, evidence) in speaks.items():
         if plain is None:
-            unknown.append(name)
             continue
-        ref = ImageRef.parse(f"{name}/dockerdoctor/probe:latest")
         for rt in containerd_runtimes:
             if rt.name == "dockerd":
                 continue  # the classic store is DD101's
-            res = rt.resolve(ref)
+            res = rt.resolve(trust_recipes.probe_ref(name))
             mine = [e for e in res.endpoints if e.host == name]
-            if plain and any(e.scheme == "http" or e.http_fallback for e in mine):
-                continue
-            if not plain and any(e.scheme == "https" and (e.tls.ca_files or e.tls.skip_verify) for e in mine):
-                continue
-            if not mine and res.endpoints:
-                continue  # every pull goes to a mirror on another host
-            ev = list(evidence)
-            for e in mine:
-                src = e.origin if e.origin.source != "default" else rt.origin
-                ev.append(Evidence(src.source, f"{rt.display} tries {e.url}" +
-                                   ("" if e.tls.ca_files else " with no CA for it"), src.line))
-            ev += [Evidence(rt.display, n) for n in res.notes]
-            fix = None
-            roots = getattr(rt, "roots", ())
-            match = rt.host_dir(name) if roots else None
-            if match is not None and match.hosts_toml is not None and match.hosts_toml.error:
-                hf = match.hosts_toml
-                ev.append(Evidence(hf.path, "does not parse: fix DD601 first", hf.error_line))
-            elif roots:
-                current = match.hosts_toml.text if match and match.hosts_toml and not match.is_default else None
-                root = match.root if match and not match.is_default else roots[0]
-                fix = recipes.trust_http(root, name, current, rt.display) if plain else \
-                    recipes.trust_ca(root, name, current, rt.display)
-            elif rt.name == "k3s":
-                reg = rt.registries
-                fix = recipes.k3s_trust(reg.path if reg else K3S_REGISTRIES, reg.text if reg else None, name, plain)
-            elif getattr(rt, "legacy", None) is not None and rt.legacy.text and not rt.legacy.mirrors \
-                    and not rt.legacy.configs_tls:
-                # no config_path: a hosts.toml alone would be ignored (DD602); set config_path with it
-                fix = _legacy_fix(rt, name, plain)
+            if trust_recipes.trusts(mine, plain) or (not mine and res.endpoints):
+                continue  # trusted, or every pull goes to a mirror on another host
             what = "speaks plain HTTP" if plain else "uses a certificate from an unknown CA"
             yield finding("DD604", f"{rt.display} does not trust {name}",
                           f"{name} {what}, and {rt.display} would contact it as "
                           f"{', '.join(e.url for e in mine) or 'https://' + name}"
                           f"{'' if plain else ' without its CA'}: every pull fails.",
-                          evidence=ev, fix=fix, params={"registry": name, "runtime": rt.name, "plain_http": plain})
-    if unknown and len(unknown) == len(target_registries):
-        raise Skip(f"{', '.join(unknown)}: not probed and no containerd journal line names it, so whether it "
-                   "speaks plain HTTP or TLS is unknown")
+                          evidence=evidence + _tried(rt, name, mine, res.notes),
+                          fix=trust_recipes.trust_fix(rt, name, plain),
+                          params={"registry": name, "runtime": rt.name, "plain_http": plain})
 
 
-def _legacy_fix(rt, name: str, plain: bool):
-    """A CRI without config_path: config_path, plus the hosts.toml unless the one already there would do."""
-    existing = None
-    if rt.listdir is not None:
-        with_dir = HostsDirRuntime(rt.name, rt.display, (CONTAINERD_CERTS_D,), rt.listdir, rt.read, rt.version)
-        eps = [e for e in with_dir.resolve(ImageRef.parse(f"{name}/dockerdoctor/probe:latest")).endpoints
-               if e.host == name]
-        if any((e.scheme == "http") if plain else bool(e.tls.ca_files or e.tls.skip_verify) for e in eps):
-            return recipes.add_config_path_fix(rt.legacy, rt.legacy.text, CONTAINERD_CERTS_D)
-        match = with_dir.host_dir(name)
-        if match is not None and match.hosts_toml is not None and not match.is_default and not match.hosts_toml.error:
-            existing = match.hosts_toml.text
-    return recipes.with_config_path(rt.legacy, CONTAINERD_CERTS_D, name, plain, existing)
+def _registry_speaks(name: str, probe, journal) -> tuple[bool | None, list[Evidence]]:
+    """Whether the registry speaks plain HTTP (True) or TLS with an unknown CA (False), and what says so: the
+    probe from containerd's namespace, else containerd's journal. None: nothing says."""
+    if probe is not None and probe.scheme == "http":
+        return True, [Evidence(f"probe {name}", "answers plain HTTP to a TLS ClientHello")]
+    if probe is not None and probe.scheme == "https" and probe.tls_error == "unknown-authority":
+        return False, [Evidence(f"probe {name}", f"TLS: {probe.tls_detail}")]
+    for rx, val in ((PLAIN, True), (UNKNOWN_CA, False)) if journal is not None else ():
+        hit = next(((n, ln) for n, ln in reversed(journal.grep(rx)) if name in ln), None)
+        if hit:
+            return val, [Evidence(journal.source, short(hit[1], 300), hit[0])]
+    return None, []
+
+
+def _tried(rt, name: str, mine, notes) -> list[Evidence]:
+    """What the runtime would try for the registry, with the file:line behind each endpoint."""
+    ev = []
+    for e in mine:
+        src = e.origin if e.origin.source != "default" else rt.origin
+        ev.append(Evidence(src.source, f"{rt.display} tries {e.url}" + ("" if e.tls.ca_files else " with no CA for it"),
+                           src.line))
+    ev += [Evidence(rt.display, n) for n in notes]
+    match = rt.host_dir(name) if getattr(rt, "roots", ()) else None
+    if match is not None and match.hosts_toml is not None and match.hosts_toml.error:
+        ev.append(Evidence(match.hosts_toml.path, "does not parse: fix DD601 first", match.hosts_toml.error_line))
+    return ev
 
 
 # ============================================================================ DD605
@@ -340,7 +314,8 @@ def hosts_dir_name_mismatch(target_registries: list, containerd_runtimes: list) 
                 seen.add(path)
                 text = rt.read(os.path.join(path, "hosts.toml"))
                 dst = os.path.join(os.path.dirname(path), name, "hosts.toml")
-                fix = recipes.copy_to_right_name(os.path.join(path, "hosts.toml"), text, dst) if text else None
+                fix = trust_recipes.for_owner(recipes.copy_to_right_name(os.path.join(path, "hosts.toml"), text, dst),
+                                              rt, os.path.dirname(dst)) if text else None
                 yield finding("DD605", f"{path} is never looked up for {name}",
                               f"{rt.display} looks for {name} in {os.path.dirname(path)}/{name} (or "
                               f"{name.replace(':', '_')}_, then _default); {path}: {why}.",
@@ -380,7 +355,7 @@ def docker_containerd_store_insecure_ignored(dockerd_containerd_store, effective
                       f"insecure-registries ({v.where()}) but {DOCKER_CERTS_D}/{value}/hosts.toml does not exist, "
                       "so pushes and pulls may still use HTTPS with verification.",
                       evidence=[Evidence(v.source, f"insecure-registries: {value}", v.line),
-                                rt.origin.evidence("containerd image store")],
+                                rt.origin.evidence(rt.origin.detail or "containerd image store")],
                       fix=fix, params={"registry": value})
 
 

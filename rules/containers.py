@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from dockerdoctor.rules.endpoint_evidence import journal_evidence
+
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.host import Journal, TargetRegistry
+from dockerdoctor.knowledge.journal import JournalHits
 from dockerdoctor.model import Evidence, Finding, Fix, Severity
 from dockerdoctor.net import HostPort
 from dockerdoctor.runtimes.containers_image import ContainersConfig, certs_for
@@ -88,7 +91,7 @@ def _targets(target_registries: list[TargetRegistry] | None, checked_images: lis
     return out
 
 
-def _protocol(addr: str, endpoint_probes: dict | None, docker_journal: Journal | None
+def _protocol(addr: str, endpoint_probes: dict | None, journal_hits: JournalHits | None
               ) -> tuple[str | None, list[Evidence]]:
     """("http" | "unknown-ca" | None, evidence) for what the registry speaks."""
     rep = (endpoint_probes or {}).get(addr)
@@ -100,17 +103,15 @@ def _protocol(addr: str, endpoint_probes: dict | None, docker_journal: Journal |
         if rep.tls_error == "unknown-authority":
             return "unknown-ca", [Evidence(ms, rep.tls_detail or "x509: certificate signed by unknown authority")]
         return None, []
-    if docker_journal is not None:
-        from dockerdoctor.rules.endpoint_evidence import journal_hits as _journal_hits
-
+    if journal_hits is not None:
         try:
             hp = HostPort.parse(addr)
         except ValueError:
             return None, []
-        ev = _journal_hits(docker_journal, "DD203", hp)
+        ev = journal_evidence(journal_hits, "DD203", hp)
         if ev:
             return "http", ev
-        ev = _journal_hits(docker_journal, "DD204", hp)
+        ev = journal_evidence(journal_hits, "DD204", hp)
         if ev:
             return "unknown-ca", ev
     return None, []
@@ -123,6 +124,7 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
                                     checked_images: list[Any] | None = None,
                                     endpoint_probes: dict | None = None,
                                     docker_journal: Journal | None = None,
+                                    journal_hits: JournalHits | None = None,
                                     containers_texts: dict | None = None,
                                     crio_conf: CrioConf | None = None) -> Iterator[Finding]:
     """DD101's twin for containers/image clients: the `[[registry]]` table that matches the
@@ -152,31 +154,14 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
     if endpoint_probes is None and docker_journal is None:
         raise Skip("no live probe of the registry and no journal to read its errors from")
     for addr in targets:
-        kind, ev = _protocol(addr, endpoint_probes, docker_journal)
+        kind, ev = _protocol(addr, endpoint_probes, journal_hits)
         if kind is None:
             continue
-        untrusting = []
-        for client, cfg in sorted(containers_configs.items()):
-            if not cfg.valid:
-                continue  # DD701 says why
-            table = cfg.table_for(addr)
-            if table is not None and (table.insecure or table.blocked):
-                continue
-            if client == "cri-o" and crio_conf is not None and crio_conf.entry_for(addr) is not None:
-                continue  # CRI-O's own insecure_registries covers it (DD704 judges that setting)
-            certs = certs_for(addr, cfg.dirs, cfg.home)
-            if kind == "unknown-ca" and any(f.endswith(".crt") for f in certs.files):
-                continue
-            untrusting.append((client, cfg, table, certs))
+        untrusting = _untrusting(addr, kind, containers_configs, crio_conf)
         if not untrusting:
             continue
         client, cfg, table, certs = untrusting[0]
         names = ", ".join(c for c, *_ in untrusting)
-        more = [_ev(table.origin, f"{table.origin.detail}: no insecure = true")] if table is not None else [
-            Evidence(cfg.main, f"no [[registry]] table matches {addr} ({cfg.chosen_by})")]
-        if certs.directory:
-            more.append(Evidence(certs.directory, f"used for {addr}: {', '.join(certs.files) or 'empty'}"
-                                 + (f"; hides {', '.join(certs.hidden)}" if certs.hidden else "")))
         from dockerdoctor.fixes.registries_conf import trust_fix
 
         fix = trust_fix([c for _, c, *_ in untrusting], addr, kind == "http", containers_texts or {})
@@ -185,10 +170,39 @@ def containers_registry_not_trusted(containers_configs: dict[str, ContainersConf
             f"{addr} {'speaks plain HTTP' if kind == 'http' else 'shows a certificate from an unknown CA'}, and "
             f"the registries.conf that {names} read{'s' if len(untrusting) == 1 else ''} gives it no insecure = "
             f"true and no CA, so every pull fails.",
-            evidence=ev + more, fix=fix,
+            evidence=ev + _config_evidence(addr, cfg, table, certs), fix=fix,
             params={"registry": addr, "clients": [c for c, *_ in untrusting], "plain_http": kind == "http",
                     "file": table.origin.source if table is not None else cfg.main},
         )
+
+
+def _untrusting(addr: str, kind: str, containers_configs: dict[str, ContainersConfig], crio_conf: CrioConf | None
+                ) -> list[tuple[str, ContainersConfig, Any, Any]]:
+    """(client, its configuration, the table that decides, its certs.d) for each client that trusts addr neither
+    by insecure = true (or CRI-O's own insecure_registries) nor, for an unknown CA, by a CA in certs.d."""
+    out = []
+    for client, cfg in sorted(containers_configs.items()):
+        if not cfg.valid:
+            continue  # DD701 says why
+        table = cfg.table_for(addr)
+        if table is not None and (table.insecure or table.blocked):
+            continue
+        if client == "cri-o" and crio_conf is not None and crio_conf.entry_for(addr) is not None:
+            continue  # CRI-O's own insecure_registries covers it (DD704 judges that setting)
+        certs = certs_for(addr, cfg.dirs, cfg.home)
+        if kind == "unknown-ca" and any(f.endswith(".crt") for f in certs.files):
+            continue
+        out.append((client, cfg, table, certs))
+    return out
+
+
+def _config_evidence(addr: str, cfg: ContainersConfig, table: Any, certs: Any) -> list[Evidence]:
+    more = [_ev(table.origin, f"{table.origin.detail}: no insecure = true")] if table is not None else [
+        Evidence(cfg.main, f"no [[registry]] table matches {addr} ({cfg.chosen_by})")]
+    if certs.directory:
+        more.append(Evidence(certs.directory, f"used for {addr}: {', '.join(certs.files) or 'empty'}"
+                             + (f"; hides {', '.join(certs.hidden)}" if certs.hidden else "")))
+    return more
 
 
 # ============================================================================ DD703
@@ -223,41 +237,54 @@ def registries_conf_shadowed(containers_configs: dict[str, ContainersConfig],
     """
     seen: set[tuple[str, int | None, str]] = set()
     for client, cfg in sorted(containers_configs.items()):
-        for sh in cfg.shadows:
-            if sh.what == "drop-in" and "prefix" in sh.message:
-                old = next((r for f in cfg.files for r in f.registries if r.origin == sh.hidden), None)
-                new = next((r for r in cfg.registries if r.origin == sh.by), None)
-                if old is not None and new is not None and not _differs(old, new):
-                    continue
-            key = (sh.hidden.source, sh.hidden.line, sh.message)
-            if key in seen:
-                continue
-            seen.add(key)
-            yield finding(
-                "DD703", f"{client}: {sh.message}", f"{sh.message}.",
-                evidence=[_ev(sh.hidden, "not in effect: " + (sh.hidden.detail or "")),
-                          _ev(sh.by, "in effect: " + (sh.by.detail or ""))],
-                fix=Fix(f"Make the change in {sh.by.source} (what {client} reads), or remove what shadows it"),
-                params={"client": client, "kind": sh.what, "file": sh.hidden.source, "by": sh.by.source},
-            )
+        yield from _shadowed(client, cfg, seen)
         for addr in _targets(target_registries, checked_images):
-            host_table = next((r for r in cfg.registries if r.prefix == addr), None)
-            longer = [r for r in cfg.registries if r.prefix.startswith(addr + "/") and r is not host_table]
-            for r in longer:
-                if host_table is not None and host_table.insecure != r.insecure:
-                    key = (r.origin.source, r.origin.line, addr)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    yield finding(
-                        "DD703", f"{client}: images under {r.prefix} use the longer prefix, not {addr}'s table",
-                        f"{host_table.origin.where()} sets insecure = {str(host_table.insecure).lower()} for {addr}, "
-                        f"but the table for {r.prefix} ({r.origin.where()}) has the longer prefix and wins for every "
-                        f"image under it, with insecure = {str(r.insecure).lower()}.",
-                        evidence=[_ev(host_table.origin), _ev(r.origin)],
-                        fix=Fix(f"Set insecure in the {r.prefix} table too, or remove it"),
-                        params={"client": client, "kind": "longer-prefix", "file": r.origin.source},
-                    )
+            yield from _longer_prefix(client, cfg, addr, seen)
+
+
+def _shadowed(client: str, cfg: ContainersConfig, seen: set[tuple[str, int | None, str]]) -> Iterator[Finding]:
+    """Settings another file replaces or a drop-in overrides (identical drop-in tables aside), each once."""
+    for sh in cfg.shadows:
+        if sh.what == "drop-in" and "prefix" in sh.message:
+            old = next((r for f in cfg.files for r in f.registries if r.origin == sh.hidden), None)
+            new = next((r for r in cfg.registries if r.origin == sh.by), None)
+            if old is not None and new is not None and not _differs(old, new):
+                continue
+        key = (sh.hidden.source, sh.hidden.line, sh.message)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield finding(
+            "DD703", f"{client}: {sh.message}", f"{sh.message}.",
+            evidence=[_ev(sh.hidden, "not in effect: " + (sh.hidden.detail or "")),
+                      _ev(sh.by, "in effect: " + (sh.by.detail or ""))],
+            fix=Fix(f"Make the change in {sh.by.source} (what {client} reads), or remove what shadows it"),
+            params={"client": client, "kind": sh.what, "file": sh.hidden.source, "by": sh.by.source},
+        )
+
+
+def _longer_prefix(client: str, cfg: ContainersConfig, addr: str,
+                   seen: set[tuple[str, int | None, str]]) -> Iterator[Finding]:
+    """A [[registry]] table with a longer prefix under addr that disagrees with addr's own on insecure."""
+    host_table = next((r for r in cfg.registries if r.prefix == addr), None)
+    if host_table is None:
+        return
+    for r in [r for r in cfg.registries if r.prefix.startswith(addr + "/") and r is not host_table]:
+        if host_table.insecure == r.insecure:
+            continue
+        key = (r.origin.source, r.origin.line, addr)
+        if key in seen:
+            continue
+        seen.add(key)
+        yield finding(
+            "DD703", f"{client}: images under {r.prefix} use the longer prefix, not {addr}'s table",
+            f"{host_table.origin.where()} sets insecure = {str(host_table.insecure).lower()} for {addr}, "
+            f"but the table for {r.prefix} ({r.origin.where()}) has the longer prefix and wins for every "
+            f"image under it, with insecure = {str(r.insecure).lower()}.",
+            evidence=[_ev(host_table.origin), _ev(r.origin)],
+            fix=Fix(f"Set insecure in the {r.prefix} table too, or remove it"),
+            params={"client": client, "kind": "longer-prefix", "file": r.origin.source},
+        )
 
 
 # ============================================================================ DD704
@@ -295,26 +322,35 @@ def crio_insecure_mismatch(crio_conf: CrioConf, containers_configs: dict[str, Co
                           params={"entry": e.value, "kind": "ignored", "file": e.origin.source})
             continue
         if "/" not in e.value and ":" not in e.value:
-            hits = [t for t in targets + locations if t.split(":")[0] == e.value and ":" in t]
-            if hits:
-                yield finding(
-                    "DD704", f"insecure_registries {e.value!r} does not cover {hits[0]}",
-                    f"{e.origin.where()} lists {e.value!r} without a port; CRI-O compares it with {hits[0]} as "
-                    f"written and does not match (cri-o#2193), so pulls from {hits[0]} still verify TLS.",
-                    severity=Severity.ERROR, evidence=[_ev(e.origin)],
-                    fix=Fix(f"Write {hits[0]!r} (or a CIDR) — better, registries.conf [[registry]] location = "
-                            f"\"{hits[0]}\" insecure = true; restart CRI-O"),
-                    params={"entry": e.value, "kind": "no-port", "registry": hits[0], "file": e.origin.source})
+            yield from _no_port(e, targets + locations)
         if cfg is not None:
-            for r in cfg.registries:
-                if e.covers(r.location.split("/")[0]) and r.insecure_origin is not None and not r.insecure:
-                    yield finding(
-                        "DD704", f"crio.conf and registries.conf disagree about {r.location}",
-                        f"{e.origin.where()} marks {r.location} insecure, {r.insecure_origin.where()} says "
-                        "insecure = false.",
-                        evidence=[_ev(e.origin), _ev(r.insecure_origin)],
-                        fix=Fix("Keep one setting, in registries.conf; remove insecure_registries"),
-                        params={"entry": e.value, "kind": "disagree", "file": e.origin.source})
+            yield from _disagree(e, cfg)
+
+
+def _no_port(e: Any, names: list[str]) -> Iterator[Finding]:
+    """An insecure_registries entry without a port, which CRI-O compares as written (cri-o#2193)."""
+    hits = [t for t in names if t.split(":")[0] == e.value and ":" in t]
+    if hits:
+        yield finding(
+            "DD704", f"insecure_registries {e.value!r} does not cover {hits[0]}",
+            f"{e.origin.where()} lists {e.value!r} without a port; CRI-O compares it with {hits[0]} as "
+            f"written and does not match (cri-o#2193), so pulls from {hits[0]} still verify TLS.",
+            severity=Severity.ERROR, evidence=[_ev(e.origin)],
+            fix=Fix(f"Write {hits[0]!r} (or a CIDR) — better, registries.conf [[registry]] location = "
+                    f"\"{hits[0]}\" insecure = true; restart CRI-O"),
+            params={"entry": e.value, "kind": "no-port", "registry": hits[0], "file": e.origin.source})
+
+
+def _disagree(e: Any, cfg: ContainersConfig) -> Iterator[Finding]:
+    for r in cfg.registries:
+        if e.covers(r.location.split("/")[0]) and r.insecure_origin is not None and not r.insecure:
+            yield finding(
+                "DD704", f"crio.conf and registries.conf disagree about {r.location}",
+                f"{e.origin.where()} marks {r.location} insecure, {r.insecure_origin.where()} says "
+                "insecure = false.",
+                evidence=[_ev(e.origin), _ev(r.insecure_origin)],
+                fix=Fix("Keep one setting, in registries.conf; remove insecure_registries"),
+                params={"entry": e.value, "kind": "disagree", "file": e.origin.source})
 
 
 # ============================================================================ DD705

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
+    ConfigValue,
     DaemonJson,
     EffectiveConfig,
     EnvFileInfo,
@@ -19,32 +20,26 @@ from dockerdoctor.facts.daemon import (
 )
 from dockerdoctor.facts.dockerd_cli import (
     RHEL_FORK_FLAGS,
+    ParsedCommandLine,
     json_key,
     parse_dockerd_argv,
 )
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.facts.systemd import ExpandedCommand, UnitModel, split_command_line
+from dockerdoctor.facts.systemd import EnvAssignment, ExecLine, ExpandedCommand, UnitModel, split_command_line
 from dockerdoctor.fixes.recipes import (
-    CIS_WARNING,
-    DROPIN_DIR,
-    RESTART_WARNING,
-    exec_dropin,
     exec_dropin_ops,
     trust_fix,
 )
+from dockerdoctor.fixes.recipes.daemon import expand_var_fix, flag_to_file_fix, move_insecure_fix, split_insecure_fix
 from dockerdoctor.model import (
-    EnvFileSet,
     Evidence,
     Finding,
     Fix,
-    JsonListAdd,
-    JsonSetKey,
-    ReplaceFileContent,
-    ServiceAction,
     Severity,
 )
-from dockerdoctor.probe.report import EndpointProbes
-from dockerdoctor.rules_support import json_evidence, origin_evidence, short, value_evidence
+from dockerdoctor.net import HostPort
+from dockerdoctor.probe.report import EndpointProbes, EndpointReport
+from dockerdoctor.safetext import short
 
 # Variables of the stock env files that carry dockerd options.
 OPTION_VARS = ("OPTIONS", "DOCKER_OPTS", "INSECURE_REGISTRY", "ADD_REGISTRY", "BLOCK_REGISTRY",
@@ -94,28 +89,7 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
     for t in target_registries:
         addr = t.address
         name = str(addr)
-        evidence: list[Evidence] = []
-        plain: bool | None = None
-        probe = (endpoint_probes or {}).get(name)
-        if probe is not None:
-            if probe.scheme == "http":
-                plain = True
-                evidence.append(Evidence(f"probe {name}", "answers plain HTTP to a TLS ClientHello"))
-            elif probe.scheme == "https" and probe.tls_error == "unknown-authority":
-                plain = False
-                evidence.append(Evidence(f"probe {name}", f"TLS: {probe.tls_detail}"))
-        if plain is None and docker_journal is not None:
-            for lineno, line in reversed(docker_journal.grep(PLAIN_HTTP)):
-                if name in line:
-                    plain = True
-                    evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
-                    break
-            else:
-                for lineno, line in reversed(docker_journal.grep(UNKNOWN_CA)):
-                    if name in line:
-                        plain = False
-                        evidence.append(Evidence(docker_journal.source, short(line, 300), lineno))
-                        break
+        plain, evidence = _untrusted_scheme(name, (endpoint_probes or {}).get(name), docker_journal)
         if plain is None:
             if not trusted_as_insecure(addr, values):  # trusted whatever it speaks; else: not judged
                 unknown.append(name)
@@ -139,6 +113,23 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
     if unknown and len(unknown) == len(target_registries):
         raise Skip(f"{', '.join(unknown)}: not probed and no docker journal line names it, so whether it speaks "
                    "plain HTTP or TLS is unknown (see DD2xx)")
+
+
+def _untrusted_scheme(name: str, probe: EndpointReport | None, docker_journal: Journal | None
+                      ) -> tuple[bool | None, list[Evidence]]:
+    """(plain HTTP?, evidence): True for plain HTTP, False for a certificate from an unknown CA, None when
+    neither the probe nor the docker journal shows either."""
+    if probe is not None:
+        if probe.scheme == "http":
+            return True, [Evidence(f"probe {name}", "answers plain HTTP to a TLS ClientHello")]
+        if probe.scheme == "https" and probe.tls_error == "unknown-authority":
+            return False, [Evidence(f"probe {name}", f"TLS: {probe.tls_detail}")]
+    if docker_journal is not None:
+        for plain, pattern in ((True, PLAIN_HTTP), (False, UNKNOWN_CA)):
+            for lineno, line in reversed(docker_journal.grep(pattern)):
+                if name in line:
+                    return plain, [docker_journal.evidence(short(line, 300), lineno)]
+    return None, []
 
 
 # ============================================================================ DD102
@@ -172,33 +163,32 @@ def env_file_not_loaded(env_files: dict[str, EnvFileInfo], docker_unit: UnitMode
                 continue
             parsed = parse_dockerd_argv(["dockerd", *split_command_line(a.value)])
             insecure = [f.value for f in parsed.values("insecure-registry") if f.value]
-            others = [f.raw for f in parsed.flags + parsed.unknown if f.name != "insecure-registry"]
-            dj_path = daemon_json.path if daemon_json else "/etc/docker/daemon.json"
             evidence = [Evidence(path, f"{a.name}={a.value}", a.line),
                         Evidence(docker_unit.fragment or "docker.service",
                                  "EnvironmentFile: " + (", ".join(r.path for r in docker_unit.environment_files)
                                                         or "none"))]
             message = (f"{a.name} is set in {path}:{a.line}, but docker.service ({docker_unit.fragment}) loads no "
                        f"EnvironmentFile={path}, so dockerd never gets {short(' '.join(words), 80)}.")
-            if insecure and not others:
-                # Move: the registries into daemon.json, the variable emptied so nothing is set twice.
-                fix = Fix(f"Move the insecure registries from {path} into {dj_path} and reload dockerd",
-                          (*[JsonListAdd(dj_path, "insecure-registries", v) for v in insecure],
-                           EnvFileSet(path, a.name, ""), ServiceAction("reload")),
-                          warnings=(CIS_WARNING,))
-            else:
-                # Loading a distribution's old options into another engine can stop it from starting
-                # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
-                fork_only = sorted({f.name for f in parsed.flags + parsed.unknown if f.name in RHEL_FORK_FLAGS})
-                drop = (f"; {', '.join('--' + n for n in fork_only)} existed only in Red Hat's docker: drop "
-                        f"{'it' if len(fork_only) == 1 else 'them'}") if fork_only else ""
-                fix = Fix(f"Move the options you still want from {path} into {dj_path} (daemon.json keys), then "
-                          f"empty {a.name}; they were never in effect{drop}")
+            fix = _move_options_fix(path, a.name, parsed, insecure,
+                                    daemon_json.path if daemon_json else "/etc/docker/daemon.json")
             yield finding(
                 "DD102", f"{a.name} in {path} is never read", message,
                 severity=Severity.ERROR if insecure else Severity.WARNING,
                 evidence=evidence, fix=fix, params={"file": path, "variable": a.name},
             )
+
+
+def _move_options_fix(path: str, variable: str, parsed: ParsedCommandLine, insecure: list[str], dj_path: str) -> Fix:
+    if insecure and not [f for f in parsed.flags + parsed.unknown if f.name != "insecure-registry"]:
+        # Move: the registries into daemon.json, the variable emptied so nothing is set twice.
+        return move_insecure_fix(path, variable, dj_path, insecure)
+    # Loading a distribution's old options into another engine can stop it from starting
+    # (--signature-verification and --add-registry exist only in Red Hat's fork): advice only.
+    fork_only = sorted({f.name for f in parsed.flags + parsed.unknown if f.name in RHEL_FORK_FLAGS})
+    drop = (f"; {', '.join('--' + n for n in fork_only)} existed only in Red Hat's docker: drop "
+            f"{'it' if len(fork_only) == 1 else 'them'}") if fork_only else ""
+    return Fix(f"Move the options you still want from {path} into {dj_path} (daemon.json keys), then "
+               f"empty {variable}; they were never in effect{drop}")
 
 
 # ============================================================================ DD103
@@ -236,33 +226,35 @@ def env_var_not_used(env_files: dict[str, EnvFileInfo], docker_unit: UnitModel,
                 continue
             braced = planned_command.referenced.get(a.name)
             if braced is None:
-                if a.name not in OPTION_VARS and not a.name.endswith(("_OPTS", "_OPTIONS", "_REGISTRY")):
-                    continue
-                yield finding(
-                    "DD103", f"${a.name} is loaded but never used",
-                    f"{a.name} is set in {a.path}:{a.line}, but ExecStart in {exec_line.path}:{exec_line.line} "
-                    f"never expands ${a.name}, so dockerd never gets {short(' '.join(words), 80)}.",
-                    evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
-                              Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
-                    fix=Fix(f"Expand ${a.name} in ExecStart with a drop-in, then daemon-reload and restart",
-                            (ReplaceFileContent(f"{DROPIN_DIR}/20-expand-vars.conf",
-                                                exec_dropin(docker_unit, [f"${a.name}"])),
-                             ServiceAction("daemon-reload"), ServiceAction("restart")),
-                            warnings=(RESTART_WARNING,)),
-                    params={"file": a.path, "variable": a.name},
-                )
+                if a.name in OPTION_VARS or a.name.endswith(("_OPTS", "_OPTIONS", "_REGISTRY")):
+                    yield _never_expanded(a, exec_line, words, docker_unit)
             elif braced and len(split_command_line(a.value)) > 1:
-                command = exec_line.command.replace(f"${{{a.name}}}", f"${a.name}")
-                yield finding(
-                    "DD103", f"${{{a.name}}} reaches dockerd as one word",
-                    f"ExecStart in {exec_line.path}:{exec_line.line} uses ${{{a.name}}}, which systemd passes as a "
-                    f"single argument \"{short(a.value, 60)}\"; dockerd fails with 'unknown flag'. Use ${a.name}.",
-                    evidence=[Evidence(a.path, f"{a.name}={a.value}", a.line),
-                              Evidence(exec_line.path, f"ExecStart={exec_line.command}", exec_line.line)],
-                    fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
-                            exec_dropin_ops("20-expand-vars.conf", command)),
-                    params={"file": a.path, "variable": a.name},
-                )
+                yield _braced(a, exec_line)
+
+
+def _never_expanded(a: EnvAssignment, exec_line: ExecLine, words: list[str], unit: UnitModel) -> Finding:
+    return finding(
+        "DD103", f"${a.name} is loaded but never used",
+        f"{a.name} is set in {a.path}:{a.line}, but ExecStart in {exec_line.path}:{exec_line.line} "
+        f"never expands ${a.name}, so dockerd never gets {short(' '.join(words), 80)}.",
+        evidence=[a.evidence(), exec_line.evidence()],
+        fix=expand_var_fix(unit, a.name),
+        params={"file": a.path, "variable": a.name},
+    )
+
+
+def _braced(a: EnvAssignment, exec_line: ExecLine) -> Finding:
+    """${VAR} in ExecStart: systemd passes the whole value as one argument."""
+    command = exec_line.command.replace(f"${{{a.name}}}", f"${a.name}")
+    return finding(
+        "DD103", f"${{{a.name}}} reaches dockerd as one word",
+        f"ExecStart in {exec_line.path}:{exec_line.line} uses ${{{a.name}}}, which systemd passes as a "
+        f"single argument \"{short(a.value, 60)}\"; dockerd fails with 'unknown flag'. Use ${a.name}.",
+        evidence=[a.evidence(), exec_line.evidence()],
+        fix=Fix(f"Use ${a.name} (word-splitting) instead of ${{{a.name}}}",
+                exec_dropin_ops("20-expand-vars.conf", command)),
+        params={"file": a.path, "variable": a.name},
+    )
 
 
 # ============================================================================ DD104
@@ -296,11 +288,7 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
     argv = cfg.planned
     if argv is None:
         raise Skip("dockerd's command line is unknown")
-    journal_line = None
-    if docker_journal is not None:
-        hits = docker_journal.grep(re.compile(r"specified both as a flag and in the configuration file"))
-        if hits:
-            journal_line = hits[-1]
+    refused = _refused_line(docker_journal)
     seen: set[str] = set()
     for use in argv.flags:
         key = json_key(use.name)
@@ -309,58 +297,38 @@ def flag_and_file_conflict(effective_config: EffectiveConfig,
         seen.add(key)
         uses = argv.values(use.name)
         origin = cfg.expanded.origins[use.index] if cfg.expanded and use.index < len(cfg.expanded.origins) else None
-        flag_vals = [u.value for u in uses]
-        ev = [json_evidence(dj, key, f'"{key}": {json.dumps(dj.data[key])}')]
-        if origin is not None:
-            ev.insert(0, origin_evidence(origin, f"flag {use.raw} ({origin.describe()})"))
-        if journal_line:
-            ev.append(Evidence(docker_journal.source if docker_journal else "journal", short(journal_line[1], 300),
-                               journal_line[0]))
-        ops: list = []
-        file_val = dj.data[key]
-        if isinstance(file_val, list):
-            for v in flag_vals:
-                if v is not None and v not in file_val:
-                    ops.append(JsonListAdd(dj.path, key, v))
-        if origin is not None and origin.variable and origin.var_path:
-            ops.append(EnvFileSet(origin.var_path, origin.variable,
-                                  _remove_flag_words(cfg, origin.variable, use.name)))
-            ops += [ServiceAction("restart")]
-        else:
-            drop = {u.index for u in uses} | {u.index + 1 for u in uses if " " in u.raw}
-            exec_words = cfg.expanded.argv if cfg.expanded else []
-            line = " ".join(w for i, w in enumerate(exec_words) if i not in drop)
-            ops += exec_dropin_ops("10-no-conflict.conf", line)
+        ev = ([origin.evidence(f"flag {use.raw} ({origin.describe()})")] if origin is not None else []) \
+            + [dj.evidence(f'"{key}": {json.dumps(dj.data[key])}', dj.line_of(key))] + refused
         yield finding(
             "DD104", f"{key} is set as a flag and in {dj.path}",
             f"--{use.name} is on dockerd's command line and \"{key}\" is in {dj.path}; dockerd refuses to "
             f"start when a directive is in both (even with equal values).",
             evidence=ev,
-            fix=Fix(f"Keep {key} only in {dj.path}", tuple(ops),
-                    warnings=(RESTART_WARNING,)),
+            fix=flag_to_file_fix(cfg, key, use.name, uses, origin),
             params={"key": key, "flag": use.name},
         )
 
 
-def _remove_flag_words(cfg: EffectiveConfig, variable: str, flag: str) -> str:
-    """The variable's value with every use of --flag removed."""
-    origin_values = [o for o in (cfg.expanded.origins if cfg.expanded else []) if o.variable == variable]
-    if not origin_values or cfg.expanded is None:
-        return ""
-    words = [w for w, o in zip(cfg.expanded.argv, cfg.expanded.origins, strict=False) if o.variable == variable]
-    out: list[str] = []
-    skip = False
-    for w in words:
-        if skip:
-            skip = False
-            continue
-        if w == f"--{flag}" or (flag == "host" and w == "-H"):
-            skip = True
-            continue
-        if w.startswith(f"--{flag}="):
-            continue
-        out.append(w)
-    return " ".join(out)
+def _no_port(v: ConfigValue, host: str, targets: list[HostPort]) -> Finding:
+    """An insecure-registries entry without a port covers HOST:443 only."""
+    needed = [t for t in targets if t.host == host.lower() and t.port not in (None, 443)]
+    return finding(
+        "DD105", f"insecure registry {v.value!r} has no port",
+        f"{v.value!r} ({v.where()}) covers only {host}:443; "
+        + (f"pushes to {', '.join(map(str, needed))} still fail." if needed else
+           "a registry on another port is still treated as secure."),
+        severity=Severity.ERROR if needed else Severity.WARNING,
+        evidence=[v.evidence()],
+        fix=Fix("Add the port: " + ", ".join(str(t) for t in needed) if needed else
+                f"Write {host}:PORT with the registry's port"),
+        params={"value": v.value},
+    )
+
+
+def _refused_line(journal: Journal | None) -> list[Evidence]:
+    """dockerd's last "specified both as a flag and in the configuration file" line in the journal."""
+    hits = journal.grep(re.compile(r"specified both as a flag and in the configuration file")) if journal else []
+    return [journal.evidence(short(hits[-1][1], 300), hits[-1][0])] if journal and hits else []
 
 
 # ============================================================================ DD105
@@ -391,36 +359,18 @@ def insecure_registry_malformed(effective_config: EffectiveConfig,
         chk = check_insecure_entry(v.value)
         if chk.fatal:
             parts = [p for p in re.split(r"[\[\],; '\"]+", v.value) if p]
-            if v.via == "daemon.json":
-                dj = effective_config.daemon_json
-                current = dj.data.get("insecure-registries", []) if dj.data else []
-                new = [x for x in current if x != v.value] + [p for p in parts if p not in current]
-                fix = Fix("List each registry as its own element",
-                          (JsonSetKey(dj.path, "insecure-registries", new), ServiceAction("restart")))
-            else:
-                fix = Fix("Give one host:port per flag: " + " ".join(f"--insecure-registry={p}" for p in parts))
             yield finding(
                 "DD105", f"insecure registry {v.value!r} is not valid",
-                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[value_evidence(v)], fix=fix,
+                f"{v.value!r} ({v.where()}) is {chk.problem}.", evidence=[v.evidence()],
+                fix=split_insecure_fix(effective_config.daemon_json if v.via == "daemon.json" else None,
+                                       v.value, parts),
                 params={"value": v.value},
             )
         elif chk.normalized and not chk.is_cidr and ":" not in chk.normalized.strip("[]").split("]")[-1]:
-            host = chk.normalized
-            needed = [t for t in targets if t.host == host.lower() and t.port not in (None, 443)]
-            yield finding(
-                "DD105", f"insecure registry {v.value!r} has no port",
-                f"{v.value!r} ({v.where()}) covers only {host}:443; "
-                + (f"pushes to {', '.join(map(str, needed))} still fail." if needed else
-                   "a registry on another port is still treated as secure."),
-                severity=Severity.ERROR if needed else Severity.WARNING,
-                evidence=[value_evidence(v)],
-                fix=Fix("Add the port: " + ", ".join(str(t) for t in needed) if needed else
-                        f"Write {host}:PORT with the registry's port"),
-                params={"value": v.value},
-            )
+            yield _no_port(v, chk.normalized, targets)
         elif chk.problem:
             yield finding(
                 "DD105", f"insecure registry {v.value!r} has a scheme",
                 f"{v.value!r} ({v.where()}) {chk.problem}; write {chk.normalized}.",
-                severity=Severity.INFO, evidence=[value_evidence(v)], params={"value": v.value},
+                severity=Severity.INFO, evidence=[v.evidence()], params={"value": v.value},
             )

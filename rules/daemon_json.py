@@ -29,8 +29,7 @@ from dockerdoctor.model import (
     ServiceAction,
     Severity,
 )
-from dockerdoctor.rules_support import short
-from dockerdoctor.safetext import loads_json
+from dockerdoctor.safetext import loads_json, short
 
 # ============================================================================ DD106
 
@@ -112,21 +111,11 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
         return
     if dj.bom and (engine_version is None or engine_version < (23, 0, 0)):
         # moby 23.0 strips a UTF-8 byte-order mark (moby/moby#44777); 20.10 stops at the first byte.
-        known = f"engine {'.'.join(map(str, engine_version))}" if engine_version else "the engine version is unknown"
-        yield finding(
-            "DD106", f"{dj.path} starts with an invisible UTF-8 byte-order mark",
-            f"{dj.path} begins with the bytes EF BB BF (a UTF-8 byte-order mark, added by some Windows editors). "
-            "dockerd before 23.0 refuses such a file (invalid character 'ï' looking for beginning of value) and "
-            f"does not start; 23.0 and later ignore the mark ({known}).",
-            severity=Severity.ERROR if engine_version else Severity.WARNING,
-            evidence=[Evidence(dj.path, "bytes 1-3: EF BB BF (byte-order mark)", 1)],
-            fix=Fix("Save the file without the byte-order mark",
-                    (ReplaceFileContent(dj.path, (dj.text or "").removeprefix("\ufeff")),)),
-            params={"key": None, "bom": True})
+        yield _byte_order_mark(dj, engine_version)
     data = dj.data or {}
     flags = flag_table()
     for key, value in data.items():
-        ev = [Evidence(dj.path, f'"{key}": {short(json.dumps(value), 120)}', dj.line_of(key))]
+        ev = [dj.evidence(f'"{key}": {short(json.dumps(value), 120)}', dj.line_of(key))]
         if key == "insecure-registry" or (key not in DAEMON_JSON_KEYS and key in flags):
             yield _flag_named_key(dj, key, data, ev)
         elif key not in DAEMON_JSON_KEYS:
@@ -138,7 +127,21 @@ def daemon_json_invalid(daemon_json: DaemonJson, engine_version: tuple[int, int,
     for key in dj.duplicate_keys:
         yield finding("DD106", f'"{key}" appears twice', f'"{key}" appears more than once in {dj.path}; only '
                       "the last one counts.", severity=Severity.WARNING,
-                      evidence=[Evidence(dj.path, f'"{key}"', dj.line_of(key))], params={"key": key})
+                      evidence=[dj.evidence(f'"{key}"', dj.line_of(key))], params={"key": key})
+
+
+def _byte_order_mark(dj: DaemonJson, engine_version: tuple[int, int, int] | None) -> Finding:
+    known = f"engine {'.'.join(map(str, engine_version))}" if engine_version else "the engine version is unknown"
+    return finding(
+        "DD106", f"{dj.path} starts with an invisible UTF-8 byte-order mark",
+        f"{dj.path} begins with the bytes EF BB BF (a UTF-8 byte-order mark, added by some Windows editors). "
+        "dockerd before 23.0 refuses such a file (invalid character 'ï' looking for beginning of value) and "
+        f"does not start; 23.0 and later ignore the mark ({known}).",
+        severity=Severity.ERROR if engine_version else Severity.WARNING,
+        evidence=[dj.evidence("bytes 1-3: EF BB BF (byte-order mark)", 1)],
+        fix=Fix("Save the file without the byte-order mark",
+                (ReplaceFileContent(dj.path, (dj.text or "").removeprefix("\ufeff")),)),
+        params={"key": None, "bom": True})
 
 
 def _json_parse_error(dj: DaemonJson) -> Finding:
@@ -155,7 +158,7 @@ def _json_parse_error(dj: DaemonJson) -> Finding:
                    f"{dj.path} is not valid JSON: {dj.error}" +
                    (f" (line {dj.error_line}, column {dj.error_col})" if dj.error_line else "") +
                    "; dockerd will not start with it.",
-                   evidence=[Evidence(dj.path, short(snippet, 200) or (dj.error or ""), dj.error_line)], fix=fix)
+                   evidence=[dj.evidence(short(snippet, 200) or (dj.error or ""), dj.error_line)], fix=fix)
 
 
 def _flag_named_key(dj: DaemonJson, key: str, data: dict[str, object], ev: list[Evidence]) -> Finding:

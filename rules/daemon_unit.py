@@ -12,6 +12,7 @@ from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import (
     DEFAULT_INSECURE_CIDRS,
+    ConfigValue,
     DockerdProcess,
     DockerInfo,
     EffectiveConfig,
@@ -23,27 +24,24 @@ from dockerdoctor.facts.daemon import (
 from dockerdoctor.facts.dockerd_cli import (
     REMOVED_FLAGS,
     RHEL_FORK_FLAGS,
+    FlagUse,
     parse_dockerd_argv,
 )
 from dockerdoctor.facts.host import TargetRegistry
 from dockerdoctor.facts.systemd import ExpandedCommand, SystemdUnitState, UnitModel
 from dockerdoctor.fixes.recipes import (
-    DROPIN_DIR,
     RESTART_WARNING,
-    dropin_text,
 )
+from dockerdoctor.fixes.recipes.daemon import exec_dropin_ops, no_proxy_fix, rereads_config_fix, reset_exec_fix
 from dockerdoctor.model import (
-    EnvFileSet,
     Evidence,
     Finding,
     Fix,
-    ReplaceFileContent,
     ServiceAction,
     Severity,
 )
 from dockerdoctor.net import no_proxy_match
 from dockerdoctor.probe.report import EndpointProbes
-from dockerdoctor.rules_support import value_evidence
 
 # ============================================================================ DD107
 
@@ -98,22 +96,14 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
     if planned == running:
         return
     added, removed = sorted(planned - running), sorted(running - planned)
-    start = dockerd_process.start_time
     evidence = [Evidence(cfg.insecure_running[0].source if cfg.insecure_running else "docker info",
                          "running with insecure registries: " + (", ".join(sorted(running)) or "none"))]
-    changed: list[str] = []
-    files = [(cfg.daemon_json.path, cfg.daemon_json.mtime)] + [
-        (p, i.mtime) for p, i in (env_files or {}).items() if i.loaded]
-    for path, mtime in files:
-        if mtime and start and mtime > start:
-            changed.append(path)
-            evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
+    changed = _changed_since(cfg, env_files, dockerd_process.start_time, evidence)
     for v in cfg.insecure_planned:
-        evidence.append(value_evidence(v, f"configured: {v.value}"))
+        evidence.append(v.evidence(f"configured: {v.value}"))
     added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
     only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
                     if check_insecure_entry(v.value).normalized in added_set)
-    action = ServiceAction("reload") if only_json else ServiceAction("restart")
     yield finding(
         "DD107", "dockerd runs with an older configuration",
         "The files configure insecure registries that the running daemon does not use"
@@ -121,11 +111,22 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         + (f" (still using: {', '.join(removed)})" if removed else "")
         + (f"; {', '.join(changed)} changed after it started." if changed else "."),
         evidence=evidence,
-        fix=Fix("Reload dockerd (SIGHUP re-reads insecure-registries)" if only_json else "Restart dockerd",
-                (action,), warnings=() if only_json else
-                (RESTART_WARNING,)),
+        fix=rereads_config_fix(only_json),
         params={"missing": added, "extra": removed},
     )
+
+
+def _changed_since(cfg: EffectiveConfig, env_files: dict[str, EnvFileInfo] | None, start: float | None,
+                   evidence: list[Evidence]) -> list[str]:
+    """The configuration files modified after dockerd started (each added to `evidence`)."""
+    changed: list[str] = []
+    files = [(cfg.daemon_json.path, cfg.daemon_json.mtime)] + [
+        (p, i.mtime) for p, i in (env_files or {}).items() if i.loaded]
+    for path, mtime in files:
+        if mtime and start and mtime > start:
+            changed.append(path)
+            evidence.append(Evidence(path, f"modified after dockerd started (mtime {mtime:.0f} > start {start:.0f})"))
+    return changed
 
 
 # ============================================================================ DD108
@@ -153,7 +154,7 @@ def daemon_reload_pending(systemd_state: SystemdUnitState, docker_unit: UnitMode
         "DD108", "docker.service changed on disk; systemd has not reloaded it",
         "systemd reports NeedDaemonReload=yes for docker.service: the unit or a drop-in changed since the "
         "last daemon-reload, so systemd still uses the old ExecStart/EnvironmentFile.",
-        evidence=[Evidence(systemd_state.source, "NeedDaemonReload=yes")] +
+        evidence=[systemd_state.evidence("NeedDaemonReload=yes")] +
         [Evidence(f, "unit file") for f in files],
         fix=Fix("Reload systemd, then restart docker", (ServiceAction("daemon-reload"), ServiceAction("restart")),
                 warnings=(RESTART_WARNING,)),
@@ -182,9 +183,7 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
     """
     line = docker_unit.exec_start[-1]
     parsed = parse_dockerd_argv(planned_command.argv)
-    ev = Evidence(line.path, f"ExecStart={line.command}", line.line)
-    fix_base = Fix("Reset ExecStart in a drop-in with a valid dockerd command line, then daemon-reload and restart",
-                   (ServiceAction("daemon-reload"), ServiceAction("restart")))
+    ev = line.evidence()
     if parsed.mode in ("docker daemon", "docker -d") and (engine_version is None or engine_version >= (17, 12, 0)):
         new_words = ["/usr/bin/dockerd", *planned_command.argv[2 if parsed.mode == "docker daemon" else 1:]]
         new_words = [w for w in new_words if w != "-d"]
@@ -192,9 +191,7 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
                       f"`{parsed.mode}` was removed; engine "
                       f"{'.'.join(map(str, engine_version)) if engine_version else 'of this host'} starts as dockerd.",
                       evidence=[ev],
-                      fix=Fix("Start /usr/bin/dockerd instead",
-                              (ReplaceFileContent(f"{DROPIN_DIR}/10-exec.conf", dropin_text(" ".join(new_words))),
-                               *fix_base.operations)))
+                      fix=Fix("Start /usr/bin/dockerd instead", exec_dropin_ops("10-exec.conf", " ".join(new_words))))
     if any((f.value or "").startswith("fd://") for f in parsed.values("host")) and not docker_socket_unit:
         yield finding("DD109", "-H fd:// without docker.socket",
                       "ExecStart passes -H fd://, which needs socket activation, but there is no docker.socket "
@@ -202,28 +199,44 @@ def unit_exec_invalid(docker_unit: UnitModel, planned_command: ExpandedCommand, 
                       evidence=[ev], fix=Fix("Install/enable docker.socket, or replace -H fd:// with "
                                              "-H unix:///var/run/docker.sock in a drop-in"))
     for use in parsed.flags + parsed.unknown:
-        name = use.name
-        if " " in name or "=" in name:
-            continue  # a ${VAR} glued several words: DD103 reports it
-        removed = REMOVED_FLAGS.get(name)
-        if removed and (engine_version is None or engine_version[:2] >= removed.removed_in):
-            yield finding("DD109", f"--{name} was removed",
-                          f"--{name} was removed in engine {removed.removed_in[0]}.{removed.removed_in[1]}; use "
-                          f"{removed.replacement}.", evidence=[ev], fix=fix_base, params={"flag": name})
-        elif name in RHEL_FORK_FLAGS or (not use.known and name not in REMOVED_FLAGS):
-            if name in RHEL_FORK_FLAGS and (engine_version is None or engine_version < (17, 0, 0)):
-                continue  # Red Hat's docker 1.13 has these (and an unknown engine may be it)
-            if not use.known and engine_version is not None and engine_version < (20, 0, 0) \
-                    and name not in RHEL_FORK_FLAGS:
-                continue  # our flag table is 20.10's; older engines had others
-            yield finding("DD109", f"unknown flag --{name}",
-                          f"dockerd has no --{name}" + (" (it exists only in Red Hat's docker 1.13 fork)"
-                                                        if name in RHEL_FORK_FLAGS else "") +
-                          "; dockerd exits with 'unknown flag'.", evidence=[ev], fix=fix_base,
-                          params={"flag": name})
+        yield from _bad_flag(use, engine_version, ev)
+
+
+def _bad_flag(use: FlagUse, engine_version: tuple[int, ...] | None, ev: Evidence) -> Iterator[Finding]:
+    """A flag this engine removed, or one dockerd does not have (Red Hat's fork aside)."""
+    name = use.name
+    if " " in name or "=" in name:
+        return  # a ${VAR} glued several words: DD103 reports it
+    removed = REMOVED_FLAGS.get(name)
+    if removed and (engine_version is None or engine_version[:2] >= removed.removed_in):
+        yield finding("DD109", f"--{name} was removed",
+                      f"--{name} was removed in engine {removed.removed_in[0]}.{removed.removed_in[1]}; use "
+                      f"{removed.replacement}.", evidence=[ev], fix=reset_exec_fix(), params={"flag": name})
+    elif name in RHEL_FORK_FLAGS or (not use.known and name not in REMOVED_FLAGS):
+        if name in RHEL_FORK_FLAGS and (engine_version is None or engine_version < (17, 0, 0)):
+            return  # Red Hat's docker 1.13 has these (and an unknown engine may be it)
+        if not use.known and engine_version is not None and engine_version < (20, 0, 0) \
+                and name not in RHEL_FORK_FLAGS:
+            return  # our flag table is 20.10's; older engines had others
+        yield finding("DD109", f"unknown flag --{name}",
+                      f"dockerd has no --{name}" + (" (it exists only in Red Hat's docker 1.13 fork)"
+                                                    if name in RHEL_FORK_FLAGS else "") +
+                      "; dockerd exits with 'unknown flag'.", evidence=[ev], fix=reset_exec_fix(),
+                      params={"flag": name})
 
 
 # ============================================================================ DD110
+
+
+def _proxy_settings(cfg: EffectiveConfig, docker_info: DockerInfo | None) -> dict[str, ConfigValue]:
+    """HTTP(S)_PROXY and NO_PROXY as dockerd has them: the configuration, else what `docker info` reports."""
+    proxies = dict(cfg.proxies)
+    if docker_info is not None:
+        for key, val in (("HTTP_PROXY", docker_info.http_proxy), ("HTTPS_PROXY", docker_info.https_proxy),
+                         ("NO_PROXY", docker_info.no_proxy)):
+            if val and key not in proxies:
+                proxies[key] = ConfigValue(val, "docker info", docker_info.source, None)
+    return proxies
 
 
 @rule("DD110", "proxy-catches-registry", category="daemon", severity=Severity.ERROR,
@@ -245,14 +258,7 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
         /etc/systemd/system/docker.service.d/http-proxy.conf:2 Environment="HTTPS_PROXY=http://proxy:3128"
         NO_PROXY=localhost,127.0.0.1   (no 10.0.0.5)
     """
-    proxies = dict(effective_config.proxies)
-    if docker_info is not None:
-        for key, val in (("HTTP_PROXY", docker_info.http_proxy), ("HTTPS_PROXY", docker_info.https_proxy),
-                         ("NO_PROXY", docker_info.no_proxy)):
-            if val and key not in proxies:
-                from dockerdoctor.facts.daemon import ConfigValue
-
-                proxies[key] = ConfigValue(val, "docker info", docker_info.source, None)
+    proxies = _proxy_settings(effective_config, docker_info)
     if "HTTP_PROXY" not in proxies and "HTTPS_PROXY" not in proxies:
         return
     if not target_registries:
@@ -266,27 +272,19 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
             continue  # loopback: never proxied
         proxy = proxies.get("HTTPS_PROXY") or proxies.get("HTTP_PROXY")
         assert proxy is not None
-        ev = [value_evidence(proxy, f"proxy {proxy.value}")]
+        ev = [proxy.evidence(f"proxy {proxy.value}")]
         if no_proxy:
-            ev.append(value_evidence(no_proxy, f"NO_PROXY={no_proxy.value}"))
+            ev.append(no_proxy.evidence(f"NO_PROXY={no_proxy.value}"))
         probe = (endpoint_probes or {}).get(str(addr))
         if probe is not None and probe.proxy_result:
             # live: the probe asked the proxy for a tunnel to the registry, as dockerd would
             verdict = "the proxy carries it" if probe.proxy_ok else "the proxy cannot reach it"
             ev.append(Evidence(f"probe {addr} via proxy", f"{verdict}: {probe.proxy_result}"))
-        new_no_proxy = ",".join(x for x in [no_proxy.value if no_proxy else "", addr.host] if x)
-        ops: list = []
-        if no_proxy and no_proxy.via == "environment":
-            ops.append(EnvFileSet(no_proxy.source, "NO_PROXY", new_no_proxy))
-        elif no_proxy is None and proxy.via == "environment":
-            ops.append(ReplaceFileContent(f"{DROPIN_DIR}/20-no-proxy.conf",
-                                          f'[Service]\nEnvironment="NO_PROXY={new_no_proxy}"\n'))
         yield finding(
             "DD110", f"{addr} would go through the proxy {proxy.value}",
             f"dockerd uses {proxy.value} ({proxy.where()}) and NO_PROXY "
             f"{'(' + no_proxy.value + ')' if no_proxy else '(unset)'} does not exempt {addr.host}.",
             evidence=ev,
-            fix=Fix(f"Add {addr.host} to NO_PROXY, then daemon-reload and restart",
-                    (*ops, ServiceAction("daemon-reload"), ServiceAction("restart"))),
+            fix=no_proxy_fix(addr.host, proxy, no_proxy),
             params={"registry": str(addr), "proxy": proxy.value},
         )

@@ -15,27 +15,59 @@ from dockerdoctor.engine import finding, passed_on, rule
 from dockerdoctor.errors import Skip
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity, Trust
+from dockerdoctor.knowledge.journal import JournalHits
+from dockerdoctor.model import Evidence, Finding, Severity
+from dockerdoctor.net import HostPort
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
+    from dockerdoctor.probe.auth import CredentialInfo
     from dockerdoctor.probe.e2e import E2EResult
 from dockerdoctor.rules.endpoint_evidence import (
+    Seen,
     each_target,
     insecure_entry,
-    journal_hits,
-    kb_hits,
+    journal_evidence,
     mentioned,
     planned_entry,
-    probe_evidence,
     probe_or_journal,
     registry_params,
+    seen,
     targets,
     trusted,
 )
 
-from dockerdoctor.fixes.recipes import insecure_fix, listen_fix, remote_open_port_fix, resolve_fix, tls_fix
-from dockerdoctor.rules_support import short
+from dockerdoctor.fixes.recipes import (
+    listen_fix,
+    remote_open_port_fix,
+    resolve_fix,
+    trust_fix,
+)
+from dockerdoctor.fixes.recipes.daemon import reload_fix
+from dockerdoctor.fixes.recipes.registry import login_fix, port_owner_fix, upload_limit_fix, v2_registry_fix
+from dockerdoctor.safetext import short
+
+# The rules that are only "the probe shows it, else the docker journal does" (see endpoint_evidence.seen).
+SEEN: dict[str, Seen] = {
+    "DD201": Seen(lambda r, a: f"TCP connect to {a}: connection refused" if r.tcp == "refused" else None,
+                  lambda a: f"{a} refuses connections",
+                  lambda a: f"Nothing accepts TCP connections on {a}: the registry is down, listens elsewhere, or "
+                  "its port is not published.",
+                  listen_fix),
+    "DD207": Seen(lambda r, a: _v1_only(r),
+                  lambda a: f"{a} is a v1-only registry",
+                  lambda a: f"{a} speaks only the v1 registry API, which this docker no longer uses.",
+                  v2_registry_fix),
+    "DD210": Seen(lambda r, a: _not_a_registry(r),
+                  lambda a: f"{a} is not a registry",
+                  lambda a: f"Something accepts connections on {a}, but it does not answer as a docker registry.",
+                  port_owner_fix),
+    "DD212": Seen(lambda r, a: r.tcp_error if r.tcp == "dns" else None,
+                  lambda a: f"{a.host} does not resolve",
+                  lambda a: f"This host cannot resolve {a.host}.",
+                  lambda a: resolve_fix(a.host),
+                  lambda a: {"registry": str(a), "host": a.host}),
+}
 
 # ============================================================================ DD201
 
@@ -43,7 +75,8 @@ from dockerdoctor.rules_support import short
 @rule("DD201", "registry-refused", category="endpoint", severity=Severity.ERROR,
       title="Nothing accepts connections on the registry's port")
 def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                     docker_journal: Journal | None = None) -> Iterator[Finding]:
+                     docker_journal: Journal | None = None,
+                     journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The registry's host answered the TCP connection with a reset: nothing listens on that port
     (or a firewall rule rejects with a TCP reset).
 
@@ -58,16 +91,7 @@ def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: E
     Example:
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: connection refused
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD201", addr, rep, docker_journal,
-                              lambda r, a=addr: f"TCP connect to {a}: connection refused"
-                              if r.tcp == "refused" else None)
-        if ev:
-            yield finding(
-                "DD201", f"{addr} refuses connections",
-                f"Nothing accepts TCP connections on {addr}: the registry is down, listens elsewhere, or "
-                "its port is not published.",
-                evidence=ev, fix=listen_fix(addr), params=registry_params(addr))
+    yield from seen("DD201", SEEN["DD201"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD202
@@ -76,7 +100,8 @@ def registry_refused(target_registries: list[TargetRegistry], endpoint_probes: E
 @rule("DD202", "registry-filtered", category="endpoint", severity=Severity.ERROR,
       title="A firewall drops or rejects the registry's traffic")
 def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                      docker_journal: Journal | None = None) -> Iterator[Finding]:
+                      docker_journal: Journal | None = None,
+                      journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The TCP connection to the registry timed out, or came back "no route to host" / "network
     is unreachable": a packet filter on the way drops or rejects it.
 
@@ -94,7 +119,7 @@ def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: 
         Get "https://10.0.0.5:5000/v2/": dial tcp 10.0.0.5:5000: connect: no route to host
     """
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD202", addr, rep, docker_journal,
+        ev = probe_or_journal("DD202", addr, rep, journal_hits,
                               lambda r, a=addr: f"TCP connect to {a}: {r.tcp_error}"
                               if r.tcp in ("timeout", "unreachable") else None)
         if not ev:
@@ -113,7 +138,7 @@ def registry_filtered(target_registries: list[TargetRegistry], endpoint_probes: 
 @rule("DD203", "registry-plain-http", category="endpoint", severity=Severity.ERROR,
       title="The registry speaks plain HTTP where the daemon expects HTTPS")
 def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                        docker_journal: Journal | None = None,
+                        docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                         effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The registry answered a TLS ClientHello with an HTTP response: it serves plain HTTP, and
     this daemon does not list it in insecure-registries, so it only speaks HTTPS to it.
@@ -134,36 +159,37 @@ def registry_plain_http(target_registries: list[TargetRegistry], endpoint_probes
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
         if trusted(addr, effective_config):
             continue
-        ev = probe_or_journal("DD203", addr, rep, docker_journal,
+        ev = probe_or_journal("DD203", addr, rep, journal_hits,
                               lambda r: f"a TLS ClientHello got an HTTP answer; GET /v2/ over HTTP -> {r.http_status}"
                               if r.scheme == "http" else None)
         if not ev:
             continue
         planned = planned_entry(addr, effective_config)
         if planned is not None:
-            # The files already trust it; the running daemon started before that (DD107's case). Saying
-            # "it is not in insecure-registries" would contradict the file, and adding it again fixes nothing.
-            yield finding(
-                "DD203", f"{addr} speaks plain HTTP, and the running daemon does not use its entry yet",
-                f"{addr} serves plain HTTP. {planned} lists it as insecure, but the running dockerd started with "
-                "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
-                "until dockerd re-reads its configuration.",
-                evidence=ev,
-                fix=Fix("Reload dockerd so it uses the insecure-registries entry it already has",
-                        (ServiceAction("reload"),)),
-                params=registry_params(addr, pending=True),
-            )
+            yield _entry_pending(addr, planned, ev)
             continue
-        tls = tls_fix(addr, True)
         yield finding(
             "DD203", f"{addr} speaks plain HTTP",
             f"{addr} serves plain HTTP, and this daemon only speaks HTTPS to it (it is not in "
             "insecure-registries), so every push and pull fails.",
             evidence=ev,
-            fix=Fix(tls.summary, tls.operations, alternatives=(insecure_fix(addr, effective_config),),
-                    trust=Trust(str(addr), plain_http=True)),
+            fix=trust_fix(addr, effective_config, True, verify_by_probe=False),
             params=registry_params(addr),
         )
+
+
+def _entry_pending(addr: HostPort, planned: str, ev: list[Evidence]) -> Finding:
+    """The files already trust addr; the running daemon started before that (DD107's case). Saying "it is not
+    in insecure-registries" would contradict the file, and adding it again fixes nothing."""
+    return finding(
+        "DD203", f"{addr} speaks plain HTTP, and the running daemon does not use its entry yet",
+        f"{addr} serves plain HTTP. {planned} lists it as insecure, but the running dockerd started with "
+        "an older configuration and still speaks HTTPS to it (see DD107), so every push and pull fails "
+        "until dockerd re-reads its configuration.",
+        evidence=ev,
+        fix=reload_fix("Reload dockerd so it uses the insecure-registries entry it already has"),
+        params=registry_params(addr, pending=True),
+    )
 
 
 # ============================================================================ DD207
@@ -184,7 +210,8 @@ def _v1_only(rep: EndpointReport) -> str | None:
 @rule("DD207", "registry-legacy", category="endpoint", severity=Severity.ERROR,
       title="The registry only speaks the removed v1 API")
 def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                    docker_journal: Journal | None = None) -> Iterator[Finding]:
+                    docker_journal: Journal | None = None,
+                    journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The endpoint answers `/v1/_ping` like the old python docker-registry (0.x), but not the
     v2 API (`/v2/`), or it serves only schema1 manifests.
 
@@ -199,20 +226,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
     Example:
         GET /v2/ -> 404, GET /v1/_ping -> 200 "true" with X-Docker-Registry-Version: 0.9.1
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD207", addr, rep, docker_journal, _v1_only)
-        if not ev:
-            continue
-        yield finding(
-            "DD207", f"{addr} is a v1-only registry",
-            f"{addr} speaks only the v1 registry API, which this docker no longer uses.",
-            evidence=ev,
-            fix=Fix("Replace it with a v2 registry (registry:2) and move the images over",
-                    (RunCommand(("docker", "run", "-d", "--restart=always", "--name", "registry2",
-                                 "-p", f"{addr.port}:5000", "-v", "/var/lib/registry:/var/lib/registry", "registry:2"),
-                                "on the registry host, after stopping the old registry"),)),
-            params=registry_params(addr),
-        )
+    yield from seen("DD207", SEEN["DD207"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD208
@@ -221,7 +235,7 @@ def registry_legacy(target_registries: list[TargetRegistry], endpoint_probes: En
 @rule("DD208", "auth-required", category="endpoint", severity=Severity.ERROR,
       title="The registry requires login, and there are no usable credentials for it")
 def auth_required(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                  docker_journal: Journal | None = None) -> Iterator[Finding]:
+                  docker_journal: Journal | None = None, journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The registry answers /v2/ with 401, and the docker client configuration has no
     credentials for exactly that HOST:PORT (or the registry rejects them).
 
@@ -247,39 +261,42 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
             creds = rep.credentials
             if creds is not None and creds.found and rep.credentials_valid is not False:
                 continue
-            ev.append(probe_evidence(rep, f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
-                                     + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
+            ev.append(rep.evidence(f"GET /v2/ -> 401, WWW-Authenticate: {rep.auth_challenge or '?'}"
+                                   + (f' realm="{rep.auth_realm}"' if rep.auth_realm else "")))
             if creds is not None:
-                if not creds.config_exists:
-                    ev.append(Evidence(creds.config_path, "does not exist (never logged in as this user)"))
-                elif creds.found:
-                    why = "has credentials the registry rejects"
-                    ev.append(Evidence(creds.config_path, f"credentials for {addr} from {creds.source}"
-                                       + (f" ({creds.helper})" if creds.helper else "")
-                                       + (f", user {creds.username}" if creds.username else "")
-                                       + ": rejected with 401"))
-                elif creds.helper_missing:
-                    why = f"uses {creds.helper}, which is not installed"
-                    ev.append(Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
-                else:
-                    text = f"no entry for exactly {addr}"
-                    if creds.near_misses:
-                        text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
-                    if creds.helper:
-                        text += f"; {creds.helper} holds none"
-                    ev.append(Evidence(creds.config_path, text))
+                why, said = _credentials_say(addr, creds)
+                ev.append(said)
         else:
-            ev = journal_hits(docker_journal, "DD208", addr)
+            ev = journal_evidence(journal_hits, "DD208", addr)
             if not ev:
                 continue
         yield finding(
             "DD208", f"{addr} requires login",
             f"{addr} answers 401 (authentication required), and the docker client configuration {why}.",
             evidence=ev,
-            fix=Fix(f"Log in as the user who pushes: docker login {addr}",
-                    (RunCommand(("docker", "login", str(addr)), "stores the credentials under exactly this key"),)),
+            fix=login_fix(addr),
             params=registry_params(addr),
         )
+
+
+def _credentials_say(addr: HostPort, creds: CredentialInfo) -> tuple[str, Evidence]:
+    """(what the client configuration lacks, its evidence) for a registry that answers 401."""
+    if not creds.config_exists:
+        return "has no credentials for it", Evidence(creds.config_path, "does not exist (never logged in as this user)")
+    if creds.found:
+        return "has credentials the registry rejects", Evidence(
+            creds.config_path, f"credentials for {addr} from {creds.source}"
+            + (f" ({creds.helper})" if creds.helper else "") + (f", user {creds.username}" if creds.username else "")
+            + ": rejected with 401")
+    if creds.helper_missing:
+        return (f"uses {creds.helper}, which is not installed",
+                Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
+    text = f"no entry for exactly {addr}"
+    if creds.near_misses:
+        text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
+    if creds.helper:
+        text += f"; {creds.helper} holds none"
+    return "has no credentials for it", Evidence(creds.config_path, text)
 
 
 # ============================================================================ DD210
@@ -305,7 +322,7 @@ def _not_a_registry(rep: EndpointReport) -> list[str] | None:
 @rule("DD210", "not-a-registry", category="endpoint", severity=Severity.ERROR,
       title="Something answers on the port, but not as a registry")
 def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                   docker_journal: Journal | None = None) -> Iterator[Finding]:
+                   docker_journal: Journal | None = None, journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """A server accepts the connection, but speaks neither TLS nor HTTP, or answers HTTP without
     the registry API (`/v2/` is neither 200 nor 401, and `/v1/_ping` does not answer either).
 
@@ -322,18 +339,7 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
     Example:
         Get "https://10.0.0.5:5000/v2/": EOF
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD210", addr, rep, docker_journal, _not_a_registry)
-        if not ev:
-            continue
-        yield finding(
-            "DD210", f"{addr} is not a registry",
-            f"Something accepts connections on {addr}, but it does not answer as a docker registry.",
-            evidence=ev,
-            fix=Fix("Find what owns the port on the registry host, and use the registry's real port",
-                    (RunCommand(("ss", "-ltnp", f"sport = :{addr.port}"), "on the registry host"),)),
-            params=registry_params(addr),
-        )
+    yield from seen("DD210", SEEN["DD210"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD211
@@ -342,7 +348,8 @@ def not_a_registry(target_registries: list[TargetRegistry], endpoint_probes: End
 @rule("DD211", "upload-too-large", category="endpoint", severity=Severity.ERROR,
       title="A proxy in front of the registry rejects large uploads (413)")
 def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[str, E2EResult] | None = None,
-                     docker_journal: Journal | None = None) -> Iterator[Finding]:
+                     docker_journal: Journal | None = None,
+                     journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """A reverse proxy in front of the registry answers `413 Request Entity Too Large` to a layer
     upload: small blobs and manifests go through, big layers do not.
 
@@ -369,30 +376,29 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
             passed_on(f"{addr}: a real test push (--e2e) got no 413")
         elif mentioned(docker_journal, None, addr):
             passed_on(f"{addr}: the docker journal names it, with no 413 from a proxy")
-        ev: list[Evidence] = []
         res = (e2e_results or {}).get(str(addr))
-        if res is not None:
-            step = next((s for s in res.steps if s.status == 413), None)
-            if step is None:
-                continue
-            ev.append(Evidence(f"e2e push to {addr}", f"{step.name}: {step.detail}"))
-            if res.server_header:
-                ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
-        else:
-            ev = journal_hits(docker_journal, "DD211", addr)
-            if not ev:
-                continue
+        ev = _got_413(addr, res) if res is not None else journal_evidence(journal_hits, "DD211", addr)
+        if not ev:
+            continue
         yield finding(
             "DD211", f"A proxy in front of {addr} rejects large uploads",
             f"Uploads to {addr} above a size limit get 413 Request Entity Too Large from a proxy in front of "
             "the registry, so layers larger than the limit never push.",
             evidence=ev,
-            fix=Fix("Lift the proxy's body size limit for the registry (nginx: client_max_body_size 0;)",
-                    (RunCommand(("nginx", "-s", "reload"),
-                                "after setting client_max_body_size 0; chunked_transfer_encoding on; "
-                                "proxy_request_buffering off; in the registry's server block"),)),
+            fix=upload_limit_fix(),
             params=registry_params(addr),
         )
+
+
+def _got_413(addr: HostPort, res: E2EResult) -> list[Evidence]:
+    """The test push's step that got 413 (and the server that answered), or []."""
+    step = next((s for s in res.steps if s.status == 413), None)
+    if step is None:
+        return []
+    ev = [Evidence(f"e2e push to {addr}", f"{step.name}: {step.detail}")]
+    if res.server_header:
+        ev.append(Evidence(f"e2e push to {addr}", f"Server: {res.server_header}"))
+    return ev
 
 
 # ============================================================================ DD212
@@ -401,7 +407,8 @@ def upload_too_large(target_registries: list[TargetRegistry], e2e_results: dict[
 @rule("DD212", "registry-name-unresolved", category="endpoint", severity=Severity.ERROR,
       title="The registry's host name does not resolve")
 def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                             docker_journal: Journal | None = None) -> Iterator[Finding]:
+                             docker_journal: Journal | None = None,
+                             journal_hits: JournalHits | None = None) -> Iterator[Finding]:
     """The registry's name has no address in this host's resolver (DNS, /etc/hosts).
 
     Why it happens: an internal name that only some hosts know, a typo in the image tag, or a
@@ -413,11 +420,7 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
     Example:
         Get "https://registry.internal:5000/v2/": dial tcp: lookup registry.internal on 127.0.0.53:53: no such host
     """
-    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
-        ev = probe_or_journal("DD212", addr, rep, docker_journal, lambda r: r.tcp_error if r.tcp == "dns" else None)
-        if ev:
-            yield finding("DD212", f"{addr.host} does not resolve", f"This host cannot resolve {addr.host}.",
-                          evidence=ev, fix=resolve_fix(addr.host), params={"registry": str(addr), "host": addr.host})
+    yield from seen("DD212", SEEN["DD212"], target_registries, endpoint_probes, docker_journal, journal_hits)
 
 
 # ============================================================================ DD213 (--e2e)
@@ -427,6 +430,7 @@ def registry_name_unresolved(target_registries: list[TargetRegistry], endpoint_p
       title="A real push / pull round trip to the registry fails")
 def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: dict,
                          endpoint_probes: EndpointProbes | None = None, docker_journal: Journal | None = None,
+                         journal_hits: JournalHits | None = None,
                          effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """`check --e2e` pushed a tiny generated image (a blob monolithically, one in chunks, a 2 MiB
     one in a single PATCH, a manifest), pulled it back and verified every digest, then deleted it.
@@ -447,54 +451,65 @@ def e2e_roundtrip_failed(target_registries: list[TargetRegistry], e2e_results: d
     Example:
         layer 96 KiB (chunked): PATCH chunk 1 -> 500 Internal Server Error: {"errors":[{"code":"UNKNOWN"...
     """
-    addrs = targets(target_registries)
-    for addr in addrs:
+    for addr in targets(target_registries):
         res = e2e_results.get(str(addr))
         if res is None:
             continue
         where = f"e2e round trip to {addr} (repository {res.repo}, {res.seconds:.2f} s)"
-        if res.ok:
-            if res.delete == "unsupported":
-                yield Finding(
-                    "DD406", Severity.INFO, f"{addr}: deletes are disabled",
-                    f"The registry refused to delete the probe image (405 UNSUPPORTED); it stays under "
-                    f"{res.repo}:{res.tag}. Enable deletes (REGISTRY_STORAGE_DELETE_ENABLED=true) to clean up, "
-                    "and delete by digest.",
-                    evidence=[Evidence(where, next((s.detail for s in res.steps if "DELETE" in s.name), ""))],
-                    params={"registry": str(addr), "repository": res.repo, "tag": res.tag},
-                )
-            rep = (endpoint_probes or {}).get(str(addr))
-            client_fault = None
-            if isinstance(rep, EndpointReport) and insecure_entry(addr, effective_config) is None:
-                if rep.scheme == "http":
-                    client_fault = "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
-                elif rep.scheme == "https" and rep.tls_error:
-                    client_fault = f"the daemon would reject its certificate: {rep.tls_detail}"
-            if client_fault is None and docker_journal is not None:
-                for hit in reversed(kb_hits(docker_journal)):
-                    if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
-                        client_fault = f"the docker journal shows: {short(hit.line, 160)}"
-                        break
-            if client_fault:
-                yield finding(
-                    "DD213", f"{addr} accepts pushes; the daemon's configuration is at fault",
-                    f"A real push and pull from this host to {addr} work, so the registry is healthy; the daemon "
-                    f"fails because {client_fault}.",
-                    severity=Severity.INFO,
-                    evidence=[Evidence(where, "push, pull back and digest checks passed")],
-                    params={"registry": str(addr), "fault": "client"},
-                )
+        if not res.ok:
+            yield from _server_fault(addr, res, where)
             continue
-        step = res.failed_step
-        if step is not None and step.status in (401, 413):
-            continue  # DD208 (no usable credentials) and DD211 (body limit) report these
-        detail = f"{step.name} -> {step.detail}" if step else (res.error or "failed")
-        yield finding(
-            "DD213", f"A real push to {addr} fails at: {step.name if step else 'connecting'}",
-            f"The end-to-end round trip to {addr} failed: {detail}. The fault is on the registry's side "
-            "(or between), not in this daemon's configuration.",
-            evidence=[Evidence(where, short(detail, 300))]
-            + ([Evidence(where, f"Server: {res.server_header}")] if res.server_header else []),
-            params={"registry": str(addr), "step": step.name if step else None,
-                    "status": step.status if step else None, "fault": "server"},
-        )
+        if res.delete == "unsupported":
+            yield _deletes_disabled(addr, res, where)
+        client_fault = _client_fault(addr, (endpoint_probes or {}).get(str(addr)), effective_config, journal_hits)
+        if client_fault:
+            yield finding(
+                "DD213", f"{addr} accepts pushes; the daemon's configuration is at fault",
+                f"A real push and pull from this host to {addr} work, so the registry is healthy; the daemon "
+                f"fails because {client_fault}.",
+                severity=Severity.INFO,
+                evidence=[Evidence(where, "push, pull back and digest checks passed")],
+                params={"registry": str(addr), "fault": "client"},
+            )
+
+
+def _deletes_disabled(addr: HostPort, res: E2EResult, where: str) -> Finding:
+    """DD406 as the round trip sees it (its own rule reads the registry's log)."""
+    return Finding(
+        "DD406", Severity.INFO, f"{addr}: deletes are disabled",
+        f"The registry refused to delete the probe image (405 UNSUPPORTED); it stays under "
+        f"{res.repo}:{res.tag}. Enable deletes (REGISTRY_STORAGE_DELETE_ENABLED=true) to clean up, "
+        "and delete by digest.",
+        evidence=[Evidence(where, next((s.detail for s in res.steps if "DELETE" in s.name), ""))],
+        params={"registry": str(addr), "repository": res.repo, "tag": res.tag},
+    )
+
+
+def _client_fault(addr: HostPort, rep: EndpointReport | None, cfg: EffectiveConfig | None,
+                  hits: JournalHits | None) -> str | None:
+    """Why this daemon fails against a registry that a real round trip shows healthy, or None."""
+    if isinstance(rep, EndpointReport) and insecure_entry(addr, cfg) is None:
+        if rep.scheme == "http":
+            return "it speaks plain HTTP and the daemon expects HTTPS (DD203)"
+        if rep.scheme == "https" and rep.tls_error:
+            return f"the daemon would reject its certificate: {rep.tls_detail}"
+    for hit in reversed(hits.hits if hits is not None else []):
+        if hit.params.get("host") == addr.host and hit.params.get("port") in (None, addr.port):
+            return f"the docker journal shows: {short(hit.line, 160)}"
+    return None
+
+
+def _server_fault(addr: HostPort, res: E2EResult, where: str) -> Iterator[Finding]:
+    step = res.failed_step
+    if step is not None and step.status in (401, 413):
+        return  # DD208 (no usable credentials) and DD211 (body limit) report these
+    detail = f"{step.name} -> {step.detail}" if step else (res.error or "failed")
+    yield finding(
+        "DD213", f"A real push to {addr} fails at: {step.name if step else 'connecting'}",
+        f"The end-to-end round trip to {addr} failed: {detail}. The fault is on the registry's side "
+        "(or between), not in this daemon's configuration.",
+        evidence=[Evidence(where, short(detail, 300))]
+        + ([Evidence(where, f"Server: {res.server_header}")] if res.server_header else []),
+        params={"registry": str(addr), "step": step.name if step else None,
+                "status": step.status if step else None, "fault": "server"},
+    )

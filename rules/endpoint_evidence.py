@@ -9,17 +9,20 @@ that rule for that address. `probe_or_journal` is that question, once.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from dockerdoctor.engine import basis_count, passed_on
+from dockerdoctor.engine import basis_count, finding, passed_on
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import RegistryContainer, published_endpoints
 from dockerdoctor.facts.daemon import DEFAULT_INSECURE_CIDRS, EffectiveConfig, trusted_as_insecure
 from dockerdoctor.facts.host import Journal, TargetRegistry
-from dockerdoctor.model import Evidence
+from dockerdoctor.facts.registry_containers import RegistryContainer, published_endpoints
+from dockerdoctor.knowledge.events import filter_hits
+from dockerdoctor.knowledge.journal import JournalHits
+from dockerdoctor.model import Evidence, Finding, Fix
 from dockerdoctor.net import HostPort
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 NO_SOURCE = ("no live probe of the registry (a snapshot, network probes off, a daemon on another host, or a "
              "daemon in another network namespace without root to enter it: a live report's last line says "
@@ -31,7 +34,7 @@ def registry_params(addr: HostPort, **extra: Any) -> dict[str, Any]:
     return {"registry": str(addr), "host": addr.host, "port": addr.port, **extra}
 
 
-def probe_or_journal(rule_id: str, addr: HostPort, rep: EndpointReport | None, journal: Journal | None,
+def probe_or_journal(rule_id: str, addr: HostPort, rep: EndpointReport | None, hits: JournalHits | None,
                      says: Callable[[EndpointReport], str | Sequence[str] | None]) -> list[Evidence]:
     """Evidence that `rule_id` holds for `addr`: with a live probe, what `says(probe)` tells (its text, or
     None when the probe shows the rule does not apply); without one, the journal lines the knowledge
@@ -40,8 +43,30 @@ def probe_or_journal(rule_id: str, addr: HostPort, rep: EndpointReport | None, j
         said = says(rep)
         if said is None:
             return []
-        return [probe_evidence(rep, t) for t in ([said] if isinstance(said, str) else said)]
-    return journal_hits(journal, rule_id, addr)
+        return [rep.evidence(t) for t in ([said] if isinstance(said, str) else said)]
+    return journal_evidence(hits, rule_id, addr)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A rule that is only "the probe shows it, else the journal does": what the probe shows (its text, or
+    None when it shows the rule does not apply), then the finding's title, message, fix and params."""
+
+    says: Callable[[EndpointReport, HostPort], str | Sequence[str] | None]
+    title: Callable[[HostPort], str]
+    message: Callable[[HostPort], str]
+    fix: Callable[[HostPort], Fix]
+    params: Callable[[HostPort], dict[str, Any]] = registry_params
+
+
+def seen(rule_id: str, row: Seen, target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None,
+         docker_journal: Journal | None, hits: JournalHits | None) -> Iterator[Finding]:
+    """The findings of a `Seen` rule, one per target where the probe or the journal shows it."""
+    for addr, rep in each_target(target_registries, endpoint_probes, docker_journal):
+        ev = probe_or_journal(rule_id, addr, rep, hits, lambda r, a=addr: row.says(r, a))  # type: ignore[misc]
+        if ev:
+            yield finding(rule_id, row.title(addr), row.message(addr), evidence=ev, fix=row.fix(addr),
+                          params=row.params(addr))
 
 
 def targets(target_registries: list[TargetRegistry]) -> list[HostPort]:
@@ -86,31 +111,11 @@ def planned_entry(addr: HostPort, cfg: EffectiveConfig | None) -> str | None:
     return None
 
 
-def probe_evidence(rep: EndpointReport, text: str) -> Evidence:
-    return Evidence(f"probe {rep.address} ({rep.seconds * 1000:.0f} ms)", text)
-
-
-def journal_hits(journal: Journal | None, rule_id: str, addr: HostPort) -> list[Evidence]:
-    """Lines of the docker journal that the knowledge base ties to rule_id for this registry."""
-    if journal is None:
+def journal_evidence(hits: JournalHits | None, rule_id: str, addr: HostPort) -> list[Evidence]:
+    """The last three lines of the docker journal that the knowledge base ties to rule_id for this registry."""
+    if hits is None:
         return []
-    from dockerdoctor.knowledge.events import filter_hits
-
-    out = []
-    for lineno, line, _m in filter_hits(kb_hits(journal), rule_id, addr):
-        out.append(Evidence(journal.source, short(line, 300), lineno))
-    return out[-3:]
-
-
-def kb_hits(journal: Journal) -> list[Any]:
-    """The knowledge base's hits in the journal, computed once per run (every DD2xx rule reads them)."""
-    cached = journal.__dict__.get("_dd_hits")
-    if cached is None:
-        from dockerdoctor.knowledge.events import recent_hits
-
-        cached = recent_hits(journal.lines)  # the last few of each kind: bounded memory
-        journal.__dict__["_dd_hits"] = cached
-    return cached
+    return [hits.evidence(short(line, 300), lineno) for lineno, line, _m in filter_hits(hits.hits, rule_id, addr)][-3:]
 
 
 def container_hits(registry_containers: list[RegistryContainer] | None, rule_id: str, addr: HostPort) -> list[Evidence]:
@@ -169,11 +174,4 @@ def mentioned(journal: Journal | None, registry_containers: list[RegistryContain
                 return True
         except Exception:  # noqa: BLE001 - a container we cannot read says nothing
             pass
-    if journal is None:
-        return False
-    cached = journal.__dict__.setdefault("_dd_mentions", {})
-    key = str(addr)
-    if key not in cached:
-        needles = (key, f"{addr.host}:{addr.port}") if addr.port else (key,)
-        cached[key] = any(n in line for line in journal.lines for n in needles)
-    return bool(cached[key])
+    return journal is not None and journal.names(addr)

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.facts import HostPort, is_ip
-from dockerdoctor.facts.containers import RegistryContainer
 from dockerdoctor.facts.daemon import EffectiveConfig
 from dockerdoctor.facts.host import CertsDir, Journal, TargetRegistry
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity, Trust
+from dockerdoctor.facts.registry_containers import RegistryContainer
+from dockerdoctor.knowledge.journal import JournalHits
+from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.probe.report import EndpointProbes, EndpointReport
 
 if TYPE_CHECKING:
@@ -19,21 +20,29 @@ if TYPE_CHECKING:
 from dockerdoctor.rules.endpoint_evidence import (
     container_hits,
     each_target,
-    journal_hits,
-    probe_evidence,
+    journal_evidence,
     registry_params,
     targets,
     trusted,
 )
 
 from dockerdoctor.fixes.recipes import insecure_fix
+from dockerdoctor.fixes.recipes.certs import (
+    cert_pairs_fix,
+    client_cert_fix,
+    install_ca_fix,
+    move_certs_dir_fix,
+    reissue_cert_fix,
+    rename_ca_fix,
+    renew_cert_fix,
+)
 
 # ============================================================================ DD204-DD206
 
 
 def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None,
-              docker_journal: Journal | None, effective_config: EffectiveConfig | None,
-              registry_containers: list[Any] | None = None
+              docker_journal: Journal | None, journal_hits: JournalHits | None,
+              effective_config: EffectiveConfig | None, registry_containers: list[Any] | None = None
               ) -> Iterator[tuple[HostPort, EndpointReport | None, list[Evidence]]]:
     for addr, rep in each_target(target_registries, endpoint_probes, docker_journal, registry_containers):
         if trusted(addr, effective_config):
@@ -42,14 +51,14 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
         if rep is not None:
             if rep.scheme != "https" or rep.tls_error != kind:
                 continue
-            ev.append(probe_evidence(rep, rep.tls_detail))
+            ev.append(rep.evidence(rep.tls_detail))
             if rep.leaf:
                 lf = rep.leaf
                 sans = ", ".join(lf["dns_names"] + lf["ip_addresses"]) or "none"
-                ev.append(probe_evidence(rep, f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
+                ev.append(rep.evidence(f"server certificate: CN={lf['subject_cn']}, SANs: {sans}, valid "
                                          f"{lf['not_before']} to {lf['not_after']}, issuer {lf['issuer']}"))
         else:
-            ev = journal_hits(docker_journal, rule_id, addr) or container_hits(registry_containers, rule_id, addr)
+            ev = journal_evidence(journal_hits, rule_id, addr) or container_hits(registry_containers, rule_id, addr)
             if not ev:
                 continue
         yield addr, rep, ev
@@ -58,7 +67,7 @@ def _tls_rule(rule_id: str, kind: str, target_registries: list[TargetRegistry], 
 @rule("DD204", "tls-unknown-authority", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate is not signed by a CA the daemon trusts")
 def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                          docker_journal: Journal | None = None,
+                          docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                           effective_config: EffectiveConfig | None = None,
                           registry_containers: list[RegistryContainer] | None = None) -> Iterator[Finding]:
     """The registry's certificate chain does not end in a CA that dockerd trusts: neither the
@@ -80,7 +89,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
         Get "https://10.0.0.5:5000/v2/": x509: certificate signed by unknown authority
     """
     for addr, rep, ev in _tls_rule("DD204", "unknown-authority", target_registries, endpoint_probes,
-                                   docker_journal, effective_config, registry_containers):
+                                   docker_journal, journal_hits, effective_config, registry_containers):
         ca_path = f"/etc/docker/certs.d/{addr}/ca.crt"
         have = rep.ca_files if rep is not None else []
         server_side = rep is None and all(e.source.startswith("docker logs ") for e in ev)
@@ -96,11 +105,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
             else f"{addr}: clients reject the registry's certificate", msg,
             severity=Severity.WARNING if server_side else Severity.ERROR,
             evidence=ev,
-            fix=Fix(f"Install the registry's CA certificate as {ca_path} (read on every push; no restart)",
-                    (RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
-                                "ca.crt: the CA that signed the registry's certificate (from the registry's "
-                                "admin, not fetched blindly from the server)"),),
-                    alternatives=(insecure_fix(addr, effective_config),), trust=Trust(str(addr))),
+            fix=install_ca_fix(addr, ca_path, insecure_fix(addr, effective_config)),
             params={**registry_params(addr), "file": ca_path},
         )
 
@@ -108,7 +113,7 @@ def tls_unknown_authority(target_registries: list[TargetRegistry], endpoint_prob
 @rule("DD205", "tls-name-mismatch", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate does not cover the name or IP used")
 def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                      docker_journal: Journal | None = None,
+                      docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                       effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The certificate's subjectAltName list does not contain the host name or IP address that
     images are tagged with, or the certificate has no SANs at all (CN only).
@@ -129,7 +134,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
         Get "https://10.0.0.5:5000/v2/": x509: certificate relies on legacy Common Name field, use SANs instead
     """
     for addr, rep, ev in _tls_rule("DD205", "name-mismatch", target_registries, endpoint_probes,
-                                   docker_journal, effective_config):
+                                   docker_journal, journal_hits, effective_config):
         covered = ""
         cn_only = False
         if rep is not None and rep.leaf:
@@ -145,12 +150,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
             "DD205", f"{addr}: the certificate does not cover {addr.host}",
             f"The certificate of {addr} {what}.",
             evidence=ev,
-            fix=Fix(f"Reissue the certificate with subjectAltName {kind}:{addr.host}",
-                    (RunCommand(("openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "365",
-                                 "-keyout", "domain.key", "-out", "domain.crt", "-subj", f"/CN={addr.host}",
-                                 "-addext", f"subjectAltName={kind}:{addr.host}"),
-                                "on the registry host: a self-signed certificate with the right SAN (or have your "
-                                "CA sign a CSR with it); then restart the registry and install the new ca.crt"),)),
+            fix=reissue_cert_fix(addr.host, kind),
             params={**registry_params(addr), "cn_only": cn_only},
         )
 
@@ -158,7 +158,7 @@ def tls_name_mismatch(target_registries: list[TargetRegistry], endpoint_probes: 
 @rule("DD206", "tls-expired", category="endpoint", severity=Severity.ERROR,
       title="The registry's certificate is expired or not yet valid")
 def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: EndpointProbes | None = None,
-                docker_journal: Journal | None = None,
+                docker_journal: Journal | None = None, journal_hits: JournalHits | None = None,
                 effective_config: EffectiveConfig | None = None) -> Iterator[Finding]:
     """The registry's certificate (or a CA in its chain) is outside its validity period as seen by
     this host's clock.
@@ -175,18 +175,14 @@ def tls_expired(target_registries: list[TargetRegistry], endpoint_probes: Endpoi
             current time 2026-11-27T22:23:43Z is after 2026-11-26T22:23:38Z
     """
     for addr, _rep, ev in _tls_rule("DD206", "expired", target_registries, endpoint_probes,
-                                   docker_journal, effective_config):
+                                   docker_journal, journal_hits, effective_config):
         before = any(" is before " in e.text for e in ev)
         yield finding(
             "DD206", f"{addr}: certificate {'not yet valid' if before else 'expired'}",
             (f"The certificate of {addr} is not valid yet by this host's clock: check the clock first."
              if before else f"The certificate of {addr} has expired."),
             evidence=ev,
-            fix=Fix("Check this host's clock, then renew the registry's certificate" if before
-                    else "Renew the registry's certificate and restart the registry",
-                    (RunCommand(("timedatectl",), "is the clock right and synchronised?"),
-                     RunCommand(("openssl", "x509", "-noout", "-dates", "-in", "domain.crt"),
-                                "on the registry host: the certificate's validity"))),
+            fix=renew_cert_fix(before),
             params={"registry": str(addr), "host": addr.host, "port": addr.port,
                     "not_yet_valid": before},
         )
@@ -241,74 +237,71 @@ def certs_dir_misplaced(target_registries: list[TargetRegistry], certs_d: dict[s
         /etc/docker/certs.d/10.0.0.5/ca.crt      (no port: ignored)
         /etc/docker/certs.d/10.0.0.5:5000/ca.pem (wrong extension: ignored)
     """
-    addrs = targets(target_registries)
-    for addr in addrs:
-        want = str(addr)
-        target_dir = f"/etc/docker/certs.d/{want}"
-        for name, cd in sorted(certs_d.items()):
-            why = _near_miss(name, addr)
-            if why is None:
-                continue
-            has_certs = [f for f in cd.files if f.endswith((".crt", ".pem", ".cer", ".cert", ".key"))]
-            if name.lower().startswith(("https:", "http:")):
-                has_certs = has_certs or ["(nested folder)"]
-            if not has_certs and not cd.files:
-                continue
-            src = f"/etc/docker/certs.d/{name}"
-            yield finding(
-                "DD209", f"certs.d/{name} is not read for {want}",
-                f"/etc/docker/certs.d/{name} {why}; dockerd ignores it for {want}.",
-                evidence=[Evidence(src, f"files: {', '.join(cd.files) or '(none)'}")],
-                fix=Fix(f"Move it to {target_dir}",
-                        (RunCommand(("mv", "-T", src, target_dir), "no restart needed"),)),
-                params={"registry": want, "folder": src, "file": src},
-            )
-        own = certs_d.get(want)
-        rep = (endpoint_probes or {}).get(want)
-        if isinstance(rep, EndpointReport) and rep.tls_error == "client-certificate" and not rep.certs_dir_error:
-            yield finding(
-                "DD209", f"{want} requires a client certificate that certs.d does not provide",
-                f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
-                f"{rep.tls_detail}.",
-                severity=Severity.ERROR,
-                evidence=[probe_evidence(rep, rep.tls_detail)],
-                fix=Fix(f"Install a client certificate the registry accepts as {target_dir}/client.cert + client.key",
-                        (RunCommand(("install", "-D", "-m", "0600", "client.key", f"{target_dir}/client.key"),
-                                    "the key first; then client.cert (signed by a CA the registry trusts, "
-                                    "with the clientAuth extended key usage)"),)),
-                params={"registry": want, "file": target_dir},
-            )
-        if own is None:
+    for addr in targets(target_registries):
+        rep = (endpoint_probes or {}).get(str(addr))
+        rep = rep if isinstance(rep, EndpointReport) else None
+        yield from _misplaced_dirs(addr, certs_d)
+        if rep is not None and rep.tls_error == "client-certificate" and not rep.certs_dir_error:
+            yield _client_cert_missing(addr, rep)
+        own = certs_d.get(str(addr))
+        if own is not None:
+            yield from _own_dir_problems(addr, own, rep)
+
+
+def _misplaced_dirs(addr: HostPort, certs_d: dict[str, CertsDir]) -> Iterator[Finding]:
+    """certs.d folders meant for addr under a name dockerd does not read for it."""
+    want = str(addr)
+    for name, cd in sorted(certs_d.items()):
+        why = _near_miss(name, addr)
+        if why is None:
             continue
-        error = rep.certs_dir_error if isinstance(rep, EndpointReport) else _pair_error(own.files)
-        if error:
+        has_certs = [f for f in cd.files if f.endswith((".crt", ".pem", ".cer", ".cert", ".key"))]
+        if name.lower().startswith(("https:", "http:")):
+            has_certs = has_certs or ["(nested folder)"]
+        if not has_certs and not cd.files:
+            continue
+        src = f"/etc/docker/certs.d/{name}"
+        yield finding(
+            "DD209", f"certs.d/{name} is not read for {want}",
+            f"/etc/docker/certs.d/{name} {why}; dockerd ignores it for {want}.",
+            evidence=[Evidence(src, f"files: {', '.join(cd.files) or '(none)'}")],
+            fix=move_certs_dir_fix(src, f"/etc/docker/certs.d/{want}"),
+            params={"registry": want, "folder": src, "file": src},
+        )
+
+
+def _client_cert_missing(addr: HostPort, rep: EndpointReport) -> Finding:
+    want, target_dir = str(addr), f"/etc/docker/certs.d/{addr}"
+    return finding(
+        "DD209", f"{want} requires a client certificate that certs.d does not provide",
+        f"The registry at {want} refused the TLS handshake over the client certificate (mutual TLS): "
+        f"{rep.tls_detail}.",
+        severity=Severity.ERROR,
+        evidence=[rep.evidence(rep.tls_detail)],
+        fix=client_cert_fix(target_dir),
+        params={"registry": want, "file": target_dir},
+    )
+
+
+def _own_dir_problems(addr: HostPort, own: CertsDir, rep: EndpointReport | None) -> Iterator[Finding]:
+    """certs.d/HOST:PORT itself: a client pair dockerd refuses, and CA files under names it never reads."""
+    want, target_dir = str(addr), f"/etc/docker/certs.d/{addr}"
+    error = rep.certs_dir_error if rep is not None else own.pair_error()
+    if error:
+        yield finding(
+            "DD209", f"certs.d/{want}: {error.split('.')[0]}",
+            f"dockerd fails every push and pull to {want} with: {error}",
+            severity=Severity.ERROR,
+            evidence=[Evidence(target_dir, f"files: {', '.join(own.files)}")],
+            fix=cert_pairs_fix(target_dir),
+            params={"registry": want, "file": target_dir},
+        )
+    for f in own.files:
+        if f.endswith((".pem", ".cer", ".ca", ".crt.txt", ".der")) and not f.endswith(".crt"):
             yield finding(
-                "DD209", f"certs.d/{want}: {error.split('.')[0]}",
-                f"dockerd fails every push and pull to {want} with: {error}",
-                severity=Severity.ERROR,
-                evidence=[Evidence(target_dir, f"files: {', '.join(own.files)}")],
-                fix=Fix("Give each NAME.cert its NAME.key (client certificates), and name CA files *.crt",
-                        (RunCommand(("ls", "-l", target_dir), "a CA certificate must end in .crt, not .cert"),)),
-                params={"registry": want, "file": target_dir},
+                "DD209", f"certs.d/{want}/{f} is never read",
+                f"dockerd reads only *.crt files as CAs; {target_dir}/{f} is ignored.",
+                evidence=[Evidence(f"{target_dir}/{f}", "ignored file name")],
+                fix=rename_ca_fix(target_dir, f),
+                params={"registry": want, "file": f"{target_dir}/{f}"},
             )
-        for f in own.files:
-            if f.endswith((".pem", ".cer", ".ca", ".crt.txt", ".der")) and not f.endswith(".crt"):
-                yield finding(
-                    "DD209", f"certs.d/{want}/{f} is never read",
-                    f"dockerd reads only *.crt files as CAs; {target_dir}/{f} is ignored.",
-                    evidence=[Evidence(f"{target_dir}/{f}", "ignored file name")],
-                    fix=Fix(f"Rename it to {target_dir}/ca.crt (PEM format)",
-                            (RunCommand(("mv", f"{target_dir}/{f}", f"{target_dir}/ca.crt"),
-                                        "for a DER file: openssl x509 -inform der -in F -out ca.crt"),)),
-                    params={"registry": want, "file": f"{target_dir}/{f}"},
-                )
-
-
-def _pair_error(files: list[str]) -> str | None:
-    for f in files:
-        if f.endswith(".cert") and f[:-5] + ".key" not in files:
-            return (f"missing key {f[:-5]}.key for client certificate {f}. "
-                    "Note that CA certificates should use the extension .crt")
-        if f.endswith(".key") and f[:-4] + ".cert" not in files:
-            return f"Missing client certificate {f[:-4]}.cert for key {f}"
-    return None

@@ -11,8 +11,9 @@ from dockerdoctor.facts.daemon import DaemonJson, DockerdProcess
 from dockerdoctor.facts.dockerhost import DockerHost, EngineAnswer, OtherDockerd
 from dockerdoctor.facts.host import DockerSocket, Journal
 from dockerdoctor.facts.systemd import SystemdUnitState, UnitModel
+from dockerdoctor.fixes.recipes.daemon import docker_group_fix
 from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.safetext import short
 
 FAILURE = re.compile(
     r"failed to start daemon|unable to configure the Docker daemon|Error starting daemon|unknown flag|"
@@ -37,7 +38,7 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
                        engine_answer: EngineAnswer | None = None, docker_unit: UnitModel | None = None,
                        systemd_state: SystemdUnitState | None = None, docker_journal: Journal | None = None,
                        daemon_json: DaemonJson | None = None, other_dockerds: list[OtherDockerd] | None = None,
-                       ) -> Iterator[Finding]:
+                       runtimes: list | None = None) -> Iterator[Finding]:
     """No Docker Engine answers on the socket this run inspects: --docker-host, else DOCKER_HOST,
     else the current docker context, else /var/run/docker.sock. Live, the socket itself is asked
     (other dockerds serving other sockets do not count, and are listed as information); a snapshot
@@ -47,6 +48,10 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
     How to fix: fix the reason the journal names, then `systemctl start docker` (`journalctl -u docker
     -n 50` shows the whole story); on a host without systemd, start dockerd the way that host starts
     services. If you meant another daemon, name its socket with --docker-host.
+
+    Not applicable (skipped) where docker is not installed: no docker unit, journal, socket or dockerd, as on
+    a Kubernetes node on containerd or CRI-O, a k3s node or a podman host; a daemon.json left from before
+    does not make it one.
 
     Example:
         docker.service: Failed with result 'exit-code'.
@@ -60,15 +65,7 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         if engine_answer.why == "permission denied":
             raise Skip(f"{host.url}: permission denied, so whether a daemon answers is unknown (see DD502)")
         if host.remote:
-            yield finding(
-                "DD501", f"No Docker Engine answers at {host.url}",
-                f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
-                "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
-                evidence=[Evidence(engine_answer.source, engine_answer.detail or engine_answer.why)],
-                fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
-                        "another daemon with --docker-host"),
-                params={"socket": host.url, "why": engine_answer.why, "reason": ""},
-            )
+            yield _remote_down(host, engine_answer)
             return
         seen = _NO_ANSWER.get(engine_answer.why, "{path}: " + (engine_answer.detail or engine_answer.why))
         seen = seen.format(path=host.path)
@@ -85,27 +82,68 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
             seen = f"systemd says docker.service is {state} (the snapshot has no process list)"
     others = [o for o in other_dockerds or [] if o.pid != (dockerd_process.pid if dockerd_process else None)]
     unit_matters = host.is_default and (docker_unit is not None or systemd_state is not None)
-    if not unit_matters and host.chosen_by == "default" and not others and docker_journal is None and not (
-            daemon_json and daemon_json.exists) and seen.endswith("does not exist"):
-        raise Skip("docker does not seem to be installed here (no unit, no daemon.json, no socket, no dockerd)")
+    _skip_without_docker(host, unit_matters, bool(others), docker_journal, daemon_json,
+                         engine_answer is None or seen.endswith("does not exist"), runtimes)
+    yield _local_down(host, seen, engine_answer, systemd_state if unit_matters else None,
+                      docker_journal if unit_matters else None, others, unit_matters)
+
+
+def _local_down(host: DockerHost, seen: str, engine_answer: EngineAnswer | None, unit_state: SystemdUnitState | None,
+                journal: Journal | None, others: list[OtherDockerd], unit_matters: bool) -> Finding:
+    """Nothing serves this host's socket: what was seen, docker.service's state and the journal's reason
+    (`unit_state` and `journal` only when the unit is this socket's), and the other dockerds."""
+    state = unit_state.active_state if unit_state else None
     evidence: list[Evidence] = [Evidence(engine_answer.source if engine_answer else "process table", seen)]
-    if unit_matters and systemd_state is not None and state:
-        evidence.append(Evidence(systemd_state.source,
-                                 f"ActiveState={state} SubState={systemd_state.get('SubState') or '?'}"))
-    reason = ""
-    if unit_matters and docker_journal is not None:
-        reason = _journal_reason(docker_journal, evidence)
-    for o in others:
-        hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
-        evidence.append(Evidence(o.source or "process table", f"info: {o.describe()}, not {host.url}{hint}"))
+    if unit_state is not None and state:
+        evidence.append(unit_state.evidence(f"ActiveState={state} SubState={unit_state.get('SubState') or '?'}"))
+    reason = _journal_reason(journal, evidence) if journal is not None else ""
+    evidence += _others_evidence(host, others)
     message = f"Nothing answers on {host.url} ({host.chosen_by}): {seen}."
-    if unit_matters and systemd_state is not None:
+    if unit_state is not None:
         message += " docker.service is " + (state or "not running") + (f": {reason}" if reason else ".")
-    yield finding(
+    return finding(
         "DD501", f"No Docker daemon answers on {host.url}", message,
-        evidence=evidence, fix=_start_fix(host, unit_matters, systemd_state is not None, reason),
+        evidence=evidence, fix=_start_fix(host, unit_matters, unit_state is not None, reason),
         params={"reason": reason, "socket": host.url, "why": engine_answer.why if engine_answer else "not running"},
     )
+
+
+def _skip_without_docker(host: DockerHost, unit_matters: bool, others: bool, journal: Journal | None,
+                         daemon_json: DaemonJson | None, no_socket: bool, runtimes: list | None) -> None:
+    """Skip where docker is not installed: nothing of it but perhaps a daemon.json, and (for that case)
+    another client of the registry pulls on this host."""
+    if unit_matters or host.chosen_by != "default" or others or journal is not None or not no_socket:
+        return
+    pullers = sorted({getattr(r, "display", "?") for r in runtimes or [] if not getattr(r, "name", "").startswith(
+        "dockerd")})
+    through = f"; this host pulls through {', '.join(pullers)}" if pullers else ""
+    if not (daemon_json and daemon_json.exists):
+        raise Skip(f"docker does not seem to be installed here (no unit, no daemon.json, no socket, no dockerd)"
+                   f"{through}")
+    if pullers:
+        raise Skip(f"not applicable: no docker unit, journal, socket or dockerd here, only {daemon_json.path}"
+                   f"{through}")
+
+
+def _remote_down(host: DockerHost, engine_answer: EngineAnswer) -> Finding:
+    return finding(
+        "DD501", f"No Docker Engine answers at {host.url}",
+        f"The daemon at {host.url} ({host.chosen_by}) did not answer: {engine_answer.detail}. It is not "
+        "a local socket, so this host's unit, journal and daemon.json are not taken as its own.",
+        evidence=[engine_answer.evidence()],
+        fix=Fix(f"Check that the daemon at {host.url} runs and that this host may reach it, or name "
+                "another daemon with --docker-host"),
+        params={"socket": host.url, "why": engine_answer.why, "reason": ""},
+    )
+
+
+def _others_evidence(host: DockerHost, others: list[OtherDockerd]) -> list[Evidence]:
+    """Other dockerds on this host, for information (with the --docker-host that inspects each)."""
+    out = []
+    for o in others:
+        hint = next((f"; --docker-host {s} inspects it" for s in o.reachable or []), "")
+        out.append(o.evidence(f"info: {o.describe()}, not {host.url}{hint}"))
+    return out
 
 
 def _journal_reason(journal: Journal, evidence: list[Evidence]) -> str:
@@ -119,7 +157,7 @@ def _journal_reason(journal: Journal, evidence: list[Evidence]) -> str:
         distinct.pop(line.split("]: ", 1)[-1], None)
         distinct[line.split("]: ", 1)[-1]] = (lineno, line)
     for lineno, line in list(distinct.values())[-3:]:
-        evidence.append(Evidence(journal.source, short(line, 300), lineno))
+        evidence.append(journal.evidence(short(line, 300), lineno))
     return short(specific[-1][1].split("]: ", 1)[-1], 200) if specific else ""
 
 
@@ -166,16 +204,13 @@ def docker_socket_denied(docker_socket: DockerSocket) -> Iterator[Finding]:
         group = str(s.gid)
     alternatives: tuple[Fix, ...] = ()
     if s.gid not in (None, 0):
-        alternatives = (Fix(f"Add {user} to the {group} group (root-equivalent)",
-                            (RunCommand(("usermod", "-aG", group, user)),),
-                            warnings=(f"Members of the {group} group can become root on this host; "
-                                      "add only trusted users, then log in again.",)),)
+        alternatives = (docker_group_fix(user, group),)
     reason = (f"{user} is not in that group" if s.gid not in (None, 0)
               else "only root can use it (dockerd's `group` setting, default docker, decides the socket's group)")
     yield finding(
         "DD502", f"{user} cannot use {s.path}",
         f"{s.path} is mode {oct(s.mode or 0)} group {group}, and {reason}.",
-        evidence=[Evidence(s.path, f"mode {oct(s.mode or 0)}, group {group}; uid {s.uid}")],
+        evidence=[s.evidence(f"mode {oct(s.mode or 0)}, group {group}; uid {s.uid}")],
         fix=Fix("Use sudo for docker commands", alternatives=alternatives),
         params={"user": user, "group": group},
     )

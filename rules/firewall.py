@@ -11,8 +11,10 @@ from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.netfilter import FilterRule, PacketFilter
 from dockerdoctor.facts.ports import RegistryListener
 from dockerdoctor.facts.selinux import SelinuxStatus
-from dockerdoctor.fixes.recipes import RESTART_WARNING, allow_port_ops, open_port_ops
-from dockerdoctor.model import EnvFileSet, Evidence, Finding, Fix, RunCommand, ServiceAction, Severity
+from dockerdoctor.fixes.recipes import open_port_ops
+from dockerdoctor.fixes.recipes.firewall import allow_port_fix, docker_chains_fix, start_firewalld_fix
+from dockerdoctor.fixes.recipes.selinux import selinux_permissive_fix
+from dockerdoctor.model import Evidence, Finding, Fix, Severity
 
 
 def _zones_for(fw: FirewalldState, bind_ip: str, addrs: list[IfAddr] | None) -> list[tuple[str, str]]:
@@ -80,10 +82,10 @@ def firewalld_port_closed(firewalld: FirewalldState, registry_listeners: list[Re
         for zone, why in _zones_for(fw, lst.bind_ip, interface_addresses):
             rt = fw.port(zone, lst.port)
             pm = fw.port(zone, lst.port, permanent=True)
-            ev = [Evidence(lst.evidence_source, f"{lst.owner}: {lst.evidence_text}"),
+            ev = [lst.evidence(f"{lst.owner}: {lst.evidence_text}"),
                   Evidence(fw.runtime_source or fw.state_source, f"runtime: {rt.how}"),
                   Evidence(fw.permanent_source or "permanent configuration", f"permanent: {pm.how}"),
-                  Evidence(fw.state_source, why)]
+                  fw.evidence(why)]
             params = {"zone": zone, "port": lst.port, "how": lst.how, "owner": lst.owner,
                       "runtime_open": rt.open, "permanent_open": pm.open}
             if lst.how == "published":
@@ -126,7 +128,7 @@ def _published(fw: FirewalldState, lst: RegistryListener, zone: str, rt: PortVer
     if rt.open is not False:
         return
     if fw.backend == "iptables":
-        ev.append(Evidence(fw.backend_source, f"FirewallBackend={fw.backend}", fw.backend_line))
+        ev.append(fw.backend_evidence())
         yield finding(
             "DD301", f"firewalld's iptables backend can drop docker's rule for port {lst.port}",
             f"{lst.owner} publishes port {lst.port}, which zone {zone} does not open. Docker's own "
@@ -140,7 +142,7 @@ def _published(fw: FirewalldState, lst: RegistryListener, zone: str, rt: PortVer
                                                 and lst.port not in packet_filter.docker_dnat_ports)):
         what = ("no DOCKER chain" if not packet_filter.docker_chains
                 else f"no DNAT rule for port {lst.port} in docker's DOCKER chain")
-        ev.append(Evidence(", ".join(packet_filter.sources), what))
+        ev.append(packet_filter.evidence(what))
         yield finding(
             "DD301", f"Docker's rules are gone, so zone {zone} blocks published port {lst.port}",
             f"{lst.owner} publishes port {lst.port}, but the ruleset has {what}: firewalld flushed "
@@ -148,13 +150,7 @@ def _published(fw: FirewalldState, lst: RegistryListener, zone: str, rt: PortVer
             f"only when it is connected to firewalld over D-Bus). Zone {zone} does not open the port, "
             "so clients are rejected.",
             evidence=ev,
-            fix=Fix("Restart docker, which re-creates its chains and port rules",
-                    (ServiceAction("restart"),),
-                    warnings=(RESTART_WARNING,
-                              "Start firewalld before docker (docker.service After=firewalld.service) "
-                              "so that the next reload does not flush them again."),
-                    alternatives=(Fix(f"Or open {lst.port}/tcp in zone {zone}",
-                                      open_port_ops(zone, lst.port, True, True)),)),
+            fix=docker_chains_fix(zone, lst.port),
             params=params)
     else:
         yield finding(
@@ -197,6 +193,19 @@ def _reject_effect(r: FilterRule) -> str:
     return "rejected with an ICMP prohibited message: clients see 'connect: no route to host'"
 
 
+def _rulesets(packet_filter: PacketFilter, fw_running: bool) -> dict[tuple[str, str, str], list[FilterRule]]:
+    """The input rules by ruleset (nftables table, or iptables / ufw as a whole), firewalld's own left out while
+    it runs (DD301 reads those)."""
+    groups: dict[tuple[str, str, str], list[FilterRule]] = {}
+    for r in packet_filter.rules:
+        if fw_running and (r.table == "firewalld" or r.chain.startswith(("IN_", "INPUT_direct", "INPUT_ZONES",
+                                                                         "filter_IN", "filter_INPUT"))):
+            continue  # firewalld's own rules: DD301
+        key = (r.backend, r.family, r.table) if r.backend == "nftables" else (r.backend, "", "")
+        groups.setdefault(key, []).append(r)
+    return groups
+
+
 @rule("DD302", "packet-filter-blocks-port", category="network", severity=Severity.ERROR,
       title="A packet filter rule blocks the registry port")
 def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: list[RegistryListener],
@@ -220,14 +229,7 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
     """
     if not registry_listeners:
         raise Skip("no registry listens on this host")
-    fw_running = firewalld is not None and firewalld.running
-    groups: dict[tuple[str, str, str], list[FilterRule]] = {}
-    for r in packet_filter.rules:
-        if fw_running and (r.table == "firewalld" or r.chain.startswith(("IN_", "INPUT_direct", "INPUT_ZONES",
-                                                                         "filter_IN", "filter_INPUT"))):
-            continue  # firewalld's own rules: DD301
-        key = (r.backend, r.family, r.table) if r.backend == "nftables" else (r.backend, "", "")
-        groups.setdefault(key, []).append(r)
+    groups = _rulesets(packet_filter, firewalld is not None and firewalld.running)
     for lst in registry_listeners:
         if lst.how != "host":
             continue  # published ports take docker's FORWARD path, not INPUT
@@ -242,10 +244,8 @@ def packet_filter_blocks_port(packet_filter: PacketFilter, registry_listeners: l
                 "DD302", f"{r.backend} {r.verdict}s registry port {lst.port}",
                 f"{lst.owner} listens on port {lst.port}, but {where} {r.verdict}s new connections to it "
                 f"({'the chain policy' if r.is_policy else 'a rule'}): {effect}.",
-                evidence=[Evidence(r.source, r.text, r.line), Evidence(lst.evidence_source, lst.evidence_text)],
-                fix=Fix(f"Accept {lst.port}/tcp in {where}", allow_port_ops(r, lst.port),
-                        warnings=("Save the ruleset where it is loaded at boot (/etc/nftables.conf, "
-                                  "/etc/sysconfig/iptables or netfilter-persistent), or it is gone after a reboot.",)),
+                evidence=[r.evidence(), lst.evidence(lst.evidence_text)],
+                fix=allow_port_fix(r, lst.port, where),
                 params={"port": lst.port, "backend": r.backend, "verdict": r.verdict, "reject_with": r.reject_with,
                         "chain": r.chain, "table": r.table},
             )
@@ -293,8 +293,6 @@ def protection_disabled(firewalld: FirewalldState | None = None,
         r.verdict in ("drop", "reject") and r.table != "firewalld" for r in packet_filter.rules)
     if firewalld is not None and not firewalld.running and not other_filter:
         zone = firewalld.default_zone or "public"
-        ops = tuple(RunCommand(("firewall-offline-cmd", f"--zone={zone}", f"--add-port={p}/tcp"),
-                               "open the registry port in the permanent configuration first") for p in ports)
         plural = "s" if len(ports) > 1 else ""
         where = (f"after opening the registry's port{plural} ({', '.join(map(str, ports))}/tcp) in zone {zone}"
                  if ports else "after opening, in its zone, every port this host must serve (no registry listens "
@@ -303,31 +301,27 @@ def protection_disabled(firewalld: FirewalldState | None = None,
             "DD306", "firewalld is installed but not running",
             f"firewalld is not running, so every port on this host is open to everyone. Start it {where}.",
             evidence=[Evidence(firewalld.state_source.split(":", 1)[0], "firewalld is not running")],
-            fix=Fix("Open the registry port permanently, then start firewalld",
-                    (*ops, ServiceAction("start", "firewalld.service"))) if ports else
-            Fix("Open the ports this host serves with firewall-offline-cmd, then start firewalld (where systemd "
-                "runs: `systemctl enable --now firewalld`)"),
+            fix=start_firewalld_fix(zone, ports),
             params={"what": "firewalld"},
         )
     if selinux_status is not None and selinux_status.mode in ("disabled", "permissive"):
-        s = selinux_status
-        if s.mode == "disabled" and s.config_mode is None:
-            return  # no /etc/selinux/config: a distribution without SELinux (Debian, Ubuntu); nothing was turned off
-        ev = [Evidence(s.source or "SELinux", f"mode: {s.mode}")]
-        if s.config_mode:
-            ev.append(Evidence(s.config_path, f"SELINUX={s.config_mode}", s.config_line))
-        steps = ("label the registry's data directory for containers first (container_file_t, or :Z)",
-                 "set SELINUX=permissive, reboot" + (" after `touch /.autorelabel`" if s.mode == "disabled" else ""),
-                 "check the audit log for registry denials (DD305), then set SELINUX=enforcing")
-        conf = None
-        if s.config_mode and s.config_line:
-            conf = EnvFileSet(s.config_path, "SELINUX", "permissive")
-        yield finding(
-            "DD306", f"SELinux is {s.mode}",
-            f"SELinux is {s.mode}; containers are not confined. To turn it back on without breaking the "
-            "registry: " + "; ".join(steps) + ".",
-            evidence=ev,
-            fix=Fix("Turn SELinux back on in steps (permissive first)", (conf,) if conf else (),
-                    warnings=("Never jump from disabled to enforcing without a relabel.",)),
-            params={"what": "selinux", "mode": s.mode},
-        )
+        yield from _selinux_off(selinux_status)
+
+
+def _selinux_off(s: SelinuxStatus) -> Iterator[Finding]:
+    if s.mode == "disabled" and s.config_mode is None:
+        return  # no /etc/selinux/config: a distribution without SELinux (Debian, Ubuntu); nothing was turned off
+    ev = [s.evidence()]
+    if s.config_mode:
+        ev.append(s.config_evidence())
+    steps = ("label the registry's data directory for containers first (container_file_t, or :Z)",
+             "set SELINUX=permissive, reboot" + (" after `touch /.autorelabel`" if s.mode == "disabled" else ""),
+             "check the audit log for registry denials (DD305), then set SELINUX=enforcing")
+    yield finding(
+        "DD306", f"SELinux is {s.mode}",
+        f"SELinux is {s.mode}; containers are not confined. To turn it back on without breaking the "
+        "registry: " + "; ".join(steps) + ".",
+        evidence=ev,
+        fix=selinux_permissive_fix(s.config_path if s.config_mode and s.config_line else None),
+        params={"what": "selinux", "mode": s.mode},
+    )

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import RegistryContainer
+from dockerdoctor.facts.containers import ContainerInfo
 from dockerdoctor.facts.ports import REGISTRY_HOLDERS, ListenSocket, RegistryProcess
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.facts.registry_containers import RegistryContainer
+from dockerdoctor.fixes.recipes.container import free_port_fix
+from dockerdoctor.model import Finding, Severity
+from dockerdoctor.safetext import short
 
 IN_USE = re.compile(r"address already in use|port is already allocated|bind: address already in use", re.I)
 
@@ -75,25 +77,24 @@ def port_in_use(registry_containers: list[RegistryContainer], listening_sockets:
                 s for s in holders if not _is_registry_holder(s, registry_processes)]
             if not bad:
                 continue
-            s = bad[0]
-            ev = [Evidence(s.source, f"{s.display} LISTEN held by {_holder_name(s)}"
-                                     + (f": {short(s.cmdline, 120)}" if s.cmdline else ""), s.line),
-                  Evidence(c.source, f"{c.name} needs {port} ({how}); Status={c.status}"
-                                     + (f" Error={c.error}" if c.error else ""))]
-            hits = c.log_grep(IN_USE)
-            if hits:
-                ev.append(Evidence(c.log_source or f"docker logs {c.name}", short(hits[-1][1], 300), hits[-1][0]))
-            state_hint = ""
-            if c.status != "running":
-                state_hint = f" {c.name} is {c.status}" + (f" ({short(c.error, 120)})" if c.error else "") + "."
-            yield finding(
-                "DD303", f"Port {port} is held by {_holder_name(s)}, not by registry {c.name}",
-                f"Registry {c.name} needs port {port} ({how}), but {_holder_name(s)} listens on {s.display}."
-                + state_hint,
-                evidence=ev,
-                fix=Fix(f"Stop or move {s.process or 'the other process'}, or publish {c.name} on a free port",
-                        (RunCommand(("ss", "-ltnp", f"sport = :{port}"), "confirm who holds the port"),),
-                        warnings=(f"Find the unit that runs pid {s.pid}: systemctl status {s.pid}" if s.pid else
-                                  "Find the service that owns the port before stopping it.",)),
-                params={"port": port, "container": c.name, "holder": s.process, "holder_pid": s.pid},
-            )
+            yield _held(c, port, how, bad[0])
+
+
+def _held(c: ContainerInfo, port: int, how: str, s: ListenSocket) -> Finding:
+    """Registry container `c` needs `port`, and socket `s` of another process holds it."""
+    ev = [s.evidence(f"{s.display} LISTEN held by {_holder_name(s)}"
+                     + (f": {short(s.cmdline, 120)}" if s.cmdline else "")),
+          c.evidence(f"{c.name} needs {port} ({how}); Status={c.status}" + (f" Error={c.error}" if c.error else ""))]
+    hits = c.log_grep(IN_USE)
+    if hits:
+        ev.append(c.log_evidence(hits[-1][0], hits[-1][1]))
+    state_hint = ""
+    if c.status != "running":
+        state_hint = f" {c.name} is {c.status}" + (f" ({short(c.error, 120)})" if c.error else "") + "."
+    return finding(
+        "DD303", f"Port {port} is held by {_holder_name(s)}, not by registry {c.name}",
+        f"Registry {c.name} needs port {port} ({how}), but {_holder_name(s)} listens on {s.display}." + state_hint,
+        evidence=ev,
+        fix=free_port_fix(port, s.process, s.pid, c.name),
+        params={"port": port, "container": c.name, "holder": s.process, "holder_pid": s.pid},
+    )

@@ -5,25 +5,26 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from dockerdoctor.rules.registry_evidence import log_evidence, need_containers, need_logs
+from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import (
-    V0_DATA_DIR,
-    V2_DATA_DIR,
-    ContainerInfo,
-    Mount,
-    RegistryContainer,
-    mount_covering,
-)
+from dockerdoctor.facts.containers import ContainerInfo, Mount, PortBinding
 from dockerdoctor.facts.host import TargetRegistry
 from dockerdoctor.facts.interfaces import IfAddr
 from dockerdoctor.facts.ports import ListenSocket, RegistryListener, RegistryProcess
+from dockerdoctor.facts.registry_containers import V0_DATA_DIR, V2_DATA_DIR, RegistryContainer, mount_covering
 from dockerdoctor.facts.selinux import SelinuxStatus
-from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.fixes.recipes import docker_run_argv
+from dockerdoctor.fixes.recipes.container import (
+    persistent_data_fix,
+    recreate_fix,
+    start_container_fix,
+    writable_storage_fix,
+)
+from dockerdoctor.fixes.recipes.registry import start_registry_fix
+from dockerdoctor.model import Evidence, Finding, Severity
+from dockerdoctor.safetext import short
 
 LOCK_CRASH = re.compile(r"_setup_database\.lock")
 FATAL = re.compile(r"level=(fatal|panic)|^\S*\s*panic:|Traceback|[A-Z][A-Za-z]+Error: |exited with code", re.I)
@@ -92,11 +93,11 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
             continue
         if "--preload" in c.env.get("GUNICORN_OPTS", "") and c.running and c.restart_count == 0:
             continue  # fixed already; the lines are old
-        ev = [log_evidence(c, *hits[-1])]
+        ev = [c.log_evidence(*hits[-1])]
         last = _last_error(c)
         if last and last[0] != hits[-1][0]:
-            ev.append(log_evidence(c, *last))
-        ev.append(Evidence(c.source, _state_text(c)))
+            ev.append(c.log_evidence(*last))
+        ev.append(c.evidence(_state_text(c)))
         run = docker_run_argv(c, set_env={"GUNICORN_OPTS": "[--preload]"})
         yield finding(
             "DD401", f"Registry container {c.name} crashes on _setup_database.lock",
@@ -105,10 +106,10 @@ def registry_lock_crash(registry_containers: list[RegistryContainer]) -> Iterato
             f"{c.status} after {c.restart_count} restart{'s' if c.restart_count != 1 else ''}. "
             "GUNICORN_OPTS=[--preload] sets the database up once, before gunicorn forks its workers.",
             evidence=ev,
-            fix=Fix(f"Recreate {c.name} with GUNICORN_OPTS=[--preload], keeping everything else",
-                    recreate_ops(c, run, "the same container, plus GUNICORN_OPTS=[--preload]"),
-                    warnings=("Data outside a volume is lost with the old container (see DD403).",
-                              "registry:2 replaces this python registry; plan the move.")),
+            fix=recreate_fix(c, run, f"Recreate {c.name} with GUNICORN_OPTS=[--preload], keeping everything else",
+                             "the same container, plus GUNICORN_OPTS=[--preload]",
+                             warnings=("Data outside a volume is lost with the old container (see DD403).",
+                                       "registry:2 replaces this python registry; plan the move.")),
             params={"container": c.name, "image": c.image, "docker_run": " ".join(run)},
         )
 
@@ -152,41 +153,44 @@ def registry_down(registry_containers: list[RegistryContainer] | None = None,
                                    and any(FATAL.search(ln) for ln in c.logs[-10:]))
         if c.running and not looping:
             continue
-        if c.status == "created":
-            what = "was created but never started"
-        elif c.status in ("restarting",) or looping:
-            what = f"is restarting in a loop ({c.restart_count} restarts)"
-        elif c.status == "paused":
-            what = "is paused"
-        else:
-            what = f"has exited (code {c.exit_code})" + (
-                f" after {c.restart_count} restarts" if c.restart_count else "")
-        ev = [Evidence(c.source, _state_text(c))]
-        last = _last_error(c)
-        reason = ""
-        if last:
-            ev.append(log_evidence(c, *last))
-            reason = f" Last error: {short(last[1], 200)}"
-        elif c.error:
-            reason = f" State.Error: {c.error}"
-        severity = Severity.ERROR
-        if running_elsewhere and rc not in running_elsewhere and c.status == "exited" and c.restart_policy == "no":
-            severity = Severity.WARNING  # an old, stopped copy next to a running registry
-        yield finding(
-            "DD402", f"Registry container {c.name} {what}",
-            f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
-            severity=severity,
-            evidence=ev,
-            fix=Fix(f"Fix the error in the log, then start {c.name}",
-                    (RunCommand(("docker", "logs", "--tail", "50", c.name), "read the whole error"),
-                     RunCommand(("docker", "start", c.name), "after fixing the cause"))),
-            params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
-                    "restart_count": c.restart_count, "error": c.error},
-        )
-
-
+        # an old, stopped copy next to a running registry is a warning
+        old_copy = bool(running_elsewhere) and rc not in running_elsewhere and c.status == "exited" \
+            and c.restart_policy == "no"
+        yield _down(c, looping, Severity.WARNING if old_copy else Severity.ERROR)
     yield from _absent(registry_containers, target_registries, interface_addresses, registry_listeners,
                        listening_sockets, registry_processes)
+
+
+def _down(c: ContainerInfo, looping: bool, severity: Severity) -> Finding:
+    what = _down_state(c, looping)
+    ev = [c.evidence(_state_text(c))]
+    last = _last_error(c)
+    reason = ""
+    if last:
+        ev.append(c.log_evidence(*last))
+        reason = f" Last error: {short(last[1], 200)}"
+    elif c.error:
+        reason = f" State.Error: {c.error}"
+    return finding(
+        "DD402", f"Registry container {c.name} {what}",
+        f"{c.name} ({c.image}) {what}, so nothing serves the registry port.{reason}",
+        severity=severity,
+        evidence=ev,
+        fix=start_container_fix(c.name),
+        params={"container": c.name, "status": c.status, "exit_code": c.exit_code,
+                "restart_count": c.restart_count, "error": c.error},
+    )
+
+
+def _down_state(c: ContainerInfo, looping: bool) -> str:
+    """How a registry container that serves nothing is down, as the finding says it."""
+    if c.status == "created":
+        return "was created but never started"
+    if c.status in ("restarting",) or looping:
+        return f"is restarting in a loop ({c.restart_count} restarts)"
+    if c.status == "paused":
+        return "is paused"
+    return f"has exited (code {c.exit_code})" + (f" after {c.restart_count} restarts" if c.restart_count else "")
 
 
 def _absent(registry_containers: list[RegistryContainer], target_registries: list[TargetRegistry] | None,
@@ -221,11 +225,7 @@ def _absent(registry_containers: list[RegistryContainer], target_registries: lis
             f"{t.address} is an address of this host, but no registry container, registry process or listener has "
             f"port {port}: the registry is absent (removed, never started, or its service is stopped).",
             evidence=ev,
-            fix=Fix("Start the registry", (
-                RunCommand(("docker", "ps", "-a", "--filter", f"publish={port}"), "a stopped registry container?"),
-                RunCommand(("docker", "run", "-d", "--name", "registry", "--restart", "always", "-p", f"{port}:5000",
-                            "-v", "registry-data:/var/lib/registry", "registry:2"),
-                           "or run one, with its data on a named volume"))),
+            fix=start_registry_fix(port),
             params={"registry": str(t.address), "status": "absent"},
         )
 
@@ -263,53 +263,48 @@ def registry_data_not_persistent(registry_containers: list[RegistryContainer]) -
         if rc.data_dir is None:
             continue  # object storage, or the version is unknown and nothing says where
         m = mount_covering(c, rc.data_dir)
-        ev = [Evidence(c.source, f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
-              Evidence(c.source, "mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
+        ev = [c.evidence(f"image {c.image}; {rc.version}: " + "; ".join(rc.version_why or ["no evidence"])),
+              c.evidence("mounts: " + (", ".join(f"{x.source or x.name}:{x.destination}" for x in c.mounts)
                                                or "none"))]
-        problem = None
         if m is not None and _is_persistent(m) and m.destination != "/":
             continue
-        other = None
-        wrong = V0_DATA_DIR if rc.version == "v2" else V2_DATA_DIR if rc.version == "v0" else None
-        for x in c.mounts:
-            if _is_persistent(x) and wrong and (x.destination.rstrip("/") == wrong):
-                other = x
-        if m is not None and m.anonymous:
-            problem = (f"its data directory {rc.data_dir} ({rc.data_dir_why}) is an anonymous volume, which "
-                       "`docker rm -v`, `docker compose down -v` or a recreate without it loses")
-            severity = Severity.WARNING
-        else:
-            problem = f"nothing is mounted at its data directory {rc.data_dir} ({rc.data_dir_why})"
-            severity = Severity.ERROR
-        if other is not None:
-            gen = "registry 2" if rc.version == "v2" else "the python v0.x registry"
-            problem += (f"; the volume {other.source or other.name} is mounted at {other.destination}, the path of the "
-                        f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
-            severity = Severity.ERROR
+        other = _mount_at_other_generation(rc)
+        problem, severity = _data_problem(rc, m, other)
         keep = other or (m if m is not None and m.anonymous else None)
-        src = (keep.source if keep is not None and keep.type == "bind" else (keep.name if keep is not None else None))
-        vol = src or f"{c.name}-data"
-        # the same container without the wrong/anonymous volume, with one at the right path
-        fixed = docker_run_argv(c, without_mounts_at=[rc.data_dir, *([keep.destination] if keep else [])],
-                                add_volumes=[f"{vol}:{rc.data_dir}"])
-        ops: list[RunCommand] = []
-        if keep is not None and keep.type == "bind" and not keep.anonymous:
-            # the images are in the container (or its anonymous volume), not in the host directory
-            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}/.", keep.source),
-                                  f"copy the images into {keep.source}, which the new container uses"))
-        elif keep is None or keep.anonymous:
-            ops.append(RunCommand(("docker", "cp", f"{c.name}:{rc.data_dir}", f"./{c.name}-data-backup"),
-                                  "keep a copy of the images before the container is replaced"))
-        ops.extend(recreate_ops(c, fixed, f"the same container, with its data on {vol} at {rc.data_dir}"))
         yield finding(
             "DD403", f"Registry {c.name} keeps its data inside the container",
             f"{c.name} ({c.image}, {rc.version}) writes images to {rc.data_dir}, but {problem}.",
             severity=severity, evidence=ev,
-            fix=Fix(f"Recreate {c.name} with {vol} mounted at {rc.data_dir}", tuple(ops),
-                    warnings=("Copy the data out before removing the old container.",)),
+            fix=persistent_data_fix(c, rc.data_dir, keep),
             params={"container": c.name, "version": rc.version, "data_dir": rc.data_dir,
                     "wrong_mount": other.destination if other else None},
         )
+
+
+def _mount_at_other_generation(rc: RegistryContainer) -> Mount | None:
+    """The (last) volume mounted at the other generation's data path (/tmp/registry for a v2 registry)."""
+    wrong = V0_DATA_DIR if rc.version == "v2" else V2_DATA_DIR if rc.version == "v0" else None
+    other = None
+    for x in rc.container.mounts:
+        if _is_persistent(x) and wrong and (x.destination.rstrip("/") == wrong):
+            other = x
+    return other
+
+
+def _data_problem(rc: RegistryContainer, m: Mount | None, other: Mount | None) -> tuple[str, Severity]:
+    if m is not None and m.anonymous:
+        problem = (f"its data directory {rc.data_dir} ({rc.data_dir_why}) is an anonymous volume, which "
+                   "`docker rm -v`, `docker compose down -v` or a recreate without it loses")
+        severity = Severity.WARNING
+    else:
+        problem = f"nothing is mounted at its data directory {rc.data_dir} ({rc.data_dir_why})"
+        severity = Severity.ERROR
+    if other is not None:
+        gen = "registry 2" if rc.version == "v2" else "the python v0.x registry"
+        problem += (f"; the volume {other.source or other.name} is mounted at {other.destination}, the path of the "
+                    f"{'python v0.x registry' if rc.version == 'v2' else 'registry 2'}, where {gen} never writes")
+        severity = Severity.ERROR
+    return problem, severity
 
 
 # ============================================================================ DD404
@@ -338,39 +333,48 @@ def registry_port_not_published(registry_containers: list[RegistryContainer]) ->
         if c.host_network:
             continue
         mine = [p for p in c.ports if p.container_port == rc.port and p.proto == "tcp" and p.host_port]
-        ev = [Evidence(c.source, f"registry port {rc.port} ({rc.port_why}); published: "
+        ev = [c.evidence(f"registry port {rc.port} ({rc.port_why}); published: "
                                  + (", ".join(f"{p.host_ip or '0.0.0.0'}:{p.host_port}->{p.container_port}/{p.proto}"
                                               for p in c.ports) or "none")
                                  + f"; network {c.network_mode}")]
         if mine and any(p.host_ip not in ("127.0.0.1", "::1", "localhost") for p in mine):
             continue
-        if mine:
-            msg = (f"{c.name} publishes its port {rc.port} on {mine[0].host_ip} only, so no other host can reach "
-                   "it.")
-            title = f"Registry {c.name} is published on loopback only"
-            host_port = mine[0].host_port or rc.port
-            severity = Severity.WARNING
-        else:
-            others = [p for p in c.ports if p.host_port]
-            msg = f"{c.name} listens on port {rc.port} ({rc.port_why}), but docker publishes no host port for it"
-            msg += (f" (it publishes {', '.join(f'{p.host_port}->{p.container_port}' for p in others)} instead)."
-                    if others else ".")
-            if c.network_mode == "none":
-                msg += " It runs with --network none."
-            title = f"Registry {c.name} does not publish port {rc.port}"
-            host_port = others[0].host_port if others and others[0].host_port else rc.port
-            severity = Severity.ERROR
+        title, msg, host_port, severity = _unpublished(rc, mine)
         keep_ports = [p.docker_arg() for p in c.ports if p.container_port != rc.port and p.host_ip != "::"]
         out = docker_run_argv(c, publish=[f"{host_port}:{rc.port}", *keep_ports])
         yield finding(
             "DD404", title, msg, severity=severity, evidence=ev,
-            fix=Fix(f"Recreate {c.name} with -p {host_port}:{rc.port}",
-                    recreate_ops(c, out, f"the same container, publishing {host_port}:{rc.port}")),
+            fix=recreate_fix(c, out, f"Recreate {c.name} with -p {host_port}:{rc.port}",
+                             f"the same container, publishing {host_port}:{rc.port}"),
             params={"container": c.name, "port": rc.port},
         )
 
 
+def _unpublished(rc: RegistryContainer, mine: list[PortBinding]) -> tuple[str, str, int, Severity]:
+    """(title, message, the host port to publish, severity): published on loopback only, or not at all."""
+    c = rc.container
+    if mine:
+        msg = f"{c.name} publishes its port {rc.port} on {mine[0].host_ip} only, so no other host can reach it."
+        return (f"Registry {c.name} is published on loopback only", msg, mine[0].host_port or rc.port,
+                Severity.WARNING)
+    others = [p for p in c.ports if p.host_port]
+    msg = f"{c.name} listens on port {rc.port} ({rc.port_why}), but docker publishes no host port for it"
+    msg += (f" (it publishes {', '.join(f'{p.host_port}->{p.container_port}' for p in others)} instead)."
+            if others else ".")
+    if c.network_mode == "none":
+        msg += " It runs with --network none."
+    host_port = others[0].host_port if others and others[0].host_port else rc.port
+    return f"Registry {c.name} does not publish port {rc.port}", msg, host_port, Severity.ERROR
+
+
 # ============================================================================ DD405
+
+
+def _denied_detail(line: str) -> str:
+    """The registry's own words in a permission-denied log line (the whole line when they are not found)."""
+    m = re.search(r'(?:err\.detail|err\.message|error|msg)="([^"]*(?:permission denied|read-only)[^"]*)"', line,
+                  re.I) or re.search(r"(\S*(?:Error|error)\S*:? .*(?:denied|read-only).*)$", line)
+    return m.group(1) if m else line
 
 
 @rule("DD405", "registry-storage-denied", category="registry", severity=Severity.ERROR,
@@ -401,40 +405,14 @@ def registry_storage_denied(registry_containers: list[RegistryContainer],
         if not hits:
             continue
         m = mount_covering(c, rc.data_dir) if rc.data_dir else None
-        ev = [log_evidence(c, *hits[-1])]
+        ev = [c.log_evidence(*hits[-1])]
         if m is not None:
-            ev.append(Evidence(c.source, f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
-        ops: list[RunCommand] = []
-        enforcing = selinux_status is not None and selinux_status.enforcing
-        if m is not None and not m.rw:
-            summary = f"Mount {m.source} read-write"
-
-            c2 = ContainerInfo(**{**c.__dict__, "mounts": [
-                Mount(x.type, x.source, x.destination, ",".join(p for p in x.mode.split(",") if p != "ro"), True,
-                      x.name)
-                if x is m else x for x in c.mounts]})
-            ops.extend(recreate_ops(c, docker_run_argv(c2), "the same container, with the volume read-write"))
-        elif m is not None and m.type == "bind" and enforcing:
-            summary = f"Label {m.source} for containers (container_file_t)"
-            ops.append(RunCommand(("semanage", "fcontext", "-a", "-t", "container_file_t", f"{m.source}(/.*)?"),
-                                  "label the directory for containers, permanently"))
-            ops.append(RunCommand(("restorecon", "-Rv", m.source), "apply the label"))
-        elif m is not None and m.type == "bind":
-            summary = f"Give the registry's user the directory {m.source}"
-            user = str((c.raw.get("Config") or {}).get("User") or "") or "0"
-            ops.append(RunCommand(("chown", "-R", user.split(":")[0], m.source),
-                                  "the container's user (Config.User; root when empty) must own its storage"))
-        else:
-            summary = "Give the registry a writable volume for its data"
-        m_detail = re.search(r'(?:err\.detail|err\.message|error|msg)="([^"]*(?:permission denied|read-only)[^"]*)"',
-                             hits[-1][1], re.I) or re.search(r"(\S*(?:Error|error)\S*:? .*(?:denied|read-only).*)$",
-                                                            hits[-1][1])
-        detail = m_detail.group(1) if m_detail else hits[-1][1]
+            ev.append(c.evidence(f"mount {m.source}:{m.destination} mode={m.mode or '-'} rw={m.rw}"))
+        detail = _denied_detail(hits[-1][1])
         yield finding(
             "DD405", f"Registry {c.name} gets permission denied on its storage",
             f"{c.name} logs \"{short(detail, 160)}\" ({len(hits)} time{'s' if len(hits) != 1 else ''}); pushes "
             "to it fail with 500 errors.",
-            evidence=ev, fix=Fix(summary, tuple(ops),
-                                 warnings=("Never chmod 777 the directory, never setenforce 0.",)),
+            evidence=ev, fix=writable_storage_fix(c, m, selinux_status is not None and selinux_status.enforcing),
             params={"container": c.name},
         )

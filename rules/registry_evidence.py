@@ -1,16 +1,10 @@
-"""What the DD4xx rules share: a registry container's log line as evidence, and the skips for "no registry
+"""What the DD4xx rules share: the skips for "no registry
 container here" and "its log is not known" (a rule that reads logs never passes without them)."""
 
 from __future__ import annotations
 
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import ContainerInfo, RegistryContainer
-from dockerdoctor.model import Evidence
-from dockerdoctor.rules_support import short
-
-
-def log_evidence(c: ContainerInfo, lineno: int, line: str) -> Evidence:
-    return Evidence(c.log_source or f"docker logs {c.name}", short(line, 300), lineno)
+from dockerdoctor.facts.registry_containers import RegistryContainer
 
 
 def need_containers(registry_containers: list[RegistryContainer]) -> None:

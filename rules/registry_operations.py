@@ -6,15 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from dockerdoctor.rules.registry_evidence import log_evidence, need_containers, need_logs
+from dockerdoctor.rules.registry_evidence import need_containers, need_logs
 
 from dockerdoctor.engine import finding, rule
-from dockerdoctor.facts.containers import (
-    RegistryContainer,
-    mount_covering,
-)
-from dockerdoctor.fixes.recipes import docker_run_argv, recreate_ops
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
+from dockerdoctor.facts.containers import ContainerInfo
+from dockerdoctor.facts.registry_containers import RegistryContainer, mount_covering
+from dockerdoctor.fixes.recipes import docker_run_argv
+from dockerdoctor.fixes.recipes.container import delete_by_digest_fix, offline_gc_fix, recreate_fix, shared_secret_fix
+from dockerdoctor.model import Finding, Severity
 
 DELETE_UNSUPPORTED = re.compile(r"UNSUPPORTED|The operation is unsupported|405 Method Not Allowed", re.I)
 DELETE_REQUEST = re.compile(r'(?:http\.request\.method=DELETE|"DELETE |method=DELETE|DELETE /v2/)')
@@ -49,61 +48,69 @@ def registry_delete(registry_containers: list[RegistryContainer]) -> Iterator[Fi
     """
     need_logs(registry_containers)
     for rc in registry_containers:
-        c = rc.container
         if rc.version == "v0":
             continue
-        enabled_env = c.env.get("REGISTRY_STORAGE_DELETE_ENABLED", "").lower() == "true"
-        enabled_cfg = False
-        try:
-            enabled_cfg = bool((rc.config or {})["storage"]["delete"]["enabled"])
-        except (KeyError, TypeError):
-            pass
-        disabled = [h for h in c.log_grep(DELETE_UNSUPPORTED) if DELETE_REQUEST.search(h[1])]
-        if disabled and not (enabled_env or enabled_cfg):
-            run = docker_run_argv(c, set_env={"REGISTRY_STORAGE_DELETE_ENABLED": "true"})
-            yield finding(
-                "DD406", f"Deletes are disabled on registry {c.name}",
-                f"{c.name} answered a DELETE with UNSUPPORTED (405): storage.delete.enabled is not set.",
-                evidence=[log_evidence(c, *disabled[-1]),
-                          Evidence(c.source, "REGISTRY_STORAGE_DELETE_ENABLED is not set")],
-                fix=Fix(f"Recreate {c.name} with REGISTRY_STORAGE_DELETE_ENABLED=true",
-                        recreate_ops(c, run, "the same container, with deletes enabled")),
-                params={"container": c.name, "problem": "delete-disabled"},
-            )
-        by_tag = []
-        for lineno, line in c.log_grep(re.compile(r"DELETE")):
-            m = DELETE_BY_TAG.search(line) or DELETE_BY_TAG_URI.search(line)
-            if m and not m.group("ref").startswith("sha256:"):
-                by_tag.append((lineno, line, m.group("repo"), m.group("ref")))
-        if by_tag:
-            lineno, line, repo, ref = by_tag[-1]
-            yield finding(
-                "DD406", f"A manifest is deleted by tag on registry {c.name}",
-                f"A client sent DELETE /v2/{repo}/manifests/{ref}: the API deletes manifests by digest only. "
-                "Read the digest from the Docker-Content-Digest header of a HEAD request, then delete that.",
-                evidence=[log_evidence(c, lineno, line)],
-                fix=Fix("Delete by digest", (RunCommand(
-                    ("curl", "-sI", "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
-                     f"https://REGISTRY/v2/{repo}/manifests/{ref}"),
-                    "the Docker-Content-Digest header names the digest; then DELETE /v2/NAME/manifests/<digest>"),)),
-                params={"container": c.name, "problem": "delete-by-tag", "repository": repo, "tag": ref},
-            )
-        gc = c.log_grep(GC_LINE)
-        readonly = "REGISTRY_STORAGE_MAINTENANCE_READONLY" in c.env and "true" in \
-            c.env["REGISTRY_STORAGE_MAINTENANCE_READONLY"].lower()
-        if gc and c.running and not readonly:
-            yield finding(
-                "DD406", f"Garbage collection ran while registry {c.name} was live",
-                f"{c.name}'s log shows garbage collection while the registry accepts writes; blobs of uploads in "
-                "flight can be deleted. Stop the registry (or make it read-only) for garbage-collect.",
-                evidence=[log_evidence(c, *gc[-1])],
-                fix=Fix("Run garbage-collect with the registry stopped", (
-                    RunCommand(("docker", "stop", c.name)),
-                    RunCommand(("docker", "run", "--rm", "--volumes-from", c.name, c.image, "garbage-collect",
-                                "/etc/docker/registry/config.yml"), "collect with nothing else writing"),
-                    RunCommand(("docker", "start", c.name)))),
-                params={"container": c.name, "problem": "gc-while-live"},
-            )
+        yield from _deletes_disabled(rc)
+        yield from _deleted_by_tag(rc.container)
+        yield from _gc_while_live(rc.container)
+
+
+def _deletes_enabled(rc: RegistryContainer) -> bool:
+    if rc.container.env.get("REGISTRY_STORAGE_DELETE_ENABLED", "").lower() == "true":
+        return True
+    try:
+        return bool((rc.config or {})["storage"]["delete"]["enabled"])
+    except (KeyError, TypeError):
+        return False
+
+
+def _deletes_disabled(rc: RegistryContainer) -> Iterator[Finding]:
+    c = rc.container
+    disabled = [h for h in c.log_grep(DELETE_UNSUPPORTED) if DELETE_REQUEST.search(h[1])]
+    if disabled and not _deletes_enabled(rc):
+        run = docker_run_argv(c, set_env={"REGISTRY_STORAGE_DELETE_ENABLED": "true"})
+        yield finding(
+            "DD406", f"Deletes are disabled on registry {c.name}",
+            f"{c.name} answered a DELETE with UNSUPPORTED (405): storage.delete.enabled is not set.",
+            evidence=[c.log_evidence(*disabled[-1]),
+                      c.evidence("REGISTRY_STORAGE_DELETE_ENABLED is not set")],
+            fix=recreate_fix(c, run, f"Recreate {c.name} with REGISTRY_STORAGE_DELETE_ENABLED=true",
+                             "the same container, with deletes enabled"),
+            params={"container": c.name, "problem": "delete-disabled"},
+        )
+
+
+def _deleted_by_tag(c: ContainerInfo) -> Iterator[Finding]:
+    by_tag = []
+    for lineno, line in c.log_grep(re.compile(r"DELETE")):
+        m = DELETE_BY_TAG.search(line) or DELETE_BY_TAG_URI.search(line)
+        if m and not m.group("ref").startswith("sha256:"):
+            by_tag.append((lineno, line, m.group("repo"), m.group("ref")))
+    if by_tag:
+        lineno, line, repo, ref = by_tag[-1]
+        yield finding(
+            "DD406", f"A manifest is deleted by tag on registry {c.name}",
+            f"A client sent DELETE /v2/{repo}/manifests/{ref}: the API deletes manifests by digest only. "
+            "Read the digest from the Docker-Content-Digest header of a HEAD request, then delete that.",
+            evidence=[c.log_evidence(lineno, line)],
+            fix=delete_by_digest_fix(repo, ref),
+            params={"container": c.name, "problem": "delete-by-tag", "repository": repo, "tag": ref},
+        )
+
+
+def _gc_while_live(c: ContainerInfo) -> Iterator[Finding]:
+    gc = c.log_grep(GC_LINE)
+    readonly = "REGISTRY_STORAGE_MAINTENANCE_READONLY" in c.env and "true" in \
+        c.env["REGISTRY_STORAGE_MAINTENANCE_READONLY"].lower()
+    if gc and c.running and not readonly:
+        yield finding(
+            "DD406", f"Garbage collection ran while registry {c.name} was live",
+            f"{c.name}'s log shows garbage collection while the registry accepts writes; blobs of uploads in "
+            "flight can be deleted. Stop the registry (or make it read-only) for garbage-collect.",
+            evidence=[c.log_evidence(*gc[-1])],
+            fix=offline_gc_fix(c),
+            params={"container": c.name, "problem": "gc-while-live"},
+        )
 
 
 # ============================================================================ DD407
@@ -160,15 +167,10 @@ def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -
         ev = []
         for rc in members:
             s = _secret(rc)
-            ev.append(Evidence(rc.container.source,
-                               f"{rc.name}: REGISTRY_HTTP_SECRET {'set' if s else 'not set'}"))
+            ev.append(rc.evidence(f"{rc.name}: REGISTRY_HTTP_SECRET {'set' if s else 'not set'}"))
             hits = rc.container.log_grep(NO_SECRET)
             if hits:
-                ev.append(log_evidence(rc.container, *hits[-1]))
-        ops: list[RunCommand] = []
-        for rc in members:
-            run = docker_run_argv(rc.container, set_env={"REGISTRY_HTTP_SECRET": "<the same secret>"})
-            ops.extend(recreate_ops(rc.container, run, "the same container with the shared secret"))
+                ev.append(rc.container.log_evidence(*hits[-1]))
         names = ", ".join(rc.name for rc in members)
         yield finding(
             "DD407", f"Registry replicas {names} do not share an HTTP secret",
@@ -176,7 +178,7 @@ def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -
             + ("none sets REGISTRY_HTTP_SECRET" if secrets == {None} else "their REGISTRY_HTTP_SECRET differs")
             + ", so uploads spread over them fail.",
             evidence=ev,
-            fix=Fix("Give every replica one REGISTRY_HTTP_SECRET (openssl rand -hex 32)", tuple(ops)),
+            fix=shared_secret_fix([rc.container for rc in members]),
             params={"containers": [rc.name for rc in members]},
         )
 

@@ -6,12 +6,22 @@ from collections.abc import Iterator
 
 from dockerdoctor.engine import finding, rule
 from dockerdoctor.errors import Skip
-from dockerdoctor.facts.containers import Mount, RegistryContainer, mount_covering
+from dockerdoctor.facts.containers import ContainerInfo, Mount
 from dockerdoctor.facts.ports import RegistryProcess
-from dockerdoctor.facts.selinux import CONTAINER_FILE_TYPES, AuditLog, AvcDenial, SelinuxLabels, SelinuxStatus
+from dockerdoctor.facts.registry_containers import RegistryContainer, mount_covering
+from dockerdoctor.facts.selinux import (
+    CONTAINER_FILE_TYPES,
+    AuditLog,
+    AvcDenial,
+    FcontextRule,
+    FileLabel,
+    SelinuxLabels,
+    SelinuxStatus,
+)
 from dockerdoctor.fixes.recipes import relabel_fix
-from dockerdoctor.model import Evidence, Finding, Fix, RunCommand, Severity
-from dockerdoctor.rules_support import short
+from dockerdoctor.fixes.recipes.selinux import avc_fix
+from dockerdoctor.model import Evidence, Finding, Severity
+from dockerdoctor.safetext import short
 
 CONFINED_CONTAINER_TYPES = {"container_t", "svirt_lxc_net_t", "svirt_sandbox_t", "container_init_t"}
 REGISTRY_COMMS = {"registry", "docker-registry", "gunicorn", "zot", "registry_DO_NOT", "harbor_registry"}
@@ -69,41 +79,57 @@ def selinux_volume_label(selinux_status: SelinuxStatus, registry_containers: lis
             if m.selinux_label:
                 continue
             label = selinux_labels.label_of(m.source) if selinux_labels else None
-            rule_ = selinux_labels.rule_for(m.source) if selinux_labels else None
             if label is not None and label.type in CONTAINER_FILE_TYPES:
                 continue
-            denied = [d for d in (avc_denials.denials if avc_denials else [])
-                      if d.ttype and (label is None or d.ttype == label.type)
-                      and (d.path and d.path.startswith(m.source) or d.name == m.source.rstrip("/").rsplit("/", 1)[-1])]
+            denied = _denials_on(avc_denials, m, label)
             if label is None and not denied:
                 continue  # the label is unknown and nothing was denied: no evidence either way
-            ev = [Evidence(c.source, f"{c.name}: -v {m.source}:{m.destination}" + (f":{m.mode}" if m.mode else "")
-                           + " (no :z or :Z)"),
-                  Evidence(s.source, f"SELinux {s.mode}; docker labels containers: "
-                                     f"{'yes' if s.docker_selinux else 'unknown'}")]
-            if label is not None:
-                ev.append(Evidence(label.source, f"{label.context} {label.path}"))
-            if rule_ is not None and rule_.type in CONTAINER_FILE_TYPES:
-                ev.append(Evidence(rule_.source, f"{rule_.pattern} {rule_.context} (never applied: run restorecon)"))
-            if denied:
-                ev.append(Evidence(avc_denials.source if avc_denials else "audit.log", short(denied[-1].text, 300),
-                                   denied[-1].line))
-            if label is not None:
-                what = f"labelled {label.type}"
-            elif denied and denied[-1].ttype:
-                what = f"labelled {denied[-1].ttype} (as the AVC denial shows)"
-            else:
-                what = "of unknown label"
-            yield finding(
-                "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
-                f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "
-                f"directory is {what}, which a confined container (container_t) may not write"
-                + (f" ({len(denied)} AVC denial{'s' if len(denied) != 1 else ''} in the audit log)." if denied
-                   else "."),
-                evidence=ev, fix=relabel_fix(rc, m),
-                params={"container": c.name, "source": m.source, "destination": m.destination,
-                        "label": label.context if label else None},
-            )
+            ev = _label_evidence(s, c, m, label, selinux_labels.rule_for(m.source) if selinux_labels else None,
+                                 avc_denials, denied)
+            yield _unlabelled(rc, m, label, denied, ev)
+
+
+def _unlabelled(rc: RegistryContainer, m: Mount, label: FileLabel | None, denied: list[AvcDenial],
+                ev: list[Evidence]) -> Finding:
+    c = rc.container
+    if label is not None:
+        what = f"labelled {label.type}"
+    elif denied and denied[-1].ttype:
+        what = f"labelled {denied[-1].ttype} (as the AVC denial shows)"
+    else:
+        what = "of unknown label"
+    return finding(
+        "DD304", f"Registry {c.name} cannot write {m.source} under SELinux",
+        f"SELinux is enforcing and {c.name} mounts {m.source} at {m.destination} without :z/:Z; the "
+        f"directory is {what}, which a confined container (container_t) may not write"
+        + (f" ({len(denied)} AVC denial{'s' if len(denied) != 1 else ''} in the audit log)." if denied else "."),
+        evidence=ev, fix=relabel_fix(rc, m),
+        params={"container": c.name, "source": m.source, "destination": m.destination,
+                "label": label.context if label else None},
+    )
+
+
+def _denials_on(avc_denials: AuditLog | None, m: Mount, label: FileLabel | None) -> list[AvcDenial]:
+    """The audit log's denials on the mount's host directory (of its label's type, when the label is known)."""
+    return [d for d in (avc_denials.denials if avc_denials else [])
+            if d.ttype and (label is None or d.ttype == label.type)
+            and (d.path and d.path.startswith(m.source) or d.name == m.source.rstrip("/").rsplit("/", 1)[-1])]
+
+
+def _label_evidence(s: SelinuxStatus, c: ContainerInfo, m: Mount, label: FileLabel | None, rule_: FcontextRule | None,
+                    avc_denials: AuditLog | None, denied: list[AvcDenial]) -> list[Evidence]:
+    ev = [c.evidence(f"{c.name}: -v {m.source}:{m.destination}" + (f":{m.mode}" if m.mode else "")
+                     + " (no :z or :Z)"),
+          Evidence(s.source, f"SELinux {s.mode}; docker labels containers: "
+                             f"{'yes' if s.docker_selinux else 'unknown'}")]
+    if label is not None:
+        ev.append(label.evidence())
+    if rule_ is not None and rule_.type in CONTAINER_FILE_TYPES:
+        ev.append(rule_.evidence(f"{rule_.pattern} {rule_.context} (never applied: run restorecon)"))
+    if denied:
+        ev.append(Evidence(avc_denials.source if avc_denials else "audit.log", short(denied[-1].text, 300),
+                           denied[-1].line))
+    return ev
 
 
 # ============================================================================ DD305
@@ -120,6 +146,16 @@ def _concerns_registry(d: AvcDenial, dirs: list[str], pids: set[int]) -> bool:
             if (d.path and (d.path == p or d.path.startswith(p.rstrip("/") + "/"))) or (d.name and d.name == base):
                 return True
     return False
+
+
+def _denied_mount(d: AvcDenial, dirs: dict[str, tuple[RegistryContainer, Mount]]
+                  ) -> tuple[RegistryContainer, Mount] | None:
+    """The registry container and bind mount whose host directory the denial names, if any."""
+    for p, (rc, m) in dirs.items():
+        base = p.rstrip("/").rsplit("/", 1)[-1]
+        if (d.path and d.path.startswith(p)) or d.name == base:
+            return rc, m
+    return None
 
 
 @rule("DD305", "selinux-denials", category="network", severity=Severity.ERROR,
@@ -157,33 +193,25 @@ def selinux_denials(avc_denials: AuditLog, registry_containers: list[RegistryCon
     for d in hits:
         groups.setdefault((d.comm, d.ttype, d.tclass, d.perms), []).append(d)
     enforcing = selinux_status.enforcing if selinux_status is not None else None
-    for (comm, ttype, tclass, perms), ds in groups.items():
-        last = ds[-1]
-        target = None
-        for p, (rc, m) in dirs.items():
-            base = p.rstrip("/").rsplit("/", 1)[-1]
-            if (last.path and last.path.startswith(p)) or last.name == base:
-                target = (rc, m)
-                break
-        only_permissive = all(d.permissive for d in ds)
-        severity = Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR
-        what = last.path or last.name or "?"
-        if target is not None:
-            fix = relabel_fix(*target)
-        else:
-            fix = Fix("Find the file the denial names and label it for the registry",
-                      (RunCommand(("ausearch", "-m", "avc", "-c", comm or "registry", "-ts", "recent"),
-                                  "the full denials"),
-                       RunCommand(("audit2why", "-a"), "why each was denied")),
-                      warnings=("Never setenforce 0.",))
-        yield finding(
-            "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
-            f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
-            f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
-            + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
-            severity=severity,
-            evidence=[Evidence(avc_denials.source, short(d.text, 400), d.line) for d in ds[-3:]],
-            fix=fix,
-            params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
-                    "count": len(ds), "path": what},
-        )
+    for ds in groups.values():
+        yield _denied(avc_denials, ds, _denied_mount(ds[-1], dirs), enforcing)
+
+
+def _denied(avc_denials: AuditLog, ds: list[AvcDenial], target: tuple[RegistryContainer, Mount] | None,
+            enforcing: bool | None) -> Finding:
+    """One kind of denial (same command, target type, class and permissions), with its last three lines."""
+    comm, ttype, tclass, perms = ds[0].comm, ds[0].ttype, ds[0].tclass, ds[0].perms
+    last = ds[-1]
+    only_permissive = all(d.permissive for d in ds)
+    what = last.path or last.name or "?"
+    return finding(
+        "DD305", f"SELinux denied {comm or '?'} {' '.join(perms)} on {what} ({ttype})",
+        f"{len(ds)} AVC denial{'s' if len(ds) != 1 else ''} for {comm or 'the registry'}: "
+        f"{{ {' '.join(perms)} }} on {tclass} {what} labelled {ttype}, from {last.stype}"
+        + (" (permissive: logged only, it fails once SELinux enforces)" if only_permissive else "") + ".",
+        severity=Severity.WARNING if only_permissive or enforcing is False else Severity.ERROR,
+        evidence=[avc_denials.evidence(short(d.text, 400), d.line) for d in ds[-3:]],
+        fix=relabel_fix(*target) if target is not None else avc_fix(comm),
+        params={"comm": comm, "tcontext_type": ttype, "tclass": tclass, "perms": list(perms),
+                "count": len(ds), "path": what},
+    )

@@ -9,6 +9,7 @@ import typer
 
 from dockerdoctor.cli.common import ListFormat, complete_rule_ids
 from dockerdoctor.errors import InputError
+from dockerdoctor.report import SCHEMA_VERSION
 
 
 def rules_cmd(fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListFormat.text) -> None:
@@ -28,7 +29,8 @@ def rules_cmd(fmt: Annotated[ListFormat, typer.Option("--format", "-f")] = ListF
     if fmt == ListFormat.json:
         import json
 
-        typer.echo(json.dumps({"schema_version": 1, "rules": [r.summary() for r in rules.values()]}, indent=2))
+        typer.echo(json.dumps({"schema_version": SCHEMA_VERSION, "rules": [r.summary() for r in rules.values()]},
+                              indent=2))
         return
     for cat, title in CATEGORIES.items():
         members = [r for r in rules.values() if r.category == cat]

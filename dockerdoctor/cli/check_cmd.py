@@ -13,6 +13,7 @@ import typer
 from dockerdoctor import __version__
 from dockerdoctor.cli.common import (
     DEBUG,
+    ContainerdConfigOpt,
     DockerHostOpt,
     Format,
     IgnoreOpt,
@@ -23,10 +24,9 @@ from dockerdoctor.cli.common import (
     build_facts,
     resolve_daemon,
     run_check,
-    write,
 )
 from dockerdoctor.errors import InputError
-from dockerdoctor.report import FailOn
+from dockerdoctor.report import FailOn, write_output
 
 if TYPE_CHECKING:
     from dockerdoctor.facts import Facts
@@ -68,6 +68,7 @@ def check(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also list passed and skipped rules.")] = False,
     timeout: TimeoutOpt = 2.0,
     docker_host: DockerHostOpt = None,
+    containerd_config: ContainerdConfigOpt = None,
     color: Annotated[bool | None, typer.Option("--color/--no-color", help="Colour the text report.")] = None,
     e2e: Annotated[bool, typer.Option("--e2e", help="Also push, pull back and delete a tiny probe image "
                                       "(live; writes only under --e2e-repo).")] = False,
@@ -107,7 +108,8 @@ def check(
     docker_host, chosen_by = resolve_daemon(docker_host, root)
     from dockerdoctor.runtimes.cli_support import image_registries
 
-    facts = build_facts(root, list(registry or []) + image_registries(image or []), timeout, docker_host, chosen_by)
+    facts = build_facts(root, list(registry or []) + image_registries(image or []), timeout, docker_host, chosen_by,
+                        containerd_config)
     facts.options.e2e, facts.options.e2e_repo = e2e, e2e_repo
     facts.options.images = list(image or [])
     try:
@@ -133,27 +135,15 @@ def check(
         host=host,
         generated=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
-    if fmt == Format.json:
-        from dockerdoctor.report.jsonreport import render as render_json
+    from dockerdoctor.report.render import render
 
-        text = render_json(report)
-    elif fmt == Format.junit:
-        from dockerdoctor.report.junit import render as render_junit
-
-        text = render_junit(report)
-    elif fmt in (Format.prometheus, Format.npd):
-        from dockerdoctor.report import npd, prometheus
-
-        text = (prometheus if fmt == Format.prometheus else npd).render(report)
-    else:
+    width = None
+    if fmt == Format.text and output is None and sys.stdout.isatty():
         import shutil
 
-        from dockerdoctor.report.text import render as render_text
-
-        # On a terminal the report wraps to its width (COLUMNS wins); piped or into a file it does not.
-        width = shutil.get_terminal_size().columns if output is None and sys.stdout.isatty() else None
-        text = render_text(report, verbose=verbose, color=False if output else color, width=width)
-    write(text, output)
+        width = shutil.get_terminal_size().columns  # a terminal wraps the report to its width (COLUMNS wins)
+    text = render(report, fmt.value, verbose=verbose, color=False if output else color, width=width)
+    write_output(text, output)
     if textfile_dir is not None:
         from dockerdoctor.report.prometheus import write_textfile
 

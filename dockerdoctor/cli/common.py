@@ -4,7 +4,6 @@ error boundary (DoctorError exit 2, any other exception exit 3)."""
 from __future__ import annotations
 
 import enum
-import os
 import sys
 import traceback
 from dataclasses import dataclass
@@ -83,6 +82,11 @@ DockerHostOpt = Annotated[str | None, typer.Option(
     help="The daemon to inspect on a live host. Default, as the docker CLI: DOCKER_HOST, else the current "
          "docker context, else unix:///var/run/docker.sock. With --root: the socket whose dockerd the "
          "snapshot's process list names.")]
+ContainerdConfigOpt = Annotated[str | None, typer.Option(
+    "--containerd-config", metavar="FILE",
+    help="The containerd the DD6xx rules judge, by its config.toml (when several run, or to name one that is "
+         "not running). Default: the containerd behind kubelet's socket (or k3s's), else "
+         "/etc/containerd/config.toml. With --root: a path inside the snapshot.")]
 
 
 # --------------------------------------------------------------------------- facts and rules
@@ -99,7 +103,7 @@ def resolve_daemon(docker_host: str | None, root: Path | None) -> tuple[str | No
 
 
 def build_facts(root: Path | None, registry: list[str] | None, timeout: float, docker_host: str | None,
-                chosen_by: str | None = None) -> Facts:
+                chosen_by: str | None = None, containerd_config: str | None = None) -> Facts:
     from dockerdoctor.facts import CheckOptions, Facts
     from dockerdoctor.net import parse_registry_arg
     from dockerdoctor.sources.base import Source
@@ -120,7 +124,7 @@ def build_facts(root: Path | None, registry: list[str] | None, timeout: float, d
 
         source = LiveSource()
     options = CheckOptions(registries=regs, docker_host=docker_host, docker_host_chosen_by=chosen_by,
-                           timeout=timeout, network=root is None)
+                           timeout=timeout, network=root is None, containerd_config=containerd_config)
     return Facts(source, options)
 
 
@@ -145,19 +149,6 @@ def run_check(facts: Facts, select: list[str] | None, ignore: list[str] | None) 
             sys.stderr.write("\033[K")
             sys.stderr.flush()
     return run_rules(facts, sel, ign)
-
-
-def write(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        tmp = output.with_name(output.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, output)
-    except OSError as exc:
-        raise InputError(f"cannot write {output}: {exc.strerror}") from None
 
 
 # --------------------------------------------------------------------------- the error boundary

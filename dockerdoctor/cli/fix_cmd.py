@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dockerdoctor.cli.common import (
+    ContainerdConfigOpt,
     DockerHostOpt,
     ListFormat,
     RegistryOpt,
@@ -19,12 +20,15 @@ from dockerdoctor.cli.common import (
     run_check,
 )
 from dockerdoctor.errors import InputError
+from dockerdoctor.report import SCHEMA_VERSION
 from dockerdoctor.safetext import printable
 
 if TYPE_CHECKING:
-    from dockerdoctor.fixes.apply import Choice, Prepared
-    from dockerdoctor.fixes.backup import RunRecord
+    from dockerdoctor.facts import Facts
+    from dockerdoctor.fixes.apply import ApplyResult, Choice, Prepared
+    from dockerdoctor.fixes.backup import BackupStore, RunRecord
     from dockerdoctor.fixes.plan import Plan
+    from dockerdoctor.fixes.service import ServiceManager
     from dockerdoctor.model import Finding
 
 
@@ -41,6 +45,7 @@ def fix(
                                                    help="Limit the plan to these rules (ids or prefixes).")] = None,
     timeout: TimeoutOpt = 2.0,
     docker_host: DockerHostOpt = None,
+    containerd_config: ContainerdConfigOpt = None,
     fmt: Annotated[ListFormat, typer.Option("--format", "-f", help="Plan format.")] = ListFormat.text,
     apply: Annotated[bool, typer.Option(
         "--apply", help="Carry the plan out: back up, write atomically, validate, reload or restart the fewest "
@@ -89,9 +94,8 @@ def fix(
     """
     from dockerdoctor.fixes.backup import BackupStore
 
-    # A snapshot run keeps its backups beside the snapshot: it never writes the host's /var/lib.
     if state_dir is None:
-        state_dir = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
+        state_dir = _default_state_dir(root)
     store = BackupStore(state_dir)
     docker_host, chosen_by = resolve_daemon(docker_host, root)
     if list_backups:
@@ -107,7 +111,7 @@ def fix(
     from dockerdoctor.fixes.apply import choose_fixes, prepare
     from dockerdoctor.fixes.plan import plan_of
 
-    facts = build_facts(root, registry, timeout, docker_host, chosen_by)
+    facts = build_facts(root, registry, timeout, docker_host, chosen_by, containerd_config)
     try:
         results = run_check(facts, only, None)
         findings = [f for r in results for f in r.findings]
@@ -130,33 +134,30 @@ def fix(
         if prepared.empty:
             typer.echo("Nothing to apply.", err=as_json)
             if as_json:
-                import json
+                from dockerdoctor.report.fixjson import apply_json
 
-                from dockerdoctor.report.fixjson import backup_fields, plan_fields
-
-                typer.echo(json.dumps({"schema_version": 1, "status": "nothing", "run_id": None, "log": [],
-                                       "problems": [], **plan_fields(prepared), **backup_fields(store, None)},
-                                      indent=2))
+                typer.echo(apply_json("nothing", None, [], [], prepared, store))
             raise typer.Exit(0)
         if not yes:
-            if not sys.stdin.isatty():
-                raise InputError("refusing to change this host without confirmation: add --yes")
-            if not typer.confirm("Apply these changes?", default=False):
-                typer.echo("Nothing was changed.")
-                raise typer.Exit(1)
+            _confirm_apply()
         result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json,
                         _undo_args(root, state_dir))
     finally:
         facts.source.close()
     if fmt == ListFormat.json:
-        import json
+        from dockerdoctor.report.fixjson import apply_json
 
-        from dockerdoctor.report.fixjson import backup_fields, plan_fields
-
-        typer.echo(json.dumps({"schema_version": 1, "status": result.status, "run_id": result.run_id,
-                               "log": result.log, "problems": result.problems, **plan_fields(prepared),
-                               **backup_fields(store, result.run_id)}, indent=2))
+        typer.echo(apply_json(result.status, result.run_id, result.log, result.problems, prepared, store))
     raise typer.Exit(0 if result.ok else 1)
+
+
+def _confirm_apply() -> None:
+    """A person at a terminal says yes, or nothing is changed (exit 1); without a terminal --yes is needed."""
+    if not sys.stdin.isatty():
+        raise InputError("refusing to change this host without confirmation: add --yes")
+    if not typer.confirm("Apply these changes?", default=False):
+        typer.echo("Nothing was changed.")
+        raise typer.Exit(1)
 
 
 def _read_ca(ca: Path) -> str:
@@ -185,7 +186,7 @@ def _plan_json(plan: Plan, choices: list[Choice], prepared: Prepared | None) -> 
     typer.echo(json.dumps(plan_json(plan, choices, prepared), indent=2))
 
 
-def _service_manager(docker_host: str | None, restart_command: str | None):  # type: ignore[no-untyped-def]
+def _service_manager(docker_host: str | None, restart_command: str | None) -> ServiceManager:
     from dockerdoctor.facts import CheckOptions, Facts
     from dockerdoctor.fixes.service import choose_manager
     from dockerdoctor.sources.live import LiveSource
@@ -201,6 +202,12 @@ def _service_manager(docker_host: str | None, restart_command: str | None):  # t
 LIVE_STATE_DIR = Path("/var/lib/dockerdoctor")
 
 
+def _default_state_dir(root: Path | None) -> Path:
+    """A snapshot run keeps its backups beside the snapshot (SNAP.dockerdoctor): it never writes the host's
+    /var/lib."""
+    return Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
+
+
 def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
     """The options the Undo hint needs to find this run again: the exact command, copy-pasteable."""
     import shlex
@@ -208,27 +215,29 @@ def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
     out: list[str] = []
     if root is not None:
         out += ["--root", shlex.quote(str(root))]
-    default = Path(str(root).rstrip("/") + ".dockerdoctor") if root is not None else LIVE_STATE_DIR
-    if state_dir != default:
+    if state_dir != _default_state_dir(root):
         out += ["--state-dir", shlex.quote(str(state_dir))]
     return tuple(out)
 
 
-def _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, quiet,  # type: ignore[no-untyped-def]
-           undo_args=()):
+def _apply(prepared: Prepared, facts: Facts, store: BackupStore, root: Path | None, registry: list[str] | None,
+           timeout: float, docker_host: str | None, restart_command: str | None, quiet: bool,
+           undo_args: tuple[str, ...] = ()) -> ApplyResult:
     from dockerdoctor.fixes.apply import ApplyOptions, apply_prepared
 
     manager = None if root is not None else _service_manager(docker_host, restart_command)
     opts = ApplyOptions(
         store=store, manager=manager,
-        facts_factory=lambda: build_facts(root, registry, timeout, docker_host),
+        facts_factory=lambda: build_facts(root, registry, timeout, docker_host,
+                                          containerd_config=facts.options.containerd_config),
         echo=lambda s: typer.echo(s, err=quiet),  # with --format json, progress goes to stderr
         undo_args=undo_args,
     )
     return apply_prepared(prepared, facts, opts)
 
 
-def _offer_unfinished(store, unfinished, yes, root, docker_host, restart_command, facts) -> None:  # type: ignore[no-untyped-def]
+def _offer_unfinished(store: BackupStore, unfinished: list[RunRecord], yes: bool, root: Path | None,
+                      docker_host: str | None, restart_command: str | None, facts: Facts) -> None:
     from dockerdoctor.fixes.apply import InterruptedRun
 
     last = unfinished[-1]
@@ -244,7 +253,8 @@ def _offer_unfinished(store, unfinished, yes, root, docker_host, restart_command
     raise typer.Exit(0)
 
 
-def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool) -> None:  # type: ignore[no-untyped-def]
+def _rollback(store: BackupStore, run_id: str, root: Path | None, docker_host: str | None,
+              restart_command: str | None, yes: bool) -> None:
     from dockerdoctor.fixes.apply import rollback_run
 
     rec = store.load(run_id)
@@ -270,12 +280,12 @@ def _rollback(store, run_id: str, root, docker_host, restart_command, yes: bool)
     typer.echo(f"Rolled back {rec.run_id}.")
 
 
-def _list_backups(store, fmt: ListFormat) -> None:  # type: ignore[no-untyped-def]
+def _list_backups(store: BackupStore, fmt: ListFormat) -> None:
     runs = store.list_runs()
     if fmt == ListFormat.json:
         import json
 
-        typer.echo(json.dumps({"schema_version": 1, "runs": [r.to_dict() for r in runs]}, indent=2))
+        typer.echo(json.dumps({"schema_version": SCHEMA_VERSION, "runs": [r.to_dict() for r in runs]}, indent=2))
         return
     if not runs:
         typer.echo(f"No backups in {store.backups}.")

@@ -28,16 +28,22 @@ FACT_MODULES = [
     "dockerdoctor.facts.daemon",
     "dockerdoctor.facts.host",
     "dockerdoctor.facts.containers",
+    "dockerdoctor.facts.registry_containers",
     "dockerdoctor.facts.firewalld",
     "dockerdoctor.facts.interfaces",
     "dockerdoctor.facts.netfilter",
     "dockerdoctor.facts.selinux",
+    "dockerdoctor.facts.processes",
     "dockerdoctor.facts.ports",
     "dockerdoctor.facts.endpoint",
     # runtime adapters (podman, buildah, skopeo, CRI-O; the `runtimes` fact): dockerdoctor/runtimes/__init__.py
     "dockerdoctor.runtimes",
     "dockerdoctor.knowledge.journal",  # journal_hits: the docker journal through the knowledge base
-    "dockerdoctor.runtimes.containerd",  # containerd CRI, nerdctl, k3s, dockerd image stores (issue 14)
+    "dockerdoctor.runtimes.containerd",  # containerd CRI and the hosts.toml files (issue 14)
+    "dockerdoctor.runtimes.dockerd_store",  # dockerd's image stores (issue 14)
+    "dockerdoctor.runtimes.nerdctl",
+    "dockerdoctor.runtimes.rootless",  # rootless containerd and nerdctl, per user
+    "dockerdoctor.runtimes.k3s",  # k3s / rke2 registries.yaml
 ]
 
 
@@ -85,13 +91,13 @@ class Facts:
 
     @classmethod
     def from_values(cls, values: dict[str, Any] | None = None, unavailable: dict[str, str] | None = None, *,
-                    live: bool = False, options: CheckOptions | None = None) -> Facts:
+                    live: bool = False, options: CheckOptions | None = None, source: Source | None = None) -> Facts:
         """A store seeded with fact values (for rule tests): `values` are returned as they are, the
         names in `unavailable` raise FactUnavailable with their reason, and every other fact is
-        computed from a source that holds nothing."""
+        computed from `source` (default: a source that holds nothing)."""
         from dockerdoctor.sources.base import NoSource
 
-        facts = cls(NoSource(live), options)
+        facts = cls(source if source is not None else NoSource(live), options)
         for name in [*(values or {}), *(unavailable or {})]:
             if name not in _REGISTRY:
                 raise KeyError(f"no fact named {name!r}")

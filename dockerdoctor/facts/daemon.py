@@ -35,6 +35,7 @@ from dockerdoctor.facts.systemd import (
     parse_env_file,
     parse_systemctl_show,
 )
+from dockerdoctor.model import Provenance
 from dockerdoctor.net import split_host_port
 from dockerdoctor.safetext import isdigits, loads_json
 from dockerdoctor.sources.specs import ENV_FILE_KEYS, UNITS, file_path, read_first
@@ -125,6 +126,9 @@ class EnvFileInfo:
     loaded: bool  # referenced by an EnvironmentFile= of docker.service
     mtime: float | None
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text, line)
+
 
 @fact()
 def env_files(facts: Facts) -> dict[str, EnvFileInfo]:
@@ -189,6 +193,10 @@ class DaemonJson:
     mtime: float | None = None
     read_path: str = ""  # where it was actually read (may be under /proc/PID/root)
     bom: bool = False  # starts with a UTF-8 byte-order mark (dockerd >= 23.0 strips it; 20.10 refuses it)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """At `line` (``dj.line_of(key)`` for one key)."""
+        return Provenance(self.path, text, line)
 
     def line_of(self, key: str) -> int | None:
         return self.key_lines.get(key)
@@ -287,6 +295,9 @@ class RegistriesConf:
     path: str
     insecure: list[tuple[str, int]]  # (registry, line)
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text, line)
+
 
 @fact()
 def registries_conf(facts: Facts) -> RegistriesConf:
@@ -323,6 +334,10 @@ class ConfigValue:
     source: str
     line: int | None
     detail: str = ""  # e.g. "$INSECURE_REGISTRY (/etc/sysconfig/docker:12) via ExecStart in ...:14"
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or self.detail or f"{self.via}: {self.value}",
+                          line if line is not None else self.line)
 
     def where(self) -> str:
         return f"{self.source}:{self.line}" if self.line else self.source

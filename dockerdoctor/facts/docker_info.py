@@ -13,6 +13,7 @@ from dockerdoctor.facts.dockerd_cli import parse_version
 from dockerdoctor.facts.dockerhost import (
     EngineAnswer,
 )
+from dockerdoctor.model import Provenance
 
 # --------------------------------------------------------------------------- docker info
 
@@ -30,6 +31,15 @@ class DockerInfo:
     live_restore: bool | None = None
     registry_mirrors: list[str] = field(default_factory=list)
     security_options: list[str] | None = None  # None: not in the output
+    # "Storage Driver" and the lines under it (API: Driver, DriverStatus). On the containerd image store:
+    # `Storage Driver: overlayfs` with `driver-type: io.containerd.snapshotter.v1` (docker/docs:
+    # content/manuals/engine/storage/containerd.md; moby/moby#46757 quotes the text form)
+    storage_driver: str | None = None
+    driver_status: dict[str, str] = field(default_factory=dict)
+    storage_driver_line: int | None = None  # 1-based line of "Storage Driver" in the text output
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     @property
     def insecure_names(self) -> list[str]:
@@ -60,6 +70,13 @@ def parse_docker_info_text(text: str, source: str) -> DockerInfo:
             info.docker_root_dir = val
         elif key == "Live Restore Enabled":
             info.live_restore = val.lower() == "true"
+        elif key == "Storage Driver":
+            info.storage_driver, info.storage_driver_line = val or None, i
+            indent = len(line) - len(line.lstrip())
+            while i < len(lines) and (len(lines[i]) - len(lines[i].lstrip())) > indent and ":" in lines[i]:
+                k, _, v = lines[i].strip().partition(":")
+                info.driver_status[k.strip()] = v.strip()
+                i += 1
         elif key == "Security Options" and val:
             info.security_options = val.split()  # docker 1.13: "Security Options: seccomp selinux"
         elif key == "Security Options":
@@ -117,6 +134,9 @@ def docker_info_from_api(data: dict[str, Any], source: str) -> DockerInfo:
         live_restore=data.get("LiveRestoreEnabled"),
         registry_mirrors=list(reg.get("Mirrors") or []),
         security_options=[str(o) for o in data.get("SecurityOptions") or []],
+        storage_driver=data.get("Driver") or None,
+        driver_status={str(p[0]): str(p[1]) for p in data.get("DriverStatus") or []
+                       if isinstance(p, (list, tuple)) and len(p) == 2},
     )
     return info
 

@@ -116,9 +116,6 @@ class ParsedCommandLine:
     def values(self, name: str) -> list[FlagUse]:
         return [f for f in self.flags if f.name == name]
 
-    def has(self, name: str) -> bool:
-        return any(f.name == name for f in self.flags)
-
 
 _BOOL_VALUES = {"true", "false", "1", "0", "t", "f", "TRUE", "FALSE", "True", "False"}
 

@@ -18,10 +18,11 @@ from dockerdoctor.facts.dockerhost import (
     reachable_sockets,
     same_socket,
 )
+from dockerdoctor.facts.processes import PsProcess
 from dockerdoctor.facts.systemd import (
     SystemdUnitState,
-    split_command_line,
 )
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits
 
 # --------------------------------------------------------------------------- running dockerd
@@ -34,6 +35,9 @@ class DockerdProcess:
     start_time: float | None  # epoch seconds
     source: str
     root_prefix: str | None = None  # /proc/PID/root, to read files as the daemon sees them
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     @property
     def parsed(self) -> ParsedCommandLine:
@@ -132,23 +136,11 @@ def dockerd_process(facts: Facts) -> DockerdProcess | None:
             raise FactUnavailable(f"{host.url} is answered, but its listener (pid {ans.peer_pid}) is not a "
                                   "dockerd and no docker.service main process serves it")
         return proc
-    text = facts.source.command("ps")
-    if text is None:
-        raise FactUnavailable("no process list in the snapshot (sos_commands/process/ps_auxwww)")
-    return _select_process(_snapshot_dockerds(facts, text), host.url, _main_pid(facts))
+    return _select_process(_snapshot_dockerds(facts.get("ps_processes")), host.url, _main_pid(facts))
 
 
-def _snapshot_dockerds(facts: Facts, text: str) -> list[DockerdProcess]:
-    found = []
-    for line in text.splitlines()[1:]:
-        cols = line.split(None, 10)
-        if len(cols) < 11:
-            continue
-        argv = split_command_line(cols[10])
-        if _is_dockerd(argv):
-            found.append(DockerdProcess(int(cols[1]) if isdigits(cols[1]) else None, argv,
-                                        None, facts.source.command_source("ps")))
-    return found
+def _snapshot_dockerds(processes: list[PsProcess]) -> list[DockerdProcess]:
+    return [DockerdProcess(p.pid, p.argv, None, p.source) for p in processes if _is_dockerd(p.argv)]
 
 
 def _live_default_socket(pid: int) -> str:
@@ -180,10 +172,10 @@ def other_dockerds(facts: Facts) -> list[OtherDockerd]:
             if _is_dockerd(argv):
                 found.append(DockerdProcess(p.info["pid"], list(argv), None, "process table"))
     else:
-        text = facts.source.command("ps")
-        if text is None:
-            raise FactUnavailable("no process list in the snapshot")
-        found = _snapshot_dockerds(facts, text)
+        try:
+            found = _snapshot_dockerds(facts.get("ps_processes"))
+        except FactUnavailable:
+            raise FactUnavailable("no process list in the snapshot") from None
     out = []
     for p in found:
         if chosen is None or p.pid != chosen.pid:

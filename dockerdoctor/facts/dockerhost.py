@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable, InputError
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import loads_json
 
 if TYPE_CHECKING:
@@ -159,6 +160,9 @@ class EngineAnswer:
     detail: str = ""  # the OS error text
     peer_pid: int | None = None  # SO_PEERCRED: the process that listens on the socket (0: not in our PID ns)
     peer_uid: int | None = None
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or self.detail or self.why, line)
 
     @property
     def source(self) -> str:
@@ -304,6 +308,9 @@ class OtherDockerd:
     sockets: list[str] = field(default_factory=list)
     source: str = ""
     reachable: list[str] | None = None  # live: those of its unix sockets that are the same file here
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source or "process table", text or self.describe(), line)
 
     def describe(self) -> str:
         parts = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.sources.specs import dir_paths, read_first
 
 FW_NAME = "org.fedoraproject.FirewallD1"
@@ -42,6 +43,9 @@ class FwZone:
     default: bool = False
     source: str = ""
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
+
 
 @dataclass
 class PortVerdict:
@@ -64,6 +68,13 @@ class FirewalldState:
     backend_source: str = ""
     backend_line: int | None = None
     via: str = ""  # "D-Bus" | "firewall-cmd" | "zone files"
+
+    def backend_evidence(self) -> Provenance:
+        return Provenance(self.backend_source, f"FirewallBackend={self.backend}", self.backend_line)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """The state's source; the backend's is ``backend_evidence()``."""
+        return Provenance(self.state_source, text, line)
 
     def zones(self) -> dict[str, FwZone]:
         return self.runtime if self.runtime is not None else (self.permanent or {})

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, HostPort, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.sources.specs import dir_paths
 
 if TYPE_CHECKING:
@@ -24,6 +25,18 @@ class Journal:
     source: str
     lines: list[str]
     truncated: bool = False
+    _names: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
+
+    def names(self, addr: HostPort) -> bool:
+        """Does any line name addr (HOST:PORT, or the host alone when addr has no port)? Answered once per addr."""
+        key = str(addr)
+        if key not in self._names:
+            needles = (key, f"{addr.host}:{addr.port}") if addr.port else (key,)
+            self._names[key] = any(n in line for line in self.lines for n in needles)
+        return self._names[key]
 
     def grep(self, pattern: re.Pattern[str]) -> list[tuple[int, str]]:
         return [(i + 1, line) for i, line in enumerate(self.lines) if pattern.search(line)]
@@ -52,6 +65,15 @@ class CertsDir:
     name: str
     path: str
     files: list[str]
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text or f"files: {', '.join(self.files) or '(none)'}", line)
+
+    def pair_error(self) -> str | None:
+        """What dockerd fails every push to this registry with: a NAME.cert without NAME.key, or the reverse."""
+        from dockerdoctor.probe.tls import pair_error
+
+        return pair_error(self.files)
 
 
 @fact()
@@ -97,6 +119,9 @@ class DockerSocket:
     uid: int
     groups: list[int] = field(default_factory=list)
     gid: int | None = None
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text, line)
 
 
 @fact()

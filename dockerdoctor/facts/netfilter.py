@@ -4,12 +4,17 @@ iptables (`iptables-save` and `iptables -L`), ufw, and docker's own DNAT rules."
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits, loads_json
+from dockerdoctor.sources.base import Source
+
+T = TypeVar("T")
 
 # --------------------------------------------------------------------------- packet filters
 
@@ -32,6 +37,9 @@ class FilterRule:
     handle: int | None = None  # nft rule handle
     position: int | None = None  # 1-based position in its iptables chain
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or self.text, line if line is not None else self.line)
+
     def matches(self, port: int, proto: str = "tcp") -> bool:
         if self.proto and self.proto != proto:
             return False
@@ -48,6 +56,9 @@ class PacketFilter:
     docker_chains: bool = False  # docker's DOCKER / DOCKER-USER chains are present
     firewalld_table: bool = False
     docker_dnat_ports: set[int] | None = None  # host ports docker DNATs to containers (None: not known)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(", ".join(self.sources), text, line)
 
 
 def _nft_ports(expr: dict[str, Any]) -> tuple[tuple[int, int], ...] | None:
@@ -248,6 +259,16 @@ def parse_ufw_status(text: str, source: str) -> tuple[list[FilterRule], bool | N
     return out, active
 
 
+def _first_parsed(src: Source, fallbacks: tuple[tuple[str, Callable[[str, str], T]], ...],
+                  blank_is_empty: bool = False) -> tuple[T, str, str] | None:
+    """The first command of `fallbacks` that has output: what it parses to, its source and its text."""
+    for key, parse in fallbacks:
+        text = src.command(key)
+        if text and not (blank_is_empty and not text.strip()):
+            return parse(text, src.command_source(key)), src.command_source(key), text
+    return None
+
+
 @fact()
 def packet_filter(facts: Facts) -> PacketFilter:
     src = facts.source
@@ -255,38 +276,23 @@ def packet_filter(facts: Facts) -> PacketFilter:
     sources: list[str] = []
     docker = fw_table = False
     ufw_active = None
-    nft = src.command("nft_ruleset")
-    if nft:
-        r, d, f = parse_nft_json(nft, src.command_source("nft_ruleset"))
+    nft = _first_parsed(src, (("nft_ruleset", parse_nft_json), ("nft_ruleset_text", parse_nft_text),
+                              ("nft_ruleset_firewalld", parse_nft_text)))
+    nft_text = ipt_text = ""
+    if nft is not None:
+        (r, docker, fw_table), where, nft_text = nft
         rules += r
-        docker, fw_table = docker or d, fw_table or f
-        sources.append(src.command_source("nft_ruleset"))
-    else:
-        for key in ("nft_ruleset_text", "nft_ruleset_firewalld"):
-            nft = src.command(key)
-            if nft:
-                r, d, f = parse_nft_text(nft, src.command_source(key))
-                rules += r
-                docker, fw_table = docker or d, fw_table or f
-                sources.append(src.command_source(key))
-                break
+        sources.append(where)
     have_nft = any(x.backend == "nftables" for x in rules)
-    ipt = src.command("iptables_save")
-    if ipt and ipt.strip():
-        r, d = parse_iptables_save(ipt, src.command_source("iptables_save"))
+    ipt = _first_parsed(src, (("iptables_save", parse_iptables_save), ("iptables_list", parse_iptables_list)),
+                        blank_is_empty=True)
+    if ipt is not None:
+        (r, d), where, ipt_text = ipt
         # iptables-nft shows the same rules nft shows; keep both only when nft said nothing
         if not have_nft:
             rules += r
         docker = docker or d
-        sources.append(src.command_source("iptables_save"))
-    else:
-        ipt = src.command("iptables_list")
-        if ipt and ipt.strip():
-            r, d = parse_iptables_list(ipt, src.command_source("iptables_list"))
-            if not have_nft:
-                rules += r
-            docker = docker or d
-            sources.append(src.command_source("iptables_list"))
+        sources.append(where)
     ufw = src.command("ufw_status")
     if ufw:
         r, ufw_active = parse_ufw_status(ufw, src.command_source("ufw_status"))
@@ -296,10 +302,10 @@ def packet_filter(facts: Facts) -> PacketFilter:
     if not sources:
         raise FactUnavailable("no packet filter rules are readable here (nft -j list ruleset, iptables-save, ufw)")
     dnat: set[int] | None = None
-    if ipt and ipt.lstrip().startswith(("#", "*")):
-        dnat = docker_dnat_ports(ipt, "iptables-save")
-    elif nft:
-        dnat = docker_dnat_ports(nft, "nft-json" if nft.lstrip().startswith("{") else "nft-text")
+    if ipt_text.lstrip().startswith(("#", "*")):
+        dnat = docker_dnat_ports(ipt_text, "iptables-save")
+    elif nft_text:
+        dnat = docker_dnat_ports(nft_text, "nft-json" if nft_text.lstrip().startswith("{") else "nft-text")
     return PacketFilter(rules, sources, ufw_active, docker, fw_table, dnat)
 
 

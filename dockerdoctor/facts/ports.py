@@ -15,7 +15,9 @@ from dataclasses import dataclass
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
-from dockerdoctor.facts.systemd import split_command_line
+from dockerdoctor.facts.processes import PsProcess
+from dockerdoctor.model import Provenance
+from dockerdoctor.net import ip_of
 from dockerdoctor.safetext import isdigits
 
 # Processes that legitimately hold a registry's port.
@@ -33,6 +35,9 @@ class ListenSocket:
     cmdline: str = ""
     source: str = ""
     line: int | None = None
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line if line is not None else self.line)
 
     @property
     def display(self) -> str:
@@ -177,6 +182,9 @@ class RegistryProcess:
     source: str
     config_path: str | None = None
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
+
     @property
     def name(self) -> str:
         return self.argv[0].rsplit("/", 1)[-1] if self.argv else "?"
@@ -223,18 +231,11 @@ def registry_processes(facts: Facts) -> list[RegistryProcess]:
             if c:
                 out.append(RegistryProcess(p.info["pid"], tuple(argv), c[0], "process table (psutil)", c[1]))
         return out
-    text = facts.source.command("ps")
-    if text is None:
-        raise FactUnavailable("no process list in the snapshot (sos_commands/process/ps_auxwww)")
-    for line in text.splitlines()[1:]:
-        cols = line.split(None, 10)
-        if len(cols) < 11:
-            continue
-        argv = split_command_line(cols[10])
-        c = classify_registry_argv(argv)
+    processes: list[PsProcess] = facts.get("ps_processes")
+    for p in processes:
+        c = classify_registry_argv(p.argv)
         if c:
-            out.append(RegistryProcess(int(cols[1]) if isdigits(cols[1]) else None, tuple(argv), c[0],
-                                       facts.source.command_source("ps"), c[1]))
+            out.append(RegistryProcess(p.pid, tuple(p.argv), c[0], p.source, c[1]))
     return out
 
 
@@ -252,6 +253,9 @@ class RegistryListener:
     container: str | None = None
     pid: int | None = None
     running: bool = True
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.evidence_source, text or self.evidence_text, line)
 
 
 def _pid_in_container(pid: int | None, facts: Facts) -> bool:
@@ -279,7 +283,7 @@ def registry_listeners(facts: Facts) -> list[RegistryListener]:
         c = rc.container
         if c.host_network:
             addr = c.env.get("REGISTRY_HTTP_ADDR") or ""
-            ip = addr.rpartition(":")[0].strip("[]") if ":" in addr else ""
+            ip = ip_of(addr)
             key = (rc.port, "host")
             if key not in seen:
                 seen.add(key)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
+from dockerdoctor.model import Provenance
 from dockerdoctor.safetext import isdigits
 from dockerdoctor.sources.specs import FILES, file_path, read_first
 
@@ -32,6 +33,13 @@ class SelinuxStatus:
     source: str = ""
     docker_selinux: bool | None = None  # dockerd runs with --selinux-enabled (labels containers)
     docker_selinux_source: str = ""
+
+    def config_evidence(self) -> Provenance:
+        return Provenance(self.config_path, f"SELINUX={self.config_mode}", self.config_line)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """The mode's source; the config file's is ``config_evidence()``."""
+        return Provenance(self.source or "SELinux", text or f"mode: {self.mode}", line)
 
     @property
     def enforcing(self) -> bool:
@@ -117,16 +125,25 @@ def selinux_status(facts: Facts) -> SelinuxStatus:
 # --------------------------------------------------------------------------- file labels
 
 
+def context_type(context: str) -> str:
+    """The type of an SELinux context (`system_u:object_r:container_file_t:s0` -> container_file_t); a text
+    that is no context, whole."""
+    parts = context.split(":")
+    return parts[2] if len(parts) >= 3 else context
+
+
 @dataclass(frozen=True)
 class FileLabel:
     path: str
     context: str
     source: str
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or f"{self.context} {self.path}", line)
+
     @property
     def type(self) -> str:
-        parts = self.context.split(":")
-        return parts[2] if len(parts) >= 3 else self.context
+        return context_type(self.context)
 
 
 _CTX = re.compile(r"\b([a-z_]+_u):([a-z_]+_r):([a-z0-9_]+_t)(?::(s\d+(?:-s\d+)?(?::c[\d.,c]+)?))?")
@@ -186,10 +203,12 @@ class FcontextRule:
     context: str
     source: str
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text or f"{self.pattern} {self.context}", line)
+
     @property
     def type(self) -> str:
-        parts = self.context.split(":")
-        return parts[2] if len(parts) >= 3 else self.context
+        return context_type(self.context)
 
     def matches(self, path: str) -> bool:
         try:
@@ -328,6 +347,9 @@ class AuditLog:
     source: str
     denials: list[AvcDenial]
     truncated: bool = False
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
 
 @fact()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from dockerdoctor.model import Provenance
 from dockerdoctor.sources.specs import UNIT_DIRS
 
 __all__ = ["UNIT_DIRS"]
@@ -24,6 +25,9 @@ class Directive:
     value: str
     path: str
     line: int
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text or f"{self.key}={self.value}", line if line is not None else self.line)
 
 
 def parse_unit_text(text: str, path: str) -> list[Directive]:
@@ -73,6 +77,9 @@ class ExecLine:
     line: int
     prefixes: str = ""
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text or f"ExecStart={self.command}", line if line is not None else self.line)
+
     def words(self) -> list[str]:
         return split_command_line(self.command)
 
@@ -84,6 +91,10 @@ class EnvFileRef:
     unit_path: str
     line: int
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.unit_path, text or f"EnvironmentFile={'-' if self.optional else ''}{self.path}",
+                          line if line is not None else self.line)
+
 
 @dataclass(frozen=True)
 class EnvAssignment:
@@ -91,6 +102,9 @@ class EnvAssignment:
     value: str
     path: str
     line: int
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.path, text or f"{self.name}={self.value}", line if line is not None else self.line)
 
 
 @dataclass
@@ -322,6 +336,12 @@ class ArgOrigin:
     var_path: str | None = None
     var_line: int | None = None
 
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """The variable's assignment when the word came from one, else the ExecStart line."""
+        if self.var_path:
+            return Provenance(self.var_path, text or self.describe(), line if line is not None else self.var_line)
+        return Provenance(self.exec_path, text or self.describe(), line if line is not None else self.exec_line)
+
     def describe(self) -> str:
         where = f"ExecStart in {self.exec_path}:{self.exec_line}"
         if self.variable:
@@ -396,6 +416,9 @@ class SystemdUnitState:
 
     source: str
     properties: dict[str, str]
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     def get(self, key: str) -> str | None:
         return self.properties.get(key)

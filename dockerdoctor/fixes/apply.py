@@ -239,7 +239,11 @@ class Transaction:
             )
 
     def _other_services(self) -> None:
-        if self.prepared.offline or self.options.manager is None:
+        if self.prepared.offline:
+            for action, unit in self.prepared.other_services:
+                self.say(f"not run (snapshot): {action} {unit}")
+            return
+        if self.options.manager is None:
             return
         for action, unit in self.prepared.other_services:
             self.say(f"{action} {unit}: {self.options.manager.perform(action, unit)}")

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from dockerdoctor.model import Fix, ReplaceFileContent, RunCommand, ServiceAction
-from dockerdoctor.runtimes.hosts_toml import (
-    ContainerdConfig,
+from dockerdoctor.runtimes.containerd_config import ContainerdConfig
+from dockerdoctor.runtimes.toml_edits import (
     UneditableToml,
     add_config_path,
     edit_hosts_toml,

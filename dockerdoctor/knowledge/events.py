@@ -176,10 +176,13 @@ _COMBINED = re.compile(
     r"(?P<status>\d{3}) \S+(?: \"(?P<referer>[^\"]*)\" \"(?P<ua>[^\"]*)\")?")
 _BARE_REQUEST = re.compile(r"\"?(?P<method>GET|HEAD|POST|PUT|PATCH|DELETE) (?P<path>/v[12]/\S*) HTTP/[\d.]+\"? "
                            r"(?P<status>\d{3})\b")
-_LOGFMT_METHOD = re.compile(r"http\.request\.method=\"?(?P<method>[A-Z]+)")
-_LOGFMT_URI = re.compile(r"http\.request\.uri=\"(?P<path>[^\"]+)\"")
-_LOGFMT_STATUS = re.compile(r"http\.response\.status=(?P<status>\d{3})")
-_LOGFMT_UA = re.compile(r"http\.request\.useragent=\"(?P<ua>[^\"]*)\"")
+# distribution's logfmt access line: one pattern per field (logfmt fields come in any order)
+_LOGFMT = {
+    "method": re.compile(r"http\.request\.method=\"?(?P<method>[A-Z]+)"),
+    "path": re.compile(r"http\.request\.uri=\"(?P<path>[^\"]+)\""),
+    "status": re.compile(r"http\.response\.status=(?P<status>\d{3})"),
+    "ua": re.compile(r"http\.request\.useragent=\"(?P<ua>[^\"]*)\""),
+}
 _COMMAND = re.compile(
     r"^\s*(?:\[?[\w.\-]+@[\w.\-]+[^\]$#]*\]?\s*[$#]|[$#>%])?\s*(?:sudo\s+(?:-\S+\s+)*)?"
     r"(?P<prog>docker(?:-compose)?|podman|skopeo|buildah|nerdctl|ctr|crictl|kubectl|k3s|curl|wget|systemctl|"
@@ -187,13 +190,7 @@ _COMMAND = re.compile(
 _FILE_MARK = re.compile(
     r"^\s*(?:[$#]\s*(?:sudo\s+)?(?:cat|less|more|vi|vim|nano|tail|head)\s+(?P<f1>/\S+)|#\s+(?P<f2>/\S+)\s*$|"
     r"==> (?P<f3>/\S+) <==|(?P<f4>/(?:etc|usr/lib|lib)/\S+?):\s*$)")
-_ENV_OPT = re.compile(r"^\s*(?:export\s+)?(?P<var>DOCKER_OPTS|OPTIONS|INSECURE_REGISTRY|ADD_REGISTRY|DOCKER_OPTIONS|"
-                      r"other_args|DOCKERD_OPTS|(?i:https?_proxy|no_proxy))\s*=\s*(?P<val>.*)$")
 _PROXY_SET = re.compile(r"(?i)\b(?P<kind>https?|no)_proxy\s*=\s*[\"']?(?P<val>[^\s\"']*)")
-_UNIT_KEY = re.compile(r"^\s*(?P<key>ExecStart|EnvironmentFile|Environment)\s*=\s*(?P<val>.*)$")
-_JSON_KEY = re.compile(r"\"(?P<key>insecure-registries|registry-mirrors|hosts|proxies|http-proxy|https-proxy|"
-                       r"no-proxy|data-root)\"\s*:\s*(?P<val>.*)$")
-_REGCONF = re.compile(r"^\s*(?P<key>location|insecure|prefix|registries|mirror)\s*=\s*(?P<val>.*)$")
 _INSECURE_FLAG = re.compile(r"--insecure-registr(?:y|ies)[ =]\"?(?P<reg>[^\s\"']+)")
 _NEW_RECORD = re.compile(r"^(?:\s*$|[A-Z][a-z]{2} [ \d]\d \d\d:|\d{4}-\d\d-\d\d|time=|level=|[A-Z]{4}\[\d|\S+ - \S+ \[|"
                          r"Error|error|Get |Head |Post |Put |Patch |[$#] |\w+:\s|[\w.\-]+@)")
@@ -261,12 +258,12 @@ def _access(ev: Event, line: str) -> bool:
         # nginx and most proxies log an empty referer as "-", distribution as ""
         ev.setting = {"via": "proxy" if m.group("referer") == "-" else "registry" if m.group("referer") == "" else ""}
         return True
-    mm = _LOGFMT_METHOD.search(line) if "http.request.method=" in line else None
-    mu = _LOGFMT_URI.search(line) if mm else None
-    ms = _LOGFMT_STATUS.search(line) if mu else None
+    mm = _LOGFMT["method"].search(line) if "http.request.method=" in line else None
+    mu = _LOGFMT["path"].search(line) if mm else None
+    ms = _LOGFMT["status"].search(line) if mu else None
     if mm and mu and ms:
         ev.method, ev.path, ev.status = mm.group("method"), mu.group("path"), int(ms.group("status"))
-        ua = _LOGFMT_UA.search(line)
+        ua = _LOGFMT["ua"].search(line)
         ev.client = ua.group("ua") if ua else None
         ev.setting = {"via": "registry"}
         return True
@@ -315,19 +312,44 @@ def _access_pattern(a: AccessRule) -> Pattern:
     return p
 
 
-_JSON_HINTS = ("insecure-registries", "registry-mirrors", '"hosts"', '"proxies"', '-proxy"', '"data-root"')
+@dataclass(frozen=True)
+class _Syntax:
+    """One way a pasted configuration line sets something: `rx` has the groups `key` (or `var`) and `val`;
+    `anywhere`: it may sit anywhere in the line, not only at its start; `hints`: the line must hold one of
+    these before `rx` is tried."""
+
+    kind: str
+    rx: re.Pattern[str]
+    anywhere: bool = False
+    hints: tuple[str, ...] = ()
+
+
+# Tried in this order; the first that matches names the line's syntax.
+_CONFIG_SYNTAXES = (
+    _Syntax("env", re.compile(
+        r"^\s*(?:export\s+)?(?P<var>DOCKER_OPTS|OPTIONS|INSECURE_REGISTRY|ADD_REGISTRY|DOCKER_OPTIONS|"
+        r"other_args|DOCKERD_OPTS|(?i:https?_proxy|no_proxy))\s*=\s*(?P<val>.*)$")),
+    _Syntax("unit", re.compile(r"^\s*(?P<key>ExecStart|EnvironmentFile|Environment)\s*=\s*(?P<val>.*)$")),
+    _Syntax("json", re.compile(
+        r"\"(?P<key>insecure-registries|registry-mirrors|hosts|proxies|http-proxy|https-proxy|"
+        r"no-proxy|data-root)\"\s*:\s*(?P<val>.*)$"), anywhere=True,
+        hints=("insecure-registries", "registry-mirrors", '"hosts"', '"proxies"', '-proxy"', '"data-root"')),
+    _Syntax("registries.conf", re.compile(
+        r"^\s*(?P<key>location|insecure|prefix|registries|mirror)\s*=\s*(?P<val>.*)$")),
+)
 
 
 def _config(ev: Event, line: str, current_file: str | None) -> bool:
     s = line.strip()
     if "=" not in s and '":' not in s:
         return False
-    for rx, kind in ((_ENV_OPT, "env"), (_UNIT_KEY, "unit"), (_JSON_KEY, "json"), (_REGCONF, "registries.conf")):
-        if kind == "json" and not any(h in s for h in _JSON_HINTS):
+    for syn in _CONFIG_SYNTAXES:
+        if syn.hints and not any(h in s for h in syn.hints):
             continue
-        m = rx.match(s) if kind != "json" else rx.search(s)
+        m = syn.rx.search(s) if syn.anywhere else syn.rx.match(s)
         if m is None:
             continue
+        kind = syn.kind
         key = m.groupdict().get("var") or m.group("key")
         val = m.group("val").strip()
         ev.setting = {"syntax": kind, "key": key, "value": val[:300]}

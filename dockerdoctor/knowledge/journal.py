@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dockerdoctor.errors import FactUnavailable
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.knowledge.events import Hit, filter_hits, recent_hits
+from dockerdoctor.model import Provenance
 from dockerdoctor.net import HostPort
 
 
@@ -18,6 +20,9 @@ class JournalHits:
     source: str
     hits: list[Hit] = field(default_factory=list)  # the last few of each (pattern, host, port), in order
     truncated: bool = False  # the journal was longer than what was read
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(self.source, text, line)
 
     def for_rule(self, rule_id: str, addr: HostPort | None = None) -> list[Hit]:
         return [h for _n, _l, h in filter_hits(self.hits, rule_id, addr)]
@@ -29,7 +34,6 @@ class JournalHits:
 @fact()
 def journal_hits(facts: Facts) -> JournalHits:
     journal = facts.get("docker_journal")  # raises FactUnavailable with its reason
-    cached = journal.__dict__.get("_dd_hits")
-    hits = cached if cached is not None else recent_hits(journal.lines)
-    journal.__dict__["_dd_hits"] = hits  # rules/endpoint.py caches the same list under this name
-    return JournalHits(journal.source, hits, journal.truncated)
+    if journal is None:  # a store seeded with "no journal" (Facts.from_values)
+        raise FactUnavailable("the docker journal is not available")
+    return JournalHits(journal.source, recent_hits(journal.lines), journal.truncated)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockerdoctor.knowledge.base import KnowledgeBase, Pattern, load_kb
+from dockerdoctor.knowledge.base import KnowledgeBase, load_kb
 from dockerdoctor.knowledge.events import PUBLIC_REGISTRIES, Event, Hit, extract_params, parse
 
 ALSO_FACTOR = 0.45  # an "also possible" rule scores this share of the pattern's weight
@@ -66,11 +66,6 @@ class Diagnosis:
     @property
     def known(self) -> bool:
         return self.verdict != "no known cause"
-
-
-def _context_pattern(rule: str, pid: str, note: str) -> Pattern:
-    return Pattern(id=pid, rule=rule, also=(), weight=CONTEXT_WEIGHT, source="", seen="a context line of the paste",
-                   examples=(), note=note)
 
 
 def _run_args(ev: Event) -> str | None:

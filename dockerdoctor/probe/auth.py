@@ -15,8 +15,11 @@ import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dockerdoctor.net import HostPort
+
+CredentialSource = Literal["", "auths", "credHelpers", "credsStore"]  # "": none found
 
 
 @dataclass
@@ -24,7 +27,7 @@ class CredentialInfo:
     config_path: str
     config_exists: bool = False
     found: bool = False
-    source: str = ""  # "auths" | "credHelpers" | "credsStore"
+    source: CredentialSource = ""
     helper: str | None = None  # docker-credential-NAME for credHelpers / credsStore
     helper_missing: bool = False
     username: str | None = None  # a user name is not a secret; the password/token never leaves here

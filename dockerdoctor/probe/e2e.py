@@ -27,10 +27,11 @@ import time
 import urllib.parse
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from dockerdoctor import __version__
 from dockerdoctor.net import HostPort
+from dockerdoctor.probe.report import Scheme
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_V1 = "application/vnd.docker.container.image.v1+json"
@@ -47,17 +48,20 @@ class Step:
     seconds: float = 0.0
 
 
+DeleteOutcome = Literal["deleted", "unsupported", "failed", "not tried"]
+
+
 @dataclass
 class E2EResult:
     address: HostPort
     repo: str
     tag: str = ""
-    scheme: str = "https"
+    scheme: Scheme = "https"
     verified_tls: bool = True
     ok: bool = False  # pushed, pulled back and every digest matched
     steps: list[Step] = field(default_factory=list)
     server_header: str | None = None
-    delete: str = "not tried"  # deleted | unsupported (DD406) | failed | not tried
+    delete: DeleteOutcome = "not tried"  # unsupported: DD406
     cleaned_up: bool = False
     error: str | None = None
     seconds: float = 0.0
@@ -152,13 +156,14 @@ def _short(r: Any) -> str:
 
 
 def run_e2e(address: HostPort, *, repo: str = "dockerdoctor-probe", timeout: float = 5.0, probe: Any = None,
-            docker_config: str | None = None, certs_dir: str | None = None, scheme: str | None = None,
+            docker_config: str | None = None, certs_dir: str | None = None, scheme: Scheme | None = None,
             big: int = BIG) -> E2EResult:
     """Push, pull back, verify and delete a tiny image; never raises for registry trouble."""
     import requests
 
     start = time.monotonic()
-    scheme = scheme or ("http" if getattr(probe, "scheme", None) == "http" else "https")
+    if scheme is None:
+        scheme = "http" if getattr(probe, "scheme", None) == "http" else "https"
     res = E2EResult(address, repo, tag=f"probe-{int(time.time())}-{secrets.token_hex(3)}", scheme=scheme)
     verify: bool | str = True
     if scheme == "https":

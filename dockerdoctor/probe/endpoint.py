@@ -20,12 +20,10 @@ import base64
 import contextlib
 import errno
 import http.client
-import json
 import os
 import socket
 import ssl
 import time
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -243,7 +241,6 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
     if sock is None:
         rep.layer = "tcp"
         return
-    base = f'Get "https://{address}/v2/"'
 
     def fresh() -> socket.socket | None:
         with contextlib.suppress(OSError):
@@ -252,43 +249,45 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
             return s
         return None
 
-    # ---- TLS, verified as dockerd would
+    sni = None if is_ip(address.host) else address.host
+    tls_sock = _tls_layer(rep, address, timeout, certs, sock, sni, fresh)
+    connector = _connector(rep, address, timeout, tls_sock, certs, sni, fresh)
+    if connector is not None:
+        _http_layer(rep, address, timeout, connector, docker_config, check_auth)
+    elif rep.layer == "ok":
+        rep.layer = "tls"
+
+
+def _leaf_problem(leaf: LeafInfo, host: str) -> tuple[TlsError, str] | None:
+    """What dockerd says of a certificate it can parse: out of its validity first, then the wrong name."""
+    problem = check_validity(leaf)
+    if problem:
+        return "expired", problem
+    problem = check_hostname(leaf, host)
+    return ("name-mismatch", problem) if problem else None
+
+
+def _tls_layer(rep: EndpointReport, address: HostPort, timeout: float, certs: CertsDirContents,
+               sock: socket.socket, sni: str | None, fresh: Connector) -> ssl.SSLSocket | None:
+    """The handshake, verified as dockerd would; fills scheme, tls_error/detail, handshake and leaf. The TLS
+    socket to ask HTTP over, or None."""
     tls_sock: ssl.SSLSocket | None = None
     leaf: LeafInfo | None = None
-    sni = None if is_ip(address.host) else address.host
     try:
         tls_sock = verify_context(certs).wrap_socket(sock, server_hostname=sni)
         rep.scheme = "https"
         der = tls_sock.getpeercert(binary_form=True)
         leaf = parse_leaf(der) if der else None
-        if leaf is not None:
-            problem = check_validity(leaf)
-            kind: TlsError = "expired"
-            if problem is None:
-                problem, kind = check_hostname(leaf, address.host), "name-mismatch"
-            if problem:
-                rep.tls_error, rep.tls_detail = kind, problem
+        found = _leaf_problem(leaf, address.host) if leaf is not None else None
+        if found:
+            rep.tls_error, rep.tls_detail = found
     except ssl.SSLCertVerificationError as exc:
         sock.close()
         rep.scheme = "https"
         kind, text = classify_chain_error(exc)
-        s2 = fresh()
-        if s2 is not None:
-            with contextlib.suppress(ssl.SSLError, OSError):
-                tls_sock = unverified_context(certs).wrap_socket(s2, server_hostname=sni)
-                der = tls_sock.getpeercert(binary_form=True)
-                leaf = parse_leaf(der) if der else None
-            if tls_sock is None:
-                s2.close()
-        if leaf is not None:
-            problem = check_validity(leaf)
-            if problem:
-                kind, text = "expired", problem
-            else:
-                name_problem = check_hostname(leaf, address.host)
-                if name_problem:
-                    kind, text = "name-mismatch", name_problem
-        rep.tls_error, rep.tls_detail = kind, text
+        tls_sock, leaf = _unverified_look(certs, sni, fresh)
+        found = _leaf_problem(leaf, address.host) if leaf is not None else None
+        rep.tls_error, rep.tls_detail = found or (kind, text)
     except ssl.SSLError as exc:
         sock.close()
         if _client_cert_alert(str(exc.reason or exc)):
@@ -319,43 +318,56 @@ def _layers(rep: EndpointReport, address: HostPort, timeout: float, certs: Certs
     if rep.scheme == "https" and rep.tls_error:
         rep.layer = "tls"
         if rep.tls_error != "client-certificate":  # that one's dockerd text is set with it
-            rep.docker_text = f"{base}: {rep.tls_detail}"
+            rep.docker_text = f'Get "https://{address}/v2/": {rep.tls_detail}'
     if rep.certs_dir_error:
         rep.layer = "tls"
         rep.docker_text = f"Error response from daemon: {rep.certs_dir_error}"
+    return tls_sock
 
-    # ---- HTTP
-    if rep.scheme == "https":
-        if tls_sock is None:  # the unverified second handshake failed too
-            if rep.layer == "ok":
-                rep.layer = "tls"
-            return
-        rep.v2 = _http_get(tls_sock, address, "/v2/", timeout)
-        if rep.v2.status is None and _client_cert_alert(rep.v2.error or ""):
-            _client_cert_refused(rep, rep.v2.error or "", certs)  # TLS 1.3: the alert comes after the handshake
-        if rep.tls_error == "client-certificate":
-            rep.layer = "tls"
-            return
 
-        def connector() -> socket.socket | None:
-            s = fresh()
-            if s is None:
-                return None
-            try:
-                return unverified_context(certs).wrap_socket(s, server_hostname=sni)
-            except (ssl.SSLError, OSError):
-                s.close()
-                return None
-    elif rep.scheme == "http":
+def _unverified_look(certs: CertsDirContents, sni: str | None,
+                     fresh: Connector) -> tuple[ssl.SSLSocket | None, LeafInfo | None]:
+    """A second handshake that verifies nothing, to read the certificate dockerd refused."""
+    s2 = fresh()
+    if s2 is None:
+        return None, None
+    tls_sock: ssl.SSLSocket | None = None
+    leaf: LeafInfo | None = None
+    with contextlib.suppress(ssl.SSLError, OSError):
+        tls_sock = unverified_context(certs).wrap_socket(s2, server_hostname=sni)
+        der = tls_sock.getpeercert(binary_form=True)
+        leaf = parse_leaf(der) if der else None
+    if tls_sock is None:
+        s2.close()
+    return tls_sock, leaf
 
-        def connector() -> socket.socket | None:
-            return fresh()
-        # rep.v2 was filled by _not_tls
-    else:
-        if rep.layer == "ok":
-            rep.layer = "tls"
-        return
-    _http_layer(rep, address, timeout, connector, docker_config, check_auth)
+
+def _connector(rep: EndpointReport, address: HostPort, timeout: float, tls_sock: ssl.SSLSocket | None,
+               certs: CertsDirContents, sni: str | None, fresh: Connector) -> Connector | None:
+    """After the handshake: GET /v2/ over TLS when it held, and how to open more connections for the HTTP
+    layer; None when there is nothing to ask HTTP over (the layer then is tls)."""
+    if rep.scheme == "http":
+        return fresh  # rep.v2 was filled by _not_tls
+    if rep.scheme != "https" or tls_sock is None:  # neither, or the unverified second handshake failed too
+        return None
+    rep.v2 = _http_get(tls_sock, address, "/v2/", timeout)
+    if rep.v2.status is None and _client_cert_alert(rep.v2.error or ""):
+        _client_cert_refused(rep, rep.v2.error or "", certs)  # TLS 1.3: the alert comes after the handshake
+    if rep.tls_error == "client-certificate":
+        rep.layer = "tls"
+        return None
+
+    def connector() -> socket.socket | None:
+        s = fresh()
+        if s is None:
+            return None
+        try:
+            return unverified_context(certs).wrap_socket(s, server_hostname=sni)
+        except (ssl.SSLError, OSError):
+            s.close()
+            return None
+
+    return connector
 
 
 _CLIENT_CERT_ALERTS = {
@@ -517,11 +529,3 @@ def _check_credentials(address: HostPort, timeout: float, connector: Connector, 
         ans = _http_get(s, address, "/v2/", timeout, {"Authorization": f"Bearer {token}"})
         return None if ans.status is None else ans.status == 200
     return None
-
-
-def report_json(rep: EndpointReport) -> str:
-    return json.dumps(rep.to_dict(), indent=2, default=str)
-
-
-def parse_url(text: str) -> HostPort:
-    return HostPort.parse(urllib.parse.urlsplit(text).netloc if "://" in text else text)

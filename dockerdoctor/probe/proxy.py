@@ -12,14 +12,17 @@ import base64
 import socket
 import urllib.parse
 from dataclasses import dataclass
+from typing import Literal
 
 from dockerdoctor.net import HostPort, no_proxy_match
+
+ProxyVariable = Literal["HTTPS_PROXY", "HTTP_PROXY"]
 
 
 @dataclass
 class ProxyChoice:
     url: str  # the proxy as configured
-    variable: str  # HTTPS_PROXY | HTTP_PROXY
+    variable: ProxyVariable
     host: str
     port: int
     auth: str | None = None  # user:password from the URL (never printed)
@@ -36,7 +39,7 @@ def _get(env: dict[str, str], name: str) -> str:
 
 def proxy_for(address: HostPort, env: dict[str, str], scheme: str = "https") -> ProxyChoice | None:
     """The proxy dockerd would use to reach ``scheme://address``, or None (direct)."""
-    var = "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY"
+    var: ProxyVariable = "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY"
     raw = _get(env, var).strip()
     if not raw:
         return None

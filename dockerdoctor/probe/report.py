@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from dockerdoctor.model import Provenance
 from dockerdoctor.net import HostPort
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class EndpointReport:
     proxy_result: str | None = None  # what the proxy did with a CONNECT
     proxy_ok: bool | None = None
     docker_text: str | None = None  # what `docker push` would most likely print for the first failure
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        return Provenance(f"probe {self.address} ({self.seconds * 1000:.0f} ms)", text, line)
 
     @property
     def summary(self) -> str:

@@ -39,6 +39,25 @@ class CertsDirContents:
     ca_pems: list[bytes] = field(default_factory=list)
 
 
+def pair_problem(name: str, names: list[str]) -> str | None:
+    """What dockerd says of certs.d file `name` among `names`: a NAME.cert without its NAME.key, or the reverse."""
+    if name.endswith(".cert"):
+        key = name[: -len(".cert")] + ".key"
+        if key not in names:
+            return (f"missing key {key} for client certificate {name}. "
+                    "Note that CA certificates should use the extension .crt")
+    elif name.endswith(".key"):
+        cert = name[: -len(".key")] + ".cert"
+        if cert not in names:
+            return f"Missing client certificate {cert} for key {name}"
+    return None
+
+
+def pair_error(names: list[str]) -> str | None:
+    """The first client-pair problem dockerd fails every push with, in the order of `names`."""
+    return next((p for n in names if (p := pair_problem(n, names))), None)
+
+
 def read_certs_dir(path: str | None) -> CertsDirContents:
     """Read a certs.d/HOST:PORT directory with dockerd's rules."""
     out = CertsDirContents(path or "")
@@ -65,19 +84,12 @@ def read_certs_dir(path: str | None) -> CertsDirContents:
                 out.ca_pems.extend(pems)
             else:
                 out.bad_ca_files.append(name)
-        elif name.endswith(".cert"):
-            key = name[: -len(".cert")] + ".key"
-            if key not in names:
-                out.error = out.error or (
-                    f"missing key {key} for client certificate {name}. "
-                    "Note that CA certificates should use the extension .crt"
-                )
-            else:
-                out.client_pairs.append((name, key))
-        elif name.endswith(".key"):
-            cert = name[: -len(".key")] + ".cert"
-            if cert not in names:
-                out.error = out.error or f"Missing client certificate {cert} for key {name}"
+        elif name.endswith((".cert", ".key")):
+            problem = pair_problem(name, names)
+            if problem:
+                out.error = out.error or problem
+            elif name.endswith(".cert"):
+                out.client_pairs.append((name, name[: -len(".cert")] + ".key"))
         else:
             out.ignored.append(name)
     return out

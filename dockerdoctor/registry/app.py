@@ -68,8 +68,9 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
     def __init__(self, driver: StorageDriver, settings: Settings | None = None) -> None:
         self.driver = driver
         self.s = settings or Settings()
-        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ddreg-io")
-        self.walk_executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ddreg-walk")
+        # On S3 the threads only wait for the event loop (tag walks, purges): more of them cost little.
+        self.executor = ThreadPoolExecutor(max_workers=4 if driver.local else 16, thread_name_prefix="ddreg-io")
+        self.walk_executor = ThreadPoolExecutor(max_workers=2 if driver.local else 8, thread_name_prefix="ddreg-walk")
         self.manifests = collections.OrderedDict()
         self.manifest_bytes = 0
         self.manifest_cache_limit = MANIFEST_CACHE
@@ -104,7 +105,7 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
     async def readyz(self, request: web.Request) -> web.StreamResponse:
         """Ready = storage answers within READY_TIMEOUT (a hung NFS mount or bucket is not ready)."""
         try:
-            await asyncio.wait_for(self.io(self.driver.ready), READY_TIMEOUT)
+            await asyncio.wait_for(self.sto("ready"), READY_TIMEOUT)
         except asyncio.TimeoutError:
             return web.json_response({"status": "storage does not answer"}, status=503)
         except OSError as e:
@@ -113,6 +114,9 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
 
     async def _on_startup(self, app: web.Application) -> None:
         loop = asyncio.get_running_loop()
+        bind = getattr(self.driver, "bind_loop", None)
+        if bind is not None:  # S3: its calls run on this loop
+            bind(loop)
         if self.s.sweep_before is not None and not self.s.read_only:
             self._sweep_task = loop.create_task(self._sweep_temporaries(self.s.sweep_before))
         if self.s.purge and not self.s.read_only:
@@ -131,8 +135,12 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
             self._purge_task.cancel()
         if self.auth is not None:
             self.auth.close()
-        self.executor.shutdown(wait=True)
-        self.walk_executor.shutdown(wait=True)
+        # S3 threads wait for this loop: waiting for them here would hang
+        self.executor.shutdown(wait=self.driver.local)
+        self.walk_executor.shutdown(wait=self.driver.local)
+        aclose = getattr(self.driver, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     async def _purge_loop(self) -> None:
         while True:
@@ -173,6 +181,9 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
                 log.error("storage error on %s %s: %s", request.method, request.path, e)
                 reason = e.strerror or str(e)
                 resp = error_response(RegistryError("UNKNOWN", f"storage error: {reason}", status=500))
+            except self.driver.storage_errors as e:  # an object store's own errors (S3: botocore's)
+                log.error("storage error on %s %s: %s", request.method, request.path, e)
+                resp = error_response(RegistryError("UNKNOWN", f"storage error: {e}", status=500))
             resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
             for name, value in self.s.headers.items():
                 resp.headers.setdefault(name, value)

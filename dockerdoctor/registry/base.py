@@ -34,6 +34,20 @@ class RegistryBase:
     async def walk(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.walk_executor, fn, *args)
 
+    async def st(self, method: str, *args: Any) -> Any:
+        """A small storage call from the event loop: inline on a local driver, the coroutine on S3."""
+        coro = getattr(self.driver, "a_" + method, None)
+        if coro is not None:
+            return await coro(*args)
+        return getattr(self.driver, method)(*args)
+
+    async def sto(self, method: str, *args: Any) -> Any:
+        """A storage call that may take a while: in the I/O pool on a local driver, the coroutine on S3."""
+        coro = getattr(self.driver, "a_" + method, None)
+        if coro is not None:
+            return await coro(*args)
+        return await self.io(getattr(self.driver, method), *args)
+
     @staticmethod
     def _digest(value: str) -> str:
         try:

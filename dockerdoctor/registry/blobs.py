@@ -8,7 +8,9 @@ blobs are read in 1 MiB pieces by a thread and written as large TLS records inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 
 from aiohttp import web
 
@@ -16,15 +18,37 @@ from dockerdoctor.registry.base import RegistryBase
 from dockerdoctor.registry.common import RegistryError
 
 BUFFER = 1 << 20  # bytes read from storage per step when streaming
+S3_BUFFER = int(os.environ.get("DDREG_S3_BUFFER", str(4 << 20)))  # bytes per read of an S3 GET body
 WRITE_HIGH = int(os.environ.get("DDREG_WRITE_HIGH", str(4 << 20)))  # transport write-buffer high mark
 DEEP_STREAMS = 32  # streams at a time that get the deep buffer (at most 128 MiB buffered in all)
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """One `bytes=A-B`, `bytes=A-` or `bytes=-N` range within `size`, or None if unsatisfiable."""
+    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", value)
+    if m is None or (not m.group(1) and not m.group(2)) or size == 0:
+        return None
+    if not m.group(1):
+        n = int(m.group(2))
+        return (max(size - n, 0), size - 1) if n > 0 else None
+    first = int(m.group(1))
+    last = int(m.group(2)) if m.group(2) else size - 1
+    if first >= size or last < first:
+        return None
+    return first, min(last, size - 1)
 
 
 class BlobsMixin(RegistryBase):
     async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         self._digest(digest)
-        linked = self.driver.has_layer(name, digest) or self.driver.has_revision(name, digest)
-        size = self.driver.blob_size(digest) if linked else None
+        if self.driver.local:
+            linked = self.driver.has_layer(name, digest) or self.driver.has_revision(name, digest)
+            size = self.driver.blob_size(digest) if linked else None
+        else:  # one round trip to the object store instead of two
+            both = await asyncio.gather(self.st("has_layer", name, digest), self.st("blob_size", digest))
+            layer, size = bool(both[0]), both[1]
+            if size is not None and not layer and not await self.st("has_revision", name, digest):
+                size = None
         if size is None:
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
         headers = {
@@ -37,6 +61,8 @@ class BlobsMixin(RegistryBase):
             headers["Content-Length"] = str(size)
             headers["Accept-Ranges"] = "bytes"
             return web.Response(headers=headers)
+        if not self.driver.local:
+            return await self._remote_blob(request, digest, size, headers)
         path = self.driver.blob_path(digest)
         tls = request.transport is not None and request.transport.get_extra_info("sslcontext") is not None
         if path is not None and (not tls or "Range" in request.headers):
@@ -79,10 +105,61 @@ class BlobsMixin(RegistryBase):
             if deep:
                 self.deep_streams -= 1
 
+    async def _remote_blob(
+        self, request: web.Request, digest: str, size: int, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """A blob on an object store: a redirect to a pre-signed URL, or streamed (Range included)."""
+        if getattr(getattr(self.driver, "o", None), "redirect", False):
+            url = await self.st("presign", digest)
+            return web.Response(status=307, headers={"Location": url, "Docker-Content-Digest": digest})
+        first: int | None = None
+        last: int | None = None
+        status = 200
+        rng = request.headers.get("Range")
+        if rng is not None:
+            parsed = parse_range(rng, size)
+            if parsed is None:
+                return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+            first, last = parsed
+            status = 206
+            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        body = await self.st("open_range", digest, first, last)
+        if body is None:
+            raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
+        deep = request.transport is not None and WRITE_HIGH > 0 and self.deep_streams < DEEP_STREAMS
+        if deep:
+            assert request.transport is not None
+            request.transport.set_write_buffer_limits(high=WRITE_HIGH)
+            self.deep_streams += 1
+        try:
+            async with body:
+                resp = web.StreamResponse(status=status, headers=headers)
+                resp.content_length = size if first is None or last is None else last - first + 1
+                await resp.prepare(request)
+                # the next read from S3 overlaps the write to the client
+                nxt: asyncio.Future[bytes] = asyncio.ensure_future(body.read(S3_BUFFER))
+                try:
+                    while True:
+                        chunk = await nxt
+                        if not chunk:
+                            break
+                        nxt = asyncio.ensure_future(body.read(S3_BUFFER))
+                        await resp.write(chunk)
+                finally:
+                    if not nxt.done():
+                        nxt.cancel()
+                        with contextlib.suppress(BaseException):
+                            await nxt
+                await resp.write_eof()
+                return resp
+        finally:
+            if deep:
+                self.deep_streams -= 1
+
     async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         if not self.s.allow_delete:
             raise RegistryError("UNSUPPORTED", "deletes are disabled on this registry (--no-delete)")
         self._digest(digest)
-        if not await self.io(self.driver.unlink_layer, name, digest):
+        if not await self.sto("unlink_layer", name, digest):
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
         return web.Response(status=202, headers={"Docker-Content-Digest": digest})

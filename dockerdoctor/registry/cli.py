@@ -6,7 +6,7 @@ import json
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -110,6 +110,33 @@ _SELF_SIGNED_OPT = typer.Option(
 )
 
 
+_S3_ENV = "REGISTRY_STORAGE_S3_"
+
+
+def _s3_options(
+    ctx: typer.Context | None, from_file: dict[str, Any] | None, cli: dict[str, Any]
+) -> Any:
+    """S3Options from config.yml's storage.s3 (and REGISTRY_STORAGE_S3_*), with the --s3-* options on top."""
+    from dockerdoctor.registry.s3 import S3Options
+
+    fields: dict[str, Any] = dict(from_file or {})
+    for name, value in cli.items():
+        src = ctx.get_parameter_source(name) if ctx is not None else None
+        if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
+            fields[name.removeprefix("s3_")] = value
+    if not fields.get("bucket"):
+        return None
+    for key in ("accesskey", "secretkey"):  # keys stay out of the command line
+        if key not in fields and os.environ.get(_S3_ENV + key.upper()):
+            fields[key] = os.environ[_S3_ENV + key.upper()]
+    try:
+        opts = S3Options(**fields)
+        opts.check()
+    except (TypeError, ValueError) as e:
+        _fail(str(e))
+    return opts
+
+
 def serve_registry(
     ctx: typer.Context,
     config: str | None = typer.Option(
@@ -163,6 +190,23 @@ def serve_registry(
         show_envvar=True,
         help="Sign upload URLs; replicas behind one load balancer need the same (openssl rand -hex 32).",
     ),
+    s3_bucket: str | None = typer.Option(
+        None, "--s3-bucket", envvar=_S3_ENV + "BUCKET", help="Store in this S3 bucket instead of --root (extra s3)."
+    ),
+    s3_regionendpoint: str | None = typer.Option(
+        None, "--s3-endpoint", envvar=_S3_ENV + "REGIONENDPOINT", help="S3-compatible endpoint URL (MinIO, Ceph RGW)."
+    ),
+    s3_region: str = typer.Option("us-east-1", "--s3-region", envvar=_S3_ENV + "REGION", help="S3 region."),
+    s3_rootdirectory: str = typer.Option(
+        "", "--s3-root", envvar=_S3_ENV + "ROOTDIRECTORY", help="Key prefix in the bucket (storage.s3.rootdirectory)."
+    ),
+    s3_forcepathstyle: bool = typer.Option(
+        False, "--s3-path-style", help="Path-style bucket addressing (most S3-compatible servers)."
+    ),
+    s3_chunksize: int = typer.Option(
+        10 << 20, "--s3-chunk-size", min=5 << 20, help="Multipart part size in bytes (at least 5 MiB)."
+    ),
+    s3_redirect: bool = typer.Option(False, "--s3-redirect", help="Redirect blob GETs to pre-signed S3 URLs."),
 ) -> None:
     """Run an OCI distribution-spec registry (Docker media types included) on --root.
 
@@ -181,6 +225,7 @@ def serve_registry(
     from dockerdoctor.registry.server import ServeConfig, ServeError, serve
 
     notes: list[str] = []
+    s3_file: dict[str, Any] | None = None
     upload_interval = 3600.0
     headers: dict[str, str] = {}
     drain: float | None = None
@@ -198,6 +243,7 @@ def serve_registry(
 
         if rc.root is not None and unset("root"):
             root = rc.root
+        s3_file = rc.s3
         if rc.host is not None and unset("host"):
             host = rc.host
         if rc.port is not None and unset("port"):
@@ -249,11 +295,19 @@ def serve_registry(
         _fail("--tls-cert and --tls-key go together")
     if tls_cert and tls_self_signed:
         _fail("use either --tls-cert/--tls-key or --tls-self-signed, not both")
+    s3 = _s3_options(ctx, s3_file, {
+        "s3_bucket": s3_bucket, "s3_regionendpoint": s3_regionendpoint, "s3_region": s3_region,
+        "s3_rootdirectory": s3_rootdirectory, "s3_forcepathstyle": s3_forcepathstyle, "s3_chunksize": s3_chunksize,
+        "s3_redirect": s3_redirect,
+    })  # fmt: skip
     root = os.path.abspath(root)
-    try:
-        os.makedirs(root, exist_ok=True)
-    except OSError as e:
-        _fail(f"cannot create storage root {root}: {e.strerror}")
+    if s3 is None:
+        try:
+            os.makedirs(root, exist_ok=True)
+        except OSError as e:
+            _fail(f"cannot create storage root {root}: {e.strerror}")
+    elif fsync:
+        notes.append("--fsync has no meaning on S3 (an object is durable once stored)")
     settings = Settings(
         read_only=read_only,
         allow_delete=not no_delete,
@@ -302,6 +356,7 @@ def serve_registry(
         self_signed=self_signed,
         limits=limits,
         warnings=notes,
+        s3=s3,
     )
     if drain is not None:
         cfg.shutdown_timeout = drain
@@ -451,6 +506,9 @@ def registry_rm(
 @registry_app.command("gc")
 def registry_gc(
     root: str = typer.Option("/var/lib/registry", "--root", help="serve-registry (or registry:2) storage root."),
+    config: str | None = typer.Option(
+        None, "--config", help="Take the storage (filesystem or s3) from distribution's config.yml (and REGISTRY_*)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Report what would be deleted."),
     delete_untagged: bool = typer.Option(False, "--delete-untagged", help="Also delete manifests no tag reaches."),
     force: bool = typer.Option(False, "--force", help="Run even if a writable serve-registry uses ROOT."),
@@ -471,22 +529,53 @@ def registry_gc(
     from dockerdoctor.registry.server import storage_in_use
     from dockerdoctor.registry.storage import FilesystemDriver
 
-    driver = FilesystemDriver(root)
-    if not os.path.isdir(driver.base):
-        _fail(f"{root} holds no registry storage (no {driver.base})")
-    if not dry_run and not force and storage_in_use(driver.root):
-        _fail(
-            f"a writable serve-registry is using {root}; stop it (or restart it with --read-only) "
-            "before gc, or pushes in flight lose blobs"
-        )
-    other = None if dry_run or force else distribution_using(driver.root)
-    if other:
-        _fail(f"{other}, the same storage as {root}; stop it (or set storage.maintenance.readonly.enabled) before "
-              "gc, or pushes in flight lose blobs (--force runs anyway)")
+    s3 = None
+    if config:
+        from dockerdoctor.registry.config import ConfigError, load
+
+        try:
+            rc = load(config)
+        except ConfigError as e:
+            _fail(str(e))
+        if rc.root is not None:
+            root = rc.root
+        s3 = _s3_options(None, rc.s3, {})
+    driver: Any
+    if s3 is not None:
+        from dockerdoctor.registry.s3 import S3Driver, S3Unavailable
+
+        try:
+            driver = S3Driver(s3)
+        except S3Unavailable as e:
+            _fail(str(e))
+        where = s3.describe()
+        # a bucket has no lock a live server holds: like distribution's gc, run it with the registries
+        # stopped or read-only
+    else:
+        driver = FilesystemDriver(root)
+        where = root
+        if not os.path.isdir(driver.base):
+            _fail(f"{root} holds no registry storage (no {driver.base})")
+        if not dry_run and not force and storage_in_use(driver.root):
+            _fail(
+                f"a writable serve-registry is using {root}; stop it (or restart it with --read-only) "
+                "before gc, or pushes in flight lose blobs"
+            )
+        other = None if dry_run or force else distribution_using(driver.root)
+        if other:
+            _fail(f"{other}, the same storage as {root}; stop it (or set storage.maintenance.readonly.enabled) "
+                  "before gc, or pushes in flight lose blobs (--force runs anyway)")
     try:
         result = collect(driver, dry_run=dry_run, delete_untagged=delete_untagged)
     except OSError as e:
-        _fail(f"gc stopped: {e.strerror or e}: {e.filename or root}")
+        _fail(f"gc stopped: {e.strerror or e}: {e.filename or where}")
+    except Exception as e:  # botocore's errors (no such bucket, access denied)
+        if s3 is None:
+            raise
+        _fail(f"gc stopped: {where}: {e}")
+    finally:
+        if s3 is not None:
+            driver.close()
     verb = "would delete" if dry_run else "deleted"
     for w in result.warnings:
         typer.echo(f"warning: {w}", err=True)

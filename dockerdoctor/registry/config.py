@@ -43,7 +43,22 @@ SUPPORTED = {
     "storage.maintenance.uploadpurging.dryrun",
     "storage.maintenance.readonly.enabled",
     "storage.cache.blobdescriptor",  # serve-registry always caches manifests in memory: nothing to choose
-    "storage.redirect.disable",  # the filesystem driver never redirects
+    "storage.redirect.disable",  # the filesystem driver never redirects; s3 does unless disabled
+    "storage.s3",
+    "storage.s3.bucket",
+    "storage.s3.region",
+    "storage.s3.regionendpoint",
+    "storage.s3.rootdirectory",
+    "storage.s3.forcepathstyle",
+    "storage.s3.chunksize",
+    "storage.s3.accesskey",
+    "storage.s3.secretkey",
+    "storage.s3.secure",
+    "storage.s3.v4auth",  # always signature v4
+    "storage.s3.encrypt",  # false only (true is refused below)
+    "storage.s3.multipartcopythresholdsize",
+    "storage.s3.multipartcopychunksize",
+    "storage.s3.multipartcopymaxconcurrency",
     "http.addr",
     "http.secret",  # --http-secret: signs upload URLs
     "http.tls.certificate",
@@ -55,7 +70,8 @@ SUPPORTED = {
 }
 #: keys (prefixes) that stop the start
 FATAL = {
-    "storage.s3": "the S3 storage driver is not in this version of serve-registry",
+    "storage.s3.keyid": "KMS encryption (storage.s3.keyid) is not supported",
+    "storage.s3.sessiontoken": "storage.s3.sessiontoken is not supported (use AWS_SESSION_TOKEN)",
     "storage.azure": "the Azure storage driver is not supported",
     "storage.gcs": "the GCS storage driver is not supported",
     "storage.swift": "the Swift storage driver is not supported",
@@ -90,6 +106,7 @@ class RegistryConfig:
     headers: dict[str, str] = field(default_factory=dict)
     drain_timeout: float | None = None
     http_secret: str | None = None
+    s3: dict[str, Any] | None = None  # S3Options fields, when the file names `storage.s3`
     ignored: list[str] = field(default_factory=list)  # named at start
     warnings: list[str] = field(default_factory=list)  # printed at start
     sources: dict[str, str] = field(default_factory=dict)  # dotted key -> "file" or the env var
@@ -148,6 +165,43 @@ def split_addr(addr: str) -> tuple[str, int]:
     return host, int(m.group(2))
 
 
+_DRIVERS = ("filesystem", "s3", "azure", "gcs", "swift", "oss", "inmemory")
+
+
+def k_driver(key: str) -> str:
+    """`storage.s3.bucket` -> `s3`."""
+    return key.split(".")[1]
+
+
+def _s3(flat: Mapping[str, Any], path: str) -> dict[str, Any]:
+    g = flat.get
+    out: dict[str, Any] = {}
+    bucket = g("storage.s3.bucket")
+    if not bucket:
+        raise ConfigError(f"{path}: storage.s3 needs a bucket")
+    out["bucket"] = str(bucket)
+    for key in ("region", "regionendpoint", "rootdirectory", "accesskey", "secretkey"):
+        if g(f"storage.s3.{key}") not in (None, ""):
+            out[key] = str(g(f"storage.s3.{key}"))
+    for key in ("forcepathstyle", "secure"):
+        if g(f"storage.s3.{key}") is not None:
+            out[key] = _bool(g(f"storage.s3.{key}"), f"storage.s3.{key}")
+    if g("storage.s3.encrypt") is not None and _bool(g("storage.s3.encrypt"), "storage.s3.encrypt"):
+        raise ConfigError(f"{path}: storage.s3.encrypt: true is not supported (server-side encryption)")
+    if g("storage.s3.v4auth") is not None and not _bool(g("storage.s3.v4auth"), "storage.s3.v4auth"):
+        raise ConfigError(f"{path}: storage.s3.v4auth: false is not supported (signature v2)")
+    for key in ("chunksize", "multipartcopythresholdsize", "multipartcopychunksize", "multipartcopymaxconcurrency"):
+        value = g(f"storage.s3.{key}")
+        if value is None:
+            continue
+        if isinstance(value, bool) or not re.fullmatch(r"[0-9]+", str(value).strip()):
+            raise ConfigError(f"{path}: storage.s3.{key} must be a whole number, got {value!r}")
+        out[key] = int(str(value).strip())
+    disable = g("storage.redirect.disable")
+    out["redirect"] = not (disable is not None and _bool(disable, "storage.redirect.disable"))
+    return out
+
+
 def load(path: str, environ: Mapping[str, str] | None = None) -> RegistryConfig:
     environ = os.environ if environ is None else environ
     try:
@@ -173,6 +227,14 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> RegistryConfig:
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
+        if key == "storage" and isinstance(value, str):
+            # REGISTRY_STORAGE=s3 picks the driver: the other drivers' keys go, delete/maintenance stay
+            for old in [k for k in flat if k.split(".")[1:2] and k.split(".")[1] in _DRIVERS]:
+                if k_driver(old) != value.lower():
+                    del flat[old]
+            flat.setdefault(f"storage.{value.lower()}", {})
+            sources.setdefault(f"storage.{value.lower()}", var)
+            continue
         # an override of a whole section (REGISTRY_STORAGE_DELETE={"enabled": true}) replaces it
         for old in [k for k in flat if k.startswith(key + ".")]:
             del flat[old]
@@ -194,6 +256,11 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> RegistryConfig:
             continue
         cfg.ignored.append(f"{key} ({sources.get(key, 'file')})")
     g = flat.get
+    drivers = sorted({k_driver(k) for k in flat if k.startswith("storage.") and k_driver(k) in _DRIVERS})
+    if len(drivers) > 1:
+        raise ConfigError(f"{path}: storage names more than one driver ({', '.join(drivers)}); keep one")
+    if "s3" in drivers:
+        cfg.s3 = _s3(flat, path)
     if g("storage.filesystem.rootdirectory") is not None:
         cfg.root = str(g("storage.filesystem.rootdirectory"))
     if g("storage.delete.enabled") is not None:

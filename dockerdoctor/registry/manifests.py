@@ -13,25 +13,25 @@ PARSE_INLINE = 64 * 1024  # manifests up to this size are parsed on the event lo
 
 
 class ManifestsMixin(DiscoveryMixin):
-    def _manifest_info(self, digest: str) -> ManifestInfo | None:
+    async def _manifest_info(self, digest: str) -> ManifestInfo | None:
         info = self.manifests.get(digest)
         if info is not None:
             self.manifests.move_to_end(digest)
             return info
-        data = self.driver.read_blob(digest)
+        data = await self.st("read_blob", digest)
         if data is None:
             return None
         info = parse_stored(data)
         self._cache_manifest(digest, info)
         return info
 
-    def _resolve(self, name: str, ref: str) -> str:
+    async def _resolve(self, name: str, ref: str) -> str:
         if dg.looks_like_digest(ref):
             digest = self._digest(ref)
-            if self.driver.has_revision(name, digest):
+            if await self.st("has_revision", name, digest):
                 return digest
         elif dg.valid_tag(ref):
-            digest = self.driver.get_tag(name, ref) or ""
+            digest = await self.st("get_tag", name, ref) or ""
             if digest:
                 return digest
         # A reference that is no valid tag names no manifest: 404, as the v1.1.1 conformance suite
@@ -39,8 +39,8 @@ class ManifestsMixin(DiscoveryMixin):
         raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown", {"name": name, "reference": ref[:256]})
 
     async def get_manifest(self, request: web.Request, name: str, ref: str) -> web.StreamResponse:
-        digest = self._resolve(name, ref)
-        info = self._manifest_info(digest)
+        digest = await self._resolve(name, ref)
+        info = await self._manifest_info(digest)
         if info is None:
             raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown", {"name": name, "reference": ref})
         headers = {
@@ -87,9 +87,9 @@ class ManifestsMixin(DiscoveryMixin):
             digest = dg.digest_of(data)
         for needed in info.refs:
             if info.media_type in INDEX_TYPES:
-                present = self.driver.has_revision(name, needed)
+                present = await self.st("has_revision", name, needed)
             else:
-                present = self.driver.has_layer(name, needed)
+                present = await self.st("has_layer", name, needed)
             if not present:
                 raise RegistryError("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry", {"digest": needed})
 
@@ -99,7 +99,13 @@ class ManifestsMixin(DiscoveryMixin):
             for t in tags:
                 self.driver.set_tag(name, t, digest)
 
-        await self.io(store)
+        if self.driver.local:
+            await self.io(store)
+        else:
+            await self.st("write_blob", digest, data)
+            await self.st("link_revision", name, digest)
+            for t in tags:
+                await self.st("set_tag", name, t, digest)
         self._cache_manifest(digest, info)
         headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": digest}
         if info.subject:
@@ -126,7 +132,7 @@ class ManifestsMixin(DiscoveryMixin):
 
             found = await self.walk(untag_and_unlink)
         else:
-            found = dg.valid_tag(ref) and await self.io(self.driver.delete_tag, name, ref)
+            found = dg.valid_tag(ref) and await self.sto("delete_tag", name, ref)
         if not found:
             raise RegistryError("MANIFEST_UNKNOWN", "manifest unknown", {"name": name, "reference": ref[:256]})
         return web.Response(status=202)

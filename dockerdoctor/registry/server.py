@@ -29,7 +29,7 @@ import time
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -39,7 +39,7 @@ from aiohttp.web_response import StreamResponse
 from dockerdoctor.errors import DoctorError
 from dockerdoctor.registry.app import Registry, Settings
 from dockerdoctor.registry.guard import ConnectionGuard, Limits, connection_cap, raise_nofile
-from dockerdoctor.registry.storage import FilesystemDriver
+from dockerdoctor.registry.storage import FilesystemDriver, StorageDriver
 from dockerdoctor.registry.tls import certs_d_path
 
 LOCK_NAME = ".dockerdoctor-serve.lock"
@@ -64,6 +64,18 @@ class ServeConfig:
     # asyncio | uvloop | auto (uvloop if installed). Measured on the 2-core VM under load 6-7 (bench/registry/
     # tls_bench.py): uvloop gave no clear TLS gain and a slower push, so the default stays asyncio.
     event_loop: str = os.environ.get("DDREG_EVENT_LOOP", "asyncio")
+    s3: Any = None  # s3.S3Options: store in a bucket instead of `root`
+
+
+def make_driver(cfg: ServeConfig) -> StorageDriver:
+    if cfg.s3 is not None:
+        from dockerdoctor.registry.s3 import S3Driver, S3Unavailable
+
+        try:
+            return S3Driver(cfg.s3)
+        except (S3Unavailable, ValueError) as e:
+            raise ServeError(str(e)) from None
+    return FilesystemDriver(cfg.root, fsync=cfg.fsync)
 
 
 class ServeError(DoctorError):
@@ -157,7 +169,7 @@ def _access_logger(target: str | None) -> logging.Logger | None:
 
 
 async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
-    driver = FilesystemDriver(cfg.root, fsync=cfg.fsync)
+    driver = make_driver(cfg)
     settings = cfg.settings
     if not purge:  # one worker (index 0) purges uploads and sweeps temporaries
         settings.purge = False
@@ -226,17 +238,34 @@ def _run_worker(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
 
 def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT. Returns the exit status."""
-    driver = FilesystemDriver(cfg.root, fsync=cfg.fsync)
-    try:
-        driver.ensure()
-    except OSError as e:
-        raise ServeError(f"cannot use storage root {cfg.root}: {e.strerror}") from None
-    sweep_before = None
-    if not cfg.settings.read_only:
-        alone = not storage_in_use(driver.root)
-        sweep_before = time.time() - (0 if alone else TMP_GRACE)
-    cfg.settings.sweep_before = sweep_before
-    lock = None if cfg.settings.read_only else take_lock(driver.root)
+    lock = None
+    if cfg.s3 is not None:
+        from dockerdoctor.registry.s3 import S3Driver
+
+        probe = make_driver(cfg)
+        assert isinstance(probe, S3Driver)
+        try:
+            probe.ready()
+        except OSError as e:
+            raise ServeError(f"cannot use storage {cfg.s3.describe()}: {e}") from None
+        finally:
+            probe.close()
+        # replicas share the bucket: only multipart uploads an hour old with no session are swept
+        cfg.settings.sweep_before = None if cfg.settings.read_only else time.time() - TMP_GRACE
+        where = cfg.s3.describe()
+    else:
+        fs = FilesystemDriver(cfg.root, fsync=cfg.fsync)
+        try:
+            fs.ensure()
+        except OSError as e:
+            raise ServeError(f"cannot use storage root {cfg.root}: {e.strerror}") from None
+        sweep_before = None
+        if not cfg.settings.read_only:
+            alone = not storage_in_use(fs.root)
+            sweep_before = time.time() - (0 if alone else TMP_GRACE)
+        cfg.settings.sweep_before = sweep_before
+        lock = None if cfg.settings.read_only else take_lock(fs.root)
+        where = fs.root
     soft = raise_nofile()
     cfg.limits.max_connections = connection_cap(cfg.limits.max_connections, soft)
     sock = bind(cfg.host, cfg.port)
@@ -253,7 +282,7 @@ def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
     extra = f" ({', '.join(mode)})" if mode else ""
     shown = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     print(
-        f"serve-registry: listening on {scheme}://{shown}:{port}, storage {driver.root}, "
+        f"serve-registry: listening on {scheme}://{shown}:{port}, storage {where}, "
         f"{cfg.workers} worker(s){extra}",
         file=out,
         flush=True,

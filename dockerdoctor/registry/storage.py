@@ -19,7 +19,7 @@ never half of one. Upload data lives under `_uploads/` and is renamed into `blob
 after its digest is verified. Two uploads of the same blob rename identical content over
 each other, which is harmless.
 
-Object stores would implement `StorageDriver` too; the HTTP layer only talks to this
+Object stores implement `StorageDriver` too (s3.py); the HTTP layer only talks to this
 interface (and uses `blob_path` for zero-copy sends when it returns a local path).
 """
 
@@ -49,8 +49,29 @@ class UploadInfo:
     modified: float = 0.0  # last write to the data, unix time
 
 
+def parse_startedat(raw: bytes) -> float | None:
+    """Unix time from an upload's `startedat` (RFC 3339; distribution writes nanoseconds)."""
+    try:
+        text = raw.decode().strip().replace("Z", "+00:00")
+        if "." in text:  # keep microseconds
+            head, frac = text.split(".", 1)
+            digits = "".join(c for c in frac if c.isdigit())
+            text = f"{head}.{digits[:6].ljust(6, '0')}{frac[len(digits) :]}"
+        return _dt.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
 class StorageDriver(abc.ABC):
-    """What the registry needs from storage. Names and digests are validated by the caller."""
+    """What the registry needs from storage. Names and digests are validated by the caller.
+
+    `local` drivers answer small calls fast enough to make them on the event loop and keep
+    uploads in local files (`upload_data_path`); others (S3) offer `a_<method>` coroutines
+    for the calls the HTTP layer makes on the loop, and their own upload path.
+    """
+
+    local = True
+    storage_errors: tuple[type[BaseException], ...] = ()  # exceptions of the driver's client that mean "storage failed"
 
     # -- blobs (global, content addressed)
     @abc.abstractmethod
@@ -403,19 +424,8 @@ class FilesystemDriver(StorageDriver):
                     st = os.stat(d)
                 except FileNotFoundError:
                     continue
-                started = st.st_mtime
                 raw = _read_small(os.path.join(d, "startedat"))
-                if raw:
-                    try:
-                        text = raw.decode().strip().replace("Z", "+00:00")
-                        # distribution writes RFC 3339 with nanoseconds; keep microseconds
-                        if "." in text:
-                            head, frac = text.split(".", 1)
-                            digits = "".join(c for c in frac if c.isdigit())
-                            text = f"{head}.{digits[:6].ljust(6, '0')}{frac[len(digits) :]}"
-                        started = _dt.datetime.fromisoformat(text).timestamp()
-                    except ValueError:
-                        pass
+                started = (parse_startedat(raw) if raw else None) or st.st_mtime
                 try:
                     data = os.stat(os.path.join(d, "data"))
                     size, modified = data.st_size, data.st_mtime

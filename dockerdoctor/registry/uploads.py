@@ -21,6 +21,7 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from dockerdoctor.registry import digests as dg
@@ -32,6 +33,10 @@ BUFFER = 1 << 20  # bytes handed to the hash/write thread at a time
 RAW_BUFFER = 1 << 20  # each of the two receive buffers of the raw upload path
 RAW_MIN = 1 << 20  # bodies at least this big (with Content-Length) skip aiohttp's parser
 RAW_UPLOADS = os.environ.get("DDREG_RAW_UPLOADS", "1") != "0"
+
+
+class _BodyRefused(Exception):
+    """The request body broke a limit (size, Content-Range) while streaming to an object store."""
 
 
 def _hash_and_write(fd: int, hasher: Any, chunks: list[Any]) -> None:
@@ -108,10 +113,10 @@ class UploadsMixin(RegistryBase):
                 {"uuid": upload_id[:64]},
             )
 
-    def _session(self, name: str, upload_id: str) -> int:
+    async def _session(self, name: str, upload_id: str) -> int:
         if not dg.valid_upload_id(upload_id):
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": upload_id[:64]})
-        size = self.driver.upload_size(name, upload_id)
+        size = await self.st("upload_size", name, upload_id)
         if size is None:
             raise RegistryError("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": upload_id})
         return size
@@ -143,28 +148,29 @@ class UploadsMixin(RegistryBase):
             source = q.get("from")
             if source is not None and not dg.valid_name(source):
                 raise RegistryError("NAME_INVALID", "invalid repository name", {"name": source})
-            can = self.driver.blob_size(mount) is not None and (source is None or self.driver.has_layer(source, mount))
+            can = await self.st("blob_size", mount) is not None and (
+                source is None or await self.st("has_layer", source, mount)
+            )
             if can:
-                self.driver.link_layer(name, mount)
+                await self.st("link_layer", name, mount)
                 return web.Response(
                     status=201,
                     headers={"Location": f"/v2/{name}/blobs/{mount}", "Docker-Content-Digest": mount},
                 )
-        loop = asyncio.get_running_loop()
-        upload_id = await loop.run_in_executor(self.executor, self.driver.new_upload, name)
+        upload_id = await self.sto("new_upload", name)
         digest = q.get("digest")
         if digest and not mount:
             try:
                 return await self._complete(request, name, upload_id, digest, size=0)
             except BaseException:
-                await self.io(self.driver.delete_upload, name, upload_id)
+                await self.sto("delete_upload", name, upload_id)
                 self.hashers.pop(upload_id, None)
                 raise
         return web.Response(status=202, headers=self._upload_headers(name, upload_id, 0))
 
     async def upload_status(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
         self._check_state(request, name, uuid)
-        size = self._session(name, uuid)
+        size = await self._session(name, uuid)
         return web.Response(status=204, headers=self._upload_headers(name, uuid, size))
 
     @staticmethod
@@ -191,6 +197,8 @@ class UploadsMixin(RegistryBase):
 
         With `expect` (from Content-Range), a body of any other length is refused and its bytes rolled back.
         """
+        if not self.driver.local:
+            return (await self._receive_remote(request, name, upload_id, size, expect))[0]
         new_size = await self._receive_body(request, name, upload_id, size, expect)
         if expect is not None and (new_size < 0 or new_size - size != expect):
             await self.io(os.truncate, self.driver.upload_data_path(name, upload_id), size)
@@ -352,7 +360,7 @@ class UploadsMixin(RegistryBase):
     async def patch_upload(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
         self._check_state(request, name, uuid)
         async with self._locked(uuid):
-            size = self._session(name, uuid)
+            size = await self._session(name, uuid)
             rng = self._content_range(request.headers.get("Content-Range"))
             expect = None
             if rng is not None:
@@ -382,6 +390,8 @@ class UploadsMixin(RegistryBase):
     ) -> web.StreamResponse:
         self._digest(digest)
         alg, _ = dg.parse_digest(digest)
+        if not self.driver.local:
+            return await self._complete_remote(request, name, upload_id, digest, size)
         size = await self._receive(request, name, upload_id, size)
         cached = self.hashers.pop(upload_id, None)
         loop = asyncio.get_running_loop()
@@ -400,11 +410,97 @@ class UploadsMixin(RegistryBase):
             headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest},
         )
 
+    async def _receive_remote(
+        self, request: web.Request, name: str, upload_id: str, size: int, expect: int | None
+    ) -> tuple[int, dict[str, Any]]:
+        """Stream the body into an object-store session (S3): nothing changes unless the whole body arrives."""
+        limit = self.s.max_upload
+        if limit is not None and request.content_length is not None and size + request.content_length > limit:
+            raise RegistryError("SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413)
+        state = await self.st("upload_state", name, upload_id)
+        if state is None:
+            raise RegistryError("BLOB_UPLOAD_UNKNOWN", "blob upload unknown to registry", {"uuid": upload_id})
+        if int(state["size"]) != size:
+            self.hashers.pop(upload_id, None)
+            raise RegistryError("BLOB_UPLOAD_INVALID", "the upload moved on meanwhile", {"uuid": upload_id}, status=416)
+        cached = self.hashers.pop(upload_id, None)
+        # A session continued from another replica (or after a restart) has no hash state here:
+        # its bytes are read back and hashed when it completes.
+        hasher = cached[1] if cached is not None and cached[0] == size else (hashlib.sha256() if size == 0 else None)
+        why: list[str] = []
+        gone: list[BaseException] = []
+
+        async def body() -> AsyncIterator[bytes]:
+            received = 0
+            stream = request.content.iter_any().__aiter__()
+            while True:
+                try:
+                    chunk = await stream.__anext__()
+                except StopAsyncIteration:
+                    break
+                except (OSError, aiohttp.ClientError, asyncio.IncompleteReadError) as e:
+                    # the client went away: keep what arrived (as on disk), unless a Content-Range promised more
+                    if expect is not None:
+                        why.append("too short")
+                        raise _BodyRefused from e
+                    gone.append(e)
+                    return
+                received += len(chunk)
+                if limit is not None and size + received > limit:
+                    why.append("too big")
+                    raise _BodyRefused
+                if expect is not None and received > expect:
+                    why.append("too long")
+                    raise _BodyRefused
+                note_progress(request)
+                yield chunk
+            if expect is not None and received != expect:
+                why.append("too short")
+                raise _BodyRefused
+
+        try:
+            new = await self.driver.a_append(name, upload_id, state, body(), hasher)  # type: ignore[attr-defined]
+        except _BodyRefused:
+            if why == ["too big"]:
+                raise RegistryError(
+                    "SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413
+                ) from None
+            if why == ["too long"]:
+                request[CLOSE_KEY] = True  # the rest of the body stays unread
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                "the body length differs from Content-Range",
+                {"Content-Range length": expect},
+                status=416,
+                headers=self._upload_headers(name, upload_id, size),
+            ) from None
+        if hasher is not None:
+            self.hashers[upload_id] = (int(new["size"]), hasher)
+        if gone:
+            raise RegistryError("BLOB_UPLOAD_INVALID", "the client closed the connection before the whole body arrived")
+        return int(new["size"]), new
+
+    async def _complete_remote(
+        self, request: web.Request, name: str, upload_id: str, digest: str, size: int
+    ) -> web.StreamResponse:
+        size, state = await self._receive_remote(request, name, upload_id, size, None)
+        cached = self.hashers.pop(upload_id, None)
+        actual = None
+        if digest.startswith("sha256:") and cached is not None and cached[0] == size:
+            actual = "sha256:" + cached[1].hexdigest()
+        got = await self.driver.a_complete(name, upload_id, state, digest, actual)  # type: ignore[attr-defined]
+        if got != digest:
+            raise RegistryError("DIGEST_INVALID", "provided digest did not match uploaded content", {"digest": digest})
+        return web.Response(
+            status=201,
+            headers={"Location": f"/v2/{name}/blobs/{digest}", "Docker-Content-Digest": digest},
+        )
+
     async def finish_upload(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
         self._check_state(request, name, uuid)
         digest = request.query.get("digest")
         async with self._locked(uuid):
-            size = self._session(name, uuid)
+            size = await self._session(name, uuid)
             if not digest:
                 raise RegistryError("DIGEST_INVALID", "the digest query parameter is required", {"digest": None})
             self._digest(digest)
@@ -422,7 +518,7 @@ class UploadsMixin(RegistryBase):
     async def cancel_upload(self, request: web.Request, name: str, uuid: str) -> web.StreamResponse:
         self._check_state(request, name, uuid)
         async with self._locked(uuid):
-            self._session(name, uuid)
-            await self.io(self.driver.delete_upload, name, uuid)
+            await self._session(name, uuid)
+            await self.sto("delete_upload", name, uuid)
             self.hashers.pop(uuid, None)
         return web.Response(status=204)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
+import stat
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from dockerdoctor.errors import InputError
 from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
 
 SCHEMA_VERSION = 1
@@ -58,3 +64,35 @@ class Report:
         if self.fail_on is None:
             return 0
         return 1 if any(f.severity >= self.fail_on for f in self.findings) else 0
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """Write a rendered report to stdout, or to FILE (`-o FILE` of check and report).
+
+    FILE is replaced atomically: the text goes to a hidden temporary name beside it, which is renamed
+    over FILE, so a reader never sees half a report; on any failure the temporary file is removed and
+    FILE is left as it was. A FILE that exists and is not a regular file (/dev/null, /dev/stdout, a FIFO)
+    is written in place: renaming over it would replace the device."""
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        mode = stat.S_IFREG  # nothing there yet (or unreadable: the rename below says why)
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        try:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            raise InputError(f"cannot write {output}: {exc.strerror}") from None
+        return
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, output)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise InputError(f"cannot write {output}: {exc.strerror}") from None

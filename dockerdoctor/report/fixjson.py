@@ -7,14 +7,19 @@ Added to schema_version 1 of the fix JSON (fields are only ever added):
 * `files`: one entry per file the plan changes: `path` (as the fix names it), `real` (where it is
   written, e.g. under /proc/PID/root or a snapshot copy), `existed`, `before` and `after` (UTF-8 text,
   cut at 256 KiB), `rules` (the rule ids that change it);
-* `service`: the reload/restart the plan needs (`action`, `daemon_reload`);
+* `service`: the reload/restart of dockerd the plan needs (`action`, `daemon_reload`);
+* `other_services`: the service actions it needs besides dockerd (`action`, `unit`: containerd after a
+  config.toml edit, k3s after a registries.yaml edit);
 * after `--apply`: `backup_dir` (the run's directory, with manifest.json) and `backups` (per file:
   `path`, `backup`, the copy of the original, or null for a file that did not exist).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from dockerdoctor.report import SCHEMA_VERSION
 
 MAX_TEXT = 256 * 1024
 
@@ -37,6 +42,7 @@ def plan_fields(prepared: Any) -> dict[str, Any]:
             for ch in prepared.changes.values()
         ],
         "service": {"action": prepared.action, "daemon_reload": prepared.daemon_reload},
+        "other_services": [{"action": a, "unit": u} for a, u in prepared.other_services],
     }
 
 
@@ -50,3 +56,10 @@ def backup_fields(store: Any, run_id: str | None) -> dict[str, Any]:
         "backups": [{"path": f.path, "backup": str(rec.dir / "files" / f.backup) if f.backup else None}
                     for f in rec.files],
     }
+
+
+def apply_json(status: str, run_id: str | None, log: list[str], problems: list[str], prepared: Any,
+               store: Any) -> str:
+    """`fix --apply --format json`: the run's outcome, the plan's files and service, the backups."""
+    return json.dumps({"schema_version": SCHEMA_VERSION, "status": status, "run_id": run_id, "log": log,
+                       "problems": problems, **plan_fields(prepared), **backup_fields(store, run_id)}, indent=2)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import enum
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from dockerdoctor.errors import InputError
-from dockerdoctor.report import FailOn
+from dockerdoctor.report import FailOn, write_output
 
 REPORT_EXIT_CODES_HELP = (
     "Exit codes: 0 every host was checked and none has findings at or above --fail-on; 1 some host has, "
@@ -23,20 +21,6 @@ class FleetFormat(str, enum.Enum):
     text = "text"
     json = "json"
     html = "html"
-
-
-def _write(text: str, output: Path | None) -> None:
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, output)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise InputError(f"cannot write {output}: {exc.strerror}") from None
 
 
 def report(
@@ -79,7 +63,7 @@ def report(
         text = render_html(data)
     else:
         text = fleet.render_text(data)
-    _write(text, output)
+    write_output(text, output)
     raise typer.Exit(fleet.exit_code(data, None if fail_on == FailOn.never else fail_on.value))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dockerdoctor.model import Finding
+from dockerdoctor.model import Finding, ServiceAction
 from dockerdoctor.report import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -53,11 +53,12 @@ def plan_lines(plan: Plan, choices: Sequence[Choice], prepared: Prepared | None,
             yield f"  {note}"
         yield ""
     if prepared is not None:
-        if prepared.action or prepared.daemon_reload:
+        others = [f"{action} {unit}" for action, unit in prepared.other_services]
+        if prepared.action or prepared.daemon_reload or others:
             what = ", then ".join(a for a in (("daemon-reload" if prepared.daemon_reload else ""),
-                                              SERVICE_WORDS.get(prepared.action or "", "")) if a)
-            yield f"Services: {what}"
-            for r in prepared.reasons:
+                                              SERVICE_WORDS.get(prepared.action or "", ""), *others) if a)
+            yield f"Services: {what}" + (" (not run on a snapshot: do it on the host)" if prepared.offline else "")
+            for r in prepared.reasons + _other_reasons(prepared):
                 yield f"  because {r}"
         elif prepared.changes:
             yield "Services: no reload or restart needed"
@@ -67,6 +68,22 @@ def plan_lines(plan: Plan, choices: Sequence[Choice], prepared: Prepared | None,
         yield "Services: " + "; ".join(plan.services)
     if dry_run:
         yield "This is a dry run: nothing was changed. Add --apply to carry it out."
+
+
+def _other_reasons(prepared: Prepared) -> list[str]:
+    """Which steps ask for each service action outside docker.service (containerd, k3s), and why."""
+    asked: dict[tuple[str, str, str], list[str]] = {}
+    for s in prepared.applicable:
+        fix = s.choice.fix
+        if fix is None:
+            continue
+        for op in fix.operations:
+            if isinstance(op, ServiceAction) and (op.action, op.unit) in prepared.other_services:
+                ids = asked.setdefault((op.action, op.unit, fix.warnings[0] if fix.warnings else ""), [])
+                if s.finding.rule_id not in ids:
+                    ids.append(s.finding.rule_id)
+    return [f"[{', '.join(ids)}] {action} {unit}" + (f": {why}" if why else "")
+            for (action, unit, why), ids in asked.items()]
 
 
 def plan_json(plan: Plan, choices: Sequence[Choice], prepared: Prepared | None) -> dict[str, Any]:

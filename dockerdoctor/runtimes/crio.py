@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 
 from dockerdoctor.runtimes.base import Endpoint, ImageRef, Origin, Resolution, TlsMaterial
-from dockerdoctor.runtimes.containers_image import ContainersConfig, _toml, resolve
+from dockerdoctor.runtimes.containers_image import ContainersConfig, resolve
+from dockerdoctor.runtimes.toml_scan import tomllib as _toml
 
 CRIO_CONF = "/etc/crio/crio.conf"
 CRIO_DIR = "/etc/crio/crio.conf.d"

@@ -1,4 +1,5 @@
-"""containerd's registry host configuration: config.toml's registry section and hosts.toml, with provenance.
+"""containerd's registry host configuration, hosts.toml: parsing with provenance, the host-directory lookup
+and the endpoints it resolves (config.toml is containerd_config.py; writing them, toml_edits.py).
 
 Pure parsers (text in, data out) and containerd's lookup of a host directory. Reading uses the
 standard library's ``tomllib``; line numbers come from a light scan of the same text (tomllib keeps
@@ -18,9 +19,9 @@ tests/runtimes/test_lab_containerd.py):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,11 +36,8 @@ from dockerdoctor.runtimes.base import (
     Resolution,
     TlsMaterial,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from dockerdoctor.runtimes.containerd_config import ContainerdConfig
+from dockerdoctor.runtimes.toml_scan import Problem, load_toml, toml_lines, unparsed
 
 # The versions where a shape changes, as (major, minor).
 DEFAULT_DIR_SINCE = (1, 6)  # `_default` host directory: honoured by 1.6.20 (measured); older not measured
@@ -47,284 +45,11 @@ DEFAULT_DIR_SINCE = (1, 6)  # `_default` host directory: honoured by 1.6.20 (mea
 # Measured on 1.6.20: all of them are ignored there (the server stays https://<host>, no root CA or
 # skip_verify); only [host."URL"] tables count. The first version that honours them is not measured.
 ROOT_FIELDS_SINCE = (1, 7)
-V3_CONFIG_SINCE = (2, 0)  # config.toml version = 3, plugins."io.containerd.cri.v1.images"
-LEGACY_MIRRORS_REMOVED = (2, 0)  # `mirrors`/`configs.*.tls` refused since 2.0 (containerd/containerd#9766)
-DEFAULT_CONFIG_PATH_SINCE = (2, 2)  # 2.2: config_path defaults to /etc/containerd/certs.d:/etc/docker/certs.d
-DEFAULT_CONFIG_PATH_22 = ("/etc/containerd/certs.d", "/etc/docker/certs.d")
 
 HOSTS_ROOT_KEYS = {"server", "capabilities", "ca", "client", "skip_verify", "header", "override_path",
                    "host", "dial_timeout"}
 HOST_KEYS = {"capabilities", "ca", "client", "skip_verify", "header", "override_path", "dial_timeout"}
 CAPS = set(ALL_CAPABILITIES)
-
-# The CRI registry section, per config.toml version.
-CRI_REGISTRY_TABLES: dict[int, tuple[str, ...]] = {
-    1: ("plugins", "cri", "registry"),
-    2: ("plugins", "io.containerd.grpc.v1.cri", "registry"),
-    3: ("plugins", "io.containerd.cri.v1.images", "registry"),
-}
-
-
-# --------------------------------------------------------------------------------------------- line scan
-
-_KEY1 = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_KEYVAL = re.compile(rf"^\s*({_KEY1}(?:\s*\.\s*{_KEY1})*)\s*=")
-
-
-def split_key(text: str) -> tuple[str, ...]:
-    """``a."b.c".d`` -> ("a", "b.c", "d")."""
-    parts: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c in " \t.":
-            i += 1
-            continue
-        if c in "\"'":
-            j = i + 1
-            buf = ""
-            while j < n and text[j] != c:
-                if c == '"' and text[j] == "\\" and j + 1 < n:
-                    buf += text[j + 1]
-                    j += 2
-                    continue
-                buf += text[j]
-                j += 1
-            parts.append(buf)
-            i = j + 1
-        else:
-            j = i
-            while j < n and text[j] not in " \t.":
-                j += 1
-            parts.append(text[i:j])
-            i = j
-    return tuple(parts)
-
-
-def toml_lines(text: str) -> dict[tuple[str, ...], int]:
-    """1-based line of every table header and key (as full dotted paths). A light scan: it skips the
-    inside of multi-line arrays and strings, which is all hosts.toml and config.toml need."""
-    out: dict[tuple[str, ...], int] = {}
-    table: tuple[str, ...] = ()
-    depth = 0
-    in_ml: str | None = None
-    for no, line in enumerate(text.splitlines(), 1):
-        if in_ml:
-            if in_ml in line:
-                in_ml = None
-            continue
-        if depth > 0:
-            depth += _bracket_delta(line)
-            continue
-        header = _header(line)
-        if header is not None:
-            table = split_key(header)
-            out.setdefault(table, no)
-            continue
-        m = _KEYVAL.match(line)
-        if m:
-            key = table + split_key(m.group(1))
-            out.setdefault(key, no)
-            rest = line[m.end():]
-            for q in ('"""', "'''"):
-                if rest.count(q) == 1:
-                    in_ml = q
-            depth = max(0, _bracket_delta(rest))
-    return out
-
-
-def _header(line: str) -> str | None:
-    """The key of a `[table]` or `[[array]]` header line, else None. A linear scan (a regex with a lazy
-    group and optional brackets backtracks quadratically on a long line that is not closed)."""
-    t = line.strip()
-    if not t.startswith("["):
-        return None
-    quote = ""
-    end = len(t)
-    for i, c in enumerate(t):  # cut a trailing comment, outside quotes
-        if quote:
-            if c == quote:
-                quote = ""
-        elif c in "\"'":
-            quote = c
-        elif c == "#":
-            end = i
-            break
-    body = t[:end].rstrip()
-    if body.startswith("[[") and body.endswith("]]") and len(body) > 4:
-        return body[2:-2].strip()
-    if body.endswith("]") and len(body) > 2:
-        return body[1:-1].strip()
-    return None
-
-
-def _bracket_delta(s: str) -> int:
-    s = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', "", s.split("#", 1)[0] if '"' not in s else s)
-    return s.count("[") + s.count("{") - s.count("]") - s.count("}")
-
-
-def _error_line(exc: Exception) -> int | None:
-    m = re.search(r"line (\d+)", str(exc))
-    return int(m.group(1)) if m else None
-
-
-def _dig(data: dict[str, Any], path: tuple[str, ...]) -> Any:
-    cur: Any = data
-    for p in path:
-        if not isinstance(cur, dict) or p not in cur:
-            return None
-        cur = cur[p]
-    return cur
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A shape containerd rejects or ignores, where it is."""
-
-    path: str
-    line: int | None
-    text: str
-    severity: str = "error"  # error: containerd fails on it; ignored: containerd silently drops it
-
-    def where(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else self.path
-
-
-# --------------------------------------------------------------------------------------------- config.toml
-
-
-@dataclass
-class ContainerdConfig:
-    """The parts of containerd's config.toml a registry client depends on."""
-
-    path: str
-    exists: bool = True
-    version: int = 1
-    version_line: int | None = None
-    error: str | None = None
-    error_line: int | None = None
-    registry_table: tuple[str, ...] = ()
-    config_path: tuple[str, ...] = ()  # directories, in order
-    config_path_line: int | None = None
-    mirrors: dict[str, list[str]] = field(default_factory=dict)  # legacy registry.mirrors
-    mirror_lines: dict[str, int] = field(default_factory=dict)
-    configs_tls: dict[str, dict[str, Any]] = field(default_factory=dict)  # legacy registry.configs.*.tls
-    configs_auth: dict[str, int] = field(default_factory=dict)  # host -> line (never the secret)
-    config_lines: dict[str, int] = field(default_factory=dict)
-    registry_line: int | None = None
-    imports: tuple[str, ...] = ()
-    problems: list[Problem] = field(default_factory=list)
-    text: str | None = None
-    imported: list[str] = field(default_factory=list)  # files merged in through `imports`
-    origins: dict[str, str] = field(default_factory=dict)  # key -> the imported file that set it
-    has_cri_plugin: bool = False  # this file has a [plugins."<CRI plugin>"] table (imports replace it whole)
-    # disabled_plugins names the CRI plugin: this containerd serves no kubelet (docker-ce's containerd.io
-    # package ships `disabled_plugins = ["cri"]`; dockerd's own managed containerd disables it too)
-    cri_disabled: bool = False
-
-    def where(self, line: int | None) -> Origin:
-        return Origin(self.path, line)
-
-    def file_of(self, key: str) -> str:
-        """The file that set `key` ("config_path", "mirrors.HOST", "configs.HOST"): an import, or this file."""
-        return self.origins.get(key, self.path)
-
-    @property
-    def legacy_conflict(self) -> list[tuple[str, str, int | None]]:
-        """What the CRI plugin refuses next to config_path: non-empty `mirrors`, `configs.*.tls` (what, file, line)."""
-        out: list[tuple[str, str, int | None]] = []
-        for host in self.mirrors:
-            out.append((f"mirrors.\"{host}\"", self.file_of(f"mirrors.{host}"), self.mirror_lines.get(host)))
-        for host in self.configs_tls:
-            out.append((f"configs.\"{host}\".tls", self.file_of(f"configs.{host}"), self.config_lines.get(host)))
-        return out
-
-
-# Plugin ids under which disabled_plugins turns the CRI (and with it kubelet's image pulls) off.
-CRI_PLUGIN_IDS = frozenset({"cri", "io.containerd.grpc.v1.cri", "io.containerd.cri.v1.images"})
-
-
-def parse_containerd_config(text: str, path: str, default_version: int = 1) -> ContainerdConfig:
-    cfg = ContainerdConfig(path=path, text=text)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        cfg.error = str(exc)
-        cfg.error_line = _error_line(exc)
-        cfg.problems.append(Problem(path, cfg.error_line, f"does not parse: {exc}"))
-        return cfg
-    lines = toml_lines(text)
-    version = data.get("version", default_version)
-    cfg.version = version if isinstance(version, int) else default_version
-    cfg.version_line = lines.get(("version",))
-    disabled = data.get("disabled_plugins")
-    if isinstance(disabled, list):
-        cfg.cri_disabled = any(str(p) in CRI_PLUGIN_IDS for p in disabled)
-    imports = data.get("imports")
-    if isinstance(imports, list):
-        cfg.imports = tuple(str(i) for i in imports)
-    table = CRI_REGISTRY_TABLES.get(cfg.version, CRI_REGISTRY_TABLES[2])
-    cfg.registry_table = table
-    reg = _dig(data, table)
-    cfg.has_cri_plugin = isinstance(_dig(data, table[:2]), dict)
-    cfg.registry_line = lines.get(table)
-    # a registry section under another version's name is silently ignored
-    for v, other in CRI_REGISTRY_TABLES.items():
-        if other != table and isinstance(_dig(data, other), dict):
-            cfg.problems.append(Problem(
-                path, lines.get(other),
-                f"[{_fmt(other)}] is the version {v} name of the CRI registry section, but this file says "
-                f"version = {cfg.version}: containerd ignores it", "ignored"))
-    if not isinstance(reg, dict):
-        return cfg
-    cp = reg.get("config_path")
-    if isinstance(cp, str) and cp.strip():
-        cfg.config_path = tuple(d for d in cp.split(":") if d)
-        cfg.config_path_line = lines.get(table + ("config_path",))
-    mirrors = reg.get("mirrors")
-    if isinstance(mirrors, dict):
-        for host, m in mirrors.items():
-            eps = m.get("endpoint") if isinstance(m, dict) else None
-            cfg.mirrors[host] = [str(e) for e in eps] if isinstance(eps, list) else []
-            cfg.mirror_lines[host] = lines.get(table + ("mirrors", host)) or lines.get(
-                table + ("mirrors", host, "endpoint")) or cfg.registry_line or 0
-    configs = reg.get("configs")
-    if isinstance(configs, dict):
-        for host, c in configs.items():
-            if not isinstance(c, dict):
-                continue
-            line = lines.get(table + ("configs", host)) or lines.get(table + ("configs", host, "tls")) \
-                or lines.get(table + ("configs", host, "auth"))
-            cfg.config_lines[host] = line or 0
-            tls = c.get("tls")
-            if isinstance(tls, dict) and tls:
-                cfg.configs_tls[host] = dict(tls)
-                cfg.config_lines[host] = lines.get(table + ("configs", host, "tls")) or line or 0
-            if isinstance(c.get("auth"), dict) and c.get("auth"):
-                cfg.configs_auth[host] = lines.get(table + ("configs", host, "auth")) or line or 0
-    return cfg
-
-
-def _fmt(path: tuple[str, ...]) -> str:
-    return ".".join(p if re.fullmatch(r"[A-Za-z0-9_-]+", p) else f'"{p}"' for p in path)
-
-
-def cri_refusal(cfg: ContainerdConfig, version: tuple[int, int] | None) -> str | None:
-    """The message containerd logs when it refuses to load the CRI plugin for this registry section,
-    or None when it loads it. Measured on 1.6.20 (tests/runtimes/test_lab_containerd.py), 2.x from
-    containerd/containerd#9766."""
-    if version is not None and version >= LEGACY_MIRRORS_REMOVED and (cfg.mirrors or cfg.configs_tls):
-        return "`mirrors` is no longer supported since containerd v2.0, please use `config_path` instead" \
-            if cfg.mirrors else "`configs.tls` is no longer supported since containerd v2.0, please use " \
-            "`config_path` instead"
-    # 1.6.20 (measured): `failed to load plugin io.containerd.grpc.v1.cri` error="invalid plugin config: ...";
-    # newer releases say "invalid cri image config: ..." (containerd/containerd#12612)
-    prefix = "invalid plugin config" if version is not None and version < (1, 7) else "invalid cri image config"
-    if cfg.config_path and cfg.mirrors:
-        return f"{prefix}: `mirrors` cannot be set when `config_path` is provided"
-    if cfg.config_path and cfg.configs_tls:
-        return f"{prefix}: `configs.tls` cannot be set when `config_path` is provided"
-    return None
 
 
 # --------------------------------------------------------------------------------------------- hosts.toml
@@ -415,13 +140,9 @@ def parse_hosts_toml(text: str, path: str) -> HostsFile:
     hf = HostsFile(path=path, text=text)
     if "generated by k3s" in text.lower() or "k3s" in text[:200].lower() and "generated" in text[:200].lower():
         hf.generated_by = "k3s"
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        hf.error = str(exc)
-        hf.error_line = _error_line(exc)
-        hf.problems.append(Problem(path, hf.error_line, f"does not parse: {exc}"))
-        return hf
+    data, bad = load_toml(text, path)
+    if data is None:
+        return unparsed(hf, bad)
     lines = toml_lines(text)
     base = os.path.dirname(path)
     for key in data:
@@ -658,113 +379,39 @@ def resolve_legacy_mirrors(runtime: str, ref: ImageRef, cfg: ContainerdConfig) -
     return Resolution(runtime, ref, tuple(eps), notes=("legacy registry.mirrors/configs (no config_path)",))
 
 
-# --------------------------------------------------------------------------------------------- writing
+# --------------------------------------------------------------------------------------------- adapter
 
 
-def hosts_toml_text(host: str, *, scheme: str, server: str | None = None, ca: str | None = None,
-                    skip_verify: bool = False, capabilities: tuple[str, ...] = ("pull", "resolve", "push"),
-                    note: str = "") -> str:
-    """A new hosts.toml for `host` (written by a fix)."""
-    url = f"{scheme}://{host}"
-    out = [f"# {note or 'written by dockerdoctor'}", f'server = "{server or url}"', "", f'[host."{url}"]',
-           "  capabilities = [" + ", ".join(f'"{c}"' for c in capabilities) + "]"]
-    if ca:
-        out.append(f'  ca = "{ca}"')
-    if skip_verify:
-        out.append("  skip_verify = true")
-    return "\n".join(out) + "\n"
+@dataclass
+class HostsDirRuntime:
+    """A client that resolves through hosts.toml directories (containerd CRI, ctr --hosts-dir, nerdctl,
+    dockerd's containerd store, k3s's rendered directory)."""
 
+    name: str
+    display: str
+    roots: tuple[str, ...]
+    listdir: Any
+    read: Any
+    version: tuple[int, int] | None = None
+    netns: str | None = None
+    origin: Origin = DEFAULT
+    legacy: ContainerdConfig | None = None  # CRI without config_path: legacy mirrors apply
+    insecure: tuple[str, ...] = ()  # dockerd insecure-registries (the containerd store: see DD606)
+    notes: tuple[str, ...] = ()
+    insecure_all: bool = False  # nerdctl's insecure_registry: HTTPS, then plain HTTP, for the registry itself
+    config: Any = None  # the file it was read from, with .path and .problems (rootless config.toml, nerdctl.toml)
+    owner: str | None = None  # rootless: the user whose home holds these directories (a fix gives them the files)
 
-class UneditableToml(ValueError):
-    """A TOML file the style-preserving editor cannot take (it does not parse, or has an odd shape)."""
+    def resolve(self, ref: ImageRef, *, push: bool = False) -> Resolution:
+        if self.legacy is not None and not self.roots:
+            return resolve_legacy_mirrors(self.name, ref, self.legacy)
+        res = resolve_with_hosts_dirs(self.name, ref, self.roots, self.listdir, self.read, self.version, push=push,
+                                      extra_notes=self.notes)
+        if self.insecure_all:
+            eps = tuple(dataclasses.replace(e, http_fallback=True, tls=dataclasses.replace(e.tls, skip_verify=True))
+                        if e.role == "registry" and e.scheme == "https" else e for e in res.endpoints)
+            res = dataclasses.replace(res, endpoints=eps)
+        return res
 
-
-def _tomlkit_edit(edit: Callable[[], str]) -> str:
-    import tomlkit.exceptions
-
-    try:
-        return edit()
-    except (tomlkit.exceptions.TOMLKitError, ValueError, TypeError, AttributeError, KeyError) as exc:
-        raise UneditableToml(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-
-
-def _edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
-                     capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
-    """Add or update the ``[host."scheme://host"]`` table of an existing hosts.toml, keeping its comments,
-    order and formatting (tomlkit, imported only here)."""
-    import tomlkit
-
-    doc = tomlkit.parse(current)
-    url = f"{scheme}://{host}"
-    hosts = doc.get("host")
-    if hosts is None:
-        hosts = tomlkit.table(is_super_table=True)
-        doc["host"] = hosts
-    entry = hosts.get(url)  # type: ignore[union-attr]
-    if entry is None:
-        entry = tomlkit.table()
-        hosts[url] = entry  # type: ignore[index]
-    entry["capabilities"] = list(capabilities)
-    if ca:
-        entry["ca"] = ca
-    if skip_verify:
-        entry["skip_verify"] = True
-    return tomlkit.dumps(doc)
-
-
-def _add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
-    """config.toml with config_path set in the CRI registry section (tomlkit keeps the rest as it was)."""
-    import tomlkit
-
-    doc = tomlkit.parse(current) if current.strip() else tomlkit.document()
-    if not current.strip():
-        doc["version"] = 2
-    table_path = cfg.registry_table or CRI_REGISTRY_TABLES[2]
-    cur: Any = doc
-    for part in table_path:
-        nxt = cur.get(part)
-        if nxt is None:
-            nxt = tomlkit.table(is_super_table=part != table_path[-1])
-            cur[part] = nxt
-        cur = nxt
-    cur["config_path"] = directory
-    return tomlkit.dumps(doc)
-
-
-def _remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
-    """config.toml without the legacy `mirrors` and `configs.*.tls` tables (auth stays)."""
-    import tomlkit
-
-    doc = tomlkit.parse(current)
-    cur: Any = doc
-    for part in cfg.registry_table:
-        cur = cur.get(part)
-        if cur is None:
-            return current
-    if "mirrors" in cur:
-        del cur["mirrors"]
-    configs = cur.get("configs")
-    if configs is not None:
-        for host in list(configs):
-            if "tls" in configs[host]:
-                del configs[host]["tls"]
-            if not configs[host]:
-                del configs[host]
-        if not configs:
-            del cur["configs"]
-    return tomlkit.dumps(doc)
-
-
-# The editors as fixes call them: a file tomlkit cannot take raises UneditableToml, never tomlkit's own errors.
-def edit_hosts_toml(current: str, host: str, *, scheme: str, ca: str | None = None, skip_verify: bool = False,
-                    capabilities: tuple[str, ...] = ("pull", "resolve", "push")) -> str:
-    return _tomlkit_edit(lambda: _edit_hosts_toml(current, host, scheme=scheme, ca=ca, skip_verify=skip_verify,
-                                                  capabilities=capabilities))
-
-
-def add_config_path(current: str, cfg: ContainerdConfig, directory: str) -> str:
-    return _tomlkit_edit(lambda: _add_config_path(current, cfg, directory))
-
-
-def remove_legacy_registry(current: str, cfg: ContainerdConfig) -> str:
-    return _tomlkit_edit(lambda: _remove_legacy_registry(current, cfg))
+    def host_dir(self, host: str):
+        return find_host_dir(self.roots, host, self.listdir, self.read, self.version)

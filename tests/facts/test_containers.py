@@ -11,15 +11,14 @@ from dockerdoctor.facts import CheckOptions, Facts, HostPort
 from dockerdoctor.facts.containers import (
     LOG_TAIL_LINES,
     ContainerInfo,
-    _is_registry,
-    _version,
     container_from_inspect,
-    describe_registry,
     image_repo,
     image_tag,
     parse_inspect_text,
+    registry_kind,
     split_log,
 )
+from dockerdoctor.facts.registry_containers import _version, describe_registry
 from dockerdoctor.sources.snapshot import SnapshotSource
 
 HOSTS = Path(__file__).resolve().parents[2] / "fixtures" / "hosts"
@@ -92,7 +91,7 @@ def test_restarting_state_wins() -> None:
 def test_version_from_evidence(over: dict, logs: list[str], version: str) -> None:
     c = container_from_inspect(inspect(**over), "x")
     c.logs = logs
-    kind, why = _is_registry(c)
+    kind, why = registry_kind(c)
     assert kind is not None and why
     assert _version(c, kind)[0] == version
 
@@ -100,9 +99,9 @@ def test_version_from_evidence(over: dict, logs: list[str], version: str) -> Non
 def test_recognised_by_log_lines_only() -> None:
     c = container_from_inspect(inspect(Config={"Image": "lab/busybox:1", "Cmd": ["sh", "/crash.sh"],
                                                "Entrypoint": [], "Env": ["STORAGE_PATH=/registry"]}), "x")
-    assert _is_registry(c)[0] is None
+    assert registry_kind(c)[0] is None
     c.logs = ["OSError: [Errno 2] No such file or directory: './registry._setup_database.lock'"]
-    kind, _ = _is_registry(c)
+    kind, _ = registry_kind(c)
     assert kind == "python"
     rc = describe_registry(c, kind, [])
     assert (rc.version, rc.data_dir) == ("v0", "/registry")

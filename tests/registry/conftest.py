@@ -21,6 +21,7 @@ if os.path.dirname(__file__) not in sys.path:  # for `import ddreg_helpers` (a u
 
 import ddreg_helpers  # noqa: E402
 from ddreg_helpers import Client, Server, free_port, tmpdir  # noqa: E402
+from s3lab import Moto, s3_missing  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,10 @@ def ddreg_servers() -> Iterator[Callable[..., Server]]:
     started: dict[tuple[str, ...], Server] = {}
     dirs: list[str] = []
 
-    def start(*args: str, scheme: str = "http", verify: object = True, root: str | None = None) -> Server:
+    def start(
+        *args: str, scheme: str = "http", verify: object = True, root: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Server:  # fmt: skip
         key = (*args, scheme, str(root))
         if key in started and started[key].proc and started[key].proc.poll() is None:
             return started[key]
@@ -49,7 +53,7 @@ def ddreg_servers() -> Iterator[Callable[..., Server]]:
             d = tmpdir("srv")
             dirs.append(d)
             root = os.path.join(d, "root")
-        srv = Server(root=root, port=free_port(), args=list(args), scheme=scheme, verify=verify, session=True)
+        srv = Server(root=root, port=free_port(), args=list(args), scheme=scheme, verify=verify, session=True, env=env)
         srv.start()
         started[key] = srv
         return srv
@@ -58,6 +62,21 @@ def ddreg_servers() -> Iterator[Callable[..., Server]]:
     for srv in started.values():
         srv.stop()
     for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def ddreg_moto() -> Iterator[Moto]:
+    """moto's S3 server on 127.0.0.1 (once per session); skips when the s3 extra or moto is missing."""
+    why = s3_missing()
+    if why:
+        pytest.skip(why)
+    d = tmpdir("moto")
+    moto = Moto(workdir=d).start()
+    try:
+        yield moto
+    finally:
+        moto.stop()
         shutil.rmtree(d, ignore_errors=True)
 
 

@@ -75,6 +75,7 @@ class Server:
     verify: Any = True
     session: bool = False  # owned by a session fixture (not stopped after each test)
     preexec: Any = None  # run in the child before exec (say, a lower open-file limit)
+    env: dict[str, str] | None = None  # added to the environment (say, S3 credentials)
 
     @property
     def url(self) -> str:
@@ -92,8 +93,9 @@ class Server:
         ]  # fmt: skip
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=self.preexec
-            )
+                cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, preexec_fn=self.preexec,
+                env={**os.environ, **self.env} if self.env else None,
+            )  # fmt: skip
         LIVE.append(self)
         if wait:
             try:
@@ -287,18 +289,24 @@ class Distribution:
 
     delete: bool = True
     session: bool = False  # owned by a session fixture
+    storage: str | None = None  # YAML of a storage driver section instead of filesystem at `root` (say, s3)
+    secret: str | None = None  # http.secret
 
     def start(self) -> Distribution:
         cfg = os.path.join(self.workdir, f"distribution-{self.port}.yml")
+        storage = self.storage or f"  filesystem:\n    rootdirectory: {self.root}\n"
         with open(cfg, "w") as f:
             f.write(
                 "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n"
-                f"  filesystem:\n    rootdirectory: {self.root}\n  delete:\n    enabled: {str(self.delete).lower()}\n"
+                f"{storage}  delete:\n    enabled: {str(self.delete).lower()}\n"
                 f"http:\n  addr: 127.0.0.1:{self.port}\n"
+                + (f"  secret: {self.secret}\n" if self.secret else "")
             )
         log = open(os.path.join(self.workdir, f"distribution-{self.port}.log"), "ab")  # noqa: SIM115
+        # its AWS SDK refuses a custom CA bundle (AWS_CA_BUNDLE) with its own HTTP transport
+        env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
         self.proc = subprocess.Popen(
-            ["docker-registry", "serve", cfg], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            ["docker-registry", "serve", cfg], stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env
         )
         LIVE.append(self)
         log.close()

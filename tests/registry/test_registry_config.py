@@ -142,7 +142,7 @@ def test_environment_overrides_and_the_command_line_wins(work: str) -> None:
 @pytest.mark.parametrize(
     ("extra", "env", "needle"),
     [
-        ("", {"REGISTRY_STORAGE_S3_BUCKET": "b"}, "storage.s3.bucket (REGISTRY_STORAGE_S3_BUCKET)"),
+        ("", {"REGISTRY_STORAGE_S3_BUCKET": "b"}, "storage names more than one driver (filesystem, s3)"),
         ("proxy:\n  remoteurl: https://registry-1.docker.io\n", {}, "pull-through cache"),
         ("", {"REGISTRY_AUTH_TOKEN_REALM": "x"}, "token authentication is not supported"),
         ("", {"REGISTRY_HTTP_ADDR": "nonsense"}, "http.addr: expected HOST:PORT"),

@@ -1,6 +1,7 @@
 """Conformance of serve-registry to the OCI distribution spec v1.1 (written from the spec).
 
-Runs against a real `dockerdoctor serve-registry` subprocess on 127.0.0.1.
+Runs against a real `dockerdoctor serve-registry` subprocess on 127.0.0.1, once on the filesystem
+driver and once on the S3 driver (a moto server on loopback; skipped without the s3 extra).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import http.client
 import json
 import os
 import uuid
+from typing import Any
 
 import pytest
 from ddreg_helpers import (
@@ -19,11 +21,20 @@ from ddreg_helpers import (
     OCI_INDEX,
     OCI_MANIFEST,
     Client,
+    Server,
     error_codes,
     sha256,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+
+@pytest.fixture(scope="module", params=["filesystem", "s3"])
+def ddreg_server(request: pytest.FixtureRequest, ddreg_servers: Any) -> Server:
+    if request.param == "filesystem":
+        return ddreg_servers()  # type: ignore[no-any-return]
+    moto = request.getfixturevalue("ddreg_moto")
+    return ddreg_servers(*moto.args(moto.bucket("conf")), env=moto.env)  # type: ignore[no-any-return]
 
 
 def raw_request(c: Client, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:

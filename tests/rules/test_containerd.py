@@ -8,8 +8,10 @@ from dockerdoctor.facts.daemon import ConfigValue
 from dockerdoctor.facts.host import Journal, TargetRegistry
 from dockerdoctor.net import HostPort
 from dockerdoctor.runtimes.base import ImageRef, Origin
-from dockerdoctor.runtimes.containerd import K3S_CERTS_D, DockerdStore, HostsDirRuntime, parse_registries_yaml
-from dockerdoctor.runtimes.hosts_toml import parse_hosts_toml
+from dockerdoctor.runtimes.containerd import K3S_CERTS_D
+from dockerdoctor.runtimes.dockerd_store import DockerdStore
+from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime, parse_hosts_toml
+from dockerdoctor.runtimes.k3s import parse_registries_yaml
 
 REG = "10.0.0.5:5000"
 
@@ -101,7 +103,7 @@ def test_dockerd_store_from_daemon_json() -> None:
 
 def test_dd604_without_config_path_sets_it_with_the_hosts_toml() -> None:
     from dockerdoctor.model import ReplaceFileContent, ServiceAction
-    from dockerdoctor.runtimes.hosts_toml import parse_containerd_config
+    from dockerdoctor.runtimes.containerd_config import parse_containerd_config
 
     text = 'version = 2\n[plugins."io.containerd.grpc.v1.cri"]\n  sandbox_image = "pause:3.9"\n'
     cfg = parse_containerd_config(text, "/etc/containerd/config.toml")
@@ -118,7 +120,7 @@ def test_dd604_without_config_path_sets_it_with_the_hosts_toml() -> None:
 
 def test_dd604_on_k3s_edits_registries_yaml() -> None:
     from dockerdoctor.model import ReplaceFileContent, ServiceAction
-    from dockerdoctor.runtimes.containerd import K3sRuntime
+    from dockerdoctor.runtimes.k3s import K3sRuntime
 
     text = '# ours\nmirrors:\n  "docker.io":\n    endpoint: ["https://mirror.example"]\n'
     reg = parse_registries_yaml(text, "/etc/rancher/k3s/registries.yaml")

@@ -257,7 +257,7 @@ def test_dd213_server_fault_and_client_fault() -> None:
 def test_registry_container_log_shows_clients_rejecting_the_certificate() -> None:
     from types import SimpleNamespace
 
-    from dockerdoctor.facts.containers import RegistryContainer
+    from dockerdoctor.facts.registry_containers import RegistryContainer
 
     log = ["2026/11/27 23:34:31 http: TLS handshake error from 10.0.0.2:47948: remote error: tls: bad certificate"]
     container = SimpleNamespace(name="registry", logs=log, host_network=True, env={"REGISTRY_HTTP_ADDR": ":5000"},

@@ -9,7 +9,8 @@ import pytest
 
 from dockerdoctor.engine import run_rules
 from dockerdoctor.facts import CheckOptions, Facts
-from dockerdoctor.facts.containers import container_from_inspect, describe_registry
+from dockerdoctor.facts.containers import container_from_inspect
+from dockerdoctor.facts.registry_containers import describe_registry
 from dockerdoctor.fixes.recipes import docker_run_argv
 from dockerdoctor.model import RuleStatus
 from dockerdoctor.sources.snapshot import SnapshotSource

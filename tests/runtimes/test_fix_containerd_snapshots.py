@@ -48,6 +48,12 @@ def test_fix_apply_on_snapshot(name: str, rule: str, changed: set[str], service:
     assert diff == changed, (diff, r.stdout)
     if service:
         assert f"systemctl restart {service}" in r.stdout, r.stdout  # shown; a snapshot runs no service
+        # the summary says so too (it said "no reload or restart needed" while a restart was planned)
+        assert f"Services: restart {service} (not run on a snapshot" in r.stdout, r.stdout
+        assert "no reload or restart needed" not in r.stdout, r.stdout
+        assert f"not run (snapshot): restart {service}" in r.stdout, r.stdout
+    else:
+        assert "Services: no reload or restart needed" in r.stdout, r.stdout
     assert f"[{rule}]" in r.stdout, r.stdout
     report = json.loads(run("check", *args, "--select", "DD6", "--format", "json").stdout)
     assert [f["id"] for f in report["findings"]] == [], report["findings"]
@@ -58,6 +64,14 @@ def test_fix_apply_on_snapshot(name: str, rule: str, changed: set[str], service:
         if rel.endswith("config.toml"):
             # everything but the registry section kept as it was
             assert 'sandbox_image = "registry.k8s.io/pause:3.6"' in text and "SystemdCgroup = true" in text
+
+
+def test_fix_json_names_the_other_services(tmp_path: Path) -> None:
+    root = tmp_path / "h"
+    shutil.copytree(FIXTURES / "kubeadm-containerd16-hosts-toml-no-config-path", root, symlinks=True)
+    plan = json.loads(run("fix", "--root", str(root), "--registry", REG, "--format", "json").stdout)
+    assert plan["other_services"] == [{"action": "restart", "unit": "containerd.service"}], plan.get("other_services")
+    assert plan["service"] == {"action": None, "daemon_reload": False}
 
 
 def test_healthy_check_never_imports_the_editing_libraries() -> None:
@@ -92,3 +106,24 @@ def test_the_same_findings_from_a_sosreport_tarball(tmp_path: Path) -> None:
 
     got = ids(tar)
     assert [i for i, _ in got] == ["DD604", "DD605"] and got == ids(FIXTURES / name)
+
+
+def test_live_plan_summary_names_the_containerd_restart() -> None:
+    from dockerdoctor.fixes.choose import Choice
+    from dockerdoctor.fixes.plan import Plan, PlanStep
+    from dockerdoctor.fixes.prepare import Prepared, PreparedStep
+    from dockerdoctor.model import Finding, Fix, ReplaceFileContent, ServiceAction, Severity
+    from dockerdoctor.report.plan import plan_lines
+
+    ops = (ReplaceFileContent("/etc/containerd/config.toml", "x", 0o644),
+           ServiceAction("restart", "containerd.service"))
+    fix = Fix("Set config_path", ops, warnings=("config.toml is read at start",))
+    choice = Choice(Finding("DD602", Severity.WARNING, "t", "m"), fix)
+    changes: dict = {"/etc/containerd/config.toml": object()}
+    prepared = Prepared([PreparedStep(choice, changes=1)], changes, [], None, False, [], [], True, False,
+                        [("restart", "containerd.service")])
+    plan = Plan([PlanStep(choice.finding, fix)], [])
+    lines = list(plan_lines(plan, [choice], prepared, [choice.finding], [], dry_run=False))
+    assert "Services: restart containerd.service" in lines, lines
+    assert "  because [DD602] restart containerd.service: config.toml is read at start" in lines, lines
+    assert not any("no reload or restart needed" in ln for ln in lines)

@@ -20,7 +20,9 @@ def py(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_unclosed_table_header_of_a_megabyte() -> None:
-    r = py("from dockerdoctor.runtimes.hosts_toml import toml_lines, parse_hosts_toml, parse_containerd_config\n"
+    r = py("from dockerdoctor.runtimes.hosts_toml import parse_hosts_toml\n"
+           "from dockerdoctor.runtimes.toml_scan import toml_lines\n"
+           "from dockerdoctor.runtimes.containerd_config import parse_containerd_config\n"
            "t = '[' + ' ' * 1_000_000 + 'x\\n'\n"
            "toml_lines(t * 3); h = parse_hosts_toml(t, 'h'); c = parse_containerd_config(t, 'c')\n"
            "print(bool(h.error), bool(c.error))")

@@ -9,19 +9,18 @@ import tomllib
 
 from dockerdoctor.fixes import hosts_toml as recipes
 from dockerdoctor.runtimes.base import ImageRef
-from dockerdoctor.runtimes.containerd import HostsDirRuntime, K3sRuntime, parse_nerdctl_toml, parse_registries_yaml
+from dockerdoctor.runtimes.containerd_config import cri_refusal, parse_containerd_config
 from dockerdoctor.runtimes.hosts_toml import (
-    add_config_path,
-    cri_refusal,
-    edit_hosts_toml,
+    HostsDirRuntime,
     find_host_dir,
     host_dir_names,
     near_misses,
-    parse_containerd_config,
     parse_hosts_toml,
-    remove_legacy_registry,
-    toml_lines,
 )
+from dockerdoctor.runtimes.k3s import K3sRuntime, parse_registries_yaml
+from dockerdoctor.runtimes.nerdctl import parse_nerdctl_toml
+from dockerdoctor.runtimes.toml_edits import add_config_path, edit_hosts_toml, remove_legacy_registry
+from dockerdoctor.runtimes.toml_scan import toml_lines
 
 
 class FakeFs:
@@ -275,7 +274,7 @@ def test_hypothesis_parsers_never_raise() -> None:
 
 
 def test_dockerd_classic_store_resolution() -> None:
-    from dockerdoctor.runtimes.containerd import DockerdClassic
+    from dockerdoctor.runtimes.dockerd_store import DockerdClassic
 
     d = DockerdClassic(("10.0.0.5:5000",), {"10.0.0.6:5000": ["ca.crt", "client.cert", "client.key", "hosts.toml"]},
                        mirrors=("https://mirror.example",))
@@ -298,7 +297,7 @@ def test_k3s_wildcard_mirror_and_default_endpoint_last() -> None:
 def test_imports_replace_the_cri_plugin_table_whole() -> None:
     """As containerd 1.6.20 does (tests/runtimes/test_lab_containerd.py): a plugin's table in an imported file
     replaces config.toml's table of that plugin, so config_path from config.toml is gone."""
-    from dockerdoctor.runtimes.containerd import merge_imports
+    from dockerdoctor.runtimes.containerd_config import merge_imports
 
     main = ('version = 2\nimports = ["/etc/containerd/conf.d/*.toml"]\n'
             '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n')

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from dockerdoctor.runtimes.base import ImageRef
-from dockerdoctor.runtimes.containerd import HostsDirRuntime
-from dockerdoctor.runtimes.hosts_toml import cri_refusal, parse_containerd_config
+from dockerdoctor.runtimes.containerd_config import cri_refusal, parse_containerd_config
+from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime
 from tests import lab
 from tests.lab_containerd import Containerd, push_oci_image, write_oci_layout
 
@@ -292,7 +292,7 @@ def test_an_imported_cri_table_replaces_config_path(lab_root: Path, labnet: lab.
     """containerd 1.6.20 merges `imports` per plugin: a conf.d file with a CRI table (here only legacy mirrors)
     replaces config.toml's CRI table whole, so config_path is gone and the CRI loads with the mirrors, as
     merge_imports predicts (DD601 warns about the dropped config_path, naming the imported file)."""
-    from dockerdoctor.runtimes.containerd import merge_imports
+    from dockerdoctor.runtimes.containerd_config import merge_imports
 
     d = lab_root / "cri-imports"
     conf_d = d / "conf.d"

@@ -1,0 +1,170 @@
+"""Rootless containerd and rootless nerdctl: the per-user paths, with file:line provenance.
+
+The layout, from containerd/nerdctl (pkg/defaults/defaults_linux.go, extras/rootless/containerd-rootless.sh,
+docs/dir.md, docs/registry.md):
+
+* nerdctl run by a user other than root reads ``$XDG_CONFIG_HOME/nerdctl/nerdctl.toml`` (``$NERDCTL_TOML``
+  overrides it; ``$XDG_CONFIG_HOME`` defaults to ``~/.config``) and, unless ``hosts_dir`` says otherwise,
+  the hosts.toml directories ``$XDG_CONFIG_HOME/containerd/certs.d`` then ``$XDG_CONFIG_HOME/docker/certs.d``.
+  nerdctl resolves registries itself, so these are what its pulls use.
+* rootless containerd runs inside RootlessKit's mount namespace, where containerd-rootless.sh bind-mounts
+  ``$XDG_CONFIG_HOME/containerd`` on ``/etc/containerd`` (and ``$XDG_DATA_HOME/containerd`` on
+  ``/var/lib/containerd``, ``$XDG_RUNTIME_DIR/containerd`` on ``/run/containerd``). Its config.toml is
+  ``~/.config/containerd/config.toml`` on the host, and a ``config_path = "/etc/containerd/certs.d"`` in it
+  means ``~/.config/containerd/certs.d`` on the host.
+
+Where to look (live only: neither ``collect`` nor sos gathers home directories): the user running dockerdoctor
+(when not root, from ``$XDG_CONFIG_HOME``/``$HOME``), every ``/home/*`` (``/root`` is rootful), and the user of
+every containerd process that does not run as root.
+Neither rootlesskit nor nerdctl is packaged for Debian 12: tests use real files in this layout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from dockerdoctor.facts import Facts, fact
+from dockerdoctor.runtimes.base import Origin
+from dockerdoctor.runtimes.containerd import source_lister, source_reader
+from dockerdoctor.runtimes.containerd_config import ContainerdConfig, merge_imports, parse_containerd_config
+from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime
+
+HOME_BASE = "/home"
+NAMESPACE_DIRS = (("/etc/containerd", "containerd"),)  # inside RootlessKit -> under $XDG_CONFIG_HOME
+
+
+@dataclass(frozen=True)
+class RootlessHome:
+    """One user's configuration directory, and how it was found."""
+
+    user: str
+    config_home: str  # $XDG_CONFIG_HOME, or HOME/.config
+    why: str
+    env_toml: str | None = None  # $NERDCTL_TOML of this shell, for this user only
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.config_home, *parts)
+
+    def host_path(self, path: str) -> str:
+        """A path as rootless containerd names it (inside its mount namespace) -> the path on the host."""
+        for inside, sub in NAMESPACE_DIRS:
+            if path == inside or path.startswith(inside + "/"):
+                return self.path(sub) + path[len(inside):]
+        return path
+
+
+def _live_user() -> RootlessHome | None:
+    if os.geteuid() == 0:
+        return None  # root's nerdctl and containerd are the rootful ones
+    import getpass
+
+    xch = os.environ.get("XDG_CONFIG_HOME") or (os.path.join(os.environ["HOME"], ".config")
+                                                if os.environ.get("HOME") else None)
+    if not xch:
+        return None
+    src = "$XDG_CONFIG_HOME" if os.environ.get("XDG_CONFIG_HOME") else "$HOME/.config"
+    return RootlessHome(getpass.getuser(), xch, f"this user's {src}", os.environ.get("NERDCTL_TOML") or None)
+
+
+def _process_users() -> list[RootlessHome]:
+    """Live: the users of containerd processes that do not run as root (rootless containerd)."""
+    import pwd
+
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["pid", "cmdline", "uids"]):
+        argv = p.info.get("cmdline") or []
+        uids = p.info.get("uids")
+        if not argv or os.path.basename(argv[0]) != "containerd" or uids is None or uids.real == 0:
+            continue
+        try:
+            pw = pwd.getpwuid(uids.real)
+        except KeyError:
+            continue
+        try:
+            env = p.environ()
+        except (psutil.Error, OSError):
+            env = {}
+        xch = env.get("XDG_CONFIG_HOME") or os.path.join(pw.pw_dir, ".config")
+        out.append(RootlessHome(pw.pw_name, xch, f"containerd pid {p.info['pid']} runs as {pw.pw_name}"))
+    return out
+
+
+@fact()
+def rootless_homes(facts: Facts) -> list[RootlessHome]:
+    """The users whose rootless containerd or nerdctl configuration could be on this host."""
+    found: list[RootlessHome] = []
+    if not facts.live:
+        return found  # `collect` and sos gather no home directories: a snapshot has none of these files
+    me = _live_user()
+    found += [me] if me else []
+    found += _process_users()
+    for name in sorted(facts.source.listdir(HOME_BASE) or []):
+        found.append(RootlessHome(name, f"{HOME_BASE}/{name}/.config", f"{HOME_BASE}/{name}"))
+    out: dict[str, RootlessHome] = {}
+    for h in found:
+        out.setdefault(h.config_home, h)
+    return list(out.values())
+
+
+@fact()
+def containerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
+    """Rootless containerd per user: its config.toml (~/.config/containerd/config.toml), config_path mapped
+    from its mount namespace to the host. [] when there is none."""
+    out = []
+    read = source_reader(facts)
+    for home in facts.get("rootless_homes"):
+        path = home.path("containerd", "config.toml")
+        text = read(path)
+        if text is None:
+            continue
+        cfg = parse_containerd_config(text, path)
+        cfg = merge_imports(_imports_on_host(cfg, home), facts.source.listdir, read)
+        if cfg.cri_disabled:
+            continue
+        roots = tuple(home.host_path(d) for d in cfg.config_path)
+        notes = ((f"{path}: paths are as rootless containerd sees them; /etc/containerd is "
+                  f"{home.path('containerd')} on the host",) if cfg.config_path else ())
+        out.append(HostsDirRuntime(
+            "containerd-rootless", f"rootless containerd CRI ({home.user})", roots, source_lister(facts), read,
+            facts.optional("containerd_version"), None, Origin(path, cfg.config_path_line, home.why),
+            legacy=cfg if not roots else None, notes=notes, config=cfg, owner=home.user))
+    return out
+
+
+def _imports_on_host(cfg: ContainerdConfig, home: RootlessHome) -> ContainerdConfig:
+    cfg.imports = tuple(home.host_path(i) if os.path.isabs(i) else i for i in cfg.imports)
+    return cfg
+
+
+@fact()
+def nerdctl_rootless(facts: Facts) -> list[HostsDirRuntime]:
+    """nerdctl as each user other than root runs it: $XDG_CONFIG_HOME/nerdctl/nerdctl.toml (or $NERDCTL_TOML)
+    and the per-user hosts.toml directories. [] when no user has a nerdctl.toml (or, live with nerdctl
+    installed, a ~/.config/containerd/certs.d)."""
+    import shutil
+
+    from dockerdoctor.runtimes.nerdctl import nerdctl_adapter
+
+    installed = facts.live and shutil.which("nerdctl") is not None
+    out = []
+    for home in facts.get("rootless_homes"):
+        path = home.env_toml or home.path("nerdctl", "nerdctl.toml")
+        text = facts.source.read_text(path)
+        certs = home.path("containerd", "certs.d")
+        if text is None and not (installed and facts.source.stat(certs) is not None):
+            continue
+        defaults = (certs, home.path("docker", "certs.d"))
+        rt = nerdctl_adapter(facts, "nerdctl-rootless", f"nerdctl rootless ({home.user})", path, text, defaults,
+                             home.why)
+        rt.owner = home.user
+        out.append(rt)
+    return out
+
+
+def rootless_roots(runtimes: list[Any]) -> set[str]:
+    """The hosts.toml directories only rootless clients read (DD602 does not judge them by the rootful CRI)."""
+    return {r for rt in runtimes if "rootless" in getattr(rt, "name", "") for r in getattr(rt, "roots", ())}

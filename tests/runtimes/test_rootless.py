@@ -1,0 +1,189 @@
+"""Rootless containerd and rootless nerdctl: detected in the per-user layout and read with file:line provenance.
+
+The layout is containerd/nerdctl's (pkg/defaults/defaults_linux.go: NerdctlTOML, HostsDirs;
+extras/rootless/containerd-rootless.sh bind-mounts $XDG_CONFIG_HOME/containerd on /etc/containerd inside
+RootlessKit). rootlesskit and nerdctl are not packaged for Debian 12, so these tests write real files in that
+layout and read them live (users under a temporary /home; this user's $XDG_CONFIG_HOME and $NERDCTL_TOML)
+rather than running a rootless containerd. A snapshot holds no home directories (collect and sos skip them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from dockerdoctor.engine import run_rules
+from dockerdoctor.facts import CheckOptions, Facts, HostPort
+from dockerdoctor.model import RuleStatus
+from dockerdoctor.runtimes.base import ImageRef
+from dockerdoctor.sources.live import LiveSource
+from dockerdoctor.sources.snapshot import SnapshotSource
+
+REG = "10.0.0.5:5000"
+HTTP_HOSTS = f'server = "http://{REG}"\n\n[host."http://{REG}"]\n  capabilities = ["pull", "resolve"]\n'
+
+
+def write(root: Path, rel: str, text: str) -> Path:
+    p = root / rel.lstrip("/")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """alice and bob under a temporary /home (rootless.HOME_BASE), read live as root reads /home/*."""
+    from dockerdoctor.runtimes import rootless
+
+    base = tmp_path / "home"
+    write(base, "alice/.config/nerdctl/nerdctl.toml", 'namespace = "default"\n')
+    write(base, f"alice/.config/containerd/certs.d/{REG}/hosts.toml", HTTP_HOSTS)
+    write(base, "alice/.config/containerd/config.toml",
+          'version = 2\n\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n')
+    # bob: nerdctl.toml names its own hosts_dir, and a hosts.toml there does not parse
+    write(base, "bob/.config/nerdctl/nerdctl.toml", f'hosts_dir = ["{base}/bob/certs"]\n')
+    write(base, f"bob/certs/{REG}/hosts.toml", '[host."http://10.0.0.5:5000"\n')
+    monkeypatch.setattr(rootless, "HOME_BASE", str(base))
+    monkeypatch.setattr(rootless, "_process_users", lambda: [])  # this machine's own containerd users stay out
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    return base
+
+
+def live(**kw) -> Facts:
+    return Facts(LiveSource(), CheckOptions(network=False, **kw))
+
+
+def test_rootless_nerdctl_and_containerd_per_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    facts = live()
+    nerd = {rt.display: rt for rt in facts.get("nerdctl_rootless")}
+    assert set(nerd) == {"nerdctl rootless (alice)", "nerdctl rootless (bob)"}
+    alice = nerd["nerdctl rootless (alice)"]
+    certs = f"{base}/alice/.config/containerd/certs.d"
+    assert alice.roots == (certs, f"{base}/alice/.config/docker/certs.d")
+    (ep,) = [e for e in alice.resolve(ImageRef.parse(f"{REG}/app:1")).endpoints if e.role == "mirror"]
+    assert ep.scheme == "http" and ep.origin.where() == f"{certs}/{REG}/hosts.toml:3"
+    bob = nerd["nerdctl rootless (bob)"]
+    assert bob.roots == (f"{base}/bob/certs",) and bob.origin.where() == f"{base}/bob/.config/nerdctl/nerdctl.toml:1"
+    (ctd,) = facts.get("containerd_rootless")
+    # config_path as rootless containerd sees it (/etc/containerd inside RootlessKit) -> the host path
+    assert ctd.roots == (certs,)
+    assert ctd.origin.where() == f"{base}/alice/.config/containerd/config.toml:4"
+    assert any("as rootless containerd sees them" in n for n in ctd.notes)
+    assert [e.scheme for e in ctd.resolve(ImageRef.parse(f"{REG}/app:1")).endpoints][0] == "http"
+    names = {rt.name for rt in facts.get("runtimes")}
+    assert {"nerdctl-rootless", "containerd-rootless"} <= names
+
+
+def test_rules_on_the_rootless_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    # a rootful kubelet containerd too (pinned by its config.toml), whose config_path is not alice's directory
+    cfg = write(tmp_path, "etc/containerd/config.toml",
+                'version = 2\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/nonexistent/certs.d"\n')
+    facts = live(registries=[HostPort.parse(REG)], containerd_config=str(cfg))
+    assert facts.get("containerd_cri").roots == ("/nonexistent/certs.d",)
+    files = facts.get("containerd_hosts_files")
+    assert f"{base}/alice/.config/containerd/certs.d/{REG}/hosts.toml" in files  # the per-user directories are read
+    res = {r.rule_id: r for r in run_rules(facts, {"DD601", "DD602", "DD605"})}
+    # bob's broken hosts.toml is named with its line; alice's files are read by her rootless clients (no DD602)
+    assert [f.params["file"] for f in res["DD601"].findings] == [f"{base}/bob/certs/{REG}/hosts.toml"]
+    assert res["DD601"].findings[0].evidence[0].line == 1
+    assert not res["DD602"].findings and not res["DD605"].findings
+
+
+def test_a_snapshot_has_no_home_directories(tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    write(root, "home/alice/.config/nerdctl/nerdctl.toml", "")
+    (root / "etc").mkdir()
+    src = SnapshotSource(root)
+    try:
+        facts = Facts(src, CheckOptions(network=False))
+        assert facts.get("rootless_homes") == [] and facts.get("nerdctl_rootless") == []
+        (r,) = [r for r in run_rules(facts, {"DD601"}) if r.rule_id == "DD601"]
+    finally:
+        src.close()
+    assert r.status == RuleStatus.SKIPPED and "no containerd config.toml" in r.reason
+
+
+def test_live_user_from_xdg_config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    xdg = tmp_path / "xdg"
+    write(xdg, "nerdctl/nerdctl.toml", '# mine\nhosts_dir = ["%s"]\ninsecure_registry = true\n' % (xdg / "c"))
+    write(xdg, f"c/{REG}/hosts.toml", HTTP_HOSTS)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(xdg))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # as a user other than root
+    facts = Facts(LiveSource(), CheckOptions(network=False))
+    homes = [h for h in facts.get("rootless_homes") if h.config_home == str(xdg)]
+    assert homes and homes[0].why == "this user's $XDG_CONFIG_HOME"
+    (rt,) = [r for r in facts.get("nerdctl_rootless") if r.origin.source == str(xdg / "nerdctl/nerdctl.toml")]
+    assert rt.origin.line == 2 and rt.roots == (str(xdg / "c"),) and rt.insecure_all
+    eps = rt.resolve(ImageRef.parse(f"{REG}/app:1")).endpoints
+    assert eps[0].scheme == "http" and eps[0].origin.source == str(xdg / f"c/{REG}/hosts.toml")
+
+
+def test_nerdctl_toml_env_overrides_for_this_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    other = write(tmp_path, "elsewhere/n.toml", 'hosts_dir = ["/srv/certs"]\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("NERDCTL_TOML", str(other))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    facts = Facts(LiveSource(), CheckOptions(network=False))
+    (rt,) = [r for r in facts.get("nerdctl_rootless") if r.origin.source == str(other)]
+    assert rt.roots == ("/srv/certs",)
+
+
+def test_root_is_not_rootless(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    write(tmp_path, "xdg/nerdctl/nerdctl.toml", "")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    facts = Facts(LiveSource(), CheckOptions(network=False))
+    assert all(h.config_home != str(tmp_path / "xdg") for h in facts.get("rootless_homes"))
+
+
+def test_a_nerdctl_toml_that_does_not_parse_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # rootful, in a snapshot
+    root = tmp_path / "host"
+    write(root, "etc/nerdctl/nerdctl.toml", 'namespace = "k8s.io"\nhosts_dir = ["/etc/containerd/certs.d"] x\n')
+    src = SnapshotSource(root)
+    try:
+        (r,) = [r for r in run_rules(Facts(src, CheckOptions(network=False)), {"DD601"}) if r.rule_id == "DD601"]
+    finally:
+        src.close()
+    (f,) = r.findings
+    assert f.params["file"] == "/etc/nerdctl/nerdctl.toml" and f.evidence[0].line == 2, f
+    assert "nerdctl cannot load it" in f.message
+    # rootless, live: the user's own file
+    base = homes(tmp_path, monkeypatch)
+    (base / "bob/.config/nerdctl/nerdctl.toml").write_text("hosts_dir = [\n")
+    found = [x for r in run_rules(live(), {"DD601"}) if r.rule_id == "DD601" for x in r.findings]
+    assert f"{base}/bob/.config/nerdctl/nerdctl.toml" in {x.params["file"] for x in found}
+
+
+def test_a_fix_in_a_users_home_gives_the_files_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.fixes.containerd_recipes import trust_fix
+    from dockerdoctor.model import ReplaceFileContent, RunCommand
+
+    base = homes(tmp_path, monkeypatch)
+    write(base, "carol/.config/nerdctl/nerdctl.toml", "")  # carol has no containerd/ directory yet
+    nerd = {rt.owner: rt for rt in live().get("nerdctl_rootless")}
+    fix = trust_fix(nerd["alice"], "10.0.0.7:5000", plain=True)
+    assert fix is not None
+    write_op, give = fix.operations[0], fix.operations[-1]
+    assert isinstance(write_op, ReplaceFileContent)
+    assert write_op.path == f"{base}/alice/.config/containerd/certs.d/10.0.0.7:5000/hosts.toml"
+    assert isinstance(give, RunCommand)
+    assert give.argv == ("chown", "-R", "alice:", f"{base}/alice/.config/containerd/certs.d/10.0.0.7:5000")
+    assert all(a.operations[-1] == give for a in fix.alternatives)  # the TLS alternative too
+    carol = trust_fix(nerd["carol"], "10.0.0.7:5000", plain=True)
+    assert carol is not None and carol.operations[-1].argv[-1] == f"{base}/carol/.config/containerd"  # type: ignore[union-attr]
+
+
+def test_dd605_in_a_users_home_gives_the_copy_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    write(base, "alice/.config/containerd/certs.d/10.0.0.8/hosts.toml", HTTP_HOSTS.replace(REG, "10.0.0.8:5000"))
+    found = [f for r in run_rules(live(registries=[HostPort.parse("10.0.0.8:5000")]), {"DD605"})
+             if r.rule_id == "DD605" for f in r.findings]
+    mine = [f for f in found if f.params["file"].startswith(f"{base}/alice/")]
+    assert mine and mine[0].fix is not None
+    assert mine[0].fix.operations[-1].argv == (  # type: ignore[union-attr]
+        "chown", "-R", "alice:", f"{base}/alice/.config/containerd/certs.d/10.0.0.8:5000")
