@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockerdoctor.errors import InputError
+from dockerdoctor.redact import Redactor
 from dockerdoctor.sources.specs import (
     COMMANDS,
     CONTAINER_COMMANDS,
@@ -88,7 +89,17 @@ def _write_new(dst: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
+def _scrub(data: bytes, what: str, manifest: list[str], redactor: Redactor | None) -> bytes:
+    """Secret values out (dockerdoctor.redact); certificates (PEM) are left as they are."""
+    if redactor is None or b"-----BEGIN " in data:
+        return data
+    data, n = redactor.redact(data)
+    if n:
+        manifest.append(f"redacted {n} secret value{'s' if n != 1 else ''} in {what}")
+    return data
+
+
+def _copy(src: str, out: Path, manifest: list[str], tail: bool = False, redactor: Redactor | None = None) -> None:
     dst = out / src.lstrip("/")
     try:
         if os.path.islink(src):
@@ -100,7 +111,7 @@ def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
             # ../usr/lib/os-release). The snapshot reader resolves the link to it, chroot-style.
             target = os.path.realpath(src)
             if target != src and os.path.isfile(target) and not os.path.lexists(out / target.lstrip("/")):
-                _copy(target, out, manifest, tail)
+                _copy(target, out, manifest, tail, redactor)
             return
         if not os.path.isfile(src):
             return
@@ -112,7 +123,7 @@ def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
         with open(src, "rb") as fh:
             if tail and os.fstat(fh.fileno()).st_size > MAX_FILE:
                 fh.seek(-MAX_FILE, os.SEEK_END)
-            _write_new(dst, fh.read(MAX_FILE))
+            _write_new(dst, _scrub(fh.read(MAX_FILE), src, manifest, redactor))
         shutil.copystat(src, dst, follow_symlinks=False)
         manifest.append(f"file {src}")
     except OSError as exc:
@@ -125,7 +136,8 @@ def _run(argv: list[str], stderr: bool) -> subprocess.CompletedProcess[bytes]:
                           env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": ""})
 
 
-def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Path, manifest: list[str]) -> None:
+def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Path, manifest: list[str],
+             redactor: Redactor | None = None) -> None:
     if not shutil.which(argv[0]):
         return
     try:
@@ -136,7 +148,8 @@ def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Pat
     dst = out / rel
     try:
         _parent_in(out, dst)
-        _write_new(dst, proc.stdout[-MAX_FILE:] if tail else proc.stdout[:MAX_FILE])
+        data = proc.stdout[-MAX_FILE:] if tail else proc.stdout[:MAX_FILE]
+        _write_new(dst, _scrub(data, " ".join(argv), manifest, redactor))
     except OSError as exc:
         manifest.append(f"error {' '.join(argv)} -> {rel}: {exc.strerror}")
         return
@@ -165,22 +178,23 @@ def collect(out: Path) -> list[str]:
         raise InputError(f"{out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     manifest: list[str] = []
+    redactor = Redactor()  # one salt per snapshot: equal secrets stay equal inside it
     specs = collect_specs()
     for s in specs:
         if s.kind == "file":
-            _copy(s.path, out, manifest, tail=s.tail)
+            _copy(s.path, out, manifest, tail=s.tail, redactor=redactor)
         elif s.kind == "tree":
             for root, _dirs, files in sorted(os.walk(s.path)):
                 for name in sorted(files):
-                    _copy(os.path.join(root, name), out, manifest)
+                    _copy(os.path.join(root, name), out, manifest, redactor=redactor)
         elif s.kind == "unit":
-            _copy(s.path, out, manifest)
+            _copy(s.path, out, manifest, redactor=redactor)
             dropins = f"{s.path}.d"
             if os.path.isdir(dropins):
                 for entry in sorted(os.listdir(dropins)):
-                    _copy(f"{dropins}/{entry}", out, manifest)
+                    _copy(f"{dropins}/{entry}", out, manifest, redactor=redactor)
         elif s.kind == "command":
-            _command(s.argv, s.path, s.tail, s.stderr, out, manifest)
+            _command(s.argv, s.path, s.tail, s.stderr, out, manifest, redactor)
     per_container = [s for s in specs if s.kind == "container"]
     seen: set[str] = set()
     for c in _containers() if per_container else []:
@@ -189,8 +203,9 @@ def collect(out: Path) -> list[str]:
             if rel in seen:
                 continue  # one image inspect for all its containers
             seen.add(rel)
-            _command(tuple(a.format(**c) for a in s.argv), rel, s.tail, s.stderr, out, manifest)
-    (out / "dockerdoctor-collect.txt").write_text("\n".join(manifest) + "\n")
+            _command(tuple(a.format(**c) for a in s.argv), rel, s.tail, s.stderr, out, manifest, redactor)
+    # the manifest names commands and paths; those could carry a secret too
+    _write_new(out / "dockerdoctor-collect.txt", redactor.redact(("\n".join(manifest) + "\n").encode())[0])
     return manifest
 
 
