@@ -23,7 +23,7 @@ def _serve(fix) -> tuple[str, ...]:
 def test_every_recipe_serves_tls_on_the_registrys_own_port(registry, port, host, tmp_path):
     want = ("dockerdoctor", "serve-registry", "--port", port, "--tls-self-signed", host)
     assert _serve(hosts_toml.trust_ca(str(tmp_path), registry, None, "containerd", plain=True)) == want
-    conf = "/etc/containers/registries.conf"
-    podman = load(ConfigInput({conf: 'unqualified-search-registries = []\n'}, {}))
-    assert _serve(registries_conf.trust_fix(podman, registry, True, {conf: "unqualified-search-registries = []\n"})) == want
+    conf, text = "/etc/containers/registries.conf", "unqualified-search-registries = []\n"
+    podman = load(ConfigInput({conf: text}, {}))
+    assert _serve(registries_conf.trust_fix(podman, registry, True, {conf: text})) == want
     assert _serve(tls_fix(HostPort.parse(registry), True)) == want
