@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dockerdoctor.errors import InputError
 from dockerdoctor.sources import specs as spec_table
+from dockerdoctor.sources.base import open_below
 from dockerdoctor.sources.specs import (
     COMMANDS,
     CONTAINER_COMMANDS,
@@ -174,22 +175,6 @@ def _homes() -> list[str]:
     return [f"{base}/{n}" for n in names if os.path.isdir(f"{base}/{n}")][:spec_table.MAX_USER_HOMES]
 
 
-def _open_in(real_home: str, rel: str) -> int:
-    """An fd for the file `rel` below the directory `real_home`, opened component by component without
-    following any symbolic link (a link put in the way after realpath() makes the open fail, not escape)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(real_home, flags | os.O_DIRECTORY)
-    try:
-        parts = rel.split("/")
-        for part in parts[:-1]:
-            nfd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = nfd
-        return os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
-    finally:
-        os.close(fd)
-
-
 def _copy_from_home(home: str, src: str, out: Path, manifest: list[str]) -> None:
     """Copy `src` (a path under `home`) into the snapshot at `src` as a regular file: a link is followed only
     while it stays inside `home`; files over MAX_USER_FILE and private keys are left out."""
@@ -201,7 +186,7 @@ def _copy_from_home(home: str, src: str, out: Path, manifest: list[str]) -> None
         manifest.append(f"skipped {src}: a link out of {home}")
         return
     try:
-        fd = _open_in(real_home, os.path.relpath(real, real_home))
+        fd = open_below(real_home, os.path.relpath(real, real_home))
     except OSError as exc:
         manifest.append(f"error {src}: {exc.strerror}")
         return

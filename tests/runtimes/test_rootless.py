@@ -153,11 +153,21 @@ def test_collect_then_check_root_finds_what_the_live_check_finds(tmp_path: Path,
     write(tmp_path, "outside/config.toml", "version = 2\n")
     (base / "dave/.config/docker/certs.d").mkdir(parents=True)
     (base / "dave/.config/docker/certs.d/leak.toml").symlink_to(tmp_path / "outside/hosts.toml")
+    write(base, "frank/dotfiles/nerdctl.toml", "hosts_dir = [\n")  # a link inside his home is followed
+    (base / "frank/.config/nerdctl").mkdir(parents=True)
+    (base / "frank/.config/nerdctl/nerdctl.toml").symlink_to("../../dotfiles/nerdctl.toml")
     (base / "erin/.config").mkdir(parents=True)
     (base / "erin/.config/containerd").symlink_to(tmp_path / "outside")
     opts = {"registries": [HostPort.parse(REG), HostPort.parse("10.0.0.8:5000")]}
-    want = _dd6(live(**opts), base)
+    facts = live(**opts)
+    want = _dd6(facts, base)
     assert {w[0] for w in want} >= {"DD601", "DD605"}, want
+    assert ("DD601", f"{base}/frank/.config/nerdctl/nerdctl.toml", (f"{base}/frank/.config/nerdctl/nerdctl.toml",)) \
+        in want
+    # read live as root, a link out of a home leads nowhere either (erin's config.toml, dave's file)
+    assert not [rt for rt in facts.get("containerd_rootless") if rt.owner == "erin"]
+    assert facts.source.read_text(f"{base}/dave/.config/docker/certs.d/leak.toml") is None
+    assert facts.source.read_text(f"{base}/alice/.config/nerdctl/nerdctl.toml") is not None
     _user_rows_only(monkeypatch)
     snap = tmp_path / "snap"
     manifest = collect(snap)
