@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockerdoctor.errors import InputError
+from dockerdoctor.redact import Redactor
 from dockerdoctor.sources import specs as spec_table
 from dockerdoctor.sources.base import open_below
 from dockerdoctor.sources.specs import (
@@ -94,7 +95,17 @@ def _write_new(dst: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
+def _scrub(data: bytes, what: str, manifest: list[str], redactor: Redactor | None) -> bytes:
+    """Secret values out (dockerdoctor.redact); certificates (PEM) are left as they are."""
+    if redactor is None or b"-----BEGIN " in data:
+        return data
+    data, n = redactor.redact(data)
+    if n:
+        manifest.append(f"redacted {n} secret value{'s' if n != 1 else ''} in {what}")
+    return data
+
+
+def _copy(src: str, out: Path, manifest: list[str], tail: bool = False, redactor: Redactor | None = None) -> None:
     dst = out / src.lstrip("/")
     try:
         if os.path.islink(src):
@@ -106,7 +117,7 @@ def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
             # ../usr/lib/os-release). The snapshot reader resolves the link to it, chroot-style.
             target = os.path.realpath(src)
             if target != src and os.path.isfile(target) and not os.path.lexists(out / target.lstrip("/")):
-                _copy(target, out, manifest, tail)
+                _copy(target, out, manifest, tail, redactor)
             return
         if not os.path.isfile(src):
             return
@@ -118,7 +129,7 @@ def _copy(src: str, out: Path, manifest: list[str], tail: bool = False) -> None:
         with open(src, "rb") as fh:
             if tail and os.fstat(fh.fileno()).st_size > MAX_FILE:
                 fh.seek(-MAX_FILE, os.SEEK_END)
-            _write_new(dst, fh.read(MAX_FILE))
+            _write_new(dst, _scrub(fh.read(MAX_FILE), src, manifest, redactor))
         shutil.copystat(src, dst, follow_symlinks=False)
         manifest.append(f"file {src}")
     except OSError as exc:
@@ -131,7 +142,8 @@ def _run(argv: list[str], stderr: bool) -> subprocess.CompletedProcess[bytes]:
                           env={**os.environ, "LC_ALL": "C", "SYSTEMD_PAGER": ""})
 
 
-def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Path, manifest: list[str]) -> None:
+def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Path, manifest: list[str],
+             redactor: Redactor | None = None) -> None:
     if not shutil.which(argv[0]):
         return
     try:
@@ -142,7 +154,8 @@ def _command(argv: tuple[str, ...], rel: str, tail: bool, stderr: bool, out: Pat
     dst = out / rel
     try:
         _parent_in(out, dst)
-        _write_new(dst, proc.stdout[-MAX_FILE:] if tail else proc.stdout[:MAX_FILE])
+        data = proc.stdout[-MAX_FILE:] if tail else proc.stdout[:MAX_FILE]
+        _write_new(dst, _scrub(data, " ".join(argv), manifest, redactor))
     except OSError as exc:
         manifest.append(f"error {' '.join(argv)} -> {rel}: {exc.strerror}")
         return
@@ -175,7 +188,7 @@ def _homes() -> list[str]:
     return [f"{base}/{n}" for n in names if os.path.isdir(f"{base}/{n}")][:spec_table.MAX_USER_HOMES]
 
 
-def _copy_from_home(home: str, src: str, out: Path, manifest: list[str]) -> None:
+def _copy_from_home(home: str, src: str, out: Path, manifest: list[str], redactor: Redactor | None = None) -> None:
     """Copy `src` (a path under `home`) into the snapshot at `src` as a regular file: a link is followed only
     while it stays inside `home`; files over MAX_USER_FILE and private keys are left out."""
     real_home = os.path.realpath(home)
@@ -198,7 +211,8 @@ def _copy_from_home(home: str, src: str, out: Path, manifest: list[str]) -> None
             manifest.append(f"skipped {src}: over {spec_table.MAX_USER_FILE} bytes")
             return
         secret = src.endswith(SECRET_SUFFIXES)
-        data = b"# private key not collected by dockerdoctor\n" if secret else fh.read(spec_table.MAX_USER_FILE)
+        data = (b"# private key not collected by dockerdoctor\n" if secret
+                else _scrub(fh.read(spec_table.MAX_USER_FILE), src, manifest, redactor))
     dst = out / src.lstrip("/")
     try:
         _parent_in(out, dst)
@@ -210,12 +224,12 @@ def _copy_from_home(home: str, src: str, out: Path, manifest: list[str]) -> None
     manifest.append(f"redacted {src}" if secret else f"file {src}" + (f" (link to {real})" if real != src else ""))
 
 
-def _user_rows(s: CollectSpec, homes: list[str], out: Path, manifest: list[str]) -> None:
+def _user_rows(s: CollectSpec, homes: list[str], out: Path, manifest: list[str], redactor: Redactor) -> None:
     rel = s.path.split("/*/", 1)[1]
     for home in homes:
         src = f"{home}/{rel}"
         if s.kind == "user-file":
-            _copy_from_home(home, src, out, manifest)
+            _copy_from_home(home, src, out, manifest, redactor)
             continue
         real_home, real = os.path.realpath(home), os.path.realpath(src)
         if not os.path.isdir(real):
@@ -228,7 +242,7 @@ def _user_rows(s: CollectSpec, homes: list[str], out: Path, manifest: list[str])
             manifest.append(f"skipped {len(found) - spec_table.MAX_USER_TREE_FILES} files of {src}: "
                             f"over {spec_table.MAX_USER_TREE_FILES}")
         for f in found[:spec_table.MAX_USER_TREE_FILES]:
-            _copy_from_home(home, src + f[len(real):], out, manifest)
+            _copy_from_home(home, src + f[len(real):], out, manifest, redactor)
 
 
 def collect(out: Path) -> list[str]:
@@ -237,26 +251,27 @@ def collect(out: Path) -> list[str]:
         raise InputError(f"{out} exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     manifest: list[str] = []
+    redactor = Redactor()  # one salt per snapshot: equal secrets stay equal inside it
     specs = collect_specs()
     for s in specs:
         if s.kind == "file":
-            _copy(s.path, out, manifest, tail=s.tail)
+            _copy(s.path, out, manifest, tail=s.tail, redactor=redactor)
         elif s.kind == "tree":
             for root, _dirs, files in sorted(os.walk(s.path)):
                 for name in sorted(files):
-                    _copy(os.path.join(root, name), out, manifest)
+                    _copy(os.path.join(root, name), out, manifest, redactor=redactor)
         elif s.kind == "unit":
-            _copy(s.path, out, manifest)
+            _copy(s.path, out, manifest, redactor=redactor)
             dropins = f"{s.path}.d"
             if os.path.isdir(dropins):
                 for entry in sorted(os.listdir(dropins)):
-                    _copy(f"{dropins}/{entry}", out, manifest)
+                    _copy(f"{dropins}/{entry}", out, manifest, redactor=redactor)
         elif s.kind == "command":
-            _command(s.argv, s.path, s.tail, s.stderr, out, manifest)
+            _command(s.argv, s.path, s.tail, s.stderr, out, manifest, redactor)
     user_rows = [s for s in specs if s.kind in ("user-file", "user-tree")]
     homes = _homes() if user_rows else []
     for s in user_rows:
-        _user_rows(s, homes, out, manifest)
+        _user_rows(s, homes, out, manifest, redactor)
     per_container = [s for s in specs if s.kind == "container"]
     seen: set[str] = set()
     for c in _containers() if per_container else []:
@@ -265,8 +280,9 @@ def collect(out: Path) -> list[str]:
             if rel in seen:
                 continue  # one image inspect for all its containers
             seen.add(rel)
-            _command(tuple(a.format(**c) for a in s.argv), rel, s.tail, s.stderr, out, manifest)
-    (out / "dockerdoctor-collect.txt").write_text("\n".join(manifest) + "\n")
+            _command(tuple(a.format(**c) for a in s.argv), rel, s.tail, s.stderr, out, manifest, redactor)
+    # the manifest names commands and paths; those could carry a secret too
+    _write_new(out / "dockerdoctor-collect.txt", redactor.redact(("\n".join(manifest) + "\n").encode())[0])
     return manifest
 
 

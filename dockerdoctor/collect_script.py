@@ -49,7 +49,8 @@ HEADER = """\
 #   dockerdoctor check --root OUT_DIR.tar.gz        on any machine with dockerdoctor
 #
 # Private keys (*.key) are never copied, only named; from home directories only the rootless
-# nerdctl/containerd files under /home/NAME/.config listed below are read.
+# nerdctl/containerd files under /home/NAME/.config listed below are read. Passwords,
+# tokens and proxy credentials in what is saved become redacted-HASH (the manifest says where).
 set -u
 umask 077
 LC_ALL=C
@@ -98,6 +99,8 @@ copy() {{
     dd if="$src" of="$dst" bs=4096 count=$((MAX / 4096)) 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
     touch -r "$src" "$dst" 2>/dev/null
   fi
+  scrub "$dst" "$src"
+  touch -r "$src" "$dst" 2>/dev/null
   note "file $src"
 }}
 
@@ -160,6 +163,7 @@ run() {{
     dd if="$dst.part" of="$dst" bs=4096 count=$((MAX / 4096)) 2>/dev/null
   fi
   rm -f "$dst.part"
+  scrub "$dst" "$(basename "$exe") $*"
   note "command $(basename "$exe") $* -> $rel (rc $rc)"
 }}
 
@@ -192,6 +196,7 @@ homecopy() {{
     *.key) printf '# private key not collected by dockerdoctor\\n' > "$dst"; note "redacted $2"; return 0 ;;
   esac
   cp "$real" "$dst" 2>/dev/null || {{ note "error $2: unreadable"; return 0; }}
+  scrub "$dst" "$2"
   touch -r "$real" "$dst" 2>/dev/null
   note "file $2"
 }}
@@ -215,7 +220,40 @@ usertree() {{
 
 """
 
+SCRUB = r"""
+# secrets: every saved file and command output goes through scrub (the rules of dockerdoctor/redact.py)
+SALT=$(od -An -N8 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
+[ -n "$SALT" ] || SALT=$$.$(date +%s)
+SCRUB_AWK=$OUT/.scrub.awk
+cat > "$SCRUB_AWK" <<'DOCKERDOCTOR_AWK'
+@AWK@DOCKERDOCTOR_AWK
+
+# scrub FILE WHAT: secret values in FILE become redacted-HASH (certificates are left alone), noted in the
+# manifest; a file without any stays byte for byte
+scrub() {
+  [ -s "$1" ] || return 0
+  if grep -q -e '-----BEGIN ' "$1" 2>/dev/null; then return 0; fi
+  grep -q -i -E 'pass|secret|token|key|credential|authorization|@' "$1" 2>/dev/null || return 0
+  awk -v salt="$SALT" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
+  n=$(cat "$1.count")
+  case $n in ''|*[!0-9]*) n=0 ;; esac
+  if [ "$n" -gt 0 ]; then
+    cat "$1.scrub" > "$1"
+    if [ "$n" -eq 1 ]; then note "redacted 1 secret value in $2"; else note "redacted $n secret values in $2"; fi
+  fi
+  rm -f "$1.scrub" "$1.count"
+}
+"""
+
+
+def _scrub_block() -> str:
+    """SCRUB with the awk program (dockerdoctor/data/scrub.awk) in it."""
+    from importlib.resources import files
+
+    return SCRUB.replace("@AWK@", files("dockerdoctor").joinpath("data/scrub.awk").read_text())
+
 FOOTER = """
+rm -f "$SCRUB_AWK"
 base=$(basename "$OUT")
 parent=$(dirname "$OUT")
 if (cd "$parent" && tar -cf - "$base") | gzip -c > "$OUT.tar.gz"; then
@@ -303,4 +341,4 @@ def render_script(specs: Sequence[CollectSpec]) -> str:
     head = HEADER.format(version=__version__, counts=counts, max_bytes=MAX_BYTES, timeout=COMMAND_TIMEOUT,
                          max_homes=table.MAX_USER_HOMES, max_user=table.MAX_USER_FILE,
                          max_tree=table.MAX_USER_TREE_FILES)
-    return head + "\n".join(_lines(specs)) + "\n" + FOOTER
+    return head + _scrub_block() + "\n".join(_lines(specs)) + "\n" + FOOTER

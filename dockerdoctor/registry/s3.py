@@ -457,6 +457,8 @@ class S3Driver(StorageDriver):
         `hasher` (or None) is updated with the new bytes only. On any error nothing the session
         points at has changed (parts uploaded meanwhile are replaced or dropped later).
         """
+        if state.get("done"):  # a final PUT got as far as completing the multipart upload
+            raise OSError(f"upload {upload_id} is being finished; start a new upload")
         c = await self._c()
         prefix = self._upload(name, upload_id)
         key = prefix + "data"
@@ -469,8 +471,8 @@ class S3Driver(StorageDriver):
             if old is None or len(old) != int(state["tail_size"]):
                 raise OSError(f"upload {upload_id}: its tail object is missing")
             buf += old
-        unhashed = len(buf)  # bytes of buf not yet given to the hasher: those past the old tail
-        unhashed = 0 if hasher is None else unhashed
+        # the old tail, at the head of buf, is in the hasher already: skip that many bytes when hashing
+        hashed = 0 if hasher is None else len(buf)
         pending: list[asyncio.Task[None]] = []
         number = len(parts)
 
@@ -486,8 +488,8 @@ class S3Driver(StorageDriver):
                 while len(buf) >= chunk_size:
                     part = bytes(memoryview(buf)[:chunk_size])
                     del buf[:chunk_size]
-                    skip = min(unhashed, len(part))
-                    unhashed -= skip
+                    skip = min(hashed, len(part))
+                    hashed -= skip
                     if hasher is not None:  # in stream order, while earlier parts upload
                         await asyncio.to_thread(hasher.update, memoryview(part)[skip:])
                     if mpu is None:
@@ -506,8 +508,8 @@ class S3Driver(StorageDriver):
                     await task
             raise
         parts.sort()
-        if hasher is not None and len(buf) > unhashed:
-            await asyncio.to_thread(hasher.update, memoryview(buf)[unhashed:])
+        if hasher is not None and len(buf) > hashed:
+            await asyncio.to_thread(hasher.update, memoryview(buf)[hashed:])
         old_tail = state.get("tail")
         tail = None
         if buf:

@@ -329,3 +329,15 @@ def test_a_bucket_that_goes_away_is_a_storage_error_and_not_ready(ddreg_moto: Mo
     assert ready.status_code == 503 and "storage error" in ready.text
     assert requests.get(srv.url + "/livez", timeout=10).status_code == 200
     srv.stop()
+
+
+def test_without_the_extra_the_driver_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.registry.s3 import S3Driver, S3Options, S3Unavailable
+    from dockerdoctor.registry.server import ServeConfig, ServeError, make_driver
+
+    monkeypatch.setitem(sys.modules, "aiobotocore", None)  # what an install without the s3 extra has
+    monkeypatch.setitem(sys.modules, "aiobotocore.session", None)
+    with pytest.raises(S3Unavailable, match=r"dockerdoctor\[s3\]"):
+        S3Driver(S3Options(bucket="b"))
+    with pytest.raises(ServeError, match="s3 extra"):
+        make_driver(ServeConfig(root="/nonexistent", s3=S3Options(bucket="b")))

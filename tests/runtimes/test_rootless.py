@@ -200,8 +200,11 @@ def test_collect_bounds_the_per_user_rows(tmp_path: Path, monkeypatch: pytest.Mo
     for i in range(3):
         write(base, f"alice/.config/docker/certs.d/h{i}/ca.crt", "x\n")
     write(base, "alice/.config/containerd/certs.d/big/hosts.toml", "#" * 65)
+    write(base, "alice/.config/nerdctl/nerdctl.toml", 'hosts_dir = ["http://u:s3cret@x"]\n')  # secrets scrubbed too
     _user_rows_only(monkeypatch)
     manifest = collect(tmp_path / "snap")
+    toml = tmp_path / "snap" / str(base / "alice/.config/nerdctl/nerdctl.toml").lstrip("/")
+    assert "s3cret" not in toml.read_text() and "redacted-" in toml.read_text()
     d = f"{base}/alice/.config/docker/certs.d"
     assert f"skipped 1 files of {d}: over 2" in manifest
     assert [m for m in manifest if m.startswith(f"file {d}/")] == [f"file {d}/h0/ca.crt", f"file {d}/h1/ca.crt"]
