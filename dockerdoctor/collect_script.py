@@ -181,7 +181,8 @@ homes() {{
 }}
 
 # homecopy HOME SRC: SRC as a regular file, when it (through any link) stays inside HOME and is at most
-# {max_user} bytes
+# {max_user} bytes. readlink -f, then cp: unlike `collect`'s O_NOFOLLOW walk, a link swapped in between the two
+# is not caught here
 homecopy() {{
   rh=$(cd "$1" 2>/dev/null && pwd -P) || return 0
   [ -e "$2" ] || return 0
