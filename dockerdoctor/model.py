@@ -201,6 +201,9 @@ class Fix:
     warnings: tuple[str, ...] = ()
     alternatives: tuple[Fix, ...] = ()
     trust: Trust | None = None  # a trust step (not part of the JSON report: the operations say it)
+    # (user, home): a fix in a user's home. Its files must resolve inside that home (else it is refused), and
+    # what it creates is given to that user afterwards, without following any link (fixes/apply.py).
+    owner: tuple[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

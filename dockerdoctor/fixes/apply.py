@@ -21,7 +21,9 @@ Phases 4-7 are this module's Transaction:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import pwd
 import subprocess
 import time
 from collections.abc import Callable
@@ -32,7 +34,7 @@ from dockerdoctor.errors import ApplyError
 from dockerdoctor.facts import Facts
 from dockerdoctor.fixes.backup import BackupError, BackupStore, RunRecord, atomic_write, sha256
 from dockerdoctor.fixes.choose import Choice, choose_fixes
-from dockerdoctor.fixes.paths import PathMapper, io_remapper
+from dockerdoctor.fixes.paths import PathMapper, give_to, io_remapper, outside_home
 from dockerdoctor.fixes.prepare import (
     RELOADABLE_KEYS,
     FileChange,
@@ -188,14 +190,41 @@ class Transaction:
             while d and not os.path.isdir(io(d)):
                 missing.append(d)
                 d = os.path.dirname(d)
+            home = self.prepared.mapper.real(ch.owner[1]) if ch.owner else None
             for m in reversed(missing):
+                if home is not None:
+                    self._in_home(ch, m, home)
                 os.mkdir(io(m), 0o755)
                 fr.created_dirs.append(m)
             self.rec.save()
+            if home is not None:
+                self._in_home(ch, ch.real, home)
             atomic_write(io(ch.real), ch.after, mode=ch.mode if ch.before is None else None)
             fr.sha_after = sha256(ch.after)
+            if home is not None and ch.owner is not None:
+                self._give(ch.owner[0], io(home), [*reversed(missing), ch.real], home)
             self.say(f"wrote {ch.path}" + (f" (as {ch.real})" if ch.real != ch.path else ""))
         self.rec.save()
+
+    def _in_home(self, ch: FileChange, real: str, home: str) -> None:
+        """Refuse (before writing) a path of a fix in a user's home that now leads out of it (a link put there
+        after the plan was made)."""
+        io = self.prepared.mapper.to_io
+        out = outside_home(io(real), io(home))
+        if out is not None:
+            raise PermissionError(errno.EPERM, f"refused: leads to {out}, outside {ch.owner[1] if ch.owner else home}",
+                                  ch.path)
+
+    def _give(self, user: str, io_home: str, reals: list[str], home: str) -> None:
+        """Give what the fix created in `user`'s home back to her (no link followed); not in a snapshot."""
+        if self.prepared.offline:
+            return
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            raise OSError(errno.EINVAL, f"no user {user} to give the files to") from None
+        give_to(io_home, [os.path.relpath(r, home) for r in reals], pw.pw_uid, pw.pw_gid)
+        self.say(f"gave {', '.join(reals)} to {user}")
 
     def _run_commands(self) -> None:
         env = dict(os.environ)

@@ -116,6 +116,7 @@ def _choose_trust(f: Finding, fix: Fix, ca_pem: str | None, insecure: bool) -> C
             Fix(
                 f"Trust the given CA for {name} in {path} (read on every push, no restart)",
                 (ReplaceFileContent(path, ca_pem, 0o644),),
+                owner=fix.owner,
             ),
         )
     if alt is not None and alt.operations and (insecure or plain):

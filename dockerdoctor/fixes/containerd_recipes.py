@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from dockerdoctor.fixes import hosts_toml as recipes
-from dockerdoctor.model import Fix, RunCommand
+from dockerdoctor.model import Fix
 from dockerdoctor.runtimes.base import ImageRef
 from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, K3S_REGISTRIES
 
@@ -52,27 +52,25 @@ def trust_fix(rt: Any, name: str, plain: bool) -> Fix | None:
 
 
 def for_owner(fix: Fix, rt: Any, directory: str) -> Fix:
-    """`fix` as it must be for runtime `rt`: when rt's directories are in a user's home, the files it writes
-    under `directory` (and the directories it creates) are given to that user afterwards."""
+    """`fix` as it must be for runtime `rt`: when rt's directories are in a user's home, the fix writes nothing
+    that resolves outside that home (a folder linked to /etc/containerd/certs.d is refused, in the plan and
+    again when applying), and the directories and files it creates are given to that user afterwards, one by
+    one without following any link (fixes/apply.py; never a `chown -R` through a link)."""
     owner = getattr(rt, "owner", None)
-    return _given_to(fix, owner, _first_missing(directory, rt.listdir)) if owner else fix
+    if not owner:
+        return fix
+    home = getattr(rt, "home", None) or os.path.dirname(directory)
+    return _given_to(fix, (owner, home))
 
 
-def _first_missing(path: str, listdir: Any) -> str:
-    """The highest directory of `path` that does not exist yet (the fix creates it), else `path` itself."""
-    top = path
-    d = path
-    while d not in ("", "/") and listdir(d) is None:
-        top, d = d, os.path.dirname(d)
-    return top
-
-
-def _given_to(fix: Fix, owner: str, top: str) -> Fix:
-    """A fix that writes into a user's home (rootless containerd, nerdctl): the files and the directories it
-    creates are given to that user afterwards, so they stay theirs to edit (dockerdoctor writes as root)."""
-    give = RunCommand(("chown", "-R", f"{owner}:", top), f"give {top} back to {owner}")
-    return Fix(fix.summary, (*fix.operations, give), fix.warnings, tuple(_given_to(a, owner, top)
-                                                                        for a in fix.alternatives), fix.trust)
+def _given_to(fix: Fix, owner: tuple[str, str]) -> Fix:
+    """A fix that writes into a user's home (rootless containerd, nerdctl), as root: confined to that home,
+    and what it creates given back to that user so it stays theirs to edit."""
+    user, home = owner
+    note = (f"writes only inside {home} (refused if a link leads out of it); the folders and files it creates "
+            f"are given to {user}")
+    return Fix(fix.summary, fix.operations, (*fix.warnings, note),
+               tuple(_given_to(a, owner) for a in fix.alternatives), fix.trust, owner)
 
 
 def _with_config_path(rt: Any, name: str, plain: bool) -> Fix:

@@ -98,3 +98,31 @@ def io_remapper(mapper: PathMapper | None) -> Callable[[str], str] | None:
         return real
 
     return to_io
+
+
+def outside_home(io_path: str, io_home: str) -> str | None:
+    """Where `io_path` really leads when that is not inside the directory `io_home` (a user's home, as the
+    fix reaches it), else None. The path need not exist yet: its nearest existing directory is resolved."""
+    home = os.path.realpath(io_home)
+    real = os.path.realpath(io_path)
+    return None if real == home or real.startswith(home.rstrip("/") + "/") else real
+
+
+def give_to(io_home: str, rels: list[str], uid: int, gid: int) -> None:
+    """chown each of `rels` (paths below `io_home`, parents first) to uid:gid, reached component by component
+    from the home with O_NOFOLLOW and changed with AT_SYMLINK_NOFOLLOW: a link put anywhere on the way makes
+    it fail (OSError) instead of handing the user a file outside her home."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    for rel in rels:
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        if not parts or ".." in parts:
+            raise OSError(f"{rel}: not a path below {io_home}")
+        fd = os.open(os.path.realpath(io_home), flags)
+        try:
+            for part in parts[:-1]:
+                nfd = os.open(part, flags, dir_fd=fd)
+                os.close(fd)
+                fd = nfd
+            os.chown(parts[-1], uid, gid, dir_fd=fd, follow_symlinks=False)
+        finally:
+            os.close(fd)

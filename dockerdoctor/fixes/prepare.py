@@ -12,7 +12,7 @@ from dockerdoctor.errors import ApplyError
 from dockerdoctor.facts import Facts
 from dockerdoctor.fixes.choose import Choice
 from dockerdoctor.fixes.edits import FILE_OPS, UneditableFile, apply_edit
-from dockerdoctor.fixes.paths import PathMapper
+from dockerdoctor.fixes.paths import PathMapper, outside_home
 from dockerdoctor.fixes.plan import shown_only, unified_diff
 from dockerdoctor.model import (
     Finding,
@@ -62,6 +62,7 @@ class FileChange:
     after: bytes
     mode: int | None  # for a new file
     rules: list[str] = field(default_factory=list)
+    owner: tuple[str, str] | None = None  # (user, home): written inside that home only, then given to user
 
 
 @dataclass
@@ -113,6 +114,7 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
     originals: dict[str, bytes | None] = {}
     current: dict[str, bytes | None] = {}
     modes: dict[str, int | None] = {}
+    owners: dict[str, tuple[str, str]] = {}
     rules_of: dict[str, list[str]] = {}
     commands: list[tuple[str, RunCommand]] = []
     requested: list[str] = []
@@ -133,6 +135,14 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
         for op in fix.operations:
             if isinstance(op, FILE_OPS):
                 path = op.path
+                if fix.owner is not None:
+                    out = outside_home(mapper.to_io(mapper.real(path)), mapper.to_io(mapper.real(fix.owner[1])))
+                    if out is not None:
+                        step.errors.append(f"refused: {path} leads to {out}, outside {fix.owner[0]}'s home "
+                                           f"{fix.owner[1]} (a symbolic link?); dockerdoctor writes there as root")
+                        step.edit_errors.append(step.errors[-1])
+                        break
+                    owners[path] = fix.owner
                 if path not in originals:
                     originals[path] = _read(mapper.to_io(mapper.real(path)))
                     scratch.setdefault(path, originals[path])
@@ -181,7 +191,7 @@ def prepare(choices: list[Choice], facts: Facts, mapper: PathMapper | None = Non
             # "open the port, then restart docker to restore its chains", DD501 start)
             requested += step_actions
     changes = {
-        p: FileChange(p, mapper.real(p), originals[p], after, modes.get(p), rules_of.get(p, []))
+        p: FileChange(p, mapper.real(p), originals[p], after, modes.get(p), rules_of.get(p, []), owners.get(p))
         for p, after in current.items()
         if after is not None and after != originals.get(p)
     }

@@ -401,6 +401,7 @@ class HostsDirRuntime:
     insecure_all: bool = False  # nerdctl's insecure_registry: HTTPS, then plain HTTP, for the registry itself
     config: Any = None  # the file it was read from, with .path and .problems (rootless config.toml, nerdctl.toml)
     owner: str | None = None  # rootless: the user whose home holds these directories (a fix gives them the files)
+    home: str | None = None  # rootless: that user's home; a fix writes nothing that resolves outside it
 
     def resolve(self, ref: ImageRef, *, push: bool = False) -> Resolution:
         if self.legacy is not None and not self.roots:

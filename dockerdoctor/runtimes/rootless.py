@@ -52,6 +52,12 @@ class RootlessHome:
         """Where this user's per-user spec row `key` is (sources/specs.py USER_FILES)."""
         return specs.user_path(key, self.config_home)
 
+    @property
+    def home(self) -> str:
+        """The user's home (the folder a fix in it must stay in): the parent of ~/.config, else the config dir."""
+        head, tail = os.path.split(self.config_home.rstrip("/"))
+        return head if tail == ".config" and head else self.config_home
+
     def host_path(self, path: str) -> str:
         """A path as rootless containerd names it (inside its mount namespace) -> the path on the host."""
         for inside, sub in NAMESPACE_DIRS:
@@ -135,7 +141,7 @@ def containerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
         out.append(HostsDirRuntime(
             "containerd-rootless", f"rootless containerd CRI ({home.user})", roots, source_lister(facts), read,
             facts.optional("containerd_version"), None, Origin(path, cfg.config_path_line, home.why),
-            legacy=cfg if not roots else None, notes=notes, config=cfg, owner=home.user))
+            legacy=cfg if not roots else None, notes=notes, config=cfg, owner=home.user, home=home.home))
     return out
 
 
@@ -164,7 +170,7 @@ def nerdctl_rootless(facts: Facts) -> list[HostsDirRuntime]:
         defaults = (certs, home.spec_path("docker_rootless_certs_d"))
         rt = nerdctl_adapter(facts, "nerdctl-rootless", f"nerdctl rootless ({home.user})", path, text, defaults,
                              home.why)
-        rt.owner = home.user
+        rt.owner, rt.home = home.user, home.home
         out.append(rt)
     return out
 

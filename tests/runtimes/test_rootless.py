@@ -274,14 +274,92 @@ def test_a_fix_in_a_users_home_gives_the_files_back(tmp_path: Path, monkeypatch:
     nerd = {rt.owner: rt for rt in live().get("nerdctl_rootless")}
     fix = trust_fix(nerd["alice"], "10.0.0.7:5000", plain=True)
     assert fix is not None
-    write_op, give = fix.operations[0], fix.operations[-1]
+    (write_op,) = fix.operations
     assert isinstance(write_op, ReplaceFileContent)
     assert write_op.path == f"{base}/alice/.config/containerd/certs.d/10.0.0.7:5000/hosts.toml"
-    assert isinstance(give, RunCommand)
-    assert give.argv == ("chown", "-R", "alice:", f"{base}/alice/.config/containerd/certs.d/10.0.0.7:5000")
-    assert all(a.operations[-1] == give for a in fix.alternatives)  # the TLS alternative too
+    # no `chown -R` (it follows links): apply gives what it created back, confined to the home
+    assert fix.owner == ("alice", f"{base}/alice")
+    assert not [op for op in fix.operations if isinstance(op, RunCommand)]
+    assert all(a.owner == fix.owner for a in fix.alternatives)  # the TLS alternative too
     carol = trust_fix(nerd["carol"], "10.0.0.7:5000", plain=True)
-    assert carol is not None and carol.operations[-1].argv[-1] == f"{base}/carol/.config/containerd"  # type: ignore[union-attr]
+    assert carol is not None and carol.owner == ("carol", f"{base}/carol")
+
+
+def _user_step(fix):  # type: ignore[no-untyped-def]
+    from dockerdoctor.fixes.choose import Choice
+    from dockerdoctor.model import Finding, Severity
+
+    return Choice(Finding("DD604", Severity.ERROR, "t", "m", fix=fix), fix)
+
+
+def test_a_fix_in_a_users_home_never_writes_through_a_link_out_of_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user who links ~/.config/containerd/certs.d (or a parent) to the system's certs.d must not get root
+    to write there and hand her that folder: the plan refuses it, and so does apply when the link is put in
+    after the plan. The "system" folder is a private temp one, never the machine's /etc/containerd."""
+    from dockerdoctor.fixes.apply import ApplyOptions, Transaction
+    from dockerdoctor.fixes.backup import BackupStore
+    from dockerdoctor.fixes.containerd_recipes import trust_fix
+    from dockerdoctor.fixes.prepare import prepare
+
+    base = homes(tmp_path, monkeypatch)
+    system = tmp_path / "host-etc/containerd/certs.d"
+    write(system, "docker.io/hosts.toml", 'server = "https://registry-1.docker.io"\n')
+    before = sorted(p.name for p in system.iterdir())
+    write(base, "mallory/.config/nerdctl/nerdctl.toml", "")
+    (base / "mallory/.config/containerd").mkdir(parents=True)
+    (base / "mallory/.config/containerd/certs.d").symlink_to(system)
+    facts = live()
+    nerd = {rt.owner: rt for rt in facts.get("nerdctl_rootless")}
+    fix = trust_fix(nerd["mallory"], "10.0.0.7:5000", plain=True)
+    assert fix is not None and fix.owner == ("mallory", f"{base}/mallory")
+    prepared = prepare([_user_step(fix)], facts)
+    (step,) = prepared.steps
+    assert step.errors and "refused" in step.errors[0] and str(system) in step.errors[0], step.errors
+    assert not prepared.changes and not prepared.applicable
+    # a parent linked instead (~/.config/containerd -> the system's containerd dir)
+    (base / "mallory/.config/containerd/certs.d").unlink()
+    (base / "mallory/.config/containerd").rmdir()
+    (base / "mallory/.config/containerd").symlink_to(system.parent)
+    assert prepare([_user_step(fix)], live()).steps[0].errors
+    # the link put in after the plan: apply refuses and rolls back, the system folder is as it was
+    (base / "mallory/.config/containerd").unlink()
+    prepared = prepare([_user_step(fix)], live())
+    assert prepared.changes and not prepared.steps[0].errors
+    (base / "mallory/.config/containerd").symlink_to(system.parent)
+    facts = live()
+    result = Transaction(prepared, facts, ApplyOptions(BackupStore(tmp_path / "state")))._apply()
+    assert result.status == "rolled-back" and "refused" in " ".join(result.problems), result
+    assert sorted(p.name for p in system.iterdir()) == before
+    assert os.stat(system).st_uid == 0
+
+
+def test_apply_gives_only_what_it_created_to_the_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+
+    from dockerdoctor.fixes.apply import ApplyOptions, Transaction
+    from dockerdoctor.fixes.backup import BackupStore
+    from dockerdoctor.fixes.containerd_recipes import trust_fix
+    from dockerdoctor.fixes.prepare import prepare
+
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    nobody = pwd.getpwnam("nobody")
+    base = homes(tmp_path, monkeypatch)
+    write(base, "nobody/.config/nerdctl/nerdctl.toml", "")
+    # a root-owned file next to what the fix creates, reached by a link: it must stay root's
+    other = tmp_path / "root-file"
+    other.write_text("x")
+    facts = live()
+    fix = trust_fix({rt.owner: rt for rt in facts.get("nerdctl_rootless")}["nobody"], "10.0.0.7:5000", plain=True)
+    prepared = prepare([_user_step(fix)], facts)
+    result = Transaction(prepared, facts, ApplyOptions(BackupStore(tmp_path / "state")))._apply()
+    assert result.status == "applied", result
+    cfg = base / "nobody/.config"
+    for p in (cfg / "containerd", cfg / "containerd/certs.d", cfg / "containerd/certs.d/10.0.0.7:5000",
+              cfg / "containerd/certs.d/10.0.0.7:5000/hosts.toml"):
+        assert os.lstat(p).st_uid == nobody.pw_uid, p
+    assert os.stat(cfg).st_uid == 0 and os.stat(other).st_uid == 0  # not created by the fix: untouched
 
 
 def test_dd605_in_a_users_home_gives_the_copy_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,5 +369,22 @@ def test_dd605_in_a_users_home_gives_the_copy_back(tmp_path: Path, monkeypatch: 
              if r.rule_id == "DD605" for f in r.findings]
     mine = [f for f in found if f.params["file"].startswith(f"{base}/alice/")]
     assert mine and mine[0].fix is not None
-    assert mine[0].fix.operations[-1].argv == (  # type: ignore[union-attr]
-        "chown", "-R", "alice:", f"{base}/alice/.config/containerd/certs.d/10.0.0.8:5000")
+    assert mine[0].fix.owner == ("alice", f"{base}/alice")
+
+
+def test_giving_files_back_never_follows_a_link(tmp_path: Path) -> None:
+    from dockerdoctor.fixes.paths import give_to
+
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    home, outside = tmp_path / "home/u", tmp_path / "etc-certs.d"
+    (home / ".config/containerd").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "hosts.toml").write_text("")
+    (home / ".config/containerd/certs.d").symlink_to(outside)
+    link = home / ".config/containerd/certs.d"
+    give_to(str(home), [".config/containerd/certs.d"], 65534, 65534)
+    assert os.lstat(link).st_uid == 65534  # the link itself, never what it points to
+    with pytest.raises(OSError):
+        give_to(str(home), [".config/containerd/certs.d/hosts.toml"], 65534, 65534)
+    assert os.stat(outside).st_uid == 0 and os.stat(outside / "hosts.toml").st_uid == 0
