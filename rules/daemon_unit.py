@@ -28,7 +28,7 @@ from dockerdoctor.facts.dockerd_cli import (
     parse_dockerd_argv,
 )
 from dockerdoctor.facts.host import TargetRegistry
-from dockerdoctor.facts.systemd import ExpandedCommand, SystemdUnitState, UnitModel
+from dockerdoctor.facts.systemd import EnvAssignment, ExpandedCommand, SystemdUnitState, UnitModel
 from dockerdoctor.fixes.recipes import (
     RESTART_WARNING,
 )
@@ -247,7 +247,8 @@ def _proxy_settings(cfg: EffectiveConfig, docker_info: DockerInfo | None) -> dic
       title="The daemon's proxy would carry the registry's traffic")
 def proxy_catches_registry(effective_config: EffectiveConfig, target_registries: list[TargetRegistry],
                            docker_info: DockerInfo | None = None,
-                           endpoint_probes: EndpointProbes | None = None) -> Iterator[Finding]:
+                           endpoint_probes: EndpointProbes | None = None,
+                           unit_environment: dict[str, EnvAssignment] | None = None) -> Iterator[Finding]:
     """dockerd has HTTP_PROXY/HTTPS_PROXY (from the unit's Environment=, an EnvironmentFile or
     daemon.json "proxies"), and NO_PROXY does not exempt the registry, so pushes go to the proxy,
     which cannot reach an internal registry (or rejects large uploads).
@@ -264,6 +265,11 @@ def proxy_catches_registry(effective_config: EffectiveConfig, target_registries:
     """
     proxies = _proxy_settings(effective_config, docker_info)
     if "HTTP_PROXY" not in proxies and "HTTPS_PROXY" not in proxies:
+        if unit_environment is None and docker_info is None:
+            # daemon.json alone: the unit's Environment= and EnvironmentFile= (where proxies usually are) and
+            # what dockerd reports were never seen, so "no proxy" would be a guess
+            raise Skip("no docker.service unit (its Environment=/EnvironmentFile=) and no `docker info` were "
+                       "seen: whether dockerd has a proxy is unknown")
         return
     if not target_registries:
         raise Skip("no registry to check: name one with --registry HOST:PORT")
