@@ -42,7 +42,8 @@ def message(report: Report) -> str:
         if below:
             return _fit(f"OK: nothing at or above --fail-on ({below} below it, worst {findings[0].rule_id})")
         skipped = report.status_count(RuleStatus.SKIPPED)
-        return _fit(f"OK: no problems ({report.status_count(RuleStatus.PASSED)} rules passed, {skipped} skipped)")
+        passed = report.status_count(RuleStatus.PASSED)
+        return _fit(f"OK: no problems ({passed} rule{'s' if passed != 1 else ''} passed, {skipped} skipped)")
     worst = failing[0]
     more = f" (+{len(failing) - 1} more)" if len(failing) > 1 else ""
     return _fit(f"{worst.rule_id} {worst.severity.label}: {worst.title}", more)

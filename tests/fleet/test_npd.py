@@ -119,3 +119,10 @@ def test_a_crashed_rule_is_unknown_to_npd() -> None:
 def test_bad_input_is_unknown_to_npd(tmp_path: Path) -> None:
     r = dd("check", "--format", "npd", "--root", str(tmp_path / "missing"))
     assert npd_status(r.returncode) == "Unknown" and "snapshot not found" in r.stderr
+
+
+def test_ok_counts_rules_in_singular_and_plural() -> None:
+    assert message(_report()) == "OK: no problems (1 rule passed, 0 skipped)"
+    rep = _report()
+    rep.results.append(RuleResult("DD2", "b", "daemon", RuleStatus.PASSED, []))
+    assert message(rep) == "OK: no problems (2 rules passed, 0 skipped)"
