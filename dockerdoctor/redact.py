@@ -18,7 +18,7 @@ _WORD = re.compile(rb"pass(?:word|wd|phrase)?|secret|token|api[_-]?key|access[_-
 # Every pattern below is matched at a position already found, and none can backtrack over its own input:
 # the scan stays linear on a 4 MiB line of any content (issue 13: no input makes a parser quadratic).
 _TOKEN = re.compile(rb"[A-Za-z0-9_.-]+")
-_VALUE = re.compile(rb"[^\s\"',;]+")
+_VALUE = re.compile(rb"[^\s\"',;\[][^\s\"',;]*")  # not `[`: NAME=[...] is a TOML array, read below
 _FLAG_SEP = re.compile(rb"=|[ \t]+(?=[^-\s])")
 _JSON_SEP = re.compile(rb"\"[ \t]*:[ \t]*\"")
 _JSON_VALUE = re.compile(rb"[^\"\n]+")
@@ -29,6 +29,15 @@ _PASSWORD = re.compile(rb"[^@/\s\"'<>]+(?=@)")
 _SCHEME_END = re.compile(rb"[A-Za-z][A-Za-z0-9+.-]{0,31}\Z")
 _AUTH = re.compile(rb"(?i)authorization:[ \t]*(?:basic|bearer)[ \t]+")
 _AUTH_VALUE = re.compile(rb"[A-Za-z0-9+/=._~-]+")
+# TOML (hosts.toml `[host."...".header]`, containerd's registry auth): `authorization = ["Basic ..."]`,
+# `password = "..."`; a string or an array of strings, on one line or several.
+_SECRET_NAME = (rb"[a-z0-9_.-]{0,64}(?:pass(?:word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key"
+                rb"|private[_-]?key|credential)[a-z0-9_.-]{0,64}")
+_TOML_KEY = re.compile(rb"(?im)^[ \t]*[\"']?(?:authorization|auth|" + _SECRET_NAME
+                       + rb")[\"']?[ \t]*=[ \t]*(?=[\[\"'])")
+_TOML_GAP = re.compile(rb"[\s,]*")
+_TOML_STRING = re.compile(rb"\"[^\"\n]*\"|'[^'\n]*'")
+_SCHEME_WORD = re.compile(rb"(?i)(?:basic|bearer|token)[ \t]+")
 _NAME_HEAD = re.compile(rb"[A-Za-z0-9_.-]*\Z")  # searched in a window of MAX_NAME bytes only
 _NAME_TAIL = re.compile(rb"[A-Za-z0-9_.-]{0,128}")
 MAX_NAME = 128
@@ -68,6 +77,10 @@ class Redactor:
             v = _AUTH_VALUE.match(data, m.end())
             if v:
                 spans.append((v.start(), v.end()))
+        toml_end = 0
+        for m in _TOML_KEY.finditer(data) if b"=" in data else ():
+            if m.start() >= toml_end:
+                toml_end = self._toml_values(data, m.end(), spans)
         skip_until = 0  # the end of the last value found: names inside it are not names
         lowered = data.lower()
         for w in _WORD.finditer(lowered):  # only the names that hold a secret word are looked at
@@ -108,6 +121,28 @@ class Redactor:
                 continue
             out.append((a, b))
         return out
+
+    @staticmethod
+    def _toml_values(data: bytes, pos: int, spans: list[tuple[int, int]]) -> int:
+        """The strings of a TOML value at `pos` (one string, or an array of them) into `spans`, keeping a leading
+        `Basic `/`Bearer ` word; returns where the value ends. Each step consumes input: linear."""
+        array = data[pos:pos + 1] == b"["
+        if array:
+            pos += 1
+        while True:
+            if array:
+                pos = _TOML_GAP.match(data, pos).end()  # type: ignore[union-attr]
+            q = _TOML_STRING.match(data, pos)
+            if q is None:
+                return pos
+            a, b = q.start() + 1, q.end() - 1
+            word = _SCHEME_WORD.match(data, a, b)
+            a = word.end() if word else a
+            if b > a:
+                spans.append((a, b))
+            pos = q.end()
+            if not array:
+                return pos
 
     def redact(self, data: bytes) -> tuple[bytes, int]:
         spans = self._spans(data)

@@ -26,6 +26,14 @@ CASES = [  # text with a secret -> what stays
     ("http:\n  secret: sharedsecret  # set me\n", "  secret: redacted-"),
     ("    accesskey: AKIAXYZ\n    secretkey: zzzS3key\n", "accesskey: redacted-"),
     ("Authorization: Basic YWRtaW46cGFzcw==", "Authorization: Basic redacted-"),
+    # hosts.toml headers and containerd's registry auth are TOML: strings and arrays of strings
+    ('[host."https://10.0.0.5:5000".header]\n  authorization = ["Basic YWRtaW46cGFzcw=="]\n',
+     'authorization = ["Basic redacted-'),
+    ('  Authorization = [\n    "Bearer abc123tok",\n    \'Basic hunter2\'\n  ]\n', '"Bearer redacted-'),
+    ('"authorization" = "Basic YWRtaW46cGFzcw=="\n', '"authorization" = "Basic redacted-'),
+    ('[plugins.x.registry.configs."r:5000".auth]\n  username = "me"\n  password = "hunter2"\n  auth = "s3cret"\n',
+     'username = "me"\n  password = "redacted-'),
+    ("x-token=['abc123tok', 's3cret']", "x-token=['redacted-"),
 ]
 
 KEPT = [  # no secret here: byte for byte the same
@@ -33,6 +41,7 @@ KEPT = [  # no secret here: byte for byte the same
     '{"insecure-registries": ["10.0.0.5:5000"], "proxies": {"no-proxy": "10.0.0.5"}}',
     "ExecStart=/usr/bin/dockerd -H fd:// --tlskey=/etc/docker/key.pem --insecure-registry 10.0.0.5:5000",
     "Get \"https://10.0.0.5:5000/v2/\": http: server gave HTTP response to HTTPS client",
+    '[host."http://10.0.0.5:5000"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n',
     "-----BEGIN CERTIFICATE-----\nMIIB...token=...\n-----END CERTIFICATE-----\n",
 ]
 
@@ -68,7 +77,8 @@ def test_any_bytes(data: bytes) -> None:
 
 
 @pytest.mark.parametrize("unit", [b"a", b"a.", b"pass", b"pass=", b"-pass ", b'"pass"', b"x://a:", b"  password: x\n",
-                                  b"--password" + b" " * 50, b"token" * 40 + b"=", b"\n"])
+                                  b"--password" + b" " * 50, b"token" * 40 + b"=", b"\n",
+                                  b'authorization = ["', b'token=[""', b'\nauth = [" ",' + b" " * 20])
 def test_a_4_mib_hostile_input_is_linear(unit: bytes) -> None:
     small = unit * (256 * 1024 // len(unit))
     big = unit * (4 * 1024 * 1024 // len(unit))

@@ -4,6 +4,7 @@ under dash (with this machine's awk) and under busybox sh with only busybox appl
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -96,3 +97,45 @@ def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
     assert r.returncode == 0, r.stderr
     data = (out / str(big).lstrip("/")).read_bytes()
     assert b"abc" not in data and b"with a secret word: not collected by dockerdoctor" in data
+
+
+HOSTS_TOML = """server = "https://10.0.0.5:5000"
+
+[host."https://10.0.0.5:5000"]
+  capabilities = ["pull", "resolve"]
+
+[host."https://10.0.0.5:5000".header]
+  authorization = ["Basic YWRtaW46cGFzcw=="]
+  "X-Token" = [
+    "Bearer abc123tok",
+    'hunter2'
+  ]
+  x-meta = ["kept"]
+"""
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_the_script_redacts_toml_header_arrays_as_collect_does(tmp_path: Path, shell: str) -> None:
+    from dockerdoctor.redact import Redactor
+
+    argv, env = _shell(shell, tmp_path)
+    hosts = tmp_path / "host/certs.d/10.0.0.5:5000/hosts.toml"
+    hosts.parent.mkdir(parents=True)
+    hosts.write_text(HOSTS_TOML)
+    script = tmp_path / "collect.sh"
+    script.write_text(render_script([CollectSpec("file", str(hosts))]))
+    out = tmp_path / "out"
+    r = subprocess.run([*argv, str(script), str(out)], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    by_script = (out / str(hosts).lstrip("/")).read_text()
+    by_collect = Redactor(b"s").redact(HOSTS_TOML.encode())[0].decode()
+    for got in (by_script, by_collect):
+        for secret in ("YWRtaW46cGFzcw==", "abc123tok", "hunter2"):
+            assert secret not in got, got
+        assert 'authorization = ["Basic redacted-' in got and '"Bearer redacted-' in got
+        assert 'x-meta = ["kept"]' in got and 'capabilities = ["pull", "resolve"]' in got
+    # the same lines changed, only the hashes differ (the script's is a shorter non-crypto one)
+    strip = lambda t: re.sub(r"redacted-[0-9a-f]+", "redacted-H", t)  # noqa: E731
+    assert strip(by_script) == strip(by_collect)
+    assert f"redacted 3 secret values in {hosts}" in (out / "dockerdoctor-collect.txt").read_text()

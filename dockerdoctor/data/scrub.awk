@@ -25,25 +25,53 @@ function rule(s, re, head, cut,   out, low, a, b, m, v) {
   }
   return out s
 }
+# qmask(s): every quoted string of s (a TOML value: one string or an array) masked, a leading Basic/Bearer kept
+function qmask(s,   out, v, pre, cq) {
+  out = ""
+  while (match(s, /"[^"]*"|'[^']*'/)) {
+    out = out substr(s, 1, RSTART)
+    v = substr(s, RSTART + 1, RLENGTH - 2)
+    cq = substr(s, RSTART + RLENGTH - 1, 1)
+    s = substr(s, RSTART + RLENGTH)
+    pre = ""
+    if (match(tolower(v), /^(basic|bearer|token)[ \t]+/)) { pre = substr(v, 1, RLENGTH); v = substr(v, RLENGTH + 1) }
+    out = out pre (v == "" ? "" : mask(v)) cq
+  }
+  return out s
+}
 BEGIN {
   CH = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
   W = "(pass(word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
   N = "[a-z0-9_.-]*" W "[a-z0-9_.-]*"
-  Q = "pass|secret|token|key|credential|authorization|@"
+  Q = "pass|secret|token|key|credential|auth|@"
+  T = "^[ \t]*[\"']?(authorization|auth|" N ")[\"']?[ \t]*=[ \t]*[[\"']"
   n = 0
+  arr = 0
 }
 {
   s = $0
   low = tolower(s)
+  if (arr) {  # inside a TOML array of secrets that began on an earlier line
+    if (length(s) > 65536) { n++; print "[a line of " length(s) " bytes in a secret array: not collected by dockerdoctor]"; next }
+    if (index(s, "]")) arr = 0
+    print qmask(s)
+    next
+  }
   if (low !~ Q) { print s; next }  # most lines: no secret word, one linear pass
   if (length(s) > 65536) {  # a matcher may be slow on a huge line: drop it rather than keep a secret
     n++
     print "[a line of " length(s) " bytes with a secret word: not collected by dockerdoctor]"
     next
   }
+  if (match(low, T)) {  # TOML: authorization = ["Basic ..."], password = "..."
+    head = substr(s, 1, RLENGTH - 1)
+    tail = substr(s, RLENGTH)
+    if (substr(tail, 1, 1) == "[" && !index(tail, "]")) arr = 1
+    s = head qmask(tail)
+  }
   s = rule(s, "://[^:/@ \t\"'<>]*:[^@/ \t\"'<>]+@", "^://[^:/@ \t\"'<>]*:", 1)
   s = rule(s, "authorization:[ \t]*(basic|bearer)[ \t]+[a-z0-9+/=._~-]+", "^authorization:[ \t]*(basic|bearer)[ \t]+")
-  s = rule(s, N "=[^ \t\"',;]+", "^" N "=")
+  s = rule(s, N "=[^ \t\"',;[][^ \t\"',;]*", "^" N "=")
   s = rule(s, "-" N "[ \t]+[^- \t\"',;][^ \t\"',;]*", "^-" N "[ \t]+")
   s = rule(s, "\"" N "\"[ \t]*:[ \t]*\"[^\"]+", "^\"" N "\"[ \t]*:[ \t]*\"")
   if (match(tolower(s), "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*")) s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*", "^[ \t]*" N "[ \t]*:[ \t]+")
