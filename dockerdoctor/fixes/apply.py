@@ -34,7 +34,7 @@ from dockerdoctor.errors import ApplyError
 from dockerdoctor.facts import Facts
 from dockerdoctor.fixes.backup import BackupError, BackupStore, RunRecord, atomic_write, sha256
 from dockerdoctor.fixes.choose import Choice, choose_fixes
-from dockerdoctor.fixes.paths import PathMapper, give_to, io_remapper, outside_home
+from dockerdoctor.fixes.paths import PathMapper, dir_below, give_to, io_remapper, outside_home
 from dockerdoctor.fixes.prepare import (
     RELOADABLE_KEYS,
     FileChange,
@@ -192,14 +192,28 @@ class Transaction:
                 d = os.path.dirname(d)
             home = self.prepared.mapper.real(ch.owner[1]) if ch.owner else None
             for m in reversed(missing):
-                if home is not None:
+                if home is not None:  # in a user's home: reached without following a link she may put there
                     self._in_home(ch, m, home)
-                os.mkdir(io(m), 0o755)
+                    pfd = dir_below(io(home), os.path.relpath(os.path.dirname(m), home))
+                    try:
+                        os.mkdir(os.path.basename(m), 0o755, dir_fd=pfd)
+                    finally:
+                        os.close(pfd)
+                else:
+                    os.mkdir(io(m), 0o755)
                 fr.created_dirs.append(m)
             self.rec.save()
+            target = io(ch.real)
+            fd: int | None = None
             if home is not None:
                 self._in_home(ch, ch.real, home)
-            atomic_write(io(ch.real), ch.after, mode=ch.mode if ch.before is None else None)
+                fd = dir_below(io(home), os.path.relpath(parent, home))
+                target = f"/proc/self/fd/{fd}/{os.path.basename(ch.real)}"
+            try:
+                atomic_write(target, ch.after, mode=ch.mode if ch.before is None else None)
+            finally:
+                if fd is not None:
+                    os.close(fd)
             fr.sha_after = sha256(ch.after)
             if home is not None and ch.owner is not None:
                 self._give(ch.owner[0], io(home), [*reversed(missing), ch.real], home)

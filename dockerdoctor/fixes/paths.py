@@ -108,21 +108,35 @@ def outside_home(io_path: str, io_home: str) -> str | None:
     return None if real == home or real.startswith(home.rstrip("/") + "/") else real
 
 
+def dir_below(io_home: str, rel: str) -> int:
+    """An O_PATH fd of the directory `rel` below `io_home`, reached component by component without following
+    any link (OSError if one is in the way): what a fix in a user's home writes through."""
+    flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise OSError(f"{rel}: not a path below {io_home}")
+    fd = os.open(os.path.realpath(io_home), flags)
+    try:
+        for part in parts:
+            nfd = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def give_to(io_home: str, rels: list[str], uid: int, gid: int) -> None:
     """chown each of `rels` (paths below `io_home`, parents first) to uid:gid, reached component by component
     from the home with O_NOFOLLOW and changed with AT_SYMLINK_NOFOLLOW: a link put anywhere on the way makes
     it fail (OSError) instead of handing the user a file outside her home."""
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     for rel in rels:
-        parts = [p for p in rel.split("/") if p not in ("", ".")]
-        if not parts or ".." in parts:
+        head, name = os.path.split(rel.strip("/"))
+        if not name or name == "..":
             raise OSError(f"{rel}: not a path below {io_home}")
-        fd = os.open(os.path.realpath(io_home), flags)
+        fd = dir_below(io_home, head)
         try:
-            for part in parts[:-1]:
-                nfd = os.open(part, flags, dir_fd=fd)
-                os.close(fd)
-                fd = nfd
-            os.chown(parts[-1], uid, gid, dir_fd=fd, follow_symlinks=False)
+            os.chown(name, uid, gid, dir_fd=fd, follow_symlinks=False)
         finally:
             os.close(fd)

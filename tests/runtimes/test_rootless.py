@@ -373,7 +373,7 @@ def test_dd605_in_a_users_home_gives_the_copy_back(tmp_path: Path, monkeypatch: 
 
 
 def test_giving_files_back_never_follows_a_link(tmp_path: Path) -> None:
-    from dockerdoctor.fixes.paths import give_to
+    from dockerdoctor.fixes.paths import dir_below, give_to
 
     if os.geteuid() != 0:
         pytest.skip("chown needs root")
@@ -388,3 +388,6 @@ def test_giving_files_back_never_follows_a_link(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         give_to(str(home), [".config/containerd/certs.d/hosts.toml"], 65534, 65534)
     assert os.stat(outside).st_uid == 0 and os.stat(outside / "hosts.toml").st_uid == 0
+    with pytest.raises(OSError):  # what --apply writes through: no link on the way, even one put in late
+        dir_below(str(home), ".config/containerd/certs.d")
+    os.close(dir_below(str(home), ".config/containerd"))
