@@ -140,6 +140,8 @@ class Transaction:
         try:
             for ch in self.prepared.changes.values():
                 fr = store.backup_file(rec, ch.path, ch.real, self.prepared.mapper.to_io(ch.real))
+                if ch.owner is not None:
+                    fr.home = self.prepared.mapper.real(ch.owner[1])
                 if fr.sha_before != sha256(ch.before):
                     raise ApplyError(f"{ch.path} changed while the plan was being made; run fix again")
             rec.status = "writing"

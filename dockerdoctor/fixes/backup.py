@@ -145,6 +145,7 @@ class FileRecord:
     sha_before: str | None = None
     sha_after: str | None = None
     created_dirs: list[str] = field(default_factory=list)
+    home: str | None = None  # a fix in a user's home: restored only through no-follow fds from this directory
 
 
 @dataclass
@@ -308,6 +309,9 @@ class BackupStore:
                     )
         restored: list[str] = []
         for f in reversed(rec.files):
+            if f.home is not None:
+                restored += _restore_in_home(rec, f, io)
+                continue
             if f.existed:
                 assert f.backup is not None
                 data = (rec.dir / "files" / f.backup).read_bytes()
@@ -331,6 +335,49 @@ class BackupStore:
                     with contextlib.suppress(OSError):
                         os.rmdir(io(d))
         return restored
+
+
+def _restore_in_home(rec: RunRecord, f: FileRecord, io: Callable[[str], str]) -> list[str]:
+    """Restore a file of a fix in a user's home through directory fds reached from that home without following
+    a link: a link she put in since makes the rollback refuse, not write or delete as root where it leads."""
+    from dockerdoctor.fixes.paths import dir_below
+
+    assert f.home is not None
+    if not f.existed and f.sha_after is None and not f.created_dirs:
+        return []  # never written (refused before): nothing to undo
+    home = io(f.home)
+
+    def parent_fd(real: str) -> int:
+        try:
+            return dir_below(home, os.path.relpath(os.path.dirname(real), f.home or ""))
+        except OSError as exc:
+            raise BackupError(f"{f.path}: a folder on the way is no longer a plain folder inside {f.home} "
+                              f"({exc.strerror or exc}); not restored") from None
+
+    name = os.path.basename(f.real)
+    fd = parent_fd(f.real)
+    try:
+        if f.existed:
+            assert f.backup is not None
+            data = (rec.dir / "files" / f.backup).read_bytes()
+            if sha256(data) != f.sha_before:
+                raise BackupError(f"the backup of {f.path} in {rec.dir} is damaged (checksum mismatch)")
+            atomic_write(f"/proc/self/fd/{fd}/{name}", data, mode=f.mode, uid=f.uid, gid=f.gid)
+            return [f.path]
+        done = []
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=fd)
+            done.append(f.path)
+    finally:
+        os.close(fd)
+    for d in reversed(f.created_dirs):
+        with contextlib.suppress(OSError, BackupError):
+            pfd = parent_fd(d)
+            try:
+                os.rmdir(os.path.basename(d), dir_fd=pfd)
+            finally:
+                os.close(pfd)
+    return done
 
 
 def _read_or_none(path: str) -> bytes | None:

@@ -360,6 +360,10 @@ def test_apply_gives_only_what_it_created_to_the_user(tmp_path: Path, monkeypatc
               cfg / "containerd/certs.d/10.0.0.7:5000/hosts.toml"):
         assert os.lstat(p).st_uid == nobody.pw_uid, p
     assert os.stat(cfg).st_uid == 0 and os.stat(other).st_uid == 0  # not created by the fix: untouched
+    from dockerdoctor.fixes.apply import rollback_run
+
+    assert result.run_id and rollback_run(BackupStore(tmp_path / "state"), result.run_id).status == "rolled-back"
+    assert not (cfg / "containerd").exists()  # what it created is gone again
 
 
 def test_dd605_in_a_users_home_gives_the_copy_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -391,3 +395,31 @@ def test_giving_files_back_never_follows_a_link(tmp_path: Path) -> None:
     with pytest.raises(OSError):  # what --apply writes through: no link on the way, even one put in late
         dir_below(str(home), ".config/containerd/certs.d")
     os.close(dir_below(str(home), ".config/containerd"))
+
+
+def test_a_rollback_in_a_users_home_never_follows_a_link_she_put_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.fixes.apply import ApplyOptions, Transaction, rollback_run
+    from dockerdoctor.fixes.backup import BackupError, BackupStore
+    from dockerdoctor.fixes.containerd_recipes import trust_fix
+    from dockerdoctor.fixes.prepare import prepare
+
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    base = homes(tmp_path, monkeypatch)
+    write(base, "nobody/.config/nerdctl/nerdctl.toml", "")
+    system = tmp_path / "host-etc/containerd/certs.d"  # private, never the machine's
+    keep = write(system, "10.0.0.7:5000/hosts.toml", "system's own\n")
+    facts = live()
+    fix = trust_fix({rt.owner: rt for rt in facts.get("nerdctl_rootless")}["nobody"], "10.0.0.7:5000", plain=True)
+    store = BackupStore(tmp_path / "state")
+    result = Transaction(prepare([_user_step(fix)], facts), facts, ApplyOptions(store))._apply()
+    assert result.status == "applied" and result.run_id
+    mine = base / "nobody/.config/containerd"
+    os.rename(mine, tmp_path / "moved")
+    mine.symlink_to(system.parent)  # her containerd/ now leads to the system's
+    with pytest.raises(BackupError):
+        rollback_run(store, result.run_id)
+    with pytest.raises(BackupError, match="not restored"):  # even without the "changed since" check
+        store.restore_files(store.load(result.run_id))
+    assert keep.read_text() == "system's own\n"
