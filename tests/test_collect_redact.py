@@ -78,7 +78,7 @@ def test_a_4_mib_hostile_input_is_linear(unit: bytes) -> None:
     t1 = time.perf_counter()
     r.redact(big)
     t2 = time.perf_counter()
-    assert t2 - t1 < max(40 * (t1 - t0), 1.0) and t2 - t1 < 20, (t1 - t0, t2 - t1)  # 16x the input, not 256x
+    assert t2 - t1 < max(40 * (t1 - t0), 1.0) and t2 - t1 < 60, (t1 - t0, t2 - t1)  # 16x the input, not 256x
 
 
 def test_collect_redacts_files_and_command_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
