@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 
 def free_port() -> int:
@@ -53,6 +54,38 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process still running, SIGKILL after 15 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def summarize(res: dict[str, dict[str, list[float]]], load: float, **head: Any) -> dict[str, Any]:
+    """Medians, push and pull ratios (distribution / serve-registry) and the raw rounds."""
+    med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}
+    return {
+        **head,
+        "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "median_seconds": med,
+        "speedup_push": round(med["distribution"]["push"] / med["serve-registry"]["push"], 2),
+        "speedup_pull": round(med["distribution"]["pull"] / med["serve-registry"]["pull"], 2),
+    }
+
+
+def report(summary: dict[str, Any], res: dict[str, dict[str, list[float]]], json_path: str | None) -> None:
+    print(json.dumps(summary, indent=2))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({**summary, "raw": res}, f, indent=2)
 
 
 def curl_time(args: list[str]) -> float:
@@ -138,34 +171,14 @@ def main() -> int:
             print(f"round {r + 1}: " + "  ".join(
                 f"{w} push {res[w]['push'][-1]:.2f}s (cpu {res[w]['push_cpu'][-1]:.2f}s) pull {res[w]['pull'][-1]:.2f}s"
                 for w in servers), flush=True)  # fmt: skip
-        med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}
-        summary = {
-            "mode": "plain HTTP" if args.plain else "TLS",
-            "size_mib": args.size_mib,
-            "rounds": args.rounds,
-            "dir": args.dir,
-            "load_before": round(load, 2),
-            "load_after": round(os.getloadavg()[0], 2),
-            "median_seconds": med,
-            "speedup_push": round(med["distribution"]["push"] / med["serve-registry"]["push"], 2),
-            "speedup_pull": round(med["distribution"]["pull"] / med["serve-registry"]["pull"], 2),
-            "push_cpu_ratio": round(med["distribution"]["push_cpu"] / max(med["serve-registry"]["push_cpu"], 1e-3), 2),
-            "raw": res,
-        }
-        print(json.dumps({k: v for k, v in summary.items() if k != "raw"}, indent=2))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(summary, f, indent=2)
+        summary = summarize(res, load, mode="plain HTTP" if args.plain else "TLS", size_mib=args.size_mib,
+                            rounds=args.rounds, dir=args.dir)  # fmt: skip
+        cpu = {w: m["push_cpu"] for w, m in summary["median_seconds"].items()}
+        summary["push_cpu_ratio"] = round(cpu["distribution"] / max(cpu["serve-registry"], 1e-3), 2)
+        report(summary, res, args.json)
         return 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 
