@@ -10,7 +10,9 @@ What the script does, like `collect`: copies each file (symbolic links stay link
 replaced by a note, files are cut at 4 MiB, mode and mtime are kept), copies the directory trees, the
 docker.service/docker.socket units and their drop-ins from every unit directory, and runs each
 diagnostic command with a 5 s timeout (when `timeout` exists), LC_ALL=C and no pager, saving stdout
-where sos saves it (the journal keeps its end). It writes `dockerdoctor-collect.txt` and packs
+where sos saves it (the journal keeps its end). The per-user rows (rootless nerdctl/containerd files under
+/home/NAME/.config) are copied as regular files, bounded like `collect`'s, a link followed only while
+`readlink -f` keeps it inside that home directory. It writes `dockerdoctor-collect.txt` and packs
 `OUT.tar.gz`, which `dockerdoctor check --root` reads. It needs only a POSIX shell and the usual tools
 (find, sort, cp, dd, tail, touch, tar, gzip; readlink for links), opens no network connection, and
 quotes every path and argument it was generated with.
@@ -46,7 +48,9 @@ HEADER = """\
 #   sh collect.sh [OUT_DIR]          as root; writes OUT_DIR and OUT_DIR.tar.gz
 #   dockerdoctor check --root OUT_DIR.tar.gz        on any machine with dockerdoctor
 #
-# Private keys (*.key) are never copied, only named; nothing is read from home directories.
+# Private keys (*.key) are never copied, only named; from home directories only the rootless
+# nerdctl/containerd files under /home/NAME/.config listed below are read. Passwords,
+# tokens and proxy credentials in what is saved become redacted-HASH (the manifest says where).
 set -u
 umask 077
 LC_ALL=C
@@ -95,6 +99,8 @@ copy() {{
     dd if="$src" of="$dst" bs=4096 count=$((MAX / 4096)) 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
     touch -r "$src" "$dst" 2>/dev/null
   fi
+  scrub "$dst" "$src"
+  touch -r "$src" "$dst" 2>/dev/null
   note "file $src"
 }}
 
@@ -157,14 +163,98 @@ run() {{
     dd if="$dst.part" of="$dst" bs=4096 count=$((MAX / 4096)) 2>/dev/null
   fi
   rm -f "$dst.part"
+  scrub "$dst" "$(basename "$exe") $*"
   note "command $(basename "$exe") $* -> $rel (rc $rc)"
 }}
 
 if tmo=$(program timeout); then TIMEOUT="$tmo {timeout}"; else TIMEOUT=; fi
 
+# homes BASE: BASE/NAME directories, in name order, at most {max_homes}
+homes() {{
+  n=0
+  for h in "$1"/*; do
+    [ -d "$h" ] || continue
+    n=$((n + 1))
+    [ "$n" -le {max_homes} ] || break
+    printf '%s\\n' "$h"
+  done
+}}
+
+# homecopy HOME SRC: SRC as a regular file, when it (through any link) stays inside HOME and is at most
+# {max_user} bytes. readlink -f, then cp: unlike `collect`'s O_NOFOLLOW walk, a link swapped in between the two
+# is not caught here
+homecopy() {{
+  rh=$(cd "$1" 2>/dev/null && pwd -P) || return 0
+  [ -e "$2" ] || return 0
+  real=$(readlink -f "$2" 2>/dev/null) || return 0
+  case $real in "$rh"/*) ;; *) note "skipped $2: a link out of $1"; return 0 ;; esac
+  [ -f "$real" ] || return 0
+  size=$(wc -c < "$real" 2>/dev/null) || return 0
+  if [ "$size" -gt {max_user} ]; then note "skipped $2: over {max_user} bytes"; return 0; fi
+  dst=$OUT$2
+  mkdir -p "$(dirname "$dst")" || return 0
+  case $2 in
+    *.key) printf '# private key not collected by dockerdoctor\\n' > "$dst"; note "redacted $2"; return 0 ;;
+  esac
+  cp "$real" "$dst" 2>/dev/null || {{ note "error $2: unreadable"; return 0; }}
+  scrub "$dst" "$2"
+  touch -r "$real" "$dst" 2>/dev/null
+  note "file $2"
+}}
+
+# userfile BASE REL / usertree BASE REL: BASE/NAME/REL of every home (a tree: at most {max_tree} files each)
+userfile() {{
+  homes "$1" | while IFS= read -r h; do homecopy "$h" "$h/$2"; done
+}}
+usertree() {{
+  homes "$1" | while IFS= read -r h; do
+    d=$h/$2
+    [ -d "$d" ] || continue
+    rh=$(cd "$h" 2>/dev/null && pwd -P) || continue
+    rd=$(readlink -f "$d" 2>/dev/null) || continue
+    case $rd in "$rh"/*) ;; *) note "skipped $d: a link out of $h"; continue ;; esac
+    find "$rd" \\( -type f -o -type l \\) -print 2>/dev/null | sort | head -n {max_tree} | while IFS= read -r f; do
+      homecopy "$h" "$d${{f#"$rd"}}"
+    done
+  done
+}}
+
 """
 
+SCRUB = r"""
+# secrets: every saved file and command output goes through scrub (the rules of dockerdoctor/redact.py)
+SALT=$(od -An -N8 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
+[ -n "$SALT" ] || SALT=$$.$(date +%s)
+SCRUB_AWK=$OUT/.scrub.awk
+cat > "$SCRUB_AWK" <<'DOCKERDOCTOR_AWK'
+@AWK@DOCKERDOCTOR_AWK
+
+# scrub FILE WHAT: secret values in FILE become redacted-HASH (certificates are left alone), noted in the
+# manifest; a file without any stays byte for byte
+scrub() {
+  [ -s "$1" ] || return 0
+  if grep -q -e '-----BEGIN ' "$1" 2>/dev/null; then return 0; fi
+  grep -q -i -E 'pass|secret|token|key|credential|authorization|@' "$1" 2>/dev/null || return 0
+  awk -v salt="$SALT" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
+  n=$(cat "$1.count")
+  case $n in ''|*[!0-9]*) n=0 ;; esac
+  if [ "$n" -gt 0 ]; then
+    cat "$1.scrub" > "$1"
+    if [ "$n" -eq 1 ]; then note "redacted 1 secret value in $2"; else note "redacted $n secret values in $2"; fi
+  fi
+  rm -f "$1.scrub" "$1.count"
+}
+"""
+
+
+def _scrub_block() -> str:
+    """SCRUB with the awk program (dockerdoctor/data/scrub.awk) in it."""
+    from importlib.resources import files
+
+    return SCRUB.replace("@AWK@", files("dockerdoctor").joinpath("data/scrub.awk").read_text())
+
 FOOTER = """
+rm -f "$SCRUB_AWK"
 base=$(basename "$OUT")
 parent=$(dirname "$OUT")
 if (cd "$parent" && tar -cf - "$base") | gzip -c > "$OUT.tar.gz"; then
@@ -197,6 +287,9 @@ def _lines(specs: Iterable[CollectSpec]) -> list[str]:
                        f"{' '.join(_q(a) for a in s.argv)}")
         elif s.kind == "container":
             continue  # in one loop over the containers, below
+        elif s.kind in ("user-file", "user-tree"):
+            base, rel = s.path.split("/*/", 1)
+            out.append(f"{s.kind.replace('-', '')} {_q(base)} {_q(rel)}")
         else:
             raise ValueError(f"unknown spec kind {s.kind!r}")
     per_container = [s for s in specs if s.kind == "container"]
@@ -239,8 +332,14 @@ def _template(text: str) -> str:
 
 def render_script(specs: Sequence[CollectSpec]) -> str:
     """The POSIX sh collector for exactly these specs."""
-    kinds = {k: sum(1 for s in specs if s.kind == k) for k in ("file", "tree", "unit", "command", "container")}
+    kinds = {k: sum(1 for s in specs if s.kind == k)
+             for k in ("file", "tree", "unit", "command", "container", "user-file", "user-tree")}
     counts = (f"{kinds['file']} files, {kinds['tree']} directory trees, {kinds['unit']} unit files, "
-              f"{kinds['command']} commands, {kinds['container']} per container")
-    head = HEADER.format(version=__version__, counts=counts, max_bytes=MAX_BYTES, timeout=COMMAND_TIMEOUT)
-    return head + "\n".join(_lines(specs)) + "\n" + FOOTER
+              f"{kinds['command']} commands, {kinds['container']} per container, "
+              f"{kinds['user-file'] + kinds['user-tree']} per user")
+    from dockerdoctor.sources import specs as table
+
+    head = HEADER.format(version=__version__, counts=counts, max_bytes=MAX_BYTES, timeout=COMMAND_TIMEOUT,
+                         max_homes=table.MAX_USER_HOMES, max_user=table.MAX_USER_FILE,
+                         max_tree=table.MAX_USER_TREE_FILES)
+    return head + _scrub_block() + "\n".join(_lines(specs)) + "\n" + FOOTER

@@ -9,6 +9,7 @@ dockerd. Nothing here imports the package.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 
@@ -64,6 +65,52 @@ class HostPort:
                 raise ValueError(f"bad port in {text!r}")
             return cls(host.lower(), int(port))
         return cls(host.lower(), None)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9_-]*[A-Za-z0-9])?)*\.?")
+
+
+def parse_registry_arg(text: str, *, need_port: bool = True) -> HostPort:
+    """A registry the user typed (`--registry`, `registry ls TARGET`): HOST:PORT, nothing else.
+
+    ValueError carries one line for the user, starting with the value as typed (control characters
+    escaped): what is wrong and what to type instead. A scheme, a path, spaces, control characters and an
+    unbracketed IPv6 address are refused (HostPort.parse, for file contents, strips or ignores them)."""
+    q = "'" + (ascii(text)[1:-1] if not text.isprintable() else text) + "'"
+    eg = "e.g. 10.0.0.5:5000"
+    if not text.strip():
+        raise ValueError(f"{q} is empty: give HOST:PORT, {eg}")
+    bad = next((c for c in text if (not c.isprintable() and not c.isspace()) or c == "\x7f"), None)
+    if bad is not None:
+        raise ValueError(f"{q} contains the invisible or control character {ascii(bad)}: give HOST:PORT, {eg}")
+    if any(c.isspace() for c in text) or "," in text or ";" in text:
+        raise ValueError(f"{q} is not one HOST:PORT: give one per --registry (repeat the option), {eg}")
+    if "://" in text:
+        rest = text.split("://", 1)[1].split("/", 1)[0]
+        raise ValueError(f"{q}: give HOST:PORT without a scheme, e.g. {rest or '10.0.0.5:5000'}")
+    if "/" in text:
+        head = text.split("/", 1)[0]
+        raise ValueError(f"{q}: a registry is HOST:PORT, without a path or repository name, "
+                         f"e.g. {head or '10.0.0.5:5000'}")
+    if text.count(":") > 1 and not text.startswith("["):
+        example = f"[{text}]:5000" if is_ip(text) else "[fd00::5]:5000"
+        raise ValueError(f"{q}: write an IPv6 address in brackets, as [ADDRESS]:PORT, e.g. {example}")
+    host, port = split_host_port(text)
+    if text.startswith("[") and ("]" not in text or ":" not in host or not is_ip(host)):
+        raise ValueError(f"{q}: brackets hold an IPv6 address, as [ADDRESS]:PORT, e.g. [fd00::5]:5000")
+    if not host:
+        raise ValueError(f"{q} names no host: give HOST:PORT, {eg}")
+    if not is_ip(host) and not _HOST_NAME.fullmatch(host):
+        raise ValueError(f"{q}: {host!r} is not a host name or an IP address")
+    if not port and text.endswith(":"):
+        raise ValueError(f"{q} has no port after the colon, e.g. {text}5000")
+    if port:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+            raise ValueError(f"{q}: the port must be a number from 1 to 65535")
+        return HostPort(host.lower(), int(port))
+    if need_port:
+        raise ValueError(f"{q}: give the port too, e.g. {HostPort(host.lower(), 5000)}")
+    return HostPort(host.lower(), None)
 
 
 def no_proxy_match(no_proxy: str, host: str, port: int) -> str | None:

@@ -85,11 +85,14 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
         raise Skip("no registry to check: name one with --registry HOST:PORT")
     cfg = effective_config
     values = [v.value for v in cfg.insecure_planned] + [v.value for v in (cfg.insecure_running or [])]
+    unknown: list[str] = []
     for t in target_registries:
         addr = t.address
         name = str(addr)
         plain, evidence = _untrusted_scheme(name, (endpoint_probes or {}).get(name), docker_journal)
         if plain is None:
+            if not trusted_as_insecure(addr, values):  # trusted whatever it speaks; else: not judged
+                unknown.append(name)
             continue
         if trusted_as_insecure(addr, values):
             continue
@@ -107,6 +110,9 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
             evidence=evidence, fix=trust_fix(addr, cfg, bool(plain)),
             params={"registry": name, "host": addr.host, "port": addr.port, "plain_http": bool(plain)},
         )
+    if unknown and len(unknown) == len(target_registries):
+        raise Skip(f"{', '.join(unknown)}: not probed and no docker journal line names it, so whether it speaks "
+                   "plain HTTP or TLS is unknown (see DD2xx)")
 
 
 def _untrusted_scheme(name: str, probe: EndpointReport | None, docker_journal: Journal | None

@@ -101,9 +101,6 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
     changed = _changed_since(cfg, env_files, dockerd_process.start_time, evidence)
     for v in cfg.insecure_planned:
         evidence.append(v.evidence(f"configured: {v.value}"))
-    added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
-    only_json = all(v.via == "daemon.json" for v in cfg.insecure_planned
-                    if check_insecure_entry(v.value).normalized in added_set)
     yield finding(
         "DD107", "dockerd runs with an older configuration",
         "The files configure insecure registries that the running daemon does not use"
@@ -111,9 +108,16 @@ def restart_pending(effective_config: EffectiveConfig, dockerd_process: DockerdP
         + (f" (still using: {', '.join(removed)})" if removed else "")
         + (f"; {', '.join(changed)} changed after it started." if changed else "."),
         evidence=evidence,
-        fix=rereads_config_fix(only_json),
+        fix=rereads_config_fix(_only_in_daemon_json(cfg, added)),
         params={"missing": added, "extra": removed},
     )
+
+
+def _only_in_daemon_json(cfg: EffectiveConfig, added: list[str]) -> bool:
+    """Does every entry the daemon lacks come from daemon.json (which a SIGHUP re-reads)?"""
+    added_set = set(added)  # a list here is quadratic on a daemon.json of 200,000 entries
+    return all(v.via == "daemon.json" for v in cfg.insecure_planned
+               if check_insecure_entry(v.value).normalized in added_set)
 
 
 def _changed_since(cfg: EffectiveConfig, env_files: dict[str, EnvFileInfo] | None, start: float | None,

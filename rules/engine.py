@@ -79,6 +79,11 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
     unit_matters = host.is_default and (docker_unit is not None or systemd_state is not None)
     _skip_without_docker(host, unit_matters, bool(others), docker_journal, daemon_json,
                          engine_answer is None or seen.endswith("does not exist"), runtimes)
+    if engine_answer is None and dockerd_process is None and other_dockerds is None:  # a snapshot without ps
+        if state not in ("failed", "inactive"):
+            raise Skip("the snapshot has no process list (sos_commands/process/ps_auxwww) and no docker.service "
+                       "state, so whether dockerd ran is unknown")
+        seen = f"systemd says docker.service is {state} (the snapshot has no process list)"
     yield _local_down(host, seen, engine_answer, systemd_state if unit_matters else None,
                       docker_journal if unit_matters else None, others, unit_matters)
 

@@ -69,9 +69,25 @@ def _covered(path: str) -> bool:
     units = [s.path for s in cs if s.kind == "unit"]
     per_container = {str(Path("/" + s.path).parent) for s in cs if s.kind == "container"}
     p = path.rstrip("/")
-    return (p in files or any(p == t or p.startswith(t + "/") for t in trees)
+    return (p in files or _user_covered(p, cs) or any(p == t or p.startswith(t + "/") for t in trees)
             or any(p == u or p == u + ".d" or p.startswith(u + ".d/") for u in units)
             or any(p == d or p.startswith(d + "/") for d in per_container))
+
+
+def _user_covered(p: str, cs: list) -> bool:
+    """A per-user row's path: HOME_BASE/NAME/.config/REL for exactly one name (any), or below REL for a folder
+    row; HOME_BASE itself is what collect lists to find the homes. Nothing else under HOME_BASE is covered."""
+    rows = [s for s in cs if s.kind in ("user-file", "user-tree")]
+    if rows and p == specs.HOME_BASE:
+        return True
+    parts = p.split("/")
+    for s in rows:
+        pat = s.path.split("/")
+        if len(parts) < len(pat) or (s.kind == "user-file" and len(parts) != len(pat)):
+            continue
+        if all(a == "*" and b not in ("", ".", "..") or a == b for a, b in zip(pat, parts[:len(pat)], strict=True)):
+            return True
+    return False
 
 
 def _derived(facts: Facts) -> set[str]:
@@ -129,6 +145,20 @@ def test_spec_rows_are_well_formed_and_unique() -> None:
               "/etc/firewalld/zones", "/usr/lib/firewalld/services", "/etc/firewalld/services"):
         assert p in paths, p
     assert "/sys/fs/selinux/enforce" not in paths  # kernel state: read live only
+
+
+def test_per_user_rows_cover_exactly_their_paths() -> None:
+    cs = collect_specs()
+    b = specs.HOME_BASE
+    for p in (f"{b}/alice/.config/nerdctl/nerdctl.toml", f"{b}/alice/.config/containerd/config.toml",
+              f"{b}/bob/.config/containerd/certs.d/10.0.0.5:5000/hosts.toml",
+              f"{b}/bob/.config/docker/certs.d/x/ca.crt", b):
+        assert _covered(p), p
+    for p in (f"{b}/alice/.ssh/id_rsa", f"{b}/alice/.config/nerdctl", f"{b}/alice/.config/containerd/other.toml",
+              f"{b}/alice/x/.config/nerdctl/nerdctl.toml", f"{b}/../root/.config/nerdctl/nerdctl.toml",
+              "/root/.config/nerdctl/nerdctl.toml", f"{b}/alice", f"{b}/alice/.config/docker/daemon.json"):
+        assert not _covered(p), p
+    assert {s.kind for s in cs if s.path.startswith(b + "/")} == {"user-file", "user-tree"}
 
 
 HOST_PREFIXES = ("/etc/", "/usr/", "/var/", "/lib/", "/run/", "/sys/", "/sos_commands/")

@@ -87,6 +87,8 @@ def collect(
 
     Copies the unit files, drop-ins, environment files, daemon.json, registries.conf, firewalld zones
     and certs.d (never private keys), and saves the diagnostic commands' output where sos puts it.
+    Passwords, tokens and proxy credentials in them (`ps auxwww`, container Env, URLs with user:password)
+    are replaced by `redacted-<hash>`; dockerdoctor-collect.txt says where.
 
     Example:
 

@@ -104,18 +104,16 @@ def resolve_daemon(docker_host: str | None, root: Path | None) -> tuple[str | No
 
 def build_facts(root: Path | None, registry: list[str] | None, timeout: float, docker_host: str | None,
                 chosen_by: str | None = None, containerd_config: str | None = None) -> Facts:
-    from dockerdoctor.facts import CheckOptions, Facts, HostPort
+    from dockerdoctor.facts import CheckOptions, Facts
+    from dockerdoctor.net import parse_registry_arg
     from dockerdoctor.sources.base import Source
 
     regs = []
     for r in registry or []:
         try:
-            hp = HostPort.parse(r)
+            regs.append(parse_registry_arg(r))  # HOST:PORT, or one line saying what is wrong
         except ValueError as exc:
-            raise InputError(f"--registry {r!r}: {exc}; use HOST:PORT") from None
-        if hp.port is None:
-            raise InputError(f"--registry {r!r}: give the port too, e.g. {hp.host}:5000")
-        regs.append(hp)
+            raise InputError(f"--registry {exc}") from None
     source: Source
     if root is not None:
         from dockerdoctor.sources.snapshot import SnapshotSource

@@ -88,6 +88,10 @@ def certs_d(facts: Facts) -> dict[str, CertsDir]:
     proc = facts.optional("dockerd_process")
     if facts.live and proc is not None:
         base = proc.read_path(base)
+    if not facts.live and not facts.source.exists(base) and facts.optional("effective_config") is None:
+        # a snapshot with nothing of docker in it (no unit, dockerd or daemon.json): its certs.d is unknown
+        raise FactUnavailable(f"the snapshot shows no docker (no unit, dockerd or daemon.json) and no {home}, "
+                              "so its certs.d is unknown")
     out: dict[str, CertsDir] = {}
     for name in facts.source.listdir(base):
         out[name] = CertsDir(name, f"{home}/{name}", facts.source.listdir(f"{base}/{name}"))

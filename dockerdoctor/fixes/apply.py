@@ -47,6 +47,8 @@ from dockerdoctor.fixes.validate import dockerd_validate_supported, validate
 from dockerdoctor.probe.engine import daemon_reaches_registry, engine_ping
 from dockerdoctor.sources.overlay import OverlaySource
 
+# Verifying a live fix also asks this rule: does the running daemon use what the files configure?
+LIVE_CONFIG_RULE = "DD107"
 FAULT_ENV = "DOCKERDOCTOR_FAULT"  # test hook: "after-backup" or "after-write" kills the run there
 
 
@@ -265,6 +267,10 @@ class Transaction:
         if not wanted:
             return None
         rule_ids = {rid for rid, _ in wanted}
+        # Live, after a reload/restart/start, the daemon itself must run with what the files now say: a file
+        # that is right on disk but not in effect (a restart that did not happen) is a failed fix.
+        live_check = not self.prepared.offline and self.prepared.action in ("reload", "restart", "start")
+        old_pid = self._pid_before()
         registries = [
             s.finding.fix.trust.registry
             for s in steps
@@ -275,11 +281,18 @@ class Transaction:
         while True:
             facts = self.options.facts_factory()
             try:
-                results = engine.run_rules(facts, rule_ids)
+                results = engine.run_rules(facts, rule_ids | ({LIVE_CONFIG_RULE} if live_check else set()))
+                new_pid = self._pid_now(facts) if live_check and self.prepared.action == "restart" else None
             finally:
                 facts.source.close()
             remaining = [f for r in results for f in r.findings if (f.rule_id, f.title) in wanted]
             problems = [f"{f.rule_id} still reports: {f.title}" for f in remaining]
+            if live_check:
+                problems += [f"the running dockerd does not use the new configuration ({LIVE_CONFIG_RULE}): "
+                             f"{f.message}" for r in results if r.rule_id == LIVE_CONFIG_RULE for f in r.findings
+                             if (f.rule_id, f.title) not in wanted]
+                if old_pid is not None and new_pid == old_pid:
+                    problems.append(f"dockerd was not restarted (still pid {old_pid})")
             if not problems and registries and self.options.probe_registries and not self.prepared.offline:
                 for reg in registries:
                     ok, msg = daemon_reaches_registry(self.facts.options.docker_host, reg)
@@ -297,6 +310,15 @@ class Transaction:
             if self.prepared.offline or time.monotonic() >= end:
                 return f"verification failed: {last}"
             time.sleep(0.5)
+
+    def _pid_before(self) -> int | None:
+        proc = self.facts.optional("dockerd_process") if self.facts.live else None
+        return proc.pid if proc is not None else None
+
+    @staticmethod
+    def _pid_now(facts: Facts) -> int | None:
+        proc = facts.optional("dockerd_process")
+        return proc.pid if proc is not None else None
 
     # ---- rollback
     def _rollback(self, why: str, *, restart: bool) -> ApplyResult:

@@ -19,6 +19,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from dockerdoctor.fixes.registry_side import serve_tls_command
 from dockerdoctor.model import Fix, ReplaceFileContent, RunCommand, ServiceAction
 from dockerdoctor.runtimes.containerd_config import ContainerdConfig
 from dockerdoctor.runtimes.toml_edits import (
@@ -83,9 +84,7 @@ def trust_ca(root: str, host: str, current: str | None, runtime: str, *, plain: 
     ca = os.path.join(root, host, "ca.crt")
     ops: list = []
     if plain:
-        ops.append(RunCommand(("dockerdoctor", "serve-registry", "--port", host.rpartition(":")[2] or "443",
-                               "--tls-self-signed", host.rpartition(":")[0] or host),
-                              "on the registry host: serve TLS (or put TLS on the existing registry)"))
+        ops.append(serve_tls_command(host, "on the registry host: serve TLS (or put TLS on the existing registry)"))
     ops.append(RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca), "on this host: install the registry's CA"))
     ops.append(_hosts_op(path, current, host, scheme="https", ca=ca, note=f"{runtime}: {host} over TLS (dockerdoctor)"))
     alts: tuple[Fix, ...] = ()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dockerdoctor.fixes.registry_side import serve_tls_command
 from dockerdoctor.model import Fix, ReplaceFileContent, RunCommand, Trust
 
 INSECURE_COST = (
@@ -122,11 +123,8 @@ def trust_fix(cfg: Any, host: str, plain_http: bool, texts: dict[str, str | None
     path = ca_path(host)
     ops: list[Any] = []
     if plain_http:
-        hostname, _, port = host.rpartition(":") if ":" in host else (host, "", "443")
-        ops.append(RunCommand(("dockerdoctor", "serve-registry", "--port", port or "443", "--tls-self-signed",
-                               hostname or host),
-                              "on the registry host: serve TLS (or put TLS on the existing registry); it prints the "
-                              "CA to copy"))
+        ops.append(serve_tls_command(host, "on the registry host: serve TLS (or put TLS on the existing registry); "
+                                           "it prints the CA to copy"))
     ops.append(RunCommand(("install", "-D", "-m", "0644", "ca.crt", path),
                           "on this host: trust the registry's CA; podman, buildah, skopeo and CRI-O read certs.d on "
                           "every pull, no restart"))

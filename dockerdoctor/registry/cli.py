@@ -31,8 +31,59 @@ _DURATION_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    """One line on stderr, with the prefix every dockerdoctor command uses, control characters escaped."""
+    from dockerdoctor.safetext import printable
+
+    typer.echo(f"dockerdoctor: error: {printable(' '.join(str(message).split()))}", err=True)
     raise typer.Exit(code)
+
+
+def _target(text: str | None, registry: str):  # type: ignore[no-untyped-def]
+    """TARGET/IMAGE with its registry part checked: HOST[:PORT], nothing else (one clear line, exit 2)."""
+    from dockerdoctor.net import parse_registry_arg
+    from dockerdoctor.registry.client import parse_target
+
+    try:
+        parse_registry_arg(registry, need_port=False)
+    except ValueError as exc:
+        _fail(f"--registry {exc}")
+    if text is None:
+        return parse_target(text, registry)
+    shown = ascii(text) if not text.isprintable() else repr(text)
+    if not text.strip():
+        _fail("the argument is empty: give HOST:PORT or [HOST:PORT/]REPO[:TAG]")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        _fail(f"{shown} contains a space or control character: give HOST:PORT or [HOST:PORT/]REPO[:TAG]")
+    if "://" in text:
+        _fail(f"{shown}: give HOST:PORT without a scheme (--plain-http speaks http://), e.g. "
+              f"{text.split('://', 1)[1].split('/', 1)[0] or '10.0.0.5:5000'}")
+    t = parse_target(text, registry)
+    if t.registry != registry:
+        try:
+            parse_registry_arg(t.registry, need_port=False)
+        except ValueError as exc:
+            _fail(f"the registry in {shown}: {str(exc).split(': ', 1)[-1] if t.registry == text else exc}")
+    return t
+
+
+DEFAULT_REGISTRY = "localhost:5000"
+
+
+def client_hint(msg: str, registry: str, named: bool, user: str | None, plain_http: bool) -> str:
+    """A failed registry call's message, with the hint that fits (`named`: the user named the registry)."""
+    if "cannot reach" in msg and not named:
+        return msg + f" (no registry was named, so {registry} was tried: give HOST:PORT)"
+    if "closed the connection without an answer" in msg and plain_http:
+        return msg + " (it may speak TLS: drop --plain-http)"
+    if re.search(r"\bHTTP 401\b|UNAUTHORIZED", msg) and not user:
+        return msg + " (give credentials with -u USER[:PASSWORD], or `docker login` first)"
+    return msg
+
+
+def _client_failed(e: Exception, t, arg: str | None, registry: str, user: str | None,  # type: ignore[no-untyped-def]
+                   plain_http: bool) -> NoReturn:
+    named = registry != DEFAULT_REGISTRY or (arg is not None and t.registry != registry)
+    _fail(client_hint(str(e), t.registry, named, user, plain_http))
 
 
 def parse_size(text: str) -> int:
@@ -345,7 +396,8 @@ def _client(
     )
 
 
-_REGISTRY_OPT = typer.Option("localhost:5000", "--registry", help="Registry used when TARGET names none.")
+_REGISTRY_OPT = typer.Option(DEFAULT_REGISTRY, "--registry", metavar="HOST:PORT",
+                             help="Registry used when the argument names none.")
 _USER_OPT = typer.Option(None, "--user", "-u", help="USER[:PASSWORD] (else ~/.docker/config.json).")
 _INSECURE_OPT = typer.Option(False, "--insecure", help="Do not verify the TLS certificate.")
 _CA_OPT = typer.Option(None, "--ca-cert", help="CA file [default: /etc/docker/certs.d/HOST:PORT/ca.crt].")
@@ -362,16 +414,27 @@ def registry_ls(
     plain_http: bool = _PLAIN_OPT,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """List repositories and their tags (or the tags of one REPO)."""
-    from dockerdoctor.registry.client import ClientError, parse_target
+    """List repositories and their tags (or the tags of one REPO).
 
-    t = parse_target(target, registry)
+    Examples:
+
+      dockerdoctor registry ls 10.0.0.5:5000                 (every repository and its tags)
+
+      dockerdoctor registry ls 10.0.0.5:5000/app             (the tags of one repository)
+
+      dockerdoctor registry ls 10.0.0.5:5443 --ca-cert ca.crt -u admin
+
+      dockerdoctor registry ls 10.0.0.5:5000 --plain-http --json
+    """
+    from dockerdoctor.registry.client import ClientError
+
+    t = _target(target, registry)
     c = _client(t.registry, user, insecure, ca_cert, plain_http)
     try:
         repos = [t.repo] if t.repo else c.catalog()
         listing = {repo: sorted(c.tags(repo)) for repo in repos}
     except ClientError as e:
-        _fail(str(e))
+        _client_failed(e, t, target, registry, user, plain_http)
     if as_json:
         typer.echo(json.dumps({"registry": t.registry, "repositories": listing}, indent=2))
         return
@@ -395,10 +458,22 @@ def registry_rm(
     plain_http: bool = _PLAIN_OPT,
     dry_run: bool = typer.Option(False, "--dry-run", help="Resolve and explain, delete nothing."),
 ) -> None:
-    """Delete an image the right way: resolve the tag to its digest, then DELETE by digest."""
-    from dockerdoctor.registry.client import ClientError, describe_error, parse_target
+    """Delete an image the right way: resolve the tag to its digest, then DELETE by digest.
 
-    t = parse_target(image, registry)
+    Deleting by digest removes every tag of that digest (they are named first). The blobs stay on disk
+    until the registry's garbage collection runs (`registry gc` for serve-registry).
+
+    Examples:
+
+      dockerdoctor registry rm 10.0.0.5:5000/app:1 --dry-run   (which digest, which other tags)
+
+      dockerdoctor registry rm 10.0.0.5:5000/app:1
+
+      dockerdoctor registry rm 10.0.0.5:5000/app@sha256:0123...   (by digest)
+    """
+    from dockerdoctor.registry.client import ClientError, describe_error
+
+    t = _target(image, registry)
     if not t.repo or not t.ref:
         _fail(f"{image!r}: give REPO:TAG or REPO@DIGEST (deleting a whole repository is not a registry operation)")
     c = _client(t.registry, user, insecure, ca_cert, plain_http)
@@ -417,7 +492,7 @@ def registry_rm(
             return
         r = c.delete_manifest(t.repo, digest)
     except ClientError as e:
-        _fail(str(e))
+        _client_failed(e, t, image, registry, user, plain_http)
     if r.status_code == 405:
         _fail(DELETE_DISABLED_HELP)
     if r.status_code == 404:
@@ -438,8 +513,19 @@ def registry_gc(
     delete_untagged: bool = typer.Option(False, "--delete-untagged", help="Also delete manifests no tag reaches."),
     force: bool = typer.Option(False, "--force", help="Run even if a writable serve-registry uses ROOT."),
 ) -> None:
-    """Offline mark-and-sweep: delete blobs that no manifest references."""
-    from dockerdoctor.registry.gc import collect
+    """Offline mark-and-sweep over a local storage root: delete blobs that no manifest references.
+
+    It reads the storage directory itself (serve-registry's, or registry:2's filesystem driver), not a
+    registry over the network. Stop the server first, or run serve-registry with --read-only (a CNCF registry:
+    storage.maintenance.readonly.enabled). It refuses while a writable serve-registry or registry serves ROOT.
+
+    Examples:
+
+      dockerdoctor registry gc --root /var/lib/registry --dry-run
+
+      dockerdoctor registry gc --root /var/lib/registry --delete-untagged
+    """
+    from dockerdoctor.registry.gc import collect, distribution_using
     from dockerdoctor.registry.server import storage_in_use
     from dockerdoctor.registry.storage import FilesystemDriver
 
@@ -475,6 +561,10 @@ def registry_gc(
                 f"a writable serve-registry is using {root}; stop it (or restart it with --read-only) "
                 "before gc, or pushes in flight lose blobs"
             )
+        other = None if dry_run or force else distribution_using(driver.root)
+        if other:
+            _fail(f"{other}, the same storage as {root}; stop it (or set storage.maintenance.readonly.enabled) "
+                  "before gc, or pushes in flight lose blobs (--force runs anyway)")
     try:
         result = collect(driver, dry_run=dry_run, delete_untagged=delete_untagged)
     except OSError as e:

@@ -258,6 +258,14 @@ def describe_error(r: requests.Response) -> str:
 
 
 def _short(e: Exception) -> str:
+    """The reason of a requests/urllib3 error in words, without its Python reprs."""
     text = str(e)
-    m = re.search(r"\] (.+?)(?:\s*\(_ssl|'\)|\"\)|$)", text)
-    return (m.group(1) if m else text)[:300]
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the server closed the connection without an answer"
+    m = re.search(r"\[Errno -?\d+\] ([^)'\"]+)", text)  # Connection refused, Name or service not known
+    if m is None:
+        m = re.search(r"\] (.+?)(?:\s*\(_ssl|'\)|\"\)|$)", text)
+    out = (m.group(1) if m else text).strip()
+    while out.endswith(")") and out.count(")") > out.count("("):
+        out = out[:-1]
+    return out[:300]

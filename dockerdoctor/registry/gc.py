@@ -9,6 +9,7 @@ but not yet referenced by a manifest looks like garbage.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from dockerdoctor.registry.common import RegistryError
@@ -86,3 +87,81 @@ def collect(driver: StorageDriver, dry_run: bool = False, delete_untagged: bool 
                 if not dry_run:
                     driver.unlink_layer(repo, layer)
     return result
+
+
+_DISTRIBUTION = ("registry", "docker-registry", "docker-distribution", "distribution")
+
+
+def distribution_using(root: str) -> str | None:
+    """A running CNCF distribution registry (`registry serve CONFIG`, registry:2 in a container, RHEL's
+    docker-distribution) that writes to `root`, described for the user; None when there is none.
+
+    Its storage directory is read from its config (storage.filesystem.rootdirectory, default /var/lib/registry)
+    and REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY, as that process sees them (through /proc/PID/root, so a
+    container's bind mount of `root` counts), and compared by inode. A registry in read-only maintenance mode
+    does not count: gc is safe then."""
+    try:
+        want = os.stat(root)
+    except OSError:
+        return None
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - a dependency
+        return None
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            argv = p.info["cmdline"] or []
+        except (psutil.Error, KeyError):
+            continue
+        if len(argv) < 2 or os.path.basename(argv[0]) not in _DISTRIBUTION or "serve" not in argv[1:3]:
+            continue
+        pid = p.info["pid"]
+        rest = argv[argv.index("serve") + 1:]
+        cfg = _distribution_config(pid, rest[0] if rest else "/etc/docker/registry/config.yml")
+        env = _environ(pid)
+        storage = _section(cfg, "storage")
+        fs = _section(storage, "filesystem")
+        path = env.get("REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY") or fs.get("rootdirectory") or "/var/lib/registry"
+        ro = _section(_section(storage, "maintenance"), "readonly")
+        if str(env.get("REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED", ro.get("enabled", ""))).lower() == "true":
+            continue
+        if not isinstance(path, str):
+            continue
+        try:
+            st = os.stat(f"/proc/{pid}/root{path}" if path.startswith("/") else path)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+            return f"{os.path.basename(argv[0])} (pid {pid}) serves {path}"
+    return None
+
+
+def _section(d: dict, key: str) -> dict:  # type: ignore[type-arg]
+    v = d.get(key)
+    return v if isinstance(v, dict) else {}
+
+
+def _distribution_config(pid: int, path: str) -> dict:  # type: ignore[type-arg]
+    import yaml
+
+    full = f"/proc/{pid}/root{path}" if path.startswith("/") else os.path.join(f"/proc/{pid}/cwd", path)
+    try:
+        with open(full, "rb") as fh:
+            data = yaml.safe_load(fh.read(1024 * 1024))
+    except (OSError, yaml.YAMLError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read(256 * 1024)
+    except OSError:
+        return {}
+    out = {}
+    for item in raw.split(b"\0"):
+        k, sep, v = item.partition(b"=")
+        if sep:
+            out[k.decode(errors="replace")] = v.decode(errors="replace")
+    return out

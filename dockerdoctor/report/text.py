@@ -149,7 +149,12 @@ def render(report: Report, verbose: bool = False, color: bool | None = None, wid
     if crashed_n:
         # a crashed rule looked at nothing: the report is incomplete, never clean
         summary += s(f", {crashed_n} rule{'s' if crashed_n != 1 else ''} crashed (report incomplete)", "red")
-    summary += f" · {passed} rules passed, {skipped_n} skipped ({report.seconds * 1000:.0f} ms)"
+    # the same rule counts as JSON's summary (rules_passed, rules_failed, rules_skipped): every rule that ran is
+    # counted, an info-only rule too
+    failed_n = report.status_count(RuleStatus.FAILED)
+    summary += f" · {passed} rule{'s' if passed != 1 else ''} passed"
+    summary += f", {failed_n} with findings" if failed_n else ""
+    summary += f", {skipped_n} skipped ({report.seconds * 1000:.0f} ms)"
     lines.append(summary)
     fixable = any(f.fix is not None for f in report.findings)
     if not verbose and (skipped_n or fixable):

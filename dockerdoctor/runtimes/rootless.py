@@ -13,9 +13,10 @@ docs/dir.md, docs/registry.md):
   ``~/.config/containerd/config.toml`` on the host, and a ``config_path = "/etc/containerd/certs.d"`` in it
   means ``~/.config/containerd/certs.d`` on the host.
 
-Where to look (live only: neither ``collect`` nor sos gathers home directories): the user running dockerdoctor
-(when not root, from ``$XDG_CONFIG_HOME``/``$HOME``), every ``/home/*`` (``/root`` is rootful), and the user of
-every containerd process that does not run as root.
+Where to look: every ``/home/*`` (``/root`` is rootful), live and in a snapshot (the spec table's per-user rows,
+sources/specs.py USER_FILES, which ``collect`` copies; sos gathers no home directories); live also the user running
+dockerdoctor (when not root, from ``$XDG_CONFIG_HOME``/``$HOME``) and the user of every containerd process that
+does not run as root.
 Neither rootlesskit nor nerdctl is packaged for Debian 12: tests use real files in this layout.
 """
 
@@ -30,8 +31,8 @@ from dockerdoctor.runtimes.base import Origin
 from dockerdoctor.runtimes.containerd import source_lister, source_reader
 from dockerdoctor.runtimes.containerd_config import ContainerdConfig, merge_imports, parse_containerd_config
 from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime
+from dockerdoctor.sources import specs
 
-HOME_BASE = "/home"
 NAMESPACE_DIRS = (("/etc/containerd", "containerd"),)  # inside RootlessKit -> under $XDG_CONFIG_HOME
 
 
@@ -46,6 +47,10 @@ class RootlessHome:
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.config_home, *parts)
+
+    def spec_path(self, key: str) -> str:
+        """Where this user's per-user spec row `key` is (sources/specs.py USER_FILES)."""
+        return specs.user_path(key, self.config_home)
 
     def host_path(self, path: str) -> str:
         """A path as rootless containerd names it (inside its mount namespace) -> the path on the host."""
@@ -97,13 +102,12 @@ def _process_users() -> list[RootlessHome]:
 def rootless_homes(facts: Facts) -> list[RootlessHome]:
     """The users whose rootless containerd or nerdctl configuration could be on this host."""
     found: list[RootlessHome] = []
-    if not facts.live:
-        return found  # `collect` and sos gather no home directories: a snapshot has none of these files
-    me = _live_user()
-    found += [me] if me else []
-    found += _process_users()
-    for name in sorted(facts.source.listdir(HOME_BASE) or []):
-        found.append(RootlessHome(name, f"{HOME_BASE}/{name}/.config", f"{HOME_BASE}/{name}"))
+    if facts.live:  # a snapshot holds only what `collect` copied: the /home/* rows of the spec table
+        me = _live_user()
+        found += [me] if me else []
+        found += _process_users()
+    for name in sorted(facts.source.listdir(specs.HOME_BASE) or [])[:specs.MAX_USER_HOMES]:
+        found.append(RootlessHome(name, specs.home_config(name), f"{specs.HOME_BASE}/{name}"))
     out: dict[str, RootlessHome] = {}
     for h in found:
         out.setdefault(h.config_home, h)
@@ -117,7 +121,7 @@ def containerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
     out = []
     read = source_reader(facts)
     for home in facts.get("rootless_homes"):
-        path = home.path("containerd", "config.toml")
+        path = home.spec_path("containerd_rootless_config")
         text = read(path)
         if text is None:
             continue
@@ -152,12 +156,12 @@ def nerdctl_rootless(facts: Facts) -> list[HostsDirRuntime]:
     installed = facts.live and shutil.which("nerdctl") is not None
     out = []
     for home in facts.get("rootless_homes"):
-        path = home.env_toml or home.path("nerdctl", "nerdctl.toml")
+        path = home.env_toml or home.spec_path("nerdctl_rootless_toml")
         text = facts.source.read_text(path)
-        certs = home.path("containerd", "certs.d")
+        certs = home.spec_path("containerd_rootless_certs_d")
         if text is None and not (installed and facts.source.stat(certs) is not None):
             continue
-        defaults = (certs, home.path("docker", "certs.d"))
+        defaults = (certs, home.spec_path("docker_rootless_certs_d"))
         rt = nerdctl_adapter(facts, "nerdctl-rootless", f"nerdctl rootless ({home.user})", path, text, defaults,
                              home.why)
         rt.owner = home.user

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from dockerdoctor.sources.specs import COMMANDS, CommandSpec
 
-__all__ = ["COMMANDS", "DEFAULT_READ_LIMIT", "CommandSpec", "FileStat", "NoSource", "Source", "resolve_in_root"]
+__all__ = ["COMMANDS", "DEFAULT_READ_LIMIT", "CommandSpec", "FileStat", "NoSource", "Source", "open_below",
+           "resolve_in_root"]
 
 # Bound on any single read: enough for any config file, small enough to never exhaust memory.
 DEFAULT_READ_LIMIT = 4 * 1024 * 1024
@@ -51,6 +52,25 @@ def resolve_in_root(root: str, path: str, follow_last: bool = True) -> list[str]
                 continue
         stack.append(part)
     return stack
+
+
+def open_below(real_dir: str, rel: str) -> int:
+    """An fd for the file `rel` below the directory `real_dir` (no symbolic link in it), opened component by
+    component without following any link: a link put in the way after a realpath() check makes the open fail
+    (OSError) instead of leading elsewhere."""
+    import os
+
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(real_dir, flags | os.O_DIRECTORY)
+    try:
+        parts = [p for p in rel.split("/") if p]
+        for part in parts[:-1]:
+            nfd = os.open(part, flags | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        return os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,33 @@
-"""The live host: real files, and diagnostic commands run with tight timeouts."""
+"""The live host: real files, and diagnostic commands run with tight timeouts.
+
+Run as root, a path under a user's home directory (the spec table's HOME_BASE/NAME/...) is read only while it,
+through any symbolic link, stays inside that home: a user's link must not make root read (and report) a file
+elsewhere. `collect` copies the per-user rows under the same rule, so a snapshot gives the same findings.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat as stat_mod
 import subprocess
 
-from dockerdoctor.sources.base import COMMANDS, DEFAULT_READ_LIMIT, FileStat, Source
+from dockerdoctor.sources import specs
+from dockerdoctor.sources.base import COMMANDS, DEFAULT_READ_LIMIT, FileStat, Source, open_below
 
 COMMAND_TIMEOUT = 3.0
 
 
 def _read_limited(path: str, limit: int, tail: bool) -> bytes | None:
     try:
-        with open(path, "rb") as fh:
+        return _read_fd(os.open(path, os.O_RDONLY | os.O_CLOEXEC), limit, tail)
+    except (OSError, ValueError):
+        return None
+
+
+def _read_fd(fd: int, limit: int, tail: bool) -> bytes | None:
+    try:
+        with os.fdopen(fd, "rb") as fh:
             if tail:
                 try:
                     size = os.fstat(fh.fileno()).st_size
@@ -37,19 +51,62 @@ class LiveSource(Source):
     def _path(self, path: str) -> str:
         return os.path.join(self.root, path.lstrip("/")) if self.root != "/" else path
 
+    def _home_of(self, path: str) -> str | None:
+        """The real home directory `path` lies in, when it does and this runs as root; else None."""
+        base = specs.HOME_BASE.rstrip("/") + "/"
+        if not path.startswith(base) or os.geteuid() != 0:
+            return None
+        name = path[len(base):].split("/", 1)[0]
+        return os.path.realpath(self._path(base + name)) if name not in ("", ".", "..") else "/nonexistent"
+
+    def _confined(self, path: str) -> str | None:
+        """The path to open, or None when it lies in a user's home and leads out of it (as root only)."""
+        real = self._path(path)
+        home = self._home_of(path)
+        if home is None:
+            return real
+        target = os.path.realpath(real)
+        return real if target == home or target.startswith(home + "/") else None
+
     def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT, tail: bool = False) -> bytes | None:
-        return _read_limited(self._path(path), limit, tail)
+        real = self._confined(path)
+        if real is None:
+            return None
+        home = self._home_of(path)
+        if home is None:
+            return _read_limited(real, limit, tail)
+        target = os.path.realpath(real)
+        if target == home:
+            return None
+        try:  # no link may be swapped in between the check and the read
+            fd = open_below(home, os.path.relpath(target, home))
+        except (OSError, ValueError):
+            return None
+        try:
+            regular = stat_mod.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            regular = False
+        if not regular:
+            os.close(fd)
+            return None
+        return _read_fd(fd, limit, tail)
 
     def stat(self, path: str) -> FileStat | None:
+        real = self._confined(path)
+        if real is None:
+            return None
         try:
-            st = os.stat(self._path(path))
+            st = os.stat(real)
         except (OSError, ValueError):
             return None
         return FileStat(st.st_mtime, st.st_mode, st.st_size)
 
     def listdir(self, path: str) -> list[str]:
+        real = self._confined(path)
+        if real is None:
+            return []
         try:
-            return sorted(os.listdir(self._path(path)))
+            return sorted(os.listdir(real))
         except (OSError, ValueError):
             return []
 

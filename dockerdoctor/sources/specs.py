@@ -4,7 +4,7 @@ Facts never name a host path or a command line; they name a key of this table an
 for it. `dockerdoctor collect` (and the `collect --script` shell collector) write exactly what this
 table names, so a snapshot holds every file a fact reads (tests/test_specs.py proves it).
 
-Five kinds of rows:
+Six kinds of rows:
 
 - `FILES[key] = FileSpec(paths, ...)`: one file. `paths` are the places it may be, in order: a reader
   takes the first that exists (`read_first`). `tail=True` keeps the end of a long file (logs);
@@ -14,6 +14,9 @@ Five kinds of rows:
 - `UNITS[key] = "name.service"`: a systemd unit, looked up in `UNIT_DIRS` with its `NAME.d/` drop-ins.
 - `COMMANDS[key] = CommandSpec(live argv, sos paths, tail)`: a diagnostic command. The live source runs
   `live`; a snapshot reads the first of the `sos` globs that exists; `collect` writes `sos[0]`.
+- `USER_FILES[key] = UserSpec(rel, tree)`: a file (or, `tree=True`, a folder) in each user's configuration
+  directory: `HOME_BASE/NAME/USER_CONFIG/rel` for every NAME (bounded by the `MAX_USER_*` limits below; a
+  symbolic link is followed only while it stays inside that home directory). Read with `user_path(key, dir)`.
 - `CONTAINER_COMMANDS[key] = ContainerCommandSpec(argv, sos)`: run once per container that
   `docker ps -a` lists (`{id}`, `{name}`, `{image}` and `{image_file}` are filled in), for the sos layout of
   `sos_commands/docker/containers/` and `.../images/`.
@@ -115,6 +118,29 @@ DIRS: dict[str, DirSpec] = {
     "containerd_certs_d": DirSpec(("/etc/containerd/certs.d",)),
     "containerd_conf_d": DirSpec(("/etc/containerd/conf.d",)),  # the usual target of config.toml's `imports`
     "k3s_certs_d": DirSpec(("/var/lib/rancher/k3s/agent/etc/containerd/certs.d",)),
+}
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    rel: str  # relative to a user's configuration directory ($XDG_CONFIG_HOME, by default ~/.config)
+    tree: bool = False  # a folder: every file below it
+
+
+# Per-user files (issue 14: rootless nerdctl and rootless containerd, dockerdoctor/runtimes/rootless.py), under
+# every HOME_BASE/NAME/USER_CONFIG. Not /root: root's nerdctl and containerd are the rootful ones (/etc/nerdctl,
+# /etc/containerd), and nerdctl reads the per-user paths only when it does not run as root.
+HOME_BASE = "/home"
+USER_CONFIG = ".config"  # $XDG_CONFIG_HOME's default, relative to the home directory
+MAX_USER_HOMES = 200  # home directories looked into, in name order
+MAX_USER_TREE_FILES = 500  # files per folder row and home
+MAX_USER_FILE = 1024 * 1024  # a larger per-user file is not collected (hosts.toml and certificates are small)
+USER_FILES: dict[str, UserSpec] = {
+    "nerdctl_rootless_toml": UserSpec("nerdctl/nerdctl.toml"),
+    "containerd_rootless_config": UserSpec("containerd/config.toml"),
+    # rootless containerd's /etc/containerd/certs.d, and nerdctl's default hosts_dir (pkg/defaults): both
+    "containerd_rootless_certs_d": UserSpec("containerd/certs.d", tree=True),
+    "docker_rootless_certs_d": UserSpec("docker/certs.d", tree=True),
 }
 
 UNITS: dict[str, str] = {
@@ -271,6 +297,21 @@ def collected_files() -> list[str]:
 
 def collected_dirs() -> list[str]:
     return [p for s in DIRS.values() for p in s.paths]
+
+
+def user_path(key: str, config_home: str) -> str:
+    """Where per-user row `key` is for the user whose configuration directory is `config_home`."""
+    return f"{config_home.rstrip('/')}/{USER_FILES[key].rel}"
+
+
+def home_config(name: str) -> str:
+    """The configuration directory of the user whose home is HOME_BASE/name."""
+    return f"{HOME_BASE}/{name}/{USER_CONFIG}"
+
+
+def collected_user_patterns() -> list[tuple[str, bool]]:
+    """(HOME_BASE/*/USER_CONFIG/rel, is a folder) of every per-user row, in table order."""
+    return [(home_config("*") + "/" + s.rel, s.tree) for s in USER_FILES.values()]
 
 
 def unit_paths() -> list[str]:

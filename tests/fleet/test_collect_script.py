@@ -106,11 +106,81 @@ def test_generated_script_semantics_under_a_real_shell(shell: str, tmp_path: Pat
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
 
 
+@pytest.mark.parametrize("shell", sorted(SHELLS))
+def test_the_script_copies_the_per_user_rows_as_collect_does(shell: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rootless nerdctl/containerd files under /home/NAME/.config: the same files, bytes and mtimes as `collect`;
+    links followed inside the home only; keys redacted; the bounds of the spec table."""
+    from dockerdoctor import collect as collect_mod
+
+    need(SHELLS[shell][0])
+    base = tmp_path / "home"
+    cfg = base / "alice" / ".config"
+
+    def put(p: Path, text: str) -> Path:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        os.utime(p, (1_600_000_000, 1_600_000_000))
+        return p
+
+    put(cfg / "nerdctl/nerdctl.toml", 'namespace = "default"\n')
+    put(cfg / "containerd/certs.d/10.0.0.5:5000/hosts.toml", 'server = "http://10.0.0.5:5000"\n')
+    put(cfg / "containerd/certs.d/10.0.0.5:5000/client.key", "PRIVATE\n")
+    put(base / "alice/dotfiles/ca.crt", "CERT\n")
+    (cfg / "docker/certs.d/reg:5000").mkdir(parents=True)
+    (cfg / "docker/certs.d/reg:5000/ca.crt").symlink_to("../../../../dotfiles/ca.crt")  # inside her home
+    put(tmp_path / "secret", "NOT HERS\n")
+    (base / "bob/.config/nerdctl").mkdir(parents=True)
+    (base / "bob/.config/nerdctl/nerdctl.toml").symlink_to(tmp_path / "secret")  # out of his home
+    (base / "carol/.config").mkdir(parents=True)
+    (base / "carol/.config/containerd").symlink_to(tmp_path)  # a whole folder out of her home
+    put(tmp_path / "config.toml", "NOT HERS\n")
+    put(tmp_path / "certs.d/x/hosts.toml", "NOT HERS\n")
+    put(base / "dave/.config/containerd/config.toml", "#" * 100)
+    monkeypatch.setattr(specs, "HOME_BASE", str(base))
+    monkeypatch.setattr(specs, "MAX_USER_FILE", 99)  # dave's file is over the bound
+    rows = [s for s in collect_specs() if s.kind.startswith("user-")]
+    assert len(rows) == len(specs.USER_FILES)
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: rows)
+    mine = tmp_path / "py"
+    collect_mod.collect(mine)
+    script = tmp_path / "collect.sh"
+    script.write_text(render_script(rows))
+    out = tmp_path / "sh"
+    r = subprocess.run([*SHELLS[shell], str(script), str(out)], capture_output=True, text=True, timeout=120,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def tree(d: Path) -> dict[str, tuple[str, float]]:
+        return {str(p.relative_to(d)): (p.read_text(), p.stat().st_mtime) for p in d.rglob("*")
+                if p.is_file() and not p.is_symlink() and p.name != "dockerdoctor-collect.txt"}
+
+    want = tree(mine)
+    rel = str(cfg).lstrip("/")
+    key = f"{rel}/containerd/certs.d/10.0.0.5:5000/client.key"
+    assert want == {
+        f"{rel}/nerdctl/nerdctl.toml": ('namespace = "default"\n', 1_600_000_000),
+        f"{rel}/containerd/certs.d/10.0.0.5:5000/hosts.toml": ('server = "http://10.0.0.5:5000"\n', 1_600_000_000),
+        key: ("# private key not collected by dockerdoctor\n", want[key][1]),
+        f"{rel}/docker/certs.d/reg:5000/ca.crt": ("CERT\n", 1_600_000_000),
+    }
+    got = tree(out)
+    assert {k: v[0] for k, v in got.items()} == {k: v[0] for k, v in want.items()}
+    assert all(got[k][1] == v[1] for k, v in want.items() if not k.endswith(".key"))
+    lines = set((out / "dockerdoctor-collect.txt").read_text().splitlines())
+    assert {f"skipped {base}/bob/.config/nerdctl/nerdctl.toml: a link out of {base}/bob",
+            f"skipped {base}/carol/.config/containerd/config.toml: a link out of {base}/carol",
+            f"skipped {base}/carol/.config/containerd/certs.d: a link out of {base}/carol",
+            f"skipped {base}/dave/.config/containerd/config.toml: over 99 bytes"} <= lines, lines
+    py_lines = set((mine / "dockerdoctor-collect.txt").read_text().splitlines())
+    assert {m for m in lines if m.startswith("skipped")} == {m for m in py_lines if m.startswith("skipped")}
+
+
 # --------------------------------------------------------------------------- on a lab host
 
 BUSYBOX_TOOLS = ("sh", "hostname", "uname", "date", "ls", "mkdir", "dirname", "basename", "readlink", "ln", "wc",
                  "cp", "dd", "touch", "find", "sort", "tail", "rm", "tar", "gzip", "grep", "cat", "pwd", "timeout",
-                 "seq", "head", "env")
+                 "seq", "head", "env", "od", "tr", "awk")  # od, tr, awk: the secrets scrub
 # Every program a spec-table command runs (sources/specs.py), so busybox's PATH offers what dash's does.
 DIAGNOSTIC_TOOLS = tuple(sorted({spec.live[0] for spec in specs.COMMANDS.values()}
                                 | {spec.argv[0] for spec in specs.CONTAINER_COMMANDS.values()}

@@ -113,14 +113,13 @@ def test_expired_and_not_yet_valid_are_dd206(ep_lab: EpLab, name: str, word: str
 
 
 def test_insecure_registries_silences_tls_and_http_rules(ep_lab: EpLab) -> None:
-    from dockerdoctor.facts.daemon import ConfigValue
+    from dockerdoctor.facts.daemon import ConfigValue, DaemonJson, EffectiveConfig
 
-    class Cfg:  # the two fields the endpoint rules read
-        insecure_running = [ConfigValue(f"{ep_lab.srv}/24".replace(".1/24", ".0/24"), "daemon.json", "x", 1)]
-        insecure_planned: list = []
-
+    cidr = f"{ep_lab.srv}/24".replace(".1/24", ".0/24")
+    cfg = EffectiveConfig(None, None, None, DaemonJson("x", "default", True, data={"insecure-registries": [cidr]}),
+                          [], [ConfigValue(cidr, "daemon.json", "x", 1)], {})
     for name in ("plain", "expired", "tls"):
-        assert fired(ep_lab.probe(name), effective_config=Cfg()) == {}, name
+        assert fired(ep_lab.probe(name), effective_config=cfg) == {}, name
 
 
 def test_v1_only_is_dd207(ep_lab: EpLab) -> None:

@@ -198,7 +198,8 @@ def test_upload_size_limit(ddreg_servers: Callable[..., Server]) -> None:
     assert r.status_code == 202
     r = c.req("PUT", c.loc(r) + f"?digest={sha256(big[:1000])}")
     assert r.status_code == 201
-    assert _one_error_line(dd("serve-registry", "--max-upload-size", "lots")).startswith("error: invalid size")
+    line = _one_error_line(dd("serve-registry", "--max-upload-size", "lots"))
+    assert line.startswith("dockerdoctor: error: invalid size")
 
 
 def test_access_log_and_sigterm(work: str) -> None:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "probe"))
 from rulecheck import fired  # noqa: E402
 
 from dockerdoctor.facts import HostPort  # noqa: E402
-from dockerdoctor.facts.daemon import ConfigValue  # noqa: E402
+from dockerdoctor.facts.daemon import ConfigValue, DaemonJson, EffectiveConfig  # noqa: E402
 from dockerdoctor.facts.host import CertsDir, Journal  # noqa: E402
 from dockerdoctor.probe.auth import CredentialInfo  # noqa: E402
 from dockerdoctor.probe.endpoint import EndpointReport, HttpAnswer  # noqa: E402
@@ -35,12 +35,10 @@ def v2(status: int = 200, **headers: str) -> HttpAnswer:
     return HttpAnswer("/v2/", status, h, "{}")
 
 
-class Cfg:
-    def __init__(self, *insecure: str) -> None:
-        self.insecure_running = [ConfigValue(v, "daemon.json", "/etc/docker/daemon.json", 2) for v in insecure]
-        self.insecure_planned: list = []
-        self.expanded = None
-        self.daemon_json = type("DJ", (), {"path": "/etc/docker/daemon.json"})()
+def Cfg(*insecure: str) -> EffectiveConfig:  # noqa: N802 - reads like the value it builds
+    """The effective configuration of a daemon running with these insecure registries (from daemon.json)."""
+    dj = DaemonJson("/etc/docker/daemon.json", "default", True, data={"insecure-registries": list(insecure)})
+    return EffectiveConfig(None, None, None, dj, [], [ConfigValue(v, "daemon.json", dj.path, 2) for v in insecure], {})
 
 
 HEALTHY = rep(scheme="https", v2=v2(), http_status=200, registry_api="v2")

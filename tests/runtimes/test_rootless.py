@@ -4,7 +4,8 @@ The layout is containerd/nerdctl's (pkg/defaults/defaults_linux.go: NerdctlTOML,
 extras/rootless/containerd-rootless.sh bind-mounts $XDG_CONFIG_HOME/containerd on /etc/containerd inside
 RootlessKit). rootlesskit and nerdctl are not packaged for Debian 12, so these tests write real files in that
 layout and read them live (users under a temporary /home; this user's $XDG_CONFIG_HOME and $NERDCTL_TOML)
-rather than running a rootless containerd. A snapshot holds no home directories (collect and sos skip them).
+rather than running a rootless containerd. `collect` copies the per-user rows of the spec table, so
+`check --root` finds the same (sos gathers no home directories).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def write(root: Path, rel: str, text: str) -> Path:
 
 
 def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """alice and bob under a temporary /home (rootless.HOME_BASE), read live as root reads /home/*."""
+    """alice and bob under a temporary /home (the spec table's HOME_BASE), read live as root reads /home/*."""
     from dockerdoctor.runtimes import rootless
+    from dockerdoctor.sources import specs
 
     base = tmp_path / "home"
     write(base, "alice/.config/nerdctl/nerdctl.toml", 'namespace = "default"\n')
@@ -44,7 +46,7 @@ def homes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # bob: nerdctl.toml names its own hosts_dir, and a hosts.toml there does not parse
     write(base, "bob/.config/nerdctl/nerdctl.toml", f'hosts_dir = ["{base}/bob/certs"]\n')
     write(base, f"bob/certs/{REG}/hosts.toml", '[host."http://10.0.0.5:5000"\n')
-    monkeypatch.setattr(rootless, "HOME_BASE", str(base))
+    monkeypatch.setattr(specs, "HOME_BASE", str(base))
     monkeypatch.setattr(rootless, "_process_users", lambda: [])  # this machine's own containerd users stay out
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     return base
@@ -92,11 +94,22 @@ def test_rules_on_the_rootless_files(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert not res["DD602"].findings and not res["DD605"].findings
 
 
-def test_a_snapshot_has_no_home_directories(tmp_path: Path) -> None:
+def test_a_snapshot_reads_the_homes_it_holds_and_a_sosreport_has_none(tmp_path: Path) -> None:
     root = tmp_path / "host"
-    write(root, "home/alice/.config/nerdctl/nerdctl.toml", "")
+    write(root, "home/alice/.config/nerdctl/nerdctl.toml", 'hosts_dir = ["/etc/containerd/certs.d"] x\n')
     (root / "etc").mkdir()
     src = SnapshotSource(root)
+    try:
+        facts = Facts(src, CheckOptions(network=False))
+        assert [h.config_home for h in facts.get("rootless_homes")] == ["/home/alice/.config"]
+        (r,) = [r for r in run_rules(facts, {"DD601"}) if r.rule_id == "DD601"]
+    finally:
+        src.close()
+    # the snapshot's own path, as the live host names it (never the snapshot directory's)
+    assert [f.params["file"] for f in r.findings] == ["/home/alice/.config/nerdctl/nerdctl.toml"]
+    sos = tmp_path / "sos"
+    write(sos, "sos_commands/process/ps_auxwww", "USER PID\n")
+    src = SnapshotSource(sos)
     try:
         facts = Facts(src, CheckOptions(network=False))
         assert facts.get("rootless_homes") == [] and facts.get("nerdctl_rootless") == []
@@ -104,6 +117,99 @@ def test_a_snapshot_has_no_home_directories(tmp_path: Path) -> None:
     finally:
         src.close()
     assert r.status == RuleStatus.SKIPPED and "no containerd config.toml" in r.reason
+
+
+def _dd6(facts: Facts, base: Path) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(rule, file, evidence sources) of every DD6xx finding about a file under `base` (the temporary homes)."""
+    out = []
+    for r in run_rules(facts, {f"DD60{i}" for i in range(1, 8)}):
+        for f in r.findings:
+            where = (f.params.get("file") or "", *(e.source for e in f.evidence))
+            if any(w.startswith(str(base)) for w in where):
+                out.append((f.rule_id, f.params.get("file") or "", tuple(e.location() for e in f.evidence)))
+    return sorted(out)
+
+
+def _user_rows_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """collect gathers its per-user rows (and /etc/os-release, so the output is a host root), nothing else of
+    this machine."""
+    from dockerdoctor import collect as collect_mod
+
+    rows = [s for s in collect_mod.collect_specs() if s.kind.startswith("user-") or s.path == "/etc/os-release"]
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: rows)
+
+
+def test_collect_then_check_root_finds_what_the_live_check_finds(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.collect import collect
+
+    base = homes(tmp_path, monkeypatch)
+    # alice also has a hosts dir without the port (DD605), bob's broken hosts.toml is DD601; carol's nerdctl.toml
+    # does not parse (DD601); dave's hosts.toml is a link out of his home (never collected)
+    write(base, "alice/.config/containerd/certs.d/10.0.0.8/hosts.toml", HTTP_HOSTS.replace(REG, "10.0.0.8:5000"))
+    write(base, "alice/.config/containerd/certs.d/10.0.0.8/ca.key", "PRIVATE\n")
+    write(base, "carol/.config/nerdctl/nerdctl.toml", "hosts_dir = [\n")
+    write(tmp_path, "outside/hosts.toml", HTTP_HOSTS)
+    write(tmp_path, "outside/config.toml", "version = 2\n")
+    (base / "dave/.config/docker/certs.d").mkdir(parents=True)
+    (base / "dave/.config/docker/certs.d/leak.toml").symlink_to(tmp_path / "outside/hosts.toml")
+    write(base, "frank/dotfiles/nerdctl.toml", "hosts_dir = [\n")  # a link inside his home is followed
+    (base / "frank/.config/nerdctl").mkdir(parents=True)
+    (base / "frank/.config/nerdctl/nerdctl.toml").symlink_to("../../dotfiles/nerdctl.toml")
+    (base / "erin/.config").mkdir(parents=True)
+    (base / "erin/.config/containerd").symlink_to(tmp_path / "outside")
+    opts = {"registries": [HostPort.parse(REG), HostPort.parse("10.0.0.8:5000")]}
+    facts = live(**opts)
+    want = _dd6(facts, base)
+    assert {w[0] for w in want} >= {"DD601", "DD605"}, want
+    assert ("DD601", f"{base}/frank/.config/nerdctl/nerdctl.toml", (f"{base}/frank/.config/nerdctl/nerdctl.toml",)) \
+        in want
+    # read live as root, a link out of a home leads nowhere either (erin's config.toml, dave's file)
+    assert not [rt for rt in facts.get("containerd_rootless") if rt.owner == "erin"]
+    assert facts.source.read_text(f"{base}/dave/.config/docker/certs.d/leak.toml") is None
+    assert facts.source.read_text(f"{base}/alice/.config/nerdctl/nerdctl.toml") is not None
+    _user_rows_only(monkeypatch)
+    snap = tmp_path / "snap"
+    manifest = collect(snap)
+    assert f"file {base}/alice/.config/nerdctl/nerdctl.toml" in manifest
+    assert f"redacted {base}/alice/.config/containerd/certs.d/10.0.0.8/ca.key" in manifest
+    assert f"skipped {base}/dave/.config/docker/certs.d/leak.toml: a link out of {base}/dave" in manifest
+    assert f"skipped {base}/erin/.config/containerd/config.toml: a link out of {base}/erin" in manifest
+    assert not (snap / str(tmp_path / "outside").lstrip("/")).exists()
+    assert not (snap / str(base / "bob/certs").lstrip("/")).exists()  # bob's own hosts_dir is not a spec row
+    assert (snap / str(base / "alice/.config/containerd/certs.d/10.0.0.8/ca.key").lstrip("/")).read_text() \
+        .startswith("# private key not collected")
+    src = SnapshotSource(snap)
+    try:
+        got = _dd6(Facts(src, CheckOptions(network=False, **opts)), base)
+    finally:
+        src.close()
+    # bob's hosts_dir outside the per-user rows is read live only: everything else is the same
+    bob = [w for w in want if w[1].startswith(f"{base}/bob/certs/")]
+    assert bob and got == [w for w in want if w not in bob]
+
+
+def test_collect_bounds_the_per_user_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dockerdoctor.collect import collect
+    from dockerdoctor.sources import specs
+
+    base = homes(tmp_path, monkeypatch)
+    monkeypatch.setattr(specs, "MAX_USER_TREE_FILES", 2)
+    monkeypatch.setattr(specs, "MAX_USER_FILE", 64)
+    monkeypatch.setattr(specs, "MAX_USER_HOMES", 1)  # alice only
+    for i in range(3):
+        write(base, f"alice/.config/docker/certs.d/h{i}/ca.crt", "x\n")
+    write(base, "alice/.config/containerd/certs.d/big/hosts.toml", "#" * 65)
+    write(base, "alice/.config/nerdctl/nerdctl.toml", 'hosts_dir = ["http://u:s3cret@x"]\n')  # secrets scrubbed too
+    _user_rows_only(monkeypatch)
+    manifest = collect(tmp_path / "snap")
+    toml = tmp_path / "snap" / str(base / "alice/.config/nerdctl/nerdctl.toml").lstrip("/")
+    assert "s3cret" not in toml.read_text() and "redacted-" in toml.read_text()
+    d = f"{base}/alice/.config/docker/certs.d"
+    assert f"skipped 1 files of {d}: over 2" in manifest
+    assert [m for m in manifest if m.startswith(f"file {d}/")] == [f"file {d}/h0/ca.crt", f"file {d}/h1/ca.crt"]
+    assert f"skipped {base}/alice/.config/containerd/certs.d/big/hosts.toml: over 64 bytes" in manifest
+    assert not any("/bob/" in m for m in manifest)
 
 
 def test_live_user_from_xdg_config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

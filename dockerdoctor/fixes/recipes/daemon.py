@@ -7,6 +7,7 @@ from __future__ import annotations
 from dockerdoctor.facts.daemon import ConfigValue, DaemonJson, EffectiveConfig
 from dockerdoctor.facts.dockerd_cli import FlagUse
 from dockerdoctor.facts.systemd import ArgOrigin, UnitModel, split_command_line
+from dockerdoctor.fixes.registry_side import serve_tls_command
 from dockerdoctor.model import (
     EnvFileSet,
     Fix,
@@ -35,10 +36,8 @@ def tls_fix(target: HostPort, plain_http: bool) -> Fix:
     ca_path = f"/etc/docker/certs.d/{target}/ca.crt"
     ops: list = []
     if plain_http:
-        ops.append(RunCommand(
-            ("dockerdoctor", "serve-registry", "--port", str(target.port or 443), "--tls-self-signed", target.host),
-            "on the registry host: serve TLS (or put TLS on the existing registry); it prints the CA to copy",
-        ))
+        ops.append(serve_tls_command(
+            target, "on the registry host: serve TLS (or put TLS on the existing registry); it prints the CA to copy"))
     ops.append(RunCommand(("install", "-D", "-m", "0644", "ca.crt", ca_path),
                           "on this host: trust the registry's CA; dockerd reads certs.d on every push, no restart"))
     return Fix(f"Use TLS: trust the registry's CA in {ca_path}", tuple(ops))

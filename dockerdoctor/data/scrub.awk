@@ -1,0 +1,52 @@
+# secret values -> redacted-HASH (a hash of the snapshot's salt and the value): see dockerdoctor/redact.py
+function ord(c) { return index(CH, c) }
+function mask(v,   i, x) {
+  if (substr(v, 1, 9) == "redacted-") return v
+  x = 5381
+  v = salt v
+  for (i = 1; i <= length(v); i++) x = (x * 33 + ord(substr(v, i, 1))) % 16777213
+  n++
+  return sprintf("redacted-%06x", x)
+}
+# rule(s, re, head, cut): in every match of re (on the lower-cased line), the value is what follows the part
+# `head` matches at its start, less `cut` chars at its end
+function rule(s, re, head, cut,   out, low, a, b, m, v) {
+  out = ""
+  low = tolower(s)
+  while (match(low, re)) {
+    a = RSTART; b = RSTART + RLENGTH
+    m = substr(low, a, RLENGTH)
+    match(m, head)
+    v = substr(s, a + RLENGTH, b - a - RLENGTH - cut)
+    sub(/[ \t]+$/, "", v)
+    if (v == "") { out = out substr(s, 1, b - 1); s = substr(s, b); low = substr(low, b); continue }
+    out = out substr(s, 1, a + RLENGTH - 1) mask(v)
+    s = substr(s, a + RLENGTH + length(v)); low = substr(low, a + RLENGTH + length(v))
+  }
+  return out s
+}
+BEGIN {
+  CH = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+  W = "(pass(word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
+  N = "[a-z0-9_.-]*" W "[a-z0-9_.-]*"
+  Q = "pass|secret|token|key|credential|authorization|@"
+  n = 0
+}
+{
+  s = $0
+  low = tolower(s)
+  if (low !~ Q) { print s; next }  # most lines: no secret word, one linear pass
+  if (length(s) > 65536) {  # a matcher may be slow on a huge line: drop it rather than keep a secret
+    n++
+    print "[a line of " length(s) " bytes with a secret word: not collected by dockerdoctor]"
+    next
+  }
+  s = rule(s, "://[^:/@ \t\"'<>]*:[^@/ \t\"'<>]+@", "^://[^:/@ \t\"'<>]*:", 1)
+  s = rule(s, "authorization:[ \t]*(basic|bearer)[ \t]+[a-z0-9+/=._~-]+", "^authorization:[ \t]*(basic|bearer)[ \t]+")
+  s = rule(s, N "=[^ \t\"',;]+", "^" N "=")
+  s = rule(s, "-" N "[ \t]+[^- \t\"',;][^ \t\"',;]*", "^-" N "[ \t]+")
+  s = rule(s, "\"" N "\"[ \t]*:[ \t]*\"[^\"]+", "^\"" N "\"[ \t]*:[ \t]*\"")
+  if (match(tolower(s), "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*")) s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*", "^[ \t]*" N "[ \t]*:[ \t]+")
+  print s
+}
+END { if (n) print n > "/dev/stderr" }

@@ -1,0 +1,108 @@
+"""`collect` keeps secrets out of the snapshot (newcomer report B12: `ps auxwww` went in unredacted): passwords,
+tokens and proxy credentials in files and command output become `redacted-<hash>`, the same secret the same
+hash inside one snapshot; hosts, ports and names stay, so `check --root` still reads it."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dockerdoctor import collect as collect_mod
+from dockerdoctor.collect import CollectSpec
+from dockerdoctor.redact import Redactor
+
+SECRETS = ["hunter2", "abc123tok", "s3cret", "sharedsecret", "AKIAXYZ", "zzzS3key", "YWRtaW46cGFzcw=="]
+
+CASES = [  # text with a secret -> what stays
+    ("registry --password hunter2 serve", "registry --password redacted-"),
+    ("dockerd --token=abc123tok -H fd://", "dockerd --token=redacted-"),
+    ('"Env": ["REGISTRY_HTTP_SECRET=sharedsecret", "PATH=/bin"]', '"PATH=/bin"'),
+    ('Environment="HTTPS_PROXY=http://bob:s3cret@proxy.example.com:3128"', "http://bob:redacted-"),
+    ("http:\n  secret: sharedsecret  # set me\n", "  secret: redacted-"),
+    ("    accesskey: AKIAXYZ\n    secretkey: zzzS3key\n", "accesskey: redacted-"),
+    ("Authorization: Basic YWRtaW46cGFzcw==", "Authorization: Basic redacted-"),
+]
+
+KEPT = [  # no secret here: byte for byte the same
+    "docker login --password-stdin -u admin 10.0.0.5:5000",
+    '{"insecure-registries": ["10.0.0.5:5000"], "proxies": {"no-proxy": "10.0.0.5"}}',
+    "ExecStart=/usr/bin/dockerd -H fd:// --tlskey=/etc/docker/key.pem --insecure-registry 10.0.0.5:5000",
+    "Get \"https://10.0.0.5:5000/v2/\": http: server gave HTTP response to HTTPS client",
+    "-----BEGIN CERTIFICATE-----\nMIIB...token=...\n-----END CERTIFICATE-----\n",
+]
+
+
+@pytest.mark.parametrize("text,kept", CASES)
+def test_secret_values_are_replaced(text: str, kept: str) -> None:
+    out, n = Redactor(b"salt").redact(text.encode())
+    assert n >= 1 and kept.encode() in out
+    for s in SECRETS:
+        assert s.encode() not in out, out
+
+
+@pytest.mark.parametrize("text", KEPT[:-1])
+def test_text_without_secrets_is_untouched(text: str) -> None:
+    assert Redactor(b"salt").redact(text.encode()) == (text.encode(), 0)
+
+
+def test_equal_secrets_stay_equal_inside_one_snapshot_only() -> None:
+    r = Redactor()
+    a, _ = r.redact(b"REGISTRY_HTTP_SECRET=one")
+    b, _ = r.redact(b"REGISTRY_HTTP_SECRET=one")
+    c, _ = r.redact(b"REGISTRY_HTTP_SECRET=two")
+    assert a == b != c
+    assert Redactor().redact(b"REGISTRY_HTTP_SECRET=one")[0] != a  # another snapshot, another salt
+    assert r.redact(a) == (a, 0)  # idempotent
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=200)
+def test_any_bytes(data: bytes) -> None:
+    out, n = Redactor(b"s").redact(data)
+    assert n >= 0 and (n > 0 or out == data)
+
+
+@pytest.mark.parametrize("unit", [b"a", b"a.", b"pass", b"pass=", b"-pass ", b'"pass"', b"x://a:", b"  password: x\n",
+                                  b"--password" + b" " * 50, b"token" * 40 + b"=", b"\n"])
+def test_a_4_mib_hostile_input_is_linear(unit: bytes) -> None:
+    small = unit * (256 * 1024 // len(unit))
+    big = unit * (4 * 1024 * 1024 // len(unit))
+    r = Redactor(b"s")
+    t0 = time.perf_counter()
+    r.redact(small)
+    t1 = time.perf_counter()
+    r.redact(big)
+    t2 = time.perf_counter()
+    assert t2 - t1 < max(40 * (t1 - t0), 1.0) and t2 - t1 < 60, (t1 - t0, t2 - t1)  # 16x the input, not 256x
+
+
+def test_collect_redacts_files_and_command_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = tmp_path / "host"
+    (host / "etc/sysconfig").mkdir(parents=True)
+    env = host / "etc/sysconfig/docker"
+    env.write_text("HTTP_PROXY=http://bob:s3cret@proxy:3128\nINSECURE_REGISTRY='--insecure-registry 10.0.0.5:5000'\n")
+    ca = host / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIBtoken=a==\n-----END CERTIFICATE-----\n")
+    ps = "echo 'root 812 ? Ssl 0:05 /usr/bin/registry serve --password hunter2'"
+    inspect = "echo '[{\"Config\": {\"Env\": [\"REGISTRY_HTTP_SECRET=sharedsecret\", \"PATH=/bin\"]}}]'"
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: [
+        CollectSpec("file", str(env)), CollectSpec("file", str(ca)),
+        CollectSpec("command", "sos_commands/process/ps_auxwww", ("sh", "-c", ps)),
+        CollectSpec("command", "sos_commands/docker/inspect", ("sh", "-c", inspect)),
+    ])
+    out = tmp_path / "snap"
+    manifest = collect_mod.collect(out)
+    everything = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    for s in ("s3cret", "hunter2", "sharedsecret"):
+        assert s.encode() not in everything
+    assert b"--insecure-registry 10.0.0.5:5000" in (out / str(env).lstrip("/")).read_bytes()
+    assert b"http://bob:redacted-" in everything and b"PATH=/bin" in everything
+    assert (out / str(ca).lstrip("/")).read_bytes() == ca.read_bytes()  # a certificate is left as it is
+    redacted = [m for m in manifest if m.startswith("redacted ")]
+    assert len(redacted) == 3 and any(re.search(r"redacted 1 secret value in .*etc/sysconfig/docker", m)
+                                      for m in redacted), manifest

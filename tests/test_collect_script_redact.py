@@ -1,0 +1,98 @@
+"""`collect --script`'s POSIX collector keeps secrets out as `dockerdoctor collect` does (dockerdoctor/redact.py):
+under dash (with this machine's awk) and under busybox sh with only busybox applets."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dockerdoctor.collect_script import CollectSpec, render_script
+
+TOOLS = ("sh", "hostname", "uname", "date", "ls", "mkdir", "dirname", "basename", "readlink", "ln", "wc", "cp", "dd",
+         "touch", "find", "sort", "tail", "rm", "tar", "gzip", "grep", "cat", "pwd", "timeout", "seq", "head", "env",
+         "od", "tr", "awk", "echo")
+
+
+def _shell(name: str, tmp: Path) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ)
+    if name == "dash":
+        if not shutil.which("dash"):
+            pytest.skip("no dash")
+        return ["dash"], env
+    bb = shutil.which("busybox")
+    if not bb:
+        pytest.skip("no busybox")
+    d = tmp / "bin"
+    d.mkdir()
+    for t in TOOLS:
+        (d / t).symlink_to(bb)
+    env["PATH"] = str(d)
+    return [str(d / "sh")], env
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_the_script_redacts_files_and_command_output(tmp_path: Path, shell: str) -> None:
+    argv, env = _shell(shell, tmp_path)
+    src = tmp_path / "host"
+    src.mkdir()
+    envfile = src / "docker"
+    envfile.write_text("HTTP_PROXY=http://bob:s3cret@proxy:3128\nOPTIONS='--insecure-registry 10.0.0.5:5000'\n")
+    os.utime(envfile, (1_600_000_000, 1_600_000_000))
+    cfg = src / "config.yml"
+    cfg.write_text("http:\n  addr: :5000\n  secret: sharedsecret  # the same on every replica\n")
+    plain = src / "daemon.json"
+    plain.write_text('{"insecure-registries": ["10.0.0.5:5000"]}')  # no newline at the end
+    ca = src / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIBtoken=a==\n-----END CERTIFICATE-----\n")
+    ps = "echo 'root 812 ? Ssl 0:05 /usr/bin/registry serve --password hunter2'; echo 'Authorization: Basic YWRtaW4='"
+    inspect = "echo '[{\"Env\": [\"REGISTRY_HTTP_SECRET=sharedsecret\", \"PATH=/bin\"]}]'"
+    specs = [CollectSpec("file", str(p)) for p in (envfile, cfg, plain, ca)] + [
+        CollectSpec("command", "sos_commands/process/ps_auxwww", ("sh", "-c", ps)),
+        CollectSpec("command", "sos_commands/docker/inspect", ("sh", "-c", inspect)),
+    ]
+    script = tmp_path / "collect.sh"
+    script.write_text(render_script(specs))
+    out = tmp_path / "out"
+    r = subprocess.run([*argv, str(script), str(out)], capture_output=True, text=True, timeout=120, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = lambda p: out / str(p).lstrip("/")  # noqa: E731
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "dockerdoctor-collect.txt"}
+    everything = b"".join(files.values())
+    for s in (b"s3cret", b"hunter2", b"sharedsecret", b"YWRtaW4="):
+        assert s not in everything, s
+    assert not (out / ".scrub.awk").exists()
+    assert got(envfile).read_bytes().startswith(b"HTTP_PROXY=http://bob:redacted-")
+    assert b"--insecure-registry 10.0.0.5:5000" in got(envfile).read_bytes()
+    assert got(envfile).stat().st_mtime == 1_600_000_000  # DD107 compares it with dockerd's start
+    assert b"  secret: redacted-" in got(cfg).read_bytes() and b"# the same on every replica" in got(cfg).read_bytes()
+    assert got(plain).read_bytes() == plain.read_bytes()  # nothing secret: byte for byte
+    assert got(ca).read_bytes() == ca.read_bytes()  # a certificate is left alone
+    ps_out = (out / "sos_commands/process/ps_auxwww").read_text()
+    assert "--password redacted-" in ps_out and "Authorization: Basic redacted-" in ps_out
+    hashed = lambda b: b.split(b"redacted-", 1)[1][:6]  # noqa: E731
+    inspect_out = (out / "sos_commands/docker/inspect").read_bytes()
+    assert b"PATH=/bin" in inspect_out
+    assert hashed(inspect_out) == hashed(got(cfg).read_bytes())  # the same secret, the same hash
+    manifest = (out / "dockerdoctor-collect.txt").read_text().splitlines()
+    assert f"redacted 1 secret value in {envfile}" in manifest
+    assert any(m.startswith("redacted 2 secret values in sh -c") for m in manifest), manifest
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
+    argv, env = _shell(shell, tmp_path)
+    big = tmp_path / "big.log"
+    big.write_bytes(b"x" * (2 * 1024 * 1024) + b" token=abc\n" + b"y" * (2 * 1024 * 1024) + b"\n")
+    script = tmp_path / "collect.sh"
+    script.write_text(render_script([CollectSpec("file", str(big))]))
+    out = tmp_path / "out"
+    r = subprocess.run([*argv, str(script), str(out)], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = (out / str(big).lstrip("/")).read_bytes()
+    assert b"abc" not in data and b"with a secret word: not collected by dockerdoctor" in data
