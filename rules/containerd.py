@@ -14,7 +14,7 @@ from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, DOCKER_CERTS_D, K3S_CERTS_D
 from dockerdoctor.runtimes.containerd_config import cri_refusal
 from dockerdoctor.runtimes.hosts_toml import near_misses
-from dockerdoctor.runtimes.rootless import rootless_roots
+from dockerdoctor.runtimes.rootless import rootless_roots, unread_user_dirs
 from dockerdoctor.safetext import short
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
@@ -96,7 +96,10 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
     How to fix: point the CRI at the directory (`config_path`, then restart containerd: config.toml is
     read at start; hosts.toml itself never needs a restart), or put the setting where that runtime reads
     it (registries.yaml for k3s, then restart k3s). The per-user directories of rootless containerd and
-    nerdctl (~/.config/containerd/certs.d) are theirs, not the rootful CRI's: not judged here.
+    nerdctl (~/.config/containerd/certs.d) are theirs, not the rootful CRI's; but when a user's nerdctl.toml
+    sets `hosts_dir`, nerdctl reads only those directories, so a hosts.toml left in her default
+    ~/.config/containerd/certs.d (or ~/.config/docker/certs.d) that no rootless containerd reads either is
+    named with the nerdctl.toml line: move it under a hosts_dir directory, or add its directory to hosts_dir.
 
     Example:
         /etc/containerd/certs.d/10.0.0.5:5000/hosts.toml exists, config.toml has no config_path:
@@ -105,12 +108,16 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
     """
     if not containerd_hosts_files:
         raise Skip("no hosts.toml on this host")
-    per_user = rootless_roots([*(containerd_rootless or []), *(nerdctl_rootless or [])])
+    rootless = [*(containerd_rootless or []), *(nerdctl_rootless or [])]
+    per_user, replaced = rootless_roots(rootless), unread_user_dirs(rootless)
     for path, hf in sorted(containerd_hosts_files.items()):
         root = os.path.dirname(os.path.dirname(path))
-        if root in per_user:
+        f: Finding | None
+        if root in replaced:
+            f = _replaced_by_hosts_dir(path, root, replaced[root])
+        elif root in per_user:
             continue  # read by a rootless client, not by the rootful CRI
-        if root == K3S_CERTS_D:
+        elif root == K3S_CERTS_D:
             f = _k3s_hand_made(path, hf, k3s_registries)
         elif root == DOCKER_CERTS_D:
             f = _classic_store_hosts_toml(path, dockerd_image_store, containerd_cri, nerdctl_runtime)
@@ -118,6 +125,17 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
             f = _not_under_config_path(path, root, containerd_cri, containerd_config, nerdctl_runtime)
         if f is not None:
             yield f
+
+
+def _replaced_by_hosts_dir(path: str, root: str, nerdctl) -> Finding:
+    nc = nerdctl.config
+    dirs = ", ".join(nerdctl.roots) or "nothing"
+    return finding("DD602", f"{path} is not read by {nerdctl.display} (its hosts_dir replaces {root})",
+                   f"{nc.path}:{nc.line} sets hosts_dir to {dirs}; nerdctl reads those instead of its default "
+                   f"{root}, and no rootless containerd of {nerdctl.owner} reads {root}, so {path} is never used.",
+                   evidence=[Evidence(path, "hosts.toml for " + os.path.basename(os.path.dirname(path))),
+                             Evidence(nc.path, f"hosts_dir = {list(nerdctl.roots)!r}", nc.line)],
+                   params={"file": path, "runtime": nerdctl.name})
 
 
 def _k3s_hand_made(path: str, hf, k3s_registries) -> Finding | None:

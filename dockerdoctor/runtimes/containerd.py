@@ -232,9 +232,11 @@ def containerd_hosts_files(facts: Facts) -> dict[str, HostsFile]:
     cfg = facts.optional("containerd_config")
     if cfg is not None:
         roots += [r for r in cfg.config_path if r not in roots]
-    for name in ROOTLESS_FAMILY:  # the per-user directories rootless containerd and nerdctl read
+    from dockerdoctor.runtimes.nerdctl import replaced_defaults
+
+    for name in ROOTLESS_FAMILY:  # the per-user directories rootless containerd and nerdctl read (or would)
         for rt in facts.optional(name) or []:
-            roots += [r for r in rt.roots if r not in roots]
+            roots += [r for r in (*rt.roots, *replaced_defaults(rt)) if r not in roots]
     out: dict[str, HostsFile] = {}
     for root in roots:
         for name in facts.source.listdir(root) if facts.source.stat(root) else []:

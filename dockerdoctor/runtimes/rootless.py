@@ -172,3 +172,12 @@ def nerdctl_rootless(facts: Facts) -> list[HostsDirRuntime]:
 def rootless_roots(runtimes: list[Any]) -> set[str]:
     """The hosts.toml directories only rootless clients read (DD602 does not judge them by the rootful CRI)."""
     return {r for rt in runtimes if "rootless" in getattr(rt, "name", "") for r in getattr(rt, "roots", ())}
+
+
+def unread_user_dirs(runtimes: list[Any]) -> dict[str, Any]:
+    """Per-user default hosts.toml directories that the user's nerdctl.toml `hosts_dir` replaced and that no
+    rootless client reads: directory -> that nerdctl (DD602 names its nerdctl.toml line)."""
+    from dockerdoctor.runtimes.nerdctl import replaced_defaults
+
+    read = rootless_roots(runtimes)
+    return {d: rt for rt in runtimes if rt.name == "nerdctl-rootless" for d in replaced_defaults(rt) if d not in read}

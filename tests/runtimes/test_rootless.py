@@ -293,3 +293,30 @@ def test_dd605_in_a_users_home_gives_the_copy_back(tmp_path: Path, monkeypatch: 
     assert mine and mine[0].fix is not None
     assert mine[0].fix.operations[-1].argv == (  # type: ignore[union-attr]
         "chown", "-R", "alice:", f"{base}/alice/.config/containerd/certs.d/10.0.0.8:5000")
+
+
+def test_dd602_a_hosts_toml_left_in_the_default_dir_that_hosts_dir_replaced(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    # erin: nerdctl.toml points hosts_dir elsewhere, her hosts.toml sits in the default ~/.config/containerd/certs.d
+    # (no rootless containerd config of hers reads that directory either)
+    toml = write(base, "erin/.config/nerdctl/nerdctl.toml",
+                 f'namespace = "default"\nhosts_dir = ["{base}/erin/registries"]\n')
+    unused = write(base, f"erin/.config/containerd/certs.d/{REG}/hosts.toml", HTTP_HOSTS)
+    facts = live(registries=[HostPort.parse(REG)])
+    assert str(unused) in facts.get("containerd_hosts_files")  # read, so that DD602 can name it
+    (r,) = [r for r in run_rules(facts, {"DD602"}) if r.rule_id == "DD602"]
+    (f,) = [f for f in r.findings if f.params["file"].startswith(f"{base}/")]  # alice's, read by her clients: none
+    assert f.params["file"] == str(unused) and f.params["runtime"] == "nerdctl-rootless"
+    assert [e.location() for e in f.evidence] == [str(unused), f"{toml}:2"]
+    assert "nerdctl rootless (erin)" in f.title and f"{toml}:2 sets hosts_dir" in f.message
+    # a rootless containerd of hers that reads the directory: the file is used, no DD602
+    write(base, "erin/.config/containerd/config.toml",
+          'version = 2\n\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n')
+    (r,) = [r for r in run_rules(live(), {"DD602"}) if r.rule_id == "DD602"]
+    assert not [f for f in r.findings if f.params["file"].startswith(f"{base}/")]
+    # without hosts_dir nerdctl reads its defaults: no DD602
+    (base / "erin/.config/containerd/config.toml").unlink()
+    toml.write_text('namespace = "default"\n')
+    (r,) = [r for r in run_rules(live(), {"DD602"}) if r.rule_id == "DD602"]
+    assert not [f for f in r.findings if f.params["file"].startswith(f"{base}/")]
