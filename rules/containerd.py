@@ -345,36 +345,45 @@ def hosts_dir_name_mismatch(target_registries: list, containerd_runtimes: list) 
 
 @rule("DD606", "docker-containerd-store-insecure-ignored", category="runtime", severity=Severity.WARNING,
       title="dockerd on the containerd store: insecure-registries without a hosts.toml")
-def docker_containerd_store_insecure_ignored(dockerd_containerd_store, effective_config) -> Iterator[Finding]:
+def docker_containerd_store_insecure_ignored(dockerd_containerd_store, effective_config=None,
+                                             dockerd_rootless=None) -> Iterator[Finding]:
     """dockerd runs on the containerd image store, lists a registry in insecure-registries (or
     registry-mirrors), and /etc/docker/certs.d has no hosts.toml for it. On that store dockerd resolves
     through hosts.toml and merges the legacy settings only in some cases: `docker info` lists the
-    registry as insecure while pushes still fail with x509 or HTTPS errors (docker/cli#6748).
+    registry as insecure while pushes still fail with x509 or HTTPS errors (docker/cli#6748). A rootless
+    dockerd (a user's, on the containerd store by her ~/.config/docker/daemon.json) is judged the same way
+    against her ~/.config/docker/certs.d.
 
     How to fix: write /etc/docker/certs.d/HOST:PORT/hosts.toml (TLS with `ca` preferred; a
-    `[host."http://HOST:PORT"]` table as the named alternative). Read per pull: no restart.
+    `[host."http://HOST:PORT"]` table as the named alternative); for a rootless dockerd, under
+    ~/.config/docker/certs.d. Read per pull: no restart.
 
     Example:
         $ docker info | grep -A2 "Insecure Registries"      # lists 10.0.0.5:5000
         $ docker push 10.0.0.5:5000/app:1     # still fails with an HTTPS or x509 error (docker/cli#6748)
     """
-    rt = dockerd_containerd_store
-    if rt is None:
+    planned = effective_config.insecure_planned if effective_config is not None else []
+    daemons = [(rt, [Evidence(v.source, v.value.strip(), v.line) for v in planned])
+               for rt in [dockerd_containerd_store] if rt is not None]
+    daemons += [(rt, [Evidence(rt.config.path, v, rt.config.line_of("insecure-registries")) for v in rt.insecure])
+                for rt in dockerd_rootless or []]
+    if not daemons:
         raise Skip("dockerd does not use the containerd image store")
-    for v in effective_config.insecure_planned:
-        value = v.value.strip()
-        if "/" in value or ":" not in value:
-            continue  # a CIDR or a bare name: hosts.toml cannot name it
-        if rt.host_dir(value) is not None:
-            continue
-        fix = recipes.trust_http(DOCKER_CERTS_D, value, None, rt.display)
-        yield finding("DD606", f"{value}: insecure-registries without a hosts.toml on the containerd store",
-                      f"dockerd uses the containerd image store ({rt.origin.where()}); {value} is in "
-                      f"insecure-registries ({v.where()}) but {DOCKER_CERTS_D}/{value}/hosts.toml does not exist, "
-                      "so pushes and pulls may still use HTTPS with verification.",
-                      evidence=[Evidence(v.source, f"insecure-registries: {value}", v.line),
-                                rt.origin.evidence(rt.origin.detail or "containerd image store")],
-                      fix=fix, params={"registry": value})
+    for rt, values in daemons:
+        certs_d = rt.roots[0]
+        for v in values:
+            value = v.text
+            if "/" in value or ":" not in value or rt.host_dir(value) is not None:
+                continue  # a CIDR or a bare name (hosts.toml cannot name it), or it has its hosts.toml
+            fix = trust_recipes.for_owner(recipes.trust_http(certs_d, value, None, rt.display), rt,
+                                          os.path.join(certs_d, value))
+            yield finding("DD606", f"{value}: insecure-registries without a hosts.toml on the containerd store",
+                          f"{rt.display} ({rt.origin.where()}): {value} is in "
+                          f"insecure-registries ({v.location()}) but {certs_d}/{value}/hosts.toml does not "
+                          "exist, so pushes and pulls may still use HTTPS with verification.",
+                          evidence=[Evidence(v.source, f"insecure-registries: {value}", v.line),
+                                    rt.origin.evidence(rt.origin.detail or "containerd image store")],
+                          fix=fix, params={"registry": value, "runtime": rt.name})
 
 
 # ============================================================================ DD607

@@ -41,7 +41,8 @@ K3S_CERTS_D = dir_paths("k3s_certs_d")[0]
 FILE_KEYS = ("containerd_config", "k3s_containerd_config", "nerdctl_toml", "k3s_registries_yaml")
 DIR_KEYS = ("containerd_certs_d", "k3s_certs_d", "certs_d")
 COMMAND_KEYS = ("containerd_version", "containerd_config_dump", "journal_containerd")
-ROOTLESS_FAMILY = ("containerd_rootless", "nerdctl_rootless")  # facts of rootless.py: lists of adapters
+# facts of rootless.py: lists of adapters
+ROOTLESS_FAMILY = ("containerd_rootless", "nerdctl_rootless", "dockerd_rootless")
 
 
 def _ver(text: str | None) -> tuple[int, int] | None:
