@@ -14,7 +14,7 @@ from dockerdoctor.model import Evidence, Finding, Severity
 from dockerdoctor.runtimes.containerd import CONTAINERD_CERTS_D, DOCKER_CERTS_D, K3S_CERTS_D
 from dockerdoctor.runtimes.containerd_config import cri_refusal
 from dockerdoctor.runtimes.hosts_toml import near_misses
-from dockerdoctor.runtimes.rootless import rootless_roots
+from dockerdoctor.runtimes.rootless import rootless_roots, unread_user_dirs
 from dockerdoctor.safetext import short
 
 PLAIN = re.compile(r"server gave HTTP response to HTTPS client")
@@ -96,7 +96,10 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
     How to fix: point the CRI at the directory (`config_path`, then restart containerd: config.toml is
     read at start; hosts.toml itself never needs a restart), or put the setting where that runtime reads
     it (registries.yaml for k3s, then restart k3s). The per-user directories of rootless containerd and
-    nerdctl (~/.config/containerd/certs.d) are theirs, not the rootful CRI's: not judged here.
+    nerdctl (~/.config/containerd/certs.d) are theirs, not the rootful CRI's; but when a user's nerdctl.toml
+    sets `hosts_dir`, nerdctl reads only those directories, so a hosts.toml left in her default
+    ~/.config/containerd/certs.d (or ~/.config/docker/certs.d) that no rootless containerd reads either is
+    named with the nerdctl.toml line: move it under a hosts_dir directory, or add its directory to hosts_dir.
 
     Example:
         /etc/containerd/certs.d/10.0.0.5:5000/hosts.toml exists, config.toml has no config_path:
@@ -105,12 +108,16 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
     """
     if not containerd_hosts_files:
         raise Skip("no hosts.toml on this host")
-    per_user = rootless_roots([*(containerd_rootless or []), *(nerdctl_rootless or [])])
+    rootless = [*(containerd_rootless or []), *(nerdctl_rootless or [])]
+    per_user, replaced = rootless_roots(rootless), unread_user_dirs(rootless)
     for path, hf in sorted(containerd_hosts_files.items()):
         root = os.path.dirname(os.path.dirname(path))
-        if root in per_user:
+        f: Finding | None
+        if root in replaced:
+            f = _replaced_by_hosts_dir(path, root, replaced[root])
+        elif root in per_user:
             continue  # read by a rootless client, not by the rootful CRI
-        if root == K3S_CERTS_D:
+        elif root == K3S_CERTS_D:
             f = _k3s_hand_made(path, hf, k3s_registries)
         elif root == DOCKER_CERTS_D:
             f = _classic_store_hosts_toml(path, dockerd_image_store, containerd_cri, nerdctl_runtime)
@@ -118,6 +125,17 @@ def hosts_dir_unused(containerd_hosts_files: dict, containerd_cri=None, dockerd_
             f = _not_under_config_path(path, root, containerd_cri, containerd_config, nerdctl_runtime)
         if f is not None:
             yield f
+
+
+def _replaced_by_hosts_dir(path: str, root: str, nerdctl) -> Finding:
+    nc = nerdctl.config
+    dirs = ", ".join(nerdctl.roots) or "nothing"
+    return finding("DD602", f"{path} is not read by {nerdctl.display} (its hosts_dir replaces {root})",
+                   f"{nc.path}:{nc.line} sets hosts_dir to {dirs}; nerdctl reads those instead of its default "
+                   f"{root}, and no rootless containerd of {nerdctl.owner} reads {root}, so {path} is never used.",
+                   evidence=[Evidence(path, "hosts.toml for " + os.path.basename(os.path.dirname(path))),
+                             Evidence(nc.path, f"hosts_dir = {list(nerdctl.roots)!r}", nc.line)],
+                   params={"file": path, "runtime": nerdctl.name})
 
 
 def _k3s_hand_made(path: str, hf, k3s_registries) -> Finding | None:
@@ -327,36 +345,45 @@ def hosts_dir_name_mismatch(target_registries: list, containerd_runtimes: list) 
 
 @rule("DD606", "docker-containerd-store-insecure-ignored", category="runtime", severity=Severity.WARNING,
       title="dockerd on the containerd store: insecure-registries without a hosts.toml")
-def docker_containerd_store_insecure_ignored(dockerd_containerd_store, effective_config) -> Iterator[Finding]:
+def docker_containerd_store_insecure_ignored(dockerd_containerd_store, effective_config=None,
+                                             dockerd_rootless=None) -> Iterator[Finding]:
     """dockerd runs on the containerd image store, lists a registry in insecure-registries (or
     registry-mirrors), and /etc/docker/certs.d has no hosts.toml for it. On that store dockerd resolves
     through hosts.toml and merges the legacy settings only in some cases: `docker info` lists the
-    registry as insecure while pushes still fail with x509 or HTTPS errors (docker/cli#6748).
+    registry as insecure while pushes still fail with x509 or HTTPS errors (docker/cli#6748). A rootless
+    dockerd (a user's, on the containerd store by her ~/.config/docker/daemon.json) is judged the same way
+    against her ~/.config/docker/certs.d.
 
     How to fix: write /etc/docker/certs.d/HOST:PORT/hosts.toml (TLS with `ca` preferred; a
-    `[host."http://HOST:PORT"]` table as the named alternative). Read per pull: no restart.
+    `[host."http://HOST:PORT"]` table as the named alternative); for a rootless dockerd, under
+    ~/.config/docker/certs.d. Read per pull: no restart.
 
     Example:
         $ docker info | grep -A2 "Insecure Registries"      # lists 10.0.0.5:5000
         $ docker push 10.0.0.5:5000/app:1     # still fails with an HTTPS or x509 error (docker/cli#6748)
     """
-    rt = dockerd_containerd_store
-    if rt is None:
+    planned = effective_config.insecure_planned if effective_config is not None else []
+    daemons = [(rt, [Evidence(v.source, v.value.strip(), v.line) for v in planned])
+               for rt in [dockerd_containerd_store] if rt is not None]
+    daemons += [(rt, [Evidence(rt.config.path, v, rt.config.line_of("insecure-registries")) for v in rt.insecure])
+                for rt in dockerd_rootless or []]
+    if not daemons:
         raise Skip("dockerd does not use the containerd image store")
-    for v in effective_config.insecure_planned:
-        value = v.value.strip()
-        if "/" in value or ":" not in value:
-            continue  # a CIDR or a bare name: hosts.toml cannot name it
-        if rt.host_dir(value) is not None:
-            continue
-        fix = recipes.trust_http(DOCKER_CERTS_D, value, None, rt.display)
-        yield finding("DD606", f"{value}: insecure-registries without a hosts.toml on the containerd store",
-                      f"dockerd uses the containerd image store ({rt.origin.where()}); {value} is in "
-                      f"insecure-registries ({v.where()}) but {DOCKER_CERTS_D}/{value}/hosts.toml does not exist, "
-                      "so pushes and pulls may still use HTTPS with verification.",
-                      evidence=[Evidence(v.source, f"insecure-registries: {value}", v.line),
-                                rt.origin.evidence(rt.origin.detail or "containerd image store")],
-                      fix=fix, params={"registry": value})
+    for rt, values in daemons:
+        certs_d = rt.roots[0]
+        for v in values:
+            value = v.text
+            if "/" in value or ":" not in value or rt.host_dir(value) is not None:
+                continue  # a CIDR or a bare name (hosts.toml cannot name it), or it has its hosts.toml
+            fix = trust_recipes.for_owner(recipes.trust_http(certs_d, value, None, rt.display), rt,
+                                          os.path.join(certs_d, value))
+            yield finding("DD606", f"{value}: insecure-registries without a hosts.toml on the containerd store",
+                          f"{rt.display} ({rt.origin.where()}): {value} is in "
+                          f"insecure-registries ({v.location()}) but {certs_d}/{value}/hosts.toml does not "
+                          "exist, so pushes and pulls may still use HTTPS with verification.",
+                          evidence=[Evidence(v.source, f"insecure-registries: {value}", v.line),
+                                    rt.origin.evidence(rt.origin.detail or "containerd image store")],
+                          fix=fix, params={"registry": value, "runtime": rt.name})
 
 
 # ============================================================================ DD607

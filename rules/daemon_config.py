@@ -98,21 +98,27 @@ def registry_not_trusted(target_registries: list[TargetRegistry], effective_conf
             continue
         if plain is False and certs_d and name in certs_d and any(f.endswith(".crt") for f in certs_d[name].files):
             continue  # a CA is installed; whether it is the right one is an endpoint question (DD204)
-        where = cfg.daemon_json.path if cfg.daemon_json.exists else "no daemon.json"
-        listed = ", ".join(sorted(set(values))) or "none"
-        evidence.append(Evidence("effective configuration",
-                                 f"insecure-registries: {listed} ({where}); no certs.d/{name}/ca.crt"))
-        what = "speaks plain HTTP" if plain else "uses a certificate from an unknown CA"
-        yield finding(
-            "DD101", f"{name} is not trusted by the daemon",
-            f"{name} {what}, and the daemon neither lists it in insecure-registries nor has its CA "
-            f"in /etc/docker/certs.d/{name}/ca.crt, so every push and pull fails.",
-            evidence=evidence, fix=trust_fix(addr, cfg, bool(plain)),
-            params={"registry": name, "host": addr.host, "port": addr.port, "plain_http": bool(plain)},
-        )
+        yield _not_trusted(addr, cfg, values, plain, evidence)
     if unknown and len(unknown) == len(target_registries):
         raise Skip(f"{', '.join(unknown)}: not probed and no docker journal line names it, so whether it speaks "
                    "plain HTTP or TLS is unknown (see DD2xx)")
+
+
+def _not_trusted(addr: HostPort, cfg: EffectiveConfig, values: list[str], plain: bool,
+                 evidence: list[Evidence]) -> Finding:
+    name = str(addr)
+    where = cfg.daemon_json.path if cfg.daemon_json.exists else "no daemon.json"
+    listed = ", ".join(sorted(set(values))) or "none"
+    evidence.append(Evidence("effective configuration",
+                             f"insecure-registries: {listed} ({where}); no certs.d/{name}/ca.crt"))
+    what = "speaks plain HTTP" if plain else "uses a certificate from an unknown CA"
+    return finding(
+        "DD101", f"{name} is not trusted by the daemon",
+        f"{name} {what}, and the daemon neither lists it in insecure-registries nor has its CA "
+        f"in /etc/docker/certs.d/{name}/ca.crt, so every push and pull fails.",
+        evidence=evidence, fix=trust_fix(addr, cfg, bool(plain)),
+        params={"registry": name, "host": addr.host, "port": addr.port, "plain_http": bool(plain)},
+    )
 
 
 def _untrusted_scheme(name: str, probe: EndpointReport | None, docker_journal: Journal | None

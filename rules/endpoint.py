@@ -282,21 +282,21 @@ def auth_required(target_registries: list[TargetRegistry], endpoint_probes: Endp
 def _credentials_say(addr: HostPort, creds: CredentialInfo) -> tuple[str, Evidence]:
     """(what the client configuration lacks, its evidence) for a registry that answers 401."""
     if not creds.config_exists:
-        return "has no credentials for it", Evidence(creds.config_path, "does not exist (never logged in as this user)")
+        return "has no credentials for it", creds.evidence("does not exist (never logged in as this user)")
     if creds.found:
-        return "has credentials the registry rejects", Evidence(
-            creds.config_path, f"credentials for {addr} from {creds.source}"
+        return "has credentials the registry rejects", creds.evidence(
+            f"credentials for {addr} from {creds.source}"
             + (f" ({creds.helper})" if creds.helper else "") + (f", user {creds.username}" if creds.username else "")
             + ": rejected with 401")
     if creds.helper_missing:
         return (f"uses {creds.helper}, which is not installed",
-                Evidence(creds.config_path, f"{creds.source} names {creds.helper}; not on PATH"))
+                creds.evidence(f"{creds.source} names {creds.helper}; not on PATH"))
     text = f"no entry for exactly {addr}"
     if creds.near_misses:
         text += f"; entries for other spellings: {', '.join(creds.near_misses)}"
     if creds.helper:
         text += f"; {creds.helper} holds none"
-    return "has no credentials for it", Evidence(creds.config_path, text)
+    return "has no credentials for it", creds.evidence(text)
 
 
 # ============================================================================ DD210

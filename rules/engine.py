@@ -77,7 +77,7 @@ def docker_not_running(docker_host: DockerHost, dockerd_process: DockerdProcess 
         seen = f"no dockerd in the process list serves {host.url}"
     others = [o for o in other_dockerds or [] if o.pid != (dockerd_process.pid if dockerd_process else None)]
     unit_matters = host.is_default and (docker_unit is not None or systemd_state is not None)
-    _skip_without_docker(host, unit_matters, bool(others), docker_journal, daemon_json,
+    _skip_without_docker(host, unit_matters, others, docker_journal, daemon_json,
                          engine_answer is None or seen.endswith("does not exist"), runtimes)
     if engine_answer is None and dockerd_process is None and other_dockerds is None:  # a snapshot without ps
         if state not in ("failed", "inactive"):
@@ -108,18 +108,22 @@ def _local_down(host: DockerHost, seen: str, engine_answer: EngineAnswer | None,
     )
 
 
-def _skip_without_docker(host: DockerHost, unit_matters: bool, others: bool, journal: Journal | None,
+def _skip_without_docker(host: DockerHost, unit_matters: bool, others: list[OtherDockerd], journal: Journal | None,
                          daemon_json: DaemonJson | None, no_socket: bool, runtimes: list | None) -> None:
-    """Skip where docker is not installed: nothing of it but perhaps a daemon.json, and (for that case)
-    another client of the registry pulls on this host."""
-    if unit_matters or host.chosen_by != "default" or others or journal is not None or not no_socket:
+    """Skip where docker is not installed: nothing of it but perhaps a daemon.json (or only users' rootless
+    dockerds, on their own sockets), and (for that case) another client of the registry pulls on this host."""
+    rootless = [o for o in others if o.rootless]
+    if unit_matters or host.chosen_by != "default" or len(rootless) < len(others) or journal is not None \
+            or not no_socket:
         return
     pullers = sorted({getattr(r, "display", "?") for r in runtimes or [] if not getattr(r, "name", "").startswith(
         "dockerd")})
     through = f"; this host pulls through {', '.join(pullers)}" if pullers else ""
+    if rootless:
+        through += "; " + "; ".join(o.describe() for o in rootless) + " (check it as that user, or with --docker-host)"
     if not (daemon_json and daemon_json.exists):
-        raise Skip(f"docker does not seem to be installed here (no unit, no daemon.json, no socket, no dockerd)"
-                   f"{through}")
+        raise Skip(f"docker does not seem to be installed here (no unit, no daemon.json, no socket, no "
+                   f"{'system ' if rootless else ''}dockerd){through}")
     if pullers:
         raise Skip(f"not applicable: no docker unit, journal, socket or dockerd here, only {daemon_json.path}"
                    f"{through}")

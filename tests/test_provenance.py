@@ -18,7 +18,7 @@ from dockerdoctor.net import HostPort
 
 MODULES = sorted(
     {f"dockerdoctor.facts.{m.name}" for m in pkgutil.iter_modules(dockerdoctor.facts.__path__)}
-    | {"dockerdoctor.probe.report", "dockerdoctor.knowledge.journal"}
+    | {"dockerdoctor.probe.report", "dockerdoctor.probe.auth", "dockerdoctor.knowledge.journal"}
 )  # dockerdoctor.runtimes.base.Origin answers evidence(text) (no line yet): see test_runtime_origin
 
 

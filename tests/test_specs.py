@@ -152,11 +152,12 @@ def test_per_user_rows_cover_exactly_their_paths() -> None:
     b = specs.HOME_BASE
     for p in (f"{b}/alice/.config/nerdctl/nerdctl.toml", f"{b}/alice/.config/containerd/config.toml",
               f"{b}/bob/.config/containerd/certs.d/10.0.0.5:5000/hosts.toml",
-              f"{b}/bob/.config/docker/certs.d/x/ca.crt", b):
+              f"{b}/bob/.config/docker/certs.d/x/ca.crt", f"{b}/alice/.config/docker/daemon.json",
+              f"{b}/alice/.config/systemd/user/docker.service", b):
         assert _covered(p), p
     for p in (f"{b}/alice/.ssh/id_rsa", f"{b}/alice/.config/nerdctl", f"{b}/alice/.config/containerd/other.toml",
               f"{b}/alice/x/.config/nerdctl/nerdctl.toml", f"{b}/../root/.config/nerdctl/nerdctl.toml",
-              "/root/.config/nerdctl/nerdctl.toml", f"{b}/alice", f"{b}/alice/.config/docker/daemon.json"):
+              "/root/.config/nerdctl/nerdctl.toml", f"{b}/alice", f"{b}/alice/.config/docker/config.json"):
         assert not _covered(p), p
     assert {s.kind for s in cs if s.path.startswith(b + "/")} == {"user-file", "user-tree"}
 

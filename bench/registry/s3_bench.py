@@ -15,31 +15,17 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tls_bench import curl_time, free_port, push, wait_up  # noqa: E402
+from tls_bench import curl_time, free_port, push, report, stop, summarize, wait_up  # noqa: E402
 
 KEY, SECRET = "bench-key", "bench-secret"
-
-
-def stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 def main() -> int:
@@ -114,23 +100,10 @@ def main() -> int:
                         s3.delete_object(Bucket=b, Key=o["Key"])
             print(f"round {r + 1}: " + "  ".join(f"{w} push {res[w]['push'][-1]:.2f}s pull {res[w]['pull'][-1]:.2f}s"
                                                  for w in servers), flush=True)  # fmt: skip
-        med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}
-        summary = {
-            "mode": "S3 (moto server on loopback, 10 MiB parts, no redirects)",
-            "copy_threshold_mib": args.copy_threshold_mib,
-            "size_mib": args.size_mib,
-            "rounds": args.rounds,
-            "load_before": round(load, 2),
-            "load_after": round(os.getloadavg()[0], 2),
-            "median_seconds": med,
-            "speedup_push": round(med["distribution"]["push"] / med["serve-registry"]["push"], 2),
-            "speedup_pull": round(med["distribution"]["pull"] / med["serve-registry"]["pull"], 2),
-            "raw": res,
-        }
-        print(json.dumps({k: v for k, v in summary.items() if k != "raw"}, indent=2))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(summary, f, indent=2)
+        summary = summarize(res, load, mode="S3 (moto server on loopback, 10 MiB parts, no redirects)",
+                            copy_threshold_mib=args.copy_threshold_mib, size_mib=args.size_mib,
+                            rounds=args.rounds)  # fmt: skip
+        report(summary, res, args.json)
         return 0
     finally:
         stop(list(reversed(procs)))

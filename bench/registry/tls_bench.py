@@ -3,7 +3,10 @@
 Both servers get the same certificate (made by `serve-registry --tls-self-signed`) and listen on
 127.0.0.1; each has its own storage root under --dir (default /dev/shm, so the disk does not
 decide). The client is curl, as in issue 11: a monolithic `PUT ?digest=` of the whole blob
-(`curl -T`) and a GET of it, timed by curl's own `time_total`. Medians over --rounds.
+(`curl -T`) and a GET of it, timed by curl's own `time_total`. Medians over --rounds. Each
+server's CPU time (utime + stime from /proc) during each push is recorded too ("push_cpu"):
+on this shared 2-core VM the wall time also holds curl's CPU ("curl_cpu": the POST and PUT curls)
+and the other work's.
 
     .venv/bin/python bench/registry/tls_bench.py --rounds 4 --size-mib 256
     .venv/bin/python bench/registry/tls_bench.py --plain --dir /var/tmp   # plain HTTP push on the disk
@@ -15,6 +18,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -23,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 
 def free_port() -> int:
@@ -42,6 +47,45 @@ def wait_up(url: str, ca: str | None, proc: subprocess.Popen[bytes]) -> None:
             return
         time.sleep(0.1)
     raise SystemExit(f"{url} did not come up")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (and its reaped children), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process still running, SIGKILL after 15 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def summarize(res: dict[str, dict[str, list[float]]], load: float, **head: Any) -> dict[str, Any]:
+    """Medians, push and pull ratios (distribution / serve-registry) and the raw rounds."""
+    med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}
+    return {
+        **head,
+        "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "median_seconds": med,
+        "speedup_push": round(med["distribution"]["push"] / med["serve-registry"]["push"], 2),
+        "speedup_pull": round(med["distribution"]["pull"] / med["serve-registry"]["pull"], 2),
+    }
+
+
+def report(summary: dict[str, Any], res: dict[str, dict[str, list[float]]], json_path: str | None) -> None:
+    print(json.dumps(summary, indent=2))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump({**summary, "raw": res}, f, indent=2)
 
 
 def curl_time(args: list[str]) -> float:
@@ -109,44 +153,32 @@ def main() -> int:
         wait_up(f"{scheme}://127.0.0.1:{dist_port}", ca_file, procs[1])
         ca = ["--cacert", ca_file] if ca_file else []
         servers = {"serve-registry": f"{scheme}://127.0.0.1:{ours_port}", "distribution": f"{scheme}://127.0.0.1:{dist_port}"}
-        res: dict[str, dict[str, list[float]]] = {k: {"push": [], "pull": []} for k in servers}
+        kinds = ("push", "pull", "push_cpu", "curl_cpu")
+        res: dict[str, dict[str, list[float]]] = {k: {kind: [] for kind in kinds} for k in servers}
+        pids = {"serve-registry": procs[0].pid, "distribution": procs[1].pid}
         load = os.getloadavg()[0]
         for r in range(args.rounds):
             for who, base in servers.items():  # A B A B
                 repo = f"bench/r{r}"
+                cpu0, kids0 = cpu_seconds(pids[who]), resource.getrusage(resource.RUSAGE_CHILDREN)
                 res[who]["push"].append(push(base, ca, repo, blob, digest))
+                kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+                res[who]["push_cpu"].append(round(cpu_seconds(pids[who]) - cpu0, 3))
+                res[who]["curl_cpu"].append(round(kids.ru_utime + kids.ru_stime - kids0.ru_utime - kids0.ru_stime, 3))
                 res[who]["pull"].append(curl_time([*ca, f"{base}/v2/{repo}/blobs/{digest}"]))
                 subprocess.run(["curl", "-s", *ca, "-X", "DELETE", "-o", "/dev/null",
                                 f"{base}/v2/{repo}/blobs/{digest}"])  # fmt: skip
-            print(f"round {r + 1}: " + "  ".join(f"{w} push {res[w]['push'][-1]:.2f}s pull {res[w]['pull'][-1]:.2f}s"
-                                                 for w in servers), flush=True)  # fmt: skip
-        med = {w: {k: statistics.median(v) for k, v in d.items()} for w, d in res.items()}
-        summary = {
-            "mode": "plain HTTP" if args.plain else "TLS",
-            "size_mib": args.size_mib,
-            "rounds": args.rounds,
-            "dir": args.dir,
-            "load_before": round(load, 2),
-            "load_after": round(os.getloadavg()[0], 2),
-            "median_seconds": med,
-            "speedup_push": round(med["distribution"]["push"] / med["serve-registry"]["push"], 2),
-            "speedup_pull": round(med["distribution"]["pull"] / med["serve-registry"]["pull"], 2),
-            "raw": res,
-        }
-        print(json.dumps({k: v for k, v in summary.items() if k != "raw"}, indent=2))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(summary, f, indent=2)
+            print(f"round {r + 1}: " + "  ".join(
+                f"{w} push {res[w]['push'][-1]:.2f}s (cpu {res[w]['push_cpu'][-1]:.2f}s) pull {res[w]['pull'][-1]:.2f}s"
+                for w in servers), flush=True)  # fmt: skip
+        summary = summarize(res, load, mode="plain HTTP" if args.plain else "TLS", size_mib=args.size_mib,
+                            rounds=args.rounds, dir=args.dir)  # fmt: skip
+        cpu = {w: m["push_cpu"] for w, m in summary["median_seconds"].items()}
+        summary["push_cpu_ratio"] = round(cpu["distribution"] / max(cpu["serve-registry"], 1e-3), 2)
+        report(summary, res, args.json)
         return 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

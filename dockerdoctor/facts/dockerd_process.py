@@ -136,7 +136,11 @@ def dockerd_process(facts: Facts) -> DockerdProcess | None:
             raise FactUnavailable(f"{host.url} is answered, but its listener (pid {ans.peer_pid}) is not a "
                                   "dockerd and no docker.service main process serves it")
         return proc
-    return _select_process(_snapshot_dockerds(facts.get("ps_processes")), host.url, _main_pid(facts))
+    system = [p for p in facts.get("ps_processes") if p.user in ("", "root", "0")]  # not a rootless user's
+    return _select_process(_snapshot_dockerds(system), host.url, _main_pid(facts))
+
+
+ROOTLESS_SOCKET = "unix://$XDG_RUNTIME_DIR/docker.sock"  # a rootless dockerd without -H, as its user sees it
 
 
 def _snapshot_dockerds(processes: list[PsProcess]) -> list[DockerdProcess]:
@@ -173,13 +177,19 @@ def other_dockerds(facts: Facts) -> list[OtherDockerd]:
                 found.append(DockerdProcess(p.info["pid"], list(argv), None, "process table"))
     else:
         try:
-            found = _snapshot_dockerds(facts.get("ps_processes"))
+            ps = facts.get("ps_processes")
         except FactUnavailable:
             raise FactUnavailable("no process list in the snapshot") from None
+        found = _snapshot_dockerds(ps)
+        users = {p.pid: p.user for p in ps}
     out = []
     for p in found:
         if chosen is None or p.pid != chosen.pid:
-            sockets = sockets_served(p.argv, _live_default_socket(p.pid) if facts.live and p.pid else DEFAULT_HOST)
+            user = users.get(p.pid, "") if not facts.live else ""
+            rootless = user not in ("", "root", "0")
+            default = (_live_default_socket(p.pid) if facts.live and p.pid
+                       else ROOTLESS_SOCKET if rootless else DEFAULT_HOST)
+            sockets = sockets_served(p.argv, default)
             out.append(OtherDockerd(p.pid, sockets, p.source,
-                                    reachable_sockets(p.pid, sockets) if facts.live and p.pid else None))
+                                    reachable_sockets(p.pid, sockets) if facts.live and p.pid else None, user))
     return out

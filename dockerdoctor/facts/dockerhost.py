@@ -308,6 +308,11 @@ class OtherDockerd:
     sockets: list[str] = field(default_factory=list)
     source: str = ""
     reachable: list[str] | None = None  # live: those of its unix sockets that are the same file here
+    user: str = ""  # the process's user as ps names it ("" when unknown)
+
+    @property
+    def rootless(self) -> bool:
+        return self.user not in ("", "root", "0")
 
     def evidence(self, text: str = "", line: int | None = None) -> Provenance:
         return Provenance(self.source or "process table", text or self.describe(), line)
@@ -318,7 +323,8 @@ class OtherDockerd:
             hidden = self.reachable is not None and s.startswith("unix://") and s not in self.reachable
             parts.append(s + (" (in its own mount namespace, not this one's)" if hidden else ""))
         where = ", ".join(parts) or "?"
-        return f"dockerd pid {self.pid} serves {where}" if self.pid else f"a dockerd serves {where}"
+        who = f"rootless dockerd pid {self.pid} of user {self.user}" if self.rootless else f"dockerd pid {self.pid}"
+        return f"{who} serves {where}" if self.pid else f"a dockerd serves {where}"
 
 
 def path_in_root(root: str, path: str) -> str:

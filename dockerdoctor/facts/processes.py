@@ -18,6 +18,7 @@ class PsProcess:
     argv: list[str]
     source: str = ""
     line: int | None = None
+    user: str = ""  # ps's USER column (a name, possibly cut with '+', or a uid)
 
     def evidence(self, text: str = "", line: int | None = None) -> Provenance:
         return Provenance(self.source, text or " ".join(self.argv), line if line is not None else self.line)
@@ -31,7 +32,7 @@ def parse_ps(text: str, source: str = "") -> list[PsProcess]:
         if len(cols) < 11:
             continue
         out.append(PsProcess(int(cols[1]) if isdigits(cols[1]) else None, split_command_line(cols[10]), source,
-                             lineno))
+                             lineno, cols[0]))
     return out
 
 

@@ -17,6 +17,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dockerdoctor.model import Provenance
 from dockerdoctor.net import HostPort
 
 CredentialSource = Literal["", "auths", "credHelpers", "credsStore"]  # "": none found
@@ -34,6 +35,10 @@ class CredentialInfo:
     near_misses: list[str] = field(default_factory=list)  # auths keys for the same host, other port/none
     error: str | None = None
     _secret: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+
+    def evidence(self, text: str = "", line: int | None = None) -> Provenance:
+        """The docker client configuration the credentials were looked up in (never a secret)."""
+        return Provenance(self.config_path, text, line)
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -69,6 +69,19 @@ class BlobsMixin(RegistryBase):
             return web.FileResponse(path, chunk_size=BUFFER, headers=headers)
         return await self._stream_blob(request, digest, size, headers)
 
+    def _deepen(self, request: web.Request) -> bool:
+        """Give this response a deeper write buffer if one of DEEP_STREAMS is free (the caller releases it).
+
+        Fewer pauses (drain wake-ups) per MiB; under TLS 256 MiB pulls went 0.70x -> 1.53x and 0.84x ->
+        1.02x distribution in two A/B pairs. Only DEEP_STREAMS streams at a time, so slow readers cannot
+        pin WRITE_HIGH bytes each on every connection.
+        """
+        if request.transport is None or WRITE_HIGH <= 0 or self.deep_streams >= DEEP_STREAMS:
+            return False
+        request.transport.set_write_buffer_limits(high=WRITE_HIGH)
+        self.deep_streams += 1
+        return True
+
     async def _stream_blob(
         self, request: web.Request, digest: str, size: int, headers: dict[str, str]
     ) -> web.StreamResponse:
@@ -78,14 +91,7 @@ class BlobsMixin(RegistryBase):
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
         loop = asyncio.get_running_loop()
         nxt: asyncio.Future[bytes] | None = None
-        deep = request.transport is not None and WRITE_HIGH > 0 and self.deep_streams < DEEP_STREAMS
-        if deep:
-            # A deeper write buffer: fewer pauses (drain wake-ups) per MiB; under TLS 256 MiB pulls went
-            # 0.70x -> 1.53x and 0.84x -> 1.02x distribution in two A/B pairs. Only for DEEP_STREAMS streams
-            # at a time, so slow readers cannot pin WRITE_HIGH bytes each on every connection.
-            assert request.transport is not None
-            request.transport.set_write_buffer_limits(high=WRITE_HIGH)
-            self.deep_streams += 1
+        deep = self._deepen(request)
         try:
             resp = web.StreamResponse(headers=headers)
             resp.content_length = size
@@ -126,11 +132,7 @@ class BlobsMixin(RegistryBase):
         body = await self.st("open_range", digest, first, last)
         if body is None:
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
-        deep = request.transport is not None and WRITE_HIGH > 0 and self.deep_streams < DEEP_STREAMS
-        if deep:
-            assert request.transport is not None
-            request.transport.set_write_buffer_limits(high=WRITE_HIGH)
-            self.deep_streams += 1
+        deep = self._deepen(request)
         try:
             async with body:
                 resp = web.StreamResponse(status=status, headers=headers)

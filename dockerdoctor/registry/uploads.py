@@ -203,13 +203,7 @@ class UploadsMixin(RegistryBase):
         if expect is not None and (new_size < 0 or new_size - size != expect):
             await self.io(os.truncate, self.driver.upload_data_path(name, upload_id), size)
             self.hashers.pop(upload_id, None)
-            raise RegistryError(
-                "BLOB_UPLOAD_INVALID",
-                "the body length differs from Content-Range",
-                {"Content-Range length": expect},
-                status=416,
-                headers=self._upload_headers(name, upload_id, size),
-            )
+            raise self._length_differs(name, upload_id, size, expect)
         return new_size
 
     async def _receive_body(
@@ -289,6 +283,15 @@ class UploadsMixin(RegistryBase):
             return -1  # _receive rolls back and answers 416
         self.hashers[upload_id] = (new_size, hasher)
         return new_size
+
+    def _length_differs(self, name: str, upload_id: str, size: int, expect: int | None) -> RegistryError:
+        return RegistryError(
+            "BLOB_UPLOAD_INVALID",
+            "the body length differs from Content-Range",
+            {"Content-Range length": expect},
+            status=416,
+            headers=self._upload_headers(name, upload_id, size),
+        )
 
     @staticmethod
     def _raw_ok(request: web.Request) -> bool:
@@ -467,13 +470,7 @@ class UploadsMixin(RegistryBase):
                 ) from None
             if why == ["too long"]:
                 request[CLOSE_KEY] = True  # the rest of the body stays unread
-            raise RegistryError(
-                "BLOB_UPLOAD_INVALID",
-                "the body length differs from Content-Range",
-                {"Content-Range length": expect},
-                status=416,
-                headers=self._upload_headers(name, upload_id, size),
-            ) from None
+            raise self._length_differs(name, upload_id, size, expect) from None
         if hasher is not None:
             self.hashers[upload_id] = (int(new["size"]), hasher)
         if gone:

@@ -22,7 +22,7 @@ from dockerdoctor.runtimes.base import Origin, Runtime
 
 # containerd family (issue 14, dockerdoctor/runtimes/containerd.py): facts whose value is a Runtime or None
 CONTAINERD_FAMILY = ("containerd_cri", "dockerd_containerd_store", "dockerd_classic", "nerdctl_runtime", "k3s_runtime",
-                     "containerd_rootless", "nerdctl_rootless")
+                     "containerd_rootless", "nerdctl_rootless", "dockerd_rootless")
 
 # Facts whose values are adapters (a Runtime, a list or dict of them, or None), in the order `resolve` prints
 # them. A fact not registered (its module not in FACT_MODULES yet) is passed over.

@@ -41,7 +41,8 @@ K3S_CERTS_D = dir_paths("k3s_certs_d")[0]
 FILE_KEYS = ("containerd_config", "k3s_containerd_config", "nerdctl_toml", "k3s_registries_yaml")
 DIR_KEYS = ("containerd_certs_d", "k3s_certs_d", "certs_d")
 COMMAND_KEYS = ("containerd_version", "containerd_config_dump", "journal_containerd")
-ROOTLESS_FAMILY = ("containerd_rootless", "nerdctl_rootless")  # facts of rootless.py: lists of adapters
+# facts of rootless.py: lists of adapters
+ROOTLESS_FAMILY = ("containerd_rootless", "nerdctl_rootless", "dockerd_rootless")
 
 
 def _ver(text: str | None) -> tuple[int, int] | None:
@@ -232,9 +233,11 @@ def containerd_hosts_files(facts: Facts) -> dict[str, HostsFile]:
     cfg = facts.optional("containerd_config")
     if cfg is not None:
         roots += [r for r in cfg.config_path if r not in roots]
-    for name in ROOTLESS_FAMILY:  # the per-user directories rootless containerd and nerdctl read
+    from dockerdoctor.runtimes.nerdctl import replaced_defaults
+
+    for name in ROOTLESS_FAMILY:  # the per-user directories rootless containerd and nerdctl read (or would)
         for rt in facts.optional(name) or []:
-            roots += [r for r in rt.roots if r not in roots]
+            roots += [r for r in (*rt.roots, *replaced_defaults(rt)) if r not in roots]
     out: dict[str, HostsFile] = {}
     for root in roots:
         for name in facts.source.listdir(root) if facts.source.stat(root) else []:

@@ -79,7 +79,7 @@ def store_from_info(info: Any) -> DockerdStore | None:
     return DockerdStore("classic", where, f"docker info: Storage Driver {info.storage_driver} (a graph driver)")
 
 
-def _feature(dj: Any) -> DockerdStore | None:
+def store_from_daemon_json(dj: Any) -> DockerdStore | None:
     feats = dj.data.get("features") if dj is not None and isinstance(dj.data, dict) else None
     if not isinstance(feats, dict) or "containerd-snapshotter" not in feats:
         return None
@@ -95,7 +95,7 @@ def dockerd_image_store(facts: Facts) -> DockerdStore | None:
     is no dockerd to ask about."""
     dj = facts.optional("daemon_json")
     running = store_from_info(facts.optional("docker_info"))
-    planned = _feature(dj)
+    planned = store_from_daemon_json(dj)
     if running is not None:
         if planned is not None and planned.store != running.store:
             return DockerdStore(running.store, running.origin, f"{running.why}; {planned.why} takes effect only "

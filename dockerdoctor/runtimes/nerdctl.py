@@ -27,11 +27,12 @@ class NerdctlConfig:
     error: str | None = None
     line: int | None = None
     problems: list[Problem] = field(default_factory=list)  # DD601 names them
+    defaults: tuple[str, ...] = (CONTAINERD_CERTS_D, DOCKER_CERTS_D)  # what nerdctl reads without hosts_dir
 
 
 def parse_nerdctl_toml(text: str, path: str, defaults: tuple[str, ...] = (CONTAINERD_CERTS_D, DOCKER_CERTS_D),
                        ) -> NerdctlConfig:
-    nc = NerdctlConfig(path, defaults)
+    nc = NerdctlConfig(path, defaults, defaults=defaults)
     data, bad = load_toml(text, path)
     if data is None:
         assert bad is not None
@@ -49,7 +50,8 @@ def parse_nerdctl_toml(text: str, path: str, defaults: tuple[str, ...] = (CONTAI
 def nerdctl_adapter(facts: Facts, name: str, display: str, path: str, text: str | None,
                     defaults: tuple[str, ...], why: str = "") -> HostsDirRuntime:
     """nerdctl with this nerdctl.toml (None: none, the defaults apply) and these default hosts directories."""
-    nc = parse_nerdctl_toml(text, path, defaults) if text is not None else NerdctlConfig(path, defaults)
+    nc = parse_nerdctl_toml(text, path, defaults) if text is not None else NerdctlConfig(path, defaults,
+                                                                                         defaults=defaults)
     notes: tuple[str, ...] = ()
     if nc.insecure_registry:
         notes += ("nerdctl.toml insecure_registry = true: HTTPS first, then plain HTTP, for every registry",)
@@ -59,6 +61,15 @@ def nerdctl_adapter(facts: Facts, name: str, display: str, path: str, text: str 
     return HostsDirRuntime(name, display, nc.hosts_dir, source_lister(facts), source_reader(facts),
                            facts.optional("containerd_version"), None, origin, insecure_all=nc.insecure_registry,
                            notes=notes, config=nc)
+
+
+def replaced_defaults(rt) -> tuple[str, ...]:
+    """The default hosts directories that this nerdctl's nerdctl.toml `hosts_dir` replaced: nerdctl never
+    reads them (it reads hosts_dir instead of the defaults, not in addition)."""
+    nc = getattr(rt, "config", None)
+    if not isinstance(nc, NerdctlConfig) or nc.error or nc.hosts_dir == nc.defaults:
+        return ()
+    return tuple(d for d in nc.defaults if d not in rt.roots)
 
 
 @fact()

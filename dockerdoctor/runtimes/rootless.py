@@ -1,4 +1,4 @@
-"""Rootless containerd and rootless nerdctl: the per-user paths, with file:line provenance.
+"""Rootless containerd, rootless nerdctl and rootless dockerd: the per-user paths, with file:line provenance.
 
 The layout, from containerd/nerdctl (pkg/defaults/defaults_linux.go, extras/rootless/containerd-rootless.sh,
 docs/dir.md, docs/registry.md):
@@ -17,7 +17,13 @@ Where to look: every ``/home/*`` (``/root`` is rootful), live and in a snapshot 
 sources/specs.py USER_FILES, which ``collect`` copies; sos gathers no home directories); live also the user running
 dockerdoctor (when not root, from ``$XDG_CONFIG_HOME``/``$HOME``) and the user of every containerd process that
 does not run as root.
-Neither rootlesskit nor nerdctl is packaged for Debian 12: tests use real files in this layout.
+* rootless dockerd (dockerd-rootless-setuptool.sh; Docker's rootless documentation) reads
+  ``$XDG_CONFIG_HOME/docker/daemon.json`` and, on the containerd image store, ``~/.config/docker/certs.d``;
+  the setuptool installs ``~/.config/systemd/user/docker.service``. Found by that unit or by a dockerd process
+  that does not run as root (live psutil, a snapshot's ps USER column).
+
+Neither rootlesskit nor nerdctl is packaged for Debian 12, nor a rootless dockerd set up here: tests use real
+files in this layout.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from dockerdoctor.runtimes.hosts_toml import HostsDirRuntime
 from dockerdoctor.sources import specs
 
 NAMESPACE_DIRS = (("/etc/containerd", "containerd"),)  # inside RootlessKit -> under $XDG_CONFIG_HOME
+DAEMONS = ("containerd", "dockerd")  # a process of one of these not run by root: a rootless daemon's user
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def _live_user() -> RootlessHome | None:
 
 
 def _process_users() -> list[RootlessHome]:
-    """Live: the users of containerd processes that do not run as root (rootless containerd)."""
+    """Live: the users of containerd and dockerd processes that do not run as root (rootless ones)."""
     import pwd
 
     import psutil
@@ -89,7 +96,7 @@ def _process_users() -> list[RootlessHome]:
     for p in psutil.process_iter(["pid", "cmdline", "uids"]):
         argv = p.info.get("cmdline") or []
         uids = p.info.get("uids")
-        if not argv or os.path.basename(argv[0]) != "containerd" or uids is None or uids.real == 0:
+        if not argv or os.path.basename(argv[0]) not in DAEMONS or uids is None or uids.real == 0:
             continue
         try:
             pw = pwd.getpwuid(uids.real)
@@ -100,7 +107,8 @@ def _process_users() -> list[RootlessHome]:
         except (psutil.Error, OSError):
             env = {}
         xch = env.get("XDG_CONFIG_HOME") or os.path.join(pw.pw_dir, ".config")
-        out.append(RootlessHome(pw.pw_name, xch, f"containerd pid {p.info['pid']} runs as {pw.pw_name}"))
+        out.append(RootlessHome(pw.pw_name, xch, f"{os.path.basename(argv[0])} pid {p.info['pid']} runs as "
+                                f"{pw.pw_name}"))
     return out
 
 
@@ -175,6 +183,53 @@ def nerdctl_rootless(facts: Facts) -> list[HostsDirRuntime]:
     return out
 
 
+def _dockerd_users(facts: Facts) -> dict[str, str]:
+    """The users other than root who run a dockerd, and what says so: live psutil, a snapshot's ps USER column."""
+    if facts.live:
+        return {h.user: h.why for h in _process_users() if h.why.startswith("dockerd ")}
+    ps = facts.optional("ps_processes") or []
+    return {p.user: f"{p.source}:{p.line}: dockerd runs as {p.user}" for p in ps
+            if p.argv and os.path.basename(p.argv[0]) == "dockerd" and p.user not in ("", "root", "0")}
+
+
+@fact()
+def dockerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
+    """Rootless dockerd per user (a dockerd run by that user, or her ~/.config/systemd/user/docker.service that
+    dockerd-rootless-setuptool.sh installs), on the containerd image store: ~/.config/docker/daemon.json
+    (features.containerd-snapshotter, insecure-registries) and ~/.config/docker/certs.d/HOST/hosts.toml.
+    On the classic store it is not modelled (DD101 judges the one system dockerd). [] when there is none."""
+    from dockerdoctor.facts.daemon import parse_daemon_json
+    from dockerdoctor.runtimes.dockerd_store import store_from_daemon_json
+
+    users, out = _dockerd_users(facts), []
+    for home in facts.get("rootless_homes"):
+        unit = home.spec_path("docker_rootless_unit")
+        why = users.get(home.user) or (f"{unit} exists" if facts.source.stat(unit) is not None else None)
+        path = home.spec_path("docker_rootless_daemon_json")
+        text = facts.source.read_text(path) if why else None
+        dj = parse_daemon_json(text, path) if text is not None else None
+        store = store_from_daemon_json(dj)
+        if why is None or store is None or store.store != "containerd":
+            continue
+        raw = dj.data.get("insecure-registries") if dj is not None and isinstance(dj.data, dict) else None
+        insecure = tuple(str(v) for v in raw) if isinstance(raw, list) else ()
+        out.append(HostsDirRuntime(
+            "dockerd-rootless-containerd-store", f"rootless dockerd ({home.user}, containerd image store)",
+            (home.spec_path("docker_rootless_certs_d"),), source_lister(facts), source_reader(facts), None, None,
+            Origin(store.origin.source, store.origin.line, f"{why}; {store.why}"), insecure=insecure, config=dj,
+            owner=home.user, home=home.home))
+    return out
+
+
 def rootless_roots(runtimes: list[Any]) -> set[str]:
     """The hosts.toml directories only rootless clients read (DD602 does not judge them by the rootful CRI)."""
     return {r for rt in runtimes if "rootless" in getattr(rt, "name", "") for r in getattr(rt, "roots", ())}
+
+
+def unread_user_dirs(runtimes: list[Any]) -> dict[str, Any]:
+    """Per-user default hosts.toml directories that the user's nerdctl.toml `hosts_dir` replaced and that no
+    rootless client reads: directory -> that nerdctl (DD602 names its nerdctl.toml line)."""
+    from dockerdoctor.runtimes.nerdctl import replaced_defaults
+
+    read = rootless_roots(runtimes)
+    return {d: rt for rt in runtimes if rt.name == "nerdctl-rootless" for d in replaced_defaults(rt) if d not in read}

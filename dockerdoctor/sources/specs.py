@@ -127,7 +127,7 @@ class UserSpec:
     tree: bool = False  # a folder: every file below it
 
 
-# Per-user files (issue 14: rootless nerdctl and rootless containerd, dockerdoctor/runtimes/rootless.py), under
+# Per-user files (issue 14: rootless nerdctl, containerd and dockerd, dockerdoctor/runtimes/rootless.py), under
 # every HOME_BASE/NAME/USER_CONFIG. Not /root: root's nerdctl and containerd are the rootful ones (/etc/nerdctl,
 # /etc/containerd), and nerdctl reads the per-user paths only when it does not run as root.
 HOME_BASE = "/home"
@@ -141,6 +141,9 @@ USER_FILES: dict[str, UserSpec] = {
     # rootless containerd's /etc/containerd/certs.d, and nerdctl's default hosts_dir (pkg/defaults): both
     "containerd_rootless_certs_d": UserSpec("containerd/certs.d", tree=True),
     "docker_rootless_certs_d": UserSpec("docker/certs.d", tree=True),
+    # rootless dockerd's daemon.json (dockerd-rootless-setuptool.sh; $XDG_CONFIG_HOME/docker/daemon.json)
+    "docker_rootless_daemon_json": UserSpec("docker/daemon.json"),
+    "docker_rootless_unit": UserSpec("systemd/user/docker.service"),  # the setuptool's unit: dockerd is set up
 }
 
 UNITS: dict[str, str] = {

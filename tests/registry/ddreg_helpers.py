@@ -31,6 +31,32 @@ EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 LIVE: list[Any] = []
 
 
+def wait_http(proc: subprocess.Popen[bytes], url: str, seconds: float, what: str, poll: float) -> None:
+    """Wait until `url` answers HTTP at all; RuntimeError if `proc` exits or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited {proc.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(poll)
+    stop_process(proc)
+    raise RuntimeError(f"{what} did not start")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM a child server still running, SIGKILL after 15 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def free_port() -> int:
     """A free loopback port in this helper's range 15000-15999."""
     for _ in range(1000):
@@ -310,23 +336,8 @@ class Distribution:
         )
         LIVE.append(self)
         log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"docker-registry exited {self.proc.returncode}")
-            try:
-                requests.get(self.url + "/v2/", timeout=1)
-                return self
-            except requests.RequestException:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("docker-registry did not start")
+        wait_http(self.proc, self.url + "/v2/", 20, "docker-registry", 0.05)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)

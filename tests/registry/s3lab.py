@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-from ddreg_helpers import free_port
+from ddreg_helpers import free_port, stop_process, wait_http
 
 ACCESS = "ddreg-test-key"
 SECRET = "ddreg-test-secret"
@@ -56,26 +53,11 @@ class Moto:
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto server exited {self.proc.returncode}")
-            try:
-                requests.get(self.endpoint + "/", timeout=1)
-                return self
-            except requests.RequestException:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("moto server did not start")
+        wait_http(self.proc, self.endpoint + "/", 30, "moto server", 0.1)
+        return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def client(self) -> Any:
         import boto3

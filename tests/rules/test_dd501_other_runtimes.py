@@ -50,3 +50,19 @@ def test_a_daemon_json_left_on_a_containerd_node_is_not_docker() -> None:
 def test_a_docker_host_whose_dockerd_is_down_still_fails(name: str) -> None:
     r = dd501(name)
     assert r.status == RuleStatus.FAILED and r.findings
+
+
+def test_a_users_rootless_dockerd_is_not_the_system_daemon() -> None:
+    # only gina's rootless dockerd runs (ps USER gina, no -H): it serves her $XDG_RUNTIME_DIR/docker.sock,
+    # so /var/run/docker.sock's daemon is absent and /etc/docker is not judged as hers
+    name = "rootless-dockerd-containerd-store-insecure-registries-only"
+    r = dd501(name)
+    assert r.status == RuleStatus.SKIPPED and "rootless dockerd pid 2140 of user gina" in r.reason, r.reason
+    source = SnapshotSource(HOSTS / name)
+    try:
+        facts = Facts(source, CheckOptions(network=False))
+        assert facts.optional("dockerd_process") is None
+        passed = {r.rule_id for r in run_rules(facts) if r.status == RuleStatus.PASSED}
+    finally:
+        source.close()
+    assert not passed & {"DD105", "DD107", "DD110", "DD501"}, passed

@@ -158,10 +158,11 @@ def test_collect_then_check_root_finds_what_the_live_check_finds(tmp_path: Path,
     (base / "frank/.config/nerdctl/nerdctl.toml").symlink_to("../../dotfiles/nerdctl.toml")
     (base / "erin/.config").mkdir(parents=True)
     (base / "erin/.config/containerd").symlink_to(tmp_path / "outside")
+    _rootless_dockerd(base)  # gina's rootless dockerd on the containerd store: DD606 from her daemon.json
     opts = {"registries": [HostPort.parse(REG), HostPort.parse("10.0.0.8:5000")]}
     facts = live(**opts)
     want = _dd6(facts, base)
-    assert {w[0] for w in want} >= {"DD601", "DD605"}, want
+    assert {w[0] for w in want} >= {"DD601", "DD605", "DD606"}, want
     assert ("DD601", f"{base}/frank/.config/nerdctl/nerdctl.toml", (f"{base}/frank/.config/nerdctl/nerdctl.toml",)) \
         in want
     # read live as root, a link out of a home leads nowhere either (erin's config.toml, dave's file)
@@ -172,6 +173,8 @@ def test_collect_then_check_root_finds_what_the_live_check_finds(tmp_path: Path,
     snap = tmp_path / "snap"
     manifest = collect(snap)
     assert f"file {base}/alice/.config/nerdctl/nerdctl.toml" in manifest
+    assert f"file {base}/gina/.config/docker/daemon.json" in manifest
+    assert f"file {base}/gina/.config/systemd/user/docker.service" in manifest
     assert f"redacted {base}/alice/.config/containerd/certs.d/10.0.0.8/ca.key" in manifest
     assert f"skipped {base}/dave/.config/docker/certs.d/leak.toml: a link out of {base}/dave" in manifest
     assert f"skipped {base}/erin/.config/containerd/config.toml: a link out of {base}/erin" in manifest
@@ -423,3 +426,92 @@ def test_a_rollback_in_a_users_home_never_follows_a_link_she_put_in(
     with pytest.raises(BackupError, match="not restored"):  # even without the "changed since" check
         store.restore_files(store.load(result.run_id))
     assert keep.read_text() == "system's own\n"
+
+
+def test_dd602_a_hosts_toml_left_in_the_default_dir_that_hosts_dir_replaced(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    # erin: nerdctl.toml points hosts_dir elsewhere, her hosts.toml sits in the default ~/.config/containerd/certs.d
+    # (no rootless containerd config of hers reads that directory either)
+    toml = write(base, "erin/.config/nerdctl/nerdctl.toml",
+                 f'namespace = "default"\nhosts_dir = ["{base}/erin/registries"]\n')
+    unused = write(base, f"erin/.config/containerd/certs.d/{REG}/hosts.toml", HTTP_HOSTS)
+    facts = live(registries=[HostPort.parse(REG)])
+    assert str(unused) in facts.get("containerd_hosts_files")  # read, so that DD602 can name it
+    (r,) = [r for r in run_rules(facts, {"DD602"}) if r.rule_id == "DD602"]
+    (f,) = [f for f in r.findings if f.params["file"].startswith(f"{base}/")]  # alice's, read by her clients: none
+    assert f.params["file"] == str(unused) and f.params["runtime"] == "nerdctl-rootless"
+    assert [e.location() for e in f.evidence] == [str(unused), f"{toml}:2"]
+    assert "nerdctl rootless (erin)" in f.title and f"{toml}:2 sets hosts_dir" in f.message
+    # a rootless containerd of hers that reads the directory: the file is used, no DD602
+    write(base, "erin/.config/containerd/config.toml",
+          'version = 2\n\n[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n')
+    (r,) = [r for r in run_rules(live(), {"DD602"}) if r.rule_id == "DD602"]
+    assert not [f for f in r.findings if f.params["file"].startswith(f"{base}/")]
+    # without hosts_dir nerdctl reads its defaults: no DD602
+    (base / "erin/.config/containerd/config.toml").unlink()
+    toml.write_text('namespace = "default"\n')
+    (r,) = [r for r in run_rules(live(), {"DD602"}) if r.rule_id == "DD602"]
+    assert not [f for f in r.findings if f.params["file"].startswith(f"{base}/")]
+
+
+def _rootless_dockerd(base: Path, user: str = "gina") -> Path:
+    """A rootless dockerd's files as dockerd-rootless-setuptool.sh leaves them: the user unit, daemon.json."""
+    write(base, f"{user}/.config/systemd/user/docker.service", "[Service]\nExecStart=/usr/bin/dockerd-rootless.sh\n")
+    return write(base, f"{user}/.config/docker/daemon.json",
+                 '{\n  "features": {"containerd-snapshotter": true},\n  "insecure-registries": ["10.0.0.5:5000"]\n}\n')
+
+
+def test_rootless_dockerd_on_the_containerd_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    dj = _rootless_dockerd(base)
+    write(base, "hank/.config/docker/daemon.json", '{"insecure-registries": ["10.0.0.5:5000"]}\n')  # no dockerd
+    facts = live(registries=[HostPort.parse(REG)])
+    (rt,) = facts.get("dockerd_rootless")
+    assert rt.owner == "gina" and rt.roots == (f"{base}/gina/.config/docker/certs.d",)
+    assert rt.origin.where() == f"{dj}:2" and "docker.service exists" in rt.origin.detail
+    assert rt in facts.get("containerd_runtimes")
+    (r,) = [r for r in run_rules(facts, {"DD606"}) if r.rule_id == "DD606"]
+    (f,) = [f for f in r.findings if f.params.get("runtime") == "dockerd-rootless-containerd-store"]
+    assert [e.location() for e in f.evidence] == [f"{dj}:3", f"{dj}:2"]
+    assert f.fix is not None and f.fix.operations[0].path == f"{base}/gina/.config/docker/certs.d/{REG}/hosts.toml"  # type: ignore[attr-defined]
+    assert f.fix.owner == ("gina", f"{base}/gina")  # confined to her home, what it creates given to her
+    # DD604 judges it like the other containerd-family runtimes (here: the journal says plain HTTP)
+    from dockerdoctor.facts.host import Journal, TargetRegistry
+
+    j = Journal("journal", [f'failed to do request: Head "https://{REG}/v2/a/manifests/1": http: server gave '
+                            'HTTP response to HTTPS client'])
+    seeded = Facts.from_values({"target_registries": [TargetRegistry(HostPort.parse(REG), "--registry", True)],
+                                "containerd_runtimes": [rt], "containerd_journal": j})
+    (r,) = [r for r in run_rules(seeded, {"DD604"}) if r.rule_id == "DD604"]
+    (f,) = r.findings
+    assert f.params["runtime"] == "dockerd-rootless-containerd-store" and f.fix is not None
+    assert f.fix.operations[0].path == f"{base}/gina/.config/docker/certs.d/{REG}/hosts.toml"  # type: ignore[attr-defined]
+    # with the hosts.toml in her certs.d: silent; DD602 does not call it unused (her dockerd reads it)
+    write(base, f"gina/.config/docker/certs.d/{REG}/hosts.toml", HTTP_HOSTS)
+    res = {r.rule_id: r for r in run_rules(live(registries=[HostPort.parse(REG)]), {"DD602", "DD606"})}
+    assert not [f for r in res.values() for f in r.findings if "gina" in f.params.get("file", f.message)]
+    # the classic store (no containerd-snapshotter): not modelled here
+    dj.write_text('{"insecure-registries": ["10.0.0.5:5000"]}\n')
+    assert live().get("dockerd_rootless") == []
+
+
+def test_rootless_dockerd_in_a_snapshot_by_its_process(tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    dj = _rootless_dockerd(root / "home")
+    (root / "home/gina/.config/systemd/user/docker.service").unlink()  # collect does not copy units: ps says
+    write(root, "sos_commands/process/ps_auxwww",
+          "USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND\n"
+          "gina 2101 0.0 0.1 1000 100 ? Sl 07:00 0:00 rootlesskit --net=slirp4netns dockerd-rootless.sh\n"
+          "gina 2140 0.1 1.0 9000 900 ? Sl 07:00 0:01 dockerd\n")
+    (root / "etc").mkdir()
+    src = SnapshotSource(root)
+    try:
+        facts = Facts(src, CheckOptions(network=False, registries=[HostPort.parse(REG)]))
+        (rt,) = facts.get("dockerd_rootless")
+        (r,) = [r for r in run_rules(facts, {"DD606"}) if r.rule_id == "DD606"]
+    finally:
+        src.close()
+    assert "ps_auxwww:3: dockerd runs as gina" in rt.origin.detail
+    assert [f.evidence[0].location() for f in r.findings] == ["/home/gina/.config/docker/daemon.json:3"]
+    assert str(dj).endswith("/home/gina/.config/docker/daemon.json")
