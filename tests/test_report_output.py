@@ -94,3 +94,29 @@ def test_the_commands_leave_no_temporary_on_failure(tmp_path: Path, argv: list[s
                        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
     assert r.returncode == 0 and r.stdout == "" and (tmp_path / "r.txt").read_text()
     assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def test_a_link_planted_at_the_old_temporary_name_is_not_followed(tmp_path: Path) -> None:
+    # the temporary name used to be .NAME.PID.tmp: in a shared directory a link there led root's write elsewhere
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    out = tmp_path / "r.txt"
+    for pid in {os.getpid(), os.getppid()}:
+        os.symlink(victim, tmp_path / f".r.txt.{pid}.tmp")
+    write_output("report\n", out)
+    assert victim.read_text() == "keep" and out.read_text() == "report\n"
+
+
+def test_a_replaced_file_keeps_its_mode_and_a_new_one_follows_the_umask(tmp_path: Path) -> None:
+    out = tmp_path / "r.txt"
+    out.write_text("old")
+    os.chmod(out, 0o640)
+    write_output("new\n", out)
+    assert (out.stat().st_mode & 0o777) == 0o640
+    fresh = tmp_path / "fresh.txt"
+    old = os.umask(0o022)
+    try:
+        write_output("x\n", fresh)
+    finally:
+        os.umask(old)
+    assert (fresh.stat().st_mode & 0o777) == 0o644

@@ -7,6 +7,7 @@ import enum
 import os
 import stat
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +89,22 @@ def write_output(text: str, output: Path | None) -> None:
         except OSError as exc:
             raise InputError(f"cannot write {output}: {exc.strerror}") from None
         return
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp: str | None = None
     try:
-        tmp.write_text(text, encoding="utf-8")
+        # mkstemp: a new name opened O_EXCL, so a link planted in a shared directory is never followed
+        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), stat.S_IMODE(os.stat(output).st_mode) if output.is_file() else 0o666 & ~_umask())
+            fh.write(text)
         os.replace(tmp, output)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise InputError(f"cannot write {output}: {exc.strerror}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
