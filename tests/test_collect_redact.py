@@ -42,8 +42,8 @@ KEPT = [  # no secret here: byte for byte the same
     "ExecStart=/usr/bin/dockerd -H fd:// --tlskey=/etc/docker/key.pem --insecure-registry 10.0.0.5:5000",
     "Get \"https://10.0.0.5:5000/v2/\": http: server gave HTTP response to HTTPS client",
     '[host."http://10.0.0.5:5000"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n',
-    "-----BEGIN CERTIFICATE-----\nMIIB...token=...\n-----END CERTIFICATE-----\n",
-]
+]  # a certificate that reads like `token=...` is kept by collect, by its kind, not by the Redactor: see
+# test_collect_redacts_files_and_command_output
 
 
 @pytest.mark.parametrize("text,kept", CASES)
@@ -54,7 +54,7 @@ def test_secret_values_are_replaced(text: str, kept: str) -> None:
         assert s.encode() not in out, out
 
 
-@pytest.mark.parametrize("text", KEPT[:-1])
+@pytest.mark.parametrize("text", KEPT)
 def test_text_without_secrets_is_untouched(text: str) -> None:
     assert Redactor(b"salt").redact(text.encode()) == (text.encode(), 0)
 
@@ -83,12 +83,15 @@ def test_a_4_mib_hostile_input_is_linear(unit: bytes) -> None:
     small = unit * (256 * 1024 // len(unit))
     big = unit * (4 * 1024 * 1024 // len(unit))
     r = Redactor(b"s")
-    t0 = time.perf_counter()
-    r.redact(small)
-    t1 = time.perf_counter()
-    r.redact(big)
-    t2 = time.perf_counter()
-    assert t2 - t1 < max(40 * (t1 - t0), 1.0) and t2 - t1 < 60, (t1 - t0, t2 - t1)  # 16x the input, not 256x
+
+    def took(data: bytes) -> float:
+        t0 = time.perf_counter()
+        r.redact(data)
+        return time.perf_counter() - t0
+
+    fast = min(took(small) for _ in range(3))  # the least disturbed of 3 runs under a loaded machine
+    slow = took(big)
+    assert slow < max(64 * fast, 1.0) and slow < 60, (fast, slow)  # 16x the input: 16x linear, 256x quadratic
 
 
 def test_collect_redacts_files_and_command_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +100,7 @@ def test_collect_redacts_files_and_command_output(tmp_path: Path, monkeypatch: p
     env = host / "etc/sysconfig/docker"
     env.write_text("HTTP_PROXY=http://bob:s3cret@proxy:3128\nINSECURE_REGISTRY='--insecure-registry 10.0.0.5:5000'\n")
     ca = host / "ca.crt"
-    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIBtoken=a==\n-----END CERTIFICATE-----\n")
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB...token=...\n-----END CERTIFICATE-----\n")
     ps = "echo 'root 812 ? Ssl 0:05 /usr/bin/registry serve --password hunter2'"
     inspect = "echo '[{\"Config\": {\"Env\": [\"REGISTRY_HTTP_SECRET=sharedsecret\", \"PATH=/bin\"]}}]'"
     monkeypatch.setattr(collect_mod, "collect_specs", lambda: [

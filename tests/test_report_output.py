@@ -64,10 +64,18 @@ def test_a_fifo_is_written_in_place_not_replaced(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got: list[str] = []
-    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
     reader.start()
-    write_output("through the pipe\n", fifo)
-    reader.join(10)
+    try:
+        write_output("through the pipe\n", fifo)
+        reader.join(10)
+    finally:
+        if reader.is_alive():  # a failed write: the reader still waits for a writer, or for the end
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # ENXIO: no reader has it open (yet or any more)
+                pass
+            reader.join(10)
     assert got == ["through the pipe\n"]
     assert fifo.is_fifo() and os.listdir(tmp_path) == ["pipe"]
 

@@ -77,25 +77,29 @@ def _insecure(live: LiveLab) -> list[str]:
                                      if not c.startswith("127.")]
 
 
-# The other clients' configuration (podman's registries.conf, containerd, firewalld) gets a private copy:
-# `fix --apply` fixes every client that does not trust the registry, and no test may touch the machine's own.
-PRIVATE_ETC = ("/etc/firewalld", "/etc/containers", "/etc/containerd")
+# The other clients' configuration (the docker CLI's and dockerd's /etc/docker, podman's registries.conf,
+# containerd, firewalld) gets a private copy: `fix --apply` fixes every client that does not trust the
+# registry, and no test may touch the machine's own. A folder missing on the machine cannot be shadowed
+# without creating it there, so the test is skipped rather than let a fix create it on the host.
+PRIVATE_ETC = ("/etc/docker", "/etc/firewalld", "/etc/containers", "/etc/containerd")
 
 
 def _fix(live: LiveLab, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """`fix --apply` in the machine's network namespace and mount namespace (but for private copies of
-    PRIVATE_ETC); the daemon is named by its socket only."""
+    """`fix --apply` in a private mount namespace (private copies of PRIVATE_ETC) and a private, empty network
+    namespace: the daemon is named by its unix socket only, and with no daemon answering, a probe of the lab's
+    registry address can never leave the machine (the probe through dockerd's own namespace still works)."""
     argv = [EXE, "fix", "--apply", "--yes", "--docker-host", live.d.host, "--registry", live.reg.hostport,
             "--state-dir", str(tmp_path / "state"), *extra]
     binds = []
     for etc in PRIVATE_ETC:
-        if Path(etc).is_dir():
-            copy = tmp_path / ("etc-" + etc.rsplit("/", 1)[1])
-            shutil.copytree(etc, copy, symlinks=True)
-            binds.append(f"mount -n --bind {shlex.quote(str(copy))} {etc}")
+        if not Path(etc).is_dir():
+            pytest.skip(f"{etc} is not on this machine: no private copy can shadow it, and a fix would create it")
+        copy = tmp_path / ("etc-" + etc.rsplit("/", 1)[1])
+        shutil.copytree(etc, copy, symlinks=True)
+        binds.append(f"mount -n --bind {shlex.quote(str(copy))} {etc}")
     shell = " && ".join([*binds, "exec " + shlex.join(argv)])
-    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", shell], capture_output=True,
-                          text=True, timeout=180, env=live.env, cwd="/")
+    return subprocess.run(["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", shell],
+                          capture_output=True, text=True, timeout=180, env=live.env, cwd="/")
 
 
 def _push(live: LiveLab, tag: str) -> subprocess.CompletedProcess:

@@ -72,8 +72,9 @@ def ddreg_moto() -> Iterator[Moto]:
     if why:
         pytest.skip(why)
     d = tmpdir("moto")
-    moto = Moto(workdir=d).start()
-    try:
+    moto = Moto(workdir=d)
+    try:  # a start that fails (moto never answers) still stops its process and removes the folder
+        moto.start()
         yield moto
     finally:
         moto.stop()

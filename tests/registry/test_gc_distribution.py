@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ddreg_helpers import stop_process  # tests/registry/conftest.py puts it on sys.path
 
 pytestmark = pytest.mark.real("docker-registry", "unshare")
 
@@ -47,13 +48,14 @@ def serving(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
             except OSError:
                 pass
             time.sleep(0.05)
+        else:
+            pytest.fail("docker-registry did not start")
         assert p.poll() is None
         return p
 
     yield start
-    for p in procs:
-        p.terminate()
-        p.wait(10)
+    for p in procs:  # each one is stopped (SIGKILL after a timeout), whatever the others did
+        stop_process(p)
 
 
 def _root(tmp_path: Path) -> Path:

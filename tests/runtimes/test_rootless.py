@@ -350,19 +350,36 @@ def test_apply_gives_only_what_it_created_to_the_user(tmp_path: Path, monkeypatc
     nobody = pwd.getpwnam("nobody")
     base = homes(tmp_path, monkeypatch)
     write(base, "nobody/.config/nerdctl/nerdctl.toml", "")
-    # a root-owned file next to what the fix creates, reached by a link: it must stay root's
+    # a root-owned file reached by links inside the tree the fix creates: it must stay root's. The links are
+    # put there once the fix has written its files and before it hands them over (a chown -R, or a walk
+    # with os.chown following links, would give the file to the user).
+    from dockerdoctor.fixes import apply as apply_mod
+
     other = tmp_path / "root-file"
     other.write_text("x")
+    cfg = base / "nobody/.config"
+    certs = cfg / "containerd/certs.d"
+    links = (certs / "root-symlink", certs / "root-hardlink")
+    real_give_to = apply_mod.give_to
+
+    def give_to(*a, **kw):  # type: ignore[no-untyped-def]
+        links[0].symlink_to(other)
+        os.link(other, links[1])
+        return real_give_to(*a, **kw)
+
+    monkeypatch.setattr(apply_mod, "give_to", give_to)
     facts = live()
     fix = trust_fix({rt.owner: rt for rt in facts.get("nerdctl_rootless")}["nobody"], "10.0.0.7:5000", plain=True)
     prepared = prepare([_user_step(fix)], facts)
     result = Transaction(prepared, facts, ApplyOptions(BackupStore(tmp_path / "state")))._apply()
     assert result.status == "applied", result
-    cfg = base / "nobody/.config"
-    for p in (cfg / "containerd", cfg / "containerd/certs.d", cfg / "containerd/certs.d/10.0.0.7:5000",
-              cfg / "containerd/certs.d/10.0.0.7:5000/hosts.toml"):
+    assert all(os.path.lexists(p) for p in links)  # the handover ran with the links in the tree
+    for p in (cfg / "containerd", certs, certs / "10.0.0.7:5000", certs / "10.0.0.7:5000/hosts.toml"):
         assert os.lstat(p).st_uid == nobody.pw_uid, p
     assert os.stat(cfg).st_uid == 0 and os.stat(other).st_uid == 0  # not created by the fix: untouched
+    assert all(os.lstat(p).st_uid == 0 for p in links)
+    for p in links:  # not the fix's: out of the way of its rollback
+        p.unlink()
     from dockerdoctor.fixes.apply import rollback_run
 
     assert result.run_id and rollback_run(BackupStore(tmp_path / "state"), result.run_id).status == "rolled-back"
@@ -499,7 +516,8 @@ def test_rootless_dockerd_on_the_containerd_store(tmp_path: Path, monkeypatch: p
 def test_rootless_dockerd_in_a_snapshot_by_its_process(tmp_path: Path) -> None:
     root = tmp_path / "host"
     dj = _rootless_dockerd(root / "home")
-    (root / "home/gina/.config/systemd/user/docker.service").unlink()  # collect does not copy units: ps says
+    (root / "home/gina/.config/systemd/user/docker.service").unlink()  # a snapshot without the unit (an older
+    # collect's, or a script run that could not read it; collect now copies systemd/user/docker.service): ps says
     write(root, "sos_commands/process/ps_auxwww",
           "USER PID %CPU %MEM VSZ RSS TTY STAT START TIME COMMAND\n"
           "gina 2101 0.0 0.1 1000 100 ? Sl 07:00 0:00 rootlesskit --net=slirp4netns dockerd-rootless.sh\n"
