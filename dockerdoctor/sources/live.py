@@ -69,14 +69,12 @@ class LiveSource(Source):
         return real if target == home or target.startswith(home + "/") else None
 
     def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT, tail: bool = False) -> bytes | None:
-        real = self._confined(path)
-        if real is None:
-            return None
+        real = self._path(path)
         home = self._home_of(path)
         if home is None:
             return _read_limited(real, limit, tail)
-        target = os.path.realpath(real)
-        if target == home:
+        target = os.path.realpath(real)  # once: the same answer _confined would give
+        if target == home or not target.startswith(home + "/"):
             return None
         try:  # no link may be swapped in between the check and the read
             fd = open_below(home, os.path.relpath(target, home))
