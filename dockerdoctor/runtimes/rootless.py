@@ -181,7 +181,10 @@ class Confined:
         return False
 
     def read(self, path: str) -> str | None:
-        return self._read(path) if self.ok(path) else None
+        if not self.ok(path):
+            return None
+        read_in = getattr(self.facts.source, "read_in", None) if self.home.confine else None
+        return read_in(self.home.home, path) if read_in is not None else self._read(path)
 
     def listdir(self, path: str) -> list[str] | None:
         return self._list(path) if self.ok(path) else None

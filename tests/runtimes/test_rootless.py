@@ -623,6 +623,10 @@ def test_a_rootless_process_xdg_config_home_outside_her_home_is_ignored(
     facts = live()
     c = rootless.Confined(facts, ok)
     assert c.read(f"{home}/.config/nerdctl/nerdctl.toml") == 'namespace = "default"\n'
+    src = facts.source
+    assert isinstance(src, LiveSource)  # outside HOME_BASE too: opened below her home without following links
+    assert src.read_in(str(home), f"{home}/.config/nerdctl/nerdctl.toml") == 'namespace = "default"\n'
+    assert src.read_in(str(home), f"{home}/xdg/nerdctl/nerdctl.toml") is None
     assert c.read(f"{home}/xdg/nerdctl/nerdctl.toml") is None and c.listdir(str(out)) is None
     assert c.ignored == [f"{home}/xdg/nerdctl/nerdctl.toml: outside eve's home, not read as root",
                          f"{out}: outside eve's home, not read as root"]
