@@ -131,7 +131,7 @@ def _replaced_by_hosts_dir(path: str, root: str, nerdctl) -> Finding:
     nc = nerdctl.config
     dirs = ", ".join(nerdctl.roots) or "nothing"
     return finding("DD602", f"{path} is not read by {nerdctl.display} (its hosts_dir replaces {root})",
-                   f"{nc.path}:{nc.line} sets hosts_dir to {dirs}; nerdctl reads those instead of its default "
+                   f"{nc.path}:{nc.line or '?'} sets hosts_dir to {dirs}; nerdctl reads those instead of its default "
                    f"{root}, and no rootless containerd of {nerdctl.owner} reads {root}, so {path} is never used.",
                    evidence=[Evidence(path, "hosts.toml for " + os.path.basename(os.path.dirname(path))),
                              Evidence(nc.path, f"hosts_dir = {list(nerdctl.roots)!r}", nc.line)],

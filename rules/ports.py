@@ -12,6 +12,7 @@ from dockerdoctor.facts.ports import REGISTRY_HOLDERS, ListenSocket, RegistryPro
 from dockerdoctor.facts.registry_containers import RegistryContainer
 from dockerdoctor.fixes.recipes.container import free_port_fix
 from dockerdoctor.model import Finding, Severity
+from dockerdoctor.net import ip_of
 from dockerdoctor.safetext import short
 
 IN_USE = re.compile(r"address already in use|port is already allocated|bind: address already in use", re.I)
@@ -22,7 +23,7 @@ def _wanted_ports(rc: RegistryContainer) -> list[tuple[int, str, str]]:
     c = rc.container
     if c.host_network:
         addr = c.env.get("REGISTRY_HTTP_ADDR") or ""
-        ip = addr.rpartition(":")[0].strip("[]") if ":" in addr else ""
+        ip = ip_of(addr)
         return [(rc.port, ip, "its port with --network host")]
     out = []
     for p in c.ports:

@@ -13,6 +13,7 @@ from typing import Any
 from dockerdoctor.facts import Facts, HostPort, fact
 from dockerdoctor.facts.containers import ContainerInfo, Mount, registry_kind
 from dockerdoctor.model import Provenance
+from dockerdoctor.net import ip_of
 from dockerdoctor.safetext import isdigits
 
 V2_DATA_DIR = "/var/lib/registry"
@@ -209,7 +210,7 @@ def published_endpoints(rc: RegistryContainer) -> list[tuple[HostPort, str]]:
     c = rc.container
     if c.host_network:
         addr = c.env.get("REGISTRY_HTTP_ADDR") or _config_addr(rc.config) or ""
-        host = addr.rpartition(":")[0].strip("[]") if ":" in addr else ""
+        host = ip_of(addr)
         out.append((HostPort(host or "localhost", rc.port), f"registry container {c.name} (--network host)"))
         return out
     for p in c.ports:

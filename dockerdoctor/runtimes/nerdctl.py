@@ -4,6 +4,7 @@ hosts.toml directories it reads."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from dockerdoctor.facts import Facts, fact
 from dockerdoctor.runtimes.base import Origin
@@ -48,7 +49,8 @@ def parse_nerdctl_toml(text: str, path: str, defaults: tuple[str, ...] = (CONTAI
 
 
 def nerdctl_adapter(facts: Facts, name: str, display: str, path: str, text: str | None,
-                    defaults: tuple[str, ...], why: str = "") -> HostsDirRuntime:
+                    defaults: tuple[str, ...], why: str = "", lister: Any = None, reader: Any = None,
+                    ) -> HostsDirRuntime:
     """nerdctl with this nerdctl.toml (None: none, the defaults apply) and these default hosts directories."""
     nc = parse_nerdctl_toml(text, path, defaults) if text is not None else NerdctlConfig(path, defaults,
                                                                                          defaults=defaults)
@@ -58,7 +60,7 @@ def nerdctl_adapter(facts: Facts, name: str, display: str, path: str, text: str 
     if nc.error:
         notes += (f"{path}:{nc.line or '?'} does not parse: nerdctl refuses to run ({nc.error})",)
     origin = Origin(path, nc.line, why) if text is not None else Origin("default", None, why)
-    return HostsDirRuntime(name, display, nc.hosts_dir, source_lister(facts), source_reader(facts),
+    return HostsDirRuntime(name, display, nc.hosts_dir, lister or source_lister(facts), reader or source_reader(facts),
                            facts.optional("containerd_version"), None, origin, insecure_all=nc.insecure_registry,
                            notes=notes, config=nc)
 

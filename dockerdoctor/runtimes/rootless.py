@@ -22,6 +22,10 @@ does not run as root.
   the setuptool installs ``~/.config/systemd/user/docker.service``. Found by that unit or by a dockerd process
   that does not run as root (live psutil, a snapshot's ps USER column).
 
+Run as root, every path read or listed for a user (her config.toml `imports`, nerdctl.toml `hosts_dir`, a process's
+``$XDG_CONFIG_HOME``) must lie in realpath of her home (`Confined`): she chose it. One outside is not read; the
+runtime's notes name it ("outside NAME's home, not read as root").
+
 Neither rootlesskit nor nerdctl is packaged for Debian 12, nor a rootless dockerd set up here: tests use real
 files in this layout.
 """
@@ -51,6 +55,9 @@ class RootlessHome:
     config_home: str  # $XDG_CONFIG_HOME, or HOME/.config
     why: str
     env_toml: str | None = None  # $NERDCTL_TOML of this shell, for this user only
+    home_dir: str | None = None  # her home (passwd, HOME_BASE/NAME): what root reads for her stays inside it
+    confine: bool = True  # False: dockerdoctor runs as this user and reads as her, not as root
+    ignored: tuple[str, ...] = ()  # what was not taken from her (e.g. an $XDG_CONFIG_HOME outside her home)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.config_home, *parts)
@@ -62,6 +69,8 @@ class RootlessHome:
     @property
     def home(self) -> str:
         """The user's home (the folder a fix in it must stay in): the parent of ~/.config, else the config dir."""
+        if self.home_dir:
+            return self.home_dir
         head, tail = os.path.split(self.config_home.rstrip("/"))
         return head if tail == ".config" and head else self.config_home
 
@@ -83,7 +92,8 @@ def _live_user() -> RootlessHome | None:
     if not xch:
         return None
     src = "$XDG_CONFIG_HOME" if os.environ.get("XDG_CONFIG_HOME") else "$HOME/.config"
-    return RootlessHome(getpass.getuser(), xch, f"this user's {src}", os.environ.get("NERDCTL_TOML") or None)
+    return RootlessHome(getpass.getuser(), xch, f"this user's {src}", os.environ.get("NERDCTL_TOML") or None,
+                        confine=False)
 
 
 def _process_users() -> list[RootlessHome]:
@@ -106,9 +116,14 @@ def _process_users() -> list[RootlessHome]:
             env = p.environ()
         except (psutil.Error, OSError):
             env = {}
-        xch = env.get("XDG_CONFIG_HOME") or os.path.join(pw.pw_dir, ".config")
+        xch, ignored = os.path.join(pw.pw_dir, ".config"), ""
+        env_xch = env.get("XDG_CONFIG_HOME")
+        if env_xch and inside_home(pw.pw_dir, env_xch, True):
+            xch = env_xch
+        elif env_xch:  # the user chose it: root lists and reads nothing she could point elsewhere
+            ignored = f"$XDG_CONFIG_HOME={env_xch} of pid {p.info['pid']}: {outside(pw.pw_name)}"
         out.append(RootlessHome(pw.pw_name, xch, f"{os.path.basename(argv[0])} pid {p.info['pid']} runs as "
-                                f"{pw.pw_name}"))
+                                f"{pw.pw_name}", home_dir=pw.pw_dir, ignored=(ignored,) if ignored else ()))
     return out
 
 
@@ -121,11 +136,67 @@ def rootless_homes(facts: Facts) -> list[RootlessHome]:
         found += [me] if me else []
         found += _process_users()
     for name in sorted(facts.source.listdir(specs.HOME_BASE) or [])[:specs.MAX_USER_HOMES]:
-        found.append(RootlessHome(name, specs.home_config(name), f"{specs.HOME_BASE}/{name}"))
+        found.append(RootlessHome(name, specs.home_config(name), f"{specs.HOME_BASE}/{name}",
+                                  home_dir=os.path.join(specs.HOME_BASE, name)))
     out: dict[str, RootlessHome] = {}
     for h in found:
         out.setdefault(h.config_home, h)
     return list(out.values())
+
+
+def outside(user: str) -> str:
+    return f"outside {user}'s home, not read as root"
+
+
+def inside_home(home: str, path: str, live: bool, to_host: Any = None) -> bool:
+    """`path` lies in `home`: by its name and, live, through every symbolic link (realpath of both). A snapshot
+    holds only what `collect` copied under the same rule, so the name decides there."""
+    h, p = os.path.normpath(home), os.path.normpath(path)
+    if not os.path.isabs(p) or not (p == h or p.startswith(h.rstrip("/") + "/")):
+        return False
+    if not live:
+        return True
+    to_host = to_host or (lambda x: x)
+    rh, rp = os.path.realpath(to_host(h)), os.path.realpath(to_host(p))
+    return rp == rh or rp.startswith(rh.rstrip("/") + "/")
+
+
+class Confined:
+    """The reads and listings root makes for one rootless user: only inside realpath of her home. A path
+    outside is not read; `ignored` names it (the runtime's notes carry them)."""
+
+    def __init__(self, facts: Facts, home: RootlessHome) -> None:
+        self.facts, self.home, self.ignored = facts, home, list(home.ignored)
+        self._list, self._read = source_lister(facts), source_reader(facts)
+
+    def ok(self, path: str) -> bool:
+        if not self.home.confine:
+            return True
+        src = self.facts.source
+        if inside_home(self.home.home, path, bool(self.facts.live), getattr(src, "_path", None)):
+            return True
+        note = f"{path}: {outside(self.home.user)}"
+        if note not in self.ignored:
+            self.ignored.append(note)
+        return False
+
+    def read(self, path: str) -> str | None:
+        if not self.ok(path):
+            return None
+        read_in = getattr(self.facts.source, "read_in", None) if self.home.confine else None
+        return read_in(self.home.home, path) if read_in is not None else self._read(path)
+
+    def listdir(self, path: str) -> list[str] | None:
+        return self._list(path) if self.ok(path) else None
+
+    def stat(self, path: str) -> Any:
+        return self.facts.source.stat(path) if self.ok(path) else None
+
+    def check(self, paths: Any) -> tuple[str, ...]:
+        """Check these now (hosts.toml roots are listed later, at resolve time) and return the ignored notes."""
+        for p in paths:
+            self.ok(p)
+        return tuple(self.ignored)
 
 
 @fact()
@@ -133,21 +204,22 @@ def containerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
     """Rootless containerd per user: its config.toml (~/.config/containerd/config.toml), config_path mapped
     from its mount namespace to the host. [] when there is none."""
     out = []
-    read = source_reader(facts)
     for home in facts.get("rootless_homes"):
+        c = Confined(facts, home)
         path = home.spec_path("containerd_rootless_config")
-        text = read(path)
+        text = c.read(path)
         if text is None:
             continue
         cfg = parse_containerd_config(text, path)
-        cfg = merge_imports(_imports_on_host(cfg, home), facts.source.listdir, read)
+        cfg = merge_imports(_imports_on_host(cfg, home), c.listdir, c.read)
         if cfg.cri_disabled:
             continue
         roots = tuple(home.host_path(d) for d in cfg.config_path)
-        notes = ((f"{path}: paths are as rootless containerd sees them; /etc/containerd is "
+        notes: tuple[str, ...] = ((f"{path}: paths are as rootless containerd sees them; /etc/containerd is "
                   f"{home.path('containerd')} on the host",) if cfg.config_path else ())
+        notes += c.check(roots)
         out.append(HostsDirRuntime(
-            "containerd-rootless", f"rootless containerd CRI ({home.user})", roots, source_lister(facts), read,
+            "containerd-rootless", f"rootless containerd CRI ({home.user})", roots, c.listdir, c.read,
             facts.optional("containerd_version"), None, Origin(path, cfg.config_path_line, home.why),
             legacy=cfg if not roots else None, notes=notes, config=cfg, owner=home.user, home=home.home))
     return out
@@ -170,14 +242,16 @@ def nerdctl_rootless(facts: Facts) -> list[HostsDirRuntime]:
     installed = facts.live and shutil.which("nerdctl") is not None
     out = []
     for home in facts.get("rootless_homes"):
+        c = Confined(facts, home)
         path = home.env_toml or home.spec_path("nerdctl_rootless_toml")
-        text = facts.source.read_text(path)
+        text = c.read(path)
         certs = home.spec_path("containerd_rootless_certs_d")
-        if text is None and not (installed and facts.source.stat(certs) is not None):
+        if text is None and not (installed and c.stat(certs) is not None):
             continue
         defaults = (certs, home.spec_path("docker_rootless_certs_d"))
         rt = nerdctl_adapter(facts, "nerdctl-rootless", f"nerdctl rootless ({home.user})", path, text, defaults,
-                             home.why)
+                             home.why, lister=c.listdir, reader=c.read)
+        rt.notes += c.check(rt.roots)
         rt.owner, rt.home = home.user, home.home
         out.append(rt)
     return out
@@ -203,10 +277,11 @@ def dockerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
 
     users, out = _dockerd_users(facts), []
     for home in facts.get("rootless_homes"):
+        c = Confined(facts, home)
         unit = home.spec_path("docker_rootless_unit")
-        why = users.get(home.user) or (f"{unit} exists" if facts.source.stat(unit) is not None else None)
+        why = users.get(home.user) or (f"{unit} exists" if c.stat(unit) is not None else None)
         path = home.spec_path("docker_rootless_daemon_json")
-        text = facts.source.read_text(path) if why else None
+        text = c.read(path) if why else None
         dj = parse_daemon_json(text, path) if text is not None else None
         store = store_from_daemon_json(dj)
         if why is None or store is None or store.store != "containerd":
@@ -215,8 +290,9 @@ def dockerd_rootless(facts: Facts) -> list[HostsDirRuntime]:
         insecure = tuple(str(v) for v in raw) if isinstance(raw, list) else ()
         out.append(HostsDirRuntime(
             "dockerd-rootless-containerd-store", f"rootless dockerd ({home.user}, containerd image store)",
-            (home.spec_path("docker_rootless_certs_d"),), source_lister(facts), source_reader(facts), None, None,
+            (home.spec_path("docker_rootless_certs_d"),), c.listdir, c.read, None, None,
             Origin(store.origin.source, store.origin.line, f"{why}; {store.why}"), insecure=insecure, config=dj,
+            notes=c.check((home.spec_path("docker_rootless_certs_d"),)),
             owner=home.user, home=home.home))
     return out
 

@@ -69,14 +69,21 @@ class LiveSource(Source):
         return real if target == home or target.startswith(home + "/") else None
 
     def read_bytes(self, path: str, limit: int = DEFAULT_READ_LIMIT, tail: bool = False) -> bytes | None:
-        real = self._confined(path)
-        if real is None:
-            return None
+        real = self._path(path)
         home = self._home_of(path)
         if home is None:
             return _read_limited(real, limit, tail)
-        target = os.path.realpath(real)
-        if target == home:
+        return self._read_below(home, real, limit, tail)
+
+    def read_in(self, home: str, path: str, limit: int = DEFAULT_READ_LIMIT) -> str | None:
+        """`path` read only while it, through any link, stays inside `home` (a rootless user's home that need
+        not be under HOME_BASE), with no link swapped in between the check and the read."""
+        data = self._read_below(os.path.realpath(self._path(home)), self._path(path), limit, False)
+        return data.decode("utf-8", errors="replace") if data is not None else None
+
+    def _read_below(self, home: str, real: str, limit: int, tail: bool) -> bytes | None:
+        target = os.path.realpath(real)  # once: the same answer _confined would give
+        if target == home or not target.startswith(home.rstrip("/") + "/"):
             return None
         try:  # no link may be swapped in between the check and the read
             fd = open_below(home, os.path.relpath(target, home))

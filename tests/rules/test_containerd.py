@@ -144,3 +144,18 @@ def test_k3s_unknown_ca_fix_scopes_skip_verify_to_the_host() -> None:
     assert main.configs[REG].tls == {"ca_file": "/etc/rancher/k3s/certs/10.0.0.5_5000-ca.crt"}
     alt = parse_registries_yaml(fix.alternatives[0].operations[0].content, "r")
     assert alt.configs[REG].tls == {"insecure_skip_verify": True} and "*" not in alt.configs
+
+
+def test_dd602_message_without_hosts_dir_line() -> None:
+    """A hosts_dir whose line was not found reads `nerdctl.toml:?`, never `nerdctl.toml:None`."""
+    from types import SimpleNamespace
+
+    from dockerdoctor.runtimes.nerdctl import NerdctlConfig
+    from rules.containerd import _replaced_by_hosts_dir
+
+    nc = NerdctlConfig("/home/a/.config/nerdctl/nerdctl.toml", ("/home/a/certs",), line=None)
+    rt = SimpleNamespace(config=nc, roots=("/home/a/certs",), display="nerdctl rootless (a)", owner="a",
+                         name="nerdctl-rootless")
+    f = _replaced_by_hosts_dir("/home/a/.config/containerd/certs.d/r/hosts.toml",
+                               "/home/a/.config/containerd/certs.d", rt)
+    assert "None" not in f.message and "nerdctl.toml:? sets hosts_dir" in f.message

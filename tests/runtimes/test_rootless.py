@@ -533,3 +533,118 @@ def test_rootless_dockerd_in_a_snapshot_by_its_process(tmp_path: Path) -> None:
     assert "ps_auxwww:3: dockerd runs as gina" in rt.origin.detail
     assert [f.evidence[0].location() for f in r.findings] == ["/home/gina/.config/docker/daemon.json:3"]
     assert str(dj).endswith("/home/gina/.config/docker/daemon.json")
+
+
+# --------------------------------------------------------------------- root reads only inside the user's home
+
+SECRET_CONF = ('version = 2\n\n[plugins."io.containerd.grpc.v1.cri".registry]\n'
+               '  config_path = "/etc/containerd/secret.d"\n')
+
+
+def _outside_tree(tmp_path: Path) -> Path:
+    """A directory root can read and the user cannot: what her config names must not make root read it."""
+    out = tmp_path / "rootonly"
+    write(out, "x.toml", SECRET_CONF)
+    write(out, f"ssh/{REG}/hosts.toml", HTTP_HOSTS)
+    return out
+
+
+def _eve(base: Path, out: Path, homedir: str) -> None:
+    """eve's config.toml imports files outside her home (by name and through a link in it); her nerdctl.toml
+    names an outside hosts_dir and a link in her home to one."""
+    write(base, "eve/.config/containerd/config.toml",
+          f'version = 2\nimports = ["{out}/*.toml", "{homedir}/.config/containerd/conf.d/*.toml"]\n\n'
+          '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n')
+    (base / "eve/.config/containerd/conf.d").mkdir(parents=True)
+    (base / "eve/.config/containerd/conf.d/y.toml").symlink_to(out / "x.toml")
+    write(base, "eve/.config/nerdctl/nerdctl.toml", f'hosts_dir = ["{out}/ssh", "{homedir}/link"]\n')
+    (base / "eve/link").symlink_to(out / "ssh")
+
+
+def _check_eve(facts: Facts, out: Path, homedir: str) -> None:
+    (ctd,) = [rt for rt in facts.get("containerd_rootless") if rt.owner == "eve"]
+    assert ctd.roots == (f"{homedir}/.config/containerd/certs.d",)  # secret.d's config_path was never read
+    assert ctd.config.imported == []
+    assert f"{out}: outside eve's home, not read as root" in ctd.notes
+    (nerd,) = [rt for rt in facts.get("nerdctl_rootless") if rt.owner == "eve"]
+    assert f"{out}/ssh: outside eve's home, not read as root" in nerd.notes
+    eps = nerd.resolve(ImageRef.parse(f"{REG}/app:1")).endpoints
+    assert not any(e.scheme == "http" for e in eps)  # the hosts.toml out there stays unread
+
+
+def test_rootless_paths_a_user_names_outside_her_home_are_not_read_as_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = homes(tmp_path, monkeypatch)
+    out = _outside_tree(tmp_path)
+    _eve(base, out, f"{base}/eve")
+    facts = live()
+    _check_eve(facts, out, f"{base}/eve")
+    (nerd,) = [rt for rt in facts.get("nerdctl_rootless") if rt.owner == "eve"]
+    assert f"{base}/eve/link: outside eve's home, not read as root" in nerd.notes  # a link in her home, out
+    (ctd,) = [rt for rt in facts.get("containerd_rootless") if rt.owner == "eve"]
+    assert f"{base}/eve/.config/containerd/conf.d/y.toml: outside eve's home, not read as root" in ctd.notes
+
+
+def test_a_snapshot_ignores_the_same_outside_paths(tmp_path: Path) -> None:
+    root = tmp_path / "host"
+    (root / "etc").mkdir(parents=True)
+    out = Path("/rootonly")  # as the host names it; the snapshot holds a copy that must stay unread
+    write(root, "rootonly/x.toml", SECRET_CONF)
+    write(root, f"rootonly/ssh/{REG}/hosts.toml", HTTP_HOSTS)
+    write(root, "home/eve/.config/containerd/config.toml",
+          f'version = 2\nimports = ["{out}/*.toml"]\n\n'
+          '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"\n')
+    write(root, "home/eve/.config/nerdctl/nerdctl.toml", f'hosts_dir = ["{out}/ssh"]\n')
+    src = SnapshotSource(root)
+    try:
+        facts = Facts(src, CheckOptions(network=False))
+        (ctd,) = facts.get("containerd_rootless")
+        assert ctd.roots == ("/home/eve/.config/containerd/certs.d",) and ctd.config.imported == []
+        assert f"{out}: outside eve's home, not read as root" in ctd.notes
+        (nerd,) = facts.get("nerdctl_rootless")
+        assert f"{out}/ssh: outside eve's home, not read as root" in nerd.notes
+        assert not any(e.scheme == "http" for e in nerd.resolve(ImageRef.parse(f"{REG}/app:1")).endpoints)
+    finally:
+        src.close()
+
+
+def test_a_rootless_process_xdg_config_home_outside_her_home_is_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pwd
+    from types import SimpleNamespace
+
+    import psutil
+
+    from dockerdoctor.runtimes import rootless
+
+    home, out = tmp_path / "srv/eve", _outside_tree(tmp_path)
+    write(home, ".config/nerdctl/nerdctl.toml", 'namespace = "default"\n')
+    write(out, "cfg/nerdctl/nerdctl.toml", f'hosts_dir = ["{out}/ssh"]\n')
+    (home / "xdg").symlink_to(out / "cfg")  # inside by name, outside through the link
+
+    class Proc:
+        def __init__(self, pid: int, xdg: str) -> None:
+            self.info = {"pid": pid, "cmdline": ["containerd"], "uids": SimpleNamespace(real=1000)}
+            self.xdg = xdg
+
+        def environ(self) -> dict[str, str]:
+            return {"XDG_CONFIG_HOME": self.xdg}
+
+    for xdg in (f"{out}/cfg", f"{home}/xdg"):
+        monkeypatch.setattr(psutil, "process_iter", lambda attrs, x=xdg: [Proc(41, x)])
+        monkeypatch.setattr(pwd, "getpwuid", lambda uid: SimpleNamespace(pw_name="eve", pw_dir=str(home)))
+        (h,) = rootless._process_users()
+        assert h.config_home == f"{home}/.config" and h.home == str(home)
+        assert h.ignored == (f"$XDG_CONFIG_HOME={xdg} of pid 41: outside eve's home, not read as root",)
+    ok = rootless.RootlessHome("eve", f"{home}/.config", "test", home_dir=str(home))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    facts = live()
+    c = rootless.Confined(facts, ok)
+    assert c.read(f"{home}/.config/nerdctl/nerdctl.toml") == 'namespace = "default"\n'
+    src = facts.source
+    assert isinstance(src, LiveSource)  # outside HOME_BASE too: opened below her home without following links
+    assert src.read_in(str(home), f"{home}/.config/nerdctl/nerdctl.toml") == 'namespace = "default"\n'
+    assert src.read_in(str(home), f"{home}/xdg/nerdctl/nerdctl.toml") is None
+    assert c.read(f"{home}/xdg/nerdctl/nerdctl.toml") is None and c.listdir(str(out)) is None
+    assert c.ignored == [f"{home}/xdg/nerdctl/nerdctl.toml: outside eve's home, not read as root",
+                         f"{out}: outside eve's home, not read as root"]
