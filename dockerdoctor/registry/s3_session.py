@@ -230,7 +230,14 @@ class S3Session:
         keys = [k async for k, _ in self._keys(prefix)]
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i : i + 1000]]
-            await c.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            resp = await c.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            errors = resp.get("Errors") or []
+            if errors:  # a 200 answer can still refuse keys one by one (AccessDenied, ...)
+                e = errors[0]
+                raise OSError(
+                    f"s3 bucket {self.bucket}: {len(errors)} of {len(batch)} deletes under {prefix} failed, "
+                    f"first {e.get('Key')}: {e.get('Code')} {e.get('Message')}"
+                )
         return len(keys)
 
     async def _any(self, prefix: str) -> bool:

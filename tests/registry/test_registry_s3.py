@@ -6,6 +6,7 @@ Without the s3 extra (aiobotocore) or moto[server] every test here skips with th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -14,7 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -324,9 +326,11 @@ def test_a_bucket_that_goes_away_is_a_storage_error_and_not_ready(ddreg_moto: Mo
     ddreg_moto.client().delete_bucket(Bucket=bucket)
     r = c.req("GET", "/v2/gone/x/manifests/1", headers={"Accept": OCI_MANIFEST})
     assert r.status_code == 500 and r.json()["errors"][0]["code"] == "UNKNOWN", r.text
-    assert "storage error" in r.json()["errors"][0]["message"]
+    assert r.json()["errors"][0]["message"] == "storage error"  # botocore's text (endpoint, bucket) stays in the log
+    assert bucket not in r.text and ddreg_moto.endpoint not in r.text
     ready = requests.get(srv.url + "/readyz", timeout=30)
     assert ready.status_code == 503 and "storage error" in ready.text
+    assert bucket not in ready.text and ddreg_moto.endpoint not in ready.text
     assert requests.get(srv.url + "/livez", timeout=10).status_code == 200
     srv.stop()
 
@@ -341,3 +345,22 @@ def test_without_the_extra_the_driver_names_it(monkeypatch: pytest.MonkeyPatch) 
         S3Driver(S3Options(bucket="b"))
     with pytest.raises(ServeError, match="s3 extra"):
         make_driver(ServeConfig(root="/nonexistent", s3=S3Options(bucket="b")))
+
+
+def test_delete_prefix_fails_when_delete_objects_refuses_keys() -> None:
+    pytest.importorskip("aiobotocore")
+    from dockerdoctor.registry.s3 import S3Driver, S3Options
+
+    drv = S3Driver(S3Options(bucket="b"))
+
+    class Refusing:  # S3 answers 200 and lists the keys it would not delete
+        async def delete_objects(self, **kw: Any) -> dict[str, Any]:
+            return {"Errors": [{"Key": "p/k", "Code": "AccessDenied", "Message": "Access Denied"}]}
+
+    async def keys(prefix: str) -> AsyncIterator[tuple[str, int]]:
+        yield "p/k", 1
+
+    drv._client = Refusing()
+    drv._keys = keys  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="AccessDenied"):
+        asyncio.run(drv._delete_prefix("p/"))
