@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from dockerdoctor.registry import digests as dg
 from dockerdoctor.registry.app import Registry, Settings
 from dockerdoctor.registry.blobs import Unsatisfiable, parse_range
-from dockerdoctor.registry.cli import parse_duration, parse_size
 from dockerdoctor.registry.client import parse_target
+from dockerdoctor.registry.common import parse_duration, parse_size
 from dockerdoctor.registry.gc import collect
 from dockerdoctor.registry.storage import FilesystemDriver
 from dockerdoctor.registry.tls import TLSSetupError, certs_d_path, ensure_self_signed, server_context, split_names
