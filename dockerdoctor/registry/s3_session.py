@@ -105,6 +105,7 @@ class S3Session:
         self._client: Any = None
         self._client_cm: Any = None
         self._client_lock: asyncio.Lock | None = None
+        self._closing: asyncio.Task[Any] | None = None  # close() called on the bound loop itself
 
 
     # ------------------------------------------------------------------ loop and client
@@ -132,11 +133,27 @@ class S3Session:
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def close(self) -> None:
-        """Close the client (and the private loop, if one was started)."""
+        """Close the client (and the private loop, if one was started).
+
+        On a bound loop the client closes there: waited for from another thread while that loop runs,
+        run to completion if it is stopped, scheduled if close() is called on the loop itself (a
+        coroutine there should await aclose() instead). Only a closed loop leaves nothing to close on.
+        """
         if self._client_cm is not None and self.loop is not None:
             cm, self._client_cm, self._client = self._client_cm, None, None
-            if self._thread is not None:
-                asyncio.run_coroutine_threadsafe(cm.__aexit__(None, None, None), self.loop).result()
+            exit_ = cm.__aexit__(None, None, None)
+            try:
+                running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self.loop:
+                self._closing = self.loop.create_task(exit_)
+            elif self.loop.is_running():
+                asyncio.run_coroutine_threadsafe(exit_, self.loop).result()
+            elif not self.loop.is_closed():
+                self.loop.run_until_complete(exit_)
+            else:
+                exit_.close()  # the loop is gone, and its connections with it
         if self._thread is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)

@@ -382,3 +382,33 @@ def test_delete_prefix_fails_when_delete_objects_refuses_keys() -> None:
     drv._keys = keys  # type: ignore[method-assign]
     with pytest.raises(OSError, match="AccessDenied"):
         asyncio.run(drv._delete_prefix("p/"))
+
+
+def test_close_on_a_bound_loop_exits_the_client() -> None:
+    pytest.importorskip("aiobotocore")
+    import threading
+
+    from dockerdoctor.registry.s3 import S3Driver, S3Options
+
+    class Cm:
+        exited = 0
+
+        async def __aexit__(self, *exc: object) -> None:
+            Cm.exited += 1
+
+    loop = asyncio.new_event_loop()
+    try:
+        drv = S3Driver(S3Options(bucket="b"))
+        drv.bind_loop(loop)
+        drv._client_cm, drv._client = Cm(), object()
+        drv.close()  # the loop is stopped: run to completion here
+        assert Cm.exited == 1 and drv._client is None
+        t = threading.Thread(target=loop.run_forever, daemon=True)
+        t.start()
+        drv._client_cm, drv._client = Cm(), object()
+        drv.close()  # the loop runs in another thread (the server's): wait for it there
+        assert Cm.exited == 2
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(5)
+    finally:
+        loop.close()
