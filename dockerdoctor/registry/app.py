@@ -41,6 +41,12 @@ log = logging.getLogger("dockerdoctor.registry")
 MANIFEST_CACHE = 32 * 1024 * 1024  # bytes of parsed manifests kept per process
 READY_TIMEOUT = 5.0  # seconds /readyz waits for storage
 
+
+def _storage_message(e: OSError) -> str:
+    """What a client is told of a storage OSError: the errno's text only, never a path, bucket or URL."""
+    return f"storage error: {e.strerror}" if e.strerror else "storage error"
+
+
 _PATTERNS = [
     ("tags", re.compile(r"(?P<name>.+)/tags/list")),
     ("manifest", re.compile(r"(?P<name>.+)/manifests/(?P<ref>[^/]+)")),
@@ -108,8 +114,9 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
             await asyncio.wait_for(self.sto("ready"), READY_TIMEOUT)
         except asyncio.TimeoutError:
             return web.json_response({"status": "storage does not answer"}, status=503)
-        except OSError as e:
-            return web.json_response({"status": f"storage error: {e.strerror or e}"}, status=503)
+        except OSError as e:  # the details (bucket, endpoint, path) go to the log, not to anonymous probes
+            log.error("readyz: storage error: %s", e)
+            return web.json_response({"status": _storage_message(e)}, status=503)
         return web.json_response({"status": "ok"})
 
     async def _on_startup(self, app: web.Application) -> None:
@@ -179,11 +186,11 @@ class Registry(UploadsMixin, BlobsMixin, ManifestsMixin):
             except OSError as e:
                 # Storage trouble (permission denied, disk full, ...): say so, in the spec's error shape.
                 log.error("storage error on %s %s: %s", request.method, request.path, e)
-                reason = e.strerror or str(e)
-                resp = error_response(RegistryError("UNKNOWN", f"storage error: {reason}", status=500))
+                resp = error_response(RegistryError("UNKNOWN", _storage_message(e), status=500))
             except self.driver.storage_errors as e:  # an object store's own errors (S3: botocore's)
+                # their text names the endpoint, bucket and key: the log gets it, the client does not
                 log.error("storage error on %s %s: %s", request.method, request.path, e)
-                resp = error_response(RegistryError("UNKNOWN", f"storage error: {e}", status=500))
+                resp = error_response(RegistryError("UNKNOWN", "storage error", status=500))
             resp.headers["Docker-Distribution-API-Version"] = "registry/2.0"
             for name, value in self.s.headers.items():
                 resp.headers.setdefault(name, value)

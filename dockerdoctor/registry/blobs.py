@@ -8,7 +8,6 @@ blobs are read in 1 MiB pieces by a thread and written as large TLS records inst
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 
@@ -23,19 +22,38 @@ WRITE_HIGH = int(os.environ.get("DDREG_WRITE_HIGH", str(4 << 20)))  # transport 
 DEEP_STREAMS = 32  # streams at a time that get the deep buffer (at most 128 MiB buffered in all)
 
 
+class Unsatisfiable(ValueError):
+    """A single bytes range that lies outside the blob: answer 416."""
+
+
 def parse_range(value: str, size: int) -> tuple[int, int] | None:
-    """One `bytes=A-B`, `bytes=A-` or `bytes=-N` range within `size`, or None if unsatisfiable."""
-    m = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", value)
-    if m is None or (not m.group(1) and not m.group(2)) or size == 0:
+    """The (first, last) of one `bytes=A-B`, `bytes=A-` or `bytes=-N` range within `size`.
+
+    None for a Range to ignore (RFC 9110 14.2: another unit, several ranges, an invalid spec): the
+    whole body goes out with 200. Raises Unsatisfiable for a valid single range outside `size`.
+    """
+    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)-(\d*)\s*", value, re.IGNORECASE)
+    if m is None or (not m.group(1) and not m.group(2)):
         return None
     if not m.group(1):
         n = int(m.group(2))
-        return (max(size - n, 0), size - 1) if n > 0 else None
+        if n == 0 or size == 0:
+            raise Unsatisfiable(value)
+        return max(size - n, 0), size - 1
     first = int(m.group(1))
-    last = int(m.group(2)) if m.group(2) else size - 1
-    if first >= size or last < first:
-        return None
-    return first, min(last, size - 1)
+    last = int(m.group(2)) if m.group(2) else None
+    if last is not None and last < first:
+        return None  # an invalid range-spec
+    if first >= size:
+        raise Unsatisfiable(value)
+    return first, size - 1 if last is None else min(last, size - 1)
+
+
+def _ignored(value: str, size: int) -> bool:
+    try:
+        return parse_range(value, size) is None
+    except Unsatisfiable:
+        return False
 
 
 class BlobsMixin(RegistryBase):
@@ -65,7 +83,9 @@ class BlobsMixin(RegistryBase):
             return await self._remote_blob(request, digest, size, headers)
         path = self.driver.blob_path(digest)
         tls = request.transport is not None and request.transport.get_extra_info("sslcontext") is not None
-        if path is not None and (not tls or "Range" in request.headers):
+        rng = request.headers.get("Range")
+        ignored = rng is not None and _ignored(rng, size)  # aiohttp would answer 416: send it all instead
+        if path is not None and not ignored and (not tls or rng is not None):
             return web.FileResponse(path, chunk_size=BUFFER, headers=headers)
         return await self._stream_blob(request, digest, size, headers)
 
@@ -123,12 +143,14 @@ class BlobsMixin(RegistryBase):
         status = 200
         rng = request.headers.get("Range")
         if rng is not None:
-            parsed = parse_range(rng, size)
-            if parsed is None:
+            try:
+                parsed = parse_range(rng, size)
+            except Unsatisfiable:
                 return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
-            first, last = parsed
-            status = 206
-            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+            if parsed is not None:
+                first, last = parsed
+                status = 206
+                headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         body = await self.st("open_range", digest, first, last)
         if body is None:
             raise RegistryError("BLOB_UNKNOWN", "blob unknown to registry", {"digest": digest})
@@ -147,11 +169,11 @@ class BlobsMixin(RegistryBase):
                             break
                         nxt = asyncio.ensure_future(body.read(S3_BUFFER))
                         await resp.write(chunk)
-                finally:
-                    if not nxt.done():
-                        nxt.cancel()
-                        with contextlib.suppress(BaseException):
-                            await nxt
+                finally:  # the client went away: stop the read, but let a cancellation of this task through
+                    nxt.cancel()
+                    await asyncio.wait([nxt])
+                    if not nxt.cancelled():
+                        nxt.exception()  # retrieved, so asyncio does not log it as never retrieved
                 await resp.write_eof()
                 return resp
         finally:

@@ -26,10 +26,6 @@ DELETE_DISABLED_HELP = (
     "for serve-registry drop --no-delete and --read-only."
 )
 
-_SIZE_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*")
-_DURATION_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
-
-
 def _fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, with the prefix every dockerdoctor command uses, control characters escaped."""
     from dockerdoctor.safetext import printable
@@ -84,22 +80,6 @@ def _client_failed(e: Exception, t, arg: str | None, registry: str, user: str | 
                    plain_http: bool) -> NoReturn:
     named = registry != DEFAULT_REGISTRY or (arg is not None and t.registry != registry)
     _fail(client_hint(str(e), t.registry, named, user, plain_http))
-
-
-def parse_size(text: str) -> int:
-    m = _SIZE_RE.fullmatch(text)
-    if m is None:
-        raise ValueError(f"invalid size {text!r} (examples: 500M, 10G, 1048576)")
-    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
-
-
-def parse_duration(text: str) -> float:
-    m = _DURATION_RE.fullmatch(text)
-    if m is None:
-        raise ValueError(f"invalid duration {text!r} (examples: 30m, 24h, 7d)")
-    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2).lower()]
-    return float(m.group(1)) * scale
 
 
 _SELF_SIGNED_OPT = typer.Option(
@@ -221,6 +201,7 @@ def serve_registry(
     from dockerdoctor.registry import tls as tlsmod
     from dockerdoctor.registry.app import Settings
     from dockerdoctor.registry.auth import Htpasswd, HtpasswdError
+    from dockerdoctor.registry.common import parse_duration, parse_size
     from dockerdoctor.registry.guard import Limits
     from dockerdoctor.registry.server import ServeConfig, ServeError, serve
 
@@ -513,11 +494,13 @@ def registry_gc(
     delete_untagged: bool = typer.Option(False, "--delete-untagged", help="Also delete manifests no tag reaches."),
     force: bool = typer.Option(False, "--force", help="Run even if a writable serve-registry uses ROOT."),
 ) -> None:
-    """Offline mark-and-sweep over a local storage root: delete blobs that no manifest references.
+    """Offline mark-and-sweep over registry storage: delete blobs that no manifest references.
 
-    It reads the storage directory itself (serve-registry's, or registry:2's filesystem driver), not a
-    registry over the network. Stop the server first, or run serve-registry with --read-only (a CNCF registry:
-    storage.maintenance.readonly.enabled). It refuses while a writable serve-registry or registry serves ROOT.
+    It reads the storage itself, not a registry over the network: a local root (serve-registry's, or
+    registry:2's filesystem driver), or the S3 bucket a --config names. Stop the servers first, or run
+    serve-registry with --read-only (a CNCF registry: storage.maintenance.readonly.enabled). For a local
+    root it refuses while a writable serve-registry or registry on this host serves ROOT; a bucket has no
+    such check (replicas elsewhere may write to it), so with S3 stopping them is up to you.
 
     Examples:
 
@@ -551,6 +534,8 @@ def registry_gc(
         where = s3.describe()
         # a bucket has no lock a live server holds: like distribution's gc, run it with the registries
         # stopped or read-only
+        typer.echo(f"warning: {where}: no check for running registries on S3; stop or --read-only them all",
+                   err=True)  # fmt: skip
     else:
         driver = FilesystemDriver(root)
         where = root

@@ -134,3 +134,25 @@ def load_json(data: bytes) -> Any:
         return json.loads(data)
     except RecursionError:  # unbalanced and deep ("[" x 5000): json_depth_ok leaves those to the parser
         raise ValueError("nested too deep") from None
+
+
+_SIZE_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*")
+_DURATION_RE = re.compile(r"(?i)\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+
+
+def parse_size(text: str) -> int:
+    """A size for the command line: 1048576, 500M, 10G, 10MiB (binary units)."""
+    m = _SIZE_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"invalid size {text!r} (examples: 500M, 10G, 1048576)")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from 15, 30m, 24h, 7d."""
+    m = _DURATION_RE.fullmatch(text)
+    if m is None:
+        raise ValueError(f"invalid duration {text!r} (examples: 30m, 24h, 7d)")
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2).lower()]
+    return float(m.group(1)) * scale

@@ -105,6 +105,7 @@ class S3Session:
         self._client: Any = None
         self._client_cm: Any = None
         self._client_lock: asyncio.Lock | None = None
+        self._closing: asyncio.Task[Any] | None = None  # close() called on the bound loop itself
 
 
     # ------------------------------------------------------------------ loop and client
@@ -132,11 +133,27 @@ class S3Session:
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def close(self) -> None:
-        """Close the client (and the private loop, if one was started)."""
+        """Close the client (and the private loop, if one was started).
+
+        On a bound loop the client closes there: waited for from another thread while that loop runs,
+        run to completion if it is stopped, scheduled if close() is called on the loop itself (a
+        coroutine there should await aclose() instead). Only a closed loop leaves nothing to close on.
+        """
         if self._client_cm is not None and self.loop is not None:
             cm, self._client_cm, self._client = self._client_cm, None, None
-            if self._thread is not None:
-                asyncio.run_coroutine_threadsafe(cm.__aexit__(None, None, None), self.loop).result()
+            exit_ = cm.__aexit__(None, None, None)
+            try:
+                running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is self.loop:
+                self._closing = self.loop.create_task(exit_)
+            elif self.loop.is_running():
+                asyncio.run_coroutine_threadsafe(exit_, self.loop).result()
+            elif not self.loop.is_closed():
+                self.loop.run_until_complete(exit_)
+            else:
+                exit_.close()  # the loop is gone, and its connections with it
         if self._thread is not None and self.loop is not None:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
@@ -230,7 +247,14 @@ class S3Session:
         keys = [k async for k, _ in self._keys(prefix)]
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i : i + 1000]]
-            await c.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            resp = await c.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            errors = resp.get("Errors") or []
+            if errors:  # a 200 answer can still refuse keys one by one (AccessDenied, ...)
+                e = errors[0]
+                raise OSError(
+                    f"s3 bucket {self.bucket}: {len(errors)} of {len(batch)} deletes under {prefix} failed, "
+                    f"first {e.get('Key')}: {e.get('Code')} {e.get('Message')}"
+                )
         return len(keys)
 
     async def _any(self, prefix: str) -> bool:

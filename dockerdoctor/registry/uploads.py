@@ -416,7 +416,12 @@ class UploadsMixin(RegistryBase):
     async def _receive_remote(
         self, request: web.Request, name: str, upload_id: str, size: int, expect: int | None
     ) -> tuple[int, dict[str, Any]]:
-        """Stream the body into an object-store session (S3): nothing changes unless the whole body arrives."""
+        """Stream the body into an object-store session (S3).
+
+        A refused body (over the size limit, or longer or shorter than its Content-Range) changes nothing.
+        A client that goes away mid-body without a Content-Range keeps the bytes that arrived, as on disk
+        (a later PATCH continues from there), and this request answers BLOB_UPLOAD_INVALID.
+        """
         limit = self.s.max_upload
         if limit is not None and request.content_length is not None and size + request.content_length > limit:
             raise RegistryError("SIZE_INVALID", "blob exceeds the upload size limit", {"limit": limit}, status=413)

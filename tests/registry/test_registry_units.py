@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 from dockerdoctor.registry import digests as dg
 from dockerdoctor.registry.app import Registry, Settings
-from dockerdoctor.registry.cli import parse_duration, parse_size
+from dockerdoctor.registry.blobs import Unsatisfiable, parse_range
 from dockerdoctor.registry.client import parse_target
+from dockerdoctor.registry.common import parse_duration, parse_size
 from dockerdoctor.registry.gc import collect
 from dockerdoctor.registry.storage import FilesystemDriver
 from dockerdoctor.registry.tls import TLSSetupError, certs_d_path, ensure_self_signed, server_context, split_names
@@ -346,3 +347,18 @@ def test_json_depth_of_a_wide_4_mib_body_and_of_unbalanced_input() -> None:
     assert json_depth_ok(wide)
     with pytest.raises(ValueError, match="nested too deep"):
         load_json(b"[" * 5000)  # unbalanced and deep: the parser's RecursionError becomes a ValueError
+
+
+def test_parse_range_follows_rfc_9110() -> None:
+    assert parse_range("bytes=0-9", 100) == (0, 9)
+    assert parse_range("bytes=90-", 100) == (90, 99)
+    assert parse_range("bytes=-10", 100) == (90, 99)
+    assert parse_range("bytes=-1000", 100) == (0, 99)
+    assert parse_range("bytes=50-1000", 100) == (50, 99)
+    assert parse_range("Bytes=0-0", 100) == (0, 0)  # the unit is case-insensitive
+    for ignored in ("bytes=0-1,5-9", "items=0-9", "bytes=9-1", "bytes=-", "bytes=x-1", "0-9"):
+        assert parse_range(ignored, 100) is None, ignored  # answered 200 with the whole body
+    for unsatisfiable, size in (("bytes=100-", 100), ("bytes=100-200", 100), ("bytes=-0", 100), ("bytes=0-", 0),
+                                ("bytes=-5", 0)):  # fmt: skip
+        with pytest.raises(Unsatisfiable):
+            parse_range(unsatisfiable, size)
