@@ -234,7 +234,7 @@ cat > "$SCRUB_AWK" <<'DOCKERDOCTOR_AWK'
 scrub() {
   [ -s "$1" ] || return 0
   if grep -q -e '-----BEGIN ' "$1" 2>/dev/null; then return 0; fi
-  grep -q -i -E 'pass|secret|token|key|credential|authorization|@' "$1" 2>/dev/null || return 0
+  grep -q -i -E 'pass|secret|token|key|credential|authorization|login|@' "$1" 2>/dev/null || return 0
   awk -v salt="$SALT" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
   n=$(cat "$1.count")
   case $n in ''|*[!0-9]*) n=0 ;; esac

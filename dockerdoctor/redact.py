@@ -38,6 +38,11 @@ _TOML_KEY = re.compile(rb"(?im)^[ \t]*[\"']?(?:authorization|auth|" + _SECRET_NA
 _TOML_GAP = re.compile(rb"[\s,]*")
 _TOML_STRING = re.compile(rb"\"[^\"\n]*\"|'[^'\n]*'")
 _SCHEME_WORD = re.compile(rb"(?i)(?:basic|bearer|token)[ \t]+")
+_QUOTED = re.compile(rb"\"[^\"\n]*\"|'[^'\n]*'")  # a quoted value: up to the matching quote, on its line
+_FLAG_QSEP = re.compile(rb"=|[ \t]+(?=[\"'])")
+_LOGIN = re.compile(rb"(?<![A-Za-z0-9_.-])login[ \t]")
+_LOGIN_P = re.compile(rb"[ \t]-p(?:[ \t]+|=)")
+MAX_LOGIN = 4096  # how far on a `login` line a `-p VALUE` is looked for
 _NAME_HEAD = re.compile(rb"[A-Za-z0-9_.-]*\Z")  # searched in a window of MAX_NAME bytes only
 _NAME_TAIL = re.compile(rb"[A-Za-z0-9_.-]{0,128}")
 MAX_NAME = 128
@@ -81,6 +86,17 @@ class Redactor:
         for m in _TOML_KEY.finditer(data) if b"=" in data else ():
             if m.start() >= toml_end:
                 toml_end = self._toml_values(data, m.end(), spans)
+        pos = 0
+        while b"login" in data and (m := _LOGIN.search(data, pos)):  # docker login -u me -p VALUE
+            eol = data.find(b"\n", m.end(), m.end() + MAX_LOGIN)
+            eol = min(len(data), m.end() + MAX_LOGIN) if eol < 0 else eol
+            p = _LOGIN_P.search(data, m.end() - 1, eol)
+            if p:
+                v = _QUOTED.match(data, p.end(), eol) or _VALUE.match(data, p.end(), eol)
+                if v:
+                    q = v.group(0)[:1] in (b'"', b"'")
+                    spans.append((v.start() + q, v.end() - q))
+            pos = eol if eol > m.end() else m.end()
         skip_until = 0  # the end of the last value found: names inside it are not names
         lowered = data.lower()
         for w in _WORD.finditer(lowered):  # only the names that hold a secret word are looked at
@@ -97,18 +113,30 @@ class Redactor:
                 continue  # no real name is this long
             name = data[start:end]
             v = None
+            q = None  # a quoted value: NAME="a b", --password 'x', password: "x"
             if data[end:end + 1] == b"=" and not name.startswith(b"-"):  # NAME=value
-                v = _VALUE.match(data, end + 1)
+                q = _QUOTED.match(data, end + 1)
+                v = None if q else _VALUE.match(data, end + 1)
             elif name.startswith(b"-"):  # --password VALUE, --token=VALUE
-                sep = _FLAG_SEP.match(data, end)
+                sep = _FLAG_QSEP.match(data, end)
+                q = _QUOTED.match(data, sep.end()) if sep else None
+                sep = None if q else _FLAG_SEP.match(data, end)
                 v = _VALUE.match(data, sep.end()) if sep else None
             elif data[start - 1:start] == b'"':  # "password": "value"
                 sep = _JSON_SEP.match(data, end)
                 v = _JSON_VALUE.match(data, sep.end()) if sep else None
             elif _first_on_line(data, start):  # password: value (YAML)
                 sep = _YAML_SEP.match(data, end)
-                v = _YAML_VALUE.match(data, sep.end()) if sep else None
-            if v and v.end() > v.start():
+                q = _QUOTED.match(data, sep.end()) if sep else None
+                v = None if q else (_YAML_VALUE.match(data, sep.end()) if sep else None)
+            if q:
+                a, b = q.start() + 1, q.end() - 1
+                while b > a and data[b - 1:b] in (b" ", b"\t"):
+                    b -= 1
+                if b > a:
+                    spans.append((a, b))
+                skip_until = q.end()
+            elif v and v.end() > v.start():
                 value_end = v.end()
                 while value_end > v.start() and data[value_end - 1:value_end] in (b" ", b"\t"):
                     value_end -= 1

@@ -34,6 +34,13 @@ CASES = [  # text with a secret -> what stays
     ('[plugins.x.registry.configs."r:5000".auth]\n  username = "me"\n  password = "hunter2"\n  auth = "s3cret"\n',
      'username = "me"\n  password = "redacted-'),
     ("x-token=['abc123tok', 's3cret']", "x-token=['redacted-"),
+    # quoted values (review r1 #1), and `docker login -p`
+    ('http:\n  password: "hunter2"\n', '  password: "redacted-'),
+    ("  secret: 's3cret'\n", "  secret: 'redacted-"),
+    ('export TOKEN="abc123tok s3cret"', 'export TOKEN="redacted-'),
+    ('registry --password "hunter2" serve', 'registry --password "redacted-'),
+    ("docker login -u admin -p hunter2 10.0.0.5:5000", "docker login -u admin -p redacted-"),
+    ("docker login -p 's3cret' 10.0.0.5:5000", "docker login -p 'redacted-"),
 ]
 
 KEPT = [  # no secret here: byte for byte the same

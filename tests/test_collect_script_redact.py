@@ -84,6 +84,41 @@ def test_the_script_redacts_files_and_command_output(tmp_path: Path, shell: str)
     assert any(m.startswith("redacted 2 secret values in sh -c") for m in manifest), manifest
 
 
+QUOTED = """http:
+  password: "hunter2"
+  secret: 's3cret'
+export TOKEN="abc123tok s3cret"
+registry --password "hunter2" serve
+docker login -u admin -p hunter2 10.0.0.5:5000
+docker login -p 'YWRtaW4=' 10.0.0.5:5000
+"""
+
+
+def _run_script(tmp_path: Path, shell: str, specs: list[CollectSpec]) -> Path:
+    argv, env = _shell(shell, tmp_path)
+    script = tmp_path / "collect.sh"
+    script.write_text(render_script(specs))
+    out = tmp_path / "out"
+    r = subprocess.run([*argv, str(script), str(out)], capture_output=True, text=True, timeout=60, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_the_script_redacts_quoted_values_and_login_p(tmp_path: Path, shell: str) -> None:
+    f = tmp_path / "host/quoted.conf"
+    f.parent.mkdir()
+    f.write_text(QUOTED)
+    out = _run_script(tmp_path, shell, [CollectSpec("file", str(f))])
+    got = (out / str(f).lstrip("/")).read_text()
+    for secret in ("hunter2", "s3cret", "abc123tok", "YWRtaW4="):
+        assert secret not in got, got
+    for kept in ('  password: "redacted-', "  secret: 'redacted-", 'export TOKEN="redacted-',
+                 '--password "redacted-', "-u admin -p redacted-", "login -p 'redacted-"):
+        assert kept in got, got
+
+
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
 def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
     argv, env = _shell(shell, tmp_path)

@@ -43,7 +43,7 @@ BEGIN {
   CH = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
   W = "(pass(word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
   N = "[a-z0-9_.-]*" W "[a-z0-9_.-]*"
-  Q = "pass|secret|token|key|credential|auth|@"
+  Q = "pass|secret|token|key|credential|auth|login|@"
   T = "^[ \t]*[\"']?(authorization|auth|" N ")[\"']?[ \t]*=[ \t]*[[\"']"
   n = 0
   arr = 0
@@ -73,6 +73,19 @@ BEGIN {
   s = rule(s, "authorization:[ \t]*(basic|bearer)[ \t]+[a-z0-9+/=._~-]+", "^authorization:[ \t]*(basic|bearer)[ \t]+")
   s = rule(s, N "=[^ \t\"',;[][^ \t\"',;]*", "^" N "=")
   s = rule(s, "-" N "[ \t]+[^- \t\"',;][^ \t\"',;]*", "^-" N "[ \t]+")
+  # quoted values, up to the matching quote: NAME="a b", --password 'x', docker login -p "x"
+  s = rule(s, N "=\"[^\"]*\"", "^" N "=\"", 1)
+  s = rule(s, N "='[^']*'", "^" N "='", 1)
+  s = rule(s, "-" N "(=|[ \t]+)\"[^\"]*\"", "^-" N "(=|[ \t]+)\"", 1)
+  s = rule(s, "-" N "(=|[ \t]+)'[^']*'", "^-" N "(=|[ \t]+)'", 1)
+  if (index(low, "login")) {
+    L = "(^|[^a-z0-9_.-])login[ \t]([^\n]*[ \t])?-p([ \t]+|=)"
+    s = rule(s, L "[^- \t\"'][^ \t\"']*", "^.*[ \t]-p([ \t]+|=)")
+    s = rule(s, L "\"[^\"]*\"", "^.*[ \t]-p([ \t]+|=)\"", 1)
+    s = rule(s, L "'[^']*'", "^.*[ \t]-p([ \t]+|=)'", 1)
+  }
+  s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+\"[^\"]*\"", "^[ \t]*" N "[ \t]*:[ \t]+\"", 1)
+  s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+'[^']*'", "^[ \t]*" N "[ \t]*:[ \t]+'", 1)
   s = rule(s, "\"" N "\"[ \t]*:[ \t]*\"[^\"]+", "^\"" N "\"[ \t]*:[ \t]*\"")
   if (match(tolower(s), "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*")) s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*", "^[ \t]*" N "[ \t]*:[ \t]+")
   print s
