@@ -229,11 +229,10 @@ SCRUB_AWK=$OUT/.scrub.awk
 cat > "$SCRUB_AWK" <<'DOCKERDOCTOR_AWK'
 @AWK@DOCKERDOCTOR_AWK
 
-# scrub FILE WHAT: secret values in FILE become redacted-HASH (certificates are left alone), noted in the
+# scrub FILE WHAT: secret values in FILE become redacted-HASH (PEM blocks, certificates, are left alone), noted in the
 # manifest; a file without any stays byte for byte
 scrub() {
   [ -s "$1" ] || return 0
-  if grep -q -e '-----BEGIN ' "$1" 2>/dev/null; then return 0; fi
   grep -q -i -E 'pass|secret|token|key|credential|authorization|login|@' "$1" 2>/dev/null || return 0
   awk -v salt="$SALT" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
   n=$(cat "$1.count")

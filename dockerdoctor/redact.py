@@ -43,6 +43,7 @@ _FLAG_QSEP = re.compile(rb"=|[ \t]+(?=[\"'])")
 _LOGIN = re.compile(rb"(?<![A-Za-z0-9_.-])login[ \t]")
 _LOGIN_P = re.compile(rb"[ \t]-p(?:[ \t]+|=)")
 MAX_LOGIN = 4096  # how far on a `login` line a `-p VALUE` is looked for
+_PEM_END = re.compile(rb"-----END [^\n-]{0,64}-----")
 _NAME_HEAD = re.compile(rb"[A-Za-z0-9_.-]*\Z")  # searched in a window of MAX_NAME bytes only
 _NAME_TAIL = re.compile(rb"[A-Za-z0-9_.-]{0,128}")
 MAX_NAME = 128
@@ -173,6 +174,27 @@ class Redactor:
                 return pos
 
     def redact(self, data: bytes) -> tuple[bytes, int]:
+        """Every secret value replaced, except inside a PEM block (-----BEGIN ... -----END ...-----), which
+        stays byte for byte (a certificate must stay intact); a block with no end runs to the end of data."""
+        if b"-----BEGIN " not in data:
+            return self._redact(data)
+        parts: list[bytes] = []
+        count = pos = 0
+        while pos < len(data):
+            b = data.find(b"-----BEGIN ", pos)
+            if b < 0:
+                b = len(data)
+            out, n = self._redact(data[pos:b])
+            parts.append(out)
+            count += n
+            if b == len(data):
+                break
+            e = _PEM_END.search(data, b)
+            pos = e.end() if e else len(data)
+            parts.append(data[b:pos])
+        return b"".join(parts), count
+
+    def _redact(self, data: bytes) -> tuple[bytes, int]:
         spans = self._spans(data)
         if not spans:
             return data, 0

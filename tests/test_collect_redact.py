@@ -61,9 +61,26 @@ def test_secret_values_are_replaced(text: str, kept: str) -> None:
         assert s.encode() not in out, out
 
 
-@pytest.mark.parametrize("text", KEPT[:-1])
+@pytest.mark.parametrize("text", KEPT)
 def test_text_without_secrets_is_untouched(text: str) -> None:
     assert Redactor(b"salt").redact(text.encode()) == (text.encode(), 0)
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBtoken=a==\n-----END CERTIFICATE-----\n"
+
+
+def test_a_file_with_a_certificate_is_redacted_around_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "password: hunter2\n" + PEM + "TOKEN=abc123tok\n" + PEM
+    out, n = Redactor(b"s").redact(text.encode())
+    assert n == 2 and b"hunter2" not in out and b"abc123tok" not in out
+    assert out.count(PEM.encode()) == 2  # the certificates stay byte for byte
+    src = tmp_path / "bundle.yml"
+    src.write_text(text)
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: [CollectSpec("file", str(src))])
+    snap = tmp_path / "snap"
+    collect_mod.collect(snap)
+    got = (snap / str(src).lstrip("/")).read_bytes()
+    assert b"hunter2" not in got and b"abc123tok" not in got and got.count(PEM.encode()) == 2
 
 
 def test_equal_secrets_stay_equal_inside_one_snapshot_only() -> None:

@@ -119,6 +119,19 @@ def test_the_script_redacts_quoted_values_and_login_p(tmp_path: Path, shell: str
         assert kept in got, got
 
 
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBtoken=a==\n-----END CERTIFICATE-----\n"
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_the_script_redacts_a_file_around_its_certificates(tmp_path: Path, shell: str) -> None:
+    f = tmp_path / "host/bundle.yml"
+    f.parent.mkdir()
+    f.write_text("password: hunter2\n" + PEM + "TOKEN=abc123tok\n" + PEM)
+    out = _run_script(tmp_path, shell, [CollectSpec("file", str(f))])
+    got = (out / str(f).lstrip("/")).read_text()
+    assert "hunter2" not in got and "abc123tok" not in got and got.count(PEM) == 2, got
+
+
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
 def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
     argv, env = _shell(shell, tmp_path)

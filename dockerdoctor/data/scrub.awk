@@ -47,10 +47,21 @@ BEGIN {
   T = "^[ \t]*[\"']?(authorization|auth|" N ")[\"']?[ \t]*=[ \t]*[[\"']"
   n = 0
   arr = 0
+  pem = 0
 }
 {
   s = $0
   low = tolower(s)
+  if (pem) {  # inside a PEM block (a certificate): kept as it is, up to its -----END ...----- line
+    if (s ~ /-----END [^-]*-----/) pem = 0
+    print s
+    next
+  }
+  if (index(s, "-----BEGIN ")) {
+    pem = !(substr(s, index(s, "-----BEGIN ")) ~ /-----END [^-]*-----/)
+    print s
+    next
+  }
   if (arr) {  # inside a TOML array of secrets that began on an earlier line
     if (length(s) > 65536) { n++; print "[a line of " length(s) " bytes in a secret array: not collected by dockerdoctor]"; next }
     if (index(s, "]")) arr = 0
