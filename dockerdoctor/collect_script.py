@@ -6,9 +6,9 @@ which takes a list of `CollectSpec` (a file, a directory tree, a unit, a command
 output, or a command run once per container). `collect_specs()` is `collect`'s own list, built from the
 spec table (dockerdoctor/sources/specs.py), so the script gathers exactly what the facts read.
 
-What the script does, like `collect`: copies each file (symbolic links stay links, `*.key` files are
-replaced by a note, files are cut at 4 MiB, mode and mtime are kept), copies the directory trees, the
-docker.service/docker.socket units and their drop-ins from every unit directory, and runs each
+What the script does, like `collect`: copies each file (symbolic links stay links, `*.key` files and any
+file holding a PRIVATE KEY are replaced by a note, files are cut at 4 MiB, mode and mtime are kept), copies
+the directory trees, the docker.service/docker.socket units and their drop-ins from every unit directory, and runs each
 diagnostic command with a 5 s timeout (when `timeout` exists), LC_ALL=C and no pager, saving stdout
 where sos saves it (the journal keeps its end). The per-user rows (rootless nerdctl/containerd files under
 /home/NAME/.config) are copied as regular files, bounded like `collect`'s, a link followed only while
@@ -71,6 +71,10 @@ MANIFEST=$OUT/dockerdoctor-collect.txt
 
 note() {{ printf '%s\\n' "$*" >> "$MANIFEST"; }}
 
+# nokey DST SRC: a private key (a *.key file or link target, or any file holding PRIVATE KEY-----) is never
+# copied, only named
+nokey() {{ printf '# private key not collected by dockerdoctor\\n' > "$1"; note "redacted $2"; }}
+
 # copy FILE [TAIL]: a regular file (cut at MAX bytes, its end when TAIL is 1; mode and mtime kept) or a
 # symbolic link (kept as a link)
 copy() {{
@@ -86,9 +90,13 @@ copy() {{
   [ -f "$src" ] || return 0
   if ! mkdir -p "$(dirname "$dst")"; then note "error $src: cannot create its directory"; return 0; fi
   case $src in
-    *.key) printf '# private key not collected by dockerdoctor\\n' > "$dst"; note "redacted $src"; return 0 ;;
+    *.key) nokey "$dst" "$src"; return 0 ;;
+  esac
+  case $(readlink -f "$src" 2>/dev/null) in
+    *.key) nokey "$dst" "$src"; return 0 ;;
   esac
   size=$(wc -c < "$src" 2>/dev/null) || {{ note "error $src: unreadable"; return 0; }}
+  if grep -q -e 'PRIVATE KEY-----' "$src" 2>/dev/null; then nokey "$dst" "$src"; touch -r "$src" "$dst" 2>/dev/null; return 0; fi
   if [ "$size" -le "$MAX" ]; then
     cp -p "$src" "$dst" 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
   elif [ "$keep_end" = 1 ]; then
@@ -194,8 +202,12 @@ homecopy() {{
   dst=$OUT$2
   mkdir -p "$(dirname "$dst")" || return 0
   case $2 in
-    *.key) printf '# private key not collected by dockerdoctor\\n' > "$dst"; note "redacted $2"; return 0 ;;
+    *.key) nokey "$dst" "$2"; return 0 ;;
   esac
+  case $real in
+    *.key) nokey "$dst" "$2"; return 0 ;;
+  esac
+  if grep -q -e 'PRIVATE KEY-----' "$real" 2>/dev/null; then nokey "$dst" "$2"; return 0; fi
   cp "$real" "$dst" 2>/dev/null || {{ note "error $2: unreadable"; return 0; }}
   scrub "$dst" "$2"
   touch -r "$real" "$dst" 2>/dev/null

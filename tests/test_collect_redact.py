@@ -83,6 +83,33 @@ def test_a_file_with_a_certificate_is_redacted_around_it(tmp_path: Path, monkeyp
     assert b"hunter2" not in got and b"abc123tok" not in got and got.count(PEM.encode()) == 2
 
 
+KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecretkeybytes\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_private_keys_are_refused_by_content_and_by_the_links_target(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "host/tls.pem"
+    bundle.parent.mkdir()
+    bundle.write_text(PEM + KEY)
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: [CollectSpec("file", str(bundle))])
+    snap = tmp_path / "snap"
+    manifest = collect_mod.collect(snap)
+    assert (snap / str(bundle).lstrip("/")).read_bytes() == b"# private key not collected by dockerdoctor\n"
+    assert f"redacted {bundle}" in manifest
+    home = tmp_path / "home/alice"
+    (home / ".config/x").mkdir(parents=True)
+    (home / "keys").mkdir()
+    (home / "keys/id.key").write_text("not PEM, but a .key\n")
+    (home / ".config/x/conf").symlink_to("../../keys/id.key")
+    (home / ".config/x/other").write_text(KEY)
+    manifest = []
+    for name in ("conf", "other"):
+        collect_mod._copy_from_home(str(home), str(home / ".config/x" / name), snap, manifest, Redactor(b"s"))
+        got = (snap / str(home / ".config/x" / name).lstrip("/")).read_bytes()
+        assert got == b"# private key not collected by dockerdoctor\n", (name, got)
+    assert manifest == [f"redacted {home}/.config/x/conf", f"redacted {home}/.config/x/other"]
+
+
 def test_equal_secrets_stay_equal_inside_one_snapshot_only() -> None:
     r = Redactor()
     a, _ = r.redact(b"REGISTRY_HTTP_SECRET=one")

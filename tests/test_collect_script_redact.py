@@ -132,6 +132,34 @@ def test_the_script_redacts_a_file_around_its_certificates(tmp_path: Path, shell
     assert "hunter2" not in got and "abc123tok" not in got and got.count(PEM) == 2, got
 
 
+KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecretkeybytes\n-----END RSA PRIVATE KEY-----\n"
+NOTE = "# private key not collected by dockerdoctor\n"
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_the_script_refuses_private_keys_by_content_and_by_the_links_target(tmp_path: Path, shell: str) -> None:
+    bundle = tmp_path / "host/tls.pem"
+    bundle.parent.mkdir()
+    bundle.write_text(PEM + KEY)
+    (tmp_path / "host/id.key").write_text("a key without PEM\n")
+    (tmp_path / "host/keylink").symlink_to("id.key")
+    home = tmp_path / "home/alice"
+    (home / ".config/x").mkdir(parents=True)
+    (home / "keys").mkdir()
+    (home / "keys/id.key").write_text("not PEM, but a .key\n")
+    (home / ".config/x/conf").symlink_to("../../keys/id.key")
+    (home / ".config/x/other").write_text(KEY)
+    specs = [CollectSpec("file", str(bundle)), CollectSpec("file", str(tmp_path / "host/keylink")),
+             CollectSpec("user-tree", f"{tmp_path}/home/*/.config/x")]
+    out = _run_script(tmp_path, shell, specs)
+    everything = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
+    assert b"MIIEsecretkeybytes" not in everything and b"PEM, but a .key" not in everything
+    for p in (bundle, home / ".config/x/conf", home / ".config/x/other"):
+        assert (out / str(p).lstrip("/")).read_text() == NOTE, p
+    manifest = (out / "dockerdoctor-collect.txt").read_text().splitlines()
+    assert f"redacted {bundle}" in manifest and f"redacted {home}/.config/x/other" in manifest, manifest
+
+
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
 def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
     argv, env = _shell(shell, tmp_path)
