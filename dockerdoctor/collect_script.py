@@ -8,8 +8,8 @@ spec table (dockerdoctor/sources/specs.py), so the script gathers exactly what t
 
 What the script does, like `collect`: copies each file (symbolic links stay links, `*.key` files and any
 file holding a PRIVATE KEY are replaced by a note, files are cut at 4 MiB, mode and mtime are kept), copies
-the directory trees, the docker.service/docker.socket units and their drop-ins from every unit directory, and runs each
-diagnostic command with a 5 s timeout (when `timeout` exists), LC_ALL=C and no pager, saving stdout
+the directory trees, the docker.service/docker.socket units and their drop-ins from every unit directory,
+and runs each diagnostic command with a 5 s timeout (when `timeout` exists), LC_ALL=C and no pager, saving stdout
 where sos saves it (the journal keeps its end). The per-user rows (rootless nerdctl/containerd files under
 /home/NAME/.config) are copied as regular files, bounded like `collect`'s, a link followed only while
 `readlink -f` keeps it inside that home directory. It writes `dockerdoctor-collect.txt` and packs
@@ -50,7 +50,7 @@ HEADER = """\
 #
 # Private keys (*.key) are never copied, only named; from home directories only the rootless
 # nerdctl/containerd files under /home/NAME/.config listed below are read. Passwords,
-# tokens and proxy credentials in what is saved become redacted-HASH (the manifest says where).
+# tokens and proxy credentials in what is saved become redacted-N (the manifest says where).
 set -u
 umask 077
 LC_ALL=C
@@ -235,18 +235,20 @@ usertree() {{
 
 SCRUB = r"""
 # secrets: every saved file and command output goes through scrub (the rules of dockerdoctor/redact.py)
-SALT=$(od -An -N8 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
-[ -n "$SALT" ] || SALT=$$.$(date +%s)
+# A value becomes redacted-N, N its number in this snapshot (equal values, one number): .scrub.map holds
+# the values numbered so far (mode 600, removed before packing), no hash a known value could be checked against
 SCRUB_AWK=$OUT/.scrub.awk
+SCRUB_MAP=$OUT/.scrub.map
+: > "$SCRUB_MAP"
 cat > "$SCRUB_AWK" <<'DOCKERDOCTOR_AWK'
 @AWK@DOCKERDOCTOR_AWK
 
-# scrub FILE WHAT: secret values in FILE become redacted-HASH (PEM blocks, certificates, are left alone), noted in the
+# scrub FILE WHAT: secret values in FILE become redacted-N (PEM blocks, certificates, are left alone), noted in the
 # manifest; a file without any stays byte for byte
 scrub() {
   [ -s "$1" ] || return 0
   grep -q -i -E 'pass|secret|token|key|credential|authorization|login|@' "$1" 2>/dev/null || return 0
-  awk -v salt="$SALT" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
+  awk -v map="$SCRUB_MAP" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
   n=$(cat "$1.count")
   case $n in ''|*[!0-9]*) n=0 ;; esac
   if [ "$n" -gt 0 ]; then
@@ -265,7 +267,7 @@ def _scrub_block() -> str:
     return SCRUB.replace("@AWK@", files("dockerdoctor").joinpath("data/scrub.awk").read_text())
 
 FOOTER = """
-rm -f "$SCRUB_AWK"
+rm -f "$SCRUB_AWK" "$SCRUB_MAP"
 base=$(basename "$OUT")
 parent=$(dirname "$OUT")
 if (cd "$parent" && tar -cf - "$base") | gzip -c > "$OUT.tar.gz"; then

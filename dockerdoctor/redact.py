@@ -4,7 +4,9 @@ A snapshot is made to be sent to someone else. `ps auxwww`, `docker inspect` (co
 env files, daemon.json and a registry's config.yml hold passwords, tokens and proxy credentials
 (`http://user:pass@proxy:3128`). Each such value becomes `redacted-<12 hex>`: a salted hash, one salt per
 snapshot, so two equal secrets stay equal inside it (DD407 compares the replicas' REGISTRY_HTTP_SECRET)
-and the value itself cannot be looked up. Names, hosts and ports stay: the rules need them.
+and the value itself cannot be looked up. Names, hosts and ports stay: the rules need them. PEM blocks
+(certificates) stay byte for byte; the text around them is redacted. The `collect --script` collector
+(dockerdoctor/data/scrub.awk) has no such hash in awk: it numbers the values instead, `redacted-<n>`.
 """
 
 from __future__ import annotations

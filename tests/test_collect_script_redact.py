@@ -75,7 +75,7 @@ def test_the_script_redacts_files_and_command_output(tmp_path: Path, shell: str)
     assert got(ca).read_bytes() == ca.read_bytes()  # a certificate is left alone
     ps_out = (out / "sos_commands/process/ps_auxwww").read_text()
     assert "--password redacted-" in ps_out and "Authorization: Basic redacted-" in ps_out
-    hashed = lambda b: b.split(b"redacted-", 1)[1][:6]  # noqa: E731
+    hashed = lambda b: re.search(rb"redacted-([0-9]+)", b).group(1)  # type: ignore[union-attr]  # noqa: E731
     inspect_out = (out / "sos_commands/docker/inspect").read_bytes()
     assert b"PATH=/bin" in inspect_out
     assert hashed(inspect_out) == hashed(got(cfg).read_bytes())  # the same secret, the same hash
@@ -161,6 +161,21 @@ def test_the_script_refuses_private_keys_by_content_and_by_the_links_target(tmp_
 
 
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
+def test_the_script_numbers_secret_values_per_snapshot(tmp_path: Path, shell: str) -> None:
+    """No hash: a known plaintext says nothing of the others. Equal values get one number in the snapshot."""
+    a, b = tmp_path / "host/a.env", tmp_path / "host/b.env"
+    a.parent.mkdir()
+    a.write_text("TOKEN=one\nPASSWORD=two\n")
+    b.write_text("SECRET=two\nAPI_KEY=three\nX_TOKEN=one\n")
+    out = _run_script(tmp_path, shell, [CollectSpec("file", str(a)), CollectSpec("file", str(b))])
+    assert (out / str(a).lstrip("/")).read_text() == "TOKEN=redacted-1\nPASSWORD=redacted-2\n"
+    assert (out / str(b).lstrip("/")).read_text() == "SECRET=redacted-2\nAPI_KEY=redacted-3\nX_TOKEN=redacted-1\n"
+    assert not [p for p in out.rglob(".scrub*")]
+    tar = subprocess.run(["tar", "tzf", f"{out}.tar.gz"], capture_output=True, text=True, check=True).stdout
+    assert ".scrub" not in tar
+
+
+@pytest.mark.parametrize("shell", ["dash", "busybox"])
 def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
     argv, env = _shell(shell, tmp_path)
     big = tmp_path / "big.log"
@@ -211,7 +226,7 @@ def test_the_script_redacts_toml_header_arrays_as_collect_does(tmp_path: Path, s
             assert secret not in got, got
         assert 'authorization = ["Basic redacted-' in got and '"Bearer redacted-' in got
         assert 'x-meta = ["kept"]' in got and 'capabilities = ["pull", "resolve"]' in got
-    # the same lines changed, only the hashes differ (the script's is a shorter non-crypto one)
+    # the same lines changed, only the masks differ (the script numbers the values, collect hashes them)
     strip = lambda t: re.sub(r"redacted-[0-9a-f]+", "redacted-H", t)  # noqa: E731
     assert strip(by_script) == strip(by_collect)
     assert f"redacted 3 secret values in {hosts}" in (out / "dockerdoctor-collect.txt").read_text()

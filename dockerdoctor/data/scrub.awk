@@ -1,12 +1,12 @@
-# secret values -> redacted-HASH (a hash of the snapshot's salt and the value): see dockerdoctor/redact.py
-function ord(c) { return index(CH, c) }
-function mask(v,   i, x) {
+# secret values -> redacted-N: N numbers the values of one snapshot (see dockerdoctor/redact.py), equal values
+# one number, in every file of it. The numbers go on across the awk runs through the file `map` (-v map=FILE:
+# "N VALUE" lines, removed before the snapshot is packed). No hash: nothing of a value is in its mask, so a
+# value someone knows tells nothing of the others (a short hash of a known salt did).
+function mask(v) {
   if (substr(v, 1, 9) == "redacted-") return v
-  x = 5381
-  v = salt v
-  for (i = 1; i <= length(v); i++) x = (x * 33 + ord(substr(v, i, 1))) % 16777213
+  if (!(v in num)) { num[v] = ++last; if (map != "") print last " " v >> map }
   n++
-  return sprintf("redacted-%06x", x)
+  return "redacted-" num[v]
 }
 # rule(s, re, head, cut): in every match of re (on the lower-cased line), the value is what follows the part
 # `head` matches at its start, less `cut` chars at its end
@@ -40,12 +40,16 @@ function qmask(s,   out, v, pre, cq) {
   return out s
 }
 BEGIN {
-  CH = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
   W = "(pass(word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
   N = "[a-z0-9_.-]*" W "[a-z0-9_.-]*"
   Q = "pass|secret|token|key|credential|auth|login|@"
   T = "^[ \t]*[\"']?(authorization|auth|" N ")[\"']?[ \t]*=[ \t]*[[\"']"
   n = 0
+  last = 0
+  if (map != "") {
+    while ((getline line < map) > 0) { i = index(line, " "); num[substr(line, i + 1)] = substr(line, 1, i - 1) + 0; last++ }
+    close(map)
+  }
   arr = 0
   pem = 0
 }
@@ -101,4 +105,4 @@ BEGIN {
   if (match(tolower(s), "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*")) s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*", "^[ \t]*" N "[ \t]*:[ \t]+")
   print s
 }
-END { if (n) print n > "/dev/stderr" }
+END { if (map != "") close(map); if (n) print n > "/dev/stderr" }
