@@ -96,7 +96,9 @@ copy() {{
     *.key) nokey "$dst" "$src"; return 0 ;;
   esac
   size=$(wc -c < "$src" 2>/dev/null) || {{ note "error $src: unreadable"; return 0; }}
-  if grep -q -e 'PRIVATE KEY-----' "$src" 2>/dev/null; then nokey "$dst" "$src"; touch -r "$src" "$dst" 2>/dev/null; return 0; fi
+  if grep -q -e 'PRIVATE KEY-----' "$src" 2>/dev/null; then
+    nokey "$dst" "$src"; touch -r "$src" "$dst" 2>/dev/null; return 0
+  fi
   if [ "$size" -le "$MAX" ]; then
     cp -p "$src" "$dst" 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
   elif [ "$keep_end" = 1 ]; then

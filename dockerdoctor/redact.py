@@ -90,16 +90,16 @@ class Redactor:
             if m.start() >= toml_end:
                 toml_end = self._toml_values(data, m.end(), spans)
         pos = 0
-        while b"login" in data and (m := _LOGIN.search(data, pos)):  # docker login -u me -p VALUE
-            eol = data.find(b"\n", m.end(), m.end() + MAX_LOGIN)
-            eol = min(len(data), m.end() + MAX_LOGIN) if eol < 0 else eol
-            p = _LOGIN_P.search(data, m.end() - 1, eol)
-            if p:
-                v = _QUOTED.match(data, p.end(), eol) or _VALUE.match(data, p.end(), eol)
-                if v:
-                    q = v.group(0)[:1] in (b'"', b"'")
-                    spans.append((v.start() + q, v.end() - q))
-            pos = eol if eol > m.end() else m.end()
+        while b"login" in data and (lm := _LOGIN.search(data, pos)):  # docker login -u me -p VALUE
+            eol = data.find(b"\n", lm.end(), lm.end() + MAX_LOGIN)
+            eol = min(len(data), lm.end() + MAX_LOGIN) if eol < 0 else eol
+            lp = _LOGIN_P.search(data, lm.end() - 1, eol)
+            lv = (_QUOTED.match(data, lp.end(), eol) or _VALUE.match(data, lp.end(), eol)) if lp else None
+            if lv:
+                quoted = int(lv.group(0)[:1] in (b'"', b"'"))
+                if lv.end() - lv.start() > 2 * quoted:
+                    spans.append((lv.start() + quoted, lv.end() - quoted))
+            pos = eol if eol > lm.end() else lm.end()
         skip_until = 0  # the end of the last value found: names inside it are not names
         lowered = data.lower()
         for w in _WORD.finditer(lowered):  # only the names that hold a secret word are looked at
