@@ -118,7 +118,10 @@ class Redactor:
             v = None
             q = None  # a quoted value: NAME="a b", --password 'x', password: "x"
             if data[end:end + 1] == b"=" and not name.startswith(b"-"):  # NAME=value
-                q = _QUOTED.match(data, end + 1)
+                # not "NAME=", "next" (a JSON string holding NAME= with an empty value): the quote must not be the
+                # one the name sits in
+                opens = data[end + 1:end + 2]
+                q = _QUOTED.match(data, end + 1) if opens != data[start - 1:start] or start == 0 else None
                 v = None if q else _VALUE.match(data, end + 1)
             elif name.startswith(b"-"):  # --password VALUE, --token=VALUE
                 sep = _FLAG_QSEP.match(data, end)

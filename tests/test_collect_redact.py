@@ -50,6 +50,7 @@ KEPT = [  # no secret here: byte for byte the same
     "Get \"https://10.0.0.5:5000/v2/\": http: server gave HTTP response to HTTPS client",
     '[host."http://10.0.0.5:5000"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n',
     "-----BEGIN CERTIFICATE-----\nMIIB...token=...\n-----END CERTIFICATE-----\n",
+    '[{"Env": ["REGISTRY_HTTP_SECRET=", "PATH=/bin"]}]',  # an empty value, not a quoted one
 ]
 
 

@@ -91,6 +91,7 @@ export TOKEN="abc123tok s3cret"
 registry --password "hunter2" serve
 docker login -u admin -p hunter2 10.0.0.5:5000
 docker login -p 'YWRtaW4=' 10.0.0.5:5000
+[{"Env": ["REGISTRY_HTTP_SECRET=", "PATH=/bin"]}]
 """
 
 
@@ -115,7 +116,8 @@ def test_the_script_redacts_quoted_values_and_login_p(tmp_path: Path, shell: str
     for secret in ("hunter2", "s3cret", "abc123tok", "YWRtaW4="):
         assert secret not in got, got
     for kept in ('  password: "redacted-', "  secret: 'redacted-", 'export TOKEN="redacted-',
-                 '--password "redacted-', "-u admin -p redacted-", "login -p 'redacted-"):
+                 '--password "redacted-', "-u admin -p redacted-", "login -p 'redacted-",
+                 '["REGISTRY_HTTP_SECRET=", "PATH=/bin"]'):
         assert kept in got, got
 
 

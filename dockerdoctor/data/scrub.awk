@@ -89,8 +89,9 @@ BEGIN {
   s = rule(s, N "=[^ \t\"',;[][^ \t\"',;]*", "^" N "=")
   s = rule(s, "-" N "[ \t]+[^- \t\"',;][^ \t\"',;]*", "^-" N "[ \t]+")
   # quoted values, up to the matching quote: NAME="a b", --password 'x', docker login -p "x"
-  s = rule(s, N "=\"[^\"]*\"", "^" N "=\"", 1)
-  s = rule(s, N "='[^']*'", "^" N "='", 1)
+  # (not in "NAME=", "next": a JSON string holding NAME= with an empty value)
+  s = rule(s, "(^|[^\"a-z0-9_.-])" N "=\"[^\"]*\"", "^[^a-z0-9_.-]?" N "=\"", 1)
+  s = rule(s, "(^|[^'a-z0-9_.-])" N "='[^']*'", "^[^a-z0-9_.-]?" N "='", 1)
   s = rule(s, "-" N "(=|[ \t]+)\"[^\"]*\"", "^-" N "(=|[ \t]+)\"", 1)
   s = rule(s, "-" N "(=|[ \t]+)'[^']*'", "^-" N "(=|[ \t]+)'", 1)
   if (index(low, "login")) {
