@@ -40,7 +40,9 @@ from dockerdoctor.sources.specs import (
 FILES = collected_files()
 DIRS = collected_dirs()
 TAIL_FILES = frozenset(p for s in FILE_SPECS.values() if s.tail for p in s.paths)
-SECRET_SUFFIXES = (".key",)
+SECRET_SUFFIXES = (".key",)  # by the name of the file or of a link's real target
+PRIVATE_KEY = b"PRIVATE KEY-----"  # and by content: -----BEGIN (RSA |EC |OPENSSH |ENCRYPTED )PRIVATE KEY-----
+NOT_COLLECTED = b"# private key not collected by dockerdoctor\n"
 MAX_FILE = 4 * 1024 * 1024
 COMMAND_TIMEOUT = 5.0
 
@@ -96,8 +98,8 @@ def _write_new(dst: Path, data: bytes) -> None:
 
 
 def _scrub(data: bytes, what: str, manifest: list[str], redactor: Redactor | None) -> bytes:
-    """Secret values out (dockerdoctor.redact); certificates (PEM) are left as they are."""
-    if redactor is None or b"-----BEGIN " in data:
+    """Secret values out (dockerdoctor.redact); the PEM blocks (certificates) in it are left as they are."""
+    if redactor is None:
         return data
     data, n = redactor.redact(data)
     if n:
@@ -122,14 +124,20 @@ def _copy(src: str, out: Path, manifest: list[str], tail: bool = False, redactor
         if not os.path.isfile(src):
             return
         _parent_in(out, dst)
-        if src.endswith(SECRET_SUFFIXES):
-            _write_new(dst, b"# private key not collected by dockerdoctor\n")
+        if src.endswith(SECRET_SUFFIXES) or os.path.realpath(src).endswith(SECRET_SUFFIXES):
+            _write_new(dst, NOT_COLLECTED)
             manifest.append(f"redacted {src}")
             return
         with open(src, "rb") as fh:
             if tail and os.fstat(fh.fileno()).st_size > MAX_FILE:
                 fh.seek(-MAX_FILE, os.SEEK_END)
-            _write_new(dst, _scrub(fh.read(MAX_FILE), src, manifest, redactor))
+            data = fh.read(MAX_FILE)
+        if PRIVATE_KEY in data:  # a private key in a file of any name (a .pem bundle)
+            _write_new(dst, NOT_COLLECTED)
+            shutil.copystat(src, dst, follow_symlinks=False)
+            manifest.append(f"redacted {src}")
+            return
+        _write_new(dst, _scrub(data, src, manifest, redactor))
         shutil.copystat(src, dst, follow_symlinks=False)
         manifest.append(f"file {src}")
     except OSError as exc:
@@ -210,9 +218,10 @@ def _copy_from_home(home: str, src: str, out: Path, manifest: list[str], redacto
         if st.st_size > spec_table.MAX_USER_FILE:
             manifest.append(f"skipped {src}: over {spec_table.MAX_USER_FILE} bytes")
             return
-        secret = src.endswith(SECRET_SUFFIXES)
-        data = (b"# private key not collected by dockerdoctor\n" if secret
-                else _scrub(fh.read(spec_table.MAX_USER_FILE), src, manifest, redactor))
+        secret = src.endswith(SECRET_SUFFIXES) or real.endswith(SECRET_SUFFIXES)
+        data = b"" if secret else fh.read(spec_table.MAX_USER_FILE)
+        secret = secret or PRIVATE_KEY in data
+        data = NOT_COLLECTED if secret else _scrub(data, src, manifest, redactor)
     dst = out / src.lstrip("/")
     try:
         _parent_in(out, dst)

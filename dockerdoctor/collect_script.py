@@ -6,10 +6,10 @@ which takes a list of `CollectSpec` (a file, a directory tree, a unit, a command
 output, or a command run once per container). `collect_specs()` is `collect`'s own list, built from the
 spec table (dockerdoctor/sources/specs.py), so the script gathers exactly what the facts read.
 
-What the script does, like `collect`: copies each file (symbolic links stay links, `*.key` files are
-replaced by a note, files are cut at 4 MiB, mode and mtime are kept), copies the directory trees, the
-docker.service/docker.socket units and their drop-ins from every unit directory, and runs each
-diagnostic command with a 5 s timeout (when `timeout` exists), LC_ALL=C and no pager, saving stdout
+What the script does, like `collect`: copies each file (symbolic links stay links, `*.key` files and any
+file holding a PRIVATE KEY are replaced by a note, files are cut at 4 MiB, mode and mtime are kept), copies
+the directory trees, the docker.service/docker.socket units and their drop-ins from every unit directory,
+and runs each diagnostic command with a 5 s timeout (when `timeout` exists), LC_ALL=C and no pager, saving stdout
 where sos saves it (the journal keeps its end). The per-user rows (rootless nerdctl/containerd files under
 /home/NAME/.config) are copied as regular files, bounded like `collect`'s, a link followed only while
 `readlink -f` keeps it inside that home directory. It writes `dockerdoctor-collect.txt` and packs
@@ -50,7 +50,7 @@ HEADER = """\
 #
 # Private keys (*.key) are never copied, only named; from home directories only the rootless
 # nerdctl/containerd files under /home/NAME/.config listed below are read. Passwords,
-# tokens and proxy credentials in what is saved become redacted-HASH (the manifest says where).
+# tokens and proxy credentials in what is saved become redacted-N (the manifest says where).
 set -u
 umask 077
 LC_ALL=C
@@ -71,6 +71,10 @@ MANIFEST=$OUT/dockerdoctor-collect.txt
 
 note() {{ printf '%s\\n' "$*" >> "$MANIFEST"; }}
 
+# nokey DST SRC: a private key (a *.key file or link target, or any file holding PRIVATE KEY-----) is never
+# copied, only named
+nokey() {{ printf '# private key not collected by dockerdoctor\\n' > "$1"; note "redacted $2"; }}
+
 # copy FILE [TAIL]: a regular file (cut at MAX bytes, its end when TAIL is 1; mode and mtime kept) or a
 # symbolic link (kept as a link)
 copy() {{
@@ -86,9 +90,15 @@ copy() {{
   [ -f "$src" ] || return 0
   if ! mkdir -p "$(dirname "$dst")"; then note "error $src: cannot create its directory"; return 0; fi
   case $src in
-    *.key) printf '# private key not collected by dockerdoctor\\n' > "$dst"; note "redacted $src"; return 0 ;;
+    *.key) nokey "$dst" "$src"; return 0 ;;
+  esac
+  case $(readlink -f "$src" 2>/dev/null) in
+    *.key) nokey "$dst" "$src"; return 0 ;;
   esac
   size=$(wc -c < "$src" 2>/dev/null) || {{ note "error $src: unreadable"; return 0; }}
+  if grep -q -e 'PRIVATE KEY-----' "$src" 2>/dev/null; then
+    nokey "$dst" "$src"; touch -r "$src" "$dst" 2>/dev/null; return 0
+  fi
   if [ "$size" -le "$MAX" ]; then
     cp -p "$src" "$dst" 2>/dev/null || {{ note "error $src: unreadable"; return 0; }}
   elif [ "$keep_end" = 1 ]; then
@@ -194,8 +204,12 @@ homecopy() {{
   dst=$OUT$2
   mkdir -p "$(dirname "$dst")" || return 0
   case $2 in
-    *.key) printf '# private key not collected by dockerdoctor\\n' > "$dst"; note "redacted $2"; return 0 ;;
+    *.key) nokey "$dst" "$2"; return 0 ;;
   esac
+  case $real in
+    *.key) nokey "$dst" "$2"; return 0 ;;
+  esac
+  if grep -q -e 'PRIVATE KEY-----' "$real" 2>/dev/null; then nokey "$dst" "$2"; return 0; fi
   cp "$real" "$dst" 2>/dev/null || {{ note "error $2: unreadable"; return 0; }}
   scrub "$dst" "$2"
   touch -r "$real" "$dst" 2>/dev/null
@@ -223,19 +237,20 @@ usertree() {{
 
 SCRUB = r"""
 # secrets: every saved file and command output goes through scrub (the rules of dockerdoctor/redact.py)
-SALT=$(od -An -N8 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n')
-[ -n "$SALT" ] || SALT=$$.$(date +%s)
+# A value becomes redacted-N, N its number in this snapshot (equal values, one number): .scrub.map holds
+# the values numbered so far (mode 600, removed before packing), no hash a known value could be checked against
 SCRUB_AWK=$OUT/.scrub.awk
+SCRUB_MAP=$OUT/.scrub.map
+: > "$SCRUB_MAP"
 cat > "$SCRUB_AWK" <<'DOCKERDOCTOR_AWK'
 @AWK@DOCKERDOCTOR_AWK
 
-# scrub FILE WHAT: secret values in FILE become redacted-HASH (certificates are left alone), noted in the
+# scrub FILE WHAT: secret values in FILE become redacted-N (PEM blocks, certificates, are left alone), noted in the
 # manifest; a file without any stays byte for byte
 scrub() {
   [ -s "$1" ] || return 0
-  if grep -q -e '-----BEGIN ' "$1" 2>/dev/null; then return 0; fi
-  grep -q -i -E 'pass|secret|token|key|credential|authorization|@' "$1" 2>/dev/null || return 0
-  awk -v salt="$SALT" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
+  grep -q -i -E 'pass|secret|token|key|credential|authorization|login|@' "$1" 2>/dev/null || return 0
+  awk -v map="$SCRUB_MAP" -f "$SCRUB_AWK" "$1" > "$1.scrub" 2> "$1.count" || { rm -f "$1.scrub" "$1.count"; return 0; }
   n=$(cat "$1.count")
   case $n in ''|*[!0-9]*) n=0 ;; esac
   if [ "$n" -gt 0 ]; then
@@ -254,7 +269,7 @@ def _scrub_block() -> str:
     return SCRUB.replace("@AWK@", files("dockerdoctor").joinpath("data/scrub.awk").read_text())
 
 FOOTER = """
-rm -f "$SCRUB_AWK"
+rm -f "$SCRUB_AWK" "$SCRUB_MAP"
 base=$(basename "$OUT")
 parent=$(dirname "$OUT")
 if (cd "$parent" && tar -cf - "$base") | gzip -c > "$OUT.tar.gz"; then

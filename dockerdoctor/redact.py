@@ -4,7 +4,9 @@ A snapshot is made to be sent to someone else. `ps auxwww`, `docker inspect` (co
 env files, daemon.json and a registry's config.yml hold passwords, tokens and proxy credentials
 (`http://user:pass@proxy:3128`). Each such value becomes `redacted-<12 hex>`: a salted hash, one salt per
 snapshot, so two equal secrets stay equal inside it (DD407 compares the replicas' REGISTRY_HTTP_SECRET)
-and the value itself cannot be looked up. Names, hosts and ports stay: the rules need them.
+and the value itself cannot be looked up. Names, hosts and ports stay: the rules need them. PEM blocks
+(certificates) stay byte for byte; the text around them is redacted. The `collect --script` collector
+(dockerdoctor/data/scrub.awk) has no such hash in awk: it numbers the values instead, `redacted-<n>`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ _TOML_KEY = re.compile(rb"(?im)^[ \t]*[\"']?(?:authorization|auth|" + _SECRET_NA
 _TOML_GAP = re.compile(rb"[\s,]*")
 _TOML_STRING = re.compile(rb"\"[^\"\n]*\"|'[^'\n]*'")
 _SCHEME_WORD = re.compile(rb"(?i)(?:basic|bearer|token)[ \t]+")
+_QUOTED = re.compile(rb"\"[^\"\n]*\"|'[^'\n]*'")  # a quoted value: up to the matching quote, on its line
+_FLAG_QSEP = re.compile(rb"=|[ \t]+(?=[\"'])")
+_LOGIN = re.compile(rb"(?<![A-Za-z0-9_.-])login[ \t]")
+_LOGIN_P = re.compile(rb"[ \t]-p(?:[ \t]+|=)")
+MAX_LOGIN = 4096  # how far on a `login` line a `-p VALUE` is looked for
+_PEM_END = re.compile(rb"-----END [^\n-]{0,64}-----")
 _NAME_HEAD = re.compile(rb"[A-Za-z0-9_.-]*\Z")  # searched in a window of MAX_NAME bytes only
 _NAME_TAIL = re.compile(rb"[A-Za-z0-9_.-]{0,128}")
 MAX_NAME = 128
@@ -81,6 +89,17 @@ class Redactor:
         for m in _TOML_KEY.finditer(data) if b"=" in data else ():
             if m.start() >= toml_end:
                 toml_end = self._toml_values(data, m.end(), spans)
+        pos = 0
+        while b"login" in data and (lm := _LOGIN.search(data, pos)):  # docker login -u me -p VALUE
+            eol = data.find(b"\n", lm.end(), lm.end() + MAX_LOGIN)
+            eol = min(len(data), lm.end() + MAX_LOGIN) if eol < 0 else eol
+            lp = _LOGIN_P.search(data, lm.end() - 1, eol)
+            lv = (_QUOTED.match(data, lp.end(), eol) or _VALUE.match(data, lp.end(), eol)) if lp else None
+            if lv:
+                quoted = int(lv.group(0)[:1] in (b'"', b"'"))
+                if lv.end() - lv.start() > 2 * quoted:
+                    spans.append((lv.start() + quoted, lv.end() - quoted))
+            pos = eol if eol > lm.end() else lm.end()
         skip_until = 0  # the end of the last value found: names inside it are not names
         lowered = data.lower()
         for w in _WORD.finditer(lowered):  # only the names that hold a secret word are looked at
@@ -97,18 +116,33 @@ class Redactor:
                 continue  # no real name is this long
             name = data[start:end]
             v = None
+            q = None  # a quoted value: NAME="a b", --password 'x', password: "x"
             if data[end:end + 1] == b"=" and not name.startswith(b"-"):  # NAME=value
-                v = _VALUE.match(data, end + 1)
+                # not "NAME=", "next" (a JSON string holding NAME= with an empty value): the quote must not be the
+                # one the name sits in
+                opens = data[end + 1:end + 2]
+                q = _QUOTED.match(data, end + 1) if opens != data[start - 1:start] or start == 0 else None
+                v = None if q else _VALUE.match(data, end + 1)
             elif name.startswith(b"-"):  # --password VALUE, --token=VALUE
-                sep = _FLAG_SEP.match(data, end)
+                sep = _FLAG_QSEP.match(data, end)
+                q = _QUOTED.match(data, sep.end()) if sep else None
+                sep = None if q else _FLAG_SEP.match(data, end)
                 v = _VALUE.match(data, sep.end()) if sep else None
             elif data[start - 1:start] == b'"':  # "password": "value"
                 sep = _JSON_SEP.match(data, end)
                 v = _JSON_VALUE.match(data, sep.end()) if sep else None
             elif _first_on_line(data, start):  # password: value (YAML)
                 sep = _YAML_SEP.match(data, end)
-                v = _YAML_VALUE.match(data, sep.end()) if sep else None
-            if v and v.end() > v.start():
+                q = _QUOTED.match(data, sep.end()) if sep else None
+                v = None if q else (_YAML_VALUE.match(data, sep.end()) if sep else None)
+            if q:
+                a, b = q.start() + 1, q.end() - 1
+                while b > a and data[b - 1:b] in (b" ", b"\t"):
+                    b -= 1
+                if b > a:
+                    spans.append((a, b))
+                skip_until = q.end()
+            elif v and v.end() > v.start():
                 value_end = v.end()
                 while value_end > v.start() and data[value_end - 1:value_end] in (b" ", b"\t"):
                     value_end -= 1
@@ -145,6 +179,27 @@ class Redactor:
                 return pos
 
     def redact(self, data: bytes) -> tuple[bytes, int]:
+        """Every secret value replaced, except inside a PEM block (-----BEGIN ... -----END ...-----), which
+        stays byte for byte (a certificate must stay intact); a block with no end runs to the end of data."""
+        if b"-----BEGIN " not in data:
+            return self._redact(data)
+        parts: list[bytes] = []
+        count = pos = 0
+        while pos < len(data):
+            b = data.find(b"-----BEGIN ", pos)
+            if b < 0:
+                b = len(data)
+            out, n = self._redact(data[pos:b])
+            parts.append(out)
+            count += n
+            if b == len(data):
+                break
+            e = _PEM_END.search(data, b)
+            pos = e.end() if e else len(data)
+            parts.append(data[b:pos])
+        return b"".join(parts), count
+
+    def _redact(self, data: bytes) -> tuple[bytes, int]:
         spans = self._spans(data)
         if not spans:
             return data, 0

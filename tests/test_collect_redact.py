@@ -34,6 +34,13 @@ CASES = [  # text with a secret -> what stays
     ('[plugins.x.registry.configs."r:5000".auth]\n  username = "me"\n  password = "hunter2"\n  auth = "s3cret"\n',
      'username = "me"\n  password = "redacted-'),
     ("x-token=['abc123tok', 's3cret']", "x-token=['redacted-"),
+    # quoted values (review r1 #1), and `docker login -p`
+    ('http:\n  password: "hunter2"\n', '  password: "redacted-'),
+    ("  secret: 's3cret'\n", "  secret: 'redacted-"),
+    ('export TOKEN="abc123tok s3cret"', 'export TOKEN="redacted-'),
+    ('registry --password "hunter2" serve', 'registry --password "redacted-'),
+    ("docker login -u admin -p hunter2 10.0.0.5:5000", "docker login -u admin -p redacted-"),
+    ("docker login -p 's3cret' 10.0.0.5:5000", "docker login -p 'redacted-"),
 ]
 
 KEPT = [  # no secret here: byte for byte the same
@@ -42,8 +49,9 @@ KEPT = [  # no secret here: byte for byte the same
     "ExecStart=/usr/bin/dockerd -H fd:// --tlskey=/etc/docker/key.pem --insecure-registry 10.0.0.5:5000",
     "Get \"https://10.0.0.5:5000/v2/\": http: server gave HTTP response to HTTPS client",
     '[host."http://10.0.0.5:5000"]\n  capabilities = ["pull", "resolve"]\n  skip_verify = true\n',
-]  # a certificate that reads like `token=...` is kept by collect, by its kind, not by the Redactor: see
-# test_collect_redacts_files_and_command_output
+    "-----BEGIN CERTIFICATE-----\nMIIB...token=...\n-----END CERTIFICATE-----\n",
+    '[{"Env": ["REGISTRY_HTTP_SECRET=", "PATH=/bin"]}]',  # an empty value, not a quoted one
+]
 
 
 @pytest.mark.parametrize("text,kept", CASES)
@@ -57,6 +65,50 @@ def test_secret_values_are_replaced(text: str, kept: str) -> None:
 @pytest.mark.parametrize("text", KEPT)
 def test_text_without_secrets_is_untouched(text: str) -> None:
     assert Redactor(b"salt").redact(text.encode()) == (text.encode(), 0)
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBtoken=a==\n-----END CERTIFICATE-----\n"
+
+
+def test_a_file_with_a_certificate_is_redacted_around_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = "password: hunter2\n" + PEM + "TOKEN=abc123tok\n" + PEM
+    out, n = Redactor(b"s").redact(text.encode())
+    assert n == 2 and b"hunter2" not in out and b"abc123tok" not in out
+    assert out.count(PEM.encode()) == 2  # the certificates stay byte for byte
+    src = tmp_path / "bundle.yml"
+    src.write_text(text)
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: [CollectSpec("file", str(src))])
+    snap = tmp_path / "snap"
+    collect_mod.collect(snap)
+    got = (snap / str(src).lstrip("/")).read_bytes()
+    assert b"hunter2" not in got and b"abc123tok" not in got and got.count(PEM.encode()) == 2
+
+
+KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEsecretkeybytes\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_private_keys_are_refused_by_content_and_by_the_links_target(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = tmp_path / "host/tls.pem"
+    bundle.parent.mkdir()
+    bundle.write_text(PEM + KEY)
+    monkeypatch.setattr(collect_mod, "collect_specs", lambda: [CollectSpec("file", str(bundle))])
+    snap = tmp_path / "snap"
+    manifest = collect_mod.collect(snap)
+    assert (snap / str(bundle).lstrip("/")).read_bytes() == b"# private key not collected by dockerdoctor\n"
+    assert f"redacted {bundle}" in manifest
+    home = tmp_path / "home/alice"
+    (home / ".config/x").mkdir(parents=True)
+    (home / "keys").mkdir()
+    (home / "keys/id.key").write_text("not PEM, but a .key\n")
+    (home / ".config/x/conf").symlink_to("../../keys/id.key")
+    (home / ".config/x/other").write_text(KEY)
+    manifest = []
+    for name in ("conf", "other"):
+        collect_mod._copy_from_home(str(home), str(home / ".config/x" / name), snap, manifest, Redactor(b"s"))
+        got = (snap / str(home / ".config/x" / name).lstrip("/")).read_bytes()
+        assert got == b"# private key not collected by dockerdoctor\n", (name, got)
+    assert manifest == [f"redacted {home}/.config/x/conf", f"redacted {home}/.config/x/other"]
 
 
 def test_equal_secrets_stay_equal_inside_one_snapshot_only() -> None:

@@ -88,7 +88,8 @@ def collect(
     Copies the unit files, drop-ins, environment files, daemon.json, registries.conf, firewalld zones
     and certs.d (never private keys), and saves the diagnostic commands' output where sos puts it.
     Passwords, tokens and proxy credentials in them (`ps auxwww`, container Env, URLs with user:password)
-    are replaced by `redacted-<hash>`; dockerdoctor-collect.txt says where.
+    are replaced by `redacted-<hash>` (a salted hash; the --script collector numbers them, `redacted-<n>`);
+    dockerdoctor-collect.txt says where.
 
     Example:
 

@@ -1,12 +1,12 @@
-# secret values -> redacted-HASH (a hash of the snapshot's salt and the value): see dockerdoctor/redact.py
-function ord(c) { return index(CH, c) }
-function mask(v,   i, x) {
+# secret values -> redacted-N: N numbers the values of one snapshot (see dockerdoctor/redact.py), equal values
+# one number, in every file of it. The numbers go on across the awk runs through the file `map` (-v map=FILE:
+# "N VALUE" lines, removed before the snapshot is packed). No hash: nothing of a value is in its mask, so a
+# value someone knows tells nothing of the others (a short hash of a known salt did).
+function mask(v) {
   if (substr(v, 1, 9) == "redacted-") return v
-  x = 5381
-  v = salt v
-  for (i = 1; i <= length(v); i++) x = (x * 33 + ord(substr(v, i, 1))) % 16777213
+  if (!(v in num)) { num[v] = ++last; if (map != "") print last " " v >> map }
   n++
-  return sprintf("redacted-%06x", x)
+  return "redacted-" num[v]
 }
 # rule(s, re, head, cut): in every match of re (on the lower-cased line), the value is what follows the part
 # `head` matches at its start, less `cut` chars at its end
@@ -40,17 +40,32 @@ function qmask(s,   out, v, pre, cq) {
   return out s
 }
 BEGIN {
-  CH = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~"
   W = "(pass(word|wd|phrase)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)"
   N = "[a-z0-9_.-]*" W "[a-z0-9_.-]*"
-  Q = "pass|secret|token|key|credential|auth|@"
+  Q = "pass|secret|token|key|credential|auth|login|@"
   T = "^[ \t]*[\"']?(authorization|auth|" N ")[\"']?[ \t]*=[ \t]*[[\"']"
   n = 0
+  last = 0
+  if (map != "") {
+    while ((getline line < map) > 0) { i = index(line, " "); num[substr(line, i + 1)] = substr(line, 1, i - 1) + 0; last++ }
+    close(map)
+  }
   arr = 0
+  pem = 0
 }
 {
   s = $0
   low = tolower(s)
+  if (pem) {  # inside a PEM block (a certificate): kept as it is, up to its -----END ...----- line
+    if (s ~ /-----END [^-]*-----/) pem = 0
+    print s
+    next
+  }
+  if (index(s, "-----BEGIN ")) {
+    pem = !(substr(s, index(s, "-----BEGIN ")) ~ /-----END [^-]*-----/)
+    print s
+    next
+  }
   if (arr) {  # inside a TOML array of secrets that began on an earlier line
     if (length(s) > 65536) { n++; print "[a line of " length(s) " bytes in a secret array: not collected by dockerdoctor]"; next }
     if (index(s, "]")) arr = 0
@@ -73,8 +88,22 @@ BEGIN {
   s = rule(s, "authorization:[ \t]*(basic|bearer)[ \t]+[a-z0-9+/=._~-]+", "^authorization:[ \t]*(basic|bearer)[ \t]+")
   s = rule(s, N "=[^ \t\"',;[][^ \t\"',;]*", "^" N "=")
   s = rule(s, "-" N "[ \t]+[^- \t\"',;][^ \t\"',;]*", "^-" N "[ \t]+")
+  # quoted values, up to the matching quote: NAME="a b", --password 'x', docker login -p "x"
+  # (not in "NAME=", "next": a JSON string holding NAME= with an empty value)
+  s = rule(s, "(^|[^\"a-z0-9_.-])" N "=\"[^\"]*\"", "^[^a-z0-9_.-]?" N "=\"", 1)
+  s = rule(s, "(^|[^'a-z0-9_.-])" N "='[^']*'", "^[^a-z0-9_.-]?" N "='", 1)
+  s = rule(s, "-" N "(=|[ \t]+)\"[^\"]*\"", "^-" N "(=|[ \t]+)\"", 1)
+  s = rule(s, "-" N "(=|[ \t]+)'[^']*'", "^-" N "(=|[ \t]+)'", 1)
+  if (index(low, "login")) {
+    L = "(^|[^a-z0-9_.-])login[ \t]([^\n]*[ \t])?-p([ \t]+|=)"
+    s = rule(s, L "[^- \t\"'][^ \t\"']*", "^.*[ \t]-p([ \t]+|=)")
+    s = rule(s, L "\"[^\"]*\"", "^.*[ \t]-p([ \t]+|=)\"", 1)
+    s = rule(s, L "'[^']*'", "^.*[ \t]-p([ \t]+|=)'", 1)
+  }
+  s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+\"[^\"]*\"", "^[ \t]*" N "[ \t]*:[ \t]+\"", 1)
+  s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+'[^']*'", "^[ \t]*" N "[ \t]*:[ \t]+'", 1)
   s = rule(s, "\"" N "\"[ \t]*:[ \t]*\"[^\"]+", "^\"" N "\"[ \t]*:[ \t]*\"")
   if (match(tolower(s), "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*")) s = rule(s, "^[ \t]*" N "[ \t]*:[ \t]+[^ \t#\"'][^#]*", "^[ \t]*" N "[ \t]*:[ \t]+")
   print s
 }
-END { if (n) print n > "/dev/stderr" }
+END { if (map != "") close(map); if (n) print n > "/dev/stderr" }
