@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
+import lab
 import pytest
 
 from dockerdoctor.collect_script import CollectSpec, render_script
@@ -19,18 +19,6 @@ TOOLS = ("sh", "hostname", "uname", "date", "ls", "mkdir", "dirname", "basename"
          "od", "tr", "awk", "echo")
 
 
-def run_group(argv: list[str], timeout: float, **kw) -> subprocess.CompletedProcess[str]:
-    """subprocess.run(capture_output=True, text=True) in a session of its own: on a timeout the whole process
-    group is killed (the script's awk and find too, not only sh), then TimeoutExpired is raised again."""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                          **kw) as p:
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.communicate()
-            raise
-    return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
 def _shell(name: str, tmp: Path) -> tuple[list[str], dict[str, str]]:
@@ -73,7 +61,7 @@ def test_the_script_redacts_files_and_command_output(tmp_path: Path, shell: str)
     script = tmp_path / "collect.sh"
     script.write_text(render_script(specs))
     out = tmp_path / "out"
-    r = run_group([*argv, str(script), str(out)], timeout=120, env=env,
+    r = lab.run_group([*argv, str(script), str(out)], timeout=120, env=env,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     got = lambda p: out / str(p).lstrip("/")  # noqa: E731
@@ -200,7 +188,7 @@ def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
     script = tmp_path / "collect.sh"
     script.write_text(render_script([CollectSpec("file", str(big))]))
     out = tmp_path / "out"
-    r = run_group([*argv, str(script), str(out)], timeout=60, env=env,
+    r = lab.run_group([*argv, str(script), str(out)], timeout=60, env=env,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     data = (out / str(big).lstrip("/")).read_bytes()
@@ -233,7 +221,7 @@ def test_the_script_redacts_toml_header_arrays_as_collect_does(tmp_path: Path, s
     script = tmp_path / "collect.sh"
     script.write_text(render_script([CollectSpec("file", str(hosts))]))
     out = tmp_path / "out"
-    r = run_group([*argv, str(script), str(out)], timeout=60, env=env,
+    r = lab.run_group([*argv, str(script), str(out)], timeout=60, env=env,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     by_script = (out / str(hosts).lstrip("/")).read_text()

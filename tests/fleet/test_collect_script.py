@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -30,18 +29,6 @@ from dockerdoctor.sources import specs
 SHELLS = {"dash": ["dash"], "busybox": ["busybox", "sh"]}
 
 
-def run_group(argv: list[str], timeout: float, **kw) -> subprocess.CompletedProcess[str]:
-    """subprocess.run(capture_output=True, text=True) in a session of its own: on a timeout the whole process
-    group is killed (the script's awk and find too, not only sh), then TimeoutExpired is raised again."""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                          **kw) as p:
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.communicate()
-            raise
-    return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
 def test_specs_are_collects_own_tables() -> None:
@@ -95,7 +82,7 @@ def test_generated_script_semantics_under_a_real_shell(shell: str, tmp_path: Pat
     script = tmp_path / "collect.sh"
     script.write_text(render_script(specs))
     out = tmp_path / "out"
-    r = run_group([*SHELLS[shell], str(script), str(out)], timeout=120,
+    r = lab.run_group([*SHELLS[shell], str(script), str(out)], timeout=120,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert not (tmp_path / "PWNED").exists() and not (src / "etc" / "PWNED").exists()
@@ -117,7 +104,7 @@ def test_generated_script_semantics_under_a_real_shell(shell: str, tmp_path: Pat
     assert any(m.startswith("command sh -c seq 1 3") and m.endswith("(rc 0)") for m in manifest)
     with tarfile.open(f"{out}.tar.gz") as t:
         assert f"out/{str(small).lstrip('/')}" in t.getnames()
-    again = run_group([*SHELLS[shell], str(script), str(out)], timeout=60)
+    again = lab.run_group([*SHELLS[shell], str(script), str(out)], timeout=60)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
 
 
@@ -162,7 +149,7 @@ def test_the_script_copies_the_per_user_rows_as_collect_does(shell: str, tmp_pat
     script = tmp_path / "collect.sh"
     script.write_text(render_script(rows))
     out = tmp_path / "sh"
-    r = run_group([*SHELLS[shell], str(script), str(out)], timeout=120,
+    r = lab.run_group([*SHELLS[shell], str(script), str(out)], timeout=120,
                        cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
 
