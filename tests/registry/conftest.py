@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
+import lab
 import pytest
 
 if os.path.dirname(__file__) not in sys.path:  # for `import ddreg_helpers` (a unique name)
@@ -70,7 +71,7 @@ def ddreg_moto() -> Iterator[Moto]:
     """moto's S3 server on 127.0.0.1 (once per session); skips when the s3 extra or moto is missing."""
     why = s3_missing()
     if why:
-        pytest.skip(why)
+        lab.cannot_run(why)
     d = tmpdir("moto")
     moto = Moto(workdir=d)
     try:  # a start that fails (moto never answers) still stops its process and removes the folder

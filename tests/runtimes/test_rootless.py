@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import lab
 import pytest
 
 from dockerdoctor.engine import run_rules
@@ -346,7 +347,7 @@ def test_apply_gives_only_what_it_created_to_the_user(tmp_path: Path, monkeypatc
     from dockerdoctor.fixes.prepare import prepare
 
     if os.geteuid() != 0:
-        pytest.skip("chown needs root")
+        lab.cannot_run("chown needs root")
     nobody = pwd.getpwnam("nobody")
     base = homes(tmp_path, monkeypatch)
     write(base, "nobody/.config/nerdctl/nerdctl.toml", "")
@@ -400,7 +401,7 @@ def test_giving_files_back_never_follows_a_link(tmp_path: Path) -> None:
     from dockerdoctor.fixes.paths import dir_below, give_to
 
     if os.geteuid() != 0:
-        pytest.skip("chown needs root")
+        lab.cannot_run("chown needs root")
     home, outside = tmp_path / "home/u", tmp_path / "etc-certs.d"
     (home / ".config/containerd").mkdir(parents=True)
     outside.mkdir()
@@ -425,7 +426,7 @@ def test_a_rollback_in_a_users_home_never_follows_a_link_she_put_in(
     from dockerdoctor.fixes.prepare import prepare
 
     if os.geteuid() != 0:
-        pytest.skip("chown needs root")
+        lab.cannot_run("chown needs root")
     base = homes(tmp_path, monkeypatch)
     write(base, "nobody/.config/nerdctl/nerdctl.toml", "")
     system = tmp_path / "host-etc/containerd/certs.d"  # private, never the machine's
