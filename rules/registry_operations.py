@@ -147,6 +147,8 @@ def registry_http_secret_missing(registry_containers: list[RegistryContainer]) -
 
     How to fix: generate one secret (`openssl rand -hex 32`) and give it to every replica as
     REGISTRY_HTTP_SECRET (recreate each container), or set http.secret in the shared config.yml.
+    `dockerdoctor serve-registry` replicas read the same variable and key (or --http-secret); they
+    answer 400 BLOB_UPLOAD_INVALID naming --http-secret when the secrets differ or one lacks it.
 
     Example:
         level=warning msg="No HTTP secret provided - generated random secret. This may cause problems

@@ -78,6 +78,9 @@ def _hash_file(path: str, alg: str, limit: int | None = None) -> Any:
     return h
 
 
+SAME_SECRET = "replicas behind one load balancer need the same --http-secret (REGISTRY_HTTP_SECRET, http.secret)"
+
+
 def sign_state(secret: bytes, name: str, upload_id: str) -> str:
     """The upload-state token: an HMAC-SHA256 of repository and upload id under the HTTP secret."""
     mac = hmac.new(secret, f"{name}\n{upload_id}".encode(), hashlib.sha256).digest()
@@ -103,13 +106,16 @@ class UploadsMixin(RegistryBase):
             return
         token = request.query.get("_state")
         if not token:
-            raise RegistryError("BLOB_UPLOAD_INVALID", "blob upload invalid: the upload URL lost its _state",
-                                {"uuid": upload_id[:64]})  # fmt: skip
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID",
+                "blob upload invalid: the upload URL lost its _state (or a replica without --http-secret started it); "
+                + SAME_SECRET,
+                {"uuid": upload_id[:64]},
+            )
         if not hmac.compare_digest(token, sign_state(secret, name, upload_id)):
             raise RegistryError(
                 "BLOB_UPLOAD_INVALID",
-                "blob upload invalid: its state was signed with another HTTP secret; replicas behind one "
-                "load balancer need the same --http-secret (REGISTRY_HTTP_SECRET, http.secret)",
+                "blob upload invalid: its state was signed with another HTTP secret; " + SAME_SECRET,
                 {"uuid": upload_id[:64]},
             )
 

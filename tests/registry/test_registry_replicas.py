@@ -8,11 +8,13 @@ completes, with no shared secret. docker, skopeo and podman push and pull throug
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,16 +38,13 @@ http {{
   fastcgi_temp_path {d}/fastcgi;
   uwsgi_temp_path {d}/uwsgi;
   scgi_temp_path {d}/scgi;
-  upstream registry {{
-{servers}
-    keepalive 16;
-  }}
+{upstreams}
   server {{
     listen 127.0.0.1:{port};
     client_max_body_size 0;            # blobs of any size
     chunked_transfer_encoding on;
     location / {{
-      proxy_pass http://registry;
+      proxy_pass http://{target};
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host $http_host;
@@ -65,14 +64,29 @@ def run(*cmd: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return r
 
 
+def upstream(name: str, ports: list[int]) -> str:
+    servers = "".join(f"    server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
+    return f"  upstream {name} {{\n{servers}    keepalive 16;\n  }}\n"
+
+
 class Nginx:
-    def __init__(self, work: str, upstreams: list[int]) -> None:
+    """Round-robin over `upstreams`; with `posts_to`, every POST goes to that port and the rest to the others
+    (so each upload starts on one replica and continues on another, every time)."""
+
+    def __init__(self, work: str, upstreams: list[int], posts_to: int | None = None) -> None:
         self.dir = os.path.join(work, "nginx")
         os.makedirs(self.dir)
         self.port = free_port()
-        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=0;" for p in upstreams)
+        if posts_to is None:
+            blocks, target = upstream("registry", upstreams), "registry"
+        else:
+            rest = [p for p in upstreams if p != posts_to]
+            blocks = upstream("post", [posts_to]) + upstream("rest", rest)
+            blocks += '  map $request_method $backend {\n    POST post;\n    default rest;\n  }\n'
+            target = "$backend"
         self.conf = os.path.join(self.dir, "nginx.conf")
-        Path(self.conf).write_text(NGINX.format(d=self.dir, servers=servers, port=self.port))
+        Path(self.conf).write_text(NGINX.format(d=self.dir, upstreams=blocks.rstrip("\n"), target=target,
+                                                port=self.port))  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -197,3 +211,43 @@ def test_docker_through_nginx(lb: tuple[Nginx, list[Server], str], ddreg_dockerd
     assert re.search(r"digest: sha256:[0-9a-f]{64}", out), out
     d.docker("rmi", ref)
     d.docker("pull", ref)
+
+
+def explain_rules(text: str) -> list[str]:
+    """The rules `dockerdoctor explain -` names for a client's output, best first."""
+    r = subprocess.run([sys.executable, "-m", "dockerdoctor", "explain", "--format", "json", "-"], input=text,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode in (0, 1), r.stderr
+    return [m["rule"] for m in json.loads(r.stdout)["matches"]]
+
+
+@pytest.mark.real("nginx", "skopeo")
+def test_a_push_over_replicas_without_one_secret_fails_as_dd407_names(ddreg_busybox_rootfs: str) -> None:
+    """Every upload starts on replica A (nginx sends POSTs there) and continues on B. With another secret on B,
+    or none on A, the push fails, and what skopeo prints is what DD407 explains. (docker 20.10 prints the
+    same registry message, after five attempts over about 50 s: its captured line is an example of the
+    knowledge base's http-secret pattern, which tests/test_knowledge.py matches.)"""
+    work = tmpdir("secrets")
+    layout = os.path.join(work, "layout")
+    make_oci_layout(layout, ddreg_busybox_rootfs)
+    started: list[Server | Nginx] = []
+    said = {}
+    try:
+        for case, secrets in {"differing": ("one", "two"), "missing": (None, "two")}.items():
+            os.makedirs(os.path.join(work, case))
+            a, b = (Server(root=os.path.join(work, case, "root"), port=free_port(),
+                           args=["--http-secret", s] if s else []) for s in secrets)  # fmt: skip
+            started += [a.start(), b.start()]
+            nginx = Nginx(os.path.join(work, case), [a.port, b.port], posts_to=a.port).start()
+            started.append(nginx)
+            r = subprocess.run(["skopeo", "copy", "--retry-times", "0", "--dest-tls-verify=false",
+                                f"oci:{layout}:1", f"docker://{nginx.hostport}/sec/sk:1"],
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert r.returncode != 0, f"skopeo pushed through replicas with {case} secrets"
+            said[case] = r.stderr
+        named = {case: explain_rules(text)[:1] for case, text in said.items()}
+        assert named == {case: ["DD407"] for case in said}, said
+    finally:
+        for x in started:
+            x.stop()
+        shutil.rmtree(work, ignore_errors=True)
