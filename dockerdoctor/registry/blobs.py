@@ -32,7 +32,7 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     None for a Range to ignore (RFC 9110 14.2: another unit, several ranges, an invalid spec): the
     whole body goes out with 200. Raises Unsatisfiable for a valid single range outside `size`.
     """
-    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)-(\d*)\s*", value, re.IGNORECASE)
+    m = re.fullmatch(r"\s*bytes\s*=\s*([0-9]{0,19})-([0-9]{0,19})\s*", value, re.IGNORECASE)  # bounded: no huge int()
     if m is None or (not m.group(1) and not m.group(2)):
         return None
     if not m.group(1):

@@ -183,7 +183,7 @@ class UploadsMixin(RegistryBase):
     def _content_range(value: str | None) -> tuple[int, int] | None:
         if not value:
             return None
-        m = re.fullmatch(r"\s*(?:bytes[ =])?\s*(\d+)-(\d+)(?:/(?:\d+|\*))?\s*", value)
+        m = re.fullmatch(r"\s*(?:bytes[ =])?\s*([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]{1,19}|\*))?\s*", value)
         if m is None:
             raise RegistryError("BLOB_UPLOAD_INVALID", "invalid Content-Range", {"Content-Range": value}, status=416)
         return int(m.group(1)), int(m.group(2))
