@@ -226,7 +226,7 @@ def test_a_push_over_replicas_without_one_secret_fails_as_dd407_names(ddreg_busy
     """Every upload starts on replica A (nginx sends POSTs there) and continues on B. With another secret on B,
     or none on A, the push fails, and what skopeo prints is what DD407 explains. (docker 20.10 prints the
     same registry message, after five attempts over about 50 s: its captured line is an example of the
-    knowledge base's http-secret pattern, which tests/test_knowledge.py matches.)"""
+    knowledge base's http-secret pattern, which tests/test_explain.py matches.)"""
     work = tmpdir("secrets")
     layout = os.path.join(work, "layout")
     make_oci_layout(layout, ddreg_busybox_rootfs)
