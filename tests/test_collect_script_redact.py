@@ -38,9 +38,19 @@ def _shell(name: str, tmp: Path) -> tuple[list[str], dict[str, str]]:
     return [str(d / "sh")], env
 
 
+def _run_script(tmp_path: Path, shell: str, specs: list[CollectSpec], timeout: float = 60) -> Path:
+    """Render the collect script for `specs`, run it under `shell` into tmp_path/out, and return that folder."""
+    argv, env = _shell(shell, tmp_path)
+    script = tmp_path / "collect.sh"
+    script.write_text(render_script(specs))
+    out = tmp_path / "out"
+    r = lab.run_group([*argv, str(script), str(out)], timeout=timeout, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
 def test_the_script_redacts_files_and_command_output(tmp_path: Path, shell: str) -> None:
-    argv, env = _shell(shell, tmp_path)
     src = tmp_path / "host"
     src.mkdir()
     envfile = src / "docker"
@@ -58,12 +68,7 @@ def test_the_script_redacts_files_and_command_output(tmp_path: Path, shell: str)
         CollectSpec("command", "sos_commands/process/ps_auxwww", ("sh", "-c", ps)),
         CollectSpec("command", "sos_commands/docker/inspect", ("sh", "-c", inspect)),
     ]
-    script = tmp_path / "collect.sh"
-    script.write_text(render_script(specs))
-    out = tmp_path / "out"
-    r = lab.run_group([*argv, str(script), str(out)], timeout=120, env=env,
-                       cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    out = _run_script(tmp_path, shell, specs, timeout=120)
     got = lambda p: out / str(p).lstrip("/")  # noqa: E731
     files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != "dockerdoctor-collect.txt"}
     everything = b"".join(files.values())
@@ -98,15 +103,6 @@ docker login -p 'YWRtaW4=' 10.0.0.5:5000
 """
 
 
-def _run_script(tmp_path: Path, shell: str, specs: list[CollectSpec]) -> Path:
-    argv, env = _shell(shell, tmp_path)
-    script = tmp_path / "collect.sh"
-    script.write_text(render_script(specs))
-    out = tmp_path / "out"
-    r = subprocess.run([*argv, str(script), str(out)], capture_output=True, text=True, timeout=60, env=env,
-                       cwd=tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
-    return out
 
 
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
@@ -182,15 +178,9 @@ def test_the_script_numbers_secret_values_per_snapshot(tmp_path: Path, shell: st
 
 @pytest.mark.parametrize("shell", ["dash", "busybox"])
 def test_a_huge_line_is_quick(tmp_path: Path, shell: str) -> None:
-    argv, env = _shell(shell, tmp_path)
     big = tmp_path / "big.log"
     big.write_bytes(b"x" * (2 * 1024 * 1024) + b" token=abc\n" + b"y" * (2 * 1024 * 1024) + b"\n")
-    script = tmp_path / "collect.sh"
-    script.write_text(render_script([CollectSpec("file", str(big))]))
-    out = tmp_path / "out"
-    r = lab.run_group([*argv, str(script), str(out)], timeout=60, env=env,
-                       cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    out = _run_script(tmp_path, shell, [CollectSpec("file", str(big))])
     data = (out / str(big).lstrip("/")).read_bytes()
     assert b"abc" not in data and b"with a secret word: not collected by dockerdoctor" in data
 
@@ -214,16 +204,10 @@ HOSTS_TOML = """server = "https://10.0.0.5:5000"
 def test_the_script_redacts_toml_header_arrays_as_collect_does(tmp_path: Path, shell: str) -> None:
     from dockerdoctor.redact import Redactor
 
-    argv, env = _shell(shell, tmp_path)
     hosts = tmp_path / "host/certs.d/10.0.0.5:5000/hosts.toml"
     hosts.parent.mkdir(parents=True)
     hosts.write_text(HOSTS_TOML)
-    script = tmp_path / "collect.sh"
-    script.write_text(render_script([CollectSpec("file", str(hosts))]))
-    out = tmp_path / "out"
-    r = lab.run_group([*argv, str(script), str(out)], timeout=60, env=env,
-                       cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    out = _run_script(tmp_path, shell, [CollectSpec("file", str(hosts))])
     by_script = (out / str(hosts).lstrip("/")).read_text()
     by_collect = Redactor(b"s").redact(HOSTS_TOML.encode())[0].decode()
     for got in (by_script, by_collect):
