@@ -13,6 +13,12 @@ send queue of the socket, SIOCOUTQ, stays full and unchanged: works for sendfile
 and a keep-alive connection idle for `idle_timeout` are closed. At
 `max_connections` (kept below the open-file limit) the idlest connection that is not in a
 request makes room; if every one is busy, the newcomer gets 503 with `Retry-After` and is closed.
+A connection that has not sent its first request head is on the header clock from its accept.
+
+With TLS the handshake is the guard's too (`TLSAccept`): the TCP connection is counted from its
+accept, not from the end of its handshake, so sockets that never send a ClientHello cannot run
+the process out of descriptors; at the cap the oldest unfinished handshake makes room after the
+idle connections, and a newcomer that finds every connection busy is closed without a handshake.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import fcntl
 import hashlib
 import math
 import resource
+import ssl
 import termios
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -139,7 +146,13 @@ class Limits:
 
 
 FDS_PER_CONNECTION = 3  # the socket, a dup of it on the raw upload path, a blob or upload file
-FD_RESERVE = 64  # listening socket, logs, lock file, thread pools, imports
+FD_RESERVE = 64  # listening socket, logs, lock file, thread pools, imports (an idle worker holds ~10)
+# asyncio accepts up to its `backlog` sockets in one go before any protocol sees them (and so before
+# the cap can refuse any), so the listener is made with this small batch and then given the kernel's
+# backlog again with listen(); the batch is part of the budget.
+ACCEPT_BATCH = 32
+LISTEN_BACKLOG = 1024
+S3_POOL = 64  # the S3 client's connection pool (s3_session.py), shared by all connections
 
 
 def raise_nofile() -> int:
@@ -156,9 +169,12 @@ def raise_nofile() -> int:
     return soft
 
 
-def connection_cap(requested: int, soft_limit: int) -> int:
-    """The largest number of connections that cannot run this process out of file descriptors."""
-    safe = max(1, (soft_limit - FD_RESERVE) // FDS_PER_CONNECTION)
+def connection_cap(requested: int, soft_limit: int, shared: int = 0) -> int:
+    """The largest number of connections that cannot run this process out of file descriptors.
+
+    `shared`: descriptors held apart from connections (the S3 client's pool).
+    """
+    safe = max(1, (soft_limit - FD_RESERVE - ACCEPT_BATCH - shared) // FDS_PER_CONNECTION)
     return min(requested, safe) if requested > 0 else safe
 
 
@@ -172,6 +188,7 @@ class GuardedHandler(RequestHandler):
     dd_request: web.BaseRequest | None = None
     dd_outq = 0  # bytes in the socket's send queue at the last sweep
     dd_outq_since = 0.0  # since when that number has not moved
+    dd_served = 0  # requests begun on this connection: before the first, the header clock runs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         now = time.monotonic()
@@ -183,7 +200,8 @@ class GuardedHandler(RequestHandler):
         self.dd_rx = now
         if not self.dd_busy and not self.dd_partial:
             self.dd_partial = True
-            self.dd_since = now
+            if self.dd_served:  # a first request's header clock runs from the accept
+                self.dd_since = now
         super().data_received(data)
 
 
@@ -218,6 +236,7 @@ def request_started(request: web.BaseRequest) -> None:
     proto = request.protocol
     if isinstance(proto, GuardedHandler):
         proto.dd_busy += 1
+        proto.dd_served += 1
         proto.dd_partial = False
         proto.dd_request = request
 
@@ -248,13 +267,92 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
+class _Refused(asyncio.Protocol):
+    """At the cap with TLS: a 503 would need a handshake first, so the socket is closed at once."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.abort()
+
+
+class _Early(asyncio.Protocol):
+    """Holds what TLS delivers between the end of the handshake and the handler taking over."""
+
+    def __init__(self) -> None:
+        self.data: list[bytes] = []
+        self.eof = False
+        self.lost = False
+        self.exc: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        self.data.append(data)
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        return True  # keep the transport open: the handler decides
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost, self.exc = True, exc
+
+
+class TLSAccept(asyncio.Protocol):
+    """A TCP connection in its TLS handshake: counted against the cap, then handed to a GuardedHandler."""
+
+    def __init__(self, guard: ConnectionGuard, context: ssl.SSLContext, timeout: float) -> None:
+        self.guard = guard
+        self.context = context
+        self.timeout = timeout
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.pause_reading()  # the ClientHello is for the TLS layer, which start_tls adds
+        self.guard.handshaking[self] = None
+        self.task = asyncio.get_running_loop().create_task(self._upgrade(transport))
+
+    def abort(self) -> None:
+        self.guard.handshaking.pop(self, None)
+        if self.task is not None:
+            self.task.cancel()  # start_tls closes the transport when cancelled
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def _upgrade(self, raw: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        early = _Early()
+        try:
+            tls = await loop.start_tls(raw, early, self.context, server_side=True, ssl_handshake_timeout=self.timeout)
+        except OSError:  # a failed or timed-out handshake (ssl.SSLError, ConnectionAbortedError), a reset
+            raw.abort()
+            return
+        finally:
+            self.guard.handshaking.pop(self, None)
+        if tls is None or early.lost:
+            raw.abort()
+            return
+        server = self.guard.server
+        handler = GuardedHandler(server, loop=server._loop, **server._kwargs)
+        handler.connection_made(tls)
+        tls.set_protocol(handler)
+        for chunk in early.data:
+            handler.data_received(chunk)
+        if early.eof:
+            handler.eof_received()
+
+
 class ConnectionGuard:
     """The protocol factory for the listening socket, and the sweeper of stalled connections."""
 
-    def __init__(self, server: web.Server, limits: Limits, cap: int) -> None:
+    def __init__(self, server: web.Server, limits: Limits, cap: int, tls: ssl.SSLContext | None = None) -> None:
         self.server = server
         self.limits = limits
         self.cap = cap
+        self.tls = tls
+        # oldest first. Like aiohttp's own list, counted from connection_made: one accept batch may
+        # overshoot the cap before either sees it, which the descriptor budget (ACCEPT_BATCH) holds
+        self.handshaking: dict[TLSAccept, None] = {}
         self.refused = 0
         self.evicted = 0
         self.timed_out = 0
@@ -264,18 +362,23 @@ class ConnectionGuard:
         return [h for h in self.server._connections if isinstance(h, GuardedHandler)]
 
     def __call__(self) -> asyncio.BaseProtocol:
-        if len(self.server._connections) >= self.cap and not self._evict_one():
+        if len(self.server._connections) + len(self.handshaking) >= self.cap and not self._evict_one():
             self.refused += 1
-            return _Busy()
+            return _Busy() if self.tls is None else _Refused()
+        if self.tls is not None:
+            return TLSAccept(self, self.tls, self.limits.header_timeout)
         return GuardedHandler(self.server, loop=self.server._loop, **self.server._kwargs)
 
     def _evict_one(self) -> bool:
         idle = [h for h in self.connections() if not h.dd_busy and _waiting(h) and h.transport is not None]
-        if not idle:
+        if idle:
+            victim = min(idle, key=lambda h: h.dd_rx)
+            victim.force_close()
+            self.server._connections.pop(victim, None)
+        elif self.handshaking:
+            next(iter(self.handshaking)).abort()
+        else:
             return False
-        victim = min(idle, key=lambda h: h.dd_rx)
-        victim.force_close()
-        self.server._connections.pop(victim, None)
         self.evicted += 1
         return True
 
@@ -285,6 +388,8 @@ class ConnectionGuard:
     def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        for pending in list(self.handshaking):
+            pending.abort()
 
     async def _sweep_loop(self) -> None:
         lim = self.limits
@@ -315,7 +420,7 @@ class ConnectionGuard:
                 elif now - h.dd_outq_since > lim.body_timeout:
                     h.force_close()
                     closed += 1
-            elif h.dd_partial:
+            elif h.dd_partial or not h.dd_served:
                 if now - h.dd_since > lim.header_timeout:
                     h.force_close()
                     closed += 1

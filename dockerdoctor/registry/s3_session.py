@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dockerdoctor.registry.digests import parse_digest
+from dockerdoctor.registry.guard import S3_POOL
 
 T = TypeVar("T")
 
@@ -181,7 +182,7 @@ class S3Session:
                     endpoint = ("https://" if o.secure else "http://") + endpoint
                 cfg = AioConfig(
                     s3={"addressing_style": "path" if o.forcepathstyle else "auto"},
-                    max_pool_connections=64,
+                    max_pool_connections=S3_POOL,
                     retries={"max_attempts": 3, "mode": "standard"},
                     # payload checksums only where S3 requires them: S3-compatible servers differ
                     request_checksum_calculation="when_required",

@@ -10,7 +10,7 @@ offline `registry gc` can tell it would race with a live server. A server that f
 holder removes the `.tmp-*` files a killed one left behind (others' are left alone unless an
 hour old). Workers get SIGTERM from the kernel when the supervisor dies, even by SIGKILL.
 
-Connections go through guard.ConnectionGuard (cap below the open-file limit; header, body and
+Connections go through guard.ConnectionGuard (cap below the open-file limit, TLS handshakes counted; header, body and
 idle timeouts).
 """
 
@@ -38,7 +38,15 @@ from aiohttp.web_response import StreamResponse
 
 from dockerdoctor.errors import DoctorError
 from dockerdoctor.registry.app import Registry, Settings
-from dockerdoctor.registry.guard import ConnectionGuard, Limits, connection_cap, raise_nofile
+from dockerdoctor.registry.guard import (
+    ACCEPT_BATCH,
+    LISTEN_BACKLOG,
+    S3_POOL,
+    ConnectionGuard,
+    Limits,
+    connection_cap,
+    raise_nofile,
+)
 from dockerdoctor.registry.storage import FilesystemDriver, StorageDriver
 from dockerdoctor.registry.tls import certs_d_path
 
@@ -123,7 +131,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as e:
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {e.strerror}") from None
-    sock.listen(1024)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -188,15 +196,11 @@ async def _serve_async(cfg: ServeConfig, sock: socket.socket, purge: bool) -> No
     )
     await runner.setup()
     assert runner.server is not None
-    guard = ConnectionGuard(runner.server, lim, lim.max_connections)
+    # TLS is started by the guard (start_tls), so a connection counts from its accept, handshake included
+    guard = ConnectionGuard(runner.server, lim, lim.max_connections, tls=cfg.ssl_context)
     loop = asyncio.get_running_loop()
-    listener = await loop.create_server(
-        guard,
-        sock=sock,
-        ssl=cfg.ssl_context,
-        backlog=1024,
-        ssl_handshake_timeout=lim.header_timeout if cfg.ssl_context else None,
-    )
+    listener = await loop.create_server(guard, sock=sock, backlog=ACCEPT_BATCH)
+    sock.listen(LISTEN_BACKLOG)  # the kernel's queue stays long; asyncio's accept batch stays short
     guard.start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -267,7 +271,7 @@ def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
         lock = None if cfg.settings.read_only else take_lock(fs.root)
         where = fs.root
     soft = raise_nofile()
-    cfg.limits.max_connections = connection_cap(cfg.limits.max_connections, soft)
+    cfg.limits.max_connections = connection_cap(cfg.limits.max_connections, soft, S3_POOL if cfg.s3 else 0)
     sock = bind(cfg.host, cfg.port)
     port = sock.getsockname()[1]
     scheme = "https" if cfg.ssl_context else "http"
