@@ -240,9 +240,22 @@ def _run_worker(cfg: ServeConfig, sock: socket.socket, purge: bool) -> None:
         loop.close()
 
 
+def _log_to_stderr() -> None:
+    """The registry's own messages (purges, sweeps, storage errors) go to stderr at the logger's level
+    (WARNING unless config.yml's log.level says otherwise); without a handler, logging's last resort
+    would print WARNING and above only, so `log.level: info` showed nothing more."""
+    logger = logging.getLogger("dockerdoctor.registry")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("serve-registry: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def serve(cfg: ServeConfig, announce: IO[str] | None = None) -> int:
     """Run until SIGTERM/SIGINT. Returns the exit status."""
     lock = None
+    _log_to_stderr()
     if cfg.s3 is not None:
         from dockerdoctor.registry.s3 import S3Driver
 

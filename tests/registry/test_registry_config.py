@@ -11,10 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from ddreg_helpers import Client, Distribution, Server, free_port, tmpdir
+from ddreg_helpers import Client, Distribution, Server, error_codes, free_port, tmpdir
 
 from dockerdoctor.registry.auth import make_entry
 from dockerdoctor.registry.config import ConfigError, go_duration, load, split_addr
+from dockerdoctor.registry.tls import ensure_self_signed
+from dockerdoctor.registry.uploads import sign_state
 
 
 @pytest.fixture()
@@ -178,3 +180,70 @@ def test_config_units(work: str) -> None:
     path = _write(os.path.join(work, "c.yml"), "version: 0.1\nstorage:\n  maintenance:\n    uploadpurging:\n"
                   "      enabled: true\n")  # fmt: skip
     assert "lacks age, interval, dryrun: distribution 2.8 refuses" in load(path, {}).warnings[0]
+
+
+def test_tls_secret_log_level_purging_and_readonly_from_the_file(work: str) -> None:
+    """http.tls, http.secret, log.level and uploadpurging's age and interval each change what runs;
+    storage.maintenance.readonly (here from REGISTRY_*) refuses writes; --port beats http.addr."""
+    tls = ensure_self_signed(os.path.join(work, "tls"), ["127.0.0.1"])
+    file_port, cli_port = free_port(), free_port()
+    cfg = _write(os.path.join(work, "config.yml"), f"""\
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: {work}/root
+  maintenance:
+    uploadpurging:
+      enabled: true
+      age: 1s
+      interval: 1s
+      dryrun: false
+http:
+  addr: 127.0.0.1:{file_port}
+  secret: from-the-file
+  tls:
+    certificate: {tls.cert}
+    key: {tls.key}
+""")
+
+    def start(port: int, env: dict[str, str]) -> Server:
+        srv = Server(root=os.path.join(work, "root"), port=port, scheme="https", verify=tls.ca_cert)
+        srv.log = os.path.join(work, f"serve-{port}.log")
+        with open(srv.log, "wb") as out:
+            srv.proc = subprocess.Popen([sys.executable, "-m", "dockerdoctor", "serve-registry", "--config", cfg,
+                                         "--port", str(port), "--no-access-log"], stdout=out, stderr=out,
+                                        env={**os.environ, **env}, stdin=subprocess.DEVNULL)  # fmt: skip
+        try:
+            srv.wait_ready()
+        except BaseException:
+            srv.stop()
+            raise
+        return srv
+
+    srv = start(cli_port, {})
+    try:
+        assert requests.get(srv.url + "/v2/", verify=tls.ca_cert, timeout=10).status_code == 200  # http.tls
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"https://127.0.0.1:{file_port}/v2/", verify=tls.ca_cert, timeout=5)  # --port won
+        c = Client(srv.url, verify=tls.ca_cert)
+        r = c.req("POST", "/v2/cfg/purge/blobs/uploads/")
+        upload = r.headers["Docker-Upload-UUID"]
+        assert f"_state={sign_state(b'from-the-file', 'cfg/purge', upload)}" in r.headers["Location"]  # http.secret
+        deadline = time.monotonic() + 8  # age 1s, interval 1s: purged within about 2 s
+        while time.monotonic() < deadline and "purged 1 stale upload session(s)" not in srv.read_log():
+            time.sleep(0.2)
+        assert "purged 1 stale upload session(s)" in srv.read_log(), srv.read_log()  # printed at log.level info
+        r = c.req("PATCH", c.loc(r), data=b"late", headers={"Content-Range": "0-3"})
+        assert r.status_code == 404 and error_codes(r) == ["BLOB_UPLOAD_UNKNOWN"]
+    finally:
+        srv.stop()
+    ro = start(free_port(), {"REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED": "true"})
+    try:
+        c = Client(ro.url, verify=tls.ca_cert)
+        r = c.req("POST", "/v2/cfg/ro/blobs/uploads/")
+        assert r.status_code == 405 and error_codes(r) == ["UNSUPPORTED"]
+        assert c.req("GET", "/v2/").status_code == 200
+    finally:
+        ro.stop()
