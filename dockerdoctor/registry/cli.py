@@ -181,7 +181,11 @@ def serve_registry(
         "", "--s3-root", envvar=_S3_ENV + "ROOTDIRECTORY", help="Key prefix in the bucket (storage.s3.rootdirectory)."
     ),
     s3_forcepathstyle: bool = typer.Option(
-        False, "--s3-path-style", help="Path-style bucket addressing (most S3-compatible servers)."
+        False,
+        "--s3-path-style/--s3-virtual-hosted",
+        help="Path-style (most S3-compatible servers) or virtual-hosted (BUCKET.HOST) bucket addressing "
+        "[default: path style with --s3-endpoint, else virtual-hosted].",
+        show_default=False,
     ),
     s3_chunksize: int = typer.Option(
         10 << 20, "--s3-chunk-size", min=5 << 20, help="Multipart part size in bytes (at least 5 MiB)."

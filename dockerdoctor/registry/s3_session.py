@@ -37,7 +37,9 @@ class S3Options:
     region: str = "us-east-1"
     regionendpoint: str | None = None
     rootdirectory: str = ""
-    forcepathstyle: bool = False
+    # True: path style; False: virtual-hosted (bucket.host), as distribution does when asked; None:
+    # botocore's choice, path style for a regionendpoint (distribution 2.8's default there), else virtual
+    forcepathstyle: bool | None = None
     chunksize: int = DEFAULT_CHUNK
     accesskey: str | None = None
     secretkey: str | None = None
@@ -181,7 +183,8 @@ class S3Session:
                 if endpoint and "://" not in endpoint:
                     endpoint = ("https://" if o.secure else "http://") + endpoint
                 cfg = AioConfig(
-                    s3={"addressing_style": "path" if o.forcepathstyle else "auto"},
+                    s3={"addressing_style": {True: "path", False: "virtual", None: "auto"}[o.forcepathstyle]},
+                    signature_version="s3v4",  # pre-signed URLs too (botocore's default for them is SigV2)
                     max_pool_connections=S3_POOL,
                     retries={"max_attempts": 3, "mode": "standard"},
                     # payload checksums only where S3 requires them: S3-compatible servers differ

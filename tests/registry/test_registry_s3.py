@@ -411,3 +411,35 @@ def test_close_on_a_bound_loop_exits_the_client() -> None:
         t.join(5)
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize(
+    ("forcepathstyle", "host"),
+    [(True, "s3.lab.invalid:9"), (False, "lab-bucket.s3.lab.invalid:9"), (None, "s3.lab.invalid:9")],
+)
+def test_forcepathstyle_and_v4_reach_the_signed_urls(forcepathstyle: bool | None, host: str) -> None:
+    """The live tests run on 127.0.0.1, where botocore picks path style whatever the option says, and
+    a virtual-hosted name cannot resolve here without a DNS query leaving the machine. A pre-signed URL
+    is built without any request (".invalid" never resolves), so it shows the addressing and the signature
+    the options give: `false` is virtual-hosted as in distribution, unset is path style for an endpoint
+    (distribution 2.8's default there), and the URL is signed with SigV4 as distribution's are."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from dockerdoctor.registry.s3_objects import S3Objects
+    from dockerdoctor.registry.s3_session import S3Options
+
+    opts = S3Options(bucket="lab-bucket", regionendpoint="http://s3.lab.invalid:9", forcepathstyle=forcepathstyle,
+                     accesskey="lab", secretkey="lab-secret", rootdirectory="/r")  # fmt: skip
+    objects = S3Objects(opts)
+
+    async def presign() -> str:
+        try:
+            return await objects.a_presign("sha256:" + "a" * 64)
+        finally:
+            await objects.aclose()
+
+    url = urlsplit(asyncio.run(presign()))
+    key = "r/docker/registry/v2/blobs/sha256/aa/" + "a" * 64 + "/data"
+    assert url.netloc == host
+    assert url.path == ("/" if forcepathstyle is False else "/lab-bucket/") + key
+    assert parse_qs(url.query)["X-Amz-Algorithm"] == ["AWS4-HMAC-SHA256"]
