@@ -125,9 +125,10 @@ def test_environment_overrides_and_the_command_line_wins(work: str) -> None:
     log = os.path.join(work, "serve.log")
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "dockerdoctor", "serve-registry", "--config", cfg,
-                                 "--realm", "cli-realm", "--no-access-log"], stdout=out, stderr=out,
-                                env=env, stdin=subprocess.DEVNULL)  # fmt: skip
-    srv = Server(root=os.path.join(work, "root"), port=other)
+                                 "--realm", "cli-realm", "--http-secret", "cli-secret",
+                                 "--root", os.path.join(work, "cli-root"), "--no-access-log"], stdout=out,
+                                stderr=out, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
+    srv = Server(root=os.path.join(work, "cli-root"), port=other)
     srv.proc = proc
     srv.log = log
     try:
@@ -135,8 +136,13 @@ def test_environment_overrides_and_the_command_line_wins(work: str) -> None:
         r = requests.get(srv.url + "/v2/", timeout=10)
         assert r.headers["WWW-Authenticate"] == 'Basic realm="cli-realm"'  # the option beats env and file
         c = Client(srv.url, auth=("alice", "pw"))
+        r = c.req("POST", "/v2/cfg/env/blobs/uploads/")
+        state = sign_state(b"cli-secret", "cfg/env", r.headers["Docker-Upload-UUID"])
+        assert f"_state={state}" in r.headers["Location"]  # --http-secret beats http.secret
         digest, _ = c.push_image("cfg/env", "1")
         assert c.req("DELETE", f"/v2/cfg/env/manifests/{digest}").status_code == 202  # env turned deletes on
+        assert os.path.isdir(os.path.join(work, "cli-root", "docker/registry/v2/repositories/cfg/env"))
+        assert not os.path.exists(os.path.join(work, "root"))  # --root beats rootdirectory
     finally:
         srv.stop()
 
