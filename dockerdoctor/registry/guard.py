@@ -189,6 +189,20 @@ class GuardedHandler(RequestHandler):
     dd_outq = 0  # bytes in the socket's send queue at the last sweep
     dd_outq_since = 0.0  # since when that number has not moved
     dd_served = 0  # requests begun on this connection: before the first, the header clock runs
+    dd_task: asyncio.Task[Any] | None = None  # the task of the last request: its handler, then its response
+
+    def dd_abort(self) -> None:
+        """Close a connection whose request is stuck, and stop its handler.
+
+        Closing alone does not end a handler that waits on the socket outside the transport: a
+        sendfile (asyncio never wakes it once the socket is closed) or a recv on the raw upload
+        path's dup of the socket (which also keeps the connection open). Such a handler would hold
+        its file, its upload's lock and its slot for ever; cancelled, its finally blocks free them.
+        """
+        task = self.dd_task
+        self.force_close()
+        if task is not None and not task.done():
+            task.cancel()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         now = time.monotonic()
@@ -239,6 +253,7 @@ def request_started(request: web.BaseRequest) -> None:
         proto.dd_served += 1
         proto.dd_partial = False
         proto.dd_request = request
+        proto.dd_task = asyncio.current_task()
 
 
 def request_done(request: web.BaseRequest) -> None:
@@ -246,7 +261,7 @@ def request_done(request: web.BaseRequest) -> None:
     if isinstance(proto, GuardedHandler):
         proto.dd_busy = max(0, proto.dd_busy - 1)
         if not proto.dd_busy:
-            proto.dd_request = None
+            proto.dd_request = None  # dd_task stays: aiohttp sends the response (a sendfile) in that task
             proto.dd_since = time.monotonic()
 
 
@@ -410,7 +425,7 @@ class ConnectionGuard:
                 req = h.dd_request
                 stalled = now - h.dd_rx > lim.body_timeout
                 if h.dd_busy and stalled and req is not None and not req.content.is_eof():
-                    h.force_close()
+                    h.dd_abort()
                     closed += 1
                     continue
                 # a response the client does not read: the send queue is full and does not move
@@ -418,7 +433,7 @@ class ConnectionGuard:
                 if outq == 0 or outq != h.dd_outq:
                     h.dd_outq, h.dd_outq_since = outq, now
                 elif now - h.dd_outq_since > lim.body_timeout:
-                    h.force_close()
+                    h.dd_abort()
                     closed += 1
             elif h.dd_partial or not h.dd_served:
                 if now - h.dd_since > lim.header_timeout:

@@ -358,6 +358,15 @@ def test_connection_cap_and_timeouts_with_real_sockets(work: str) -> None:
         assert requests.get(srv.url + "/v2/", timeout=10).status_code == 200
         assert _closed_by_peer(stalled, 5), "a stalled body was never closed"
         stalled.close()
+        # the same on the raw upload path (a body of 1 MiB or more is read off a dup of the socket):
+        # closing the transport alone left the handler waiting on the dup for ever, the connection
+        # open and the upload locked, so the next PATCH to it hung
+        stalled = socket.create_connection(("127.0.0.1", srv.port))
+        stalled.sendall(f"PATCH {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {2 << 20}\r\n\r\n".encode() + b"x" * 10)
+        assert _closed_by_peer(stalled, 5), "a stalled raw-path body was never closed"
+        stalled.close()
+        r = requests.patch(srv.url + path, data=b"abc", timeout=10)
+        assert r.status_code in (202, 416), (r.status_code, r.text)  # answered: the upload is not locked
         # the never-sending ones are gone at the header timeout (counted from their accept), not the idle one
         time.sleep(0.5)
         assert all(_closed_by_peer(s, 0.2) for s in held[-20:])
@@ -619,6 +628,14 @@ def test_a_client_that_stops_reading_a_pull_is_closed(work: str) -> None:
             time.sleep(0.2)
         assert not held(), "a pull whose client stopped reading was never closed"  # ... until the timeout
         s.close()
+
+        def blob_open() -> bool:  # the sendfile's handler used to wait for ever, holding the blob open
+            return any("/blobs/" in f.path for f in psutil.Process(srv.proc.pid).open_files())  # type: ignore[union-attr]
+
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and blob_open():
+            time.sleep(0.1)
+        assert not blob_open(), "the closed pull's handler still holds the blob open"
         assert requests.get(srv.url + "/v2/", timeout=10).status_code == 200
     finally:
         srv.stop()
