@@ -16,7 +16,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 APT_PACKAGES=(
-  docker.io containerd runc docker-registry skopeo podman busybox-static
+  docker.io containerd runc docker-registry skopeo podman buildah busybox-static
   firewalld nftables iptables nginx-light dbus
   libdbus-1-dev libglib2.0-dev pkg-config
   openssl iproute2 ca-certificates util-linux
