@@ -1017,6 +1017,13 @@ class Dockerd:
         if cpid and _pid_alive(cpid):  # only after a timeout: never leave its containerd behind
             with contextlib.suppress(ProcessLookupError):
                 os.kill(cpid, signal.SIGKILL)
+            wait_for(lambda: not _pid_alive(cpid), 5, 0.02)
+        # dockerd 20.10 reuses the containerd its pid file names while kill(pid, 0) succeeds, which a
+        # zombie (or a pid reused meanwhile) does: it then waits 15 s and fails with "timeout waiting
+        # for containerd to start". Ours is gone by now, so the next start must launch its own.
+        if cpid is None or not _pid_alive(cpid):
+            with contextlib.suppress(OSError):
+                (self.exec_root / "containerd" / "containerd.pid").unlink()
 
     def cleanup(self) -> None:
         """Stop and remove the work dir (data-root with vfs layers can be large)."""
