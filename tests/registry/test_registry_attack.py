@@ -450,6 +450,34 @@ def test_connection_cap_counts_tls_handshakes(work: str) -> None:
             s.close()
         held = []
         assert _tls_get_with_finished(srv.port, srv.verify).startswith(b"HTTP/1.1 200 ")
+        # every connection busy in a request: a newcomer is closed at once (a 503 would need a handshake)
+        path = requests.post(srv.url + "/v2/atk/tls/blobs/uploads/", verify=srv.verify, timeout=10).headers["Location"]
+        ctx = ssl.create_default_context(cafile=srv.verify)
+        refused = 0
+        for _ in range(60):  # more than the cap of 53
+            try:
+                s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", srv.port), timeout=5),
+                                    server_hostname="127.0.0.1")  # fmt: skip
+                s.sendall(f"PATCH {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nx".encode())
+                held.append(s)
+            except OSError:
+                refused += 1
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        with pytest.raises(requests.ConnectionError):
+            requests.get(srv.url + "/v2/", verify=srv.verify, timeout=10)
+        assert refused >= 1 and time.monotonic() - t0 < 5, (refused, time.monotonic() - t0)
+        assert psutil.Process(srv.proc.pid).num_fds() < 256
+        for s in held:
+            s.close()
+        held = []
+        deadline, status = time.monotonic() + 5, 0
+        while status != 200 and time.monotonic() < deadline:  # the closed ones free their slots
+            try:
+                status = requests.get(srv.url + "/v2/", verify=srv.verify, timeout=10).status_code
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert status == 200
         assert srv.proc.poll() is None
     finally:
         for s in held:
