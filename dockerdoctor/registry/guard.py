@@ -297,7 +297,6 @@ class _Early(asyncio.Protocol):
         self.data: list[bytes] = []
         self.eof = False
         self.lost = False
-        self.exc: Exception | None = None
 
     def data_received(self, data: bytes) -> None:
         self.data.append(data)
@@ -307,7 +306,7 @@ class _Early(asyncio.Protocol):
         return True  # keep the transport open: the handler decides
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost, self.exc = True, exc
+        self.lost = True
 
 
 class TLSAccept(asyncio.Protocol):

@@ -10,8 +10,8 @@ offline `registry gc` can tell it would race with a live server. A server that f
 holder removes the `.tmp-*` files a killed one left behind (others' are left alone unless an
 hour old). Workers get SIGTERM from the kernel when the supervisor dies, even by SIGKILL.
 
-Connections go through guard.ConnectionGuard (cap below the open-file limit, TLS handshakes counted; header, body and
-idle timeouts).
+Connections go through guard.ConnectionGuard (cap below the open-file limit, TLS handshakes
+counted; header, body and idle timeouts).
 """
 
 from __future__ import annotations
