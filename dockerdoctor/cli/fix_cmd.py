@@ -70,6 +70,9 @@ def fix(
         "--restart-command", metavar="CMD",
         help="How to restart dockerd on a host without systemd (run with sh -c); reload is then SIGHUP "
              "to the dockerd PID.")] = None,
+    verify_timeout: Annotated[float, typer.Option(
+        "--verify-timeout", metavar="SECONDS", min=0.0,
+        help="How long --apply keeps re-checking for the fix to take effect before it rolls back.")] = 20.0,
 ) -> None:
     """Show the repair plan for every finding that has a fix: unified diffs for file edits and the exact
     commands for everything else. Changes nothing unless --apply is given.
@@ -141,7 +144,7 @@ def fix(
         if not yes:
             _confirm_apply()
         result = _apply(prepared, facts, store, root, registry, timeout, docker_host, restart_command, as_json,
-                        _undo_args(root, state_dir))
+                        _undo_args(root, state_dir), verify_timeout)
     finally:
         facts.source.close()
     if fmt == ListFormat.json:
@@ -222,7 +225,7 @@ def _undo_args(root: Path | None, state_dir: Path) -> tuple[str, ...]:
 
 def _apply(prepared: Prepared, facts: Facts, store: BackupStore, root: Path | None, registry: list[str] | None,
            timeout: float, docker_host: str | None, restart_command: str | None, quiet: bool,
-           undo_args: tuple[str, ...] = ()) -> ApplyResult:
+           undo_args: tuple[str, ...] = (), verify_timeout: float = 20.0) -> ApplyResult:
     from dockerdoctor.fixes.apply import ApplyOptions, apply_prepared
 
     manager = None if root is not None else _service_manager(docker_host, restart_command)
@@ -232,6 +235,7 @@ def _apply(prepared: Prepared, facts: Facts, store: BackupStore, root: Path | No
                                           containerd_config=facts.options.containerd_config),
         echo=lambda s: typer.echo(s, err=quiet),  # with --format json, progress goes to stderr
         undo_args=undo_args,
+        verify_timeout=verify_timeout,
     )
     return apply_prepared(prepared, facts, opts)
 

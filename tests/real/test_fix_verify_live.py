@@ -135,7 +135,8 @@ def test_a_file_the_daemon_did_not_take_fails_verification_and_is_restored(live:
     reg = live.reg.hostport
     broken = f'{{\n  "insecure-registries": ["{reg}"],\n}}\n'
     _reset(live, broken)
-    r = _fix(live, tmp_path, "--only", "DD106", "--restart-command", "true")
+    # the verification waits --verify-timeout for a change that cannot come (20 s by default)
+    r = _fix(live, tmp_path, "--only", "DD106", "--restart-command", "true", "--verify-timeout", "3")
     assert r.returncode == 1, _out(r)
     assert "[DD106]" in r.stdout, _out(r)
     assert not any(ln.startswith("Verified:") for ln in r.stdout.splitlines()), _out(r)
