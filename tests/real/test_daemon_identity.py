@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,23 +99,27 @@ def _finding(report: dict, rule: str) -> dict | None:
 def test_check_inspects_exactly_the_daemon_its_socket_names(daemons: Daemons) -> None:
     d = daemons
     ours_absent = not os.path.exists("/var/run/docker.sock")  # a machine with a real docker of its own
-    for _ in range(ROUNDS):
-        a = _check(d.env, "--select", "DD1,DD5", mount_of=d.a.pid)  # the default socket, in A's namespace
-        assert a["daemon"] == {"host": "unix:///var/run/docker.sock", "chosen_by": "default", "pid": d.a.pid}
-        assert _marks(a) == {"A"}, a["findings"]
-        assert _finding(a, "DD501") is None
+    env = {**d.env, "DOCKER_HOST": d.c.host}
+    with ThreadPoolExecutor(max_workers=4) as pool:  # each round's checks run at once: 4 processes, 2 cores
+        for _ in range(ROUNDS):
+            fa = pool.submit(_check, d.env, "--select", "DD1,DD5", mount_of=d.a.pid)  # default socket, A's ns
+            fb = pool.submit(_check, d.env, "--select", "DD1,DD5", "--docker-host", d.b.host)
+            fc = pool.submit(_check, env, "--select", "DD1,DD5")
+            fh = pool.submit(_check, d.env, "--select", "DD1,DD5") if ours_absent else None
+            a, b, c = fa.result(), fb.result(), fc.result()
+            assert a["daemon"] == {"host": "unix:///var/run/docker.sock", "chosen_by": "default", "pid": d.a.pid}
+            assert _marks(a) == {"A"}, a["findings"]
+            assert _finding(a, "DD501") is None
 
-        b = _check(d.env, "--select", "DD1,DD5", "--docker-host", d.b.host)
-        assert b["daemon"] == {"host": d.b.host, "chosen_by": "--docker-host", "pid": d.b.pid}
-        assert _marks(b) == {"B"}, b["findings"]
+            assert b["daemon"] == {"host": d.b.host, "chosen_by": "--docker-host", "pid": d.b.pid}
+            assert _marks(b) == {"B"}, b["findings"]
 
-        env = {**d.env, "DOCKER_HOST": d.c.host}
-        c = _check(env, "--select", "DD1,DD5")
-        assert c["daemon"] == {"host": d.c.host, "chosen_by": "DOCKER_HOST", "pid": d.c.pid}
-        assert _marks(c) == {"C"}, c["findings"]
+            assert c["daemon"] == {"host": d.c.host, "chosen_by": "DOCKER_HOST", "pid": d.c.pid}
+            assert _marks(c) == {"C"}, c["findings"]
 
-        if ours_absent:
-            h = _check(d.env, "--select", "DD1,DD5")  # our own default socket: nothing there
+            if fh is None:
+                continue
+            h = fh.result()  # our own default socket: nothing there
             assert h["daemon"]["pid"] is None
             f = _finding(h, "DD501")
             assert f is not None and f["params"]["why"] == "absent", h["findings"]
