@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fleetkit import FIXTURES, INTEGRATIONS, dd
+from fleetkit import FIXTURES, INTEGRATIONS, dd, dd_here
 
 from dockerdoctor.model import Finding, RuleResult, RuleStatus, Severity
 from dockerdoctor.report import Report
@@ -74,7 +74,7 @@ def test_the_configured_command_follows_npds_protocol(scenario: str) -> None:
     msg = npd_message(r.stdout, max_len)
     assert msg == r.stdout.strip(), "the message must fit max_output_length untouched"
     assert msg.isascii() and len(msg) <= MAX_MESSAGE
-    report = json.loads(dd("check", "--root", str(FIXTURES / scenario), "--format", "json", *args).stdout)
+    report = json.loads(dd_here("check", "--root", str(FIXTURES / scenario), "--format", "json", *args).stdout)
     if report["summary"]["errors"]:
         worst = report["findings"][0]  # the JSON report lists the worst first, too
         assert npd_status(r.returncode) == "NonOK"
