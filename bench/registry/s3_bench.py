@@ -8,7 +8,8 @@ its own `time_total`: a monolithic `PUT ?digest=` (`curl -T`) and a GET. Medians
 
     .venv/bin/python bench/registry/s3_bench.py --rounds 4 --size-mib 128 --json /tmp/s3.json
 
-Needs the s3 extra and moto[server] in the venv (`pip install -e '.[s3,test]'`) and docker-registry.
+Needs the s3 extra and moto (moto[s3], flask, flask-cors) in the venv (`pip install -e '.[s3,test]'`)
+and docker-registry.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def main() -> int:
     ap.add_argument("--copy-threshold-mib", type=int, default=32,
                     help="both registries' multipartcopythresholdsize (distribution's default: 32)")  # fmt: skip
     args = ap.parse_args()
-    import boto3  # moto[server] brings it
+    import boto3  # moto brings it
 
     work = tempfile.mkdtemp(prefix="dd-s3-bench-")
     procs: list[subprocess.Popen[bytes]] = []

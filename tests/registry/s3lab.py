@@ -23,8 +23,8 @@ CHUNK = 5 << 20  # the smallest part size S3 allows: multipart paths run with sm
 
 def s3_missing() -> str | None:
     """Why the S3 tests cannot run here, or None."""
-    for mod, what in (("aiobotocore", "the s3 extra (aiobotocore)"), ("moto", "moto[server]"),
-                      ("boto3", "boto3"), ("flask", "moto[server]")):  # fmt: skip
+    for mod, what in (("aiobotocore", "the s3 extra (aiobotocore)"), ("moto", "moto[s3]"),
+                      ("boto3", "boto3"), ("flask", "flask (moto's server)")):  # fmt: skip
         if importlib.util.find_spec(mod) is None:
             return f"{what} is not installed (pip install -e '.[s3,test]')"
     return None

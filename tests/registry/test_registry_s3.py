@@ -1,7 +1,7 @@
 """serve-registry on S3 (moto's server on 127.0.0.1): crash safety, multipart aborts, gc, replicas, interop.
 
 The conformance tests (test_registry_conformance.py) run on S3 too; these are what only S3 has.
-Without the s3 extra (aiobotocore) or moto[server] every test here skips with the reason.
+Without the s3 extra (aiobotocore) or moto (moto[s3], flask) every test here skips with the reason.
 """
 
 from __future__ import annotations
