@@ -152,7 +152,6 @@ FD_RESERVE = 64  # listening socket, logs, lock file, thread pools, imports (an 
 # backlog again with listen(); the batch is part of the budget.
 ACCEPT_BATCH = 32
 LISTEN_BACKLOG = 1024
-S3_POOL = 64  # the S3 client's connection pool (s3_session.py), shared by all connections
 
 
 def raise_nofile() -> int:

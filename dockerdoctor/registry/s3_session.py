@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from dockerdoctor.registry.digests import parse_digest
-from dockerdoctor.registry.guard import S3_POOL
 
 T = TypeVar("T")
 
@@ -30,6 +29,7 @@ TAIL = "ddtail-"
 class S3Unavailable(RuntimeError):
     """The s3 extra (aiobotocore) is not installed."""
 
+S3_POOL = 64  # the client's connection pool, shared by all requests (the connection cap leaves room for it)
 
 @dataclass
 class S3Options:

@@ -41,12 +41,12 @@ from dockerdoctor.registry.app import Registry, Settings
 from dockerdoctor.registry.guard import (
     ACCEPT_BATCH,
     LISTEN_BACKLOG,
-    S3_POOL,
     ConnectionGuard,
     Limits,
     connection_cap,
     raise_nofile,
 )
+from dockerdoctor.registry.s3_session import S3_POOL
 from dockerdoctor.registry.storage import FilesystemDriver, StorageDriver
 from dockerdoctor.registry.tls import certs_d_path
 
