@@ -65,18 +65,29 @@ notifications:
 {extra}""")
 
 
+def _serve_from(cfg: str, port: int, log: str, *args: str, env: dict[str, str] | None = None,
+                scheme: str = "http", verify: object = True) -> Server:
+    """`serve-registry --config CFG ARGS`, ready; by hand, as Server.start would add its own root and port."""
+    srv = Server(root="", port=port, scheme=scheme, verify=verify)
+    srv.log = log
+    with open(log, "wb") as out:
+        srv.proc = subprocess.Popen([sys.executable, "-m", "dockerdoctor", "serve-registry", "--config", cfg, *args,
+                                     "--no-access-log"], stdout=out, stderr=out, env={**os.environ, **(env or {})},
+                                    stdin=subprocess.DEVNULL)  # fmt: skip
+    try:
+        srv.wait_ready()
+    except BaseException:
+        srv.stop()
+        raise
+    return srv
+
+
 def test_the_same_file_runs_both_registries(work: str) -> None:
     port = free_port()
     cfg = _config(work, port)
-    srv = Server(root="", port=port, args=[])
-    srv.start = None  # type: ignore[assignment]  # started by hand below: --config gives root and port
     log = os.path.join(work, "serve.log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dockerdoctor", "serve-registry", "--config", cfg,
-                                 "--no-access-log"], stdout=out, stderr=out, stdin=subprocess.DEVNULL)  # fmt: skip
-    srv.proc = proc
+    srv = _serve_from(cfg, port, log)  # --config gives root and port
     try:
-        srv.wait_ready()
         text = open(log).read()
         # keys it does not act on are named, with where they came from
         assert "log.fields.service (file): not supported by serve-registry, ignored" in text
@@ -120,19 +131,11 @@ def test_the_same_file_runs_both_registries(work: str) -> None:
 def test_environment_overrides_and_the_command_line_wins(work: str) -> None:
     port, other = free_port(), free_port()
     cfg = _config(work, port)
-    env = {**os.environ, "REGISTRY_HTTP_ADDR": f"127.0.0.1:{other}", "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+    env = {"REGISTRY_HTTP_ADDR": f"127.0.0.1:{other}", "REGISTRY_STORAGE_DELETE_ENABLED": "true",
            "REGISTRY_AUTH_HTPASSWD_REALM": "env-realm"}  # fmt: skip
-    log = os.path.join(work, "serve.log")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "dockerdoctor", "serve-registry", "--config", cfg,
-                                 "--realm", "cli-realm", "--http-secret", "cli-secret",
-                                 "--root", os.path.join(work, "cli-root"), "--no-access-log"], stdout=out,
-                                stderr=out, env=env, stdin=subprocess.DEVNULL)  # fmt: skip
-    srv = Server(root=os.path.join(work, "cli-root"), port=other)
-    srv.proc = proc
-    srv.log = log
+    srv = _serve_from(cfg, other, os.path.join(work, "serve.log"), "--realm", "cli-realm", "--http-secret",
+                      "cli-secret", "--root", os.path.join(work, "cli-root"), env=env)  # fmt: skip
     try:
-        srv.wait_ready()
         r = requests.get(srv.url + "/v2/", timeout=10)
         assert r.headers["WWW-Authenticate"] == 'Basic realm="cli-realm"'  # the option beats env and file
         c = Client(srv.url, auth=("alice", "pw"))
@@ -215,18 +218,8 @@ http:
 """)
 
     def start(port: int, env: dict[str, str]) -> Server:
-        srv = Server(root=os.path.join(work, "root"), port=port, scheme="https", verify=tls.ca_cert)
-        srv.log = os.path.join(work, f"serve-{port}.log")
-        with open(srv.log, "wb") as out:
-            srv.proc = subprocess.Popen([sys.executable, "-m", "dockerdoctor", "serve-registry", "--config", cfg,
-                                         "--port", str(port), "--no-access-log"], stdout=out, stderr=out,
-                                        env={**os.environ, **env}, stdin=subprocess.DEVNULL)  # fmt: skip
-        try:
-            srv.wait_ready()
-        except BaseException:
-            srv.stop()
-            raise
-        return srv
+        return _serve_from(cfg, port, os.path.join(work, f"serve-{port}.log"), "--port", str(port), env=env,
+                           scheme="https", verify=tls.ca_cert)  # fmt: skip
 
     srv = start(cli_port, {})
     try:
